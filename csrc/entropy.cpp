@@ -1,0 +1,4 @@
+// See entropy.hpp.
+#include "entropy.hpp"
+
+namespace fastregen {}  // namespace fastregen

@@ -1,0 +1,4 @@
+#pragma once
+#include "csr.hpp"
+
+namespace fastregen {}  // namespace fastregen

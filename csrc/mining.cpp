@@ -1,0 +1,4 @@
+// See mining.hpp.
+#include "mining.hpp"
+
+namespace fastregen {}  // namespace fastregen

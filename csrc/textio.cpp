@@ -1,0 +1,4 @@
+// See textio.hpp.
+#include "textio.hpp"
+
+namespace fastregen {}  // namespace fastregen

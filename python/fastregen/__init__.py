@@ -1,0 +1,60 @@
+"""fastregen: data-centric sequential recommendation with a compiled core.
+
+Regenerate a sequential-recommendation training set (DR4SR, DR4SR+, UniDS)
+so that any model trained on it recommends better.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+
+__all__ = ["__version__", "show_config", "config_info"]
+
+
+def config_info() -> dict:
+    """Versions and capabilities of this installation, as a dict."""
+    import platform
+
+    from . import _core
+
+    info = {
+        "fastregen": __version__,
+        "core": _core.__version__,
+        "python": platform.python_version(),
+        "openmp": bool(_core.have_openmp()),
+        "omp_threads": int(_core.max_threads()),
+    }
+    try:
+        import numpy
+
+        info["numpy"] = numpy.__version__
+    except ImportError:  # pragma: no cover - numpy is a hard dependency
+        info["numpy"] = None
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        info["torch"] = None
+        info["cuda"] = False
+    try:
+        import triton
+
+        info["triton"] = triton.__version__
+    except ImportError:
+        info["triton"] = None
+    backends = ["torch"]
+    if info["triton"] is not None:
+        backends.append("triton" + ("" if info["cuda"] else " (interpreter only: no CUDA device)"))
+    info["backends"] = backends
+    return info
+
+
+def show_config() -> None:
+    """Print versions of the core, torch, triton, OpenMP threads and the available backends."""
+    for key, value in config_info().items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key:<14}{value}")

@@ -1,0 +1,274 @@
+"""The CSR sequence dataset: the one in-memory representation of every stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["SequenceDataset"]
+
+
+def _as_array(name: str, value, dtype) -> np.ndarray:
+    """Return `value` as a C-contiguous 1-D array of `dtype` without copying when possible.
+
+    Integer inputs of another width are converted only when every value fits,
+    so nothing is silently truncated; anything non-integer is a TypeError.
+    """
+    arr = np.asarray(value)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.dtype != dtype:
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+        info = np.iinfo(dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise ValueError(f"{name} has values outside the {np.dtype(dtype).name} range")
+        arr = arr.astype(dtype)
+    return np.ascontiguousarray(arr)
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceDataset:
+    """Sequences of item ids in CSR form.
+
+    Sequence ``u`` is ``items[offsets[u]:offsets[u + 1]]``, oldest item first.
+    Item ids run from 1 to ``num_items``; 0 is reserved for padding and never
+    appears in ``items``.
+
+    Parameters
+    ----------
+    offsets : np.ndarray of int64, shape (n_sequences + 1,)
+        Start of each sequence in ``items``; ``offsets[0] == 0`` and
+        ``offsets[-1] == len(items)``, non-decreasing.
+    items : np.ndarray of int32, shape (n_interactions,)
+        Item ids, 1..num_items.
+    num_items : int, optional
+        Size of the item vocabulary (excluding padding). Defaults to
+        ``items.max()``.
+    timestamps : np.ndarray of int64, shape (n_interactions,), optional
+        One timestamp per interaction, aligned with ``items``.
+    user_ids : np.ndarray, shape (n_sequences,), optional
+        Original id of each sequence's user (as read from the file).
+    item_ids : np.ndarray, shape (num_items + 1,), optional
+        ``item_ids[i]`` is the original id of internal item ``i``
+        (``item_ids[0]`` is a placeholder for padding).
+    name : str, optional
+        Free-form label (the file it came from, ...), used in logs.
+
+    Notes
+    -----
+    Arrays are stored as given when they already have the right dtype and
+    layout (zero copy) and are made read-only; the C++ core reads them in
+    place.
+    """
+
+    offsets: np.ndarray
+    items: np.ndarray
+    num_items: int | None = None
+    timestamps: np.ndarray | None = None
+    user_ids: np.ndarray | None = None
+    item_ids: np.ndarray | None = None
+    name: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        offsets = _as_array("offsets", self.offsets, np.int64)
+        items = _as_array("items", self.items, np.int32)
+        if offsets.size == 0:
+            raise ValueError("offsets must have n_sequences + 1 entries, got an empty array")
+        if offsets[0] != 0:
+            raise ValueError(f"offsets[0] must be 0, got {offsets[0]}")
+        if offsets[-1] != items.size:
+            raise ValueError(f"offsets[-1] = {offsets[-1]} does not match len(items) = {items.size}")
+        steps = np.diff(offsets)
+        if steps.size and steps.min() < 0:
+            bad = int(np.argmax(steps < 0))
+            raise ValueError(f"offsets must be non-decreasing (offsets[{bad + 1}] < offsets[{bad}])")
+        if items.size:
+            lo, hi = int(items.min()), int(items.max())
+            if lo < 1:
+                pos = int(np.argmax(items < 1))
+                raise ValueError(
+                    f"item ids must be >= 1 (0 is padding); found {lo} at position {pos}"
+                )
+        else:
+            hi = 0
+        num_items = hi if self.num_items is None else int(self.num_items)
+        if num_items < hi:
+            raise ValueError(f"num_items = {num_items} but the data holds item id {hi}")
+        ts = None
+        if self.timestamps is not None:
+            ts = _as_array("timestamps", self.timestamps, np.int64)
+            if ts.size != items.size:
+                raise ValueError(f"timestamps has {ts.size} entries, items has {items.size}")
+        if self.user_ids is not None and len(self.user_ids) != offsets.size - 1:
+            raise ValueError(
+                f"user_ids has {len(self.user_ids)} entries for {offsets.size - 1} sequences"
+            )
+        if self.item_ids is not None and len(self.item_ids) != num_items + 1:
+            raise ValueError(
+                f"item_ids must have num_items + 1 = {num_items + 1} entries, got {len(self.item_ids)}"
+            )
+        for arr in (offsets, items, ts):
+            if arr is not None:
+                arr.flags.writeable = False
+        object.__setattr__(self, "offsets", offsets)
+        object.__setattr__(self, "items", items)
+        object.__setattr__(self, "num_items", num_items)
+        object.__setattr__(self, "timestamps", ts)
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return int(self.offsets.size - 1)
+
+    def __getitem__(self, u: int) -> np.ndarray:
+        n = len(self)
+        if not -n <= u < n:
+            raise IndexError(f"sequence index {u} out of range for {n} sequences")
+        u %= n
+        return self.items[self.offsets[u] : self.offsets[u + 1]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for u in range(len(self)):
+            yield self.items[self.offsets[u] : self.offsets[u + 1]]
+
+    def __repr__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        return (
+            f"SequenceDataset{label}(sequences={len(self)}, items={self.num_items}, "
+            f"interactions={self.num_interactions})"
+        )
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Length of each sequence, int64 of shape (n_sequences,)."""
+        return np.diff(self.offsets)
+
+    @property
+    def num_interactions(self) -> int:
+        return int(self.items.size)
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self)
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_lists(
+        cls,
+        sequences: Iterable[Sequence[int]],
+        num_items: int | None = None,
+        **kwargs,
+    ) -> "SequenceDataset":
+        """Build a dataset from a list of item-id lists (ids already 1..num_items)."""
+        seqs = [np.asarray(s, dtype=np.int64).ravel() for s in sequences]
+        lengths = np.fromiter((s.size for s in seqs), dtype=np.int64, count=len(seqs))
+        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        items = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+        return cls(offsets, items, num_items=num_items, **kwargs)
+
+    def to_lists(self) -> list[list[int]]:
+        """The sequences as Python lists (for small data and tests)."""
+        return [s.tolist() for s in self]
+
+    def replace(self, **changes) -> "SequenceDataset":
+        """A copy with some fields replaced (arrays are shared, not copied)."""
+        fields = dict(
+            offsets=self.offsets,
+            items=self.items,
+            num_items=self.num_items,
+            timestamps=self.timestamps,
+            user_ids=self.user_ids,
+            item_ids=self.item_ids,
+            name=self.name,
+            meta=dict(self.meta),
+        )
+        fields.update(changes)
+        return SequenceDataset(**fields)
+
+    def subset(self, index) -> "SequenceDataset":
+        """The sequences at ``index`` (int array or boolean mask), in that order."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            if index.size != len(self):
+                raise ValueError(f"boolean mask has {index.size} entries for {len(self)} sequences")
+            index = np.flatnonzero(index)
+        index = index.astype(np.int64, copy=False)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"subset index out of range for {len(self)} sequences")
+        starts, ends = self.offsets[index], self.offsets[index + 1]
+        gather = _ranges(starts, ends)
+        lengths = ends - starts
+        offsets = np.zeros(index.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return self.replace(
+            offsets=offsets,
+            items=self.items[gather],
+            timestamps=None if self.timestamps is None else self.timestamps[gather],
+            user_ids=None if self.user_ids is None else np.asarray(self.user_ids)[index],
+        )
+
+    def slice_sequences(self, start: int | np.ndarray = 0, stop: int | np.ndarray | None = None) -> "SequenceDataset":
+        """Cut every sequence to ``seq[start:stop]`` (Python slice semantics per sequence).
+
+        ``start`` and ``stop`` may be scalars or per-sequence arrays; negative
+        values count from each sequence's end. Sequences may become empty.
+        """
+        lengths = self.lengths
+        s = np.broadcast_to(np.asarray(start, dtype=np.int64), lengths.shape)
+        e = lengths if stop is None else np.broadcast_to(np.asarray(stop, dtype=np.int64), lengths.shape)
+        s = np.where(s < 0, np.maximum(lengths + s, 0), np.minimum(s, lengths))
+        e = np.where(e < 0, np.maximum(lengths + e, 0), np.minimum(e, lengths))
+        e = np.maximum(e, s)
+        starts = self.offsets[:-1] + s
+        ends = self.offsets[:-1] + e
+        gather = _ranges(starts, ends)
+        offsets = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(ends - starts, out=offsets[1:])
+        return self.replace(
+            offsets=offsets,
+            items=self.items[gather],
+            timestamps=None if self.timestamps is None else self.timestamps[gather],
+        )
+
+    def truncate(self, max_len: int) -> "SequenceDataset":
+        """Keep the last ``max_len`` items of each sequence (the most recent ones)."""
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        return self.slice_sequences(start=-max_len)
+
+    def padded(self, max_len: int, side: str = "left") -> np.ndarray:
+        """Dense (n_sequences, max_len) int64 array, 0-padded, most recent items kept.
+
+        ``side="left"`` right-aligns the sequences (the last item in the last
+        column); ``side="right"`` left-aligns them.
+        """
+        if side not in ("left", "right"):
+            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        lengths = np.minimum(self.lengths, max_len)
+        n = len(self)
+        out = np.zeros((n, max_len), dtype=np.int64)
+        if n == 0:
+            return out
+        rows = np.repeat(np.arange(n), lengths)
+        within = np.arange(rows.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        src = np.repeat(self.offsets[1:] - lengths, lengths) + within
+        cols = within + (max_len - np.repeat(lengths, lengths) if side == "left" else 0)
+        out[rows, cols] = self.items[src]
+        return out
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, e)`` for every pair, vectorised."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(ends, dtype=np.int64) - starts
+    total = int(lengths.sum()) if lengths.size else 0
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    base = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return base + np.arange(total, dtype=np.int64)

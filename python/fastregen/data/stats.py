@@ -1,0 +1,56 @@
+"""Dataset statistics (the columns of the DR4SR paper's Table 1)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .dataset import SequenceDataset
+
+__all__ = ["DatasetStats", "stats"]
+
+
+@dataclass(frozen=True)
+class DatasetStats:
+    users: int
+    items: int
+    interactions: int
+    avg_length: float
+    min_length: int
+    max_length: int
+    sparsity: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"users         {self.users:,}\n"
+            f"items         {self.items:,}\n"
+            f"interactions  {self.interactions:,}\n"
+            f"avg length    {self.avg_length:.2f}\n"
+            f"min / max     {self.min_length} / {self.max_length}\n"
+            f"sparsity      {100 * self.sparsity:.2f}%"
+        )
+
+
+def stats(ds: SequenceDataset) -> DatasetStats:
+    """Users, items, interactions, average/min/max length and sparsity.
+
+    ``items`` counts the distinct items that occur in the data (not the size
+    of the id space); ``sparsity`` is ``1 - interactions / (users * items)``.
+    """
+    lengths = ds.lengths
+    users = len(ds)
+    items = int(np.unique(ds.items).size) if ds.items.size else 0
+    inter = ds.num_interactions
+    return DatasetStats(
+        users=users,
+        items=items,
+        interactions=inter,
+        avg_length=float(lengths.mean()) if users else 0.0,
+        min_length=int(lengths.min()) if users else 0,
+        max_length=int(lengths.max()) if users else 0,
+        sparsity=1.0 - inter / (users * items) if users and items else 1.0,
+    )

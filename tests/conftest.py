@@ -1,0 +1,41 @@
+"""Shared fixtures: seeds, the shared benchmark data, small synthetic datasets."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# ../shared/data beside the repository (CI layout); overridable for other layouts.
+SHARED_DATA = Path(
+    os.environ.get("FASTREGEN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+def shared_file(name: str) -> Path:
+    """Path of a file in ../shared/data, skipping the test with a reason if it is absent."""
+    path = SHARED_DATA / name
+    if not path.is_file():
+        pytest.skip(f"needs {path} (the shared benchmark data is not beside this checkout)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    random.seed(0)
+    np.random.seed(0)
+    try:
+        import torch
+
+        torch.manual_seed(0)
+    except ImportError:  # pragma: no cover
+        pass
+    yield
+
+
+@pytest.fixture
+def beauty_path() -> Path:
+    return shared_file("beauty.txt")

@@ -1,0 +1,100 @@
+"""Config dataclasses <-> YAML, and the provenance every output records.
+
+Every stage takes a dataclass config. `save_config` / `load_config` turn them
+into YAML and back (validated: unknown keys are an error), and `provenance`
+builds the record written beside each output (config, version, seed, inputs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import os
+import platform
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from ._version import __version__
+
+__all__ = ["config_to_dict", "config_from_dict", "save_config", "load_config", "provenance", "file_sha256"]
+
+C = TypeVar("C")
+
+
+def config_to_dict(config) -> dict:
+    """A plain dict (YAML-safe: lists, not tuples) of a dataclass config."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"expected a dataclass config, got {type(config).__name__}")
+
+    def plain(v):
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, Path):
+            return os.fspath(v)
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def config_from_dict(cls: type[C], values: dict) -> C:
+    """Build ``cls`` from a dict, rejecting unknown keys by name."""
+    if not isinstance(values, dict):
+        raise TypeError(f"a {cls.__name__} config must be a mapping, got {type(values).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        hint = hints.get(key)
+        if typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def save_config(config, path) -> None:
+    """Write a dataclass config as YAML (atomically)."""
+    from ._io import atomic_write_text
+
+    text = f"# {type(config).__name__}, fastregen {__version__}\n" + yaml.safe_dump(
+        config_to_dict(config), sort_keys=False
+    )
+    atomic_write_text(path, text)
+
+
+def load_config(cls: type[C], path) -> C:
+    """Read a YAML file written by `save_config` (or by hand) into ``cls``."""
+    with open(path) as f:
+        values = yaml.safe_load(f) or {}
+    return config_from_dict(cls, values)
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(config=None, **extra: Any) -> dict:
+    """What made an output: fastregen version, time, platform, config and any extra fields."""
+    record = {
+        "fastregen_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    if config is not None:
+        record["config_type"] = type(config).__name__
+        record["config"] = config_to_dict(config)
+    record.update(extra)
+    return record

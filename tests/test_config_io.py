@@ -1,0 +1,42 @@
+from dataclasses import dataclass
+
+import pytest
+
+from fastregen._io import atomic_open
+from fastregen.config import load_config, provenance, save_config
+
+
+@dataclass(frozen=True)
+class _Cfg:
+    k: int = 5
+    gamma: float = 0.1
+    dims: tuple = (64, 64)
+    name: str = "x"
+
+
+def test_yaml_roundtrip(tmp_path):
+    cfg = _Cfg(k=3, dims=(1, 2))
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(_Cfg, tmp_path / "c.yaml") == cfg
+
+
+def test_unknown_key_named(tmp_path):
+    (tmp_path / "c.yaml").write_text("k: 1\nbogus: 2\n")
+    with pytest.raises(ValueError, match="bogus"):
+        load_config(_Cfg, tmp_path / "c.yaml")
+
+
+def test_atomic_open_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as f:
+            f.write("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_provenance_records_config():
+    rec = provenance(_Cfg(), seed=3)
+    assert rec["config"]["k"] == 5 and rec["seed"] == 3 and "fastregen_version" in rec

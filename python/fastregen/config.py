@@ -54,7 +54,7 @@ def config_from_dict(cls: type[C], values: dict) -> C:
     kwargs = {}
     for key, value in values.items():
         hint = hints.get(key)
-        if typing.get_origin(hint) is tuple and isinstance(value, list):
+        if (hint is tuple or typing.get_origin(hint) is tuple) and isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)

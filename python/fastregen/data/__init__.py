@@ -1,16 +1,38 @@
-"""The data layer: one CSR representation for every stage, its readers, splits and statistics."""
+"""The data layer: one CSR representation for every stage, its readers, splits and statistics.
+
+Quick start::
+
+    from fastregen import data
+    ds = data.load("../shared/data/beauty.txt")        # SequenceDataset (CSR)
+    print(data.stats(ds))                               # the DR4SR Table 1 columns
+    split = data.leave_one_out(ds)                      # .train / .valid / .test
+    demo = data.synthetic("demo", seed=0)               # planted patterns in demo.meta["patterns"]
+    data.save(demo, "/tmp/demo.txt")
+"""
 
 from .dataset import SequenceDataset
-from .io import load
-from .split import EvalSplit, LeaveOneOutSplit, leave_one_out
+from .io import FORMATS, detect_format, load, save
+from .preprocess import kcore, remap
+from .split import EvalSplit, LeaveOneOutSplit, leave_one_out, save_split
 from .stats import DatasetStats, stats
+from .synthetic import PRESETS, SyntheticConfig, synthetic, synthetic_from_config
 
 __all__ = [
     "SequenceDataset",
     "load",
+    "save",
+    "detect_format",
+    "FORMATS",
+    "kcore",
+    "remap",
     "leave_one_out",
+    "save_split",
     "LeaveOneOutSplit",
     "EvalSplit",
     "stats",
     "DatasetStats",
+    "synthetic",
+    "synthetic_from_config",
+    "SyntheticConfig",
+    "PRESETS",
 ]

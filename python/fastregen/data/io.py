@@ -1,30 +1,879 @@
-"""Readers and writers. (Provisional: the streaming C++ reader replaces this.)"""
+"""Readers and writers of sequence datasets.
+
+Formats
+-------
+``"lines"``
+    One user per line, ``user item item ...`` (the ICLRec / DR4SR files in
+    ``../shared/data``). Users keep the order of the file; ``user_ids`` holds
+    the first token of each line. Tokens are separated by any ASCII
+    whitespace (tabs and CRLF line ends read fine); blank lines are skipped
+    but still counted in line numbers; a user line without items, and a
+    user on two lines, are errors.
+``"pairs"``
+    One interaction per line, ``user item`` or ``user item timestamp``
+    (SASRec style). Every line has the same number of tokens. Sequences are
+    ordered by user id; a user's items keep the file order, or are sorted by
+    timestamp (stably: ties keep the file order) when there is a third column.
+``"csv"``, ``"tsv"``, ``"parquet"``
+    Tables with a header (RecBole ``.inter`` files read as TSV, their ``:token``
+    type suffixes are ignored). The ``user``/``item``/``timestamp`` keyword
+    arguments name the columns (defaults: the first present of
+    ``user_id, user, userId, uid`` / ``item_id, item, itemId, iid`` /
+    ``timestamp, ts, time``; no timestamp column means file order). Ids may
+    be integers or strings. Timestamps may be integers (kept), floats
+    (floored to int64, ordered by the exact values) or dates/times (seconds
+    since the epoch). Needs pyarrow (``pip install fastregen[parquet]``).
+
+``format="auto"`` picks by extension: ``.csv``, ``.tsv``/``.inter``,
+``.parquet``/``.pq``; anything else (``.txt``, ...) is a text file of
+integers, read as ``"pairs"`` when the first complete lines (up to 64 KiB)
+all hold exactly two tokens *and* some user occurs on two of them (which a
+``"lines"`` file forbids), else as ``"lines"``. A trailing ``.gz`` is read
+(and written) through gzip.
+
+Ids
+---
+Item 0 is the padding index, so with ``remap=False`` item ids must be
+``>= 1`` and fit in int32; the ids are kept as they are (so results on the
+shared files are comparable with published ones). ``remap=True`` renumbers
+the items ``1..N`` in increasing order of their original id and keeps the
+originals in ``item_ids`` (``item_ids[0]``, the padding slot, is -1 for
+integer ids and ``""`` for strings); this accepts item 0, ids beyond int32
+and (for tables) strings. ``remap=None`` (the default) means ``False`` for the text
+formats and ``True`` for tables. Negative ids are an error in every format,
+users included. Nothing is dropped silently: every bad value is a
+``ValueError`` naming the file, the 1-based line (or the column and row)
+and the value.
+
+Streaming
+---------
+Text files are read with ``readinto`` in chunks of ``chunk_bytes`` (8 MiB)
+into one reused buffer, cut at the last newline; each chunk is tokenized in
+place by the compiled core (``_core.tokenize_int_lines``: GIL released,
+split across OpenMP threads for chunks of 4 MiB or more; ``OMP_NUM_THREADS``
+caps them) into int64 tokens that are validated at once and appended as
+int32 items to an array sized by the file (half its bytes is an upper bound
+on the tokens; never-written pages are never resident, and it shrinks in
+place at the end). Peak memory is therefore the final arrays plus one
+chunk's worth of temporaries: loading a 10 M-interaction, 70 MiB file peaks
+about 90 MiB above the interpreter (the final arrays are 50 MiB), see
+``benchmarks/results/data.md``. Tables are read column-wise by pyarrow,
+only the needed columns.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .. import _core
 from .dataset import SequenceDataset
 
-__all__ = ["load"]
+__all__ = ["load", "save", "detect_format", "iter_int_line_chunks", "FORMATS", "DEFAULT_CHUNK_BYTES"]
+
+FORMATS = ("lines", "pairs", "csv", "tsv", "parquet")
+DEFAULT_CHUNK_BYTES = 8 << 20
+_SNIFF_BYTES = 64 << 10
+_INT32_MAX = np.iinfo(np.int32).max
+_BOM = b"\xef\xbb\xbf"
+_USER_COLUMNS = ("user_id", "user", "userId", "userid", "uid")
+_ITEM_COLUMNS = ("item_id", "item", "itemId", "itemid", "iid")
+_TIME_COLUMNS = ("timestamp", "ts", "time", "unix_time")
 
 
-def load(path, format: str = "auto", **columns) -> SequenceDataset:
-    """Read a dataset; see the data-layer docs for formats."""
+# ---------------------------------------------------------------- format logic
+def _strip_gz(path: Path) -> tuple[Path, bool]:
+    if path.suffix == ".gz":
+        return path.with_suffix(""), True
+    return path, False
+
+
+def _format_from_suffix(path: Path) -> str | None:
+    suffix = _strip_gz(path)[0].suffix.lower()
+    return {
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".inter": "tsv",
+        ".parquet": "parquet",
+        ".pq": "parquet",
+    }.get(suffix)
+
+
+def detect_format(path) -> str:
+    """The format ``load(path, format="auto")`` would use (see the module docs)."""
     path = Path(path)
-    seqs, users = [], []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            tok = line.split()
-            if not tok:
-                continue
+    fmt = _format_from_suffix(path)
+    if fmt is not None:
+        return fmt
+    with _open_binary(path) as f:
+        head = f.read(_SNIFF_BYTES)
+    if head.startswith(_BOM):
+        head = head[len(_BOM) :]
+    cut = head.rfind(b"\n")
+    if cut >= 0 and len(head) == _SNIFF_BYTES:
+        head = head[: cut + 1]  # complete lines only
+    counts, tokens, err = _core.tokenize_int_lines(head)
+    if err is not None and not counts.size:
+        # Not even the first line is integers: let the lines reader report it.
+        return "lines"
+    nonblank = counts[counts > 0]
+    if nonblank.size and np.all(nonblank == 2):
+        first = (np.cumsum(counts) - counts)[counts > 0]
+        users = tokens[first]
+        if np.unique(users).size < users.size:
+            return "pairs"
+    return "lines"
+
+
+@contextlib.contextmanager
+def _open_binary(path: Path):
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a dataset file")
+    if path.suffix == ".gz":
+        f = gzip.open(path, "rb")
+    else:
+        f = open(path, "rb")
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+# ------------------------------------------------------------------- text core
+def iter_int_line_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress: bool = False):
+    """Stream a text file of integer lines in chunks of complete lines.
+
+    Yields ``(first_line, counts, tokens)`` per chunk: ``first_line`` is the
+    0-based number of the chunk's first line in the file, ``counts`` (int64)
+    the number of tokens of each of its lines (blank lines 0) and ``tokens``
+    (int64) the values. A bad token raises ``ValueError`` naming the file, the
+    1-based line, the token and why. A UTF-8 byte-order mark at the start of
+    the file is skipped.
+
+    The file is read with ``readinto`` into one reused buffer and the
+    tokenizer reads that buffer in place, so the text is never copied.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file (``.gz`` is decompressed on the fly).
+    chunk_bytes : int, default 8 MiB
+        Bytes read at a time. A line longer than this is still read whole
+        (the buffer grows to hold it).
+    progress : bool, default False
+        Show a progress bar (MiB read).
+    """
+    for line_base, (counts, tokens), err in _chunks(path, chunk_bytes, progress, _tokenize):
+        if err is not None:
+            line_idx, token, reason = err
+            raise ValueError(
+                f"{path}:{line_base + line_idx + 1}: {_show(token)} is {reason} "
+                "(expected whitespace-separated integer ids)"
+            )
+        yield line_base, counts, tokens
+
+
+def _tokenize(view):
+    counts, tokens, err = _core.tokenize_int_lines(view)
+    return (counts, tokens), counts.size, err
+
+
+def _chunks(path, chunk_bytes: int, progress: bool, parse):
+    """Read ``path`` in chunks of whole lines and yield ``(first_line, payload, error)``.
+
+    ``parse(view) -> (payload, n_lines, error)`` runs on each chunk in place
+    (a memoryview into one reused buffer); ``first_line`` is the 0-based
+    number of the chunk's first line in the file. The caller raises on the
+    first error (its line is relative to the chunk).
+    """
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
+    path = Path(path)
+    size = path.stat().st_size if path.exists() else 0
+    with _open_binary(path) as f, _bar(progress, f"reading {path.name}", round(size / 2**20, 1), "MiB") as bar:
+        if path.suffix != ".gz":
+            # A small file needs no full-size buffer (zero-filling it costs more than parsing).
+            chunk_bytes = max(1, min(chunk_bytes, size + 1))
+        buf = bytearray(chunk_bytes)
+        held = 0  # bytes of an unfinished line kept at the front of buf
+        line_base = 0
+        first = True
+        while True:
+            if len(buf) - held < chunk_bytes:  # a long line: make room for a full read
+                buf.extend(bytes(chunk_bytes - (len(buf) - held)))
+            with memoryview(buf) as view:
+                got = f.readinto(view[held : held + chunk_bytes])
+            eof = not got
+            if not eof:
+                bar.update(round(got / 2**20, 1))
+            end = held + got
+            if eof:
+                cut = end
+            else:
+                cut = buf.rfind(b"\n", 0, end) + 1
+                if cut == 0:  # no newline yet: keep reading
+                    held = end
+                    continue
+            start = 0
+            if first:  # the first complete line is in buf now
+                first = False
+                if buf.startswith(_BOM):
+                    start = len(_BOM)
+            if cut > start:
+                with memoryview(buf) as view:
+                    payload, n_lines, err = parse(view[start:cut])
+                yield line_base, payload, err
+                if err is not None:
+                    return
+                line_base += n_lines
+                del payload
+            if eof:
+                return
+            held = end - cut
+            buf[:held] = buf[cut:end]
+
+
+class _Sink:
+    """Append-only 1-D array that does not need twice its final size.
+
+    With an upper bound on the length (a plain text file cannot hold more
+    tokens than half its bytes), it allocates that bound once (``np.empty``:
+    untouched pages are never resident) and shrinks it in place at the end
+    (``ndarray.resize`` is a ``realloc``); otherwise it keeps the pieces and
+    concatenates them.
+    """
+
+    def __init__(self, dtype, upper: int | None):
+        self.dtype = np.dtype(dtype)
+        self.n = 0
+        self.pieces: list[np.ndarray] = []
+        self.buf = None
+        if upper is not None:
             try:
-                vals = [int(t) for t in tok]
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: non-integer token") from None
-            users.append(vals[0])
-            seqs.append(vals[1:])
-    return SequenceDataset.from_lists(seqs, user_ids=np.asarray(users), name=os.fspath(path))
+                self.buf = np.empty(max(int(upper), 1), dtype=self.dtype)
+            except MemoryError:  # pragma: no cover - fall back to pieces
+                self.buf = None
+
+    def append(self, values: np.ndarray) -> None:
+        if self.buf is not None:
+            self.buf[self.n : self.n + values.size] = values
+        else:
+            self.pieces.append(values.astype(self.dtype, copy=False))
+        self.n += values.size
+
+    def finish(self) -> np.ndarray:
+        if self.buf is not None:
+            out, self.buf = self.buf, None
+            out.resize(self.n, refcheck=False)
+            return out
+        out = np.concatenate(self.pieces) if self.pieces else np.zeros(0, self.dtype)
+        self.pieces = []
+        return out
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        pass
+
+
+def _bar(enabled: bool, desc: str, total, unit: str):
+    """A progress bar, or a no-op one without importing tqdm (it costs ~50 ms)."""
+    if not enabled:
+        return _NoBar()
+    from .._progress import progress_bar
+
+    return progress_bar(enabled=True, desc=desc, total=total, unit=unit)
+
+
+def _show(token: bytes, limit: int = 40) -> str:
+    text = token.decode("utf-8", errors="backslashreplace")
+    if len(text) > limit:
+        text = text[:limit] + f"... ({len(token)} bytes)"
+    return repr(text)
+
+
+def _check_ids(path, what: str, values: np.ndarray, lines: np.ndarray, *, min_id: int, max_id: int | None, hint: str = "") -> None:
+    """ValueError naming the line of the first value outside [min_id, max_id]."""
+    if not values.size:
+        return
+    lo, hi = values.min(), values.max()
+    if lo >= min_id and (max_id is None or hi <= max_id):
+        return
+    bad = values < min_id if max_id is None else (values < min_id) | (values > max_id)
+    pos = int(np.argmax(bad))
+    v = int(values[pos])
+    if v < 0:
+        why = f"negative {what} id {v}"
+    elif v < min_id:
+        why = f"{what} id {v} is reserved for padding (ids must be >= {min_id})"
+    else:
+        why = f"{what} id {v} exceeds the int32 range of item ids"
+    raise ValueError(f"{path}:{int(lines[pos])}: {why}{hint}")
+
+
+_REMAP_HINT = "; pass remap=True to renumber the items 1..N and keep the originals in item_ids"
+
+
+def _finish_items(items: np.ndarray, remap: bool):
+    """int32 items (and the map) from validated item ids."""
+    if not remap:
+        return items.astype(np.int32, copy=False), None
+    uniq, inverse = np.unique(items, return_inverse=True)
+    item_ids = np.empty(uniq.size + 1, dtype=np.int64)
+    item_ids[0] = -1  # padding has no original id
+    item_ids[1:] = uniq
+    return (inverse + 1).astype(np.int32), item_ids
+
+
+def _token_bound(path: Path) -> int | None:
+    """Upper bound on the tokens of a plain text file (None for compressed)."""
+    if path.suffix == ".gz":
+        return None
+    return path.stat().st_size // 2 + 1
+
+
+_USER_LINE_ERRORS = {
+    "no items": "user {v} has no items (each line must be 'user item [item ...]')",
+    "negative user id": "negative user id {v}",
+    "negative item id": "negative item id {v}",
+    "item id 0": "item id 0 is reserved for padding (ids must be >= 1)" + _REMAP_HINT,
+    "item id beyond int32": "item id {v} exceeds the int32 range of item ids" + _REMAP_HINT,
+}
+
+
+def _parse_user_lines(view):
+    users, lines, lengths, items, n_lines, err = _core.parse_user_lines(view)
+    return (users, lines, lengths, items), n_lines, err
+
+
+def _load_lines(path: Path, remap: bool, chunk_bytes: int, progress: bool) -> SequenceDataset:
+    if remap:
+        return _load_lines_remap(path, chunk_bytes, progress)
+    users, lengths, lines = [], [], []
+    items = _Sink(np.int32, _token_bound(path))
+    for base, payload, err in _chunks(path, chunk_bytes, progress, _parse_user_lines):
+        if err is not None:
+            line_idx, token, reason = err
+            where = f"{path}:{base + line_idx + 1}"
+            if reason in _USER_LINE_ERRORS:
+                raise ValueError(f"{where}: " + _USER_LINE_ERRORS[reason].format(v=int(token)))
+            raise ValueError(f"{where}: {_show(token)} is {reason} (expected whitespace-separated integer ids)")
+        uid, line_idx, n_it, it = payload
+        items.append(it)
+        users.append(uid)
+        lengths.append(n_it)
+        lines.append(line_idx + (base + 1))
+        del payload, it
+    return _finish_lines(path, users, lengths, lines, items, remap=False)
+
+
+def _finish_lines(path, users, lengths, lines, items: "_Sink", remap: bool) -> SequenceDataset:
+    if not users:
+        raise ValueError(f"{path}: empty file (no user lines)")
+    uid = np.concatenate(users)
+    line_no = np.concatenate(lines)
+    _check_duplicate_users(path, uid, line_no)
+    length = np.concatenate(lengths)
+    offsets = np.zeros(length.size + 1, dtype=np.int64)
+    np.cumsum(length, out=offsets[1:])
+    del lengths, lines, line_no, length
+    all_items, item_ids = _finish_items(items.finish(), remap)
+    return SequenceDataset(offsets, all_items, user_ids=uid, item_ids=item_ids, name=os.fspath(path),
+                           meta={"format": "lines"})
+
+
+def _load_lines_remap(path: Path, chunk_bytes: int, progress: bool) -> SequenceDataset:
+    """The lines reader for ``remap=True``: item ids are int64 until renumbered."""
+    users, lengths, lines = [], [], []
+    items = _Sink(np.int64, _token_bound(path))
+    for base, counts, tokens in iter_int_line_chunks(path, chunk_bytes, progress):
+        nonblank = np.flatnonzero(counts)
+        if not nonblank.size:
+            continue
+        c = counts[nonblank]
+        line_no = base + nonblank + 1
+        starts = (np.cumsum(counts) - counts)[nonblank]
+        uid = tokens[starts]
+        if np.any(c == 1):
+            k = int(np.argmax(c == 1))
+            raise ValueError(f"{path}:{int(line_no[k])}: " + _USER_LINE_ERRORS["no items"].format(v=int(uid[k])))
+        _check_ids(path, "user", uid, line_no, min_id=0, max_id=None)
+        is_item = np.ones(tokens.size, dtype=bool)
+        is_item[starts] = False
+        it = tokens[is_item]
+        del tokens, is_item
+        n_it = c - 1
+        if it.size and it.min() < 0:
+            _check_ids(path, "item", it, np.repeat(line_no, n_it), min_id=0, max_id=None)
+        items.append(it)
+        del it
+        users.append(uid)
+        lengths.append(n_it)
+        lines.append(line_no)
+    return _finish_lines(path, users, lengths, lines, items, remap=True)
+
+
+def _check_duplicate_users(path: Path, uid: np.ndarray, line_no: np.ndarray) -> None:
+    order = np.argsort(uid, kind="stable")
+    s = uid[order]
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    if not dup.size:
+        return
+    # Report the duplicate whose second line comes first in the file.
+    second = order[dup + 1]
+    k = int(np.argmin(second))
+    later = int(second[k])
+    user = int(uid[later])
+    earlier = int(order[np.searchsorted(s, user)])
+    raise ValueError(
+        f"{path}:{int(line_no[later])}: user {user} already has a line ({path}:{int(line_no[earlier])}); "
+        "a 'lines' file holds one line per user (for 'user item' pair lines pass format='pairs')"
+    )
+
+
+def _load_pairs(path: Path, remap: bool, chunk_bytes: int, progress: bool) -> SequenceDataset:
+    users, items, times = [], [], []
+    width = None
+    width_line = 0
+    item_min = 0 if remap else 1
+    item_max = None if remap else _INT32_MAX
+    for base, counts, tokens in iter_int_line_chunks(path, chunk_bytes, progress):
+        nonblank = np.flatnonzero(counts)
+        if not nonblank.size:
+            continue
+        c = counts[nonblank]
+        line_no = base + nonblank + 1
+        if width is None:
+            width, width_line = int(c[0]), int(line_no[0])
+            if width not in (2, 3):
+                raise ValueError(
+                    f"{path}:{width_line}: expected 'user item' or 'user item timestamp', got {width} tokens"
+                )
+        if np.any(c != width):
+            k = int(np.argmax(c != width))
+            raise ValueError(
+                f"{path}:{int(line_no[k])}: expected {width} tokens like line {width_line}, got {int(c[k])}"
+            )
+        rows = tokens.reshape(-1, width)
+        _check_ids(path, "user", rows[:, 0], line_no, min_id=0, max_id=None)
+        _check_ids(path, "item", rows[:, 1], line_no, min_id=item_min, max_id=item_max,
+                   hint=_REMAP_HINT if not remap else "")
+        users.append(rows[:, 0].copy())
+        items.append(rows[:, 1].copy() if remap else rows[:, 1].astype(np.int32))
+        if width == 3:
+            times.append(rows[:, 2].copy())
+        del tokens, rows
+    if not users:
+        raise ValueError(f"{path}: empty file (no interaction lines)")
+    user = np.concatenate(users)
+    del users
+    ts = np.concatenate(times) if times else None
+    del times
+    item = items[0] if len(items) == 1 else np.concatenate(items)
+    del items
+    if not _is_sorted(user, ts):  # SASRec-style files usually are: skip the sort and its copies
+        order = np.lexsort((ts, user)) if ts is not None else np.argsort(user, kind="stable")
+        user = user[order]
+        item = item[order]
+        if ts is not None:
+            ts = ts[order]
+        del order
+    return _group_sorted(path, user, item, ts, remap, "pairs")
+
+
+def _is_sorted(user: np.ndarray, ts: np.ndarray | None) -> bool:
+    """Whether rows are already ordered by (user, ts) (then a stable sort is the identity)."""
+    du = user[1:] >= user[:-1]
+    if not du.all():
+        return False
+    if ts is None:
+        return True
+    same = user[1:] == user[:-1]
+    return bool(np.all(~same | (ts[1:] >= ts[:-1])))
+
+
+def _group_sorted(path, user, item, ts, remap, fmt, user_labels=None, item_labels=None) -> SequenceDataset:
+    """CSR dataset from interactions already sorted by (user, time)."""
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if user.size else np.zeros(0, np.int64)
+    offsets = np.append(starts, user.size).astype(np.int64)
+    uid = user[starts]
+    if user_labels is not None:
+        uid = user_labels[uid]
+    if item_labels is not None:
+        # Table ids: item codes index the sorted labels; item 0 is padding.
+        items = (item + 1).astype(np.int32)
+        item_ids = item_labels
+    else:
+        items, item_ids = _finish_items(item, remap)
+    return SequenceDataset(offsets, items, timestamps=ts, user_ids=uid, item_ids=item_ids,
+                           name=os.fspath(path), meta={"format": fmt})
+
+
+# ---------------------------------------------------------------------- tables
+def _require_pyarrow(what: str):
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:  # pragma: no cover - pyarrow is in the test extra
+        raise ImportError(
+            f"reading or writing {what} files needs pyarrow: pip install 'fastregen[parquet]'"
+        ) from None
+    import pyarrow
+
+    return pyarrow
+
+
+def _resolve_column(path, names: list[str], requested, defaults, role: str, required: bool):
+    base = {n.split(":", 1)[0]: n for n in names}  # RecBole headers: 'user_id:token'
+    if requested is not None:
+        if requested in names:
+            return requested
+        if requested in base:
+            return base[requested]
+        raise ValueError(f"{path}: no {role} column {requested!r}; the columns are {names}")
+    for cand in defaults:
+        if cand in base:
+            return base[cand]
+    if required:
+        raise ValueError(
+            f"{path}: cannot find the {role} column (looked for {list(defaults)}); "
+            f"the columns are {names}; pass {role}='<column>'"
+        )
+    return None
+
+
+def _table_names(path: Path, fmt: str, sep: str) -> list[str]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    import csv
+    import io
+
+    with _open_binary(path) as f:
+        head = f.readline()
+    text = head.decode("utf-8-sig", errors="replace")
+    if not text.strip():
+        raise ValueError(f"{path}: empty file (no header line)")
+    return next(csv.reader(io.StringIO(text), delimiter=sep))
+
+
+def _read_table(path: Path, fmt: str, columns: list[str], sep: str):
+    pa = _require_pyarrow(fmt)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path, columns=columns)
+        import pyarrow.csv as pacsv
+
+        return pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter=sep),
+            convert_options=pacsv.ConvertOptions(include_columns=columns, strings_can_be_null=True),
+        )
+    except pa.ArrowInvalid as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def _table_rows_desc(fmt: str, row: int) -> str:
+    # CSV rows are reported as file lines (the header is line 1).
+    return f"line {row + 2}" if fmt != "parquet" else f"row {row}"
+
+
+def _column_ids(path, fmt, table, name, role, remap):
+    """Codes (int64, 0-based, in sorted label order) and labels of an id column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.column(name)
+    if col.null_count:
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{path}: column {name!r} ({role}) is empty at {_table_rows_desc(fmt, row)}")
+    if pa.types.is_integer(col.type):
+        values = col.to_numpy().astype(np.int64, copy=False)
+        if values.size and values.min() < 0:
+            row = int(np.argmax(values < 0))
+            raise ValueError(
+                f"{path}: column {name!r} ({role}) holds the negative id {int(values[row])} "
+                f"at {_table_rows_desc(fmt, row)}"
+            )
+        if not remap:
+            return values, None
+        labels, codes = np.unique(values, return_inverse=True)
+        return codes.astype(np.int64), labels
+    if pa.types.is_floating(col.type):
+        raise ValueError(f"{path}: column {name!r} ({role}) holds floats ({col.type}); ids must be integers or strings")
+    if not remap:
+        raise ValueError(f"{path}: column {name!r} ({role}) holds {col.type} ids; pass remap=True to number them")
+    col = col.cast(pa.string()) if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type) else col
+    enc = pc.dictionary_encode(col).combine_chunks()
+    dictionary = enc.dictionary
+    order = pc.array_sort_indices(dictionary).to_numpy()
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    codes = rank[enc.indices.to_numpy(zero_copy_only=False)].astype(np.int64)
+    labels = dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False)
+    return codes, labels
+
+
+def _column_time(path, fmt, table, name):
+    """(int64 timestamps, sort key) of a time column.
+
+    Integers are kept as they are; floats are floored (the order uses the
+    original values); date/time columns become seconds since the epoch.
+    """
+    import pyarrow as pa
+
+    col = table.column(name)
+    if col.null_count:
+        row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{path}: column {name!r} (timestamp) is empty at {_table_rows_desc(fmt, row)}")
+    if pa.types.is_timestamp(col.type):
+        # Stored as whole seconds since the epoch (floored); sorted at full precision.
+        per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[col.type.unit]
+        key = col.cast(pa.int64()).to_numpy().astype(np.int64, copy=False)
+        return np.floor_divide(key, per_second), key
+    if pa.types.is_date(col.type):
+        days = col.cast(pa.date32()).cast(pa.int32()).to_numpy().astype(np.int64)
+        return days * 86400, days
+    if pa.types.is_integer(col.type):
+        values = col.to_numpy().astype(np.int64, copy=False)
+        return values, values
+    if pa.types.is_floating(col.type):
+        key = col.to_numpy()
+        if not np.all(np.isfinite(key)):
+            row = int(np.argmax(~np.isfinite(key)))
+            raise ValueError(f"{path}: column {name!r} (timestamp) holds {key[row]} at {_table_rows_desc(fmt, row)}")
+        return np.floor(key).astype(np.int64), key
+    raise ValueError(f"{path}: column {name!r} (timestamp) must be numeric or a date/time, got {col.type}")
+
+
+def _load_table(path: Path, fmt: str, user, item, timestamp, sep, remap: bool) -> SequenceDataset:
+    _require_pyarrow(fmt)
+    if sep is None:
+        sep = "," if fmt == "csv" else "\t"
+    names = _table_names(path, fmt, sep)
+    ucol = _resolve_column(path, names, user, _USER_COLUMNS, "user", True)
+    icol = _resolve_column(path, names, item, _ITEM_COLUMNS, "item", True)
+    tcol = _resolve_column(path, names, timestamp, _TIME_COLUMNS, "timestamp", False)
+    if ucol == icol:
+        raise ValueError(f"{path}: user and item are the same column {ucol!r}")
+    wanted = [ucol, icol] + ([tcol] if tcol else [])
+    table = _read_table(path, fmt, wanted, sep)
+    if table.num_rows == 0:
+        raise ValueError(f"{path}: empty file (a header but no rows)")
+    ucodes, ulabels = _column_ids(path, fmt, table, ucol, "user", True)
+    icodes, ilabels = _column_ids(path, fmt, table, icol, "item", remap)
+    if not remap:
+        if icodes.min() < 1 or icodes.max() > _INT32_MAX:
+            bad = (icodes < 1) | (icodes > _INT32_MAX)
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"{path}: column {icol!r} (item) holds {int(icodes[row])} at {_table_rows_desc(fmt, row)}; "
+                f"item ids must be in 1..{_INT32_MAX} (0 is padding){_REMAP_HINT}"
+            )
+    ts = key = None
+    if tcol:
+        ts, key = _column_time(path, fmt, table, tcol)
+    del table
+    order = np.lexsort((key, ucodes)) if key is not None else np.argsort(ucodes, kind="stable")
+    ucodes = ucodes[order]
+    icodes = icodes[order]
+    if ts is not None:
+        ts = ts[order]
+    if remap:
+        item_ids = np.empty(ilabels.size + 1, dtype=ilabels.dtype if ilabels.dtype != object else object)
+        item_ids[0] = -1 if ilabels.dtype.kind in "iu" else ""
+        item_ids[1:] = ilabels
+        return _group_sorted(path, ucodes, icodes, ts, remap, fmt, user_labels=ulabels, item_labels=item_ids)
+    return _group_sorted(path, ucodes, icodes, ts, False, fmt, user_labels=ulabels)
+
+
+# ------------------------------------------------------------------------ load
+def load(
+    path,
+    format: str = "auto",
+    *,
+    user: str | None = None,
+    item: str | None = None,
+    timestamp: str | None = None,
+    sep: str | None = None,
+    remap: bool | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    progress: bool = False,
+) -> SequenceDataset:
+    """Read a sequence dataset.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file. See the module docs for the formats and ``format="auto"``.
+    format : {"auto", "lines", "pairs", "csv", "tsv", "parquet"}, default "auto"
+    user, item, timestamp : str, optional
+        Column names of tables (csv/tsv/parquet). Without ``timestamp`` and
+        without a default-named time column the rows keep file order per user.
+    sep : str, optional
+        Field separator of csv/tsv (default ``,`` / tab).
+    remap : bool, optional
+        Renumber items ``1..N`` (sorted by original id) and keep the
+        originals in ``item_ids``. Default: False for text, True for tables.
+    chunk_bytes : int, default 8 MiB
+        Read size of the streaming text reader.
+    progress : bool, default False
+        Show a progress bar while reading text files.
+
+    Returns
+    -------
+    SequenceDataset
+        ``offsets`` int64 (n_users + 1), ``items`` int32, ``user_ids`` (the
+        original user of each row), ``item_ids`` when remapped and
+        ``timestamps`` (int64) when the input has them.
+
+    Raises
+    ------
+    ValueError
+        Bad content, naming the file, line (or column and row) and value.
+    FileNotFoundError
+        No such file.
+    """
+    path = Path(path)
+    if format not in ("auto",) + FORMATS:
+        raise ValueError(f"unknown format {format!r}; use one of {('auto',) + FORMATS}")
+    if format == "auto":
+        format = detect_format(path)
+    if format in ("lines", "pairs"):
+        given = {k: v for k, v in dict(user=user, item=item, timestamp=timestamp, sep=sep).items() if v is not None}
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply to csv/tsv/parquet, not to format={format!r}")
+        remap = bool(remap)
+        if format == "lines":
+            return _load_lines(path, remap, chunk_bytes, progress)
+        return _load_pairs(path, remap, chunk_bytes, progress)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    return _load_table(path, format, user, item, timestamp, sep, True if remap is None else bool(remap))
+
+
+# ------------------------------------------------------------------------ save
+def _user_labels(ds: SequenceDataset) -> np.ndarray:
+    """Integer user labels to write: ``user_ids`` when they are integers, else 1..n."""
+    if ds.user_ids is not None:
+        u = np.asarray(ds.user_ids)
+        if u.dtype.kind in "iu":
+            return u.astype(np.int64, copy=False)
+    return np.arange(1, len(ds) + 1, dtype=np.int64)
+
+
+_ROWS_PER_WRITE = 1 << 22  # values formatted per call: bounds the text buffer (~40 MB)
+
+
+@contextlib.contextmanager
+def _open_write(path: Path):
+    from .._io import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        if path.suffix == ".gz":
+            with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as g:
+                yield g
+        else:
+            yield f
+
+
+def save(ds: SequenceDataset, path, format: str = "auto", *, drop_empty: bool = False, progress: bool = False) -> None:
+    """Write ``ds`` atomically (a crash never leaves a partial file under ``path``).
+
+    Items are written as their internal ids (1..num_items, what models read);
+    users as ``user_ids`` when those are integers, else as 1..n_users.
+    ``"pairs"``, csv and tsv write ``user item [timestamp]`` per interaction
+    (csv/tsv with the header ``user_id,item_id[,timestamp]``); parquet writes
+    the same columns (``user_id`` int64, ``item_id`` int32, ``timestamp``
+    int64). ``format="auto"`` picks by extension; anything that is not a
+    table is ``"lines"``.
+
+    Parameters
+    ----------
+    ds : SequenceDataset
+    path : str or Path
+        Output file; ``.gz`` compresses text formats.
+    format : {"auto", "lines", "pairs", "csv", "tsv", "parquet"}
+    drop_empty : bool, default False
+        ``"lines"`` cannot represent an empty sequence (it would read back as
+        a malformed line): by default they are an error, with
+        ``drop_empty=True`` they are left out.
+    progress : bool, default False
+    """
+    path = Path(path)
+    if format not in ("auto",) + FORMATS:
+        raise ValueError(f"unknown format {format!r}; use one of {('auto',) + FORMATS}")
+    if format == "auto":
+        format = _format_from_suffix(path) or "lines"
+    users = _user_labels(ds)
+    lengths = ds.lengths
+    if format == "parquet":
+        pa = _require_pyarrow("parquet")
+        import pyarrow.parquet as pq
+
+        cols = {"user_id": np.repeat(users, lengths), "item_id": ds.items}
+        if ds.timestamps is not None:
+            cols["timestamp"] = ds.timestamps
+        table = pa.table(cols)
+        from .._io import atomic_open
+
+        with atomic_open(path, "wb") as f:
+            pq.write_table(table, f)
+        return
+    if format == "lines":
+        keep = lengths > 0
+        if not keep.all():
+            if not drop_empty:
+                u = int(np.argmax(~keep))
+                raise ValueError(
+                    f"sequence {u} (user {int(users[u])}) is empty and the 'lines' format cannot hold it; "
+                    "pass drop_empty=True to leave empty sequences out"
+                )
+            ds = ds.subset(keep)
+            users, lengths = users[keep], lengths[keep]
+    n = len(ds)
+    with _open_write(path) as f, _bar(progress, f"writing {path.name}", n, "seq") as bar:
+        if format in ("csv", "tsv"):
+            sep = "," if format == "csv" else "\t"
+            f.write(sep.join(["user_id", "item_id"] + (["timestamp"] if ds.timestamps is not None else [])).encode() + b"\n")
+        else:
+            sep = " "
+        # Cut the users into runs of about _ROWS_PER_WRITE values each.
+        bounds = np.searchsorted(ds.offsets, np.arange(0, ds.num_interactions + 1, _ROWS_PER_WRITE), side="left")
+        bounds = np.unique(np.r_[0, bounds, n]).astype(np.int64)
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            lo, hi = int(ds.offsets[a]), int(ds.offsets[b])
+            chunk_items = ds.items[lo:hi].astype(np.int64)
+            if format == "lines":
+                ln = lengths[a:b]
+                offs = np.zeros(b - a + 1, dtype=np.int64)
+                np.cumsum(ln + 1, out=offs[1:])
+                vals = np.empty(int(offs[-1]), dtype=np.int64)
+                is_user = np.zeros(vals.size, dtype=bool)
+                is_user[offs[:-1]] = True
+                vals[is_user] = users[a:b]
+                vals[~is_user] = chunk_items
+                f.write(_core.format_int_rows(offs, vals, 0, b - a, sep))
+            else:
+                cols = [np.repeat(users[a:b], lengths[a:b]), chunk_items]
+                if ds.timestamps is not None:
+                    cols.append(ds.timestamps[lo:hi])
+                vals = np.column_stack(cols).ravel()
+                k = len(cols)
+                offs = np.arange(0, vals.size + 1, k, dtype=np.int64)
+                f.write(_core.format_int_rows(offs, vals, 0, hi - lo, sep))
+            bar.update(b - a)

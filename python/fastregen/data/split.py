@@ -83,3 +83,48 @@ def leave_one_out(ds: SequenceDataset) -> LeaveOneOutSplit:
         users=test_users,
     )
     return LeaveOneOutSplit(train=train, valid=valid, test=test)
+
+
+def save_split(split: LeaveOneOutSplit, out_dir, *, progress: bool = False) -> dict:
+    """Write a leave-one-out split as three ``lines`` text files in ``out_dir``.
+
+    * ``train.txt``: ``user item ...`` per user with a non-empty training
+      sequence (users with at most two items have none and are left out);
+    * ``valid.txt`` and ``test.txt``: ``user h_1 ... h_k target`` per evaluated
+      user, i.e. the history followed by the held-out target as its last item.
+
+    Users are written as their ``user_ids`` when those are integers, else as
+    their 1-based row in the source dataset. Each file is written atomically.
+
+    Returns
+    -------
+    dict
+        ``{"train": n_train_users, "valid": n_valid, "test": n_test}``.
+    """
+    from pathlib import Path
+
+    from .io import save
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train = split.train
+    if train.user_ids is None or np.asarray(train.user_ids).dtype.kind not in "iu":
+        train = train.replace(user_ids=np.arange(1, len(train) + 1, dtype=np.int64))
+    n_train = int((train.lengths > 0).sum())
+    save(train, out / "train.txt", format="lines", drop_empty=True, progress=progress)
+    for name, part in (("valid", split.valid), ("test", split.test)):
+        h = part.history
+        lengths = h.lengths + 1
+        offsets = np.zeros(len(h) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        items = np.empty(int(offsets[-1]), dtype=np.int32)
+        is_target = np.zeros(items.size, dtype=bool)
+        is_target[offsets[1:] - 1] = True
+        items[is_target] = part.target
+        items[~is_target] = h.items
+        users = h.user_ids
+        if users is None or np.asarray(users).dtype.kind not in "iu":
+            users = np.asarray(part.users, dtype=np.int64) + 1
+        full = SequenceDataset(offsets, items, num_items=h.num_items, user_ids=users)
+        save(full, out / f"{name}.txt", format="lines", progress=progress)
+    return {"train": n_train, "valid": len(split.valid), "test": len(split.test)}

@@ -1,0 +1,133 @@
+"""Mining subcommands: ``mine`` (span-constrained patterns) and ``pairs`` (pre-training pairs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from . import app
+
+_DROP_LAST_HELP = (
+    "Items dropped from the end of each sequence before use: 2 = the leave-one-out "
+    "validation and test targets, as DR4SR does; 0 = use the sequences whole."
+)
+
+
+def _load_input(data: Path, drop_last: int):
+    from .. import data as fdata
+
+    if drop_last < 0:
+        raise typer.BadParameter(f"--drop-last must be >= 0, got {drop_last}")
+    ds = fdata.load(data)
+    return ds.slice_sequences(0, -drop_last) if drop_last else ds
+
+
+@app.command()
+def mine(
+    data: Path = typer.Argument(..., help="Dataset file (one user per line: user item item ...)."),
+    max_span: int = typer.Option(5, "--max-span", help="alpha: an occurrence fits in this many consecutive positions."),
+    min_support: int = typer.Option(2, "--min-support", help="beta: minimum number of sequences containing a pattern."),
+    min_len: int = typer.Option(2, "--min-len", help="Shortest pattern kept."),
+    max_len: int = typer.Option(None, "--max-len", help="Longest pattern kept [default: max-span]."),
+    drop_last: int = typer.Option(2, "--drop-last", help=_DROP_LAST_HELP),
+    threads: int = typer.Option(None, "--threads", help="OpenMP threads [default: all]."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write patterns here (support<TAB>items per line)."),
+    top: int = typer.Option(10, "--top", help="Print the N most supported patterns."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Mine span-constrained sequential patterns (DR4SR §4.2.1; same result as Seq2Pat)."""
+    from .. import mining
+
+    ds = _load_input(data, drop_last)
+    t0 = time.perf_counter()
+    try:
+        pats = mining.mine_patterns(
+            ds, max_span=max_span, min_support=min_support, min_len=min_len, max_len=max_len,
+            threads=threads, progress=progress,
+        )
+    except (ValueError, TypeError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    seconds = time.perf_counter() - t0
+    typer.echo(
+        f"{len(pats):,} patterns from {len(ds):,} sequences ({ds.num_interactions:,} interactions) "
+        f"in {seconds:.2f} s (max_span={max_span}, min_support={min_support})"
+    )
+    for length, count in pats.counts_by_length().items():
+        typer.echo(f"  length {length}: {count:,}")
+    if top > 0 and len(pats):
+        typer.echo(f"top {min(top, len(pats))} by support:")
+        for pattern, support in pats.top(top):
+            typer.echo(f"  {support:>8,}  {' '.join(map(str, pattern))}")
+    if out is not None:
+        pats.save(out)
+        typer.echo(f"wrote {out}")
+
+
+@app.command()
+def pairs(
+    data: Path = typer.Argument(..., help="Dataset file (one user per line: user item item ...)."),
+    patterns: Path = typer.Option(..., "--patterns", "-p", help="Patterns file written by `fastregen mine`."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write pairs: .npz (arrays) or text (source<TAB>sequence<TAB>pattern)."),
+    max_per_sequence: int = typer.Option(10, "--max-per-sequence", help="At most this many patterns per sequence."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random choice among a sequence's patterns."),
+    max_len: int = typer.Option(50, "--max-len", help="Keep the last N items of each sequence."),
+    span: str = typer.Option(
+        "alpha", "--span",
+        help="Containment test: 'alpha' (within the mined span), 'none' (plain subsequence, as the DR4SR script), or an int.",
+    ),
+    drop_last: int = typer.Option(2, "--drop-last", help=_DROP_LAST_HELP),
+    threads: int = typer.Option(None, "--threads", help="OpenMP threads [default: all]."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Build the (sequence, pattern) pairs the DR4SR regenerator is pre-trained on."""
+    import numpy as np
+
+    from .. import mining
+    from .._io import atomic_open
+
+    ds = _load_input(data, drop_last)
+    pats = mining.Patterns.load(patterns)
+    span_arg: str | int | None
+    if span.lower() == "alpha":
+        span_arg = "alpha"
+    elif span.lower() == "none":
+        span_arg = None
+    else:
+        try:
+            span_arg = int(span)
+        except ValueError:
+            raise typer.BadParameter(f"--span must be 'alpha', 'none' or an int, got {span!r}") from None
+    try:
+        result = mining.pretrain_pairs(
+            ds, pats, max_per_sequence=max_per_sequence, seed=seed, max_len=max_len,
+            span=span_arg, threads=threads, progress=progress,
+        )
+    except (ValueError, TypeError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    covered = int(np.unique(result.source).size)
+    typer.echo(
+        f"{len(result):,} pairs from {covered:,} of {len(ds):,} sequences "
+        f"({len(result) / max(covered, 1):.2f} per covered sequence), {len(pats):,} patterns, span={span}"
+    )
+    if out is None:
+        return
+    if out.suffix == ".npz":
+        with atomic_open(out, "wb") as f:
+            np.savez(
+                f,
+                sequence_offsets=result.sequences.offsets,
+                sequence_items=result.sequences.items,
+                pattern_offsets=result.patterns.offsets,
+                pattern_items=result.patterns.items,
+                source=result.source,
+                pattern_index=result.pattern_index,
+            )
+    else:
+        with atomic_open(out, "w") as f:
+            for r in range(len(result)):
+                seq = " ".join(map(str, result.sequences[r].tolist()))
+                pat = " ".join(map(str, result.patterns[r].tolist()))
+                f.write(f"{int(result.source[r])}\t{seq}\t{pat}\n")
+    typer.echo(f"wrote {out}")

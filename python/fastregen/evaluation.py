@@ -1,0 +1,251 @@
+"""Full-ranking leave-one-out evaluation (Krichene & Rendle, KDD 2020: no sampled metrics).
+
+Each evaluated user has one held-out target item; the model scores **every**
+item, and the metrics are functions of the target's 0-based rank ``r``:
+
+* ``recall@K`` (= HR@K with one target): ``1[r < K]``;
+* ``ndcg@K``: ``1[r < K] / log2(r + 2)``;
+* ``mrr``: ``1 / (r + 1)`` (untruncated);
+* ``auc``: ``1 - r / (C - 1)``, the fraction of the ``C - 1`` other
+  candidates scored below the target.
+
+Ties are broken **pessimistically**: every other candidate whose score equals
+the target's counts as ranked ahead of it, ``r = #{j != t : s_j >= s_t}``.
+This is deterministic and never rewards a model for constant scores (a model
+scoring everything 0 gets the worst rank, not an id-dependent one).
+
+History exclusion: with ``exclude_history=True`` (the default, what DR4SR's
+and RecBole's code do) the items already in the user's history are removed
+from the candidates, except the target itself, which is always ranked (DR4SR
+masks a repeated target too, which only matters for repeat consumption).
+Pass ``exclude_history=False`` for repeat-consumption data. Padding (id 0)
+is never a candidate.
+
+For the fine-ranking stage (pointwise labels), `binary_metrics` gives AUC
+and Logloss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = [
+    "target_ranks",
+    "ranking_metrics",
+    "recall_at_k",
+    "ndcg_at_k",
+    "mrr",
+    "auc_from_ranks",
+    "binary_metrics",
+    "evaluate",
+    "DEFAULT_KS",
+]
+
+DEFAULT_KS = (10, 20, 50)
+
+
+def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude_rows=None, exclude_cols=None,
+                 inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """0-based rank of each target among the candidates (pessimistic ties).
+
+    Parameters
+    ----------
+    scores : torch.Tensor of float, shape (B, num_items + 1)
+        Column 0 (padding) is never a candidate.
+    targets : torch.Tensor of int64, shape (B,)
+        Target item of each row, in 1..num_items.
+    exclude_rows, exclude_cols : torch.Tensor of int64, shape (M,), optional
+        (row, item) pairs removed from the candidates (history items); a pair
+        naming the row's target is ignored, duplicates count once.
+    inplace : bool, default False
+        Allow overwriting ``scores`` (saves a copy of a B x C matrix).
+
+    Returns
+    -------
+    ranks : torch.Tensor of int64, shape (B,)
+        ``#{j candidate, j != target : s_j >= s_target}``.
+    n_candidates : torch.Tensor of int64, shape (B,)
+        Candidates per row, target included.
+    """
+    if scores.dim() != 2 or targets.dim() != 1 or scores.size(0) != targets.size(0):
+        raise ValueError(f"scores (B, C) and targets (B,) do not match: {tuple(scores.shape)} vs {tuple(targets.shape)}")
+    B, C = scores.shape
+    if targets.numel() and (int(targets.min()) < 1 or int(targets.max()) >= C):
+        raise ValueError(f"targets must be item ids in 1..{C - 1}, got range [{int(targets.min())}, {int(targets.max())}]")
+    s = scores.detach()
+    if not inplace:
+        s = s.clone()
+    rows = torch.arange(B, device=s.device)
+    target_score = s[rows, targets].clone()
+    n_candidates = torch.full((B,), C - 1, dtype=torch.long, device=s.device)
+    if exclude_rows is not None and exclude_rows.numel():
+        er = exclude_rows.long()
+        ec = exclude_cols.long()
+        if int(ec.min()) < 1 or int(ec.max()) >= C:
+            raise ValueError(f"excluded items must be ids in 1..{C - 1}")
+        # distinct (row, item) pairs other than the row's target
+        key = torch.unique(er * C + ec)
+        kr, kc = key // C, key % C
+        drop = kc != targets[kr]
+        kr, kc = kr[drop], kc[drop]
+        s[kr, kc] = float("-inf")
+        n_candidates -= torch.bincount(kr, minlength=B)
+    s[:, 0] = float("-inf")
+    ranks = (s >= target_score[:, None]).sum(1) - 1
+    return ranks, n_candidates
+
+
+def recall_at_k(ranks, k: int) -> np.ndarray:
+    """``1[r < k]`` per row (Recall@K = HR@K with a single target)."""
+    ranks = np.asarray(ranks)
+    return (ranks < k).astype(np.float64)
+
+
+def ndcg_at_k(ranks, k: int) -> np.ndarray:
+    """``1[r < k] / log2(r + 2)`` per row (one relevant item, so IDCG = 1)."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def mrr(ranks) -> np.ndarray:
+    """``1 / (r + 1)`` per row."""
+    return 1.0 / (np.asarray(ranks, dtype=np.float64) + 1.0)
+
+
+def auc_from_ranks(ranks, n_candidates) -> np.ndarray:
+    """``1 - r / (C - 1)`` per row: share of the other candidates ranked below the target."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    others = np.maximum(np.asarray(n_candidates, dtype=np.float64) - 1.0, 1.0)
+    return 1.0 - ranks / others
+
+
+def ranking_metrics(ranks, n_candidates=None, ks=DEFAULT_KS) -> dict[str, float]:
+    """Mean metrics over rows: ``recall@K``, ``ndcg@K`` for each K, ``mrr`` and (with
+    ``n_candidates``) ``auc``."""
+    ranks = np.asarray(ranks)
+    out: dict[str, float] = {}
+    if ranks.size == 0:
+        raise ValueError("no rows to evaluate")
+    for k in ks:
+        if int(k) < 1:
+            raise ValueError(f"cut-offs must be >= 1, got {k}")
+        out[f"recall@{k}"] = float(recall_at_k(ranks, k).mean())
+        out[f"ndcg@{k}"] = float(ndcg_at_k(ranks, k).mean())
+    out["mrr"] = float(mrr(ranks).mean())
+    if n_candidates is not None:
+        out["auc"] = float(auc_from_ranks(ranks, n_candidates).mean())
+    return out
+
+
+def binary_metrics(scores, labels) -> dict[str, float]:
+    """AUC and Logloss of pointwise predictions (the fine-ranking stage).
+
+    Parameters
+    ----------
+    scores : array of float, shape (n,)
+        Logits; probabilities are ``sigmoid(scores)``.
+    labels : array of {0, 1}, shape (n,)
+
+    Returns
+    -------
+    dict with ``auc`` (Mann-Whitney statistic, ties count 1/2) and
+    ``logloss`` (mean binary cross-entropy, natural log).
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels differ in size: {s.size} vs {y.size}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0 or 1")
+    y = y.astype(bool)
+    npos, nneg = int(y.sum()), int((~y).sum())
+    if npos == 0 or nneg == 0:
+        raise ValueError(f"AUC needs both classes, got {npos} positives and {nneg} negatives")
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(s.size, dtype=np.float64)
+    sorted_s = s[order]
+    # average ranks over ties
+    uniq, start, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = start + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    auc = (ranks[y].sum() - npos * (npos + 1) / 2.0) / (npos * nneg)
+    logloss = float(np.mean(np.logaddexp(0.0, -s) * y + np.logaddexp(0.0, s) * (~y)))
+    return {"auc": float(auc), "logloss": logloss}
+
+
+@torch.no_grad()
+def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_size: int = 1024,
+             device=None, return_ranks: bool = False) -> dict:
+    """Full-ranking metrics of ``model`` on a leave-one-out split.
+
+    Parameters
+    ----------
+    model : fastregen.models.SequentialRecommender
+        Scores are ``model.score(model(history)[:, -1])``.
+    split : fastregen.data.EvalSplit
+        ``split.history`` (the model reads its last ``model.max_len`` items) and
+        ``split.target``.
+    ks : tuple of int, default (10, 20, 50)
+    exclude_history : bool, default True
+        Remove the user's (whole, untruncated) history from the candidates,
+        target excepted. See the module docstring.
+    batch_size : int, default 1024
+    device : torch.device, optional
+        Defaults to the device of the model's parameters.
+    return_ranks : bool, default False
+        Also return the per-user ranks under ``"ranks"`` (np.int64).
+
+    Returns
+    -------
+    dict
+        ``recall@K``, ``ndcg@K`` for each K, ``mrr``, ``auc``, ``n_users``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    hist = split.history
+    targets = np.asarray(split.target, dtype=np.int64)
+    if targets.size == 0:
+        raise ValueError("the split holds no users to evaluate")
+    if int(targets.max()) > model.num_items or hist.num_items > model.num_items:
+        raise ValueError(
+            f"evaluation data holds item id {max(int(targets.max()), hist.num_items)} beyond the model's "
+            f"num_items = {model.num_items}"
+        )
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    # Users sorted by history length, so that each batch can drop the columns
+    # that are padding for all its rows (results are per user, order-free).
+    order = np.argsort(hist.lengths, kind="stable")
+    hist = hist.subset(order)
+    targets = targets[order]
+    padded = hist.padded(model.max_len, side="left")
+    offsets, items = hist.offsets, hist.items
+    ranks = np.empty(targets.size, dtype=np.int64)
+    cands = np.empty(targets.size, dtype=np.int64)
+    table = model.item_weight()
+    try:
+        for b in range(0, targets.size, batch_size):
+            e = min(b + batch_size, targets.size)
+            width = max(int(min(hist.lengths[e - 1], model.max_len)), 1)
+            x = torch.from_numpy(padded[b:e, -width:]).to(device)
+            h = model(x)[:, -1]
+            scores = h @ table.T
+            t = torch.from_numpy(targets[b:e]).to(device)
+            if exclude_history:
+                lengths = np.diff(offsets[b : e + 1])
+                rows = torch.from_numpy(np.repeat(np.arange(e - b), lengths)).to(device)
+                cols = torch.from_numpy(items[offsets[b] : offsets[e]].astype(np.int64)).to(device)
+                r, c = target_ranks(scores, t, rows, cols, inplace=True)
+            else:
+                r, c = target_ranks(scores, t, inplace=True)
+            ranks[order[b:e]] = r.cpu().numpy()
+            cands[order[b:e]] = c.cpu().numpy()
+    finally:
+        model.train(was_training)
+    out = ranking_metrics(ranks, cands, ks)
+    out["n_users"] = int(ranks.size)
+    if return_ranks:
+        out["ranks"] = ranks
+    return out

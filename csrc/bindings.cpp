@@ -75,12 +75,365 @@ PYBIND11_MODULE(_core, m) {
       "Threads an OpenMP loop uses by default (1 without OpenMP).");
 
   // ===== section: textio (data layer) =====
+  m.def(
+      "tokenize_int_lines",
+      [](py::buffer data, int n_threads) {
+        py::buffer_info info = data.request();
+        if (info.ndim != 1 || info.itemsize != 1 || (info.size > 1 && info.strides[0] != 1))
+          throw py::type_error("tokenize_int_lines expects a contiguous bytes-like object");
+        const char* ptr = static_cast<const char*>(info.ptr);
+        const std::size_t n = static_cast<std::size_t>(info.size);
+        TokenizedLines r;
+        {
+          py::gil_scoped_release nogil;
+          r = tokenize_int_lines(ptr, n, n_threads);
+        }
+        py::object err = py::none();
+        if (!r.error.ok)
+          err = py::make_tuple(r.error.line, py::bytes(r.error.token), r.error.reason);
+        return py::make_tuple(to_numpy(std::move(r.counts)), to_numpy(std::move(r.tokens)), err);
+      },
+      py::arg("data"), py::arg("n_threads") = 0,
+      "Tokenize whitespace-separated int64 lines.\n\n"
+      "Returns (counts, tokens, error): counts (int64, one per line, blank lines 0), the\n"
+      "tokens (int64, line after line) and None, or on the first bad token\n"
+      "(line_index_in_chunk, token_bytes, reason) with counts/tokens covering the lines\n"
+      "before it. n_threads <= 0: OpenMP threads for inputs >= 4 MiB, else one; the result\n"
+      "never depends on it. The GIL is released; do not mutate `data` meanwhile.");
+  m.def(
+      "parse_user_lines",
+      [](py::buffer data, int n_threads) -> py::tuple {
+        py::buffer_info info = data.request();
+        if (info.ndim != 1 || info.itemsize != 1 || (info.size > 1 && info.strides[0] != 1))
+          throw py::type_error("parse_user_lines expects a contiguous bytes-like object");
+        const char* ptr = static_cast<const char*>(info.ptr);
+        const std::size_t n = static_cast<std::size_t>(info.size);
+        UserLines r;
+        {
+          py::gil_scoped_release nogil;
+          r = parse_user_lines(ptr, n, n_threads);
+        }
+        if (!r.error.ok)
+          return py::make_tuple(py::none(), py::none(), py::none(), py::none(), r.n_lines,
+                                py::make_tuple(r.error.line, py::bytes(r.error.token), r.error.reason));
+        return py::make_tuple(to_numpy(std::move(r.users)), to_numpy(std::move(r.lines)),
+                              to_numpy(std::move(r.lengths)), to_numpy(std::move(r.items)), r.n_lines,
+                              py::none());
+      },
+      py::arg("data"), py::arg("n_threads") = 0,
+      "Parse and validate `user item item ...` lines (blank lines skipped).\n\n"
+      "Returns (users int64, lines int64 (0-based, per user), lengths int64, items int32,\n"
+      "n_lines, None), or (None, None, None, None, n_lines, (line, token_bytes, reason)) for\n"
+      "the first bad line; reasons: 'not an integer', 'out of int64 range', 'no items',\n"
+      "'negative user id', 'negative item id', 'item id 0', 'item id beyond int32'.\n"
+      "Threads and GIL as in tokenize_int_lines.");
+  m.def(
+      "format_int_rows",
+      [](const carray<int64_t>& offsets, const carray<int64_t>& values, int64_t row_begin,
+         int64_t row_end, const std::string& sep) {
+        if (offsets.ndim() != 1 || values.ndim() != 1)
+          throw py::value_error("offsets and values must be 1-D arrays");
+        if (sep.size() != 1) throw py::value_error("sep must be one character, got '" + sep + "'");
+        const int64_t n_rows = static_cast<int64_t>(offsets.size()) - 1;
+        if (n_rows < 0) throw py::value_error("offsets must have n_rows + 1 entries, got 0");
+        if (row_begin < 0 || row_end > n_rows || row_begin > row_end)
+          throw py::value_error("rows [" + std::to_string(row_begin) + ", " + std::to_string(row_end) +
+                                ") out of range for " + std::to_string(n_rows) + " rows");
+        const int64_t* o = offsets.data();
+        const int64_t n_values = static_cast<int64_t>(values.size());
+        for (int64_t r = row_begin; r < row_end; ++r)
+          if (o[r] < 0 || o[r + 1] < o[r] || o[r + 1] > n_values)
+            throw py::value_error("offsets[" + std::to_string(r) + ":" + std::to_string(r + 2) +
+                                  "] = (" + std::to_string(o[r]) + ", " + std::to_string(o[r + 1]) +
+                                  ") is not a valid range of " + std::to_string(n_values) + " values");
+        std::string out;
+        {
+          py::gil_scoped_release nogil;
+          out = format_int_rows(o, values.data(), row_begin, row_end, sep[0]);
+        }
+        return py::bytes(out);
+      },
+      py::arg("offsets"), py::arg("values"), py::arg("row_begin"), py::arg("row_end"),
+      py::arg("sep") = " ",
+      "Format rows [row_begin, row_end) of a CSR int64 array as text lines.\n\n"
+      "Row r is values[offsets[r]:offsets[r+1]] joined by `sep` (one character) and\n"
+      "ended by a newline. Returns bytes.");
   // ===== end section: textio =====
 
   // ===== section: mining =====
+  {
+    // Optional progress counter: a writeable int64 numpy array of >= 1 entry
+    // that the kernel advances while it runs without the GIL (a Python thread
+    // polls it to draw a progress bar).
+    auto progress_ptr = [](py::object progress) -> int64_t* {
+      if (progress.is_none()) return nullptr;
+      if (!py::isinstance<py::array_t<int64_t>>(progress))
+        throw py::type_error("progress must be None or an int64 numpy array");
+      auto arr = progress.cast<py::array_t<int64_t>>();
+      if (arr.size() < 1 || !arr.writeable())
+        throw py::value_error("progress must be a writeable int64 array with at least one entry");
+      return arr.mutable_data();
+    };
+    auto pattern_tuple = [](PatternSet&& r) {
+      return py::make_tuple(to_numpy(std::move(r.offsets)), to_numpy(std::move(r.items)),
+                            to_numpy(std::move(r.support)));
+    };
+
+    m.def(
+        "mine_patterns",
+        [progress_ptr, pattern_tuple](const carray<int64_t>& offsets, const carray<int32_t>& items,
+                                      int64_t max_span, int64_t min_support, int64_t min_len, int64_t max_len,
+                                      int threads, py::object progress) {
+          const CsrView view = make_view(offsets, items);
+          int64_t* counter = progress_ptr(progress);
+          MiningParams p;
+          p.max_span = max_span;
+          p.min_support = min_support;
+          p.min_len = min_len;
+          p.max_len = max_len;
+          p.threads = threads;
+          PatternSet r;
+          {
+            py::gil_scoped_release nogil;
+            r = mine_patterns(view, p, counter);
+          }
+          return pattern_tuple(std::move(r));
+        },
+        py::arg("offsets"), py::arg("items"), py::arg("max_span"), py::arg("min_support"), py::arg("min_len"),
+        py::arg("max_len"), py::arg("threads") = 0, py::arg("progress") = py::none(),
+        "Span-constrained sequential patterns of a CSR dataset -> (offsets int64, items int32, support int64),\n"
+        "ordered by length then lexicographically. See fastregen.mining.mine_patterns.");
+
+    m.def(
+        "window_counts",
+        [pattern_tuple](const carray<int64_t>& offsets, const carray<int32_t>& items, int64_t window,
+                        int64_t min_count, int threads) {
+          const CsrView view = make_view(offsets, items);
+          PatternSet r;
+          {
+            py::gil_scoped_release nogil;
+            r = window_counts(view, window, min_count, threads);
+          }
+          return pattern_tuple(std::move(r));
+        },
+        py::arg("offsets"), py::arg("items"), py::arg("window"), py::arg("min_count"), py::arg("threads") = 0,
+        "Counts of contiguous windows -> (offsets int64, items int32, count int64), lexicographic.\n"
+        "See fastregen.mining.window_counts.");
+
+    m.def(
+        "pretrain_pairs",
+        [progress_ptr](const carray<int64_t>& offsets, const carray<int32_t>& items,
+                       const carray<int64_t>& pattern_offsets, const carray<int32_t>& pattern_items, int64_t span,
+                       int64_t max_per_sequence, uint64_t seed, int threads, py::object progress) {
+          const CsrView data = make_view(offsets, items);
+          const CsrView pats = make_view(pattern_offsets, pattern_items);
+          int64_t* counter = progress_ptr(progress);
+          PairParams p;
+          p.span = span;
+          p.max_per_sequence = max_per_sequence;
+          p.seed = seed;
+          p.threads = threads;
+          PairResult r;
+          {
+            py::gil_scoped_release nogil;
+            r = pretrain_pairs(data, pats, p, counter);
+          }
+          return py::make_tuple(to_numpy(std::move(r.source)), to_numpy(std::move(r.pattern)));
+        },
+        py::arg("offsets"), py::arg("items"), py::arg("pattern_offsets"), py::arg("pattern_items"),
+        py::arg("span"), py::arg("max_per_sequence"), py::arg("seed"), py::arg("threads") = 0,
+        py::arg("progress") = py::none(),
+        "(sequence, pattern) pre-training pairs -> (source int64, pattern int64), ordered by sequence then\n"
+        "pattern. span=0: plain subsequence. See fastregen.mining.pretrain_pairs.");
+  }
   // ===== end section: mining =====
 
   // ===== section: entropy =====
+  m.def(
+      "lz_lambda_sums",
+      [](const carray<int64_t>& offsets, const carray<int32_t>& items, int threads, int method) {
+        if (method < 0 || method > 2)
+          throw py::value_error("method must be 0 (auto), 1 (automaton) or 2 (quadratic), got " +
+                                std::to_string(method));
+        const CsrView v = make_view(offsets, items);
+        std::vector<int64_t> out;
+        {
+          py::gil_scoped_release nogil;
+          out = lz_lambda_sums(v, threads, static_cast<LzMethod>(method));
+        }
+        return to_numpy(std::move(out));
+      },
+      py::arg("offsets"), py::arg("items"), py::arg("threads") = 0, py::arg("method") = 0,
+      "sum_i Lambda_i (Lempel-Ziv match lengths) of every sequence, int64 (n_seq,). method: 0 auto, "
+      "1 suffix automaton, 2 quadratic LCP recurrence.");
+  m.def(
+      "real_entropy",
+      [](const carray<int64_t>& offsets, const carray<int32_t>& items, double base, int threads) {
+        if (!(base > 0.0) || base == 1.0 || !std::isfinite(base))
+          throw py::value_error("base must be > 0, finite and != 1, got " + std::to_string(base));
+        const CsrView v = make_view(offsets, items);
+        std::vector<double> out;
+        {
+          py::gil_scoped_release nogil;
+          out = real_entropy(v, base, threads);
+        }
+        return to_numpy(std::move(out));
+      },
+      py::arg("offsets"), py::arg("items"), py::arg("base") = 2.0, py::arg("threads") = 0,
+      "Lempel-Ziv real entropy n log2(n) / sum Lambda / log2(base) of every sequence, float64 (n_seq,).");
+  m.def(
+      "n_distinct",
+      [](const carray<int64_t>& offsets, const carray<int32_t>& items, int threads) {
+        const CsrView v = make_view(offsets, items);
+        std::vector<int64_t> out;
+        {
+          py::gil_scoped_release nogil;
+          out = n_distinct(v, threads);
+        }
+        return to_numpy(std::move(out));
+      },
+      py::arg("offsets"), py::arg("items"), py::arg("threads") = 0,
+      "Number of distinct items of every sequence, int64 (n_seq,).");
+  m.def(
+      "item_entropies",
+      [](const carray<int64_t>& offsets, const carray<int32_t>& items, int32_t num_items) {
+        if (num_items < 1) throw py::value_error("num_items must be >= 1, got " + std::to_string(num_items));
+        const CsrView v = make_view(offsets, items);
+        std::vector<int64_t> counts;
+        std::vector<double> h;
+        try {
+          item_entropies(v, num_items, counts, h);
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+        return py::make_tuple(to_numpy(std::move(counts)), to_numpy(std::move(h)));
+      },
+      py::arg("offsets"), py::arg("items"), py::arg("num_items"),
+      "(counts int64 (num_items+1,), -log2(count / total) float64 (num_items+1,), inf when unseen).");
+
+  py::class_<MarkovModel>(m, "MarkovModel",
+                          "Order-k Markov model with interpolated Witten-Bell backoff (see entropy.hpp).")
+      .def(py::init([](int order, int32_t num_items) {
+             if (order < 0) throw py::value_error("order must be >= 0, got " + std::to_string(order));
+             if (num_items < 1) throw py::value_error("num_items must be >= 1, got " + std::to_string(num_items));
+             return MarkovModel(order, num_items);
+           }),
+           py::arg("order"), py::arg("num_items"))
+      .def(
+          "fit",
+          [](MarkovModel& self, const carray<int64_t>& offsets, const carray<int32_t>& items) {
+            const CsrView v = make_view(offsets, items);
+            try {
+              py::gil_scoped_release nogil;
+              self.fit(v);
+            } catch (const std::invalid_argument& e) {
+              throw py::value_error(e.what());
+            }
+          },
+          py::arg("offsets"), py::arg("items"), "Count the n-grams of the sequences (replaces earlier counts).")
+      .def(
+          "prob",
+          [](const MarkovModel& self, const carray<int64_t>& ctx_offsets, const carray<int32_t>& ctx_items,
+             const carray<int32_t>& next, int threads) {
+            if (!self.fitted()) throw py::value_error("the Markov model is not fitted");
+            const CsrView v = make_view(ctx_offsets, ctx_items);
+            if (next.ndim() != 1 || next.size() != v.n_seq)
+              throw py::value_error("next must have one item per context (" + std::to_string(v.n_seq) + "), got " +
+                                    std::to_string(next.size()));
+            const int32_t* nx = next.data();
+            for (int64_t c = 0; c < v.n_seq; ++c)
+              if (nx[c] < 1 || nx[c] > self.num_items())
+                throw py::value_error("next[" + std::to_string(c) + "] = " + std::to_string(nx[c]) +
+                                      " outside 1.." + std::to_string(self.num_items()));
+            std::vector<double> out;
+            {
+              py::gil_scoped_release nogil;
+              out = self.prob_batch(v, nx, threads);
+            }
+            return to_numpy(std::move(out));
+          },
+          py::arg("ctx_offsets"), py::arg("ctx_items"), py::arg("next"), py::arg("threads") = 0,
+          "P(next[c] | context c) for contexts in CSR form, float64 (n_contexts,).")
+      .def_property_readonly("order", &MarkovModel::order)
+      .def_property_readonly("num_items", &MarkovModel::num_items)
+      .def_property_readonly("num_tokens", &MarkovModel::num_tokens)
+      .def_property_readonly("fitted", &MarkovModel::fitted)
+      .def("context_counts", &MarkovModel::context_counts, "Distinct contexts of each order 1..k.");
+
+  m.def(
+      "mine_entropy_patterns",
+      [](const carray<int64_t>& offsets, const carray<int32_t>& items, int32_t num_items, double theta,
+         int64_t min_count, int64_t max_len, const MarkovModel* markov, std::optional<carray<double>> probs,
+         std::optional<py::function> scorer, int threads) {
+        if (!(theta > 0.0) || !std::isfinite(theta))
+          throw py::value_error("theta must be a finite number > 0, got " + std::to_string(theta));
+        if (max_len < 1) throw py::value_error("max_len must be >= 1, got " + std::to_string(max_len));
+        if (min_count < 1) throw py::value_error("min_count must be >= 1, got " + std::to_string(min_count));
+        if (num_items < 1) throw py::value_error("num_items must be >= 1, got " + std::to_string(num_items));
+        const CsrView v = make_view(offsets, items);
+        const double* pp = nullptr;
+        if (probs) {
+          if (probs->ndim() != 1 || probs->size() != v.n_items_total())
+            throw py::value_error("probs must have shape (len(items),) = (" + std::to_string(v.n_items_total()) +
+                                  ",), got " + std::to_string(probs->size()) + " values");
+          pp = probs->data();
+          for (int64_t g = 0; g < v.n_items_total(); ++g)
+            if (!(pp[g] > 0.0 && pp[g] <= 1.0))
+              throw py::value_error("probs[" + std::to_string(g) + "] = " + std::to_string(pp[g]) +
+                                    " is not in (0, 1]");
+        }
+        MinerParams params;
+        params.theta = theta;
+        params.min_count = min_count;
+        params.max_len = max_len;
+        params.threads = threads;
+        EntropyPatterns res;
+        try {
+          if (scorer) {
+            // The scorer is Python: keep the GIL (the miner calls it once per level).
+            py::function fn = *scorer;
+            ExtensionScorer call = [&fn](const std::vector<int64_t>& co, const std::vector<int32_t>& ci,
+                                         const std::vector<int32_t>& nx, std::vector<double>& prob) {
+              py::object r = fn(to_numpy(std::vector<int64_t>(co)), to_numpy(std::vector<int32_t>(ci)),
+                                to_numpy(std::vector<int32_t>(nx)));
+              auto arr = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(r);
+              if (!arr || arr.ndim() != 1)
+                throw py::value_error("the extension scorer must return a 1-D float array");
+              prob.assign(arr.data(), arr.data() + arr.size());
+            };
+            res = mine_entropy_patterns(v, num_items, params, nullptr, nullptr, &call);
+          } else {
+            py::gil_scoped_release nogil;
+            res = mine_entropy_patterns(v, num_items, params, markov, pp, nullptr);
+          }
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+        return py::make_tuple(to_numpy(std::move(res.offsets)), to_numpy(std::move(res.items)),
+                              to_numpy(std::move(res.entropy)), to_numpy(std::move(res.count)));
+      },
+      py::arg("offsets"), py::arg("items"), py::arg("num_items"), py::arg("theta"), py::arg("min_count"),
+      py::arg("max_len"), py::arg("markov").none(true), py::arg("probs").none(true),
+      py::arg("scorer").none(true), py::arg("threads") = 0,
+      "Conditional-entropy pattern miner (UniDS 4.2); returns (offsets, items, entropy, count).");
+  m.def(
+      "segment",
+      [](const carray<int64_t>& offsets, const carray<int32_t>& items, const carray<int64_t>& pat_offsets,
+         const carray<int32_t>& pat_items, int threads) {
+        const CsrView v = make_view(offsets, items);
+        const CsrView p = make_view(pat_offsets, pat_items);
+        Segmentation s;
+        try {
+          py::gil_scoped_release nogil;
+          s = segment_sequences(v, p, threads);
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+        return py::make_tuple(to_numpy(std::move(s.offsets)), to_numpy(std::move(s.bounds)),
+                              to_numpy(std::move(s.pattern_id)));
+      },
+      py::arg("offsets"), py::arg("items"), py::arg("pat_offsets"), py::arg("pat_items"), py::arg("threads") = 0,
+      "Greedy longest-match segmentation; returns (offsets, bounds, pattern_id).");
   // ===== end section: entropy =====
 
   (void)&make_view;

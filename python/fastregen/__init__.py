@@ -58,3 +58,12 @@ def show_config() -> None:
         if isinstance(value, list):
             value = ", ".join(value)
         print(f"{key:<14}{value}")
+
+
+def __getattr__(name: str):
+    # Lazy: `fastregen.DR4SR` imports torch only when first used.
+    if name in ("DR4SR", "RegenConfig"):
+        from . import regen
+
+        return getattr(regen, name)
+    raise AttributeError(f"module 'fastregen' has no attribute {name!r}")

@@ -9,10 +9,117 @@ def have_openmp() -> bool: ...
 def max_threads() -> int: ...
 
 # ----- textio (data layer) -----
+def tokenize_int_lines(
+    data: bytes | bytearray | memoryview,
+    n_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], tuple[int, bytes, str] | None]:
+    """Tokenize whitespace-separated int64 lines: (counts per line, tokens, first error or None)."""
+
+def parse_user_lines(
+    data: bytes | bytearray | memoryview,
+    n_threads: int = 0,
+) -> tuple[
+    npt.NDArray[np.int64] | None,
+    npt.NDArray[np.int64] | None,
+    npt.NDArray[np.int64] | None,
+    npt.NDArray[np.int32] | None,
+    int,
+    tuple[int, bytes, str] | None,
+]:
+    """Parse and validate ``user item item ...`` lines: (users, lines, lengths, items, n_lines, error)."""
+
+def format_int_rows(
+    offsets: npt.NDArray[np.int64],
+    values: npt.NDArray[np.int64],
+    row_begin: int,
+    row_end: int,
+    sep: str = " ",
+) -> bytes:
+    """Rows [row_begin, row_end) of a CSR int64 array as text lines joined by ``sep``."""
 # ----- end textio -----
 
 # ----- mining -----
+def mine_patterns(
+    offsets: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int32],
+    max_span: int,
+    min_support: int,
+    min_len: int,
+    max_len: int,
+    threads: int = 0,
+    progress: npt.NDArray[np.int64] | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]: ...
+def window_counts(
+    offsets: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int32],
+    window: int,
+    min_count: int,
+    threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]: ...
+def pretrain_pairs(
+    offsets: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int32],
+    pattern_offsets: npt.NDArray[np.int64],
+    pattern_items: npt.NDArray[np.int32],
+    span: int,
+    max_per_sequence: int,
+    seed: int,
+    threads: int = 0,
+    progress: npt.NDArray[np.int64] | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
 # ----- end mining -----
 
 # ----- entropy -----
+def lz_lambda_sums(
+    offsets: npt.NDArray[np.int64], items: npt.NDArray[np.int32], threads: int = 0, method: int = 0
+) -> npt.NDArray[np.int64]: ...
+def real_entropy(
+    offsets: npt.NDArray[np.int64], items: npt.NDArray[np.int32], base: float = 2.0, threads: int = 0
+) -> npt.NDArray[np.float64]: ...
+def n_distinct(
+    offsets: npt.NDArray[np.int64], items: npt.NDArray[np.int32], threads: int = 0
+) -> npt.NDArray[np.int64]: ...
+def item_entropies(
+    offsets: npt.NDArray[np.int64], items: npt.NDArray[np.int32], num_items: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
+
+class MarkovModel:
+    def __init__(self, order: int, num_items: int) -> None: ...
+    def fit(self, offsets: npt.NDArray[np.int64], items: npt.NDArray[np.int32]) -> None: ...
+    def prob(
+        self,
+        ctx_offsets: npt.NDArray[np.int64],
+        ctx_items: npt.NDArray[np.int32],
+        next: npt.NDArray[np.int32],
+        threads: int = 0,
+    ) -> npt.NDArray[np.float64]: ...
+    @property
+    def order(self) -> int: ...
+    @property
+    def num_items(self) -> int: ...
+    @property
+    def num_tokens(self) -> int: ...
+    @property
+    def fitted(self) -> bool: ...
+    def context_counts(self) -> list[int]: ...
+
+def mine_entropy_patterns(
+    offsets: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int32],
+    num_items: int,
+    theta: float,
+    min_count: int,
+    max_len: int,
+    markov: MarkovModel | None,
+    probs: npt.NDArray[np.float64] | None,
+    scorer: object | None,
+    threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
+def segment(
+    offsets: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int32],
+    pat_offsets: npt.NDArray[np.int64],
+    pat_items: npt.NDArray[np.int32],
+    threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
 # ----- end entropy -----

@@ -18,6 +18,10 @@ app = typer.Typer(
 
 # Topic modules register their commands on `app` when imported.
 from . import _data  # noqa: E402,F401
+from . import _entropy  # noqa: E402,F401
+from . import _mining  # noqa: E402,F401
+from . import _regen  # noqa: E402,F401
+from . import _train  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,0 +1,359 @@
+"""One step of constrained (hybrid) greedy decoding over a large item vocabulary.
+
+For each row ``b`` (one sequence being regenerated) this returns::
+
+    argmax_{v in C_b}  states[b] . table[v]
+
+with ties broken by the lowest id, where the candidate set ``C_b`` is
+
+* generative rows (``generative[b]``): every id in ``[vocab_start, vocab_stop)``;
+* restrictive rows: the ids of ``allowed[b]`` that lie in ``[vocab_start, vocab_stop)``;
+
+minus, in both cases, the ids already in ``generated[b]`` (an item is never
+repeated inside one pattern). A row with no candidate gets id ``-1`` and
+score ``-inf``. This is the decision rule of DR4SR's hybrid inference (paper
+§4.2.3): generative steps may produce any item, restrictive steps only items
+of the input sequence.
+
+The authors' code builds the full (B, V) logit matrix and a (B, V) mask each
+step. Neither path here does:
+
+* `constrained_argmax_torch` (the reference and CPU path) scores generative
+  rows a vocabulary chunk at a time, keeping a running max/argmax (peak extra
+  memory ``B x chunk_size`` floats), and scores restrictive rows only on their
+  allowed items (``B x S``);
+* the triton path tiles the vocabulary: one program per (row block, vocabulary
+  tile) computes a ``BLOCK_B x BLOCK_V`` score tile with ``tl.dot``, masks it
+  and writes that tile's max and lowest-id argmax; a second kernel reduces the
+  per-tile partials of each generative row (two-stage reduction) and scores
+  the restrictive rows on their allowed ids only. Peak extra memory is
+  ``B x ceil(V / BLOCK_V)`` partials.
+
+`constrained_argmax_naive` is the full-logits version (the test oracle and
+the benchmark baseline); `constrained_argmax` dispatches.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ._backend import resolve_backend
+
+__all__ = ["constrained_argmax", "constrained_argmax_torch", "constrained_argmax_naive"]
+
+_NO_ID = -1
+_INT_MAX = 2**31 - 1
+
+
+def _prepare(states, table, allowed, generated, generative, vocab_start, vocab_stop):
+    """Validate the inputs; return them normalised (2-D id matrices, bool mode, stop)."""
+    for name, t in (("states", states), ("table", table), ("allowed", allowed),
+                    ("generated", generated), ("generative", generative)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch tensor, got {type(t).__name__}")
+    if states.dim() != 2:
+        raise ValueError(f"states must have shape (B, D), got {tuple(states.shape)}")
+    if table.dim() != 2:
+        raise ValueError(f"table must have shape (V, D), got {tuple(table.shape)}")
+    B, D = states.shape
+    V = table.shape[0]
+    if table.shape[1] != D:
+        raise ValueError(f"states have D = {D} but table rows have {table.shape[1]}")
+    if not states.is_floating_point() or not table.is_floating_point():
+        raise TypeError(f"states and table must be floating point, got {states.dtype}, {table.dtype}")
+    if generative.shape != (B,):
+        raise ValueError(f"generative must have shape (B,) = ({B},), got {tuple(generative.shape)}")
+    if generative.dtype != torch.bool:
+        raise TypeError(f"generative must be a bool tensor, got {generative.dtype}")
+    if allowed.dim() != 2 or allowed.shape[0] != B:
+        raise ValueError(f"allowed must have shape (B, S) with B = {B}, got {tuple(allowed.shape)}")
+    if generated.dim() != 2 or generated.shape[0] != B:
+        raise ValueError(f"generated must have shape (B, T) with B = {B}, got {tuple(generated.shape)}")
+    for name, t in (("allowed", allowed), ("generated", generated)):
+        if t.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"{name} must hold int32/int64 ids (-1 = padding), got {t.dtype}")
+        if t.numel():
+            lo, hi = int(t.min()), int(t.max())
+            if lo < -1 or hi >= V:
+                bad = lo if lo < -1 else hi
+                raise ValueError(f"{name} holds id {bad}, outside [-1, {V}) (V = table rows, -1 = padding)")
+    stop = V if vocab_stop is None else int(vocab_stop)
+    if not 0 <= int(vocab_start) <= stop <= V:
+        raise ValueError(f"need 0 <= vocab_start <= vocab_stop <= V = {V}; got {vocab_start}, {vocab_stop}")
+    devices = {t.device for t in (states, table, allowed, generated, generative)}
+    if len(devices) != 1:
+        raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
+    return allowed.long(), generated.long(), int(vocab_start), stop
+
+
+def constrained_argmax_naive(states, table, allowed, generated, generative, *, vocab_start=0, vocab_stop=None):
+    """Full-logits version: builds the (B, V) logits and mask, as the authors' code does.
+
+    Same contract as `constrained_argmax`; memory O(B x V). Used as the test
+    oracle and the benchmark baseline, never by the library.
+    """
+    allowed, generated, start, stop = _prepare(states, table, allowed, generated, generative, vocab_start, vocab_stop)
+    B, V = states.shape[0], table.shape[0]
+    logits = states.float() @ table.float().T
+    mask = torch.zeros((B, V + 1), dtype=torch.bool, device=states.device)  # column V absorbs padding
+    mask[generative, start:stop] = True
+    restrictive = ~generative
+    a = torch.where(allowed < 0, V, allowed)
+    rows = torch.arange(B, device=states.device)[:, None].expand_as(a)
+    keep = restrictive[:, None].expand_as(a)
+    mask[rows[keep], a[keep]] = True
+    mask[:, :start] = False
+    mask[:, stop:] = False
+    g = torch.where(generated < 0, V, generated)
+    mask.scatter_(1, g, False)
+    logits = logits.masked_fill(~mask[:, :V], float("-inf"))
+    if V == 0:
+        return (torch.full((B,), _NO_ID, dtype=torch.long, device=states.device),
+                torch.full((B,), float("-inf"), device=states.device))
+    best, ids = logits.max(dim=1)  # torch documents: first (lowest) index among ties
+    ids = torch.where(best == float("-inf"), _NO_ID, ids)
+    return ids, best
+
+
+def _restrictive_torch(states, table, allowed, generated, start, stop):
+    """Scores of restrictive rows on their allowed ids only: (R, S) work and memory."""
+    valid = (allowed >= start) & (allowed < stop)
+    if generated.shape[1]:
+        valid &= ~(allowed[:, :, None] == generated[:, None, :]).any(-1)
+    rows = table[allowed.clamp(min=0)].float()  # (R, S, D)
+    scores = torch.einsum("rsd,rd->rs", rows, states.float())
+    scores = scores.masked_fill(~valid, float("-inf"))
+    if scores.shape[1] == 0:
+        return (torch.full((scores.shape[0],), _NO_ID, dtype=torch.long, device=states.device),
+                torch.full((scores.shape[0],), float("-inf"), device=states.device))
+    best = scores.max(dim=1).values
+    # lowest id among the maximal allowed ids (allowed is not sorted)
+    ties = valid & (scores == best[:, None])
+    ids = torch.where(ties, allowed, _INT_MAX).min(dim=1).values
+    ids = torch.where(best == float("-inf"), _NO_ID, ids)
+    return ids, best
+
+
+def constrained_argmax_torch(states, table, allowed, generated, generative, *, vocab_start=0, vocab_stop=None,
+                             chunk_size: int = 8192):
+    """Vocabulary-chunked torch version of `constrained_argmax` (the reference and CPU path).
+
+    Extra memory is ``B x chunk_size`` floats for generative rows and
+    ``B x S x D`` for restrictive rows, never ``B x V``.
+    """
+    allowed, generated, start, stop = _prepare(states, table, allowed, generated, generative, vocab_start, vocab_stop)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    B = states.shape[0]
+    dev = states.device
+    ids = torch.full((B,), _NO_ID, dtype=torch.long, device=dev)
+    best = torch.full((B,), float("-inf"), dtype=torch.float32, device=dev)
+    gen_rows = torch.nonzero(generative).flatten()
+    res_rows = torch.nonzero(~generative).flatten()
+    if res_rows.numel():
+        r_ids, r_best = _restrictive_torch(states[res_rows], table, allowed[res_rows], generated[res_rows], start, stop)
+        ids[res_rows] = r_ids
+        best[res_rows] = r_best
+    if gen_rows.numel() and stop > start:
+        s = states[gen_rows].float()
+        g = generated[gen_rows]
+        n = gen_rows.numel()
+        g_ids = torch.full((n,), _NO_ID, dtype=torch.long, device=dev)
+        g_best = torch.full((n,), float("-inf"), dtype=torch.float32, device=dev)
+        row_of = torch.arange(n, device=dev)[:, None].expand_as(g)
+        for c0 in range(start, stop, chunk_size):
+            c1 = min(c0 + chunk_size, stop)
+            scores = s @ table[c0:c1].float().T  # (n, c1 - c0)
+            rel = g - c0
+            hit = (g >= 0) & (rel >= 0) & (rel < c1 - c0)
+            scores[row_of[hit], rel[hit]] = float("-inf")
+            m, a = scores.max(dim=1)  # first (lowest) index among ties
+            # strict '>' keeps the earlier chunk (lower ids) on ties across chunks
+            upd = m > g_best
+            g_best = torch.where(upd, m, g_best)
+            g_ids = torch.where(upd, a + c0, g_ids)
+        ids[gen_rows] = g_ids
+        best[gen_rows] = g_best
+    return ids, best
+
+
+def constrained_argmax(states: torch.Tensor, table: torch.Tensor, allowed: torch.Tensor,
+                       generated: torch.Tensor, generative: torch.Tensor, *, vocab_start: int = 0,
+                       vocab_stop: int | None = None, backend: str = "auto",
+                       chunk_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Constrained argmax of ``states @ table.T`` per row, without the (B, V) logits.
+
+    Parameters
+    ----------
+    states : torch.Tensor, shape (B, D), float
+        Decoder output of each row at this step.
+    table : torch.Tensor, shape (V, D), float
+        Output embedding table (the regenerator ties it to its item table).
+    allowed : torch.Tensor, shape (B, S), int32/int64
+        Ids a restrictive row may produce (its input sequence, plus EOS),
+        padded with -1; ignored for generative rows.
+    generated : torch.Tensor, shape (B, T), int32/int64
+        Ids each row has already produced, padded with -1; never produced again.
+        ``T`` may be 0.
+    generative : torch.Tensor, shape (B,), bool
+        True: the row may produce any id in ``[vocab_start, vocab_stop)``;
+        False: only its allowed ids.
+    vocab_start, vocab_stop : int
+        Range of ids that can ever be produced (default all of ``[0, V)``);
+        the regenerator uses it to exclude PAD and BOS.
+    backend : {"auto", "torch", "triton"}
+        ``"auto"``: triton on CUDA tensors, torch otherwise.
+    chunk_size : int, default 8192
+        Vocabulary chunk of the torch path (memory ``B x chunk_size`` floats).
+
+    Returns
+    -------
+    ids : torch.Tensor, shape (B,), int64
+        Chosen id per row (lowest id among equal scores); -1 where no id is allowed.
+    scores : torch.Tensor, shape (B,), float32
+        Its score (``-inf`` where no id is allowed).
+    """
+    if resolve_backend(backend, states, table) == "torch":
+        return constrained_argmax_torch(states, table, allowed, generated, generative, vocab_start=vocab_start,
+                                        vocab_stop=vocab_stop, chunk_size=chunk_size)
+    allowed, generated, start, stop = _prepare(states, table, allowed, generated, generative, vocab_start, vocab_stop)
+    return _constrained_argmax_triton(states, table, allowed, generated, generative, start, stop)
+
+
+# ---------------------------------------------------------------- triton side
+_BLOCK_B = 16    # rows per program of the tile kernel (tl.dot needs >= 16)
+_BLOCK_V = 128   # vocabulary tile
+_BLOCK_T = 1024  # partials reduced per iteration of the finishing kernel
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    # Decorated on first use (see memory_mix._kernels for why).
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def tile_kernel(s_ptr, t_ptr, gen_ptr, mode_ptr, pval_ptr, pidx_ptr,
+                    B, D, T, start, stop, NT,
+                    BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
+        pb = tl.program_id(0)
+        pv = tl.program_id(1)
+        rows = pb * BLOCK_B + tl.arange(0, BLOCK_B)
+        rmask = rows < B
+        mode = tl.load(mode_ptr + rows, mask=rmask, other=0)
+        active = rmask & (mode != 0)
+        cols = start + pv * BLOCK_V + tl.arange(0, BLOCK_V)
+        cmask = cols < stop
+        acc = tl.zeros([BLOCK_B, BLOCK_V], dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            dd = d0 + tl.arange(0, BLOCK_D)
+            dmask = dd < D
+            s = tl.load(s_ptr + rows[:, None].to(tl.int64) * D + dd[None, :],
+                        mask=rmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+            t = tl.load(t_ptr + cols[None, :].to(tl.int64) * D + dd[:, None],
+                        mask=cmask[None, :] & dmask[:, None], other=0.0).to(tl.float32)
+            # ieee: exact fp32 products, so the argmax matches the torch path
+            acc += tl.dot(s, t, input_precision="ieee")
+        valid = active[:, None] & cmask[None, :]
+        for ti in range(T):
+            g = tl.load(gen_ptr + rows.to(tl.int64) * T + ti, mask=rmask, other=-1)
+            valid = valid & (cols[None, :] != g[:, None])
+        acc = tl.where(valid, acc, float("-inf"))
+        m = tl.max(acc, axis=1)
+        cand = tl.where(valid & (acc == m[:, None]), cols[None, :], 2147483647)
+        idx = tl.min(cand, axis=1)
+        out = rows.to(tl.int64) * NT + pv
+        tl.store(pval_ptr + out, m, mask=rmask)
+        tl.store(pidx_ptr + out, idx, mask=rmask)
+
+    @triton.jit
+    def finish_kernel(s_ptr, t_ptr, allowed_ptr, gen_ptr, mode_ptr, pval_ptr, pidx_ptr, id_ptr, val_ptr,
+                      D, S, T, start, stop, NT,
+                      BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
+        r = tl.program_id(0)
+        r64 = r.to(tl.int64)
+        mode = tl.load(mode_ptr + r)
+        best = tl.full([], float("-inf"), tl.float32)
+        bid = tl.full([], 2147483647, tl.int32)
+        if mode != 0:
+            # stage 2 of the generative reduction: tiles are in id order, so
+            # keep the lowest id among equal maxima
+            for t0 in range(0, NT, BLOCK_T):
+                tt = t0 + tl.arange(0, BLOCK_T)
+                tm = tt < NT
+                v = tl.load(pval_ptr + r64 * NT + tt, mask=tm, other=float("-inf"))
+                i = tl.load(pidx_ptr + r64 * NT + tt, mask=tm, other=2147483647)
+                m = tl.max(v, axis=0)
+                ci = tl.min(tl.where(tm & (v == m), i, 2147483647), axis=0)
+                better = (m > best) | ((m == best) & (ci < bid))
+                best = tl.where(better, m, best)
+                bid = tl.where(better, ci, bid)
+        else:
+            ss = tl.arange(0, BLOCK_S)
+            smask = ss < S
+            a = tl.load(allowed_ptr + r64 * S + ss, mask=smask, other=-1)
+            valid = smask & (a >= start) & (a < stop)
+            for ti in range(T):
+                g = tl.load(gen_ptr + r64 * T + ti)
+                valid = valid & (a != g)
+            acc = tl.zeros([BLOCK_S], dtype=tl.float32)
+            for d0 in range(0, D, BLOCK_D):
+                dd = d0 + tl.arange(0, BLOCK_D)
+                dmask = dd < D
+                s = tl.load(s_ptr + r64 * D + dd, mask=dmask, other=0.0).to(tl.float32)
+                t = tl.load(t_ptr + a[:, None].to(tl.int64) * D + dd[None, :],
+                            mask=valid[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+                acc += tl.sum(t * s[None, :], axis=1)
+            acc = tl.where(valid, acc, float("-inf"))
+            best = tl.max(acc, axis=0)
+            bid = tl.min(tl.where(valid & (acc == best), a, 2147483647), axis=0)
+        found = bid != 2147483647
+        tl.store(id_ptr + r, tl.where(found, bid, -1).to(tl.int64))
+        tl.store(val_ptr + r, tl.where(found, best, float("-inf")))
+
+    return tile_kernel, finish_kernel
+
+
+def _next_pow2(n: int, floor: int) -> int:
+    p = floor
+    while p < n:
+        p *= 2
+    return p
+
+
+def _constrained_argmax_triton(states, table, allowed, generated, generative, start, stop):
+    import triton
+
+    B, D = states.shape
+    dev = states.device
+    states = states.contiguous()
+    table = table.contiguous()
+    allowed = allowed.to(torch.int32).contiguous()
+    generated = generated.to(torch.int32).contiguous()
+    mode = generative.to(torch.int8).contiguous()
+    # kernels index real memory: give empty id matrices one padding column
+    if allowed.shape[1] == 0:
+        allowed = torch.full((B, 1), -1, dtype=torch.int32, device=dev)
+    if generated.shape[1] == 0:
+        generated = torch.full((B, 1), -1, dtype=torch.int32, device=dev)
+    T = generated.shape[1]
+    S = allowed.shape[1]
+    ids = torch.empty((B,), dtype=torch.long, device=dev)
+    vals = torch.empty((B,), dtype=torch.float32, device=dev)
+    if B == 0:
+        return ids, vals
+    block_d = min(_next_pow2(D, 16), 128)
+    nt = max(triton.cdiv(stop - start, _BLOCK_V), 0)
+    pval = torch.empty((B, max(nt, 1)), dtype=torch.float32, device=dev)
+    pidx = torch.empty((B, max(nt, 1)), dtype=torch.int32, device=dev)
+    tile_kernel, finish_kernel = _kernels()
+    if nt and bool(generative.any()):
+        tile_kernel[(triton.cdiv(B, _BLOCK_B), nt)](
+            states, table, generated, mode, pval, pidx, B, D, T, start, stop, nt,
+            BLOCK_B=_BLOCK_B, BLOCK_V=_BLOCK_V, BLOCK_D=block_d)
+    finish_kernel[(B,)](
+        states, table, allowed, generated, mode, pval, pidx, ids, vals, D, S, T, start, stop, nt,
+        BLOCK_S=_next_pow2(S, 16), BLOCK_D=block_d, BLOCK_T=min(_next_pow2(nt, 16), _BLOCK_T))
+    return ids, vals

@@ -1,0 +1,175 @@
+"""`RegenConfig`: every option of the DR4SR pipeline (mining, pairs, regenerator, inference)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RegenConfig", "SCHEDULES", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS"]
+
+SCHEDULES = ("random", "released")
+DIVERSITY = ("soft", "gumbel")
+TRAIN_SOFTMAX = ("source", "full")
+TRAINING_SETS = ("combined", "regenerated")
+
+
+@dataclass
+class RegenConfig:
+    """Configuration of DR4SR dataset regeneration (defaults follow the paper / the authors' code).
+
+    Mining and pre-training pairs
+    -----------------------------
+    max_span : int, default 5
+        Longest mined pattern (`fastregen.mining.mine_patterns`).
+    min_support : int, default 2
+        Minimum support of a mined pattern.
+    max_pairs_per_sequence : int, default 10
+        Pre-training pairs drawn per sequence (`fastregen.mining.pretrain_pairs`).
+    max_len : int, default 50
+        Longest input sequence the regenerator reads (most recent items kept).
+
+    Regenerator (a transformer encoder-decoder)
+    -------------------------------------------
+    d_model, n_heads, n_encoder_layers, n_decoder_layers, d_ff, dropout
+        Defaults 64, 2, 2, 2, 256, 0.5 (the authors').
+    K : int, default 5
+        Number of memory spaces the encoder memory is projected into (the
+        diversity factor); ``K = 1`` is the paper's "-diversity" ablation.
+    diversity : {"soft", "gumbel"}, default "soft"
+        How the diversity promoter's ``pi`` weighs the K memories in
+        training: ``"soft"`` is a plain softmax (every memory gets gradient);
+        ``"gumbel"`` is a Gumbel-softmax with temperature annealed per step
+        from ``tau_start`` by ``tau_decay`` down to ``tau_min`` (the authors'
+        released code: 1.0, 0.995, 0.1).
+    entropy_weight : float, default 0.0
+        Weight of the entropy of ``pi`` added to the loss. Positive values
+        push each pattern to one memory (the authors' code uses 1.0, which
+        makes the K memories specialise); 0 disables the term.
+    train_softmax : {"source", "full"}, default "source"
+        Normalise the teacher-forced cross-entropy (paper eq. 2) over the
+        items of the input sequence plus EOS (the authors' code) or over the
+        whole vocabulary.
+    init_item_embedding : bool, default True
+        Initialise the item table from a trained target model's table when
+        one is given to `DR4SR.fit` (the authors initialise from SASRec).
+
+    Pre-training
+    ------------
+    epochs : int, default 20
+    batch_size : int, default 256
+    lr : float, default 1e-3
+        Adam (betas 0.9, 0.98) with a cosine schedule over all steps.
+    valid_fraction : float, default 0.05
+        Share of pairs held out for the validation loss; the weights with the
+        best validation loss are kept.
+
+    Hybrid inference (paper §4.2.3)
+    -------------------------------
+    gamma : float, default 0.1
+        Probability that a decoding step is generative (any item) rather
+        than restrictive (only items of the input sequence).
+    schedule : {"random", "released"}, default "random"
+        ``"random"``: each step of each row is generative with probability
+        ``gamma`` (the paper); ``"released"``: restrictive for the first two
+        steps and generative afterwards (the authors' released code;
+        ``gamma`` is ignored).
+    max_pattern_len : int, default 24
+        Longest regenerated pattern (EOS not counted).
+    min_pattern_len : int, default 2
+        Shorter regenerated patterns are dropped.
+    decode_batch_size : int, default 1024
+        Sequences decoded together.
+    training_set : {"combined", "regenerated"}, default "combined"
+        What `DR4SR.regenerate` returns: the regenerated patterns only, or
+        original training sequences + mined patterns + regenerated patterns
+        (what the authors' code trains the target model on).
+
+    Runtime
+    -------
+    seed : int, default 0
+        Seeds pair sampling, initialisation, batching, dropout, Gumbel noise
+        and the generative/restrictive draws.
+    device : str, default "cpu"
+    backend : {"auto", "torch", "triton"}, default "auto"
+        Backend of the fused ops (`fastregen.ops`).
+    progress : bool, default True
+        Show progress bars.
+    """
+
+    # mining and pairs
+    max_span: int = 5
+    min_support: int = 2
+    max_pairs_per_sequence: int = 10
+    max_len: int = 50
+    # model
+    d_model: int = 64
+    n_heads: int = 2
+    n_encoder_layers: int = 2
+    n_decoder_layers: int = 2
+    d_ff: int = 256
+    dropout: float = 0.5
+    K: int = 5
+    diversity: str = "soft"
+    tau_start: float = 1.0
+    tau_decay: float = 0.995
+    tau_min: float = 0.1
+    entropy_weight: float = 0.0
+    train_softmax: str = "source"
+    init_item_embedding: bool = True
+    # pre-training
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    valid_fraction: float = 0.05
+    # inference
+    gamma: float = 0.1
+    schedule: str = "random"
+    max_pattern_len: int = 24
+    min_pattern_len: int = 2
+    decode_batch_size: int = 1024
+    training_set: str = "combined"
+    # runtime
+    seed: int = 0
+    device: str = "cpu"
+    backend: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError/TypeError naming the first invalid option."""
+        ints = dict(max_span=1, min_support=1, max_pairs_per_sequence=1, max_len=1, d_model=1, n_heads=1,
+                    n_encoder_layers=1, n_decoder_layers=1, d_ff=1, K=1, epochs=0, batch_size=1,
+                    max_pattern_len=1, min_pattern_len=1, decode_batch_size=1)
+        for name, lo in ints.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, got {v!r}")
+            if v < lo:
+                raise ValueError(f"{name} must be >= {lo}, got {v}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model = {self.d_model} must be divisible by n_heads = {self.n_heads}")
+        if not 0.0 <= float(self.gamma) <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= float(self.valid_fraction) < 1.0:
+            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        if float(self.lr) <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if float(self.entropy_weight) < 0:
+            raise ValueError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
+        if not (0 < float(self.tau_min) <= float(self.tau_start)) or not 0 < float(self.tau_decay) <= 1:
+            raise ValueError(
+                f"need 0 < tau_min <= tau_start and 0 < tau_decay <= 1; got tau_start={self.tau_start}, "
+                f"tau_decay={self.tau_decay}, tau_min={self.tau_min}"
+            )
+        if self.min_pattern_len > self.max_pattern_len:
+            raise ValueError(
+                f"min_pattern_len = {self.min_pattern_len} exceeds max_pattern_len = {self.max_pattern_len}"
+            )
+        for name, allowed in (("schedule", SCHEDULES), ("diversity", DIVERSITY),
+                              ("train_softmax", TRAIN_SOFTMAX), ("training_set", TRAINING_SETS),
+                              ("backend", ("auto", "torch", "triton"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")

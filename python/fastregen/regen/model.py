@@ -1,0 +1,303 @@
+"""The DR4SR regenerator: a transformer encoder-decoder with K memories and a diversity promoter.
+
+Vocabulary (``V = num_items + 3`` rows of the shared item table):
+
+====================  ======================================================
+id                    meaning
+====================  ======================================================
+``0``                 PAD (row kept at zero, never generated)
+``1 .. num_items``    items, as in `fastregen.data.SequenceDataset`
+``num_items + 1``     EOS (ends a pattern; allowed at every decoding step)
+``num_items + 2``     BOS (first decoder input; never generated)
+====================  ======================================================
+
+Putting EOS before BOS makes "every id that may be generated" the contiguous
+range ``[1, num_items + 2)``, which is what `fastregen.ops.constrained_argmax`
+takes as ``vocab_start, vocab_stop``.
+
+One item table is shared by the encoder input, the decoder input and the
+output layer (scores are ``state @ item_embedding.weight.T``), and can be
+initialised from a trained target model's table (the authors initialise it
+from SASRec's).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import config_from_dict, config_to_dict
+from ..ops import mix_memories
+from .config import RegenConfig
+
+__all__ = ["Regenerator", "PAD", "eos_id", "bos_id", "save_checkpoint", "load_checkpoint"]
+
+PAD = 0
+_FORMAT = "fastregen-regenerator"
+_FORMAT_VERSION = 1
+
+
+def eos_id(num_items: int) -> int:
+    """EOS token id for a vocabulary of ``num_items`` items (``num_items + 1``)."""
+    return num_items + 1
+
+
+def bos_id(num_items: int) -> int:
+    """BOS token id for a vocabulary of ``num_items`` items (``num_items + 2``)."""
+    return num_items + 2
+
+
+def _causal_mask(n: int, device) -> torch.Tensor:
+    # bool, True = not attended: position i sees positions <= i
+    return torch.triu(torch.ones(n, n, dtype=torch.bool, device=device), diagonal=1)
+
+
+class Regenerator(nn.Module):
+    """Transformer encoder-decoder that turns a sequence into patterns (DR4SR §4.2).
+
+    Parameters
+    ----------
+    num_items : int
+        Items of the dataset (ids 1..num_items).
+    config : RegenConfig
+        Sizes and options (d_model, layers, heads, K, diversity, ...).
+
+    Notes
+    -----
+    * The encoder memory ``m`` (B, L, D) is projected into K spaces
+      ``m'_k`` by a two-layer MLP (D -> K*D -> K*D), giving (B, L, K, D).
+    * The diversity promoter encodes the target pattern with its own
+      transformer encoder, mean-pools it and maps it to ``pi`` (B, K) with an
+      MLP and a softmax (or a Gumbel-softmax). The decoder cross-attends to
+      ``sum_k pi_k m'_k`` (`fastregen.ops.mix_memories`).
+    * Without a target pattern (inference) each memory ``m'_k`` is decoded
+      on its own, so one sequence yields up to K patterns.
+    """
+
+    def __init__(self, num_items: int, config: RegenConfig | None = None) -> None:
+        super().__init__()
+        config = config or RegenConfig()
+        if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 1:
+            raise ValueError(f"num_items must be a positive int, got {num_items!r}")
+        config.validate()
+        self.config = config
+        self.num_items = num_items
+        d, K = config.d_model, config.K
+        self.item_embedding = nn.Embedding(num_items + 3, d, padding_idx=PAD)
+        self.position_embedding = nn.Embedding(max(config.max_len, config.max_pattern_len + 1), d)
+        self.dropout = nn.Dropout(config.dropout)
+
+        def enc_layer():
+            return nn.TransformerEncoderLayer(d, config.n_heads, config.d_ff, config.dropout, activation="gelu",
+                                              layer_norm_eps=1e-12, batch_first=True)
+
+        self.encoder = nn.TransformerEncoder(enc_layer(), config.n_encoder_layers, enable_nested_tensor=False)
+        self.decoder = nn.TransformerDecoder(
+            nn.TransformerDecoderLayer(d, config.n_heads, config.d_ff, config.dropout, activation="gelu",
+                                       layer_norm_eps=1e-12, batch_first=True),
+            config.n_decoder_layers,
+        )
+        self.memory_projection = nn.Sequential(nn.Linear(d, d * K), nn.ReLU(), nn.Linear(d * K, d * K))
+        if K > 1:
+            self.promoter_encoder = nn.TransformerEncoder(enc_layer(), config.n_encoder_layers,
+                                                          enable_nested_tensor=False)
+            self.promoter_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, K))
+        self.apply(self._init)
+        self.tau = float(config.tau_start)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        # N(0, 0.02) as in the authors' code (and SASRec / BERT)
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+
+    # ---------------------------------------------------------------- tokens
+    @property
+    def eos(self) -> int:
+        return eos_id(self.num_items)
+
+    @property
+    def bos(self) -> int:
+        return bos_id(self.num_items)
+
+    @property
+    def device(self) -> torch.device:
+        return self.item_embedding.weight.device
+
+    def init_item_embedding(self, weight: torch.Tensor) -> None:
+        """Copy a target model's item table (shape (num_items + 1, D), row 0 = padding) into rows 0..num_items.
+
+        EOS and BOS keep their random initialisation.
+        """
+        weight = torch.as_tensor(weight).detach()
+        want = (self.num_items + 1, self.config.d_model)
+        if weight.dim() != 2 or tuple(weight.shape) != want:
+            raise ValueError(
+                f"item table must have shape (num_items + 1, d_model) = {want}, got {tuple(weight.shape)}"
+            )
+        with torch.no_grad():
+            self.item_embedding.weight[: self.num_items + 1].copy_(weight.to(self.item_embedding.weight))
+            self.item_embedding.weight[PAD].zero_()
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        L = ids.shape[1]
+        if L > self.position_embedding.num_embeddings:
+            raise ValueError(f"input of length {L} exceeds the {self.position_embedding.num_embeddings} positions")
+        pos = self.position_embedding(torch.arange(L, device=ids.device))
+        return self.dropout(self.item_embedding(ids) + pos[None])
+
+    # -------------------------------------------------------------- modules
+    def encode(self, src: torch.Tensor) -> torch.Tensor:
+        """K memories of right-padded sources (B, L) -> (B, L, K, D)."""
+        if src.dim() != 2:
+            raise ValueError(f"src must be (B, L), got {tuple(src.shape)}")
+        pad = src == PAD
+        if bool(pad.all(dim=1).any()):
+            raise ValueError("every source sequence needs at least one item")
+        memory = self.encoder(self._embed(src), src_key_padding_mask=pad)
+        B, L, D = memory.shape
+        return self.memory_projection(memory).view(B, L, self.config.K, D)
+
+    def promote(self, pattern: torch.Tensor) -> torch.Tensor:
+        """Diversity promoter logits (B, K) of right-padded target patterns (B, P)."""
+        B = pattern.shape[0]
+        if self.config.K == 1:
+            return torch.zeros(B, 1, device=pattern.device)
+        pad = pattern == PAD
+        h = self.promoter_encoder(self._embed(pattern), src_key_padding_mask=pad)
+        keep = (~pad).unsqueeze(-1).to(h.dtype)
+        pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+        return self.promoter_head(pooled)
+
+    def mixture(self, logits: torch.Tensor) -> torch.Tensor:
+        """pi (B, K) from promoter logits: softmax, or Gumbel-softmax at the current tau when training."""
+        if self.config.diversity == "gumbel" and self.training:
+            return F.gumbel_softmax(logits, tau=self.tau, dim=-1)
+        return torch.softmax(logits, dim=-1)
+
+    def anneal(self) -> None:
+        """One step of the Gumbel temperature schedule: ``tau <- max(tau * tau_decay, tau_min)``."""
+        self.tau = max(self.tau * self.config.tau_decay, self.config.tau_min)
+
+    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_pad: torch.Tensor) -> torch.Tensor:
+        """Decoder states (B, T, D) for decoder inputs (B, T) reading memory (B, L, D)."""
+        T = tgt_in.shape[1]
+        return self.decoder(
+            self._embed(tgt_in), memory,
+            tgt_mask=_causal_mask(T, tgt_in.device),
+            tgt_key_padding_mask=tgt_in == PAD,
+            memory_key_padding_mask=src_pad,
+            tgt_is_causal=True,
+        )
+
+    # ----------------------------------------------------------------- loss
+    def loss(self, src: torch.Tensor, pattern: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher-forced cross-entropy of the patterns given the sources (paper eq. 2).
+
+        Parameters
+        ----------
+        src : torch.Tensor, shape (B, L), int64
+            Right-padded input sequences.
+        pattern : torch.Tensor, shape (B, P), int64
+            Right-padded target patterns (without BOS/EOS).
+
+        Returns
+        -------
+        (ce, entropy, pi)
+            Mean cross-entropy over the target tokens (items and the final
+            EOS), mean entropy of ``pi`` and ``pi`` itself (B, K).
+        """
+        B = src.shape[0]
+        lengths = (pattern != PAD).sum(1)
+        bos = torch.full((B, 1), self.bos, dtype=pattern.dtype, device=pattern.device)
+        tgt_in = torch.cat([bos, pattern], 1)
+        tgt_out = torch.cat([pattern, torch.zeros_like(bos)], 1)
+        tgt_out[torch.arange(B, device=src.device), lengths] = self.eos
+
+        memories = self.encode(src)
+        pi = self.mixture(self.promote(pattern))
+        mixed = mix_memories(memories, pi, backend=self.config.backend)
+        states = self.decode(tgt_in, mixed, src == PAD)
+
+        table = self.item_embedding.weight
+        if self.config.train_softmax == "full":
+            logits = states @ table.T
+            logits[..., PAD] = float("-inf")
+            logits[..., self.bos] = float("-inf")
+            labels = tgt_out.masked_fill(tgt_out == PAD, -100)
+        else:
+            # normalise over the source's distinct items plus EOS only
+            cand = torch.cat([src, torch.full((B, 1), self.eos, dtype=src.dtype, device=src.device)], 1)
+            S = cand.shape[1]
+            earlier = torch.tril(torch.ones(S, S, dtype=torch.bool, device=src.device), -1)
+            dup = ((cand[:, :, None] == cand[:, None, :]) & earlier).any(-1)
+            valid = (cand != PAD) & ~dup
+            logits = torch.einsum("btd,bsd->bts", states, table[cand])
+            logits = logits.masked_fill(~valid[:, None, :], float("-inf"))
+            match = (tgt_out[:, :, None] == cand[:, None, :]) & valid[:, None, :]
+            labels = match.float().argmax(-1)
+            labels = labels.masked_fill(~match.any(-1) | (tgt_out == PAD), -100)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
+        return ce, entropy, pi
+
+
+def save_checkpoint(model: Regenerator, path, **extra) -> None:
+    """Write the regenerator (weights, config, vocabulary size, extra fields) atomically."""
+    from .._io import atomic_open
+
+    record = {
+        "format": _FORMAT,
+        "format_version": _FORMAT_VERSION,
+        "num_items": model.num_items,
+        "config": config_to_dict(model.config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "tau": model.tau,
+    }
+    record.update(extra)
+    with atomic_open(path, "wb") as f:
+        torch.save(record, f)
+
+
+def load_checkpoint(path, num_items: int | None = None, device: str | torch.device = "cpu",
+                    **overrides) -> tuple[Regenerator, dict]:
+    """Read a checkpoint written by `save_checkpoint`.
+
+    Parameters
+    ----------
+    path : path-like
+    num_items : int, optional
+        Item count of the data the regenerator will be used on; a checkpoint
+        trained on a different vocabulary is a ValueError.
+    device : str or torch.device
+    **overrides
+        Inference-time config fields to change (gamma, schedule, backend, ...).
+
+    Returns
+    -------
+    (model, record)
+        The model in eval mode and the whole saved record.
+    """
+    record = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not a fastregen regenerator checkpoint")
+    if num_items is not None and int(record["num_items"]) != int(num_items):
+        raise ValueError(
+            f"checkpoint {path} was trained on a vocabulary of {record['num_items']} items, "
+            f"but the data has {num_items}: regenerate with a checkpoint trained on this dataset"
+        )
+    values = dict(record["config"])
+    values.update(overrides)
+    config = config_from_dict(RegenConfig, values)
+    model = Regenerator(int(record["num_items"]), config)
+    model.load_state_dict(record["state_dict"])
+    model.tau = float(record.get("tau", config.tau_start))
+    return model.to(device).eval(), record

@@ -1,0 +1,372 @@
+"""The whole DR4SR pipeline: mine -> pairs -> pre-train -> hybrid inference -> write.
+
+`DR4SR` is the Python entry point; with an ``out_dir`` every stage writes its
+artifact there atomically and a rerun skips the stages already finished, so
+an interrupted run resumes where it stopped (a half-trained regenerator is
+retrained from scratch: only finished stages are reused).
+
+Artifacts in ``out_dir``:
+
+=============================  ==============================================
+``config.yaml``                the `RegenConfig` (a rerun must match it)
+``source.json``                path and content hash of the input data
+``patterns.txt``               mined patterns (`fastregen.mining.Patterns`)
+``pairs.npz``                  pre-training pairs
+``regenerator.pt``             the pre-trained regenerator (+ loss history)
+``regenerated_patterns.npz``   decoded, deduplicated patterns
+``regenerated.txt``            the training set (``config.training_set``),
+                               one line per sequence, loadable by
+                               `fastregen.data.load`
+``regenerated_patterns.txt``   the regenerated patterns alone, same format
+``regenerated.json``           provenance, Table-2 statistics, stage times
+=============================  ==============================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import atomic_open
+from ..config import config_to_dict, file_sha256, load_config, provenance, save_config
+from ..data import SequenceDataset
+from .config import RegenConfig
+from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
+from .model import Regenerator, load_checkpoint
+from .train import pretrain
+
+__all__ = ["DR4SR", "STAGES", "combine"]
+
+STAGES = ("patterns", "pairs", "regenerator", "inference", "write")
+
+# Fields that do not change any artifact: a resumed run may differ in these.
+_RUNTIME_FIELDS = {"progress", "device", "backend", "decode_batch_size"}
+# Fields each stage's artifact depends on (a later stage depends on the earlier ones too).
+_STAGE_FIELDS = {
+    "patterns": {"max_span", "min_support"},
+    "pairs": {"max_pairs_per_sequence", "max_len", "seed"},
+    "inference": {"gamma", "schedule", "max_pattern_len", "min_pattern_len"},
+    "write": {"training_set"},
+}
+
+
+def _load_data(data) -> SequenceDataset:
+    if isinstance(data, SequenceDataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        from ..data import load
+
+        return load(data)
+    raise TypeError(f"data must be a SequenceDataset or a path, got {type(data).__name__}")
+
+
+def combine(*parts: SequenceDataset, num_items: int, item_ids=None, name: str = "") -> SequenceDataset:
+    """Concatenate datasets row-wise (empty sequences dropped)."""
+    offsets, items = [np.zeros(1, dtype=np.int64)], []
+    total = 0
+    for ds in parts:
+        keep = ds.lengths > 0
+        ds = ds.subset(np.flatnonzero(keep)) if not keep.all() else ds
+        offsets.append(ds.offsets[1:] + total)
+        items.append(ds.items)
+        total += ds.items.size
+    return SequenceDataset(np.concatenate(offsets), np.concatenate(items) if items else np.zeros(0, np.int32),
+                           num_items=num_items, item_ids=item_ids, name=name)
+
+
+def _save_pairs(pairs, path) -> None:
+    with atomic_open(path, "wb") as f:
+        np.savez(f, seq_offsets=pairs.sequences.offsets, seq_items=pairs.sequences.items,
+                 pat_offsets=pairs.patterns.offsets, pat_items=pairs.patterns.items, source=pairs.source,
+                 pattern_index=np.asarray([] if pairs.pattern_index is None else pairs.pattern_index, np.int64),
+                 num_items=np.int64(pairs.sequences.num_items))
+
+
+def _load_pairs(path):
+    from ..mining import PretrainPairs
+
+    with np.load(path) as z:
+        n = int(z["num_items"])
+        return PretrainPairs(
+            sequences=SequenceDataset(z["seq_offsets"], z["seq_items"], num_items=n),
+            patterns=SequenceDataset(z["pat_offsets"], z["pat_items"], num_items=n),
+            source=z["source"],
+            pattern_index=z["pattern_index"] if z["pattern_index"].size else None,
+        )
+
+
+class DR4SR:
+    """DR4SR dataset regeneration (Yin et al., KDD 2024), end to end.
+
+    >>> model = DR4SR(RegenConfig(epochs=5)).fit(data)      # doctest: +SKIP
+    >>> train_set = model.regenerate()                      # doctest: +SKIP
+
+    Parameters
+    ----------
+    config : RegenConfig, optional
+        Defaults to ``RegenConfig()``.
+    **overrides
+        Config fields to change (``DR4SR(epochs=5, K=1)``).
+
+    Attributes (after `fit`)
+    ------------------------
+    patterns : fastregen.mining.Patterns
+    pairs : fastregen.mining.PretrainPairs
+    regenerator : Regenerator
+    history : list of dict
+        Pre-training loss per epoch.
+    stage_seconds : dict
+        Wall time of each stage run in this process (0 for a reused one).
+    """
+
+    def __init__(self, config: RegenConfig | None = None, **overrides) -> None:
+        config = RegenConfig() if config is None else config
+        if not isinstance(config, RegenConfig):
+            raise TypeError(f"config must be a RegenConfig, got {type(config).__name__}")
+        self.config = dataclasses.replace(config, **overrides) if overrides else config
+        self.config.validate()
+        self.data: SequenceDataset | None = None
+        self.patterns = None
+        self.pairs = None
+        self.regenerator: Regenerator | None = None
+        self.history: list[dict] = []
+        self.regenerated: SequenceDataset | None = None
+        self.inference_info: dict = {}
+        self.stage_seconds: dict[str, float] = {}
+        self.out_dir: Path | None = None
+        self._source: dict = {}
+
+    # ---------------------------------------------------------------- stages
+    def _prepare_dir(self, out_dir, data, data_path) -> None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        src = {"path": os.fspath(data_path) if data_path is not None else getattr(data, "name", ""),
+               "sha256": dataset_sha256(data)}
+        if data_path is not None:
+            src["file_sha256"] = file_sha256(data_path)
+        cfg_path, src_path = out / "config.yaml", out / "source.json"
+        if cfg_path.exists():
+            old = load_config(RegenConfig, cfg_path)
+            changed = sorted(k for k, v in config_to_dict(self.config).items()
+                             if k not in _RUNTIME_FIELDS and config_to_dict(old)[k] != v)
+            if changed:
+                self._invalidate(out, changed)
+        if src_path.exists():
+            old_src = json.loads(src_path.read_text())
+            if old_src.get("sha256") != src["sha256"]:
+                raise ValueError(
+                    f"{out} holds a run on different data ({old_src.get('path')}); use another output folder"
+                )
+        save_config(self.config, cfg_path)
+        write_provenance(src_path, src)
+        self.out_dir, self._source = out, src
+
+    def _invalidate(self, out: Path, changed: list[str]) -> None:
+        """A rerun with a changed option: remove the artifacts of the first stage it affects and later."""
+        order = ["patterns", "pairs", "regenerator", "inference", "write"]
+        first = len(order)
+        for i, stage in enumerate(order):
+            fields = _STAGE_FIELDS.get(stage, set())
+            if stage == "regenerator":
+                fields = {f.name for f in dataclasses.fields(RegenConfig)} - _RUNTIME_FIELDS - set().union(
+                    *_STAGE_FIELDS.values())
+            if set(changed) & fields:
+                first = i
+                break
+        files = {
+            "patterns": ["patterns.txt"], "pairs": ["pairs.npz"], "regenerator": ["regenerator.pt"],
+            "inference": ["regenerated_patterns.npz"],
+            "write": ["regenerated.txt", "regenerated_patterns.txt", "regenerated.json"],
+        }
+        for stage in order[first:]:
+            for name in files[stage]:
+                (out / name).unlink(missing_ok=True)
+
+    def _artifact(self, name: str) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / name
+
+    def _timed(self, stage: str, fn):
+        t0 = time.perf_counter()
+        result = fn()
+        self.stage_seconds[stage] = time.perf_counter() - t0
+        return result
+
+    def fit(self, data, *, item_embedding: torch.Tensor | None = None, out_dir=None,
+            patterns=None) -> "DR4SR":
+        """Mine patterns, build pre-training pairs and pre-train the regenerator.
+
+        Parameters
+        ----------
+        data : SequenceDataset or path
+            The original sequences. Only each sequence's training part (all
+            but the last two items, `fastregen.mining.dr4sr_input`) is read,
+            so validation and test targets never leak into the regenerated
+            data.
+        item_embedding : torch.Tensor, shape (num_items + 1, d_model), optional
+            A trained target model's item table to initialise the
+            regenerator's (e.g. ``fit_and_evaluate(...)["model"].item_embedding.weight``).
+        out_dir : path, optional
+            Folder for the stage artifacts; finished stages found there are
+            reused (see the module docstring).
+        patterns : fastregen.mining.Patterns, optional
+            Use these patterns instead of mining.
+
+        Returns
+        -------
+        self
+        """
+        from ..mining import Patterns, dr4sr_input, mine_patterns, pretrain_pairs
+
+        cfg = self.config
+        data_path = data if isinstance(data, (str, os.PathLike)) else None
+        data = _load_data(data)
+        if len(data) == 0:
+            raise ValueError("cannot regenerate an empty dataset (no sequences)")
+        self.data = data
+        self.regenerated = None
+        if out_dir is not None:
+            self._prepare_dir(out_dir, data, data_path)
+        train_input = dr4sr_input(data)
+        self._train_input = train_input
+
+        path = self._artifact("patterns.txt")
+        if patterns is not None:
+            self.patterns = patterns
+        elif path is not None and path.exists():
+            self.patterns, self.stage_seconds["patterns"] = Patterns.load(path), 0.0
+        else:
+            self.patterns = self._timed("patterns", lambda: mine_patterns(
+                train_input, max_span=cfg.max_span, min_support=cfg.min_support, progress=cfg.progress))
+            if path is not None:
+                self.patterns.save(path)
+        if len(self.patterns) == 0:
+            raise ValueError(
+                f"no pattern has support >= {cfg.min_support} within span {cfg.max_span}: the pattern set is "
+                "empty, so there is nothing to pre-train on (lower min_support or raise max_span)"
+            )
+
+        path = self._artifact("pairs.npz")
+        if path is not None and path.exists():
+            self.pairs, self.stage_seconds["pairs"] = _load_pairs(path), 0.0
+        else:
+            self.pairs = self._timed("pairs", lambda: pretrain_pairs(
+                train_input, self.patterns, max_per_sequence=cfg.max_pairs_per_sequence, seed=cfg.seed,
+                max_len=cfg.max_len, progress=cfg.progress))
+            if path is not None:
+                _save_pairs(self.pairs, path)
+        if len(self.pairs) == 0:
+            raise ValueError("no training sequence contains a mined pattern: no pre-training pairs")
+
+        path = self._artifact("regenerator.pt")
+        done = False
+        if path is not None and path.exists():
+            model, record = load_checkpoint(path, num_items=data.num_items, device=cfg.device,
+                                            **{k: getattr(cfg, k) for k in _RUNTIME_FIELDS if k != "device"})
+            if record.get("complete"):
+                self.regenerator, self.history, done = model, list(record.get("history", [])), True
+                self.stage_seconds["regenerator"] = 0.0
+        if not done:
+            self.regenerator, self.history = self._timed("regenerator", lambda: pretrain(
+                self.pairs, data.num_items, cfg, item_embedding=item_embedding, checkpoint=path))
+        return self
+
+    def _infer(self) -> SequenceDataset:
+        if self.regenerator is None or self.data is None:
+            raise RuntimeError("call fit(data) before regenerate()")
+        if self.regenerated is not None:
+            return self.regenerated
+        cfg = self.config
+        path = self._artifact("regenerated_patterns.npz")
+        if path is not None and path.exists():
+            with np.load(path) as z:
+                self.regenerated = SequenceDataset(z["offsets"], z["items"], num_items=self.data.num_items,
+                                                   item_ids=self.data.item_ids, name="regenerated")
+                self.inference_info = json.loads(str(z["info"]))
+            self.stage_seconds["inference"] = 0.0
+            return self.regenerated
+        self.regenerated, self.inference_info = self._timed(
+            "inference", lambda: hybrid_inference(
+                self.regenerator, self._train_input, gamma=cfg.gamma, schedule=cfg.schedule,
+                max_pattern_len=cfg.max_pattern_len, min_pattern_len=cfg.min_pattern_len,
+                batch_size=cfg.decode_batch_size, seed=cfg.seed, backend=cfg.backend, progress=cfg.progress))
+        if path is not None:
+            with atomic_open(path, "wb") as f:
+                np.savez(f, offsets=self.regenerated.offsets, items=self.regenerated.items,
+                         info=np.asarray(json.dumps(self.inference_info)))
+        return self.regenerated
+
+    def training_sets(self) -> dict[str, SequenceDataset]:
+        """Every training set on offer: ``original`` (training parts), ``patterns`` (mined, the
+        paper's "pattern only" ablation), ``regenerated`` and ``combined`` (original + mined +
+        regenerated, what the authors' code trains on)."""
+        regen = self._infer()
+        n, ids = self.data.num_items, self.data.item_ids
+        original = combine(self._train_input, num_items=n, item_ids=ids, name="original")
+        mined = combine(self.patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns")
+        return {
+            "original": original,
+            "patterns": mined,
+            "regenerated": regen,
+            "combined": combine(original, mined, regen, num_items=n, item_ids=ids, name="combined"),
+        }
+
+    def regenerate(self, training_set: str | None = None) -> SequenceDataset:
+        """The regenerated training set (runs hybrid inference once, then reuses it).
+
+        Parameters
+        ----------
+        training_set : {"combined", "regenerated"}, optional
+            Defaults to ``config.training_set``.
+
+        Returns
+        -------
+        SequenceDataset
+            With the item ids of the input data; pass it as ``train_data`` to
+            `fastregen.train.fit_and_evaluate`. With an ``out_dir`` it is also
+            written there (``regenerated.txt``) with its provenance.
+        """
+        which = self.config.training_set if training_set is None else training_set
+        if which not in ("combined", "regenerated"):
+            raise ValueError(f"training_set must be 'combined' or 'regenerated', got {which!r}")
+        sets = self.training_sets()
+        result = sets[which]
+        if self.out_dir is not None and which == self.config.training_set:
+            self._write(sets)
+        return result
+
+    def _write(self, sets: dict[str, SequenceDataset]) -> None:
+        from ..data import save
+
+        out = self.out_dir
+        if (out / "regenerated.txt").exists() and (out / "regenerated.json").exists():
+            self.stage_seconds["write"] = 0.0
+            return
+        t0 = time.perf_counter()
+        chosen = sets[self.config.training_set]
+        save(sets["regenerated"], out / "regenerated_patterns.txt", drop_empty=True)
+        save(chosen, out / "regenerated.txt", drop_empty=True)
+        self.stage_seconds["write"] = time.perf_counter() - t0
+        record = provenance(
+            self.config,
+            seed=self.config.seed,
+            source=self._source,
+            output={"path": os.fspath(out / "regenerated.txt"), "training_set": self.config.training_set,
+                    "sha256": dataset_sha256(chosen)},
+            statistics={name: table2(ds) for name, ds in sets.items()},
+            inference=self.inference_info,
+            pretraining=self.history,
+            stage_seconds=self.stage_seconds,
+            torch=torch.__version__,
+            torch_threads=torch.get_num_threads(),
+        )
+        write_provenance(out / "regenerated.json", record)
+
+    def statistics(self) -> dict[str, dict]:
+        """Table-2 statistics (users, items, interactions, avg length) of every training set."""
+        return {name: table2(ds) for name, ds in self.training_sets().items()}

@@ -1,0 +1,154 @@
+"""The regenerator model, its config, checkpoints and pre-training (tiny sizes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastregen.config import load_config, save_config
+from fastregen.data import SequenceDataset
+from fastregen.regen import RegenConfig, Regenerator, bos_id, eos_id, load_checkpoint, pretrain, save_checkpoint
+
+TINY = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=2,
+            batch_size=32, max_len=12, max_pattern_len=5, progress=False, dropout=0.1)
+
+
+class Pairs:
+    """A stand-in for `fastregen.mining.PretrainPairs` (only what `pretrain` reads)."""
+
+    def __init__(self, seqs, pats, num_items):
+        self.sequences = SequenceDataset.from_lists(seqs, num_items=num_items)
+        self.patterns = SequenceDataset.from_lists(pats, num_items=num_items)
+        self.source = np.arange(len(seqs))
+
+    def __len__(self):
+        return len(self.source)
+
+
+def toy_pairs(n=200, num_items=30, seed=0):
+    """Sequences with one of three planted patterns; the target is the planted pattern."""
+    rng = np.random.default_rng(seed)
+    planted = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
+    seqs, pats = [], []
+    for _ in range(n):
+        p = planted[rng.integers(3)]
+        noise = rng.integers(10, num_items + 1, size=rng.integers(2, 7)).tolist()
+        cut = rng.integers(0, len(noise) + 1)
+        seqs.append(noise[:cut] + p + noise[cut:])
+        pats.append(p)
+    return Pairs(seqs, pats, num_items)
+
+
+def test_special_tokens_documented_layout():
+    assert (eos_id(10), bos_id(10)) == (11, 12)
+    m = Regenerator(10, RegenConfig(**TINY))
+    assert m.item_embedding.num_embeddings == 13
+    assert m.eos == 11 and m.bos == 12
+    assert torch.all(m.item_embedding.weight[0] == 0)
+
+
+@pytest.mark.parametrize(
+    "field, value, exc, match",
+    [
+        ("K", 0, ValueError, "K must be >= 1"),
+        ("gamma", 1.5, ValueError, "gamma must be in \\[0, 1\\]"),
+        ("gamma", -0.1, ValueError, "gamma must be in \\[0, 1\\]"),
+        ("schedule", "greedy", ValueError, "schedule must be one of"),
+        ("diversity", "hard", ValueError, "diversity must be one of"),
+        ("n_heads", 3, ValueError, "divisible by n_heads"),
+        ("min_pattern_len", 9, ValueError, "exceeds max_pattern_len"),
+        ("K", 2.0, TypeError, "K must be an int"),
+        ("tau_min", 0.0, ValueError, "tau_min"),
+        ("training_set", "all", ValueError, "training_set must be one of"),
+    ],
+)
+def test_config_rejects_bad_values(field, value, exc, match):
+    with pytest.raises(exc, match=match):
+        RegenConfig(**{**TINY, field: value})
+
+
+def test_config_yaml_round_trip(tmp_path):
+    cfg = RegenConfig(**{**TINY, "gamma": 0.3, "schedule": "released"})
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(RegenConfig, tmp_path / "c.yaml") == cfg
+    (tmp_path / "bad.yaml").write_text("K: 0\n")
+    with pytest.raises(ValueError, match="K must be >= 1"):
+        load_config(RegenConfig, tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("softmax", ["source", "full"])
+@pytest.mark.parametrize("diversity, K", [("soft", 3), ("gumbel", 3), ("soft", 1)])
+def test_loss_is_finite_and_trains_every_part(softmax, diversity, K):
+    cfg = RegenConfig(**{**TINY, "train_softmax": softmax, "diversity": diversity, "K": K})
+    m = Regenerator(30, cfg).train()
+    src = torch.tensor([[1, 2, 3, 11, 0], [4, 5, 6, 7, 8]])
+    pat = torch.tensor([[1, 3, 0], [5, 7, 8]])
+    ce, ent, pi = m.loss(src, pat)
+    assert torch.isfinite(ce) and ce > 0
+    assert pi.shape == (2, K) and torch.allclose(pi.sum(-1), torch.ones(2))
+    (ce + ent).backward()
+    grads = {n: p.grad for n, p in m.named_parameters()}
+    assert grads["memory_projection.0.weight"].abs().sum() > 0
+    if K > 1:
+        assert grads["promoter_head.2.weight"].abs().sum() > 0
+    else:
+        assert not any(n.startswith("promoter") for n in grads)
+
+
+def test_gumbel_temperature_anneals():
+    m = Regenerator(30, RegenConfig(**{**TINY, "diversity": "gumbel", "tau_decay": 0.5, "tau_min": 0.2}))
+    for _ in range(5):
+        m.anneal()
+    assert m.tau == pytest.approx(0.2)
+
+
+def test_init_item_embedding():
+    m = Regenerator(30, RegenConfig(**TINY))
+    w = torch.randn(31, 16)
+    m.init_item_embedding(w)
+    assert torch.equal(m.item_embedding.weight[1:31], w[1:])
+    assert torch.all(m.item_embedding.weight[0] == 0)
+    with pytest.raises(ValueError, match="\\(31, 16\\)"):
+        m.init_item_embedding(torch.randn(30, 16))
+
+
+def test_checkpoint_round_trip_and_vocabulary_check(tmp_path):
+    m = Regenerator(30, RegenConfig(**TINY)).eval()
+    save_checkpoint(m, tmp_path / "r.pt", note="x")
+    m2, rec = load_checkpoint(tmp_path / "r.pt", num_items=30)
+    assert rec["note"] == "x" and m2.config == m.config
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    with pytest.raises(ValueError, match="vocabulary of 30 items, but the data has 31"):
+        load_checkpoint(tmp_path / "r.pt", num_items=31)
+    torch.save({"x": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a fastregen regenerator checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_pretrain_learns_is_seeded_and_checkpoints(tmp_path):
+    pairs = toy_pairs()
+    cfg = RegenConfig(**{**TINY, "epochs": 4, "lr": 3e-3, "valid_fraction": 0.1})
+    m, hist = pretrain(pairs, 30, cfg, checkpoint=tmp_path / "r.pt")
+    assert len(hist) == 4 and all(h["valid_loss"] is not None for h in hist)
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    _, rec = load_checkpoint(tmp_path / "r.pt", num_items=30)
+    assert rec["complete"] and len(rec["history"]) == 4
+    _, hist2 = pretrain(pairs, 30, cfg)
+    assert [h["train_loss"] for h in hist] == [h["train_loss"] for h in hist2]
+
+
+def test_entropy_term_sharpens_pi():
+    pairs = toy_pairs(n=120)
+    base = {**TINY, "epochs": 3, "lr": 3e-3, "valid_fraction": 0.0}
+    _, h0 = pretrain(pairs, 30, RegenConfig(**base))
+    _, h1 = pretrain(pairs, 30, RegenConfig(**{**base, "entropy_weight": 1.0}))
+    assert h1[-1]["entropy"] < h0[-1]["entropy"]
+
+
+def test_pretrain_rejects_empty_and_foreign_pairs():
+    with pytest.raises(ValueError, match="pattern set is empty"):
+        pretrain(Pairs([], [], 30), 30, RegenConfig(**TINY))
+    with pytest.raises(ValueError, match="num_items = 10"):
+        pretrain(toy_pairs(n=10), 10, RegenConfig(**TINY))

@@ -201,6 +201,24 @@ def main(argv=None) -> int:
         row.append(f"{(2 * n * 24 + cap * 16 + 3 * n * 8) / 2**20:.1f}")
         emit("| " + " | ".join(row) + " |")
 
+    emit()
+    emit("### Predictability (Fano bisection): vectorised NumPy vs the scalar reference")
+    emit()
+    emit("| pairs (S, N) | fastregen | reference | ref / fastregen | max abs difference |")
+    emit("|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for m in ([10_000, 1_000_000] if not args.quick else [1_000]):
+        N = rng.integers(2, 500, m)
+        S = rng.uniform(0, 1, m) * np.log2(N)  # strictly inside (0, log2 N): every pair is bisected
+        tf, pi = median_time(lambda: E.predictability(S, N), args.repeats)
+        if m <= 10_000:
+            tr, ref = median_time(lambda: [R.predictability(a, b) for a, b in zip(S.tolist(), N.tolist())], 1)
+            diff = float(np.max(np.abs(pi - np.asarray(ref))))
+            ok = ok and diff <= 1e-12
+            emit(f"| {m:,} | {fmt(tf)} | {fmt(tr)} | {tr / tf:,.0f}x | {diff:.1e} |")
+        else:
+            emit(f"| {m:,} | {fmt(tf)} | - | - | - |")
+
     if args.data.is_file():
         ds = load(args.data)
         emit()

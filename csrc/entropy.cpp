@@ -12,6 +12,7 @@ namespace fastregen {
 
 namespace {
 
+#if FASTREGEN_HAVE_OPENMP
 // Below this many items of work a parallel region costs more than it saves
 // (thread wake-up is ~10-100 us, far more on an oversubscribed machine).
 constexpr int64_t kSerialBelow = 32768;
@@ -20,6 +21,7 @@ int team_size(int threads, int64_t n, int64_t work) {
   if (work < kSerialBelow) return 1;
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(threads), n)));
 }
+#endif
 
 // Runs body(u) for u in [0, n) across threads (serially when `work`, the
 // number of items it touches, is small); the first exception thrown by a

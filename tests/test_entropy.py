@@ -50,6 +50,14 @@ def test_lz_binary_long_matches_reference(seq):
         assert E.lambda_sums([seq], method=method).tolist() == want
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 3), max_size=400), min_size=1, max_size=5))
+def test_automaton_matches_quadratic_on_long_sequences(seqs):
+    # Past what the literal reference can check quickly: the two C++ algorithms agree.
+    ds = SequenceDataset.from_lists(seqs)
+    assert E.lambda_sums(ds, method="automaton").tolist() == E.lambda_sums(ds, method="quadratic").tolist()
+
+
 def test_edge_lengths():
     S = E.real_entropy([[], [7], [7, 7], [7, 8]])
     assert math.isnan(S[0])  # documented: undefined for n = 0
@@ -431,3 +439,25 @@ def test_segment_with_mined_patterns():
 def test_segment_bad_patterns():
     with pytest.raises(ValueError, match="pattern 1 is empty"):
         E.segment([[1, 2]], [[1], []])
+
+
+def test_miner_recovers_planted_pattern():
+    # Random sequences over 40 items, a third of them carrying the run [41, 42, 43]:
+    # it is frequent and fully predictable once 41 is seen, so it must be mined
+    # and cut out whole, while random pairs stay above theta.
+    rng = np.random.default_rng(11)
+    seqs = []
+    for u in range(300):
+        s = rng.integers(1, 41, 12).tolist()
+        if u % 3 == 0:
+            at = int(rng.integers(0, 10))
+            s[at:at] = [41, 42, 43]
+        seqs.append(s)
+    ds = SequenceDataset.from_lists(seqs)
+    pats = E.mine_entropy_patterns(ds, E.MarkovModel(2).fit(ds), stage="coarse")
+    found = pats.to_lists()
+    assert [41, 42, 43] in found
+    assert all(len(p) == 1 or p[0] >= 41 for p in found)  # no chance patterns among random items
+    cut = E.segment(ds, pats).to_lists()
+    for u in range(0, 300, 3):
+        assert [41, 42, 43] in cut[u]

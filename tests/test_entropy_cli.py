@@ -74,3 +74,21 @@ def test_segment_cli_config(data_file, tmp_path):
     res = CliRunner().invoke(app, ["segment", str(data_file), "--config", str(cfg)])
     assert res.exit_code == 0, res.output
     assert "patterns" in res.output
+
+
+def test_entropy_cli_plot_without_matplotlib(data_file, tmp_path, monkeypatch):
+    import sys
+
+    # A None entry in sys.modules makes `import matplotlib` raise ImportError.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    res = CliRunner().invoke(app, ["entropy", str(data_file), "--plot", str(tmp_path / "h.png")])
+    assert res.exit_code != 0
+    assert "matplotlib" in res.output and not (tmp_path / "h.png").exists()
+
+
+def test_segment_cli_bad_config(data_file, tmp_path):
+    cfg = tmp_path / "miner.yaml"
+    cfg.write_text("theta: 3.0\nbeta: 1\n")
+    res = CliRunner().invoke(app, ["segment", str(data_file), "--config", str(cfg)])
+    assert res.exit_code != 0
+    assert "beta" in res.output

@@ -101,7 +101,10 @@ def segment_cmd(
     from ..config import load_config, provenance
 
     if config is not None:
-        cfg = load_config(fent.EntropyMinerConfig, config)
+        try:
+            cfg = load_config(fent.EntropyMinerConfig, config)
+        except (TypeError, ValueError) as e:
+            raise typer.BadParameter(f"{config}: {e}", param_hint="--config") from None
     else:
         cfg = fent.EntropyMinerConfig(
             theta=theta, theta_scale=theta_scale, stage=stage, min_count=min_count, max_len=max_len, order=order

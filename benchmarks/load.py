@@ -8,8 +8,8 @@ runs.
 
 Loaders
 -------
-fastregen     ``fastregen.data.load(path)``: streaming reader, C++ tokenizer (OpenMP threads)
-fastregen-1t  the same with ``OMP_NUM_THREADS=1``
+fastregen     ``fastregen.data.load(path)``: streaming reader, C++ parser (one thread, the default)
+fastregen-mt  ``load(path, threads=0)``: the parser split across all OpenMP threads
 reference     ``fastregen.reference.textio.read_lines(path)``: the pure-Python oracle
 naive         ``[[int(t) for t in line.split()] for line in f]`` (lists, no validation)
 
@@ -38,16 +38,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BEAUTY = Path(os.environ.get("FASTREGEN_SHARED_DATA", REPO.parent / "shared" / "data")) / "beauty.txt"
 DEFAULT_BIG = Path("/tmp/fastregen_books_10M.txt")
-LOADERS = ("fastregen", "fastregen-1t", "reference", "naive")
+LOADERS = ("fastregen", "fastregen-mt", "reference", "naive")
 
 
 def worker(loader: str, path: str) -> None:
     import resource
 
-    if loader in ("fastregen", "fastregen-1t"):
+    if loader in ("fastregen", "fastregen-mt"):
         from fastregen.data import load
 
-        run = lambda: load(path)  # noqa: E731
+        threads = 0 if loader == "fastregen-mt" else 1
+        run = lambda: load(path, threads=threads)  # noqa: E731
     elif loader == "reference":
         from fastregen.reference.textio import read_lines
 
@@ -72,8 +73,6 @@ def worker(loader: str, path: str) -> None:
 def measure(loader: str, path: Path, repeats: int) -> dict:
     runs = []
     env = dict(os.environ)
-    if loader == "fastregen-1t":
-        env["OMP_NUM_THREADS"] = "1"
     for _ in range(repeats):
         out = subprocess.run(
             [sys.executable, __file__, "--worker", loader, str(path)],

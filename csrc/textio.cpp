@@ -179,15 +179,18 @@ TokenizedLines tokenize_serial(const char* data, std::size_t n) {
   return r;
 }
 
-UserLines user_lines_serial(const char* data, std::size_t n) {
+// `out`, when given, receives the items instead of r.items (the caller
+// guarantees room for n / 2 + 1 of them: a token needs two bytes).
+UserLines user_lines_serial(const char* data, std::size_t n, int32_t* out) {
   UserLines r;
-  r.items.reserve(n / 2 + 1);
+  if (!out) r.items.reserve(n / 2 + 1);
+  std::size_t n_items = 0;
   const char* p = data;
   const char* const end = data + n;
   int64_t line = 0;
   while (p < end) {
     // One line: its tokens first (syntax errors win), then its meaning.
-    const std::size_t first_item = r.items.size();
+    const std::size_t first_item = n_items;
     int64_t count = 0, user = 0;
     const char* user_tok = nullptr;
     const char* user_end = nullptr;
@@ -236,7 +239,9 @@ UserLines user_lines_serial(const char* data, std::size_t n) {
           r.error = item_error;
           return r;
         }
-        r.items.push_back(static_cast<int32_t>(value));
+        if (out) out[n_items] = static_cast<int32_t>(value);
+        else r.items.push_back(static_cast<int32_t>(value));
+        ++n_items;
       }
       ++count;
     }
@@ -251,12 +256,13 @@ UserLines user_lines_serial(const char* data, std::size_t n) {
       }
       r.users.push_back(user);
       r.lines.push_back(line);
-      r.lengths.push_back(static_cast<int64_t>(r.items.size() - first_item));
+      r.lengths.push_back(static_cast<int64_t>(n_items - first_item));
     }
     ++line;
     if (p < end) ++p;  // the '\n'
   }
   r.n_lines = line;
+  r.n_items = static_cast<int64_t>(n_items);
   return r;
 }
 
@@ -292,11 +298,13 @@ TokenizedLines tokenize_int_lines(const char* data, std::size_t n, int n_threads
   return r;
 }
 
-UserLines parse_user_lines(const char* data, std::size_t n, int n_threads) {
+UserLines parse_user_lines(const char* data, std::size_t n, int n_threads, int32_t* out) {
   const int threads = pick_threads(n, n_threads);
-  if (threads <= 1) return user_lines_serial(data, n);
+  if (threads <= 1) return user_lines_serial(data, n, out);
+  const std::vector<std::size_t> cut = line_cuts(data, n, threads);
+  // Parts keep their own items; they are copied once, into `out` or r.items.
   std::vector<UserLines> parts = run_parts<UserLines>(
-      data, line_cuts(data, n, threads), [](const char* d, std::size_t m) { return user_lines_serial(d, m); });
+      data, cut, [](const char* d, std::size_t m) { return user_lines_serial(d, m, nullptr); });
   UserLines r;
   const std::size_t used = parts_used(parts);
   if (!parts[used - 1].error.ok) {
@@ -315,20 +323,31 @@ UserLines parse_user_lines(const char* data, std::size_t n, int n_threads) {
   r.users.resize(n_users);
   r.lines.resize(n_users);
   r.lengths.resize(n_users);
-  r.items.resize(n_items);
-  std::size_t user_base = 0, item_base = 0;
-  int64_t line_base = 0;
-  for (UserLines& part : parts) {
-    append(r.users, user_base, part.users);
-    append(r.lengths, user_base, part.lengths);
-    for (std::size_t i = 0; i < part.lines.size(); ++i) r.lines[user_base + i] = part.lines[i] + line_base;
-    append(r.items, item_base, part.items);
-    user_base += part.users.size();
-    item_base += part.items.size();
-    line_base += part.n_lines;
+  if (!out) {
+    r.items.resize(n_items);
+    out = r.items.data();
+  }
+  std::vector<std::size_t> user_base(parts.size() + 1, 0), item_base(parts.size() + 1, 0);
+  std::vector<int64_t> line_base(parts.size() + 1, 0);
+  for (std::size_t t = 0; t < parts.size(); ++t) {
+    user_base[t + 1] = user_base[t] + parts[t].users.size();
+    item_base[t + 1] = item_base[t] + parts[t].items.size();
+    line_base[t + 1] = line_base[t] + parts[t].n_lines;
+  }
+  const int n_parts = static_cast<int>(parts.size());
+#if FASTREGEN_HAVE_OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+#endif
+  for (int t = 0; t < n_parts; ++t) {  // plain copies: nothing here can throw
+    UserLines& part = parts[t];
+    append(r.users, user_base[t], part.users);
+    append(r.lengths, user_base[t], part.lengths);
+    for (std::size_t i = 0; i < part.lines.size(); ++i) r.lines[user_base[t] + i] = part.lines[i] + line_base[t];
+    std::copy(part.items.begin(), part.items.end(), out + item_base[t]);
     part = UserLines();
   }
-  r.n_lines = line_base;
+  r.n_lines = line_base[parts.size()];
+  r.n_items = static_cast<int64_t>(n_items);
   return r;
 }
 

@@ -50,7 +50,8 @@ struct UserLines {
   std::vector<int64_t> users;    // first token of each non-blank line
   std::vector<int64_t> lines;    // 0-based line index (within the chunk) of each user
   std::vector<int64_t> lengths;  // items on each user's line (>= 1)
-  std::vector<int32_t> items;    // the items, line after line, each in 1..INT32_MAX
+  std::vector<int32_t> items;    // the items, line after line, each in 1..INT32_MAX (empty with `out`)
+  int64_t n_items = 0;           // number of items
   int64_t n_lines = 0;           // lines in the chunk, blank ones included
   TextError error;               // on error only `error` is meaningful
 };
@@ -61,7 +62,10 @@ struct UserLines {
 // items ("no items", token = the user), a negative user ("negative user id"),
 // the first bad item left to right ("negative item id", "item id 0",
 // "item id beyond int32", token = the item). Threads as in tokenize_int_lines.
-UserLines parse_user_lines(const char* data, std::size_t n, int n_threads = 0);
+// With `out` (room for n / 2 + 1 items, the most n bytes can hold) the items
+// are written there instead of into `items`, saving a copy of the largest
+// array; after an error its contents are unspecified.
+UserLines parse_user_lines(const char* data, std::size_t n, int n_threads = 0, int32_t* out = nullptr);
 
 // Format rows of integers, one row per line: row r is
 // values[offsets[r] .. offsets[r+1]) joined by `sep`, followed by '\n'.

@@ -40,3 +40,15 @@ def test_atomic_open_leaves_nothing_on_error(tmp_path):
 def test_provenance_records_config():
     rec = provenance(_Cfg(), seed=3)
     assert rec["config"]["k"] == 5 and rec["seed"] == 3 and "fastregen_version" in rec
+
+
+def test_atomic_open_applies_umask(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "o.txt") as f:
+            f.write("x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "o.txt").stat().st_mode & 0o777 == 0o644

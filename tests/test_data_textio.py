@@ -236,3 +236,31 @@ def test_user_lines_valid_random(seqs, threads):
     assert err is None and n_lines == len(seqs)
     assert users.tolist() == list(range(len(seqs))) and lengths.tolist() == [len(s) for s in seqs]
     assert items.tolist() == [i for s in seqs for i in s]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_user_lines_into_out(threads):
+    data = b"1 5 6\n\n2 7\n3 8 9 10\n"
+    want = ref.parse_user_lines(data)
+    out = np.full(len(data) // 2 + 1 + 3, -1, dtype=np.int32)
+    users, lines, lengths, k, n_lines, err = _core.parse_user_lines(data, n_threads=threads, out=out)
+    assert err is None and k == want[3].size
+    np.testing.assert_array_equal(out[:k], want[3])
+    assert (out[k:] == -1).all()
+    np.testing.assert_array_equal(users, want[0])
+    np.testing.assert_array_equal(lengths, want[2])
+    assert n_lines == want[4]
+
+
+def test_user_lines_out_validation():
+    data = b"1 5 6\n"
+    with pytest.raises(ValueError, match="room for 2 items"):
+        _core.parse_user_lines(data, out=np.zeros(2, dtype=np.int32))
+    with pytest.raises(TypeError, match="int32"):
+        _core.parse_user_lines(data, out=np.zeros(10, dtype=np.int64))
+    ro = np.zeros(10, dtype=np.int32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _core.parse_user_lines(data, out=ro)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.parse_user_lines(data, out=np.zeros(20, dtype=np.int32)[::2])

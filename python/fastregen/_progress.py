@@ -12,8 +12,8 @@ __all__ = ["progress_bar"]
 def progress_bar(iterable=None, *, enabled: bool = True, desc: str | None = None, total=None, unit: str = "it", leave: bool = False):
     """A tqdm bar writing to stderr; ``enabled=False`` returns a silent one.
 
-    Bars are also silent when stderr is not a terminal unless forced, so logs
-    of batch jobs stay readable.
+    Bars are also silent when stderr is not a terminal (tqdm's
+    ``disable=None``), so logs of batch jobs stay readable.
     """
     return tqdm(
         iterable,
@@ -21,7 +21,7 @@ def progress_bar(iterable=None, *, enabled: bool = True, desc: str | None = None
         total=total,
         unit=unit,
         leave=leave,
-        disable=not enabled,
+        disable=None if enabled else True,
         file=sys.stderr,
         dynamic_ncols=True,
     )

@@ -22,7 +22,10 @@ Formats
     ``timestamp, ts, time``; no timestamp column means file order). Ids may
     be integers or strings. Timestamps may be integers (kept), floats
     (floored to int64, ordered by the exact values) or dates/times (seconds
-    since the epoch). Needs pyarrow (``pip install fastregen[parquet]``).
+    since the epoch). Parquet needs pyarrow (``pip install
+    fastregen[parquet]``); CSV/TSV use it when installed (fast, multi-threaded)
+    and otherwise fall back to Python's ``csv`` module (same results, slow,
+    no date/time parsing).
 
 ``format="auto"`` picks by extension: ``.csv``, ``.tsv``/``.inter``,
 ``.parquet``/``.pq``; anything else (``.txt``, ...) is a text file of
@@ -49,14 +52,14 @@ Streaming
 ---------
 Text files are read with ``readinto`` in chunks of ``chunk_bytes`` (8 MiB)
 into one reused buffer, cut at the last newline; each chunk is tokenized in
-place by the compiled core (``_core.tokenize_int_lines``: GIL released,
-split across OpenMP threads for chunks of 4 MiB or more; ``OMP_NUM_THREADS``
-caps them) into int64 tokens that are validated at once and appended as
-int32 items to an array sized by the file (half its bytes is an upper bound
-on the tokens; never-written pages are never resident, and it shrinks in
-place at the end). Peak memory is therefore the final arrays plus one
+place by the compiled core with the GIL released (``_core.parse_user_lines``
+for ``"lines"``, which validates and writes the int32 items straight into
+the result; ``_core.tokenize_int_lines`` into int64 tokens for the other
+text paths). The items array is sized by the file (half its bytes is an
+upper bound on the tokens; never-written pages are never resident) and
+shrinks in place at the end. Peak memory is therefore the final arrays plus one
 chunk's worth of temporaries: loading a 10 M-interaction, 70 MiB file peaks
-about 90 MiB above the interpreter (the final arrays are 50 MiB), see
+about 80 MiB above the interpreter (the final arrays are 50 MiB), see
 ``benchmarks/results/data.md``. Tables are read column-wise by pyarrow,
 only the needed columns.
 """
@@ -111,11 +114,11 @@ def detect_format(path) -> str:
         return fmt
     with _open_binary(path) as f:
         head = f.read(_SNIFF_BYTES)
-    if head.startswith(_BOM):
-        head = head[len(_BOM) :]
     cut = head.rfind(b"\n")
     if cut >= 0 and len(head) == _SNIFF_BYTES:
         head = head[: cut + 1]  # complete lines only
+    if head.startswith(_BOM):
+        head = head[len(_BOM) :]
     counts, tokens, err = _core.tokenize_int_lines(head)
     if err is not None and not counts.size:
         # Not even the first line is integers: let the lines reader report it.
@@ -146,7 +149,7 @@ def _open_binary(path: Path):
 
 
 # ------------------------------------------------------------------- text core
-def iter_int_line_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress: bool = False):
+def iter_int_line_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress: bool = False, threads: int = 1):
     """Stream a text file of integer lines in chunks of complete lines.
 
     Yields ``(first_line, counts, tokens)`` per chunk: ``first_line`` is the
@@ -168,20 +171,28 @@ def iter_int_line_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress:
         (the buffer grows to hold it).
     progress : bool, default False
         Show a progress bar (MiB read).
+    threads : int, default 1
+        Tokenizer threads per chunk (0: all OpenMP threads); see `load`.
     """
-    for line_base, (counts, tokens), err in _chunks(path, chunk_bytes, progress, _tokenize):
+
+    def tokenize(view):
+        counts, tokens, err = _core.tokenize_int_lines(view, n_threads=threads)
+        return (counts, tokens), counts.size, err
+
+    for line_base, (counts, tokens), err in _chunks(path, chunk_bytes, progress, tokenize):
         if err is not None:
             line_idx, token, reason = err
             raise ValueError(
-                f"{path}:{line_base + line_idx + 1}: {_show(token)} is {reason} "
-                "(expected whitespace-separated integer ids)"
+                f"{path}:{line_base + line_idx + 1}: {_show(token)} is {reason} {_token_hint(line_base + line_idx)}"
             )
         yield line_base, counts, tokens
 
 
-def _tokenize(view):
-    counts, tokens, err = _core.tokenize_int_lines(view)
-    return (counts, tokens), counts.size, err
+def _token_hint(line_index: int) -> str:
+    hint = "(expected whitespace-separated integer ids"
+    if line_index == 0:  # a header line, most likely
+        hint += "; for a table with a header pass format='csv' or 'tsv'"
+    return hint + ")"
 
 
 def _chunks(path, chunk_bytes: int, progress: bool, parse):
@@ -260,7 +271,20 @@ class _Sink:
             except MemoryError:  # pragma: no cover - fall back to pieces
                 self.buf = None
 
+    def room(self, k: int) -> np.ndarray | None:
+        """A writeable view of the next ``k`` (or more) free slots, or None if there are not."""
+        if self.buf is None or self.buf.size - self.n < k:
+            return None
+        return self.buf[self.n :]
+
+    def advance(self, k: int) -> None:
+        """Count ``k`` values written into `room`."""
+        self.n += k
+
     def append(self, values: np.ndarray) -> None:
+        if self.buf is not None and self.n + values.size > self.buf.size:
+            # More than the bound (the file grew while being read): keep pieces.
+            self.pieces, self.buf = [self.buf[: self.n]], None
         if self.buf is not None:
             self.buf[self.n : self.n + values.size] = values
         else:
@@ -353,25 +377,31 @@ _USER_LINE_ERRORS = {
 }
 
 
-def _parse_user_lines(view):
-    users, lines, lengths, items, n_lines, err = _core.parse_user_lines(view)
-    return (users, lines, lengths, items), n_lines, err
-
-
-def _load_lines(path: Path, remap: bool, chunk_bytes: int, progress: bool) -> SequenceDataset:
+def _load_lines(path: Path, remap: bool, chunk_bytes: int, progress: bool, threads: int) -> SequenceDataset:
     if remap:
-        return _load_lines_remap(path, chunk_bytes, progress)
+        return _load_lines_remap(path, chunk_bytes, progress, threads)
     users, lengths, lines = [], [], []
     items = _Sink(np.int32, _token_bound(path))
-    for base, payload, err in _chunks(path, chunk_bytes, progress, _parse_user_lines):
+
+    def parse(view):
+        # The core writes the items straight into the result array when it has room.
+        out = items.room(len(view) // 2 + 1)
+        uid, where, n_it, it, n_lines, err = _core.parse_user_lines(view, n_threads=threads, out=out)
+        if out is not None and err is None:
+            items.advance(it)
+            it = None
+        return (uid, where, n_it, it), n_lines, err
+
+    for base, payload, err in _chunks(path, chunk_bytes, progress, parse):
         if err is not None:
             line_idx, token, reason = err
             where = f"{path}:{base + line_idx + 1}"
             if reason in _USER_LINE_ERRORS:
                 raise ValueError(f"{where}: " + _USER_LINE_ERRORS[reason].format(v=int(token)))
-            raise ValueError(f"{where}: {_show(token)} is {reason} (expected whitespace-separated integer ids)")
+            raise ValueError(f"{where}: {_show(token)} is {reason} {_token_hint(base + line_idx)}")
         uid, line_idx, n_it, it = payload
-        items.append(it)
+        if it is not None:
+            items.append(it)
         users.append(uid)
         lengths.append(n_it)
         lines.append(line_idx + (base + 1))
@@ -380,25 +410,29 @@ def _load_lines(path: Path, remap: bool, chunk_bytes: int, progress: bool) -> Se
 
 
 def _finish_lines(path, users, lengths, lines, items: "_Sink", remap: bool) -> SequenceDataset:
-    if not users:
+    # Concatenate one list at a time and drop it, so the per-user arrays
+    # never exist twice at once.
+    uid = np.concatenate(users) if users else np.zeros(0, np.int64)
+    users.clear()
+    if not uid.size:
         raise ValueError(f"{path}: empty file (no user lines)")
-    uid = np.concatenate(users)
     line_no = np.concatenate(lines)
+    lines.clear()
     _check_duplicate_users(path, uid, line_no)
-    length = np.concatenate(lengths)
-    offsets = np.zeros(length.size + 1, dtype=np.int64)
-    np.cumsum(length, out=offsets[1:])
-    del lengths, lines, line_no, length
+    del line_no
+    offsets = np.zeros(uid.size + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    lengths.clear()
     all_items, item_ids = _finish_items(items.finish(), remap)
     return SequenceDataset(offsets, all_items, user_ids=uid, item_ids=item_ids, name=os.fspath(path),
                            meta={"format": "lines"})
 
 
-def _load_lines_remap(path: Path, chunk_bytes: int, progress: bool) -> SequenceDataset:
+def _load_lines_remap(path: Path, chunk_bytes: int, progress: bool, threads: int) -> SequenceDataset:
     """The lines reader for ``remap=True``: item ids are int64 until renumbered."""
     users, lengths, lines = [], [], []
     items = _Sink(np.int64, _token_bound(path))
-    for base, counts, tokens in iter_int_line_chunks(path, chunk_bytes, progress):
+    for base, counts, tokens in iter_int_line_chunks(path, chunk_bytes, progress, threads):
         nonblank = np.flatnonzero(counts)
         if not nonblank.size:
             continue
@@ -426,6 +460,8 @@ def _load_lines_remap(path: Path, chunk_bytes: int, progress: bool) -> SequenceD
 
 
 def _check_duplicate_users(path: Path, uid: np.ndarray, line_no: np.ndarray) -> None:
+    if uid.size < 2 or bool(np.all(uid[1:] > uid[:-1])):
+        return  # increasing ids (the usual 1..N files): no sort needed
     order = np.argsort(uid, kind="stable")
     s = uid[order]
     dup = np.flatnonzero(s[1:] == s[:-1])
@@ -443,13 +479,13 @@ def _check_duplicate_users(path: Path, uid: np.ndarray, line_no: np.ndarray) -> 
     )
 
 
-def _load_pairs(path: Path, remap: bool, chunk_bytes: int, progress: bool) -> SequenceDataset:
+def _load_pairs(path: Path, remap: bool, chunk_bytes: int, progress: bool, threads: int) -> SequenceDataset:
     users, items, times = [], [], []
     width = None
     width_line = 0
     item_min = 0 if remap else 1
     item_max = None if remap else _INT32_MAX
-    for base, counts, tokens in iter_int_line_chunks(path, chunk_bytes, progress):
+    for base, counts, tokens in iter_int_line_chunks(path, chunk_bytes, progress, threads):
         nonblank = np.flatnonzero(counts)
         if not nonblank.size:
             continue
@@ -522,6 +558,50 @@ def _group_sorted(path, user, item, ts, remap, fmt, user_labels=None, item_label
 
 
 # ---------------------------------------------------------------------- tables
+def _have_pyarrow() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def _read_csv_python(path: Path, columns: list[str], sep: str, roles: list[str]) -> dict:
+    """The slow CSV/TSV reader used without pyarrow: the named columns as numpy arrays.
+
+    A column becomes int64 if every cell is an integer, float64 if every cell
+    is a number, else an array of str. Blank lines are skipped; an empty
+    cell or a row with the wrong number of fields is a ValueError naming the
+    line.
+    """
+    import csv
+    import io
+
+    with _open_binary(path) as fb, io.TextIOWrapper(fb, encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text, delimiter=sep)
+        header = next(reader, [])
+        index = [header.index(c) for c in columns]
+        cells: list[list[str]] = [[] for _ in columns]
+        for lineno, row in enumerate(reader, 2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}: line {lineno}: expected {len(header)} columns, got {len(row)}")
+            for out, i, role in zip(cells, index, roles):
+                if row[i] == "":
+                    raise ValueError(f"{path}: column {header[i]!r} ({role}) is empty at line {lineno}")
+                out.append(row[i])
+    arrays = {}
+    for name, col in zip(columns, cells):
+        for dtype in (np.int64, np.float64):
+            try:
+                arrays[name] = np.array(col, dtype=dtype)
+                break
+            except (ValueError, OverflowError):
+                continue
+        else:
+            arrays[name] = np.array(col, dtype=object)
+    return arrays
+
+
 def _require_pyarrow(what: str):
     try:
         import pyarrow  # noqa: F401
@@ -569,7 +649,9 @@ def _table_names(path: Path, fmt: str, sep: str) -> list[str]:
     return next(csv.reader(io.StringIO(text), delimiter=sep))
 
 
-def _read_table(path: Path, fmt: str, columns: list[str], sep: str):
+def _read_table(path: Path, fmt: str, columns: list[str], sep: str, roles: list[str]):
+    if fmt != "parquet" and not _have_pyarrow():
+        return _read_csv_python(path, columns, sep, roles)
     pa = _require_pyarrow(fmt)
     try:
         if fmt == "parquet":
@@ -592,8 +674,32 @@ def _table_rows_desc(fmt: str, row: int) -> str:
     return f"line {row + 2}" if fmt != "parquet" else f"row {row}"
 
 
+def _int_ids(path, fmt, values: np.ndarray, name, role, remap):
+    values = values.astype(np.int64, copy=False)
+    if values.size and values.min() < 0:
+        row = int(np.argmax(values < 0))
+        raise ValueError(
+            f"{path}: column {name!r} ({role}) holds the negative id {int(values[row])} "
+            f"at {_table_rows_desc(fmt, row)}"
+        )
+    if not remap:
+        return values, None
+    labels, codes = np.unique(values, return_inverse=True)
+    return codes.astype(np.int64), labels
+
+
 def _column_ids(path, fmt, table, name, role, remap):
     """Codes (int64, 0-based, in sorted label order) and labels of an id column."""
+    if isinstance(table, dict):  # the pure-Python CSV reader: numpy columns
+        values = table[name]
+        if values.dtype.kind == "i":
+            return _int_ids(path, fmt, values, name, role, remap)
+        if values.dtype.kind == "f":
+            raise ValueError(f"{path}: column {name!r} ({role}) holds floats; ids must be integers or strings")
+        if not remap:
+            raise ValueError(f"{path}: column {name!r} ({role}) holds string ids; pass remap=True to number them")
+        labels, codes = np.unique(values.astype(str), return_inverse=True)
+        return codes.astype(np.int64), labels.astype(object)
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -602,17 +708,7 @@ def _column_ids(path, fmt, table, name, role, remap):
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise ValueError(f"{path}: column {name!r} ({role}) is empty at {_table_rows_desc(fmt, row)}")
     if pa.types.is_integer(col.type):
-        values = col.to_numpy().astype(np.int64, copy=False)
-        if values.size and values.min() < 0:
-            row = int(np.argmax(values < 0))
-            raise ValueError(
-                f"{path}: column {name!r} ({role}) holds the negative id {int(values[row])} "
-                f"at {_table_rows_desc(fmt, row)}"
-            )
-        if not remap:
-            return values, None
-        labels, codes = np.unique(values, return_inverse=True)
-        return codes.astype(np.int64), labels
+        return _int_ids(path, fmt, col.to_numpy(), name, role, remap)
     if pa.types.is_floating(col.type):
         raise ValueError(f"{path}: column {name!r} ({role}) holds floats ({col.type}); ids must be integers or strings")
     if not remap:
@@ -634,6 +730,13 @@ def _column_time(path, fmt, table, name):
     Integers are kept as they are; floats are floored (the order uses the
     original values); date/time columns become seconds since the epoch.
     """
+    if isinstance(table, dict):  # the pure-Python CSV reader
+        values = table[name]
+        if values.dtype.kind == "i":
+            return values, values
+        if values.dtype.kind != "f":
+            raise ValueError(f"{path}: column {name!r} (timestamp) must be numeric, got text like {values[0]!r}")
+        return _float_time(path, fmt, values, name)
     import pyarrow as pa
 
     col = table.column(name)
@@ -652,16 +755,20 @@ def _column_time(path, fmt, table, name):
         values = col.to_numpy().astype(np.int64, copy=False)
         return values, values
     if pa.types.is_floating(col.type):
-        key = col.to_numpy()
-        if not np.all(np.isfinite(key)):
-            row = int(np.argmax(~np.isfinite(key)))
-            raise ValueError(f"{path}: column {name!r} (timestamp) holds {key[row]} at {_table_rows_desc(fmt, row)}")
-        return np.floor(key).astype(np.int64), key
+        return _float_time(path, fmt, col.to_numpy(), name)
     raise ValueError(f"{path}: column {name!r} (timestamp) must be numeric or a date/time, got {col.type}")
 
 
+def _float_time(path, fmt, key: np.ndarray, name):
+    if not np.all(np.isfinite(key)):
+        row = int(np.argmax(~np.isfinite(key)))
+        raise ValueError(f"{path}: column {name!r} (timestamp) holds {key[row]} at {_table_rows_desc(fmt, row)}")
+    return np.floor(key).astype(np.int64), key
+
+
 def _load_table(path: Path, fmt: str, user, item, timestamp, sep, remap: bool) -> SequenceDataset:
-    _require_pyarrow(fmt)
+    if fmt == "parquet":
+        _require_pyarrow(fmt)
     if sep is None:
         sep = "," if fmt == "csv" else "\t"
     names = _table_names(path, fmt, sep)
@@ -671,8 +778,9 @@ def _load_table(path: Path, fmt: str, user, item, timestamp, sep, remap: bool) -
     if ucol == icol:
         raise ValueError(f"{path}: user and item are the same column {ucol!r}")
     wanted = [ucol, icol] + ([tcol] if tcol else [])
-    table = _read_table(path, fmt, wanted, sep)
-    if table.num_rows == 0:
+    table = _read_table(path, fmt, wanted, sep, ["user", "item", "timestamp"][: len(wanted)])
+    n_rows = len(table[ucol]) if isinstance(table, dict) else table.num_rows
+    if n_rows == 0:
         raise ValueError(f"{path}: empty file (a header but no rows)")
     ucodes, ulabels = _column_ids(path, fmt, table, ucol, "user", True)
     icodes, ilabels = _column_ids(path, fmt, table, icol, "item", remap)
@@ -713,6 +821,7 @@ def load(
     remap: bool | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     progress: bool = False,
+    threads: int = 1,
 ) -> SequenceDataset:
     """Read a sequence dataset.
 
@@ -733,6 +842,12 @@ def load(
         Read size of the streaming text reader.
     progress : bool, default False
         Show a progress bar while reading text files.
+    threads : int, default 1
+        Parser threads per chunk of a text file (0: all OpenMP threads,
+        ``OMP_NUM_THREADS``). One is the default because it was the fastest
+        on the 2-core machine the benchmarks ran on (other jobs on the
+        cores; see ``benchmarks/results/data.md``); more can pay on an idle
+        multi-core machine. The result never depends on it.
 
     Returns
     -------
@@ -758,9 +873,11 @@ def load(
         if given:
             raise ValueError(f"{', '.join(given)} only apply to csv/tsv/parquet, not to format={format!r}")
         remap = bool(remap)
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: all OpenMP threads), got {threads}")
         if format == "lines":
-            return _load_lines(path, remap, chunk_bytes, progress)
-        return _load_pairs(path, remap, chunk_bytes, progress)
+            return _load_lines(path, remap, chunk_bytes, progress, threads)
+        return _load_pairs(path, remap, chunk_bytes, progress, threads)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     return _load_table(path, format, user, item, timestamp, sep, True if remap is None else bool(remap))

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/mining.py beauty    [--data ../shared/data/beauty.txt] [--max-span 5]
                                           [--min-support 2] [--threads 1,2] [--repeats 5]
                                           [--seq2pat-repeats 3] [--no-seq2pat] [--no-reference]
-    python benchmarks/mining.py synthetic [--preset books] [--threads 1,2] [--repeats 3]
+    python benchmarks/mining.py synthetic [--preset books] [--threads 1,2] [--repeats 3] [--pairs]
 
 ``beauty`` mines DR4SR's input (each sequence without its last two items) with
 each provider side by side in one run, checks that the pattern sets and
@@ -177,8 +177,18 @@ def _child(args) -> None:
     pats = mining.mine_patterns(ds, args.max_span, args.min_support, threads=args.threads[0])
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _vm_hwm()
-    print(json.dumps(dict(seconds=seconds, cpu_seconds=cpu, rss_before=rss_before, peak=peak, patterns=len(pats),
-                          by_length=pats.counts_by_length())))
+    row = dict(seconds=seconds, cpu_seconds=cpu, rss_before=rss_before, peak=peak, patterns=len(pats),
+               by_length=pats.counts_by_length())
+    t0, c0 = time.perf_counter(), time.process_time()
+    windows = mining.window_counts(ds, 3, 2, threads=args.threads[0])
+    row.update(windows=len(windows), windows_seconds=time.perf_counter() - t0,
+               windows_cpu_seconds=time.process_time() - c0)
+    if args.pairs:
+        t0, c0 = time.perf_counter(), time.process_time()
+        pairs = mining.pretrain_pairs(ds, pats, max_per_sequence=10, seed=0, threads=args.threads[0])
+        row.update(pairs=len(pairs), pairs_seconds=time.perf_counter() - t0,
+                   pairs_cpu_seconds=time.process_time() - c0, pairs_peak=_vm_hwm())
+    print(json.dumps(row))
 
 
 def bench_synthetic(args) -> None:
@@ -201,11 +211,14 @@ def bench_synthetic(args) -> None:
         del ds
         print("\n| threads | median wall s | median CPU s | runs | peak RSS MiB | RSS before mining MiB | patterns |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
+        pair_lines: list[str] = []
+        window_lines: list[str] = []
         for t in args.threads:
             runs = []
             for _ in range(args.repeats):
                 out = subprocess.run(
                     [sys.executable, __file__, "_child", "--input", str(path), "--threads", str(t),
+                     *(["--pairs"] if args.pairs else []),
                      "--max-span", str(args.max_span), "--min-support", str(args.min_support)],
                     capture_output=True, text=True, check=True,
                 )
@@ -215,10 +228,27 @@ def bench_synthetic(args) -> None:
             peak = max(r["peak"] for r in runs) / 2**20
             before = max(r["rss_before"] for r in runs) / 2**20
             print(f"| {t} | {med:.3f} | {cpu:.3f} | {len(runs)} | {peak:,.0f} | {before:,.0f} | {runs[0]['patterns']:,} |")
+            wmed = statistics.median(r["windows_seconds"] for r in runs)
+            wcpu = statistics.median(r["windows_cpu_seconds"] for r in runs)
+            window_lines.append(f"| {t} | {wmed:.3f} | {wcpu:.3f} | {len(runs)} | {runs[0]['windows']:,} |")
+            if args.pairs:
+                pmed = statistics.median(r["pairs_seconds"] for r in runs)
+                pcpu = statistics.median(r["pairs_cpu_seconds"] for r in runs)
+                ppeak = max(r["pairs_peak"] for r in runs) / 2**20
+                pair_lines.append(f"| {t} | {pmed:.3f} | {pcpu:.3f} | {len(runs)} | {ppeak:,.0f} | {runs[0]['pairs']:,} |")
             rows.append(dict(op="mine_patterns", provider=f"fastregen, {t} threads", size=size, median_s=med,
                              runs=[r["seconds"] for r in runs], peak_rss_mib=peak, machine=machine(),
                              commit=commit()))
         print(f"\npatterns by length: {runs[0]['by_length']}")
+        print("\nwindow_counts(window=3, min_count=2):\n")
+        print("| threads | median wall s | median CPU s | runs | windows |")
+        print("|---:|---:|---:|---:|---:|")
+        print("\n".join(window_lines))
+        if pair_lines:
+            print("\npretrain_pairs(max_per_sequence=10, max_len=50, span='alpha'), after mining in the same process:\n")
+            print("| threads | median wall s | median CPU s | runs | peak RSS MiB (whole process) | pairs |")
+            print("|---:|---:|---:|---:|---:|---:|")
+            print("\n".join(pair_lines))
     write_rows(args.jsonl, rows)
 
 
@@ -244,9 +274,11 @@ def main(argv=None) -> None:
     s.add_argument("--preset", default="books")
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--dr4sr-input", action="store_true", help="Drop the last two items of each sequence first.")
+    s.add_argument("--pairs", action="store_true", help="Also time pretrain_pairs on the mined patterns.")
     c = sub.add_parser("_child")
     common(c)
     c.add_argument("--input", required=True)
+    c.add_argument("--pairs", action="store_true")
     args = parser.parse_args(argv)
     {"beauty": bench_beauty, "synthetic": bench_synthetic, "_child": _child}[args.cmd](args)
 

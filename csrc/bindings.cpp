@@ -102,30 +102,46 @@ PYBIND11_MODULE(_core, m) {
       "never depends on it. The GIL is released; do not mutate `data` meanwhile.");
   m.def(
       "parse_user_lines",
-      [](py::buffer data, int n_threads) -> py::tuple {
+      [](py::buffer data, int n_threads, py::object out) -> py::tuple {
         py::buffer_info info = data.request();
         if (info.ndim != 1 || info.itemsize != 1 || (info.size > 1 && info.strides[0] != 1))
           throw py::type_error("parse_user_lines expects a contiguous bytes-like object");
         const char* ptr = static_cast<const char*>(info.ptr);
         const std::size_t n = static_cast<std::size_t>(info.size);
+        int32_t* out_ptr = nullptr;
+        if (!out.is_none()) {
+          // Exactly a writeable C-contiguous int32 array (no converted copy:
+          // the caller must see what is written).
+          if (!py::isinstance<py::array_t<int32_t>>(out))
+            throw py::type_error("out must be None or an int32 numpy array");
+          auto arr = py::reinterpret_borrow<py::array>(out);
+          if (arr.ndim() != 1 || !(arr.flags() & py::array::c_style) || !arr.writeable())
+            throw py::value_error("out must be a writeable 1-D C-contiguous int32 array");
+          if (static_cast<std::size_t>(arr.size()) < n / 2 + 1)
+            throw py::value_error("out has room for " + std::to_string(arr.size()) + " items; " +
+                                  std::to_string(n) + " bytes may hold " + std::to_string(n / 2 + 1));
+          out_ptr = static_cast<int32_t*>(arr.mutable_data());
+        }
         UserLines r;
         {
           py::gil_scoped_release nogil;
-          r = parse_user_lines(ptr, n, n_threads);
+          r = parse_user_lines(ptr, n, n_threads, out_ptr);
         }
         if (!r.error.ok)
           return py::make_tuple(py::none(), py::none(), py::none(), py::none(), r.n_lines,
                                 py::make_tuple(r.error.line, py::bytes(r.error.token), r.error.reason));
+        py::object items = out_ptr ? py::object(py::int_(r.n_items)) : py::object(to_numpy(std::move(r.items)));
         return py::make_tuple(to_numpy(std::move(r.users)), to_numpy(std::move(r.lines)),
-                              to_numpy(std::move(r.lengths)), to_numpy(std::move(r.items)), r.n_lines,
-                              py::none());
+                              to_numpy(std::move(r.lengths)), items, r.n_lines, py::none());
       },
-      py::arg("data"), py::arg("n_threads") = 0,
+      py::arg("data"), py::arg("n_threads") = 0, py::arg("out") = py::none(),
       "Parse and validate `user item item ...` lines (blank lines skipped).\n\n"
       "Returns (users int64, lines int64 (0-based, per user), lengths int64, items int32,\n"
       "n_lines, None), or (None, None, None, None, n_lines, (line, token_bytes, reason)) for\n"
       "the first bad line; reasons: 'not an integer', 'out of int64 range', 'no items',\n"
       "'negative user id', 'negative item id', 'item id 0', 'item id beyond int32'.\n"
+      "With `out` (a writeable int32 array with room for len(data) // 2 + 1 items) the\n"
+      "items are written into out[:k] and k is returned in place of the items array.\n"
       "Threads and GIL as in tokenize_int_lines.");
   m.def(
       "format_int_rows",
@@ -183,7 +199,7 @@ PYBIND11_MODULE(_core, m) {
         "mine_patterns",
         [progress_ptr, pattern_tuple](const carray<int64_t>& offsets, const carray<int32_t>& items,
                                       int64_t max_span, int64_t min_support, int64_t min_len, int64_t max_len,
-                                      int threads, py::object progress) {
+                                      int threads, py::object progress, int64_t max_patterns) {
           const CsrView view = make_view(offsets, items);
           int64_t* counter = progress_ptr(progress);
           MiningParams p;
@@ -192,6 +208,7 @@ PYBIND11_MODULE(_core, m) {
           p.min_len = min_len;
           p.max_len = max_len;
           p.threads = threads;
+          p.max_patterns = max_patterns;
           PatternSet r;
           {
             py::gil_scoped_release nogil;
@@ -200,9 +217,10 @@ PYBIND11_MODULE(_core, m) {
           return pattern_tuple(std::move(r));
         },
         py::arg("offsets"), py::arg("items"), py::arg("max_span"), py::arg("min_support"), py::arg("min_len"),
-        py::arg("max_len"), py::arg("threads") = 0, py::arg("progress") = py::none(),
+        py::arg("max_len"), py::arg("threads") = 0, py::arg("progress") = py::none(), py::arg("max_patterns") = 0,
         "Span-constrained sequential patterns of a CSR dataset -> (offsets int64, items int32, support int64),\n"
-        "ordered by length then lexicographically. See fastregen.mining.mine_patterns.");
+        "ordered by length then lexicographically; ValueError past max_patterns (0: no limit).\n"
+        "See fastregen.mining.mine_patterns.");
 
     m.def(
         "window_counts",

@@ -73,8 +73,17 @@ struct MinerOutput {
 
 class Miner {
  public:
-  Miner(const CsrView& data, const MiningParams& p, int32_t max_item)
-      : data_(data), p_(p), slot_(static_cast<size_t>(max_item) + 1) {}
+  Miner(const CsrView& data, const MiningParams& p, int32_t max_item, std::atomic<int64_t>& found)
+      : data_(data), p_(p), slot_(static_cast<size_t>(max_item) + 1), found_(found) {}
+
+  // Publish this thread's pattern count; throws once the limit is passed.
+  void flush_count() {
+    const int64_t total = found_.fetch_add(unflushed_) + unflushed_;
+    unflushed_ = 0;
+    if (p_.max_patterns > 0 && total > p_.max_patterns)
+      throw std::length_error("more than max_patterns = " + std::to_string(p_.max_patterns) +
+                              " patterns; raise min_support or lower max_span / max_len");
+  }
 
   // Mine the subtree of patterns starting with `item` from its states.
   void mine_item(int32_t item, const std::vector<State>& states, int64_t item_support, MinerOutput& out) {
@@ -103,6 +112,7 @@ class Miner {
     out.items.insert(out.items.end(), prefix_.begin(), prefix_.end());
     out.lens.push_back(static_cast<int32_t>(prefix_.size()));
     out.support.push_back(support);
+    if (++unflushed_ == 4096) flush_count();  // batched: no shared write per pattern
   }
 
   uint32_t next_stamp() {
@@ -193,6 +203,8 @@ class Miner {
   uint32_t stamp_counter_ = 0;
   std::vector<Level> levels_;
   std::vector<int32_t> prefix_;
+  std::atomic<int64_t>& found_;
+  int64_t unflushed_ = 0;
 };
 
 void check_mining_params(const MiningParams& p) {
@@ -205,43 +217,6 @@ void check_mining_params(const MiningParams& p) {
                                 std::to_string(p.min_len));
 }
 
-// Reorder patterns (already lexicographic within the whole set) by length,
-// stably, so the result is "by length, then lexicographic".
-PatternSet order_by_length(MinerOutput&& all) {
-  const size_t n = all.lens.size();
-  int32_t max_len = 0;
-  for (int32_t l : all.lens) max_len = std::max(max_len, l);
-  // First pattern index and first item index of each length group.
-  std::vector<int64_t> next_pat(static_cast<size_t>(max_len) + 1, 0);
-  std::vector<int64_t> next_item(static_cast<size_t>(max_len) + 1, 0);
-  {
-    std::vector<int64_t> count(static_cast<size_t>(max_len) + 1, 0);
-    for (int32_t l : all.lens) count[l] += 1;
-    int64_t pats = 0, items = 0;
-    for (int32_t l = 0; l <= max_len; ++l) {
-      next_pat[l] = pats;
-      next_item[l] = items;
-      pats += count[l];
-      items += count[l] * l;
-    }
-  }
-  PatternSet out;
-  out.offsets.assign(n + 1, 0);
-  out.items.resize(all.items.size());
-  out.support.resize(n);
-  int64_t src = 0;
-  for (size_t k = 0; k < n; ++k) {
-    const int32_t l = all.lens[k];
-    const int64_t dst = next_pat[l]++;
-    out.support[dst] = all.support[k];
-    std::copy(all.items.begin() + src, all.items.begin() + src + l, out.items.begin() + next_item[l]);
-    next_item[l] += l;
-    out.offsets[dst + 1] = next_item[l];
-    src += l;
-  }
-  return out;
-}
-
 // Counting sort of all positions by item: positions of item x are
 // occ_pos[start[x] .. start[x+1]) (ascending), occ_seq the sequence of each.
 // Parallel over contiguous blocks of sequences, each with its own counts, so
@@ -250,7 +225,8 @@ void build_occurrences(const CsrView& data, int32_t max_item, int threads, std::
                        std::vector<int64_t>& occ_pos, std::vector<int32_t>& occ_seq) {
   const int64_t n_total = data.n_items_total();
   const int64_t width = static_cast<int64_t>(max_item) + 1;
-  const int blocks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_total / 65536 + 1)));
+  // Blocks of at least ~1M interactions: below that a parallel pass costs more than it saves.
+  const int blocks = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, n_total / (1 << 20) + 1)));
   std::vector<int64_t> seq_begin(static_cast<size_t>(blocks) + 1, data.n_seq);
   for (int b = 0; b < blocks; ++b) {
     const int64_t target = n_total / blocks * b;
@@ -333,12 +309,14 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
     item_support[x] = s;
   }
   std::vector<int32_t> order;  // frequent items, most occurrences first (load balance)
+  int64_t skipped = 0;         // occurrences of infrequent items: no pattern starts there
   for (int32_t x = 1; x <= max_item; ++x) {
     if (item_support[x] >= p.min_support)
       order.push_back(x);
     else
-      add_progress(progress, start[x + 1] - start[x]);
+      skipped += start[x + 1] - start[x];
   }
+  add_progress(progress, skipped);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
     return start[a + 1] - start[a] > start[b + 1] - start[b];
   });
@@ -356,6 +334,7 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
     MinerOutput out;
   };
   std::vector<Buffer> buffer(static_cast<size_t>(threads));
+  std::atomic<int64_t> found{0};
   ErrorSlot error;
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp parallel num_threads(threads)
@@ -367,7 +346,7 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
     const int tid = 0;
 #endif
     try {
-      Miner miner(data, p, max_item);
+      Miner miner(data, p, max_item, found);
       MinerOutput& out = buffer[tid].out;
       std::vector<State> states;
 #if FASTREGEN_HAVE_OPENMP
@@ -396,6 +375,7 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
           error.capture();
         }
       }
+      if (!error.failed()) miner.flush_count();
     } catch (...) {
       error.capture();
     }
@@ -406,68 +386,134 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
     std::vector<int32_t>().swap(occ_seq);
   }
 
-  // Concatenate in item order: each subtree is lexicographic and prefixes
-  // come first, so the concatenation is lexicographic over all patterns.
-  std::vector<int64_t> rank_of_item(static_cast<size_t>(max_item) + 1, -1);
-  for (int64_t r = 0; r < n_order; ++r) rank_of_item[order[r]] = r;
-  MinerOutput all;
-  size_t n_items_out = 0, n_pat = 0;
+  // Subtrees in item order are lexicographic overall (prefixes first); a
+  // stable scatter by length then gives "by length, then lexicographic".
+  // It reads the thread buffers directly, so the output is built in one copy.
+  std::vector<const Segment*> in_order;
+  in_order.reserve(order.size());
+  {
+    std::vector<int64_t> rank_of_item(static_cast<size_t>(max_item) + 1, -1);
+    for (int64_t r = 0; r < n_order; ++r) rank_of_item[order[r]] = r;
+    for (int32_t x = 1; x <= max_item; ++x)
+      if (rank_of_item[x] >= 0) in_order.push_back(&segment[rank_of_item[x]]);
+  }
+  int32_t longest = 0;
+  for (const auto& b : buffer)
+    for (int32_t l : b.out.lens) longest = std::max(longest, l);
+  std::vector<int64_t> next_pat(static_cast<size_t>(longest) + 1, 0);   // next slot of each length
+  std::vector<int64_t> next_item(static_cast<size_t>(longest) + 1, 0);  // its first item
+  {
+    std::vector<int64_t> count(static_cast<size_t>(longest) + 1, 0);
+    for (const auto& b : buffer)
+      for (int32_t l : b.out.lens) count[l] += 1;
+    int64_t pats = 0, items = 0;
+    for (int32_t l = 0; l <= longest; ++l) {
+      next_pat[l] = pats;
+      next_item[l] = items;
+      pats += count[l];
+      items += count[l] * l;
+    }
+  }
+  PatternSet result;
+  size_t total_pats = 0, total_items = 0;
   for (const auto& b : buffer) {
-    n_items_out += b.out.items.size();
-    n_pat += b.out.lens.size();
+    total_pats += b.out.lens.size();
+    total_items += b.out.items.size();
   }
-  all.items.reserve(n_items_out);
-  all.lens.reserve(n_pat);
-  all.support.reserve(n_pat);
-  for (int32_t x = 1; x <= max_item; ++x) {
-    const int64_t r = rank_of_item[x];
-    if (r < 0) continue;
-    const Segment& seg = segment[r];
-    const MinerOutput& o = buffer[seg.thread].out;
-    all.items.insert(all.items.end(), o.items.begin() + seg.item_begin, o.items.begin() + seg.item_end);
-    all.lens.insert(all.lens.end(), o.lens.begin() + seg.pat_begin, o.lens.begin() + seg.pat_end);
-    all.support.insert(all.support.end(), o.support.begin() + seg.pat_begin, o.support.begin() + seg.pat_end);
+  result.offsets.assign(total_pats + 1, 0);
+  result.items.resize(total_items);
+  result.support.resize(total_pats);
+  for (const Segment* seg : in_order) {
+    const MinerOutput& o = buffer[seg->thread].out;
+    size_t src = seg->item_begin;
+    for (size_t k = seg->pat_begin; k < seg->pat_end; ++k) {
+      const int32_t l = o.lens[k];
+      const int64_t dst = next_pat[l]++;
+      result.support[dst] = o.support[k];
+      std::copy(o.items.begin() + src, o.items.begin() + src + l, result.items.begin() + next_item[l]);
+      next_item[l] += l;
+      result.offsets[dst + 1] = next_item[l];
+      src += l;
+    }
   }
-  buffer.clear();
-  return order_by_length(std::move(all));
+  return result;
 }
 
 // ------------------------------------------------------------ window counts
 
 PatternSet window_counts(const CsrView& data, int64_t window, int64_t min_count, int threads) {
-  (void)threads;
   if (window < 1) throw std::invalid_argument("window must be >= 1, got " + std::to_string(window));
   if (min_count < 1) throw std::invalid_argument("min_count must be >= 1, got " + std::to_string(min_count));
   const int64_t n_total = data.n_items_total();
-  checked_max_item(data.items, n_total, "the sequences");
-  std::vector<int64_t> starts;
-  for (int64_t u = 0; u < data.n_seq; ++u)
-    for (int64_t k = data.begin(u); data.end(u) - k >= window; ++k) starts.push_back(k);
+  const int32_t max_item = checked_max_item(data.items, n_total, "the sequences");
   const int32_t* items = data.items;
+  // Bucket the window starts by first item (counting sort), then sort each
+  // bucket by the rest of the window: small independent sorts, in parallel,
+  // and the buckets in item order are already lexicographic overall.
+  std::vector<int64_t> start(static_cast<size_t>(max_item) + 2, 0);
+  for (int64_t u = 0; u < data.n_seq; ++u)
+    for (int64_t k = data.begin(u); data.end(u) - k >= window; ++k) start[items[k] + 1] += 1;
+  for (size_t x = 1; x < start.size(); ++x) start[x] += start[x - 1];
+  std::vector<int64_t> pos(static_cast<size_t>(start.back()));
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t u = 0; u < data.n_seq; ++u)
+      for (int64_t k = data.begin(u); data.end(u) - k >= window; ++k) pos[fill[items[k]]++] = k;
+  }
   auto less = [&](int64_t a, int64_t b) {
-    for (int64_t t = 0; t < window; ++t) {
+    for (int64_t t = 1; t < window; ++t)
       if (items[a + t] != items[b + t]) return items[a + t] < items[b + t];
-    }
     return false;
   };
   auto equal = [&](int64_t a, int64_t b) {
-    for (int64_t t = 0; t < window; ++t)
+    for (int64_t t = 1; t < window; ++t)
       if (items[a + t] != items[b + t]) return false;
     return true;
   };
-  std::sort(starts.begin(), starts.end(), less);
-  PatternSet out;
-  size_t i = 0;
-  while (i < starts.size()) {
-    size_t j = i + 1;
-    while (j < starts.size() && equal(starts[i], starts[j])) ++j;
-    const int64_t count = static_cast<int64_t>(j - i);
-    if (count >= min_count) {
-      out.items.insert(out.items.end(), items + starts[i], items + starts[i] + window);
-      out.offsets.push_back(static_cast<int64_t>(out.items.size()));
-      out.support.push_back(count);
+  // Pass 1: sort each bucket in place, count its kept windows.
+  std::vector<int64_t> kept(static_cast<size_t>(max_item) + 2, 0);
+  const int n_threads = resolve_threads(threads);
+  (void)n_threads;
+#if FASTREGEN_HAVE_OPENMP
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 64)
+#endif
+  for (int32_t x = 1; x <= max_item; ++x) {
+    const auto b = pos.begin() + start[x], e = pos.begin() + start[x + 1];
+    if (e - b < min_count) continue;
+    if (window > 1) std::sort(b, e, less);
+    int64_t n = 0;
+    for (auto i = b; i != e;) {
+      auto j = i + 1;
+      while (j != e && equal(*i, *j)) ++j;
+      if (j - i >= min_count) ++n;
+      i = j;
     }
-    i = j;
+    kept[x + 1] = n;
+  }
+  for (size_t x = 1; x < kept.size(); ++x) kept[x] += kept[x - 1];
+  // Pass 2: write each bucket's kept windows at its place in the output.
+  const int64_t n_out = kept.back();
+  PatternSet out;
+  out.offsets.resize(static_cast<size_t>(n_out) + 1);
+  for (int64_t k = 0; k <= n_out; ++k) out.offsets[k] = k * window;
+  out.items.resize(static_cast<size_t>(n_out * window));
+  out.support.resize(static_cast<size_t>(n_out));
+#if FASTREGEN_HAVE_OPENMP
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 64)
+#endif
+  for (int32_t x = 1; x <= max_item; ++x) {
+    int64_t slot = kept[x];
+    if (kept[x + 1] == slot) continue;
+    const auto b = pos.begin() + start[x], e = pos.begin() + start[x + 1];
+    for (auto i = b; i != e;) {
+      auto j = i + 1;
+      while (j != e && equal(*i, *j)) ++j;
+      if (j - i >= min_count) {
+        std::copy(items + *i, items + *i + window, out.items.begin() + slot * window);
+        out.support[slot++] = j - i;
+      }
+      i = j;
+    }
   }
   return out;
 }

@@ -34,6 +34,10 @@ struct MiningParams {
   int64_t min_len = 2;      // >= 1
   int64_t max_len = 5;      // >= min_len
   int threads = 0;          // <= 0: the OpenMP default
+  // Stop with std::length_error once more patterns than this are found
+  // (0: no limit). The number of frequent patterns can grow exponentially
+  // with max_span (two identical long sequences share 2^n subsequences).
+  int64_t max_patterns = 0;
 };
 
 // Patterns in CSR form: pattern k is items[offsets[k] .. offsets[k+1]),
@@ -48,7 +52,8 @@ struct PatternSet {
 // max_span in at least min_support sequences. Item ids must be >= 1.
 // `progress`, when not null, is advanced (atomically) by the number of
 // interactions whose first-item subtree has been mined; it ends at
-// data.n_items_total(). Throws std::invalid_argument on bad parameters/items.
+// data.n_items_total(). Throws std::invalid_argument on bad parameters/items
+// and std::length_error when more than params.max_patterns patterns are found.
 PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_t* progress = nullptr);
 
 // UniDS variant: every contiguous window of `window` items, counted over all

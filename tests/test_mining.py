@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fastregen import mining
@@ -39,6 +39,10 @@ def _mine(seqs, alpha, beta, min_len=2, max_len=None, threads=1):
 # ---------------------------------------------------------------- mining vs oracle
 @settings(max_examples=250, deadline=None)
 @given(mining_case(), st.sampled_from([1, 2]))
+# Always tried: alpha = 2, repeated items, sequences shorter than the span, empty ones.
+@example(([[1, 1, 2, 1, 2], [2, 1, 1], [1]], 2, 1, 2, None), 2)
+@example(([[3, 3, 3, 3], [3, 3], [], [3, 4, 3]], 6, 2, 1, None), 1)
+@example(([[1, 2], [2, 1], [1, 2, 1]], 5, 2, 2, 3), 2)
 def test_mine_matches_reference(case, threads):
     seqs, alpha, beta, min_len, max_len = case
     got = _mine(seqs, alpha, beta, min_len, max_len, threads)
@@ -80,23 +84,27 @@ def test_order_and_arrays():
 
 
 def test_threads_give_identical_arrays():
-    # > 65,536 interactions, so that threads=2 also splits the item index in two blocks
+    # > 2**20 interactions, so that threads=2 also builds the item index in two blocks
     rng = np.random.default_rng(0)
-    lengths = rng.integers(0, 40, size=5000)
-    items = (rng.zipf(1.3, size=int(lengths.sum())) % 400 + 1).astype(np.int32)
+    lengths = rng.integers(0, 40, size=60_000)
+    items = (rng.zipf(1.3, size=int(lengths.sum())) % 20_000 + 1).astype(np.int32)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     ds = SequenceDataset(offsets, items)
-    assert ds.num_interactions > 65_536
-    one = mining.mine_patterns(ds, 5, 2, threads=1)
-    two = mining.mine_patterns(ds, 5, 2, threads=2)
-    assert len(one) > 1000
-    # supports of a sample, counted directly
-    seqs = ds.to_lists()
-    for k in np.random.default_rng(1).choice(len(one), size=3, replace=False):
-        p = one[int(k)].tolist()
-        assert sum(ref.contains(s, p, 5) for s in seqs) == one.support[k]
+    assert ds.num_interactions > 2**20
+    one = mining.mine_patterns(ds, 5, 4, threads=1)
+    two = mining.mine_patterns(ds, 5, 4, threads=2)
+    assert len(one) > 10_000
     for name in ("offsets", "items", "support"):
         np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
+    # supports of a sample, counted directly
+    seqs = ds.to_lists()
+    for k in np.random.default_rng(1).choice(len(one), size=2, replace=False):
+        p = one[int(k)].tolist()
+        assert sum(ref.contains(s, p, 5) for s in seqs) == one.support[k]
+    w1, w2 = mining.window_counts(ds, 2, 2, threads=1), mining.window_counts(ds, 2, 2, threads=2)
+    assert len(w1) > 100
+    for name in ("offsets", "items", "support"):
+        np.testing.assert_array_equal(getattr(w1, name), getattr(w2, name))
 
 
 def test_progress_bar_gives_same_result(capsys):
@@ -158,6 +166,7 @@ def test_beauty_reference_figure(beauty_path):
         (dict(min_len=4, max_len=3), "min_len = 4 is larger than max_len = 3"),
         (dict(min_len=6), "min_len = 6 is larger than max_len = 5"),
         (dict(min_len=0), "min_len must be >= 1, got 0"),
+        (dict(min_len=7, max_len=9), "min_len = 7 is larger than max_span = 5"),
         (dict(threads=0), "threads must be >= 1, got 0"),
     ],
 )
@@ -371,3 +380,16 @@ def test_huge_spans_do_not_overflow():
     pats = _mine(seqs, 3, 2)
     wide = mining.pretrain_pairs(seqs, pats, span=2**62, max_per_sequence=100)
     assert wide.pattern_index.tolist() == [0, 1, 2, 3] * 2
+
+
+def test_max_patterns_limit():
+    # Two identical sequences of 12 distinct items share 2^12 - 13 patterns of length >= 2.
+    seqs = [list(range(1, 13))] * 2
+    full = mining.mine_patterns(seqs, 12, 2, max_patterns=None)
+    assert len(full) == 2**12 - 13
+    assert len(mining.mine_patterns(seqs, 12, 2, max_patterns=len(full))) == len(full)
+    for threads in (1, 2):
+        with pytest.raises(ValueError, match=f"more than max_patterns = {len(full) - 1} patterns"):
+            mining.mine_patterns(seqs, 12, 2, max_patterns=len(full) - 1, threads=threads)
+    with pytest.raises(ValueError, match="max_patterns must be >= 1, got 0"):
+        mining.mine_patterns(seqs, 12, 2, max_patterns=0)

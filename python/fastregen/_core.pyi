@@ -18,15 +18,19 @@ def tokenize_int_lines(
 def parse_user_lines(
     data: bytes | bytearray | memoryview,
     n_threads: int = 0,
+    out: npt.NDArray[np.int32] | None = None,
 ) -> tuple[
     npt.NDArray[np.int64] | None,
     npt.NDArray[np.int64] | None,
     npt.NDArray[np.int64] | None,
-    npt.NDArray[np.int32] | None,
+    npt.NDArray[np.int32] | int | None,
     int,
     tuple[int, bytes, str] | None,
 ]:
-    """Parse and validate ``user item item ...`` lines: (users, lines, lengths, items, n_lines, error)."""
+    """Parse and validate ``user item item ...`` lines: (users, lines, lengths, items, n_lines, error).
+
+    With ``out`` the items go to ``out[:k]`` and ``k`` replaces the items array.
+    """
 
 def format_int_rows(
     offsets: npt.NDArray[np.int64],
@@ -48,6 +52,7 @@ def mine_patterns(
     max_len: int,
     threads: int = 0,
     progress: npt.NDArray[np.int64] | None = None,
+    max_patterns: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]: ...
 def window_counts(
     offsets: npt.NDArray[np.int64],

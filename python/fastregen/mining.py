@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import operator
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -300,6 +299,7 @@ def mine_patterns(
     max_len: int | None = None,
     threads: int | None = None,
     progress: bool = False,
+    max_patterns: int | None = 20_000_000,
 ) -> Patterns:
     """Frequent span-constrained sequential patterns (Seq2Pat's ``max_span`` / ``min_frequency``).
 
@@ -328,6 +328,13 @@ def mine_patterns(
         OpenMP threads (default: the runtime default). The result does not depend on it.
     progress : bool, default False
         Show a progress bar (interactions whose patterns are mined).
+    max_patterns : int or None, default 20,000,000
+        Safety limit: stop with a ValueError once more patterns than this are
+        found (None: no limit). The number of frequent patterns can grow
+        exponentially with ``max_span`` (two identical sequences of length n
+        share 2^n subsequences), so a large ``max_span`` with a low
+        ``min_support`` can otherwise exhaust memory. The limit never
+        truncates: either every pattern is returned or none.
 
     Returns
     -------
@@ -338,7 +345,7 @@ def mine_patterns(
     ------
     ValueError
         ``max_span < 2``, ``min_support < 1``, ``min_len < 1``, ``min_len > max_len``,
-        or an empty dataset.
+        ``min_len > max_span``, or an empty dataset (no sequences or no interactions).
     """
     ds = _as_dataset(data)
     max_span = _int("max_span", max_span, 2)
@@ -347,13 +354,18 @@ def mine_patterns(
     max_len = max_span if max_len is None else _int("max_len", max_len, 1)
     if min_len > max_len:
         raise ValueError(f"min_len = {min_len} is larger than max_len = {max_len}")
+    if min_len > max_span:
+        raise ValueError(
+            f"min_len = {min_len} is larger than max_span = {max_span}: no occurrence is that long"
+        )
     threads = _threads(threads)
+    limit = 0 if max_patterns is None else _int("max_patterns", max_patterns, 1)
     _check_not_empty(ds)
     from . import _core
 
     def call(counter):
         return _core.mine_patterns(
-            ds.offsets, ds.items, max_span, min_support, min_len, max_len, threads, counter
+            ds.offsets, ds.items, max_span, min_support, min_len, max_len, threads, counter, limit
         )
 
     offsets, items, support = _run_with_progress(call, ds.num_interactions, "mining patterns", progress)
@@ -385,7 +397,7 @@ def window_counts(data, window: int, min_count: int, threads: int | None = None)
     min_count : int
         Minimum number of occurrences, >= 1.
     threads : int, optional
-        Accepted for symmetry; the count is a single sort.
+        OpenMP threads (default: the runtime default). The result does not depend on it.
 
     Returns
     -------

@@ -30,12 +30,15 @@ def mine(
     max_span: int = typer.Option(5, "--max-span", help="alpha: an occurrence fits in this many consecutive positions."),
     min_support: int = typer.Option(2, "--min-support", help="beta: minimum number of sequences containing a pattern."),
     min_len: int = typer.Option(2, "--min-len", help="Shortest pattern kept."),
-    max_len: int = typer.Option(None, "--max-len", help="Longest pattern kept [default: max-span]."),
+    max_len: int = typer.Option(None, "--max-len", help="Longest pattern kept (default: --max-span)."),
     drop_last: int = typer.Option(2, "--drop-last", help=_DROP_LAST_HELP),
-    threads: int = typer.Option(None, "--threads", help="OpenMP threads [default: all]."),
+    threads: int = typer.Option(None, "--threads", help="OpenMP threads (default: all cores)."),
     out: Path = typer.Option(None, "--out", "-o", help="Write patterns here (support<TAB>items per line)."),
     top: int = typer.Option(10, "--top", help="Print the N most supported patterns."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    max_patterns: int = typer.Option(
+        20_000_000, "--max-patterns", help="Stop with an error past this many patterns (0: no limit)."
+    ),
 ) -> None:
     """Mine span-constrained sequential patterns (DR4SR §4.2.1; same result as Seq2Pat)."""
     from .. import mining
@@ -45,7 +48,7 @@ def mine(
     try:
         pats = mining.mine_patterns(
             ds, max_span=max_span, min_support=min_support, min_len=min_len, max_len=max_len,
-            threads=threads, progress=progress,
+            threads=threads, progress=progress, max_patterns=max_patterns or None,
         )
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -78,7 +81,7 @@ def pairs(
         help="Containment test: 'alpha' (within the mined span), 'none' (plain subsequence, as the DR4SR script), or an int.",
     ),
     drop_last: int = typer.Option(2, "--drop-last", help=_DROP_LAST_HELP),
-    threads: int = typer.Option(None, "--threads", help="OpenMP threads [default: all]."),
+    threads: int = typer.Option(None, "--threads", help="OpenMP threads (default: all cores)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Build the (sequence, pattern) pairs the DR4SR regenerator is pre-trained on."""

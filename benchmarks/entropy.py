@@ -22,7 +22,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,8 @@ import numpy as np
 from fastregen import entropy as E
 from fastregen.data import SequenceDataset, load
 from fastregen.reference import entropy as R
+
+from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "beauty.txt"
@@ -79,24 +80,12 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return f"{model}, nproc={os.cpu_count()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 
 def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return git_commit(HERE)
 
 
 def synthetic(kind: str, n: int, n_seq: int, seed: int = 0) -> SequenceDataset:

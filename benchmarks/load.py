@@ -35,6 +35,9 @@ import sys
 import time
 from pathlib import Path
 
+from _harness import cpu_model  # noqa: E402 (this folder is on sys.path)
+
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BEAUTY = Path(os.environ.get("FASTREGEN_SHARED_DATA", REPO.parent / "shared" / "data")) / "beauty.txt"
 DEFAULT_BIG = Path("/tmp/fastregen_books_10M.txt")
@@ -98,14 +101,7 @@ def ensure_big(path: Path) -> None:
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 

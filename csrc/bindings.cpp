@@ -174,6 +174,63 @@ PYBIND11_MODULE(_core, m) {
       "Format rows [row_begin, row_end) of a CSR int64 array as text lines.\n\n"
       "Row r is values[offsets[r]:offsets[r+1]] joined by `sep` (one character) and\n"
       "ended by a newline. Returns bytes.");
+  {
+    // values: exactly int32 or int64 (the CSR items / timestamps), never a
+    // converted copy, so nothing is ever truncated on the way in.
+    auto gather = [](const auto& values, const carray<int64_t>& starts, const carray<int64_t>& ends,
+                     int threads) -> py::tuple {
+      using T = typename std::decay_t<decltype(values)>::value_type;
+      if (values.ndim() != 1 || starts.ndim() != 1 || ends.ndim() != 1)
+        throw py::value_error("values, starts and ends must be 1-D arrays");
+      if (starts.size() != ends.size())
+        throw py::value_error("starts has " + std::to_string(starts.size()) + " entries, ends has " +
+                              std::to_string(ends.size()));
+      const int64_t n = static_cast<int64_t>(starts.size());
+      const int64_t len = static_cast<int64_t>(values.size());
+      const int64_t* s = starts.data();
+      const int64_t* e = ends.data();
+      std::vector<int64_t> offsets(static_cast<size_t>(n) + 1, 0);
+      int64_t bad = -1;
+      {
+        py::gil_scoped_release nogil;
+        for (int64_t k = 0; k < n && bad < 0; ++k) {
+          // Each range lies inside `values`, so the running sum stays below
+          // n * len; guard it anyway rather than wrap.
+          if (s[k] < 0 || e[k] < s[k] || e[k] > len || offsets[k] > INT64_MAX - (e[k] - s[k])) bad = k;
+          else offsets[k + 1] = offsets[k] + (e[k] - s[k]);
+        }
+      }
+      if (bad >= 0)
+        throw py::value_error("range " + std::to_string(bad) + " = [" + std::to_string(s[bad]) + ", " +
+                              std::to_string(e[bad]) + ") is not inside [0, " + std::to_string(len) + ")");
+      // Uninitialised numpy buffer: a std::vector would zero it first, a
+      // second full pass over the largest array.
+      py::array_t<T> out(static_cast<py::ssize_t>(offsets[n]));
+      T* dst = out.mutable_data();
+      {
+        py::gil_scoped_release nogil;
+        gather_ranges(values.data(), s, e, n, offsets.data(), dst, threads);
+      }
+      return py::make_tuple(to_numpy(std::move(offsets)), out);
+    };
+    m.def(
+        "gather_ranges",
+        [gather](const py::array& values, const carray<int64_t>& starts, const carray<int64_t>& ends,
+                 int threads) -> py::tuple {
+          if (py::isinstance<carray<int32_t>>(values))
+            return gather(values.cast<carray<int32_t>>(), starts, ends, threads);
+          if (py::isinstance<carray<int64_t>>(values))
+            return gather(values.cast<carray<int64_t>>(), starts, ends, threads);
+          throw py::type_error("values must be a C-contiguous int32 or int64 array, got dtype " +
+                               std::string(py::str(values.dtype())));
+        },
+        py::arg("values"), py::arg("starts"), py::arg("ends"), py::arg("threads") = 0,
+        "Concatenate values[starts[k]:ends[k]] for every k -> (offsets int64 (n + 1,), gathered).\n\n"
+        "values: int32 or int64 (kept); starts/ends: int64 of equal length with\n"
+        "0 <= starts[k] <= ends[k] <= len(values), else ValueError naming the range. The\n"
+        "offsets are the running sum of the range lengths. GIL released; OpenMP for large\n"
+        "outputs; the result never depends on `threads`.");
+  }
   // ===== end section: textio =====
 
   // ===== section: mining =====
@@ -320,6 +377,7 @@ PYBIND11_MODULE(_core, m) {
         std::vector<int64_t> counts;
         std::vector<double> h;
         try {
+          py::gil_scoped_release nogil;  // one pass over every interaction
           item_entropies(v, num_items, counts, h);
         } catch (const std::invalid_argument& e) {
           throw py::value_error(e.what());

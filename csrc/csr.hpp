@@ -4,6 +4,7 @@
 // bindings) keeps the numpy buffers alive and has validated them.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -33,10 +34,18 @@ struct CsrResult {
   std::vector<int32_t> items;
 };
 
+// Requests above this many threads per core are clamped: oversubscribing
+// further never pays, kernels keep per-thread scratch (the miner: 16 bytes per
+// item per thread), and libgomp ends the whole process when the OS refuses a
+// thread, so an absurd `threads=` must not reach it. No result depends on the
+// thread count, so clamping changes nothing but resources.
+constexpr int kMaxThreadsPerCore = 4;
+
 // Number of OpenMP threads to use: `requested` <= 0 means "the runtime default".
 inline int resolve_threads(int requested) {
 #if FASTREGEN_HAVE_OPENMP
-  return requested > 0 ? requested : omp_get_max_threads();
+  if (requested <= 0) return omp_get_max_threads();
+  return std::min(requested, std::max(omp_get_max_threads(), kMaxThreadsPerCore * omp_get_num_procs()));
 #else
   (void)requested;
   return 1;
@@ -44,5 +53,24 @@ inline int resolve_threads(int requested) {
 }
 
 inline bool have_openmp() { return FASTREGEN_HAVE_OPENMP != 0; }
+
+// Concatenation of values[starts[k] .. ends[k]) for k in [0, n): the gather
+// behind SequenceDataset.subset / slice_sequences (numpy's equivalent,
+// fancy indexing with a materialised int64 index per element, spends most of
+// its time building that index). out_offsets has n + 1 entries, the running
+// sum of the range lengths, and `out` room for out_offsets[n] values. The
+// caller has checked 0 <= starts[k] <= ends[k] <= len(values). Nothing in the
+// loop can throw.
+template <typename T>
+void gather_ranges(const T* values, const int64_t* starts, const int64_t* ends, int64_t n,
+                   const int64_t* out_offsets, T* out, int threads) {
+  // Below ~1 MiB of output a parallel region costs more than the copy.
+  const int nt = out_offsets[n] < (int64_t{1} << 18) ? 1 : resolve_threads(threads);
+  (void)nt;
+#if FASTREGEN_HAVE_OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+  for (int64_t k = 0; k < n; ++k) std::copy(values + starts[k], values + ends[k], out + out_offsets[k]);
+}
 
 }  // namespace fastregen

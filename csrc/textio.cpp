@@ -85,6 +85,28 @@ inline void set_error(TextError& e, int64_t line, const char* begin, const char*
   e.reason = reason;
 }
 
+enum class Scan { kEnd, kBad, kStopped };
+
+// Walk the tokens of the line at p, advancing p: on_token(begin, end, value)
+// for each, until the '\n' (or the end of the data) -> kEnd; a token that is
+// not an int64 -> kBad (it starts at `tok`, ends at p, `reason` says why);
+// on_token returning false -> kStopped (p just past that token). The one
+// token loop of both parsers.
+template <typename F>
+inline Scan scan_tokens(const char*& p, const char* end, const char*& tok, const char*& reason, F&& on_token) {
+  while (p < end && *p != '\n') {
+    if (is_space(static_cast<unsigned char>(*p))) {
+      ++p;
+      continue;
+    }
+    tok = p;
+    int64_t value = 0;
+    if (!next_token(p, end, value, reason)) return Scan::kBad;
+    if (!on_token(tok, p, value)) return Scan::kStopped;
+  }
+  return Scan::kEnd;
+}
+
 // Cut [0, n) into `threads` parts at line starts near equal byte offsets; every
 // part is whole lines, so parts parse independently and concatenate to the
 // serial result.
@@ -102,7 +124,7 @@ std::vector<std::size_t> line_cuts(const char* data, std::size_t n, int threads)
 int pick_threads(std::size_t n, int n_threads) {
 #if FASTREGEN_HAVE_OPENMP
   if (n < 2) return 1;
-  return n_threads > 0 ? n_threads : (n >= kParallelBytes ? resolve_threads(0) : 1);
+  return n_threads > 0 ? resolve_threads(n_threads) : (n >= kParallelBytes ? resolve_threads(0) : 1);
 #else
   (void)n;
   (void)n_threads;
@@ -154,23 +176,19 @@ TokenizedLines tokenize_serial(const char* data, std::size_t n) {
   const char* p = data;
   const char* const end = data + n;
   int64_t line = 0;
+  const char* tok = nullptr;
+  const char* reason = nullptr;
   while (p < end) {
     int64_t count = 0;
-    while (p < end && *p != '\n') {
-      if (is_space(static_cast<unsigned char>(*p))) {
-        ++p;
-        continue;
-      }
-      const char* tok = p;
-      int64_t value = 0;
-      const char* reason = nullptr;
-      if (!next_token(p, end, value, reason)) {
-        r.tokens.resize(r.tokens.size() - static_cast<std::size_t>(count));  // whole lines only
-        set_error(r.error, line, tok, p, reason);
-        return r;
-      }
+    const Scan scan = scan_tokens(p, end, tok, reason, [&](const char*, const char*, int64_t value) {
       r.tokens.push_back(value);
       ++count;
+      return true;
+    });
+    if (scan == Scan::kBad) {
+      r.tokens.resize(r.tokens.size() - static_cast<std::size_t>(count));  // whole lines only
+      set_error(r.error, line, tok, p, reason);
+      return r;
     }
     r.counts.push_back(count);
     ++line;
@@ -194,56 +212,44 @@ UserLines user_lines_serial(const char* data, std::size_t n, int32_t* out) {
     int64_t count = 0, user = 0;
     const char* user_tok = nullptr;
     const char* user_end = nullptr;
-    while (p < end && *p != '\n') {
-      if (is_space(static_cast<unsigned char>(*p))) {
-        ++p;
-        continue;
-      }
-      const char* tok = p;
-      int64_t value = 0;
-      const char* reason = nullptr;
-      if (!next_token(p, end, value, reason)) {
-        set_error(r.error, line, tok, p, reason);
-        return r;
-      }
+    const char* item_tok = nullptr;
+    const char* item_end = nullptr;
+    const char* item_reason = nullptr;
+    const char* tok = nullptr;
+    const char* reason = nullptr;
+    Scan scan = scan_tokens(p, end, tok, reason, [&](const char* b, const char* e, int64_t value) {
       if (count == 0) {
         user = value;
-        user_tok = tok;
-        user_end = p;
+        user_tok = b;
+        user_end = e;
       } else {
         if (value < 1 || value > std::numeric_limits<int32_t>::max()) {
-          set_error(r.error, line, tok, p,
-                    value < 0 ? "negative item id" : (value == 0 ? "item id 0" : "item id beyond int32"));
-          // Keep scanning this line's tokens: a syntax error later on the
-          // line is reported first (the oracle tokenizes a line before
-          // judging it), and a missing-item or user error cannot follow.
-          const TextError item_error = r.error;
-          r.error = TextError();
-          while (p < end && *p != '\n') {
-            if (is_space(static_cast<unsigned char>(*p))) {
-              ++p;
-              continue;
-            }
-            const char* t2 = p;
-            int64_t v2 = 0;
-            const char* reason2 = nullptr;
-            if (!next_token(p, end, v2, reason2)) {
-              set_error(r.error, line, t2, p, reason2);
-              return r;
-            }
-          }
-          if (user < 0) {
-            set_error(r.error, line, user_tok, user_end, "negative user id");
-            return r;
-          }
-          r.error = item_error;
-          return r;
+          item_tok = b;
+          item_end = e;
+          item_reason = value < 0 ? "negative item id" : (value == 0 ? "item id 0" : "item id beyond int32");
+          return false;
         }
         if (out) out[n_items] = static_cast<int32_t>(value);
         else r.items.push_back(static_cast<int32_t>(value));
         ++n_items;
       }
       ++count;
+      return true;
+    });
+    if (scan == Scan::kStopped) {
+      // A bad item: keep scanning this line's tokens, since a syntax error
+      // later on the line is reported first (the oracle tokenizes a line
+      // before judging it), then a negative user; a missing item cannot follow.
+      scan = scan_tokens(p, end, tok, reason, [](const char*, const char*, int64_t) { return true; });
+      if (scan != Scan::kBad) {
+        if (user < 0) set_error(r.error, line, user_tok, user_end, "negative user id");
+        else set_error(r.error, line, item_tok, item_end, item_reason);
+        return r;
+      }
+    }
+    if (scan == Scan::kBad) {
+      set_error(r.error, line, tok, p, reason);
+      return r;
     }
     if (count == 1) {
       set_error(r.error, line, user_tok, user_end, "no items");

@@ -40,7 +40,7 @@ constexpr std::size_t kParallelBytes = std::size_t(4) << 20;
 
 // Tokenize `n` bytes of integer lines. Re-entrant, touches nothing but `data`.
 // n_threads <= 0: all OpenMP threads for inputs >= kParallelBytes, else one;
-// n_threads > 0: exactly that many (the result never depends on it). The
+// n_threads > 0: that many, clamped by resolve_threads (the result never depends on it). The
 // input is cut at line boundaries, the parts are tokenized in parallel and
 // concatenated; the first error in file order wins.
 TokenizedLines tokenize_int_lines(const char* data, std::size_t n, int n_threads = 0);

@@ -52,3 +52,26 @@ def test_atomic_open_applies_umask(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "o.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_open_never_clears_the_umask(tmp_path, monkeypatch):
+    # Reading the umask by setting it to 0 lets files other threads create
+    # meanwhile come out world-writable; it must be read without that.
+    import os
+
+    from fastregen import _io
+
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc/self/status (Linux)")
+    seen = []
+    real = os.umask
+
+    def spy(mask):
+        seen.append(mask)
+        return real(mask)
+
+    monkeypatch.setattr(_io.os, "umask", spy)
+    with atomic_open(tmp_path / "o.txt") as f:
+        f.write("x")
+    assert 0 not in seen
+    assert (tmp_path / "o.txt").stat().st_mode & 0o777 == 0o666 & ~_io._umask()

@@ -72,3 +72,149 @@ def test_stats_small():
     assert (st.users, st.items, st.interactions, st.min_length, st.max_length) == (2, 4, 5, 2, 3)
     assert st.avg_length == pytest.approx(2.5)
     assert st.sparsity == pytest.approx(1 - 5 / 8)
+
+
+# ---------------------------------------------------------------- compiled gather
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from fastregen import _core  # noqa: E402
+from fastregen.reference import csr as ref_csr  # noqa: E402
+
+
+@st.composite
+def _values_and_ranges(draw):
+    m = draw(st.integers(0, 30))
+    dtype = draw(st.sampled_from([np.int32, np.int64]))
+    values = np.array(draw(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=m, max_size=m)), dtype=dtype)
+    n = draw(st.integers(0, 12))
+    starts, ends = [], []
+    for _ in range(n):
+        a = draw(st.integers(0, m))
+        b = draw(st.integers(a, m))
+        starts.append(a)
+        ends.append(b)
+    return values, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_values_and_ranges(), st.sampled_from([0, 1, 2]))
+def test_gather_ranges_matches_reference(case, threads):
+    values, starts, ends = case
+    off, out = _core.gather_ranges(values, starts, ends, threads)
+    ref_off, ref_out = ref_csr.gather_ranges(values, starts, ends)
+    assert out.dtype == values.dtype and off.dtype == np.int64
+    np.testing.assert_array_equal(off, ref_off)
+    np.testing.assert_array_equal(out, ref_out)
+
+
+def test_gather_ranges_large_parallel():
+    # Above the serial threshold, so the OpenMP path runs.
+    rng = np.random.default_rng(0)
+    values = rng.integers(1, 1000, size=200_000).astype(np.int32)
+    starts = rng.integers(0, values.size - 50, size=20_000)
+    ends = starts + rng.integers(0, 50, size=starts.size)
+    off, out = _core.gather_ranges(values, starts, ends, 2)
+    ref_off, ref_out = ref_csr.gather_ranges(values, starts, ends)
+    np.testing.assert_array_equal(off, ref_off)
+    np.testing.assert_array_equal(out, ref_out)
+
+
+@pytest.mark.parametrize(
+    "values,starts,ends,exc,match",
+    [
+        (np.arange(5, dtype=np.float64), [0], [1], TypeError, "int32 or int64"),
+        (np.arange(5, dtype=np.int16), [0], [1], TypeError, "int32 or int64"),
+        (np.arange(10, dtype=np.int64)[::2], [0], [1], TypeError, "C-contiguous"),
+        (np.arange(5, dtype=np.int32), [3], [2], ValueError, r"range 0 = \[3, 2\)"),
+        (np.arange(5, dtype=np.int32), [0, 4], [1, 6], ValueError, r"range 1 = \[4, 6\)"),
+        (np.arange(5, dtype=np.int32), [-1], [0], ValueError, r"\[-1, 0\)"),
+        (np.arange(5, dtype=np.int32), [0, 1], [1], ValueError, "2 entries|equal length"),
+    ],
+)
+def test_gather_ranges_bad_input(values, starts, ends, exc, match):
+    with pytest.raises(exc, match=match):
+        _core.gather_ranges(values, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64))
+    if exc is ValueError:  # the reference checks the ranges too (it takes any dtype)
+        with pytest.raises(ValueError, match=match):
+            ref_csr.gather_ranges(values, starts, ends)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(1, 6), max_size=6), min_size=1, max_size=8),
+    st.data(),
+)
+def test_subset_and_slice_match_lists(seqs, data):
+    ts = [list(range(100 * u, 100 * u + len(s))) for u, s in enumerate(seqs)]
+    ds = SequenceDataset.from_lists(seqs, num_items=9, timestamps=np.concatenate([np.array(t, dtype=np.int64) for t in ts]),
+                                    user_ids=np.arange(len(seqs)) + 10)
+    index = data.draw(st.lists(st.integers(0, len(seqs) - 1), max_size=10))
+    sub = ds.subset(np.array(index, dtype=np.int64))
+    assert sub.to_lists() == [seqs[u] for u in index]
+    assert sub.timestamps.tolist() == [t for u in index for t in ts[u]]
+    assert sub.user_ids.tolist() == [u + 10 for u in index]
+    assert sub.num_items == 9 and not sub.items.flags.writeable and not sub.offsets.flags.writeable
+    a = data.draw(st.integers(-8, 8))
+    b = data.draw(st.one_of(st.none(), st.integers(-8, 8)))
+    sl = ds.slice_sequences(a, b)
+    assert sl.to_lists() == [s[a:b] for s in seqs]
+    assert sl.timestamps.tolist() == [x for t in ts for x in t[a:b]]
+
+
+def test_subset_rejects_non_integer_index():
+    ds = SequenceDataset.from_lists([[1, 2], [3]])
+    with pytest.raises(TypeError, match="integers or booleans"):
+        ds.subset(np.array([0.7]))
+    with pytest.raises(IndexError, match="subset index -1"):
+        ds.subset([0, -1])
+    with pytest.raises(ValueError, match="1-D"):
+        ds.subset(np.zeros((1, 1), dtype=np.int64))
+    assert ds.subset([]).to_lists() == []
+
+
+def test_bad_arguments_are_named_not_truncated():
+    ds = SequenceDataset.from_lists([[1, 2, 3], [4]])
+    # floats used to be truncated silently (truncate(2.5) kept 2 items)
+    with pytest.raises(TypeError, match="max_len must be an integer, got 2.5"):
+        ds.truncate(2.5)
+    with pytest.raises(TypeError, match="max_len must be an integer"):
+        ds.padded(2.0)
+    with pytest.raises(TypeError, match="start must hold integers"):
+        ds.slice_sequences(0.5)
+    with pytest.raises(TypeError, match="stop must hold integers"):
+        ds.slice_sequences(0, np.array([1.5, 1.0]))
+    with pytest.raises(ValueError, match="max_len must be >= 1, got 0"):
+        ds.truncate(0)
+    with pytest.raises(ValueError, match="max_len must be >= 1, got 0"):
+        ds.padded(0)
+    with pytest.raises(ValueError, match="side must be 'left' or 'right', got 'up'"):
+        ds.padded(2, side="up")
+    with pytest.raises(ValueError, match="cannot split an empty dataset"):
+        leave_one_out(SequenceDataset.from_lists([]))
+    from fastregen.data import kcore
+
+    with pytest.raises(TypeError, match="user_k must be an integer, got 2.5"):
+        kcore(ds, 2.5)
+    with pytest.raises(TypeError, match="item_k must be an integer"):
+        kcore(ds, item_k=1.5)
+    assert ds.truncate(np.int64(2)).to_lists() == [[2, 3], [4]]
+    assert ds.slice_sequences(np.int32(1)).to_lists() == [[2, 3], []]
+
+
+def test_from_lists_rejects_non_integer_ids():
+    # np.asarray(s, dtype=int64) used to truncate 1.5 -> 1 and parse "3" silently
+    with pytest.raises(TypeError, match="sequence 1 must hold integer item ids, got dtype float64"):
+        SequenceDataset.from_lists([[1, 2], [1.5, 2.0]])
+    with pytest.raises(TypeError, match="sequence 0 must hold integer item ids"):
+        SequenceDataset.from_lists([["3", "4"]])
+    with pytest.raises(TypeError, match="sequence 0 must hold integer item ids"):
+        SequenceDataset.from_lists([[2**70]])
+    from fastregen import entropy, mining
+
+    with pytest.raises(TypeError, match="integer item ids"):
+        mining.mine_patterns([[1.0, 2.0], [1.0, 2.0]])
+    with pytest.raises(TypeError, match="integer item ids"):
+        entropy.real_entropy([[1.5, 2.5]])
+    ok = SequenceDataset.from_lists([np.array([1, 2], dtype=np.int32), [], (3,)])
+    assert ok.to_lists() == [[1, 2], [], [3]]

@@ -246,6 +246,13 @@ def test_markov_bad_input():
         m.prob([[1]], [3])  # outside 1..num_items
     with pytest.raises(ValueError, match="one item per context"):
         m.prob([[1], [2]], [1])
+    # ids that do not fit int32, or floats, used to wrap / truncate into valid ids
+    with pytest.raises(ValueError, match="next_items has values outside the int32 range"):
+        m.prob([[1]], np.array([2**32 + 1], dtype=np.int64))
+    with pytest.raises(TypeError, match="next_items must hold integers"):
+        m.prob([[1]], [1.7])
+    with pytest.raises(TypeError, match="num_items must be an integer, got 2.5"):
+        E.MarkovModel(1).fit([[1, 2]], num_items=2.5)  # was truncated to 2
 
 
 # ---------------------------------------------------------------- pattern miner

@@ -92,3 +92,13 @@ def test_segment_cli_bad_config(data_file, tmp_path):
     res = CliRunner().invoke(app, ["segment", str(data_file), "--config", str(cfg)])
     assert res.exit_code != 0
     assert "beta" in res.output
+
+
+def test_entropy_cli_bad_file_is_a_clean_error(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2 3\n1 4\n")  # user 1 twice
+    for cmd in (["entropy", str(bad)], ["segment", str(bad)]):
+        res = CliRunner().invoke(app, cmd)
+        assert res.exit_code == 2, res.output
+        assert "bad.txt:2" in res.output and "already has a line" in res.output
+        assert isinstance(res.exception, SystemExit)  # not a traceback

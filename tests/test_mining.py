@@ -228,6 +228,12 @@ def test_load_rejects_bad_lines(tmp_path):
         mining.Patterns.load(path)
     path.write_text("# a comment\n3\t5 6\n")
     assert mining.Patterns.load(path).to_list() == [((5, 6), 3)]
+    path.write_text("# fastregen patterns kind=span max_span=five\n2\t1 2\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:1: header field max_span = 'five' is not an integer"):
+        mining.Patterns.load(path)
+    path.write_text("# fastregen patterns kind=span colour=red\n2\t1 2\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:1: unknown header field 'colour'"):
+        mining.Patterns.load(path)
 
 
 # ---------------------------------------------------------------- window counts
@@ -393,3 +399,67 @@ def test_max_patterns_limit():
             mining.mine_patterns(seqs, 12, 2, max_patterns=len(full) - 1, threads=threads)
     with pytest.raises(ValueError, match="max_patterns must be >= 1, got 0"):
         mining.mine_patterns(seqs, 12, 2, max_patterns=0)
+
+
+def test_patterns_reject_unrepresentable_ids(tmp_path):
+    # int64 ids beyond int32 and float ids were silently wrapped / truncated.
+    with pytest.raises(ValueError, match="outside the int32 range"):
+        mining.Patterns(np.array([0, 2]), np.array([1, 2**32 + 1], dtype=np.int64), np.array([2]))
+    with pytest.raises(TypeError, match="items must hold integers"):
+        mining.Patterns(np.array([0, 2]), np.array([1.0, 2.5]), np.array([2]))
+    with pytest.raises(TypeError, match="support must hold integers"):
+        mining.Patterns(np.array([0, 2]), np.array([1, 2]), np.array([2.5]))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        mining.Patterns(np.array([0, 2, 1, 2]), np.array([1, 2]), np.array([1, 1, 1]))
+    with pytest.raises(ValueError, match="item ids must be >= 1, got 0"):
+        mining.Patterns(np.array([0, 2]), np.array([1, 0]), np.array([2]))
+    path = tmp_path / "big.tsv"
+    path.write_text(f"2\t1 {2**31}\n")
+    with pytest.raises(ValueError, match=r"big.tsv:1: item id 2147483648 is beyond int32"):
+        mining.Patterns.load(path)
+
+
+def test_cli_quiet_and_clean_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from fastregen.cli import app
+
+    data = tmp_path / "d.txt"
+    data.write_text("1 1 2 3\n2 1 2 3\n")
+    out = tmp_path / "p.tsv"
+    runner = CliRunner()
+    # --quiet turns progress off, as on every data command
+    res = runner.invoke(app, ["mine", str(data), "--max-span", "3", "--drop-last", "0", "-o", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["pairs", str(data), "-p", str(out), "--drop-last", "0", "-q"])
+    assert res.exit_code == 0, res.output
+    # a bad data file or patterns file is a one-line error, not a traceback
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 1 x\n")
+    res = runner.invoke(app, ["mine", str(bad), "-q"])
+    assert res.exit_code == 2 and "bad.txt:1" in res.output
+    assert isinstance(res.exception, SystemExit)
+    bad_pats = tmp_path / "bad.tsv"
+    bad_pats.write_text("2\t1 0\n")
+    res = runner.invoke(app, ["pairs", str(data), "-p", str(bad_pats), "-q"])
+    assert res.exit_code == 2 and "item ids must be >= 1" in res.output
+    assert isinstance(res.exception, SystemExit)
+
+
+def test_absurd_thread_counts_are_clamped():
+    # The core clamps threads= to a few per core (resolve_threads): an absurd
+    # request must neither start that many OpenMP threads (libgomp ends the
+    # process when the OS refuses one) nor allocate per-thread scratch for them.
+    import time
+
+    seqs = [[1, 2, 3, 1, 2], [2, 3, 1, 2], [1, 3, 2]] * 20
+    ds = SequenceDataset.from_lists(seqs)
+    want = _mine(seqs, 3, 2).to_list()
+    t = time.perf_counter()
+    assert mining.mine_patterns(ds, max_span=3, min_support=2, threads=1_000_000).to_list() == want
+    pats = _mine(seqs, 3, 2)
+    a = mining.pretrain_pairs(ds, pats, threads=1_000_000)
+    b = mining.pretrain_pairs(ds, pats, threads=1)
+    assert a.source.tolist() == b.source.tolist() and a.pattern_index.tolist() == b.pattern_index.tolist()
+    assert mining.window_counts(ds, 2, 2, threads=1_000_000).to_list() == mining.window_counts(ds, 2, 2).to_list()
+    assert time.perf_counter() - t < 10

@@ -40,6 +40,14 @@ def format_int_rows(
     sep: str = " ",
 ) -> bytes:
     """Rows [row_begin, row_end) of a CSR int64 array as text lines joined by ``sep``."""
+
+def gather_ranges(
+    values: npt.NDArray[np.int32] | npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32] | npt.NDArray[np.int64]]:
+    """``values[starts[k]:ends[k]]`` concatenated: (offsets int64 (n + 1,), gathered, dtype of values)."""
 # ----- end textio -----
 
 # ----- mining -----

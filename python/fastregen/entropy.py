@@ -31,6 +31,7 @@ import numpy as np
 
 from . import _core
 from .data import SequenceDataset
+from .data.dataset import _as_array, _int_arg
 
 __all__ = [
     "real_entropy",
@@ -343,7 +344,7 @@ class MarkovModel:
     def fit(self, data: DataLike, num_items: int | None = None) -> "MarkovModel":
         """Count the n-grams of ``data``; V defaults to ``data.num_items`` (at least 1)."""
         ds = _dataset(data)
-        v = int(ds.num_items if num_items is None else num_items)
+        v = _int_arg("num_items", ds.num_items if num_items is None else num_items)
         if v < max(1, ds.num_items):
             raise ValueError(f"num_items = {num_items} is smaller than the largest item id {ds.num_items}")
         model = _core.MarkovModel(self.order, v)
@@ -366,7 +367,8 @@ class MarkovModel:
         """
         self._require()
         offsets, items = _csr_contexts(contexts)
-        nxt = np.ascontiguousarray(np.asarray(next_items).ravel(), dtype=np.int32)
+        # Checked: an id beyond int32 or a float must not wrap into a valid id.
+        nxt = _as_array("next_items", np.asarray(next_items).ravel(), np.int32)
         return self._core.prob(offsets, items, nxt, _check_threads(threads))
 
     def sequence_probs(self, data: DataLike, *, threads: int = 0) -> np.ndarray:
@@ -455,9 +457,11 @@ class EntropyPatterns:
 
     @property
     def lengths(self) -> np.ndarray:
+        """Length of each pattern, int64 of shape (n_patterns,)."""
         return np.diff(self.offsets)
 
     def to_lists(self) -> list[list[int]]:
+        """The patterns as Python lists of item ids, in stored order."""
         return [self[p].tolist() for p in range(len(self))]
 
     def __repr__(self) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 from ._io import atomic_open
 from ._progress import progress_bar
 from .data import LeaveOneOutSplit, SequenceDataset, leave_one_out
+from .data.dataset import _as_array
 
 __all__ = [
     "Patterns",
@@ -41,6 +42,11 @@ __all__ = [
     "window_counts",
     "dr4sr_input",
 ]
+
+
+_INT32_MAX = 2**31 - 1
+# Fields of the "# fastregen patterns ..." header line written by Patterns.save.
+_HEADER_KEYS = ("kind", "max_span", "min_support", "min_len", "max_len", "num_items")
 
 
 # ---------------------------------------------------------------- helpers
@@ -138,11 +144,17 @@ class Patterns:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        offsets = np.ascontiguousarray(self.offsets, dtype=np.int64)
-        items = np.ascontiguousarray(self.items, dtype=np.int32)
-        support = np.ascontiguousarray(self.support, dtype=np.int64)
-        if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or offsets[-1] != items.size:
+        # Checked conversions: an int64 id beyond int32 or a float is an
+        # error, never silently wrapped or truncated.
+        offsets = _as_array("offsets", self.offsets, np.int64)
+        items = _as_array("items", self.items, np.int32)
+        support = _as_array("support", self.support, np.int64)
+        if offsets.size < 1 or offsets[0] != 0 or offsets[-1] != items.size:
             raise ValueError("offsets must be 1-D, start at 0 and end at len(items)")
+        if offsets.size > 1 and np.any(offsets[1:] < offsets[:-1]):
+            raise ValueError("offsets must be non-decreasing")
+        if items.size and items.min() < 1:
+            raise ValueError(f"pattern item ids must be >= 1, got {int(items.min())}")
         if support.shape != (offsets.size - 1,):
             raise ValueError(f"support has shape {support.shape}, expected ({offsets.size - 1},)")
         if self.kind not in ("span", "window"):
@@ -234,7 +246,14 @@ class Patterns:
                 if line.startswith("# fastregen patterns"):
                     for tok in line.split()[3:]:
                         key, _, value = tok.partition("=")
-                        meta[key] = None if value == "None" else (value if key == "kind" else int(value))
+                        if key not in _HEADER_KEYS:
+                            raise ValueError(
+                                f"{path}:{lineno}: unknown header field {key!r} (known: {', '.join(_HEADER_KEYS)})"
+                            )
+                        try:
+                            meta[key] = None if value == "None" else (value if key == "kind" else int(value))
+                        except ValueError:
+                            raise ValueError(f"{path}:{lineno}: header field {key} = {value!r} is not an integer") from None
                     continue
                 if line.startswith("#") or not line.strip():
                     continue
@@ -248,6 +267,8 @@ class Patterns:
                     raise ValueError(f"{path}:{lineno}: expected 'support<TAB>items', got {line.strip()!r}")
                 if min(pat) < 1:
                     raise ValueError(f"{path}:{lineno}: item ids must be >= 1, got {min(pat)}")
+                if max(pat) > _INT32_MAX:
+                    raise ValueError(f"{path}:{lineno}: item id {max(pat)} is beyond int32 ({_INT32_MAX})")
                 supports.append(s)
                 lengths.append(len(pat))
                 items.extend(pat)
@@ -393,11 +414,11 @@ def window_counts(data, window: int, min_count: int, threads: int | None = None)
     ----------
     data : SequenceDataset, LeaveOneOutSplit (its ``.train``) or list of lists
     window : int
-        Window length, >= 1.
+        Window length, >= 1 (no default: UniDS leaves it to the user).
     min_count : int
         Minimum number of occurrences, >= 1.
     threads : int, optional
-        OpenMP threads (default: the runtime default). The result does not depend on it.
+        OpenMP threads (default None: the runtime default). The result does not depend on it.
 
     Returns
     -------
@@ -463,14 +484,17 @@ def pretrain_pairs(
     patterns : Patterns
         Mined patterns (no duplicates).
     max_per_sequence : int, default 10
+        At most this many pairs per sequence (>= 1).
     seed : int, default 0
         Non-negative, < 2**64.
     max_len : int or None, default 50
         Keep the last ``max_len`` items of each sequence (None: all).
-    span : "alpha", None or int
+    span : "alpha", None or int, default "alpha"
         See above.
     threads : int, optional
+        OpenMP threads (default None: the runtime default); the result does not depend on it.
     progress : bool, default False
+        Show a progress bar (sequences searched).
 
     Returns
     -------

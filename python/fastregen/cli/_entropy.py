@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from . import app
+from ._data import _load
 
 
 def _histogram(report, path: Path, bins: int) -> None:
@@ -58,11 +59,10 @@ def entropy_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Per-sequence Lempel-Ziv real entropy and predictability of DATA: summary, TSV, histogram."""
-    from .. import data as fdata
     from .. import entropy as fent
     from .._io import atomic_open
 
-    ds = fdata.load(data)
+    ds = _load(data, "auto", None, None, None, quiet=True)
     report = fent.entropy_report(ds, base, threads=threads)
     if as_json:
         typer.echo(json.dumps(report.summary(), indent=2))
@@ -95,7 +95,6 @@ def segment_cmd(
     threads: int = typer.Option(0, min=0, help="OpenMP threads (0: default)."),
 ) -> None:
     """Mine UniDS low-entropy patterns of DATA and cut every sequence into them."""
-    from .. import data as fdata
     from .. import entropy as fent
     from .._io import atomic_open
     from ..config import load_config, provenance
@@ -109,7 +108,7 @@ def segment_cmd(
         cfg = fent.EntropyMinerConfig(
             theta=theta, theta_scale=theta_scale, stage=stage, min_count=min_count, max_len=max_len, order=order
         )
-    ds = fdata.load(data)
+    ds = _load(data, "auto", None, None, None, quiet=True)
     try:
         patterns = fent.mine_entropy_patterns(
             ds,

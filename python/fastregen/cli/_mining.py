@@ -8,6 +8,11 @@ from pathlib import Path
 import typer
 
 from . import app
+from ._data import _fail, _load
+
+# Every data command turns its progress bars off with --quiet; --no-progress
+# is the older spelling of the same switch.
+_QUIET_HELP = "No progress bars (same as --no-progress)."
 
 _DROP_LAST_HELP = (
     "Items dropped from the end of each sequence before use: 2 = the leave-one-out "
@@ -15,12 +20,11 @@ _DROP_LAST_HELP = (
 )
 
 
-def _load_input(data: Path, drop_last: int):
-    from .. import data as fdata
-
+def _load_input(data: Path, drop_last: int, progress: bool):
     if drop_last < 0:
         raise typer.BadParameter(f"--drop-last must be >= 0, got {drop_last}")
-    ds = fdata.load(data)
+    # Same reader and error reporting (message, exit code 2) as the data commands.
+    ds = _load(data, "auto", None, None, None, quiet=not progress)
     return ds.slice_sequences(0, -drop_last) if drop_last else ds
 
 
@@ -36,6 +40,7 @@ def mine(
     out: Path = typer.Option(None, "--out", "-o", help="Write patterns here (support<TAB>items per line)."),
     top: int = typer.Option(10, "--top", help="Print the N most supported patterns."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=_QUIET_HELP),
     max_patterns: int = typer.Option(
         20_000_000, "--max-patterns", help="Stop with an error past this many patterns (0: no limit)."
     ),
@@ -43,7 +48,8 @@ def mine(
     """Mine span-constrained sequential patterns (DR4SR §4.2.1; same result as Seq2Pat)."""
     from .. import mining
 
-    ds = _load_input(data, drop_last)
+    progress = progress and not quiet
+    ds = _load_input(data, drop_last, progress)
     t0 = time.perf_counter()
     try:
         pats = mining.mine_patterns(
@@ -83,6 +89,7 @@ def pairs(
     drop_last: int = typer.Option(2, "--drop-last", help=_DROP_LAST_HELP),
     threads: int = typer.Option(None, "--threads", help="OpenMP threads (default: all cores)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=_QUIET_HELP),
 ) -> None:
     """Build the (sequence, pattern) pairs the DR4SR regenerator is pre-trained on."""
     import numpy as np
@@ -90,8 +97,12 @@ def pairs(
     from .. import mining
     from .._io import atomic_open
 
-    ds = _load_input(data, drop_last)
-    pats = mining.Patterns.load(patterns)
+    progress = progress and not quiet
+    ds = _load_input(data, drop_last, progress)
+    try:
+        pats = mining.Patterns.load(patterns)
+    except (ValueError, OSError) as e:
+        raise _fail(e) from None
     span_arg: str | int | None
     if span.lower() == "alpha":
         span_arg = "alpha"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -27,6 +29,24 @@ def _as_array(name: str, value, dtype) -> np.ndarray:
             raise ValueError(f"{name} has values outside the {np.dtype(dtype).name} range")
         arr = arr.astype(dtype)
     return np.ascontiguousarray(arr)
+
+
+def _int_arg(name: str, value) -> int:
+    """``value`` as a Python int; floats and bools are a TypeError (never truncated)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _int_values(name: str, value) -> np.ndarray:
+    """``value`` (a scalar or array of integers) as int64; floats are a TypeError."""
+    arr = np.asarray(value)
+    if arr.dtype == bool or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,6 +168,7 @@ class SequenceDataset:
 
     @property
     def num_interactions(self) -> int:
+        """Total number of items over all sequences (``len(items)``)."""
         return int(self.items.size)
 
     @property
@@ -162,8 +183,31 @@ class SequenceDataset:
         num_items: int | None = None,
         **kwargs,
     ) -> "SequenceDataset":
-        """Build a dataset from a list of item-id lists (ids already 1..num_items)."""
-        seqs = [np.asarray(s, dtype=np.int64).ravel() for s in sequences]
+        """Build a dataset from a list of item-id lists (ids already 1..num_items).
+
+        Parameters
+        ----------
+        sequences : iterable of sequences of int
+            One list (or 1-D array) of item ids per sequence, oldest first;
+            empty sequences are allowed.
+        num_items : int, optional
+            Vocabulary size; default the largest id.
+        **kwargs
+            Other `SequenceDataset` fields (``timestamps``, ``user_ids``, ``name``, ...).
+
+        Returns
+        -------
+        SequenceDataset
+            ``offsets`` int64 of shape (len(sequences) + 1,), ``items`` int32.
+        """
+        seqs = []
+        for k, s in enumerate(sequences):
+            arr = np.asarray(s)
+            # Checked, not cast: np.asarray(..., dtype=int64) would truncate
+            # 1.5 to 1 and parse the string "3".
+            if arr.size and not np.issubdtype(arr.dtype, np.integer):
+                raise TypeError(f"sequence {k} must hold integer item ids, got dtype {arr.dtype}")
+            seqs.append(arr.astype(np.int64, copy=False).ravel())
         lengths = np.fromiter((s.size for s in seqs), dtype=np.int64, count=len(seqs))
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -189,53 +233,88 @@ class SequenceDataset:
         fields.update(changes)
         return SequenceDataset(**fields)
 
+    def _derived(self, **changes) -> "SequenceDataset":
+        """Like `replace`, without re-validating: for results built from this
+        (already validated) dataset's own arrays, whose ids and offsets are
+        valid by construction. Arrays are made read-only as in the constructor."""
+        out = object.__new__(SequenceDataset)
+        for f in dataclass_fields(self):
+            value = changes[f.name] if f.name in changes else getattr(self, f.name)
+            if f.name == "meta":
+                value = dict(value)
+            elif isinstance(value, np.ndarray) and f.name in ("offsets", "items", "timestamps"):
+                value.flags.writeable = False
+            object.__setattr__(out, f.name, value)
+        return out
+
+    def _gather(self, starts: np.ndarray, ends: np.ndarray, **changes) -> "SequenceDataset":
+        """The dataset whose sequence k is ``items[starts[k]:ends[k]]`` (compiled gather)."""
+        from .. import _core
+
+        offsets, items = _core.gather_ranges(self.items, starts, ends)
+        ts = None if self.timestamps is None else _core.gather_ranges(self.timestamps, starts, ends)[1]
+        return self._derived(offsets=offsets, items=items, timestamps=ts, **changes)
+
     def subset(self, index) -> "SequenceDataset":
-        """The sequences at ``index`` (int array or boolean mask), in that order."""
+        """The sequences at ``index``, in that order (repeats allowed).
+
+        Parameters
+        ----------
+        index : array_like of int, shape (k,), or of bool, shape (n_sequences,)
+            Sequence indices (negative ones are an IndexError, not counted from
+            the end) or a boolean mask.
+
+        Returns
+        -------
+        SequenceDataset
+            ``k`` sequences; timestamps and ``user_ids`` follow, ``num_items``
+            and ``item_ids`` are kept.
+        """
         index = np.asarray(index)
         if index.dtype == bool:
             if index.size != len(self):
                 raise ValueError(f"boolean mask has {index.size} entries for {len(self)} sequences")
             index = np.flatnonzero(index)
-        index = index.astype(np.int64, copy=False)
+        if index.ndim != 1:
+            raise ValueError(f"index must be 1-D, got shape {index.shape}")
+        if index.size and not np.issubdtype(index.dtype, np.integer):
+            raise TypeError(f"index must hold integers or booleans, got dtype {index.dtype}")
         if index.size and (index.min() < 0 or index.max() >= len(self)):
-            raise IndexError(f"subset index out of range for {len(self)} sequences")
-        starts, ends = self.offsets[index], self.offsets[index + 1]
-        gather = _ranges(starts, ends)
-        lengths = ends - starts
-        offsets = np.zeros(index.size + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        return self.replace(
-            offsets=offsets,
-            items=self.items[gather],
-            timestamps=None if self.timestamps is None else self.timestamps[gather],
+            bad = index[(index < 0) | (index >= len(self))][0]
+            raise IndexError(f"subset index {bad} out of range for {len(self)} sequences")
+        index = index.astype(np.int64, copy=False)
+        return self._gather(
+            self.offsets[index],
+            self.offsets[index + 1],
             user_ids=None if self.user_ids is None else np.asarray(self.user_ids)[index],
         )
 
     def slice_sequences(self, start: int | np.ndarray = 0, stop: int | np.ndarray | None = None) -> "SequenceDataset":
         """Cut every sequence to ``seq[start:stop]`` (Python slice semantics per sequence).
 
-        ``start`` and ``stop`` may be scalars or per-sequence arrays; negative
-        values count from each sequence's end. Sequences may become empty.
+        Parameters
+        ----------
+        start : int or array_like of int, shape (n_sequences,), default 0
+        stop : int or array_like of int, shape (n_sequences,), optional
+            Default: each sequence's end. Negative values count from each
+            sequence's end. Sequences may become empty.
+
+        Returns
+        -------
+        SequenceDataset
+            Same number of sequences, user ids and maps kept.
         """
         lengths = self.lengths
-        s = np.broadcast_to(np.asarray(start, dtype=np.int64), lengths.shape)
-        e = lengths if stop is None else np.broadcast_to(np.asarray(stop, dtype=np.int64), lengths.shape)
+        s = np.broadcast_to(_int_values("start", start), lengths.shape)
+        e = lengths if stop is None else np.broadcast_to(_int_values("stop", stop), lengths.shape)
         s = np.where(s < 0, np.maximum(lengths + s, 0), np.minimum(s, lengths))
         e = np.where(e < 0, np.maximum(lengths + e, 0), np.minimum(e, lengths))
         e = np.maximum(e, s)
-        starts = self.offsets[:-1] + s
-        ends = self.offsets[:-1] + e
-        gather = _ranges(starts, ends)
-        offsets = np.zeros(len(self) + 1, dtype=np.int64)
-        np.cumsum(ends - starts, out=offsets[1:])
-        return self.replace(
-            offsets=offsets,
-            items=self.items[gather],
-            timestamps=None if self.timestamps is None else self.timestamps[gather],
-        )
+        return self._gather(self.offsets[:-1] + s, self.offsets[:-1] + e)
 
     def truncate(self, max_len: int) -> "SequenceDataset":
-        """Keep the last ``max_len`` items of each sequence (the most recent ones)."""
+        """Keep the last ``max_len`` (int >= 1) items of each sequence (the most recent ones)."""
+        max_len = _int_arg("max_len", max_len)
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         return self.slice_sequences(start=-max_len)
@@ -248,6 +327,7 @@ class SequenceDataset:
         """
         if side not in ("left", "right"):
             raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        max_len = _int_arg("max_len", max_len)
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         lengths = np.minimum(self.lengths, max_len)
@@ -262,13 +342,3 @@ class SequenceDataset:
         out[rows, cols] = self.items[src]
         return out
 
-
-def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(s, e)`` for every pair, vectorised."""
-    starts = np.asarray(starts, dtype=np.int64)
-    lengths = np.asarray(ends, dtype=np.int64) - starts
-    total = int(lengths.sum()) if lengths.size else 0
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    base = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    return base + np.arange(total, dtype=np.int64)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import SequenceDataset
+from .dataset import SequenceDataset, _int_arg
 
 __all__ = ["kcore", "remap"]
 
@@ -39,8 +39,8 @@ def kcore(ds: SequenceDataset, k: int = 5, *, user_k: int | None = None, item_k:
         item ids are unchanged (``num_items`` too): call `remap` for dense
         ids. ``meta["kcore_rounds"]`` records the number of rounds.
     """
-    user_k = k if user_k is None else int(user_k)
-    item_k = k if item_k is None else int(item_k)
+    user_k = _int_arg("user_k", k if user_k is None else user_k)
+    item_k = _int_arg("item_k", k if item_k is None else item_k)
     if user_k < 1 or item_k < 1:
         raise ValueError(f"k-core bounds must be >= 1, got user_k={user_k}, item_k={item_k}")
     n = len(ds)

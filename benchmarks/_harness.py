@@ -1,0 +1,34 @@
+"""Helpers shared by the benchmark scripts: the machine and commit every result row records.
+
+The scripts run as ``python benchmarks/<topic>.py``, so this folder is on
+``sys.path`` and they import it as ``from _harness import ...``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+__all__ = ["cpu_model", "git_commit"]
+
+
+def cpu_model() -> str:
+    """The first ``model name`` of /proc/cpuinfo ("unknown CPU" elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def git_commit(cwd: Path) -> str:
+    """Short hash of HEAD of the checkout holding ``cwd`` ("unknown" outside git)."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

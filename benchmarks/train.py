@@ -52,7 +52,7 @@ def _commit() -> str:
         return "unknown"
 
 
-def speed(data_path: str, model: str, threads: int, epochs: int) -> dict:
+def speed(data_path: str, model: str, threads: int, epochs: int, extra: dict | None = None) -> dict:
     """Median seconds per training epoch (and per validation pass) without early stopping."""
     import torch
 
@@ -64,7 +64,7 @@ def speed(data_path: str, model: str, threads: int, epochs: int) -> dict:
     torch.set_num_threads(threads)
     data = load(data_path)
     split = leave_one_out(data)
-    cfg = TrainConfig(model=model, progress=False, num_threads=threads)
+    cfg = TrainConfig(model=model, progress=False, num_threads=threads, **(extra or {}))
     g = seed_everything(0)
     net = build_model(model, data.num_items)
     if hasattr(net, "set_graph"):
@@ -81,7 +81,7 @@ def speed(data_path: str, model: str, threads: int, epochs: int) -> dict:
         t = time.perf_counter()
         evaluate(net, split.valid)
         eval_s.append(time.perf_counter() - t)
-    return {"model": model, "threads": threads, "examples": int(x.size(0)),
+    return {"model": model, "threads": threads, "extra": extra or {}, "examples": int(x.size(0)),
             "train_s_per_epoch": statistics.median(train_s), "valid_eval_s": statistics.median(eval_s),
             "all_train_s": train_s, "all_eval_s": eval_s}
 
@@ -96,6 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra TrainConfig field (YAML value)")
+    ap.add_argument("--tag", default="", help="suffix of the run folder names (to tell settings apart)")
     ap.add_argument("--speed", action="store_true", help="only time epochs (see --speed-epochs)")
     ap.add_argument("--speed-epochs", type=int, default=3)
     args = ap.parse_args(argv)
@@ -110,17 +111,17 @@ def main(argv=None) -> int:
     rows = []
     for model in args.models:
         if args.speed:
-            row = speed(args.data, model, args.threads, args.speed_epochs)
+            row = speed(args.data, model, args.threads, args.speed_epochs, extra)
             print(json.dumps(row))
             rows.append(row)
             continue
         from fastregen.train import fit_and_evaluate
 
-        out_dir = Path(args.out) / f"{Path(args.data).stem}-{model}-seed{args.seed}"
+        out_dir = Path(args.out) / f"{Path(args.data).stem}-{model}-seed{args.seed}{'-' + args.tag if args.tag else ''}"
         res = fit_and_evaluate(args.data, model=model, seed=args.seed, out_dir=out_dir, epochs=args.epochs,
                                num_threads=args.threads, progress=False, **extra)
         row = {
-            "model": model, "data": args.data, "seed": args.seed, "test": res["test"], "valid": res["valid"],
+            "model": model, "tag": args.tag, "data": args.data, "seed": args.seed, "test": res["test"], "valid": res["valid"],
             "best_epoch": res["best_epoch"], "epochs": res["epochs"], "seconds_per_epoch": res["seconds_per_epoch"],
             "seconds": res["seconds"], "threads": args.threads, "extra": extra, "machine": _machine(),
             "commit": _commit(), "run": str(out_dir), "command": " ".join([sys.executable, *sys.argv]),

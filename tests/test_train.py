@@ -170,6 +170,14 @@ def test_train_data_replaces_the_train_split_and_carries_weights():
     assert out["train_examples"] == 5
 
 
+def test_base_config_is_overridden_by_keywords():
+    base = TrainConfig(model="sasrec", epochs=5, batch_size=8, embed_dim=8, max_len=6, progress=False, num_threads=1)
+    out = fit_and_evaluate(_planted(), model="gru4rec", seed=3, config=base, epochs=1)
+    assert out["config"]["model"] == "gru4rec" and out["config"]["seed"] == 3
+    assert out["config"]["epochs"] == 1 and out["config"]["embed_dim"] == 8
+    assert out["epochs"] == 1 and out["loss"] == "bce"
+
+
 def test_union_tags_sources_and_weights():
     a = SequenceDataset.from_lists([[1, 2], [3, 4, 5]], num_items=6)
     b = SequenceDataset.from_lists([[6, 1, 2]], num_items=6)

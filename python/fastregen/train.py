@@ -559,8 +559,9 @@ def fit_and_evaluate(data, model: str = "sasrec", seed: int = 0, train_data=None
         line per epoch), ``result.json`` and ``model.pt`` (reload with
         `fastregen.models.load_model`).
     **config
-        `TrainConfig` fields (``epochs``, ``loss``, ``lr``, ...), or
-        ``config=TrainConfig(...)``.
+        `TrainConfig` fields (``epochs``, ``loss``, ``lr``, ...), and/or
+        ``config=TrainConfig(...)`` as the base they override. The ``model``
+        and ``seed`` arguments always win over the base config's.
 
     Returns
     -------

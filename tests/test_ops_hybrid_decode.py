@@ -201,3 +201,39 @@ def test_bad_range_and_chunk():
         constrained_argmax(*case, vocab_stop=11)
     with pytest.raises(ValueError, match="chunk_size"):
         constrained_argmax(*case, chunk_size=0)
+
+
+_CUDA_CHECK = """
+import torch
+from fastregen.ops import constrained_argmax, constrained_argmax_naive, mix_memories
+g = torch.Generator().manual_seed(0)
+B, D, V = 300, 64, 50_000
+case = [torch.randint(-2, 3, (B, D), generator=g).float(), torch.randint(-2, 3, (V, D), generator=g).float(),
+        torch.randint(-1, V, (B, 40), generator=g), torch.randint(-1, V, (B, 8), generator=g),
+        torch.rand(B, generator=g) < 0.5]
+case = [t.cuda() for t in case]
+want = constrained_argmax_naive(*case, vocab_start=1)
+got = constrained_argmax(*case, vocab_start=1, backend="triton")
+assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+m = torch.randn(8, 50, 5, 64, device="cuda", requires_grad=True)
+pi = torch.softmax(torch.randn(8, 5, device="cuda"), -1).requires_grad_()
+out = mix_memories(m, pi, backend="triton")
+ref = torch.einsum("blkd,bk->bld", m, pi)
+torch.testing.assert_close(out, ref)
+gm, gp = torch.autograd.grad(out.sum(), (m, pi))
+rm, rp = torch.autograd.grad(ref.sum(), (m, pi))
+torch.testing.assert_close(gm, rm)
+torch.testing.assert_close(gp, rp, atol=1e-3, rtol=1e-4)
+"""
+
+
+@pytest.mark.gpu
+def test_compiled_kernels_on_cuda():
+    # the interpreter is on in this process: the compiled kernels run in a fresh one
+    import subprocess
+    import sys
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    env = {**os.environ, "TRITON_INTERPRET": "0"}
+    subprocess.run([sys.executable, "-c", _CUDA_CHECK], env=env, check=True)

@@ -208,3 +208,34 @@ def test_cli_regenerate(tmp_path, data_file):
     assert res.exit_code == 0 and res.output.count("reused") == 5
     res = runner.invoke(app, ["regenerate", str(data_file), "--out", str(out), "--gamma", "1.5"])
     assert res.exit_code != 0 and "gamma" in res.output
+
+
+def test_demo_step_prints_before_after_table(tmp_path, capsys):
+    from fastregen.cli._regen import demo_step
+
+    res = demo_step({"dataset": planted_data(n=40), "out_dir": tmp_path}, quiet=True, epochs=1)
+    assert (tmp_path / "regen" / "regenerated.txt").exists()
+    out = capsys.readouterr().out
+    assert "original" in out and "regenerated" in out and "combined" in out
+    assert res["statistics"]["original"]["users"] == 40
+
+
+def test_item_table_initialisation(tmp_path, data_file):
+    with pytest.raises(ValueError, match="item table must have shape"):
+        DR4SR(RegenConfig(**TINY)).fit(data_file, item_embedding=torch.zeros(5, 16))
+    from fastregen.cli import app
+
+    table = torch.randn(41, 16)
+    torch.save({"state_dict": {"item_embedding.weight": table}}, tmp_path / "model.pt")
+    cfg = tmp_path / "c.yaml"
+    from fastregen.config import save_config
+
+    save_config(RegenConfig(**{**TINY, "epochs": 0}), cfg)  # 0 epochs: the table stays as initialised
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["regenerate", str(data_file), "--out", str(out), "--config", str(cfg),
+                                   "--embedding", str(tmp_path / "model.pt"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    from fastregen.regen import load_checkpoint
+
+    model, _ = load_checkpoint(out / "regenerator.pt", num_items=40)
+    assert torch.equal(model.item_embedding.weight[1:41], table[1:])

@@ -238,8 +238,9 @@ def _kernels():
     def tile_kernel(s_ptr, t_ptr, gen_ptr, mode_ptr, pval_ptr, pidx_ptr,
                     B, D, T, start, stop, NT,
                     BLOCK_B: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr):
-        pb = tl.program_id(0)
-        pv = tl.program_id(1)
+        # vocabulary tiles on axis 0: its grid limit is 2**31 - 1, axis 1's only 65535
+        pv = tl.program_id(0)
+        pb = tl.program_id(1)
         rows = pb * BLOCK_B + tl.arange(0, BLOCK_B)
         rmask = rows < B
         mode = tl.load(mode_ptr + rows, mask=rmask, other=0)
@@ -350,7 +351,7 @@ def _constrained_argmax_triton(states, table, allowed, generated, generative, st
     pidx = torch.empty((B, max(nt, 1)), dtype=torch.int32, device=dev)
     tile_kernel, finish_kernel = _kernels()
     if nt and bool(generative.any()):
-        tile_kernel[(triton.cdiv(B, _BLOCK_B), nt)](
+        tile_kernel[(nt, triton.cdiv(B, _BLOCK_B))](
             states, table, generated, mode, pval, pidx, B, D, T, start, stop, nt,
             BLOCK_B=_BLOCK_B, BLOCK_V=_BLOCK_V, BLOCK_D=block_d)
     finish_kernel[(B,)](

@@ -218,3 +218,15 @@ def test_from_lists_rejects_non_integer_ids():
         entropy.real_entropy([[1.5, 2.5]])
     ok = SequenceDataset.from_lists([np.array([1, 2], dtype=np.int32), [], (3,)])
     assert ok.to_lists() == [[1, 2], [], [3]]
+
+
+def test_as_dataset_accepts_dataset_or_path(tmp_path):
+    from fastregen.data import as_dataset, save
+
+    ds = SequenceDataset.from_lists([[1, 2, 3], [2, 4]])
+    assert as_dataset(ds) is ds
+    save(ds, tmp_path / "d.txt")
+    assert as_dataset(tmp_path / "d.txt").to_lists() == ds.to_lists()
+    assert as_dataset(str(tmp_path / "d.txt")).to_lists() == ds.to_lists()
+    with pytest.raises(TypeError, match="list"):
+        as_dataset([[1, 2]])

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import config_from_dict, provenance, save_config
-from .data import SequenceDataset, leave_one_out
+from .data import SequenceDataset, as_dataset, leave_one_out
 from .evaluation import DEFAULT_KS, evaluate
 
 __all__ = [
@@ -527,16 +527,6 @@ def union(*datasets: SequenceDataset, weights=None) -> SequenceDataset:
     )
 
 
-def _as_dataset(data) -> SequenceDataset:
-    if isinstance(data, SequenceDataset):
-        return data
-    if isinstance(data, (str, os.PathLike)):
-        from .data import load
-
-        return load(data)
-    raise TypeError(f"data must be a SequenceDataset or a path, got {type(data).__name__}")
-
-
 def fit_and_evaluate(data, model: str = "sasrec", seed: int = 0, train_data=None, out_dir=None, **config) -> dict:
     """Split ``data`` leave-one-out, train, early-stop on validation, test.
 
@@ -581,9 +571,9 @@ def fit_and_evaluate(data, model: str = "sasrec", seed: int = 0, train_data=None
     values["model"] = model
     values["seed"] = seed
     cfg = config_from_dict(TrainConfig, values)
-    data = _as_dataset(data)
+    data = as_dataset(data)
     split = leave_one_out(data)
-    train = split.train if train_data is None else _as_dataset(train_data)
+    train = split.train if train_data is None else as_dataset(train_data)
     num_items = max(data.num_items, train.num_items)
     weights = train.meta.get("weights") if train_data is not None else None
 

@@ -11,13 +11,14 @@ Quick start::
 """
 
 from .dataset import SequenceDataset
-from .io import FORMATS, detect_format, load, save
+from .io import FORMATS, as_dataset, detect_format, load, save
 from .preprocess import kcore, remap
 from .split import EvalSplit, LeaveOneOutSplit, leave_one_out, save_split
 from .stats import DatasetStats, stats
 from .synthetic import PRESETS, SyntheticConfig, synthetic, synthetic_from_config
 
 __all__ = [
+    "as_dataset",
     "SequenceDataset",
     "load",
     "save",

@@ -994,3 +994,16 @@ def save(ds: SequenceDataset, path, format: str = "auto", *, drop_empty: bool = 
                 offs = np.arange(0, vals.size + 1, k, dtype=np.int64)
                 f.write(_core.format_int_rows(offs, vals, 0, hi - lo, sep))
             bar.update(b - a)
+
+
+def as_dataset(data) -> SequenceDataset:
+    """``data`` itself if it is a `SequenceDataset`, else ``load(data)`` for a path.
+
+    The one coercion the pipeline entry points share (``fit_and_evaluate``,
+    ``DR4SR.fit``), so that they accept a dataset or a file alike.
+    """
+    if isinstance(data, SequenceDataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return load(data)
+    raise TypeError(f"data must be a SequenceDataset or a path, got {type(data).__name__}")

@@ -35,7 +35,7 @@ import torch
 
 from .._io import atomic_open
 from ..config import config_to_dict, file_sha256, load_config, provenance, save_config
-from ..data import SequenceDataset
+from ..data import SequenceDataset, as_dataset
 from .config import RegenConfig
 from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
 from .model import Regenerator, load_checkpoint
@@ -54,16 +54,6 @@ _STAGE_FIELDS = {
     "inference": {"gamma", "schedule", "max_pattern_len", "min_pattern_len"},
     "write": {"training_set"},
 }
-
-
-def _load_data(data) -> SequenceDataset:
-    if isinstance(data, SequenceDataset):
-        return data
-    if isinstance(data, (str, os.PathLike)):
-        from ..data import load
-
-        return load(data)
-    raise TypeError(f"data must be a SequenceDataset or a path, got {type(data).__name__}")
 
 
 def combine(*parts: SequenceDataset, num_items: int, item_ids=None, name: str = "") -> SequenceDataset:
@@ -225,7 +215,7 @@ class DR4SR:
 
         cfg = self.config
         data_path = data if isinstance(data, (str, os.PathLike)) else None
-        data = _load_data(data)
+        data = as_dataset(data)
         if len(data) == 0:
             raise ValueError("cannot regenerate an empty dataset (no sequences)")
         self.data = data

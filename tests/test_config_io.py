@@ -75,3 +75,15 @@ def test_atomic_open_never_clears_the_umask(tmp_path, monkeypatch):
         f.write("x")
     assert 0 not in seen
     assert (tmp_path / "o.txt").stat().st_mode & 0o777 == 0o666 & ~_io._umask()
+
+
+def test_package_is_lazy_and_exposes_submodules():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fastregen; assert 'torch' not in sys.modules, 'import fastregen pulled torch'; "
+        "fastregen.mining.mine_patterns; fastregen.entropy.real_entropy; "
+        "assert fastregen.DR4SR.__name__ == 'DR4SR'; assert 'mining' in dir(fastregen)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

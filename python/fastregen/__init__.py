@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from ._version import __version__
 
-__all__ = ["__version__", "show_config", "config_info"]
+__all__ = ["__version__", "show_config", "config_info", "DR4SR", "RegenConfig"]
+
+# Submodules load on first attribute access (`fastregen.mining.mine_patterns`),
+# so `import fastregen` stays cheap and never imports torch or triton.
+_SUBMODULES = ("data", "mining", "entropy", "models", "train", "evaluation", "regen", "ops", "config", "reference")
 
 
 def config_info() -> dict:
@@ -61,9 +65,15 @@ def show_config() -> None:
 
 
 def __getattr__(name: str):
+    import importlib
+
     # Lazy: `fastregen.DR4SR` imports torch only when first used.
     if name in ("DR4SR", "RegenConfig"):
-        from . import regen
-
-        return getattr(regen, name)
+        return getattr(importlib.import_module(".regen", __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'fastregen' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

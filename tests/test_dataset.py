@@ -230,3 +230,16 @@ def test_as_dataset_accepts_dataset_or_path(tmp_path):
     assert as_dataset(str(tmp_path / "d.txt")).to_lists() == ds.to_lists()
     with pytest.raises(TypeError, match="list"):
         as_dataset([[1, 2]])
+
+
+def test_concat_stacks_rows_and_checks_input():
+    from fastregen.data import concat
+
+    a = SequenceDataset.from_lists([[1, 2], []], num_items=3)
+    b = SequenceDataset.from_lists([[5, 4, 1]])
+    c = concat(a, b, name="ab")
+    assert c.to_lists() == [[1, 2], [], [5, 4, 1]]
+    assert c.num_items == 5 and c.name == "ab"
+    assert concat(a, num_items=9).num_items == 9
+    with pytest.raises(ValueError, match="at least one"):
+        concat()

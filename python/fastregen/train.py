@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import config_from_dict, provenance, save_config
-from .data import SequenceDataset, as_dataset, leave_one_out
+from .data import SequenceDataset, as_dataset, concat, leave_one_out
 from .evaluation import DEFAULT_KS, evaluate
 
 __all__ = [
@@ -511,17 +511,10 @@ def union(*datasets: SequenceDataset, weights=None) -> SequenceDataset:
         weights = [1.0] * len(datasets)
     if len(weights) != len(datasets):
         raise ValueError(f"{len(weights)} weights for {len(datasets)} datasets")
-    offsets = [np.zeros(1, dtype=np.int64)]
-    base = 0
-    for d in datasets:
-        offsets.append(d.offsets[1:] + base)
-        base += d.num_interactions
     source = np.repeat(np.arange(len(datasets)), [len(d) for d in datasets]).astype(np.int64)
     seq_w = np.asarray(weights, dtype=np.float32)[source]
-    return SequenceDataset(
-        np.concatenate(offsets),
-        np.concatenate([d.items for d in datasets]),
-        num_items=max(d.num_items for d in datasets),
+    return concat(
+        *datasets,
         name="+".join(d.name or "?" for d in datasets),
         meta={"source": source, "weights": seq_w},
     )

@@ -10,7 +10,7 @@ Quick start::
     data.save(demo, "/tmp/demo.txt")
 """
 
-from .dataset import SequenceDataset
+from .dataset import SequenceDataset, concat
 from .io import FORMATS, as_dataset, detect_format, load, save
 from .preprocess import kcore, remap
 from .split import EvalSplit, LeaveOneOutSplit, leave_one_out, save_split
@@ -18,6 +18,7 @@ from .stats import DatasetStats, stats
 from .synthetic import PRESETS, SyntheticConfig, synthetic, synthetic_from_config
 
 __all__ = [
+    "concat",
     "as_dataset",
     "SequenceDataset",
     "load",

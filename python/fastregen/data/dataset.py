@@ -342,3 +342,30 @@ class SequenceDataset:
         out[rows, cols] = self.items[src]
         return out
 
+
+
+def concat(*datasets: SequenceDataset, num_items: int | None = None, **fields) -> SequenceDataset:
+    """Stack datasets row-wise: the sequences of the first, then of the second, ...
+
+    Parameters
+    ----------
+    *datasets : SequenceDataset
+        At least one. Their item ids must share one id space.
+    num_items : int, optional
+        Vocabulary size of the result; defaults to the largest ``num_items``.
+    **fields
+        Other `SequenceDataset` fields of the result (``name``, ``item_ids``,
+        ``meta``). Timestamps and user ids are not carried over.
+    """
+    if not datasets:
+        raise ValueError("concat needs at least one dataset")
+    offsets, base = [np.zeros(1, dtype=np.int64)], 0
+    for d in datasets:
+        offsets.append(d.offsets[1:] + base)
+        base += d.num_interactions
+    return SequenceDataset(
+        np.concatenate(offsets),
+        np.concatenate([d.items for d in datasets]),
+        num_items=max(d.num_items for d in datasets) if num_items is None else num_items,
+        **fields,
+    )

@@ -35,7 +35,7 @@ import torch
 
 from .._io import atomic_open
 from ..config import config_to_dict, file_sha256, load_config, provenance, save_config
-from ..data import SequenceDataset, as_dataset
+from ..data import SequenceDataset, as_dataset, concat
 from .config import RegenConfig
 from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
 from .model import Regenerator, load_checkpoint
@@ -58,16 +58,8 @@ _STAGE_FIELDS = {
 
 def combine(*parts: SequenceDataset, num_items: int, item_ids=None, name: str = "") -> SequenceDataset:
     """Concatenate datasets row-wise (empty sequences dropped)."""
-    offsets, items = [np.zeros(1, dtype=np.int64)], []
-    total = 0
-    for ds in parts:
-        keep = ds.lengths > 0
-        ds = ds.subset(np.flatnonzero(keep)) if not keep.all() else ds
-        offsets.append(ds.offsets[1:] + total)
-        items.append(ds.items)
-        total += ds.items.size
-    return SequenceDataset(np.concatenate(offsets), np.concatenate(items) if items else np.zeros(0, np.int32),
-                           num_items=num_items, item_ids=item_ids, name=name)
+    kept = [d if bool((d.lengths > 0).all()) else d.subset(np.flatnonzero(d.lengths > 0)) for d in parts]
+    return concat(*kept, num_items=num_items, item_ids=item_ids, name=name)
 
 
 def _save_pairs(pairs, path) -> None:

@@ -106,6 +106,15 @@ def main(argv=None) -> None:
     ap.add_argument("--regen-epochs", type=int, default=20)
     ap.add_argument("--ablate-k1", action="store_true")
     ap.add_argument("--no-init", action="store_true")
+    ap.add_argument("--train-targets", default="auto", choices=["auto", "all", "last", "packed"],
+                    help="how target models see their training data (TrainConfig.train_targets); 'packed' "
+                         "is the DR4SR code's protocol")
+    ap.add_argument("--init-from", default=None,
+                    help="model.pt whose item table initialises the regenerator (default: this run's "
+                         "seed-0 SASRec on the original data)")
+    ap.add_argument("--regen-root", default=None,
+                    help="folder holding (or to hold) regen-K*/ (default: --out); lets runs with another "
+                         "training protocol reuse one regenerator")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--regenerate-only", action="store_true",
                     help="only time the regeneration stages (no target models)")
@@ -130,7 +139,14 @@ def main(argv=None) -> None:
         print(json.dumps(rec, indent=2))
         return
     done = _done(out)
-    train_kw = dict(epochs=args.epochs, patience=args.patience, progress=False, num_threads=args.threads)
+    if args.train_targets != "auto":
+        other = {r.get("train_targets", "all") for r in done.values()} - {args.train_targets}
+        if other:
+            raise SystemExit(f"{out / 'results.jsonl'} holds runs with train_targets={sorted(other)}; "
+                             f"use another --out for --train-targets {args.train_targets}")
+    train_kw = dict(epochs=args.epochs, patience=args.patience, progress=False, num_threads=args.threads,
+                    train_targets=args.train_targets)
+    regen_root = Path(args.regen_root) if args.regen_root else out
 
     def run(model, train_set, seed, train_data):
         if (model, train_set, seed) in done:
@@ -138,7 +154,8 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         res = fit_and_evaluate(data, model=model, seed=seed, train_data=train_data,
                                out_dir=out / f"{model}-{train_set}-{seed}", **train_kw)
-        rec = {"model": model, "train_set": train_set, "seed": seed, "valid": res["valid"], "test": res["test"],
+        rec = {"model": model, "train_set": train_set, "seed": seed, "train_targets": res["train_targets"],
+               "valid": res["valid"], "test": res["test"],
                "best_epoch": res.get("best_epoch"), "seconds": time.perf_counter() - t0,
                "train_sequences": None if train_data is None else len(train_data)}
         _log(out, rec)
@@ -147,9 +164,14 @@ def main(argv=None) -> None:
 
     # 1. the baseline whose item table initialises the regenerator
     emb = None
-    if "original" in args.train_sets or not args.no_init:
+    if args.init_from and not args.no_init:
+        from fastregen.models import load_model
+
+        emb = load_model(args.init_from).item_embedding.weight.detach()
+    if "original" in args.train_sets or (emb is None and not args.no_init):
+        # (with --no-init and a finished regen-K* folder this is only the baseline)
         run("sasrec", "original", args.seeds[0], None)
-        if not args.no_init:
+        if emb is None and not args.no_init:
             from fastregen.models import load_model
 
             net = load_model(out / f"sasrec-original-{args.seeds[0]}" / "model.pt")
@@ -160,10 +182,12 @@ def main(argv=None) -> None:
     if args.ablate_k1:
         variants["-k1"] = 1
     sets_by_variant = {}
+    if set(args.train_sets) == {"original"}:
+        variants = {}  # nothing regenerated is trained on: skip the regenerator
     for suffix, K in variants.items():
         cfg = RegenConfig(epochs=args.regen_epochs, K=K, seed=0, progress=False)
         t0 = time.perf_counter()
-        dr = DR4SR(cfg).fit(data, item_embedding=emb, out_dir=out / f"regen-K{K}")
+        dr = DR4SR(cfg).fit(data, item_embedding=emb, out_dir=regen_root / f"regen-K{K}")
         dr.regenerate()
         sets = dr.training_sets()
         sets_by_variant[suffix] = sets

@@ -18,6 +18,16 @@ trained on the **last position of every prefix** (``train_targets="last"``):
 the DR4SR code's prefix augmentation. All examples are built with NumPy
 (no per-sample Python loop) and batched by fancy indexing.
 
+``train_targets="packed"`` reproduces how the DR4SR code feeds its causal
+target models (its ``CondenseDataset``): the "all" windows are sorted by
+length and packed greedily, longest first, then the shortest that still
+fit, into rows of ``max_len`` columns; every position keeps its own
+sequence's next item as target, and attention is plain causal over the row,
+so a segment also attends to the segments packed before it (as in that
+code). Packing changes the training signal, not only the speed: short
+sequences (mined or regenerated patterns) get the context of other
+sequences, and an epoch has far fewer, fuller rows.
+
 Losses
 ------
 All three take per-position ``weights`` (B, L), 0 at padding, and normalise
@@ -67,10 +77,12 @@ __all__ = [
     "training_loss",
     "train_epoch",
     "union",
+    "pack_segments",
     "LOSSES",
 ]
 
 LOSSES = ("bce", "sampled_softmax", "softmax")
+TRAIN_TARGETS = ("auto", "all", "last", "packed")
 
 
 @dataclass
@@ -93,9 +105,11 @@ class TrainConfig:
         1 for bce and 128 for sampled_softmax.
     temperature : float, default 1.0
         Logit scale of the softmax losses.
-    train_targets : {"auto", "all", "last"}, default "auto"
+    train_targets : {"auto", "all", "last", "packed"}, default "auto"
         "all": every position is a target; "last": last position of each
-        prefix. "auto" picks "all" for causal models and "last" otherwise.
+        prefix; "packed": "all" windows packed into full rows (the DR4SR
+        code's protocol, causal models only; see the module docstring).
+        "auto" picks "all" for causal models and "last" otherwise.
     epochs : int, default 200
         Upper bound; early stopping usually ends the run first.
     batch_size : int, default 256
@@ -152,8 +166,9 @@ class TrainConfig:
         model_class(self.model)  # unknown names fail here, listing the valid ones
         if self.loss not in LOSSES + ("auto",):
             raise ValueError(f"unknown loss {self.loss!r}; valid: auto, {', '.join(LOSSES)}")
-        if self.train_targets not in ("auto", "all", "last"):
-            raise ValueError(f"train_targets must be 'auto', 'all' or 'last', got {self.train_targets!r}")
+        if self.train_targets not in TRAIN_TARGETS:
+            raise ValueError(f"train_targets must be one of {', '.join(map(repr, TRAIN_TARGETS))}, "
+                             f"got {self.train_targets!r}")
         if not isinstance(self.num_negatives, int) or self.num_negatives < 0:
             raise ValueError(f"num_negatives must be an int >= 0, got {self.num_negatives!r}")
         for name in ("embed_dim", "max_len", "epochs", "batch_size", "eval_every", "eval_batch_size"):
@@ -269,10 +284,12 @@ def build_examples(data: SequenceDataset, max_len: int, mode: str = "all", seque
     ----------
     data : SequenceDataset
     max_len : int
-    mode : {"all", "last"}
+    mode : {"all", "last", "packed"}
         "all": windows of ``max_len + 1`` items, every position a target;
         "last": one example per (sequence, position >= 1): the ``max_len``
-        items before it, target at the last column only.
+        items before it, target at the last column only; "packed": the
+        "all" windows packed into rows of ``max_len`` columns
+        (`pack_segments`).
     sequence_weights : array of float, shape (n_sequences,), optional
         Weight of every target of each sequence (default 1).
 
@@ -288,7 +305,7 @@ def build_examples(data: SequenceDataset, max_len: int, mode: str = "all", seque
     sw = np.ones(n, dtype=np.float32) if sequence_weights is None else np.asarray(sequence_weights, dtype=np.float32)
     if sw.shape != (n,):
         raise ValueError(f"sequence_weights must have shape ({n},), got {sw.shape}")
-    if mode == "all":
+    if mode in ("all", "packed"):
         # windows end at n, n - L, n - 2L, ... while they hold >= 2 items
         n_windows = np.where(lengths >= 2, np.ceil(np.maximum(lengths - 1, 0) / max_len), 0).astype(np.int64)
         seq = np.repeat(np.arange(n), n_windows)
@@ -308,9 +325,82 @@ def build_examples(data: SequenceDataset, max_len: int, mode: str = "all", seque
         targets = np.zeros_like(inputs)
         targets[:, -1] = data.items[pos]
     else:
-        raise ValueError(f"mode must be 'all' or 'last', got {mode!r}")
+        raise ValueError(f"mode must be 'all', 'last' or 'packed', got {mode!r}")
     weights = (targets > 0).astype(np.float32) * sw[seq][:, None]
+    if mode == "packed":
+        keep = (targets > 0).any(1)
+        inputs, targets, weights = inputs[keep], targets[keep], weights[keep]
+        inputs, targets, weights = pack_segments(inputs, targets, weights)
     return inputs, targets, weights
+
+
+def _greedy_rows(lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row of each segment and the order segments are laid out in.
+
+    Longest remaining segment first, then the shortest ones while they fit
+    (the DR4SR code's ``CondenseDataset`` rule). A sequential two-pointer
+    walk, run once per training run, not per epoch.
+    """
+    order = np.argsort(-lengths, kind="stable")
+    lens = lengths[order].tolist()
+    row_of = np.empty(lengths.size, dtype=np.int64)
+    layout = np.empty(lengths.size, dtype=np.int64)
+    lo, hi, row, k = 0, lengths.size - 1, 0, 0
+    while lo <= hi:
+        used = lens[lo]
+        row_of[order[lo]] = row
+        layout[k] = order[lo]
+        lo, k = lo + 1, k + 1
+        while lo <= hi and used + lens[hi] <= width:
+            used += lens[hi]
+            row_of[order[hi]] = row
+            layout[k] = order[hi]
+            hi, k = hi - 1, k + 1
+        row += 1
+    return row_of, layout
+
+
+def pack_segments(inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray):
+    """Pack left-padded training segments into as few full rows as possible.
+
+    Parameters
+    ----------
+    inputs, targets : np.ndarray of int64, shape (n, L)
+        Left-padded segments (``build_examples(..., "all")``); a segment's
+        length is its number of non-zero inputs.
+    weights : np.ndarray of float32, shape (n, L)
+
+    Returns
+    -------
+    inputs, targets, weights : np.ndarray, shape (n_rows, L)
+        Rows left-padded, segments in layout order (`_greedy_rows`), each
+        position with its own target and weight. Every input item and target
+        is kept exactly once.
+    """
+    n, L = inputs.shape
+    if n == 0:
+        return inputs, targets, weights
+    lengths = (inputs > 0).sum(1).astype(np.int64)
+    row_of, layout = _greedy_rows(lengths, L)
+    n_rows = int(row_of.max()) + 1
+    seg_len = lengths[layout]
+    seg_row = row_of[layout]
+    row_len = np.bincount(seg_row, weights=seg_len, minlength=n_rows).astype(np.int64)
+    # column where each segment starts: rows are right-aligned, segments in layout order
+    before = np.cumsum(seg_len) - seg_len
+    row_first = np.searchsorted(seg_row, np.arange(n_rows))  # layout is grouped by row
+    start = (L - row_len[seg_row]) + before - before[row_first[seg_row]]
+    seg = np.repeat(layout, seg_len)
+    j = np.arange(seg.size) - np.repeat(np.cumsum(seg_len) - seg_len, seg_len)
+    src_col = L - lengths[seg] + j
+    dst_row = row_of[seg]
+    dst_col = np.repeat(start, seg_len) + j
+    out = []
+    for a in (inputs, targets, weights):
+        b = np.zeros((n_rows, L), dtype=a.dtype)
+        b[dst_row, dst_col] = a[seg, src_col]
+        out.append(b)
+    return tuple(out)
 
 
 # -------------------------------------------------------------------- trainer
@@ -439,6 +529,9 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         model.set_graph(train_data.replace(num_items=num_items))
     model.to(cfg.device)
     mode = cfg.train_targets if cfg.train_targets != "auto" else ("all" if model.causal else "last")
+    if mode == "packed" and not model.causal:
+        raise ValueError(f"train_targets='packed' needs a causal model; {cfg.model!r} is not causal "
+                         "(its positions see later items), use 'last'")
     x, y, w = build_examples(train_data, model.max_len, mode, sequence_weights)
     keep = (y > 0).any(1)
     if not keep.any():

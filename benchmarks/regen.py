@@ -39,13 +39,21 @@ def _done(out: Path) -> dict:
     return {(r["model"], r["train_set"], r["seed"]): r for r in recs if "test" in r}
 
 
-def summarise(out: Path, metrics=("ndcg@20", "recall@20")) -> str:
+def summarise(out: Path, metrics=("ndcg@20", "recall@20"), extra: tuple = ()) -> str:
+    """Mean +- std table of OUT/results.jsonl (and of the ``extra`` folders' results), to OUT/summary.md.
+
+    "vs original" compares means; "per seed" lists each seed's relative
+    change against the original-data run of the same model and seed.
+    """
     runs = _done(out)
+    for folder in extra:
+        runs.update(_done(Path(folder)))
     groups: dict = {}
     for (model, train_set, seed), r in runs.items():
         groups.setdefault((model, train_set), []).append(r)
-    lines = ["| model | training set | seeds | " + " | ".join(f"test {m}" for m in metrics) + " | vs original |",
-             "|---|---|---|" + "---|" * len(metrics) + "---|"]
+    lines = ["| model | training set | seeds | " + " | ".join(f"test {m}" for m in metrics)
+             + f" | vs original ({metrics[0]}) | per seed |",
+             "|---|---|---|" + "---|" * len(metrics) + "---|---|"]
     base = {}
     for (model, train_set), rs in sorted(groups.items()):
         if train_set == "original":
@@ -58,7 +66,12 @@ def summarise(out: Path, metrics=("ndcg@20", "recall@20")) -> str:
         mean0 = np.mean([r["test"][metrics[0]] for r in rs])
         rel = f"{100 * (mean0 / base[model] - 1):+.1f}%" if model in base and train_set != "original" else ""
         seeds = ",".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
-        lines.append(f"| {model} | {train_set} | {seeds} | " + " | ".join(cells) + f" | {rel} |")
+        paired = []
+        for r in sorted(rs, key=lambda r: r["seed"]):
+            b = runs.get((model, "original", r["seed"]))
+            if b is not None and train_set != "original":
+                paired.append(f"{100 * (r['test'][metrics[0]] / b['test'][metrics[0]] - 1):+.1f}%")
+        lines.append(f"| {model} | {train_set} | {seeds} | " + " | ".join(cells) + f" | {rel} | {', '.join(paired)} |")
     text = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(text)
     return text
@@ -118,6 +131,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--regenerate-only", action="store_true",
                     help="only time the regeneration stages (no target models)")
+    ap.add_argument("--summarise", nargs="*", metavar="DIR", default=None,
+                    help="only write OUT/summary.md from OUT's results and these folders' results.jsonl")
     ap.add_argument("--diversity-study", type=int, metavar="N_SEQUENCES", default=0,
                     help="compare the diversity options on the first N sequences, then stop")
     args = ap.parse_args(argv)
@@ -125,6 +140,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.summarise is not None:
+        print(summarise(out, extra=tuple(args.summarise)))
+        return
     data = load(args.data)
     if args.diversity_study:
         print(diversity_study(data.subset(range(min(args.diversity_study, len(data)))), out, args.regen_epochs))

@@ -181,19 +181,16 @@ def main(argv=None) -> None:
         return rec
 
     # 1. the baseline whose item table initialises the regenerator
+    from fastregen.models import load_model
+
     emb = None
     if args.init_from and not args.no_init:
-        from fastregen.models import load_model
-
         emb = load_model(args.init_from).item_embedding.weight.detach()
     if "original" in args.train_sets or (emb is None and not args.no_init):
         # (with --no-init and a finished regen-K* folder this is only the baseline)
         run("sasrec", "original", args.seeds[0], None)
         if emb is None and not args.no_init:
-            from fastregen.models import load_model
-
-            net = load_model(out / f"sasrec-original-{args.seeds[0]}" / "model.pt")
-            emb = net.item_embedding.weight.detach()
+            emb = load_model(out / f"sasrec-original-{args.seeds[0]}" / "model.pt").item_embedding.weight.detach()
 
     # 2. regenerate (stage times recorded in regen-K*/regenerated.json)
     variants = {"": 5}

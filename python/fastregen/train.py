@@ -328,36 +328,34 @@ def build_examples(data: SequenceDataset, max_len: int, mode: str = "all", seque
         raise ValueError(f"mode must be 'all', 'last' or 'packed', got {mode!r}")
     weights = (targets > 0).astype(np.float32) * sw[seq][:, None]
     if mode == "packed":
-        keep = (targets > 0).any(1)
-        inputs, targets, weights = inputs[keep], targets[keep], weights[keep]
+        # every "all" window holds >= 2 items, so each segment has a target
         inputs, targets, weights = pack_segments(inputs, targets, weights)
     return inputs, targets, weights
 
 
 def _greedy_rows(lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row of each segment and the order segments are laid out in.
+    """The order segments are laid out in, and the row of each laid-out segment.
 
     Longest remaining segment first, then the shortest ones while they fit
     (the DR4SR code's ``CondenseDataset`` rule). A sequential two-pointer
-    walk, run once per training run, not per epoch.
+    walk, run once per training run, not per epoch. Rows come out in
+    order, so the returned rows are non-decreasing.
     """
     order = np.argsort(-lengths, kind="stable")
     lens = lengths[order].tolist()
-    row_of = np.empty(lengths.size, dtype=np.int64)
     layout = np.empty(lengths.size, dtype=np.int64)
+    seg_row = np.empty(lengths.size, dtype=np.int64)
     lo, hi, row, k = 0, lengths.size - 1, 0, 0
     while lo <= hi:
         used = lens[lo]
-        row_of[order[lo]] = row
-        layout[k] = order[lo]
+        layout[k], seg_row[k] = order[lo], row
         lo, k = lo + 1, k + 1
         while lo <= hi and used + lens[hi] <= width:
             used += lens[hi]
-            row_of[order[hi]] = row
-            layout[k] = order[hi]
+            layout[k], seg_row[k] = order[hi], row
             hi, k = hi - 1, k + 1
         row += 1
-    return row_of, layout
+    return layout, seg_row
 
 
 def pack_segments(inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray):
@@ -381,19 +379,18 @@ def pack_segments(inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray):
     if n == 0:
         return inputs, targets, weights
     lengths = (inputs > 0).sum(1).astype(np.int64)
-    row_of, layout = _greedy_rows(lengths, L)
-    n_rows = int(row_of.max()) + 1
+    layout, seg_row = _greedy_rows(lengths, L)
+    n_rows = int(seg_row[-1]) + 1
     seg_len = lengths[layout]
-    seg_row = row_of[layout]
     row_len = np.bincount(seg_row, weights=seg_len, minlength=n_rows).astype(np.int64)
     # column where each segment starts: rows are right-aligned, segments in layout order
     before = np.cumsum(seg_len) - seg_len
-    row_first = np.searchsorted(seg_row, np.arange(n_rows))  # layout is grouped by row
+    row_first = np.searchsorted(seg_row, np.arange(n_rows))
     start = (L - row_len[seg_row]) + before - before[row_first[seg_row]]
     seg = np.repeat(layout, seg_len)
-    j = np.arange(seg.size) - np.repeat(np.cumsum(seg_len) - seg_len, seg_len)
+    j = np.arange(seg.size) - np.repeat(before, seg_len)
     src_col = L - lengths[seg] + j
-    dst_row = row_of[seg]
+    dst_row = np.repeat(seg_row, seg_len)
     dst_col = np.repeat(start, seg_len) + j
     out = []
     for a in (inputs, targets, weights):

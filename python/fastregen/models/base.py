@@ -34,6 +34,7 @@ __all__ = [
     "save_model",
     "load_model",
     "Dropout",
+    "masked_mean",
 ]
 
 _REGISTRY: dict[str, type["SequentialRecommender"]] = {}
@@ -289,6 +290,15 @@ def load_model(path, map_location="cpu") -> SequentialRecommender:
     model = build_model(payload["model"], **payload["kwargs"])
     model.load_state_dict(payload["state_dict"])
     return model
+
+
+def masked_mean(h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of ``h`` (B, L, D) over the positions where ``valid`` (B, L) is true; (B, D).
+
+    A row with no valid position gives zeros (the count is clamped to 1).
+    """
+    w = valid.unsqueeze(-1).to(h.dtype)
+    return (h * w).sum(1) / w.sum(1).clamp_min(1.0)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

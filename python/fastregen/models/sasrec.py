@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Dropout, SequentialRecommender, register
+from .base import Dropout, SequentialRecommender, masked_mean, register
 
 __all__ = ["SASRec", "CL4SRec", "GNN", "TransformerBlock", "transition_graph"]
 
@@ -182,9 +182,7 @@ class CL4SRec(SASRec):
         # Mean over the view's non-padding positions: what the CL4SRec code
         # the DR4SR authors ran pools for its InfoNCE (our first version used
         # the last position, and learned far slower than SASRec on Beauty).
-        h = self.encode(view)
-        valid = (view > 0).unsqueeze(-1).to(h.dtype)
-        return (h * valid).sum(1) / valid.sum(1).clamp_min(1.0)
+        return masked_mean(self.encode(view), view > 0)
 
     def auxiliary_loss(self, seqs, row_weights, generator):
         if self.cl_weight == 0:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import config_from_dict, config_to_dict
+from ..models.base import masked_mean
 from ..ops import mix_memories
 from .config import RegenConfig
 
@@ -173,9 +174,7 @@ class Regenerator(nn.Module):
             return torch.zeros(B, 1, device=pattern.device)
         pad = pattern == PAD
         h = self.promoter_encoder(self._embed(pattern), src_key_padding_mask=pad)
-        keep = (~pad).unsqueeze(-1).to(h.dtype)
-        pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
-        return self.promoter_head(pooled)
+        return self.promoter_head(masked_mean(h, ~pad))
 
     def mixture(self, logits: torch.Tensor) -> torch.Tensor:
         """pi (B, K) from promoter logits: softmax, or Gumbel-softmax at the current tau when training."""

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from fastregen._batching import length_bucketed_batches
 from fastregen.config import load_config, save_config
 from fastregen.data import SequenceDataset, leave_one_out
 from fastregen.models import load_model
@@ -290,3 +293,44 @@ def test_beauty_examples_cover_every_training_target(beauty_path):
     train = leave_one_out(load(beauty_path)).train
     x, y, w = build_examples(train, 50, "all")
     assert int((y > 0).sum()) == int(np.maximum(train.lengths - 1, 0).sum())
+
+
+# -- length-bucketed batch order (shared by this trainer and the regenerator) --
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 300), batch_size=st.integers(1, 40), bucket=st.integers(1, 4), seed=st.integers(0, 3))
+def test_length_bucketed_batches_partition_and_buckets(n, batch_size, bucket, seed):
+    lengths = np.random.default_rng(seed).integers(1, 9, size=n)
+    rng = np.random.default_rng(seed)
+    batches = length_bucketed_batches(n, batch_size, rng.permutation, lengths, bucket=bucket)
+    flat = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+    assert sorted(flat.tolist()) == list(range(n))  # every example exactly once
+    assert all(0 < len(b) <= batch_size for b in batches)
+    assert sum(len(b) == batch_size for b in batches) >= len(batches) - 1  # only one short batch
+    # inside a batch, lengths are sorted (each batch lies inside one sorting window)
+    assert all(np.all(np.diff(lengths[b]) >= 0) for b in batches)
+    again = length_bucketed_batches(n, batch_size, np.random.default_rng(seed).permutation, lengths, bucket=bucket)
+    assert [b.tolist() for b in again] == [b.tolist() for b in batches]  # same seed, same order
+
+
+def test_length_bucketed_batches_without_rng_is_in_order():
+    batches = length_bucketed_batches(7, 3, None)
+    assert [b.tolist() for b in batches] == [[0, 1, 2], [3, 4, 5], [6]]
+    # with lengths but no rng (the regenerator's validation pass): sorted windows, batches in order
+    batches = length_bucketed_batches(5, 2, None, np.array([5, 1, 4, 2, 3]), bucket=8)
+    assert [b.tolist() for b in batches] == [[1, 3], [4, 2], [0]]
+
+
+def test_trainer_batches_reduce_padding_with_bucketing():
+    from fastregen.train import _batches
+
+    rng = np.random.default_rng(0)
+    x = torch.zeros(2048, 50, dtype=torch.long)
+    for i, length in enumerate(rng.integers(1, 51, size=2048)):
+        x[i, 50 - length:] = 1
+    def width(batches):
+        return sum(int((x[b] > 0).sum(1).max()) for b in batches)
+    plain = _batches(x, 64, False, torch.Generator().manual_seed(0))
+    bucketed = _batches(x, 64, True, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(bucketed).tolist()) == list(range(2048))
+    assert width(bucketed) < 0.7 * width(plain)

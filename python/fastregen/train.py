@@ -59,6 +59,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._batching import length_bucketed_batches
 from .config import config_from_dict, provenance, save_config
 from .data import SequenceDataset, as_dataset, concat, leave_one_out
 from .evaluation import DEFAULT_KS, evaluate
@@ -427,28 +428,11 @@ def training_loss(cfg: TrainConfig, model, hidden, targets, weights, generator) 
 
 
 def _batches(inputs: torch.Tensor, batch_size: int, bucketing: bool, generator: torch.Generator) -> list[torch.Tensor]:
-    """Index batches of one epoch in a seeded random order.
-
-    With ``bucketing``, examples are shuffled, then sorted by length inside
-    chunks of 32 batches, and the batches are shuffled again: batches hold
-    sequences of similar length (less padding to compute on) while every
-    epoch still sees a fresh random grouping.
-    """
-    n = inputs.size(0)
-    order = torch.randperm(n, generator=generator)
-    if bucketing:
-        lengths = (inputs > 0).sum(1)
-        chunk = batch_size * 32
-        parts = []
-        for c in range(0, n, chunk):
-            block = order[c : c + chunk]
-            parts.append(block[torch.argsort(lengths[block], stable=True)])
-        order = torch.cat(parts)
-    batches = list(torch.split(order, batch_size))
-    if bucketing:
-        perm = torch.randperm(len(batches), generator=generator).tolist()
-        batches = [batches[i] for i in perm]
-    return batches
+    """Index batches of one epoch in a seeded random order (`length_bucketed_batches`)."""
+    lengths = (inputs > 0).sum(1).numpy() if bucketing else None
+    batches = length_bucketed_batches(
+        inputs.size(0), batch_size, lambda m: torch.randperm(m, generator=generator).numpy(), lengths)
+    return [torch.from_numpy(b) for b in batches]
 
 
 def train_epoch(model, optimizer, cfg: TrainConfig, inputs, targets, weights, generator, desc: str = "") -> float:

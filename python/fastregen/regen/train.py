@@ -9,6 +9,7 @@ import time
 import numpy as np
 import torch
 
+from .._batching import length_bucketed_batches
 from .._progress import progress_bar
 from ..data import SequenceDataset
 from .config import RegenConfig
@@ -41,25 +42,14 @@ def pair_tensors(sequences: SequenceDataset, patterns: SequenceDataset, config: 
     return src, pat
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator | None, lengths: np.ndarray | None = None,
-             bucket: int = 32):
-    """Index batches; with ``rng`` shuffled, and with ``lengths`` bucketed by length.
+def _batches(n: int, batch_size: int, rng: np.random.Generator | None, lengths: np.ndarray | None = None):
+    """Index batches (`length_bucketed_batches`); with ``rng`` shuffled, with ``lengths`` bucketed.
 
-    Bucketing (sort each window of ``bucket`` batches by source length, then
-    shuffle the batch order) keeps most batches free of padding columns:
-    sources average ~13 items but reach 50, and a random batch almost always
-    holds one of length 50, tripling the work.
+    Bucketing matters here: sources average ~13 items but reach 50, and a
+    random batch almost always holds one of length 50, tripling the work.
     """
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    if lengths is not None:
-        window = batch_size * bucket
-        for i in range(0, n, window):
-            part = order[i : i + window]
-            order[i : i + window] = part[np.argsort(lengths[part], kind="stable")]
-    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    if rng is not None and lengths is not None:
-        batches = [batches[j] for j in rng.permutation(len(batches))]
-    return [torch.from_numpy(b) for b in batches]
+    perm = rng.permutation if rng is not None else None
+    return [torch.from_numpy(b) for b in length_bucketed_batches(n, batch_size, perm, lengths)]
 
 
 def _evaluate(model: Regenerator, src, pat, batch_size: int) -> float:

@@ -17,6 +17,7 @@ on the original data (as the authors do) unless ``--no-init``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -77,6 +78,71 @@ def summarise(out: Path, metrics=("ndcg@20", "recall@20"), extra: tuple = ()) ->
     return text
 
 
+def _pair_keys(seqs, span: int, num_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Encoded (a, b) keys of the adjacent pairs and of the pairs at most ``span`` - 1 apart."""
+    adjacent, within = [], []
+    base = np.int64(num_items + 2)
+    for s in seqs:
+        s = np.asarray(s, dtype=np.int64)
+        for gap in range(1, min(span, len(s))):
+            keys = s[:-gap] * base + s[gap:]
+            within.append(keys)
+            if gap == 1:
+                adjacent.append(keys)
+    def keys(parts):
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    return keys(adjacent), keys(within)
+
+
+def fidelity(data, regen_dir: Path) -> dict:
+    """How close a regenerator's patterns stay to the data it was trained on.
+
+    For the decoded patterns of ``regen_dir/regenerated_patterns.npz``: the
+    share that are exactly a mined pattern, and the share of their item
+    transitions (a -> b) that occur in the training sequences adjacently,
+    within the mining span, or only in the reverse order (b before a); and
+    the regenerator's held-out losses with the promoter's mixture and with
+    the best single memory per pattern (`validation_losses`).
+    """
+    from fastregen.config import load_config
+    from fastregen.mining import Patterns, dr4sr_input
+    from fastregen.regen import RegenConfig, load_checkpoint
+    from fastregen.regen.pipeline import _load_pairs
+    from fastregen.regen.train import validation_losses
+
+    cfg = load_config(RegenConfig, regen_dir / "config.yaml")
+    # read-only: load the finished stages, never (re)train into a folder another run may be writing
+    regenerator, record = load_checkpoint(regen_dir / "regenerator.pt", num_items=data.num_items)
+    if not record.get("complete") or not (regen_dir / "regenerated_patterns.npz").exists():
+        raise SystemExit(f"{regen_dir}: the regenerator or its inference is not finished")
+    losses = validation_losses(regenerator, _load_pairs(regen_dir / "pairs.npz"))
+    train = dr4sr_input(data)
+    seqs = [train.items[a:b] for a, b in itertools.pairwise(train.offsets)]
+    adjacent, within = _pair_keys(seqs, cfg.max_span, data.num_items)
+    mined = {p for p, _ in Patterns.load(regen_dir / "patterns.txt").to_list()}
+    with np.load(regen_dir / "regenerated_patterns.npz") as z:
+        offsets, items = z["offsets"], z["items"].astype(np.int64)
+    pats = [tuple(items[a:b].tolist()) for a, b in itertools.pairwise(offsets)]
+    starts = np.repeat(offsets[:-1], np.diff(offsets) - 1) + np.concatenate(
+        [np.arange(n - 1) for n in np.diff(offsets)]) if len(pats) else np.zeros(0, np.int64)
+    base = np.int64(data.num_items + 2)
+    fwd = items[starts] * base + items[starts + 1]
+    rev = items[starts + 1] * base + items[starts]
+    in_within = np.isin(fwd, within)
+    return {
+        "patterns": len(pats),
+        "mean_length": float(np.diff(offsets).mean()) if len(pats) else 0.0,
+        "exact_mined": float(np.mean([p in mined for p in pats])) if pats else 0.0,
+        "transitions": len(fwd),
+        "adjacent_in_train": float(np.isin(fwd, adjacent).mean()) if len(fwd) else 0.0,
+        "within_span_in_train": float(in_within.mean()) if len(fwd) else 0.0,
+        "reverse_only": float((~in_within & np.isin(rev, within)).mean()) if len(fwd) else 0.0,
+        "diversity": cfg.diversity, "entropy_weight": cfg.entropy_weight, "K": cfg.K,
+        **losses,
+    }
+
+
 def diversity_study(data, out: Path, epochs: int, seed: int = 0) -> str:
     """Effect of the diversity options (Gumbel-softmax, entropy term) on pi and on the patterns."""
     from fastregen.regen import DR4SR, RegenConfig
@@ -128,15 +194,28 @@ def main(argv=None) -> None:
     ap.add_argument("--regen-root", default=None,
                     help="folder holding (or to hold) regen-K*/ (default: --out); lets runs with another "
                          "training protocol reuse one regenerator")
+    ap.add_argument("--regen-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra RegenConfig field (YAML value), e.g. diversity=gumbel; use a --regen-root of "
+                         "its own")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--regenerate-only", action="store_true",
                     help="only time the regeneration stages (no target models)")
     ap.add_argument("--summarise", nargs="*", metavar="DIR", default=None,
                     help="only write OUT/summary.md from OUT's results and these folders' results.jsonl")
+    ap.add_argument("--fidelity", nargs="+", metavar="REGEN_DIR", default=None,
+                    help="only print how close each regen-K*/ folder's patterns stay to the training data")
     ap.add_argument("--diversity-study", type=int, metavar="N_SEQUENCES", default=0,
                     help="compare the diversity options on the first N sequences, then stop")
     args = ap.parse_args(argv)
 
+    import yaml
+
+    regen_extra = {}
+    for pair in args.regen_set:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--regen-set takes KEY=VALUE, got {pair!r}")
+        regen_extra[key] = yaml.safe_load(value)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,11 +223,16 @@ def main(argv=None) -> None:
         print(summarise(out, extra=tuple(args.summarise)))
         return
     data = load(args.data)
+    if args.fidelity:
+        rows = [{"regenerator": d, **fidelity(data, Path(d))} for d in args.fidelity]
+        (out / "fidelity.json").write_text(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2))
+        return
     if args.diversity_study:
         print(diversity_study(data.subset(range(min(args.diversity_study, len(data)))), out, args.regen_epochs))
         return
     if args.regenerate_only:
-        cfg = RegenConfig(epochs=args.regen_epochs, seed=0, progress=False)
+        cfg = RegenConfig(epochs=args.regen_epochs, seed=0, progress=False, **regen_extra)
         dr = DR4SR(cfg).fit(data, out_dir=out / "regen-K5")
         dr.regenerate()
         rec = {"stage_seconds": dr.stage_seconds, "statistics": dr.statistics(), "inference": dr.inference_info,
@@ -200,7 +284,7 @@ def main(argv=None) -> None:
     if set(args.train_sets) == {"original"}:
         variants = {}  # nothing regenerated is trained on: skip the regenerator
     for suffix, K in variants.items():
-        cfg = RegenConfig(epochs=args.regen_epochs, K=K, seed=0, progress=False)
+        cfg = RegenConfig(**{"epochs": args.regen_epochs, "seed": 0, "progress": False, **regen_extra, "K": K})
         t0 = time.perf_counter()
         dr = DR4SR(cfg).fit(data, item_embedding=emb, out_dir=regen_root / f"regen-K{K}")
         dr.regenerate()

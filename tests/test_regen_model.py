@@ -96,6 +96,24 @@ def test_loss_is_finite_and_trains_every_part(softmax, diversity, K):
         assert not any(n.startswith("promoter") for n in grads)
 
 
+@pytest.mark.parametrize("softmax", ["source", "full"])
+@pytest.mark.parametrize("K", [1, 3])
+def test_memory_nll_is_the_loss_with_one_memory_chosen(softmax, K):
+    """memory_nll[k] is `loss` when pi puts all its weight on memory k (the inference view)."""
+    torch.manual_seed(0)
+    m = Regenerator(30, RegenConfig(**{**TINY, "train_softmax": softmax, "K": K})).eval()
+    src = torch.tensor([[1, 2, 3, 11, 0], [4, 5, 6, 7, 8], [9, 0, 0, 0, 0]])
+    pat = torch.tensor([[1, 3, 0], [5, 7, 8], [9, 0, 0]])
+    tokens = int((pat != 0).sum()) + pat.shape[0]
+    with torch.no_grad():
+        nll = m.memory_nll(src, pat)
+        assert nll.shape == (K, 3) and bool((nll > 0).all())
+        for k in range(K):
+            m.promote = lambda p, k=k: torch.nn.functional.one_hot(torch.full((p.shape[0],), k), K).float() * 1e4
+            ce, _, _ = m.loss(src, pat)
+            assert float(ce) * tokens == pytest.approx(float(nll[k].sum()), rel=1e-5)
+
+
 def test_gumbel_temperature_anneals():
     m = Regenerator(30, RegenConfig(**{**TINY, "diversity": "gumbel", "tau_decay": 0.5, "tau_min": 0.2}))
     for _ in range(5):
@@ -132,6 +150,7 @@ def test_pretrain_learns_is_seeded_and_checkpoints(tmp_path):
     cfg = RegenConfig(**{**TINY, "epochs": 4, "lr": 3e-3, "valid_fraction": 0.1})
     m, hist = pretrain(pairs, 30, cfg, checkpoint=tmp_path / "r.pt")
     assert len(hist) == 4 and all(h["valid_loss"] is not None for h in hist)
+    assert all(np.isfinite(h["valid_best_memory_loss"]) and h["valid_best_memory_loss"] > 0 for h in hist)
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     _, rec = load_checkpoint(tmp_path / "r.pt", num_items=30)
     assert rec["complete"] and len(rec["history"]) == 4

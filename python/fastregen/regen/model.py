@@ -214,39 +214,74 @@ class Regenerator(nn.Module):
             Mean cross-entropy over the target tokens (items and the final
             EOS), mean entropy of ``pi`` and ``pi`` itself (B, K).
         """
-        B = src.shape[0]
-        lengths = (pattern != PAD).sum(1)
-        bos = torch.full((B, 1), self.bos, dtype=pattern.dtype, device=pattern.device)
-        tgt_in = torch.cat([bos, pattern], 1)
-        tgt_out = torch.cat([pattern, torch.zeros_like(bos)], 1)
-        tgt_out[torch.arange(B, device=src.device), lengths] = self.eos
-
+        tgt_in, tgt_out = self._teacher_forcing(pattern)
         memories = self.encode(src)
         pi = self.mixture(self.promote(pattern))
         mixed = mix_memories(memories, pi, backend=self.config.backend)
         states = self.decode(tgt_in, mixed, src == PAD)
+        logits, labels = self._logits(states, src, tgt_out)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
+        return ce, entropy, pi
 
+    def memory_nll(self, src: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced NLL of each pattern when the decoder reads one memory alone.
+
+        This is what inference sees (no target pattern, so no promoter: each
+        memory is decoded on its own), unlike `loss`, whose mixture weights
+        ``pi`` come from the target pattern itself. With a soft mixture the
+        two can differ widely; ``memory_nll(...).min(0)`` is the loss with
+        the best memory chosen per pattern.
+
+        Returns
+        -------
+        torch.Tensor, shape (K, B), float
+            Summed over each pattern's tokens (items and the final EOS).
+        """
+        B = src.shape[0]
+        tgt_in, tgt_out = self._teacher_forcing(pattern)
+        memories = self.encode(src)
+        out = []
+        for k in range(self.config.K):
+            states = self.decode(tgt_in, memories[:, :, k], src == PAD)
+            logits, labels = self._logits(states, src, tgt_out)
+            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                                  reduction="none")
+            out.append(nll.view(B, -1).sum(1))
+        return torch.stack(out)
+
+    def _teacher_forcing(self, pattern: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder inputs (BOS + pattern) and targets (pattern + EOS), both (B, P + 1)."""
+        B = pattern.shape[0]
+        lengths = (pattern != PAD).sum(1)
+        bos = torch.full((B, 1), self.bos, dtype=pattern.dtype, device=pattern.device)
+        tgt_in = torch.cat([bos, pattern], 1)
+        tgt_out = torch.cat([pattern, torch.zeros_like(bos)], 1)
+        tgt_out[torch.arange(B, device=pattern.device), lengths] = self.eos
+        return tgt_in, tgt_out
+
+    def _logits(self, states: torch.Tensor, src: torch.Tensor, tgt_out: torch.Tensor):
+        """Training logits (B, T, C) and labels (B, T), -100 where nothing is scored."""
+        B = src.shape[0]
         table = self.item_embedding.weight
         if self.config.train_softmax == "full":
             logits = states @ table.T
             logits[..., PAD] = float("-inf")
             logits[..., self.bos] = float("-inf")
             labels = tgt_out.masked_fill(tgt_out == PAD, -100)
-        else:
-            # normalise over the source's distinct items plus EOS only
-            cand = torch.cat([src, torch.full((B, 1), self.eos, dtype=src.dtype, device=src.device)], 1)
-            S = cand.shape[1]
-            earlier = torch.tril(torch.ones(S, S, dtype=torch.bool, device=src.device), -1)
-            dup = ((cand[:, :, None] == cand[:, None, :]) & earlier).any(-1)
-            valid = (cand != PAD) & ~dup
-            logits = torch.einsum("btd,bsd->bts", states, table[cand])
-            logits = logits.masked_fill(~valid[:, None, :], float("-inf"))
-            match = (tgt_out[:, :, None] == cand[:, None, :]) & valid[:, None, :]
-            labels = match.float().argmax(-1)
-            labels = labels.masked_fill(~match.any(-1) | (tgt_out == PAD), -100)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-        entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
-        return ce, entropy, pi
+            return logits, labels
+        # normalise over the source's distinct items plus EOS only
+        cand = torch.cat([src, torch.full((B, 1), self.eos, dtype=src.dtype, device=src.device)], 1)
+        S = cand.shape[1]
+        earlier = torch.tril(torch.ones(S, S, dtype=torch.bool, device=src.device), -1)
+        dup = ((cand[:, :, None] == cand[:, None, :]) & earlier).any(-1)
+        valid = (cand != PAD) & ~dup
+        logits = torch.einsum("btd,bsd->bts", states, table[cand])
+        logits = logits.masked_fill(~valid[:, None, :], float("-inf"))
+        match = (tgt_out[:, :, None] == cand[:, None, :]) & valid[:, None, :]
+        labels = match.float().argmax(-1)
+        labels = labels.masked_fill(~match.any(-1) | (tgt_out == PAD), -100)
+        return logits, labels
 
 
 def save_checkpoint(model: Regenerator, path, **extra) -> None:

@@ -15,7 +15,7 @@ from ..data import SequenceDataset
 from .config import RegenConfig
 from .model import Regenerator, save_checkpoint
 
-__all__ = ["pretrain", "pair_tensors"]
+__all__ = ["pretrain", "pair_tensors", "validation_losses"]
 
 
 def _trim(x: torch.Tensor) -> torch.Tensor:
@@ -52,17 +52,44 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator | None, lengths: 
     return [torch.from_numpy(b) for b in length_bucketed_batches(n, batch_size, perm, lengths)]
 
 
-def _evaluate(model: Regenerator, src, pat, batch_size: int) -> float:
+def _evaluate(model: Regenerator, src, pat, batch_size: int) -> tuple[float, float]:
+    """Validation CE per token: with the promoter's mixture (what training
+    minimises), and with the best single memory per pattern (what inference,
+    which decodes each memory alone, can reach)."""
     model.eval()
-    total, tokens = 0.0, 0
+    total, best, tokens = 0.0, 0.0, 0
     with torch.no_grad():
         for idx in _batches(src.shape[0], batch_size, None, (src != 0).sum(1).numpy()):
             s, p = _trim(src[idx]).to(model.device), _trim(pat[idx]).to(model.device)
             ce, _, _ = model.loss(s, p)
             n = int((p != 0).sum()) + p.shape[0]  # items + one EOS per pattern
             total += float(ce) * n
+            best += float(model.memory_nll(s, p).min(0).values.sum())
             tokens += n
-    return total / max(tokens, 1)
+    return total / max(tokens, 1), best / max(tokens, 1)
+
+
+def _holdout(n: int, config: RegenConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(valid, train) pair indices: the first ``valid_fraction`` of a seeded permutation are held out."""
+    perm = rng.permutation(n)
+    n_valid = min(int(round(n * config.valid_fraction)) if n > 1 else 0, n - 1)
+    return torch.from_numpy(perm[:n_valid]), torch.from_numpy(perm[n_valid:])
+
+
+def validation_losses(model: Regenerator, pairs) -> dict:
+    """The held-out losses of a pre-trained regenerator, on the pairs `pretrain` held out.
+
+    Returns ``{"valid_loss", "valid_best_memory_loss", "pairs"}`` (see
+    `pretrain`): the split is re-drawn from ``model.config.seed`` exactly as
+    `pretrain` drew it, so pass the same pairs it was trained on.
+    """
+    config = model.config
+    src, pat = pair_tensors(pairs.sequences, pairs.patterns, config)
+    valid_idx, _ = _holdout(src.shape[0], config, np.random.default_rng(config.seed))
+    if len(valid_idx) == 0:
+        raise ValueError("nothing was held out (valid_fraction = 0 or a single pair)")
+    valid, best = _evaluate(model, src[valid_idx], pat[valid_idx], config.batch_size)
+    return {"valid_loss": valid, "valid_best_memory_loss": best, "pairs": len(valid_idx)}
 
 
 def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
@@ -93,7 +120,13 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     (model, history)
         The model with the weights of the lowest validation loss (the last
         epoch's when nothing is held out), in eval mode; one dict per epoch
-        (train_loss, valid_loss, entropy, tau, seconds).
+        (train_loss, valid_loss, valid_best_memory_loss, entropy, tau,
+        seconds). ``valid_loss`` decodes the promoter's mixture of the
+        memories, which sees the target pattern; ``valid_best_memory_loss``
+        decodes each memory alone and keeps the best per pattern, as
+        inference can. A soft mixture can carry information about the
+        target through ``pi``, so only the second is comparable across
+        ``diversity`` settings.
 
     Notes
     -----
@@ -114,10 +147,8 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
             raise ValueError(f"a pre-training {name} holds item {int(t.max())} > num_items = {num_items}")
 
     rng = np.random.default_rng(config.seed)
-    perm = rng.permutation(n)
-    n_valid = int(round(n * config.valid_fraction)) if n > 1 else 0
-    n_valid = min(n_valid, n - 1)
-    valid_idx, train_idx = torch.from_numpy(perm[:n_valid]), torch.from_numpy(perm[n_valid:])
+    valid_idx, train_idx = _holdout(n, config, rng)
+    n_valid = len(valid_idx)
     src_tr, pat_tr = src[train_idx], pat[train_idx]
     src_va, pat_va = src[valid_idx], pat[valid_idx]
     lengths_tr = (src_tr != 0).sum(1).numpy()
@@ -160,12 +191,14 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
             count += len(idx)
             bar.set_postfix(loss=f"{ce_value:.3f}")
         bar.close()
+        valid, valid_best = _evaluate(model, src_va, pat_va, config.batch_size) if n_valid else (None, None)
         record = {
             "epoch": epoch,
             "train_loss": total / max(count, 1),
             "entropy": ent_total / max(count, 1),
             "tau": model.tau,
-            "valid_loss": _evaluate(model, src_va, pat_va, config.batch_size) if n_valid else None,
+            "valid_loss": valid,
+            "valid_best_memory_loss": valid_best,
         }
         record["seconds"] = time.perf_counter() - t0
         history.append(record)

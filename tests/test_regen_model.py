@@ -55,7 +55,7 @@ def test_special_tokens_documented_layout():
         ("gamma", 1.5, ValueError, "gamma must be in \\[0, 1\\]"),
         ("gamma", -0.1, ValueError, "gamma must be in \\[0, 1\\]"),
         ("schedule", "greedy", ValueError, "schedule must be one of"),
-        ("diversity", "hard", ValueError, "diversity must be one of"),
+        ("diversity", "sharp", ValueError, "diversity must be one of"),
         ("n_heads", 3, ValueError, "divisible by n_heads"),
         ("min_pattern_len", 9, ValueError, "exceeds max_pattern_len"),
         ("K", 2.0, TypeError, "K must be an int"),
@@ -78,7 +78,7 @@ def test_config_yaml_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("softmax", ["source", "full"])
-@pytest.mark.parametrize("diversity, K", [("soft", 3), ("gumbel", 3), ("soft", 1)])
+@pytest.mark.parametrize("diversity, K", [("soft", 3), ("gumbel", 3), ("hard", 3), ("soft", 1)])
 def test_loss_is_finite_and_trains_every_part(softmax, diversity, K):
     cfg = RegenConfig(**{**TINY, "train_softmax": softmax, "diversity": diversity, "K": K})
     m = Regenerator(30, cfg).train()
@@ -90,10 +90,10 @@ def test_loss_is_finite_and_trains_every_part(softmax, diversity, K):
     (ce + ent).backward()
     grads = {n: p.grad for n, p in m.named_parameters()}
     assert grads["memory_projection.0.weight"].abs().sum() > 0
-    if K > 1:
+    if K > 1 and diversity != "hard":
         assert grads["promoter_head.2.weight"].abs().sum() > 0
-    else:
-        assert not any(n.startswith("promoter") for n in grads)
+    else:  # K = 1 builds no promoter; "hard" routes by the decoding loss and never calls it
+        assert all(g is None or not n.startswith("promoter") for n, g in grads.items())
 
 
 @pytest.mark.parametrize("softmax", ["source", "full"])
@@ -112,6 +112,24 @@ def test_memory_nll_is_the_loss_with_one_memory_chosen(softmax, K):
             m.promote = lambda p, k=k: torch.nn.functional.one_hot(torch.full((p.shape[0],), k), K).float() * 1e4
             ce, _, _ = m.loss(src, pat)
             assert float(ce) * tokens == pytest.approx(float(nll[k].sum()), rel=1e-5)
+
+
+@pytest.mark.parametrize("softmax", ["source", "full"])
+def test_hard_diversity_trains_each_pattern_through_its_best_memory(softmax):
+    torch.manual_seed(0)
+    m = Regenerator(30, RegenConfig(**{**TINY, "train_softmax": softmax, "diversity": "hard"})).eval()
+    src = torch.tensor([[1, 2, 3, 11, 0], [4, 5, 6, 7, 8], [9, 10, 0, 0, 0]])
+    pat = torch.tensor([[1, 3, 0], [5, 7, 8], [10, 0, 0]])
+    ce, ent, pi = m.loss(src, pat)
+    nll = m.memory_nll(src, pat).detach()
+    assert float(ce.detach()) == pytest.approx(float(nll.min(0).values.sum()) / (6 + 3), rel=1e-6)  # 6 items + 3 EOS
+    assert torch.equal(pi.argmax(-1), nll.argmin(0)) and torch.equal(pi.sum(-1), torch.ones(3))
+    assert float(ent) == 0.0
+    ce.backward()
+    k = nll.argmin(0).tolist()
+    # only the chosen memories' slices of the projection get gradient
+    g = m.memory_projection[2].weight.grad.view(TINY["K"], TINY["d_model"], -1).abs().sum((1, 2))
+    assert all((g[j] > 0) == (j in k) for j in range(TINY["K"]))
 
 
 def test_gumbel_temperature_anneals():

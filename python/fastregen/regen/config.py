@@ -7,7 +7,7 @@ from dataclasses import dataclass
 __all__ = ["RegenConfig", "SCHEDULES", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS"]
 
 SCHEDULES = ("random", "released")
-DIVERSITY = ("soft", "gumbel")
+DIVERSITY = ("soft", "gumbel", "hard")
 TRAIN_SOFTMAX = ("source", "full")
 TRAINING_SETS = ("combined", "regenerated")
 
@@ -34,12 +34,21 @@ class RegenConfig:
     K : int, default 5
         Number of memory spaces the encoder memory is projected into (the
         diversity factor); ``K = 1`` is the paper's "-diversity" ablation.
-    diversity : {"soft", "gumbel"}, default "soft"
-        How the diversity promoter's ``pi`` weighs the K memories in
-        training: ``"soft"`` is a plain softmax (every memory gets gradient);
-        ``"gumbel"`` is a Gumbel-softmax with temperature annealed per step
-        from ``tau_start`` by ``tau_decay`` down to ``tau_min`` (the authors'
-        released code: 1.0, 0.995, 0.1).
+    diversity : {"soft", "gumbel", "hard"}, default "soft"
+        How the K memories are weighed in training: ``"soft"`` is a plain
+        softmax of the diversity promoter (every memory gets gradient; the
+        paper's formulation); ``"gumbel"`` is a Gumbel-softmax with
+        temperature annealed per step from ``tau_start`` by ``tau_decay``
+        down to ``tau_min`` (the authors' released code: 1.0, 0.995, 0.1);
+        ``"hard"`` trains each pattern only through the memory that decodes
+        it best (hard EM over the memories, as in mixture models for diverse
+        translation), so training sees what inference sees: one memory
+        alone. The promoter is unused with ``"hard"``, and a step costs K
+        decoder passes. Inference decodes every memory alone whatever this
+        is; with ``"soft"`` the promoter's ``pi``, which is computed from
+        the target pattern, can carry that pattern to the decoder, so a low
+        training loss need not mean good single-memory decoding (compare
+        ``valid_best_memory_loss`` in the pre-training history).
     entropy_weight : float, default 0.0
         Weight of the entropy of ``pi`` added to the loss. Positive values
         push each pattern to one memory (the authors' code uses 1.0, which

@@ -212,8 +212,18 @@ class Regenerator(nn.Module):
         -------
         (ce, entropy, pi)
             Mean cross-entropy over the target tokens (items and the final
-            EOS), mean entropy of ``pi`` and ``pi`` itself (B, K).
+            EOS), mean entropy of ``pi`` and ``pi`` itself (B, K). With
+            ``diversity="hard"`` (K > 1) each pattern is scored by the memory
+            that decodes it best, ``pi`` is one-hot on that memory and the
+            entropy is 0.
         """
+        if self.config.diversity == "hard" and self.config.K > 1:
+            nll = self.memory_nll(src, pattern)  # (K, B)
+            best = nll.detach().argmin(0)
+            tokens = int((pattern != PAD).sum()) + pattern.shape[0]  # items + one EOS per pattern
+            ce = nll.gather(0, best[None]).sum() / tokens
+            pi = F.one_hot(best, self.config.K).to(nll.dtype)
+            return ce, torch.zeros((), device=src.device), pi
         tgt_in, tgt_out = self._teacher_forcing(pattern)
         memories = self.encode(src)
         pi = self.mixture(self.promote(pattern))

@@ -5,7 +5,8 @@
 
 For each target model and seed it trains on the original training split and
 on the regenerated training sets (``combined`` = original + mined patterns +
-regenerated, ``regenerated`` only, ``patterns`` only = the paper's Table 4
+regenerated, ``regenerated`` only, ``original+patterns`` = ``combined`` without the
+regenerated patterns, ``patterns`` only = the paper's Table 4
 row B), all evaluated on the original data's leave-one-out validation/test
 targets; ``--ablate-k1`` adds the "-diversity" regenerator (K = 1). Each
 finished run is appended to ``OUT/results.jsonl`` at once (a long job can be
@@ -171,7 +172,7 @@ def diversity_study(data, out: Path, epochs: int, seed: int = 0) -> str:
 
 def main(argv=None) -> None:
     from fastregen.data import load
-    from fastregen.regen import DR4SR, RegenConfig
+    from fastregen.regen import DR4SR, RegenConfig, combine
     from fastregen.train import fit_and_evaluate
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -289,6 +290,9 @@ def main(argv=None) -> None:
         dr = DR4SR(cfg).fit(data, item_embedding=emb, out_dir=regen_root / f"regen-K{K}")
         dr.regenerate()
         sets = dr.training_sets()
+        # the "combined" set without the regenerator's patterns: what the regenerator itself adds
+        sets["original+patterns"] = combine(sets["original"], sets["patterns"], num_items=data.num_items,
+                                            item_ids=data.item_ids, name="original+patterns")
         sets_by_variant[suffix] = sets
         _log(out, {"regen": f"K{K}", "stage_seconds": dr.stage_seconds, "seconds": time.perf_counter() - t0,
                    "statistics": {k: v for k, v in dr.statistics().items()}, "inference": dr.inference_info,

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: the machine and commit every result row records.
+"""Helpers shared by the benchmark scripts: the machine and commit every result row records,
+and the ``KEY=VALUE`` config overrides of their command lines.
 
 The scripts run as ``python benchmarks/<topic>.py``, so this folder is on
 ``sys.path`` and they import it as ``from _harness import ...``.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-__all__ = ["cpu_model", "git_commit"]
+__all__ = ["config_overrides", "cpu_model", "git_commit"]
 
 
 def cpu_model() -> str:
@@ -32,3 +33,16 @@ def git_commit(cwd: Path) -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def config_overrides(pairs: list[str], flag: str) -> dict:
+    """``["key=value", ...]`` from a repeatable ``flag`` -> ``{key: YAML value}``."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"{flag} takes KEY=VALUE, got {pair!r}")
+        out[key] = yaml.safe_load(value)
+    return out

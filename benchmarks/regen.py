@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _harness import config_overrides  # noqa: E402 (this folder is on sys.path)
 
 
 def _log(out: Path, record: dict) -> None:
@@ -79,21 +80,10 @@ def summarise(out: Path, metrics=("ndcg@20", "recall@20"), extra: tuple = ()) ->
     return text
 
 
-def _pair_keys(seqs, span: int, num_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """Encoded (a, b) keys of the adjacent pairs and of the pairs at most ``span`` - 1 apart."""
-    adjacent, within = [], []
-    base = np.int64(num_items + 2)
-    for s in seqs:
-        s = np.asarray(s, dtype=np.int64)
-        for gap in range(1, min(span, len(s))):
-            keys = s[:-gap] * base + s[gap:]
-            within.append(keys)
-            if gap == 1:
-                adjacent.append(keys)
-    def keys(parts):
-        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
-
-    return keys(adjacent), keys(within)
+def _transition_keys(pairs: np.ndarray, num_items: int) -> np.ndarray:
+    """One int64 key per item transition (a, b), rows of an (n, 2) array."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return pairs[:, 0] * np.int64(num_items + 2) + pairs[:, 1]
 
 
 def fidelity(data, regen_dir: Path) -> dict:
@@ -107,7 +97,7 @@ def fidelity(data, regen_dir: Path) -> dict:
     the best single memory per pattern (`validation_losses`).
     """
     from fastregen.config import load_config
-    from fastregen.mining import Patterns, dr4sr_input
+    from fastregen.mining import Patterns, dr4sr_input, mine_patterns, window_counts
     from fastregen.regen import RegenConfig, load_checkpoint
     from fastregen.regen.pipeline import _load_pairs
     from fastregen.regen.train import validation_losses
@@ -118,18 +108,19 @@ def fidelity(data, regen_dir: Path) -> dict:
     if not record.get("complete") or not (regen_dir / "regenerated_patterns.npz").exists():
         raise SystemExit(f"{regen_dir}: the regenerator or its inference is not finished")
     losses = validation_losses(regenerator, _load_pairs(regen_dir / "pairs.npz"))
+    # every transition of the training sequences, adjacent and within the mining span (compiled counters)
     train = dr4sr_input(data)
-    seqs = [train.items[a:b] for a, b in itertools.pairwise(train.offsets)]
-    adjacent, within = _pair_keys(seqs, cfg.max_span, data.num_items)
+    adjacent = _transition_keys(window_counts(train, 2, 1).items, data.num_items)
+    within = _transition_keys(mine_patterns(train, max_span=cfg.max_span, min_support=1, max_len=2).items,
+                              data.num_items)
     mined = {p for p, _ in Patterns.load(regen_dir / "patterns.txt").to_list()}
     with np.load(regen_dir / "regenerated_patterns.npz") as z:
         offsets, items = z["offsets"], z["items"].astype(np.int64)
     pats = [tuple(items[a:b].tolist()) for a, b in itertools.pairwise(offsets)]
-    starts = np.repeat(offsets[:-1], np.diff(offsets) - 1) + np.concatenate(
-        [np.arange(n - 1) for n in np.diff(offsets)]) if len(pats) else np.zeros(0, np.int64)
-    base = np.int64(data.num_items + 2)
-    fwd = items[starts] * base + items[starts + 1]
-    rev = items[starts + 1] * base + items[starts]
+    # a transition starts at every position but each pattern's last
+    starts = np.flatnonzero(np.isin(np.arange(len(items)), offsets[1:] - 1, invert=True))
+    fwd = _transition_keys(np.stack([items[starts], items[starts + 1]], 1), data.num_items)
+    rev = _transition_keys(np.stack([items[starts + 1], items[starts]], 1), data.num_items)
     in_within = np.isin(fwd, within)
     return {
         "patterns": len(pats),
@@ -209,14 +200,7 @@ def main(argv=None) -> None:
                     help="compare the diversity options on the first N sequences, then stop")
     args = ap.parse_args(argv)
 
-    import yaml
-
-    regen_extra = {}
-    for pair in args.regen_set:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--regen-set takes KEY=VALUE, got {pair!r}")
-        regen_extra[key] = yaml.safe_load(value)
+    regen_extra = config_overrides(args.regen_set, "--regen-set")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from _harness import config_overrides  # noqa: E402 (this folder is on sys.path)
+
 # DR4SR (KDD'24) Table 3, Amazon Beauty, full ranking; only the entries the
 # project tracks are listed (None = not tracked here).
 PAPER_BEAUTY = {
@@ -101,12 +103,7 @@ def main(argv=None) -> int:
     ap.add_argument("--speed-epochs", type=int, default=3)
     args = ap.parse_args(argv)
 
-    import yaml
-
-    extra = {}
-    for pair in args.set:
-        key, value = pair.split("=", 1)
-        extra[key] = yaml.safe_load(value)
+    extra = config_overrides(args.set, "--set")
 
     rows = []
     for model in args.models:

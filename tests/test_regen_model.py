@@ -9,6 +9,7 @@ import torch
 from fastregen.config import load_config, save_config
 from fastregen.data import SequenceDataset
 from fastregen.regen import RegenConfig, Regenerator, bos_id, eos_id, load_checkpoint, pretrain, save_checkpoint
+from fastregen.regen.train import validation_losses
 
 TINY = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=2,
             batch_size=32, max_len=12, max_pattern_len=5, progress=False, dropout=0.1)
@@ -169,6 +170,12 @@ def test_pretrain_learns_is_seeded_and_checkpoints(tmp_path):
     m, hist = pretrain(pairs, 30, cfg, checkpoint=tmp_path / "r.pt")
     assert len(hist) == 4 and all(h["valid_loss"] is not None for h in hist)
     assert all(np.isfinite(h["valid_best_memory_loss"]) and h["valid_best_memory_loss"] > 0 for h in hist)
+    # the held-out losses of the finished model, re-drawn on pretrain's own split
+    again = validation_losses(m, pairs)
+    assert again["valid_loss"] == pytest.approx(min(h["valid_loss"] for h in hist), rel=1e-6)
+    assert again["pairs"] == 20
+    with pytest.raises(ValueError, match="nothing was held out"):
+        validation_losses(Regenerator(30, RegenConfig(**{**TINY, "valid_fraction": 0.0})), pairs)
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     _, rec = load_checkpoint(tmp_path / "r.pt", num_items=30)
     assert rec["complete"] and len(rec["history"]) == 4

@@ -18,12 +18,11 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _harness import config_overrides  # noqa: E402 (this folder is on sys.path)
+from _harness import config_overrides, cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
 
 # DR4SR (KDD'24) Table 3, Amazon Beauty, full ranking; only the entries the
 # project tracks are listed (None = not tracked here).
@@ -34,24 +33,9 @@ PAPER_BEAUTY = {
 
 
 def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import os
 
-    return f"{os.cpu_count()} cores, {cpu}, {platform.platform()}"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return f"{os.cpu_count()} cores, {cpu_model()}, {platform.platform()}"
 
 
 def speed(data_path: str, model: str, threads: int, epochs: int, extra: dict | None = None) -> dict:
@@ -121,7 +105,7 @@ def main(argv=None) -> int:
             "model": model, "tag": args.tag, "data": args.data, "seed": args.seed, "test": res["test"], "valid": res["valid"],
             "best_epoch": res["best_epoch"], "epochs": res["epochs"], "seconds_per_epoch": res["seconds_per_epoch"],
             "seconds": res["seconds"], "threads": args.threads, "extra": extra, "machine": _machine(),
-            "commit": _commit(), "run": str(out_dir), "command": " ".join([sys.executable, *sys.argv]),
+            "commit": git_commit(Path(__file__).parent), "run": str(out_dir), "command": " ".join([sys.executable, *sys.argv]),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

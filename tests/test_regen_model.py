@@ -115,6 +115,32 @@ def test_memory_nll_is_the_loss_with_one_memory_chosen(softmax, K):
             assert float(ce) * tokens == pytest.approx(float(nll[k].sum()), rel=1e-5)
 
 
+@pytest.mark.parametrize("diversity", ["soft", "hard"])
+def test_heldout_nll_matches_loss_and_memory_nll(diversity):
+    """heldout_nll (one encoder pass) gives loss * scored tokens and memory_nll's best-memory sum.
+
+    Pattern item 12 is not in its source (as after truncating a long source):
+    the restricted softmax cannot score it, so 8 of the 9 targets (6 items + 3 EOS) count.
+    """
+    torch.manual_seed(0)
+    m = Regenerator(30, RegenConfig(**{**TINY, "diversity": diversity})).eval()
+    src = torch.tensor([[1, 2, 3, 11, 0], [4, 5, 6, 7, 8], [9, 0, 0, 0, 0]])
+    pat = torch.tensor([[1, 12, 3], [5, 7, 0], [9, 0, 0]])
+    calls = []
+    encode = m.encode
+    m.encode = lambda s: calls.append(1) or encode(s)
+    with torch.no_grad():
+        mixture, best, tokens = m.heldout_nll(src, pat)
+        assert len(calls) == 1 and tokens == 8
+        ce, _, _ = m.loss(src, pat)
+        if diversity == "soft":
+            assert mixture == pytest.approx(float(ce) * tokens, rel=1e-5)
+        else:  # hard: the mixture is the best memory
+            assert mixture == best
+        assert best == pytest.approx(float(m.memory_nll(src, pat).min(0).values.sum()), rel=1e-6)
+        assert best > 0 and mixture > 0
+
+
 @pytest.mark.parametrize("softmax", ["source", "full"])
 def test_hard_diversity_trains_each_pattern_through_its_best_memory(softmax):
     torch.manual_seed(0)

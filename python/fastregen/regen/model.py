@@ -217,22 +217,44 @@ class Regenerator(nn.Module):
             that decodes it best, ``pi`` is one-hot on that memory and the
             entropy is 0.
         """
+        memories = self.encode(src)
         if self.config.diversity == "hard" and self.config.K > 1:
-            nll = self.memory_nll(src, pattern)  # (K, B)
+            nll, _ = self._memory_nll(memories, src, pattern)  # (K, B)
             best = nll.detach().argmin(0)
             tokens = int((pattern != PAD).sum()) + pattern.shape[0]  # items + one EOS per pattern
             ce = nll.gather(0, best[None]).sum() / tokens
             pi = F.one_hot(best, self.config.K).to(nll.dtype)
             return ce, torch.zeros((), device=src.device), pi
-        tgt_in, tgt_out = self._teacher_forcing(pattern)
-        memories = self.encode(src)
         pi = self.mixture(self.promote(pattern))
-        mixed = mix_memories(memories, pi, backend=self.config.backend)
-        states = self.decode(tgt_in, mixed, src == PAD)
-        logits, labels = self._logits(states, src, tgt_out)
+        logits, labels = self._decoder_logits(mix_memories(memories, pi, backend=self.config.backend), src, pattern)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
         entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
         return ce, entropy, pi
+
+    def heldout_nll(self, src: torch.Tensor, pattern: torch.Tensor) -> tuple[float, float, int]:
+        """Summed NLL of a batch with the promoter's mixture (what `loss`
+        minimises) and with the best single memory per pattern (what
+        inference can reach, see `memory_nll`), running the encoder once.
+
+        Returns
+        -------
+        (mixture, best, tokens) : float, float, int
+            NLL sums and the number of scored tokens (items and one EOS per
+            pattern, less any item the restricted softmax cannot score
+            because truncation dropped it from the source); ``mixture /
+            tokens`` is `loss`'s cross-entropy. With ``diversity="hard"``
+            the two sums are equal.
+        """
+        memories = self.encode(src)
+        nll, tokens = self._memory_nll(memories, src, pattern)
+        best = float(nll.min(0).values.sum())
+        if self.config.diversity == "hard" and self.config.K > 1:
+            return best, best, tokens
+        pi = self.mixture(self.promote(pattern))
+        logits, labels = self._decoder_logits(mix_memories(memories, pi, backend=self.config.backend), src, pattern)
+        mixture = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                                  reduction="sum")
+        return float(mixture), best, tokens
 
     def memory_nll(self, src: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
         """Teacher-forced NLL of each pattern when the decoder reads one memory alone.
@@ -248,17 +270,25 @@ class Regenerator(nn.Module):
         torch.Tensor, shape (K, B), float
             Summed over each pattern's tokens (items and the final EOS).
         """
-        B = src.shape[0]
+        return self._memory_nll(self.encode(src), src, pattern)[0]
+
+    def _decoder_logits(self, memory: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor):
+        """Teacher-forced logits and labels (`_logits`) decoding the patterns from one memory (B, L, D)."""
         tgt_in, tgt_out = self._teacher_forcing(pattern)
-        memories = self.encode(src)
+        states = self.decode(tgt_in, memory, src == PAD)
+        return self._logits(states, src, tgt_out)
+
+    def _memory_nll(self, memories: torch.Tensor, src: torch.Tensor,
+                    pattern: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(K, B) NLL, summed over each pattern's tokens, with each of the K
+        memories (B, L, K, D) read alone, and the number of scored tokens."""
         out = []
         for k in range(self.config.K):
-            states = self.decode(tgt_in, memories[:, :, k], src == PAD)
-            logits, labels = self._logits(states, src, tgt_out)
+            logits, labels = self._decoder_logits(memories[:, :, k], src, pattern)
             nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                                   reduction="none")
-            out.append(nll.view(B, -1).sum(1))
-        return torch.stack(out)
+            out.append(nll.view(src.shape[0], -1).sum(1))
+        return torch.stack(out), int((labels != -100).sum())
 
     def _teacher_forcing(self, pattern: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder inputs (BOS + pattern) and targets (pattern + EOS), both (B, P + 1)."""
@@ -292,6 +322,7 @@ class Regenerator(nn.Module):
         labels = match.float().argmax(-1)
         labels = labels.masked_fill(~match.any(-1) | (tgt_out == PAD), -100)
         return logits, labels
+
 
 
 def save_checkpoint(model: Regenerator, path, **extra) -> None:

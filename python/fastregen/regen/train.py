@@ -61,10 +61,9 @@ def _evaluate(model: Regenerator, src, pat, batch_size: int) -> tuple[float, flo
     with torch.no_grad():
         for idx in _batches(src.shape[0], batch_size, None, (src != 0).sum(1).numpy()):
             s, p = _trim(src[idx]).to(model.device), _trim(pat[idx]).to(model.device)
-            ce, _, _ = model.loss(s, p)
-            n = int((p != 0).sum()) + p.shape[0]  # items + one EOS per pattern
-            total += float(ce) * n
-            best += float(model.memory_nll(s, p).min(0).values.sum())
+            mixture, best_memory, n = model.heldout_nll(s, p)
+            total += mixture
+            best += best_memory
             tokens += n
     return total / max(tokens, 1), best / max(tokens, 1)
 

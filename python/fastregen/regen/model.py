@@ -225,8 +225,7 @@ class Regenerator(nn.Module):
             ce = nll.gather(0, best[None]).sum() / tokens
             pi = F.one_hot(best, self.config.K).to(nll.dtype)
             return ce, torch.zeros((), device=src.device), pi
-        pi = self.mixture(self.promote(pattern))
-        logits, labels = self._decoder_logits(mix_memories(memories, pi, backend=self.config.backend), src, pattern)
+        pi, logits, labels = self._mixture_logits(memories, src, pattern)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
         entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
         return ce, entropy, pi
@@ -241,17 +240,17 @@ class Regenerator(nn.Module):
         (mixture, best, tokens) : float, float, int
             NLL sums and the number of scored tokens (items and one EOS per
             pattern, less any item the restricted softmax cannot score
-            because truncation dropped it from the source); ``mixture /
-            tokens`` is `loss`'s cross-entropy. With ``diversity="hard"``
-            the two sums are equal.
+            because truncation dropped it from the source). With the soft
+            or Gumbel mixture ``mixture / tokens`` is `loss`'s cross-entropy;
+            with ``diversity="hard"`` the two sums are equal, and `loss`
+            divides by every target token, scored or not.
         """
         memories = self.encode(src)
         nll, tokens = self._memory_nll(memories, src, pattern)
         best = float(nll.min(0).values.sum())
         if self.config.diversity == "hard" and self.config.K > 1:
             return best, best, tokens
-        pi = self.mixture(self.promote(pattern))
-        logits, labels = self._decoder_logits(mix_memories(memories, pi, backend=self.config.backend), src, pattern)
+        _, logits, labels = self._mixture_logits(memories, src, pattern)
         mixture = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                                   reduction="sum")
         return float(mixture), best, tokens
@@ -277,6 +276,11 @@ class Regenerator(nn.Module):
         tgt_in, tgt_out = self._teacher_forcing(pattern)
         states = self.decode(tgt_in, memory, src == PAD)
         return self._logits(states, src, tgt_out)
+
+    def _mixture_logits(self, memories: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor):
+        """pi (B, K) from the promoter, and the logits and labels of decoding ``sum_k pi_k m'_k``."""
+        pi = self.mixture(self.promote(pattern))
+        return (pi, *self._decoder_logits(mix_memories(memories, pi, backend=self.config.backend), src, pattern))
 
     def _memory_nll(self, memories: torch.Tensor, src: torch.Tensor,
                     pattern: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -322,7 +326,6 @@ class Regenerator(nn.Module):
         labels = match.float().argmax(-1)
         labels = labels.masked_fill(~match.any(-1) | (tgt_out == PAD), -100)
         return logits, labels
-
 
 
 def save_checkpoint(model: Regenerator, path, **extra) -> None:

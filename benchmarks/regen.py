@@ -130,7 +130,7 @@ def fidelity(data, regen_dir: Path) -> dict:
         "adjacent_in_train": float(np.isin(fwd, adjacent).mean()) if len(fwd) else 0.0,
         "within_span_in_train": float(in_within.mean()) if len(fwd) else 0.0,
         "reverse_only": float((~in_within & np.isin(rev, within)).mean()) if len(fwd) else 0.0,
-        "diversity": cfg.diversity, "entropy_weight": cfg.entropy_weight, "K": cfg.K,
+        "diversity": cfg.diversity, "entropy_weight": cfg.entropy_weight, "K": cfg.K, "restrict": cfg.restrict,
         **losses,
     }
 

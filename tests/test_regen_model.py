@@ -56,6 +56,7 @@ def test_special_tokens_documented_layout():
         ("gamma", 1.5, ValueError, "gamma must be in \\[0, 1\\]"),
         ("gamma", -0.1, ValueError, "gamma must be in \\[0, 1\\]"),
         ("schedule", "greedy", ValueError, "schedule must be one of"),
+        ("restrict", "subsequence", ValueError, "restrict must be one of"),
         ("diversity", "sharp", ValueError, "diversity must be one of"),
         ("n_heads", 3, ValueError, "divisible by n_heads"),
         ("min_pattern_len", 9, ValueError, "exceeds max_pattern_len"),

@@ -31,9 +31,14 @@ def planted_data(n=80, num_items=40, seed=0) -> SequenceDataset:
     return SequenceDataset.from_lists(seqs, num_items=num_items, name="planted")
 
 
-def reference_decode(model, sources, modes, max_len):
-    """One sequence at a time with full logits and masks, as the authors' script decodes."""
+def reference_decode(model, sources, modes, max_len, restrict="items"):
+    """One sequence at a time with full logits and masks, as the authors' script decodes.
+
+    ``restrict``: "ordered" / "span" allow a restrictive step only the input
+    positions after the last one taken (within ``max_span`` of the first one).
+    """
     out = []
+    span = model.config.max_span
     eos, bos = model.eos, model.bos
     V = model.item_embedding.num_embeddings
     for k in range(model.config.K):
@@ -41,9 +46,13 @@ def reference_decode(model, sources, modes, max_len):
             src = torch.tensor([seq.tolist()], dtype=torch.long)
             memory = model.encode(src)[:, :, k]
             ys = [bos]
+            first = last = -1
             for step in range(max_len):
                 states = model.decode(torch.tensor([ys]), memory, src == 0)[:, -1]
-                allowed = torch.tensor([seq.tolist() + [eos]])
+                open_ = [p for p in range(len(seq)) if restrict == "items" or (
+                    p > last and (restrict == "ordered" or first < 0 or p < first + span))]
+                items = [int(seq[p]) if p in open_ else -1 for p in range(len(seq))]
+                allowed = torch.tensor([items + [eos]])
                 gen = torch.tensor([ys[1:]]) if len(ys) > 1 else torch.zeros(1, 0, dtype=torch.long)
                 ids, _ = constrained_argmax_naive(states, model.item_embedding.weight, allowed, gen,
                                                   torch.tensor([bool(modes[k][i, step])]),
@@ -52,20 +61,27 @@ def reference_decode(model, sources, modes, max_len):
                 if nxt in (eos, -1):
                     break
                 ys.append(nxt)
+                if nxt in items:
+                    last = items.index(nxt)
+                    first = last if first < 0 else first
             out.append(tuple(ys[1:]))
     return out
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("gamma, schedule", [(0.0, "random"), (0.5, "random"), (0.1, "released")])
-def test_batched_inference_equals_one_at_a_time_reference(gamma, schedule):
+@pytest.mark.parametrize("gamma, schedule, restrict", [
+    (0.0, "random", "items"), (0.5, "random", "items"), (0.1, "released", "items"),
+    (0.0, "random", "ordered"), (0.3, "random", "ordered"), (0.0, "random", "span"), (0.3, "released", "span"),
+])
+def test_batched_inference_equals_one_at_a_time_reference(gamma, schedule, restrict):
     data = planted_data(n=15)
-    model = Regenerator(40, RegenConfig(**TINY)).eval()
-    got, info = hybrid_inference(model, data, gamma=gamma, schedule=schedule, batch_size=7, seed=3,
-                                 min_pattern_len=1)
+    # max_span 3 < max_pattern_len 5, so the span limit binds
+    model = Regenerator(40, RegenConfig(**{**TINY, "max_span": 3})).eval()
+    got, info = hybrid_inference(model, data, gamma=gamma, schedule=schedule, restrict=restrict, batch_size=7,
+                                 seed=3, min_pattern_len=1)
     modes = [step_modes(len(data), 5, gamma=gamma, schedule=schedule, seed=3, memory=k) for k in range(3)]
     # hybrid_inference orders rows by length inside; modes are indexed by the row itself
-    ref = reference_decode(model, list(data.truncate(12)), modes, 5)
+    ref = reference_decode(model, list(data.truncate(12)), modes, 5, restrict)
     seen, want = set(), []
     for p in ref:
         if len(p) >= 1 and p not in seen:
@@ -96,6 +112,35 @@ def test_inference_invariants():
     assert again.to_lists() == base.to_lists()
 
 
+def _occurs_within(pattern, seq, span=None) -> bool:
+    """Is ``pattern`` a subsequence of ``seq`` (first to last position < ``span`` apart, if given)?"""
+    def match(i, start, first):
+        if i == len(pattern):
+            return True
+        return any(match(i + 1, p + 1, p if first is None else first) for p in range(start, len(seq))
+                   if seq[p] == pattern[i] and (span is None or first is None or p < first + span))
+    return match(0, 0, None)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("restrict, span", [("ordered", None), ("span", 3)])
+def test_ordered_restriction_decodes_subsequences(restrict, span):
+    # all-restrictive decoding with restrict="ordered"/"span" can only produce
+    # subsequences of some input (within the span), whatever the weights are
+    data = planted_data(n=40, seed=1)
+    model = Regenerator(40, RegenConfig(**{**TINY, "K": 4, "max_span": 3})).eval()
+    got, _ = hybrid_inference(model, data, gamma=0.0, restrict=restrict, min_pattern_len=1)
+    seqs = [s.tolist() for s in data.truncate(12)]
+    assert len(got) > 0
+    for p in got.to_lists():
+        assert any(_occurs_within(p, s, span) for s in seqs), p
+        if span is not None:
+            assert len(p) <= span
+    # "items" (the paper) is not bound by order: the same model decodes some pattern that is no subsequence
+    loose, _ = hybrid_inference(model, data, gamma=0.0, restrict="items", min_pattern_len=1)
+    assert any(not any(_occurs_within(p, s) for s in seqs) for p in loose.to_lists())
+
+
 def test_step_modes():
     m = step_modes(2000, 6, gamma=0.1, schedule="random", seed=0)
     assert abs(m.mean() - 0.1) < 0.01
@@ -113,6 +158,8 @@ def test_inference_rejects_bad_arguments():
         hybrid_inference(model, data, gamma=-0.5)
     with pytest.raises(ValueError, match="max_pattern_len"):
         hybrid_inference(model, data, max_pattern_len=100)
+    with pytest.raises(ValueError, match="restrict must be one of .*'loose'"):
+        hybrid_inference(model, data, restrict="loose")
     bigger = SequenceDataset.from_lists([[1, 2, 50]], num_items=50)
     with pytest.raises(ValueError, match="trained on 40"):
         hybrid_inference(model, bigger)

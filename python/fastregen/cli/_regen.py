@@ -56,6 +56,8 @@ def regenerate(
     K: Optional[int] = typer.Option(None, "--K", help="Memories of the diversity promoter [5]; 1 = no diversity."),
     gamma: Optional[float] = typer.Option(None, "--gamma", help="Probability of a generative step [0.1]."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="random (paper) or released (authors' code)."),
+    restrict: Optional[str] = typer.Option(None, "--restrict",
+                                           help="What a restrictive step may choose: items (paper), ordered or span."),
     training_set: Optional[str] = typer.Option(None, "--training-set",
                                                help="combined (original + patterns + regenerated) or regenerated."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [0]."),
@@ -69,7 +71,8 @@ def regenerate(
     from ..config import load_config
     from ..regen import RegenConfig
 
-    overrides = {k: v for k, v in dict(epochs=epochs, K=K, gamma=gamma, schedule=schedule, training_set=training_set,
+    overrides = {k: v for k, v in dict(epochs=epochs, K=K, gamma=gamma, schedule=schedule, restrict=restrict,
+                                         training_set=training_set,
                                          seed=seed, backend=backend).items() if v is not None}
     if quiet:
         overrides["progress"] = False

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RegenConfig", "SCHEDULES", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS"]
+__all__ = ["RegenConfig", "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS"]
 
 SCHEDULES = ("random", "released")
+RESTRICT = ("items", "ordered", "span")
 DIVERSITY = ("soft", "gumbel", "hard")
 TRAIN_SOFTMAX = ("source", "full")
 TRAINING_SETS = ("combined", "regenerated")
@@ -81,6 +82,17 @@ class RegenConfig:
         ``gamma`` (the paper); ``"released"``: restrictive for the first two
         steps and generative afterwards (the authors' released code;
         ``gamma`` is ignored).
+    restrict : {"items", "ordered", "span"}, default "items"
+        What a restrictive step may choose (besides EOS). ``"items"``: any
+        item of the input sequence not yet in the pattern (the paper).
+        ``"ordered"``: only an item that occurs in the input *after* the last
+        input position the pattern has taken, so restrictive steps keep the
+        sequence's order. ``"span"``: ``"ordered"``, and no further than
+        ``max_span - 1`` positions after the first input position the
+        pattern took -- the set the pre-training targets (span-constrained
+        subsequences, `fastregen.mining.mine_patterns`) come from.
+        Generative steps are never restricted; a generated item that occurs
+        in the allowed part of the input also advances the position.
     max_pattern_len : int, default 24
         Longest regenerated pattern (EOS not counted).
     min_pattern_len : int, default 2
@@ -132,6 +144,7 @@ class RegenConfig:
     # inference
     gamma: float = 0.1
     schedule: str = "random"
+    restrict: str = "items"
     max_pattern_len: int = 24
     min_pattern_len: int = 2
     decode_batch_size: int = 1024
@@ -177,7 +190,7 @@ class RegenConfig:
             raise ValueError(
                 f"min_pattern_len = {self.min_pattern_len} exceeds max_pattern_len = {self.max_pattern_len}"
             )
-        for name, allowed in (("schedule", SCHEDULES), ("diversity", DIVERSITY),
+        for name, allowed in (("schedule", SCHEDULES), ("restrict", RESTRICT), ("diversity", DIVERSITY),
                               ("train_softmax", TRAIN_SOFTMAX), ("training_set", TRAINING_SETS),
                               ("backend", ("auto", "torch", "triton"))):
             if getattr(self, name) not in allowed:

@@ -18,6 +18,7 @@ from .._io import atomic_open
 from .._progress import progress_bar
 from ..data import SequenceDataset, stats
 from ..ops import constrained_argmax
+from .config import RESTRICT
 from .model import PAD, Regenerator
 
 __all__ = ["hybrid_inference", "step_modes", "deduplicate", "write_provenance", "dataset_sha256", "table2"]
@@ -62,7 +63,7 @@ def deduplicate(patterns: list[np.ndarray], min_len: int) -> tuple[list[np.ndarr
 
 @torch.no_grad()
 def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: float | None = None,
-                     schedule: str | None = None, max_pattern_len: int | None = None,
+                     schedule: str | None = None, restrict: str | None = None, max_pattern_len: int | None = None,
                      min_pattern_len: int | None = None, batch_size: int | None = None,
                      seed: int | None = None, backend: str | None = None,
                      progress: bool | None = None) -> tuple[SequenceDataset, dict]:
@@ -75,8 +76,9 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
     sources : SequenceDataset
         Input sequences (DR4SR uses each user's training part, `fastregen.mining.dr4sr_input`);
         the last ``max_len`` items of each are read; empty ones are skipped.
-    gamma, schedule, max_pattern_len, min_pattern_len, batch_size, seed, backend, progress
-        Default to the model's `RegenConfig`.
+    gamma, schedule, restrict, max_pattern_len, min_pattern_len, batch_size, seed, backend, progress
+        Default to the model's `RegenConfig` (``restrict``: what a restrictive step may
+        choose, see `RegenConfig`).
 
     Returns
     -------
@@ -93,11 +95,16 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
     item or EOS, restrictive rows an item of their sequence or EOS; items
     already in the pattern are excluded, PAD and BOS never produced. EOS (or
     no allowed id left) ends the pattern; so does reaching
-    ``max_pattern_len`` items.
+    ``max_pattern_len`` items. With ``restrict="ordered"`` / ``"span"`` each
+    row also tracks the input position of the last item it took from its
+    sequence (the first later occurrence of the chosen id), and a restrictive
+    step may choose only from positions after it (and, for ``"span"``, within
+    ``max_span`` positions of the first position taken).
     """
     cfg = model.config
     gamma = cfg.gamma if gamma is None else float(gamma)
     schedule = cfg.schedule if schedule is None else schedule
+    restrict = cfg.restrict if restrict is None else restrict
     max_pattern_len = cfg.max_pattern_len if max_pattern_len is None else int(max_pattern_len)
     min_pattern_len = cfg.min_pattern_len if min_pattern_len is None else int(min_pattern_len)
     batch_size = cfg.decode_batch_size if batch_size is None else int(batch_size)
@@ -112,6 +119,8 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if restrict not in RESTRICT:
+        raise ValueError(f"restrict must be one of {', '.join(RESTRICT)}; got {restrict!r}")
     if sources.num_items > model.num_items:
         raise ValueError(
             f"sources use {sources.num_items} items but the regenerator was trained on {model.num_items}"
@@ -145,12 +154,14 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
             alive = torch.arange(src.shape[0], device=dev)
             ys = torch.full((src.shape[0], 1), bos, dtype=torch.long, device=dev)
             mode_k = torch.from_numpy(modes[k][rows]).to(dev)
+            window = _InputWindow(src, src_pad, restrict, cfg.max_span)
             for step in range(max_pattern_len):
                 states = model.decode(ys[alive], memory[alive], src_pad[alive])[:, -1]
                 ids, _ = constrained_argmax(
-                    states, table, allowed[alive], ys[alive, 1:], mode_k[alive, step],
+                    states, table, window.allowed(alive, allowed), ys[alive, 1:], mode_k[alive, step],
                     vocab_start=1, vocab_stop=eos + 1, backend=backend,
                 )
+                window.take(alive, ids)
                 ended = (ids == eos) | (ids < 0)
                 ys = torch.cat([ys, torch.zeros_like(ys[:, :1])], 1)
                 ys[alive, -1] = torch.where(ended, 0, ids)
@@ -170,10 +181,53 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
         patterns.extend(out[k, i, : lens[i]] for i in range(n))
     kept, info = deduplicate(patterns, min_pattern_len)
     info.update(sequences=n, memories=K, mean_length_per_memory=per_memory, gamma=gamma, schedule=schedule,
-                seconds=time.perf_counter() - t0)
+                restrict=restrict, seconds=time.perf_counter() - t0)
     ds = SequenceDataset.from_lists(kept, num_items=sources.num_items, item_ids=sources.item_ids,
                                     name="regenerated")
     return ds, info
+
+
+class _InputWindow:
+    """The input positions a restrictive step may still choose from, per row (``restrict``).
+
+    ``"items"`` never narrows the input. ``"ordered"`` keeps the positions after
+    the last one taken; ``"span"`` also stops ``max_span - 1`` positions after
+    the first one taken, which is how far a mined pattern's occurrence reaches.
+    """
+
+    def __init__(self, src: torch.Tensor, src_pad: torch.Tensor, restrict: str, max_span: int) -> None:
+        self.src, self.restrict, self.max_span = src, restrict, max_span
+        self.valid = ~src_pad
+        n = src.shape[0]
+        self.last = torch.full((n,), -1, dtype=torch.long, device=src.device)
+        self.first = torch.full((n,), -1, dtype=torch.long, device=src.device)
+        self.positions = torch.arange(src.shape[1], device=src.device)
+
+    def _open(self, rows: torch.Tensor) -> torch.Tensor:
+        ok = self.valid[rows] & (self.positions[None] > self.last[rows, None])
+        if self.restrict == "span":
+            first = self.first[rows, None]
+            ok &= (first < 0) | (self.positions[None] < first + self.max_span)
+        return ok
+
+    def allowed(self, rows: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """``allowed[rows]`` (input items then EOS) with the closed positions set to -1."""
+        if self.restrict == "items":
+            return allowed[rows]
+        out = allowed[rows].clone()
+        out[:, :-1].masked_fill_(~self._open(rows), -1)
+        return out
+
+    def take(self, rows: torch.Tensor, ids: torch.Tensor) -> None:
+        """Advance each row past the first open position holding its chosen id (if any)."""
+        if self.restrict == "items":
+            return
+        hit = self._open(rows) & (self.src[rows] == ids[:, None])
+        pos = torch.where(hit, self.positions[None], self.src.shape[1]).min(1).values
+        found = pos < self.src.shape[1]
+        r = rows[found]
+        self.last[r] = pos[found]
+        self.first[r] = torch.where(self.first[r] < 0, pos[found], self.first[r])
 
 
 def dataset_sha256(ds: SequenceDataset) -> str:

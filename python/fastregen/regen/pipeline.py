@@ -51,7 +51,7 @@ _RUNTIME_FIELDS = {"progress", "device", "backend", "decode_batch_size"}
 _STAGE_FIELDS = {
     "patterns": {"max_span", "min_support"},
     "pairs": {"max_pairs_per_sequence", "max_len", "seed"},
-    "inference": {"gamma", "schedule", "max_pattern_len", "min_pattern_len"},
+    "inference": {"gamma", "schedule", "restrict", "max_pattern_len", "min_pattern_len"},
     "write": {"training_set"},
 }
 
@@ -274,7 +274,7 @@ class DR4SR:
             return self.regenerated
         self.regenerated, self.inference_info = self._timed(
             "inference", lambda: hybrid_inference(
-                self.regenerator, self._train_input, gamma=cfg.gamma, schedule=cfg.schedule,
+                self.regenerator, self._train_input, gamma=cfg.gamma, schedule=cfg.schedule, restrict=cfg.restrict,
                 max_pattern_len=cfg.max_pattern_len, min_pattern_len=cfg.min_pattern_len,
                 batch_size=cfg.decode_batch_size, seed=cfg.seed, backend=cfg.backend, progress=cfg.progress))
         if path is not None:

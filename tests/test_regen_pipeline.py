@@ -253,8 +253,16 @@ def test_cli_regenerate(tmp_path, data_file):
     assert (out / "regenerated.txt").exists() and "combined" in res.output
     res = runner.invoke(app, ["regenerate", str(data_file), "--out", str(out), "--config", str(cfg), "--quiet"])
     assert res.exit_code == 0 and res.output.count("reused") == 5
+    # a new restrictive rule redoes inference and what follows, and reuses the trained regenerator
+    res = runner.invoke(app, ["regenerate", str(data_file), "--out", str(out), "--config", str(cfg), "--quiet",
+                              "--restrict", "span"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("reused") == 3
+    assert json.loads((out / "regenerated.json").read_text())["config"]["restrict"] == "span"
     res = runner.invoke(app, ["regenerate", str(data_file), "--out", str(out), "--gamma", "1.5"])
     assert res.exit_code != 0 and "gamma" in res.output
+    res = runner.invoke(app, ["regenerate", str(data_file), "--out", str(out), "--restrict", "loose"])
+    assert res.exit_code != 0 and "restrict must be one of" in res.output
 
 
 def test_demo_step_prints_before_after_table(tmp_path, capsys):

@@ -88,6 +88,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     extra = config_overrides(args.set, "--set")
+    # read before the runs: a run takes hours and HEAD may move meanwhile
+    commit = git_commit(Path(__file__).parent)
 
     rows = []
     for model in args.models:
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
             "model": model, "tag": args.tag, "data": args.data, "seed": args.seed, "test": res["test"], "valid": res["valid"],
             "best_epoch": res["best_epoch"], "epochs": res["epochs"], "seconds_per_epoch": res["seconds_per_epoch"],
             "seconds": res["seconds"], "threads": args.threads, "extra": extra, "machine": _machine(),
-            "commit": git_commit(Path(__file__).parent), "run": str(out_dir), "command": " ".join([sys.executable, *sys.argv]),
+            "commit": commit, "run": str(out_dir), "command": " ".join([sys.executable, *sys.argv]),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

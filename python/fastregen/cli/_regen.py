@@ -72,8 +72,8 @@ def regenerate(
     from ..regen import RegenConfig
 
     overrides = {k: v for k, v in dict(epochs=epochs, K=K, gamma=gamma, schedule=schedule, restrict=restrict,
-                                         training_set=training_set,
-                                         seed=seed, backend=backend).items() if v is not None}
+                                         training_set=training_set, seed=seed, backend=backend).items()
+                 if v is not None}
     if quiet:
         overrides["progress"] = False
     try:

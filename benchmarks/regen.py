@@ -36,8 +36,7 @@ def mined_training_sets(data, cfg) -> dict:
     """The training sets that hold no regenerated pattern, from mining alone.
 
     They are the same sequences, in the same order, as `DR4SR.training_sets` gives
-    for ``original`` and ``patterns`` (and this script's ``original+patterns``), since
-    the regenerator does not touch them.
+    for ``original`` and ``patterns``, since the regenerator does not touch them.
     """
     from fastregen.mining import dr4sr_input, mine_patterns
     from fastregen.regen import combine
@@ -47,8 +46,16 @@ def mined_training_sets(data, cfg) -> dict:
     patterns = mine_patterns(train_input, max_span=cfg.max_span, min_support=cfg.min_support, progress=False)
     original = combine(train_input, num_items=n, item_ids=ids, name="original")
     mined = combine(patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns")
-    return {"original": original, "patterns": mined,
-            "original+patterns": combine(original, mined, num_items=n, item_ids=ids, name="original+patterns")}
+    return with_original_plus_patterns({"original": original, "patterns": mined}, data)
+
+
+def with_original_plus_patterns(sets: dict, data) -> dict:
+    """Add ``original+patterns``: the ``combined`` set without the regenerator's patterns."""
+    from fastregen.regen import combine
+
+    sets["original+patterns"] = combine(sets["original"], sets["patterns"], num_items=data.num_items,
+                                        item_ids=data.item_ids, name="original+patterns")
+    return sets
 
 
 def _log(out: Path, record: dict) -> None:
@@ -186,7 +193,7 @@ def diversity_study(data, out: Path, epochs: int, seed: int = 0) -> str:
 
 def main(argv=None) -> None:
     from fastregen.data import load
-    from fastregen.regen import DR4SR, RegenConfig, combine
+    from fastregen.regen import DR4SR, RegenConfig
     from fastregen.train import fit_and_evaluate
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -305,11 +312,8 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         dr = DR4SR(cfg).fit(data, item_embedding=emb, out_dir=regen_root / f"regen-K{K}")
         dr.regenerate()
-        sets = dr.training_sets()
-        # the "combined" set without the regenerator's patterns: what the regenerator itself adds
-        sets["original+patterns"] = combine(sets["original"], sets["patterns"], num_items=data.num_items,
-                                            item_ids=data.item_ids, name="original+patterns")
-        sets_by_variant[suffix] = sets
+        # with the "combined" set without the regenerator's patterns: what the regenerator itself adds
+        sets_by_variant[suffix] = with_original_plus_patterns(dr.training_sets(), data)
         _log(out, {"regen": f"K{K}", "stage_seconds": dr.stage_seconds, "seconds": time.perf_counter() - t0,
                    "statistics": {k: v for k, v in dr.statistics().items()}, "inference": dr.inference_info,
                    "history": dr.history})

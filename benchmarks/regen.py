@@ -32,32 +32,6 @@ from _harness import config_overrides  # noqa: E402 (this folder is on sys.path)
 _MINED_ONLY = {"original", "patterns", "original+patterns"}
 
 
-def mined_training_sets(data, cfg) -> dict:
-    """The training sets that hold no regenerated pattern, from mining alone.
-
-    They are the same sequences, in the same order, as `DR4SR.training_sets` gives
-    for ``original`` and ``patterns``, since the regenerator does not touch them.
-    """
-    from fastregen.mining import dr4sr_input, mine_patterns
-    from fastregen.regen import combine
-
-    n, ids = data.num_items, data.item_ids
-    train_input = dr4sr_input(data)
-    patterns = mine_patterns(train_input, max_span=cfg.max_span, min_support=cfg.min_support, progress=False)
-    original = combine(train_input, num_items=n, item_ids=ids, name="original")
-    mined = combine(patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns")
-    return with_original_plus_patterns({"original": original, "patterns": mined}, data)
-
-
-def with_original_plus_patterns(sets: dict, data) -> dict:
-    """Add ``original+patterns``: the ``combined`` set without the regenerator's patterns."""
-    from fastregen.regen import combine
-
-    sets["original+patterns"] = combine(sets["original"], sets["patterns"], num_items=data.num_items,
-                                        item_ids=data.item_ids, name="original+patterns")
-    return sets
-
-
 def _log(out: Path, record: dict) -> None:
     with open(out / "results.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -306,14 +280,13 @@ def main(argv=None) -> None:
         # regenerator (tens of minutes) is neither needed nor trained
         variants = {}
         cfg = RegenConfig(**{"epochs": args.regen_epochs, "seed": 0, "progress": False, **regen_extra})
-        sets_by_variant[""] = mined_training_sets(data, cfg)
+        sets_by_variant[""] = DR4SR(cfg).mine(data, out_dir=regen_root / "regen-K5").training_sets()
     for suffix, K in variants.items():
         cfg = RegenConfig(**{"epochs": args.regen_epochs, "seed": 0, "progress": False, **regen_extra, "K": K})
         t0 = time.perf_counter()
         dr = DR4SR(cfg).fit(data, item_embedding=emb, out_dir=regen_root / f"regen-K{K}")
         dr.regenerate()
-        # with the "combined" set without the regenerator's patterns: what the regenerator itself adds
-        sets_by_variant[suffix] = with_original_plus_patterns(dr.training_sets(), data)
+        sets_by_variant[suffix] = dr.training_sets()
         _log(out, {"regen": f"K{K}", "stage_seconds": dr.stage_seconds, "seconds": time.perf_counter() - t0,
                    "statistics": {k: v for k, v in dr.statistics().items()}, "inference": dr.inference_info,
                    "history": dr.history})

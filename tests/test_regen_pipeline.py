@@ -186,7 +186,8 @@ def test_pipeline_writes_loadable_dataset_with_provenance_and_resumes(tmp_path, 
     assert prov["config"]["K"] == 3 and prov["seed"] == 0 and prov["fastregen_version"] == fastregen.__version__
     assert len(prov["source"]["sha256"]) == 64 and prov["source"]["file_sha256"]
     assert prov["statistics"]["combined"]["users"] == len(combined)
-    assert set(prov["statistics"]) == {"original", "patterns", "regenerated", "combined"}
+    assert set(prov["statistics"]) == {"original", "patterns", "original+patterns", "regenerated", "combined"}
+    assert sets["original+patterns"].to_lists() == sets["original"].to_lists() + sets["patterns"].to_lists()
     only = dr.regenerate("regenerated")
     assert only.to_lists() == sets["regenerated"].to_lists()
 
@@ -204,6 +205,45 @@ def test_pipeline_writes_loadable_dataset_with_provenance_and_resumes(tmp_path, 
     # other data in the same folder is refused
     with pytest.raises(ValueError, match="different data"):
         DR4SR(RegenConfig(**TINY)).fit(planted_data(n=30, seed=5), out_dir=out)
+
+
+def test_mine_alone_gives_the_sets_without_regenerated_patterns(tmp_path, data_file):
+    out = tmp_path / "run"
+    full = DR4SR(RegenConfig(**TINY)).fit(data_file, out_dir=out).training_sets()
+    mtime, config_text = (out / "regenerator.pt").stat().st_mtime_ns, (out / "config.yaml").read_text()
+
+    # another regenerator setting, the same mining: the finished regenerator and its config stay
+    mined = DR4SR(RegenConfig(**{**TINY, "epochs": 2, "K": 1})).mine(data_file, out_dir=out)
+    assert mined.stage_seconds["patterns"] == 0.0 and mined.regenerator is None
+    sets = mined.training_sets()
+    assert list(sets) == ["original", "patterns", "original+patterns"]
+    for name, ds in sets.items():
+        assert ds.to_lists() == full[name].to_lists(), name
+        assert ds.num_items == full[name].num_items and ds.name == name
+    assert full["combined"].to_lists() == sets["original+patterns"].to_lists() + full["regenerated"].to_lists()
+    assert (out / "regenerator.pt").stat().st_mtime_ns == mtime
+    assert (out / "config.yaml").read_text() == config_text
+    with pytest.raises(RuntimeError, match="trains no regenerator"):
+        mined.regenerate()
+
+    # without a folder: the same sets
+    alone = DR4SR(RegenConfig(**TINY)).mine(data_file).training_sets()
+    assert all(alone[k].to_lists() == v.to_lists() for k, v in sets.items())
+
+    # a mining option changed: every artifact made from the old patterns goes, then fit reuses the new ones
+    wider = RegenConfig(**{**TINY, "max_span": 6})
+    again = DR4SR(wider).mine(data_file, out_dir=out)
+    assert again.stage_seconds["patterns"] > 0.0
+    left = sorted(p.name for p in out.iterdir())
+    assert left == ["config.yaml", "patterns.txt", "source.json"], left
+    refit = DR4SR(wider).fit(data_file, out_dir=out)
+    assert refit.stage_seconds["patterns"] == 0.0 and refit.stage_seconds["regenerator"] > 0.0
+    assert len(refit.patterns) >= len(mined.patterns)  # a wider span finds every narrower pattern
+
+    with pytest.raises(RuntimeError, match="call mine"):
+        DR4SR(RegenConfig(**TINY)).training_sets()
+    with pytest.raises(ValueError, match="empty dataset"):
+        DR4SR(RegenConfig(**TINY)).mine(SequenceDataset.from_lists([], num_items=5))
 
 
 def test_interrupted_inference_leaves_no_dataset(tmp_path, data_file, monkeypatch):

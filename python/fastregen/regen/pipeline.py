@@ -3,12 +3,15 @@
 `DR4SR` is the Python entry point; with an ``out_dir`` every stage writes its
 artifact there atomically and a rerun skips the stages already finished, so
 an interrupted run resumes where it stopped (a half-trained regenerator is
-retrained from scratch: only finished stages are reused).
+retrained from scratch: only finished stages are reused). `DR4SR.mine` runs
+the first stage alone, for the training sets that need no regenerator.
 
 Artifacts in ``out_dir``:
 
 =============================  ==============================================
-``config.yaml``                the `RegenConfig` (a rerun must match it)
+``config.yaml``                the `RegenConfig` that made the artifacts (a
+                               rerun that changes a field redoes the stage
+                               it affects and every later one)
 ``source.json``                path and content hash of the input data
 ``patterns.txt``               mined patterns (`fastregen.mining.Patterns`)
 ``pairs.npz``                  pre-training pairs
@@ -125,7 +128,7 @@ class DR4SR:
         self._source: dict = {}
 
     # ---------------------------------------------------------------- stages
-    def _prepare_dir(self, out_dir, data, data_path) -> None:
+    def _prepare_dir(self, out_dir, data, data_path, *, whole_pipeline: bool) -> None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         src = {"path": os.fspath(data_path) if data_path is not None else getattr(data, "name", ""),
@@ -133,19 +136,25 @@ class DR4SR:
         if data_path is not None:
             src["file_sha256"] = file_sha256(data_path)
         cfg_path, src_path = out / "config.yaml", out / "source.json"
-        if cfg_path.exists():
-            old = load_config(RegenConfig, cfg_path)
-            changed = sorted(k for k, v in config_to_dict(self.config).items()
-                             if k not in _RUNTIME_FIELDS and config_to_dict(old)[k] != v)
-            if changed:
-                self._invalidate(out, changed)
         if src_path.exists():
             old_src = json.loads(src_path.read_text())
             if old_src.get("sha256") != src["sha256"]:
                 raise ValueError(
                     f"{out} holds a run on different data ({old_src.get('path')}); use another output folder"
                 )
-        save_config(self.config, cfg_path)
+        # Mining alone reads only the mining fields: it must not throw away a
+        # finished regenerator that differs in a field mining never reads.
+        relevant = (set(config_to_dict(self.config)) - _RUNTIME_FIELDS if whole_pipeline
+                    else _STAGE_FIELDS["patterns"])
+        keep_config = False
+        if cfg_path.exists():
+            old = config_to_dict(load_config(RegenConfig, cfg_path))
+            changed = sorted(k for k, v in config_to_dict(self.config).items() if k in relevant and old[k] != v)
+            if changed:
+                self._invalidate(out, changed)
+            keep_config = not whole_pipeline and not changed
+        if not keep_config:  # config.yaml describes what made the artifacts in the folder
+            save_config(self.config, cfg_path)
         write_provenance(src_path, src)
         self.out_dir, self._source = out, src
 
@@ -179,9 +188,13 @@ class DR4SR:
         self.stage_seconds[stage] = time.perf_counter() - t0
         return result
 
-    def fit(self, data, *, item_embedding: torch.Tensor | None = None, out_dir=None,
-            patterns=None) -> "DR4SR":
-        """Mine patterns, build pre-training pairs and pre-train the regenerator.
+    def mine(self, data, *, out_dir=None, patterns=None) -> DR4SR:
+        """Mine the item-transition patterns: the first stage of `fit`, alone.
+
+        Enough for the training sets that hold no regenerated pattern
+        (``original``, ``patterns``, ``original+patterns``; see
+        `training_sets`), which need no pre-training, so a study of them
+        does not pay for a regenerator.
 
         Parameters
         ----------
@@ -190,20 +203,27 @@ class DR4SR:
             but the last two items, `fastregen.mining.dr4sr_input`) is read,
             so validation and test targets never leak into the regenerated
             data.
-        item_embedding : torch.Tensor, shape (num_items + 1, d_model), optional
-            A trained target model's item table to initialise the
-            regenerator's (e.g. ``fit_and_evaluate(...)["model"].item_embedding.weight``).
         out_dir : path, optional
-            Folder for the stage artifacts; finished stages found there are
-            reused (see the module docstring).
+            Folder for the stage artifacts (``patterns.txt``); a finished
+            mining stage found there is reused, and a later `fit` into the
+            same folder reuses it too.
         patterns : fastregen.mining.Patterns, optional
             Use these patterns instead of mining.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            If ``data`` has no sequence, or no pattern reaches
+            ``config.min_support`` within ``config.max_span``.
         """
-        from ..mining import Patterns, dr4sr_input, mine_patterns, pretrain_pairs
+        return self._mine(data, out_dir, patterns, whole_pipeline=False)
+
+    def _mine(self, data, out_dir, patterns, *, whole_pipeline: bool) -> DR4SR:
+        from ..mining import Patterns, dr4sr_input, mine_patterns
 
         cfg = self.config
         data_path = data if isinstance(data, (str, os.PathLike)) else None
@@ -211,9 +231,11 @@ class DR4SR:
         if len(data) == 0:
             raise ValueError("cannot regenerate an empty dataset (no sequences)")
         self.data = data
-        self.regenerated = None
+        # whatever was fitted on earlier data no longer applies
+        self.pairs, self.regenerator, self.history, self.regenerated = None, None, [], None
+        self.inference_info = {}
         if out_dir is not None:
-            self._prepare_dir(out_dir, data, data_path)
+            self._prepare_dir(out_dir, data, data_path, whole_pipeline=whole_pipeline)
         train_input = dr4sr_input(data)
         self._train_input = train_input
 
@@ -232,6 +254,33 @@ class DR4SR:
                 f"no pattern has support >= {cfg.min_support} within span {cfg.max_span}: the pattern set is "
                 "empty, so there is nothing to pre-train on (lower min_support or raise max_span)"
             )
+        return self
+
+    def fit(self, data, *, item_embedding: torch.Tensor | None = None, out_dir=None,
+            patterns=None) -> DR4SR:
+        """Mine patterns, build pre-training pairs and pre-train the regenerator.
+
+        Parameters
+        ----------
+        data : SequenceDataset or path
+            The original sequences; see `mine`.
+        item_embedding : torch.Tensor, shape (num_items + 1, d_model), optional
+            A trained target model's item table to initialise the
+            regenerator's (e.g. ``fit_and_evaluate(...)["model"].item_embedding.weight``).
+        out_dir : path, optional
+            Folder for the stage artifacts; finished stages found there are
+            reused (see the module docstring).
+        patterns : fastregen.mining.Patterns, optional
+            Use these patterns instead of mining.
+
+        Returns
+        -------
+        self
+        """
+        from ..mining import pretrain_pairs
+
+        self._mine(data, out_dir, patterns, whole_pipeline=True)
+        cfg, data, train_input = self.config, self.data, self._train_input
 
         path = self._artifact("pairs.npz")
         if path is not None and path.exists():
@@ -260,7 +309,7 @@ class DR4SR:
 
     def _infer(self) -> SequenceDataset:
         if self.regenerator is None or self.data is None:
-            raise RuntimeError("call fit(data) before regenerate()")
+            raise RuntimeError("call fit(data) before regenerate(): mine(data) alone trains no regenerator")
         if self.regenerated is not None:
             return self.regenerated
         cfg = self.config
@@ -284,19 +333,42 @@ class DR4SR:
         return self.regenerated
 
     def training_sets(self) -> dict[str, SequenceDataset]:
-        """Every training set on offer: ``original`` (training parts), ``patterns`` (mined, the
-        paper's "pattern only" ablation), ``regenerated`` and ``combined`` (original + mined +
-        regenerated, what the authors' code trains on)."""
-        regen = self._infer()
+        """Every training set on offer, all with the input data's item ids.
+
+        ``original``
+            the training part of every sequence;
+        ``patterns``
+            the mined patterns (the paper's "pattern only" ablation, Table 4 row B);
+        ``original+patterns``
+            the two above: ``combined`` without the regenerator's patterns, so
+            a comparison with ``combined`` shows what the regenerator adds;
+        ``regenerated``
+            the regenerator's patterns (hybrid inference runs once, then is reused);
+        ``combined``
+            original + mined + regenerated, in that order: what the authors'
+            code trains on.
+
+        After `mine` alone only the first three are there; after `fit`, all five.
+
+        Returns
+        -------
+        dict of str to SequenceDataset
+        """
+        if self.patterns is None or self.data is None:
+            raise RuntimeError("call mine(data) or fit(data) before training_sets()")
         n, ids = self.data.num_items, self.data.item_ids
         original = combine(self._train_input, num_items=n, item_ids=ids, name="original")
         mined = combine(self.patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns")
-        return {
+        sets = {
             "original": original,
             "patterns": mined,
-            "regenerated": regen,
-            "combined": combine(original, mined, regen, num_items=n, item_ids=ids, name="combined"),
+            "original+patterns": combine(original, mined, num_items=n, item_ids=ids, name="original+patterns"),
         }
+        if self.regenerator is not None:
+            regen = self._infer()
+            sets["regenerated"] = regen
+            sets["combined"] = combine(original, mined, regen, num_items=n, item_ids=ids, name="combined")
+        return sets
 
     def regenerate(self, training_set: str | None = None) -> SequenceDataset:
         """The regenerated training set (runs hybrid inference once, then reuses it).
@@ -316,6 +388,7 @@ class DR4SR:
         which = self.config.training_set if training_set is None else training_set
         if which not in ("combined", "regenerated"):
             raise ValueError(f"training_set must be 'combined' or 'regenerated', got {which!r}")
+        self._infer()  # raises if no regenerator was fitted (after mine alone, say)
         sets = self.training_sets()
         result = sets[which]
         if self.out_dir is not None and which == self.config.training_set:

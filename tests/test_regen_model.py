@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from fastregen.config import load_config, save_config
 from fastregen.data import SequenceDataset
 from fastregen.regen import RegenConfig, Regenerator, bos_id, eos_id, load_checkpoint, pretrain, save_checkpoint
-from fastregen.regen.train import validation_losses
+from fastregen.regen.train import balance_penalty, validation_losses
 
 TINY = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=2,
             batch_size=32, max_len=12, max_pattern_len=5, progress=False, dropout=0.1)
@@ -216,6 +218,50 @@ def test_entropy_term_sharpens_pi():
     _, h0 = pretrain(pairs, 30, RegenConfig(**base))
     _, h1 = pretrain(pairs, 30, RegenConfig(**{**base, "entropy_weight": 1.0}))
     assert h1[-1]["entropy"] < h0[-1]["entropy"]
+
+
+def test_balance_penalty_values():
+    K = 4
+    even = torch.full((6, K), 1 / K)
+    one = torch.zeros(6, K)
+    one[:, 2] = 1
+    split = torch.eye(K).repeat(2, 1)  # one-hot, every memory used twice
+    assert float(balance_penalty(even)) == pytest.approx(0.0, abs=1e-6)
+    assert float(balance_penalty(split)) == pytest.approx(0.0, abs=1e-6)
+    assert float(balance_penalty(one)) == pytest.approx(math.log(K), abs=1e-6)
+    # the gradient moves the batch mean toward uniform
+    logits = torch.tensor([[3.0, 0.0, 0.0, 0.0]] * 5, requires_grad=True)
+    balance_penalty(torch.softmax(logits, -1)).backward()
+    assert float(logits.grad[0, 0]) > 0 and all(float(g) < 0 for g in logits.grad[0, 1:])
+
+
+def test_balance_term_spreads_patterns_over_memories():
+    pairs = toy_pairs(n=120)
+    cfg = {**TINY, "epochs": 6, "batch_size": 16, "lr": 3e-3, "valid_fraction": 0.0, "diversity": "gumbel",
+           "entropy_weight": 1.0}
+
+    def collapsed_start(config):
+        # a promoter leaning to memory 0 at the start (the Beauty run ended with all patterns there)
+        torch.manual_seed(0)
+        model = Regenerator(30, config)
+        with torch.no_grad():
+            model.promoter_head[-1].bias.copy_(torch.tensor([2.0, 0.0, 0.0]))
+        return model
+
+    uses = []
+    for weight in (0.0, 1.0):
+        config = RegenConfig(**{**cfg, "balance_weight": weight})
+        _, h = pretrain(pairs, 30, config, model=collapsed_start(config))
+        assert len(h[-1]["memory_use"]) == TINY["K"] and sum(h[-1]["memory_use"]) == pytest.approx(1.0)
+        uses.append(h[-1]["memory_use"])
+    assert uses[0][0] > 0.9  # left alone, the entropy term pushes more patterns there (0.86 -> 0.93)
+    assert uses[1][0] < 0.6 and min(uses[1]) > 0.15  # the balance term spreads them (0.47, 0.23, 0.29)
+    with pytest.raises(ValueError, match="balance_weight must be >= 0"):
+        RegenConfig(balance_weight=-1.0)
+    with pytest.raises(ValueError, match=r"needs\s+diversity 'soft' or 'gumbel' and K > 1"):
+        RegenConfig(balance_weight=1.0, K=1)
+    with pytest.raises(ValueError, match="got diversity='hard'"):
+        RegenConfig(balance_weight=1.0, diversity="hard")
 
 
 def test_pretrain_rejects_empty_and_foreign_pairs():

@@ -52,8 +52,18 @@ class RegenConfig:
         ``valid_best_memory_loss`` in the pre-training history).
     entropy_weight : float, default 0.0
         Weight of the entropy of ``pi`` added to the loss. Positive values
-        push each pattern to one memory (the authors' code uses 1.0, which
-        makes the K memories specialise); 0 disables the term.
+        push each pattern to one memory (the authors' code uses 1.0). Alone
+        it does not make the memories specialise: on Beauty the promoter
+        then sent every pattern to the same memory (BENCHMARKS.md), so the
+        other K - 1 were never trained. 0 disables the term.
+    balance_weight : float, default 0.0
+        Weight of ``log K - H(mean over the batch of pi)`` added to the
+        loss: zero when the batch's patterns are spread evenly over the
+        memories, ``log K`` when all go to one. With ``entropy_weight`` it
+        asks for one memory per pattern and different memories for
+        different patterns (the load-balancing term of mixture-of-experts
+        models). Needs ``diversity`` "soft" or "gumbel" and K > 1; 0
+        disables the term.
     train_softmax : {"source", "full"}, default "source"
         Normalise the teacher-forced cross-entropy (paper eq. 2) over the
         items of the input sequence plus EOS (the authors' code) or over the
@@ -134,6 +144,7 @@ class RegenConfig:
     tau_decay: float = 0.995
     tau_min: float = 0.1
     entropy_weight: float = 0.0
+    balance_weight: float = 0.0
     train_softmax: str = "source"
     init_item_embedding: bool = True
     # pre-training
@@ -181,6 +192,13 @@ class RegenConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if float(self.entropy_weight) < 0:
             raise ValueError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
+        if float(self.balance_weight) < 0:
+            raise ValueError(f"balance_weight must be >= 0, got {self.balance_weight}")
+        if float(self.balance_weight) > 0 and (self.diversity == "hard" or self.K == 1):
+            raise ValueError(
+                f"balance_weight = {self.balance_weight} spreads the promoter's pi over the memories; it needs "
+                f"diversity 'soft' or 'gumbel' and K > 1 (got diversity={self.diversity!r}, K={self.K})"
+            )
         if not (0 < float(self.tau_min) <= float(self.tau_start)) or not 0 < float(self.tau_decay) <= 1:
             raise ValueError(
                 f"need 0 < tau_min <= tau_start and 0 < tau_decay <= 1; got tau_start={self.tau_start}, "

@@ -75,6 +75,16 @@ def _holdout(n: int, config: RegenConfig, rng: np.random.Generator) -> tuple[tor
     return torch.from_numpy(perm[:n_valid]), torch.from_numpy(perm[n_valid:])
 
 
+def balance_penalty(pi: torch.Tensor) -> torch.Tensor:
+    """``log K - H(mean over the batch of pi)`` for ``pi`` of shape (B, K).
+
+    0 when the batch's patterns use every memory equally, ``log K`` when they
+    all use one (`RegenConfig.balance_weight`).
+    """
+    mean = pi.mean(0)
+    return math.log(pi.shape[1]) + (mean * torch.log(mean + 1e-12)).sum()
+
+
 def validation_losses(model: Regenerator, pairs) -> dict:
     """The held-out losses of a pre-trained regenerator, on the pairs `pretrain` held out.
 
@@ -119,9 +129,11 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     (model, history)
         The model with the weights of the lowest validation loss (the last
         epoch's when nothing is held out), in eval mode; one dict per epoch
-        (train_loss, valid_loss, valid_best_memory_loss, entropy, tau,
-        seconds). ``valid_loss`` decodes the promoter's mixture of the
-        memories, which sees the target pattern; ``valid_best_memory_loss``
+        (train_loss, valid_loss, valid_best_memory_loss, entropy, memory_use,
+        tau, seconds); ``memory_use`` is the share of training patterns
+        whose largest ``pi`` is on each memory (K floats). ``valid_loss``
+        decodes the promoter's mixture of the memories, which sees the
+        target pattern; ``valid_best_memory_loss``
         decodes each memory alone and keeps the best per pattern, as
         inference can. A soft mixture can carry information about the
         target through ``pi``, so only the second is comparable across
@@ -172,12 +184,17 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
         t0 = time.perf_counter()
         model.train()
         total, ent_total, count = 0.0, 0.0, 0
+        memory_use = torch.zeros(config.K, dtype=torch.float64)
         bar = progress_bar(_batches(src_tr.shape[0], config.batch_size, rng, lengths_tr), enabled=config.progress,
                            desc=f"regenerator epoch {epoch}/{config.epochs}", unit="batch")
         for idx in bar:
             s, p = _trim(src_tr[idx]).to(model.device), _trim(pat_tr[idx]).to(model.device)
-            ce, entropy, _ = model.loss(s, p)
-            loss = ce + config.entropy_weight * entropy if config.entropy_weight else ce
+            ce, entropy, pi = model.loss(s, p)
+            loss = ce
+            if config.entropy_weight:
+                loss = loss + config.entropy_weight * entropy
+            if config.balance_weight:
+                loss = loss + config.balance_weight * balance_penalty(pi)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -188,6 +205,7 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
             total += ce_value * len(idx)
             ent_total += float(entropy.detach()) * len(idx)
             count += len(idx)
+            memory_use += torch.bincount(pi.detach().argmax(1).cpu(), minlength=config.K).double()
             bar.set_postfix(loss=f"{ce_value:.3f}")
         bar.close()
         valid, valid_best = _evaluate(model, src_va, pat_va, config.batch_size) if n_valid else (None, None)
@@ -195,6 +213,7 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
             "epoch": epoch,
             "train_loss": total / max(count, 1),
             "entropy": ent_total / max(count, 1),
+            "memory_use": (memory_use / max(count, 1)).tolist(),
             "tau": model.tau,
             "valid_loss": valid,
             "valid_best_memory_loss": valid_best,

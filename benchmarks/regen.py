@@ -134,7 +134,10 @@ def fidelity(data, regen_dir: Path) -> dict:
         "adjacent_in_train": float(np.isin(fwd, adjacent).mean()) if len(fwd) else 0.0,
         "within_span_in_train": float(in_within.mean()) if len(fwd) else 0.0,
         "reverse_only": float((~in_within & np.isin(rev, within)).mean()) if len(fwd) else 0.0,
-        "diversity": cfg.diversity, "entropy_weight": cfg.entropy_weight, "K": cfg.K, "restrict": cfg.restrict,
+        "diversity": cfg.diversity, "entropy_weight": cfg.entropy_weight, "balance_weight": cfg.balance_weight,
+        "K": cfg.K, "restrict": cfg.restrict,
+        # share of the pre-training patterns the promoter sent to each memory (last epoch; older checkpoints lack it)
+        "memory_use": record.get("history", [{}])[-1].get("memory_use"),
         **losses,
     }
 
@@ -148,6 +151,8 @@ def diversity_study(data, out: Path, epochs: int, seed: int = 0) -> str:
         ("soft, entropy weight 1", dict(diversity="soft", entropy_weight=1.0)),
         ("gumbel, no entropy term", dict(diversity="gumbel", entropy_weight=0.0)),
         ("gumbel, entropy weight 1 (authors' code)", dict(diversity="gumbel", entropy_weight=1.0)),
+        ("gumbel, entropy weight 1, balance weight 1",
+         dict(diversity="gumbel", entropy_weight=1.0, balance_weight=1.0)),
     ]
     lines = ["| variant | final train CE | valid CE | entropy of pi (max ln 5 = 1.61) | patterns kept "
              "| duplicates across memories | mean length per memory |", "|---|---|---|---|---|---|---|"]

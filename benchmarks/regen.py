@@ -137,7 +137,7 @@ def fidelity(data, regen_dir: Path) -> dict:
         "diversity": cfg.diversity, "entropy_weight": cfg.entropy_weight, "balance_weight": cfg.balance_weight,
         "K": cfg.K, "restrict": cfg.restrict,
         # share of the pre-training patterns the promoter sent to each memory (last epoch; older checkpoints lack it)
-        "memory_use": record.get("history", [{}])[-1].get("memory_use"),
+        "memory_use": (record.get("history") or [{}])[-1].get("memory_use"),
         **losses,
     }
 

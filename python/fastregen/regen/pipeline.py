@@ -144,12 +144,12 @@ class DR4SR:
                 )
         # Mining alone reads only the mining fields: it must not throw away a
         # finished regenerator that differs in a field mining never reads.
-        relevant = (set(config_to_dict(self.config)) - _RUNTIME_FIELDS if whole_pipeline
-                    else _STAGE_FIELDS["patterns"])
+        new = config_to_dict(self.config)
+        relevant = set(new) - _RUNTIME_FIELDS if whole_pipeline else _STAGE_FIELDS["patterns"]
         keep_config = False
         if cfg_path.exists():
             old = config_to_dict(load_config(RegenConfig, cfg_path))
-            changed = sorted(k for k, v in config_to_dict(self.config).items() if k in relevant and old[k] != v)
+            changed = sorted(k for k, v in new.items() if k in relevant and old[k] != v)
             if changed:
                 self._invalidate(out, changed)
             keep_config = not whole_pipeline and not changed
@@ -367,7 +367,7 @@ class DR4SR:
         if self.regenerator is not None:
             regen = self._infer()
             sets["regenerated"] = regen
-            sets["combined"] = combine(original, mined, regen, num_items=n, item_ids=ids, name="combined")
+            sets["combined"] = combine(sets["original+patterns"], regen, num_items=n, item_ids=ids, name="combined")
         return sets
 
     def regenerate(self, training_set: str | None = None) -> SequenceDataset:

@@ -90,6 +90,18 @@ def _transition_keys(pairs: np.ndarray, num_items: int) -> np.ndarray:
     return pairs[:, 0] * np.int64(num_items + 2) + pairs[:, 1]
 
 
+def _promoter_use(regenerator, patterns: torch.Tensor, batch: int = 4096) -> list | None:
+    """Share of the (N, P) pre-training patterns whose largest ``pi`` is on each memory
+    (the finished regenerator's promoter, so older checkpoints without `memory_use` are read too);
+    None with ``diversity="hard"``, which has no promoter."""
+    if regenerator.config.diversity == "hard" and regenerator.config.K > 1:
+        return None
+    regenerator.eval()
+    with torch.no_grad():
+        best = torch.cat([regenerator.promote(patterns[i:i + batch]).argmax(1) for i in range(0, len(patterns), batch)])
+    return (torch.bincount(best, minlength=regenerator.config.K).double() / max(len(best), 1)).tolist()
+
+
 def fidelity(data, regen_dir: Path) -> dict:
     """How close a regenerator's patterns stay to the data it was trained on.
 
@@ -104,14 +116,15 @@ def fidelity(data, regen_dir: Path) -> dict:
     from fastregen.mining import Patterns, dr4sr_input, mine_patterns, window_counts
     from fastregen.regen import RegenConfig, load_checkpoint
     from fastregen.regen.pipeline import _load_pairs
-    from fastregen.regen.train import validation_losses
+    from fastregen.regen.train import pair_tensors, validation_losses
 
     cfg = load_config(RegenConfig, regen_dir / "config.yaml")
     # read-only: load the finished stages, never (re)train into a folder another run may be writing
     regenerator, record = load_checkpoint(regen_dir / "regenerator.pt", num_items=data.num_items)
     if not record.get("complete") or not (regen_dir / "regenerated_patterns.npz").exists():
         raise SystemExit(f"{regen_dir}: the regenerator or its inference is not finished")
-    losses = validation_losses(regenerator, _load_pairs(regen_dir / "pairs.npz"))
+    pairs = _load_pairs(regen_dir / "pairs.npz")
+    losses = validation_losses(regenerator, pairs)
     # every transition of the training sequences, adjacent and within the mining span (compiled counters)
     train = dr4sr_input(data)
     adjacent = _transition_keys(window_counts(train, 2, 1).items, data.num_items)
@@ -136,8 +149,7 @@ def fidelity(data, regen_dir: Path) -> dict:
         "reverse_only": float((~in_within & np.isin(rev, within)).mean()) if len(fwd) else 0.0,
         "diversity": cfg.diversity, "entropy_weight": cfg.entropy_weight, "balance_weight": cfg.balance_weight,
         "K": cfg.K, "restrict": cfg.restrict,
-        # share of the pre-training patterns the promoter sent to each memory (last epoch; older checkpoints lack it)
-        "memory_use": (record.get("history") or [{}])[-1].get("memory_use"),
+        "memory_use": _promoter_use(regenerator, pair_tensors(pairs.sequences, pairs.patterns, cfg)[1]),
         **losses,
     }
 

@@ -131,7 +131,9 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
         epoch's when nothing is held out), in eval mode; one dict per epoch
         (train_loss, valid_loss, valid_best_memory_loss, entropy, memory_use,
         tau, seconds); ``memory_use`` is the share of training patterns
-        whose largest ``pi`` is on each memory (K floats). ``valid_loss``
+        whose largest ``pi`` is on each memory (K floats; with
+        ``diversity="gumbel"`` the sampled ``pi``, so the noise makes it
+        look more even than the promoter's own choice). ``valid_loss``
         decodes the promoter's mixture of the memories, which sees the
         target pattern; ``valid_best_memory_loss``
         decodes each memory alone and keeps the best per pattern, as

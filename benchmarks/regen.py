@@ -185,7 +185,7 @@ def diversity_study(data, out: Path, epochs: int, seed: int = 0) -> str:
 def main(argv=None) -> None:
     from fastregen.data import load
     from fastregen.regen import DR4SR, RegenConfig
-    from fastregen.train import fit_and_evaluate
+    from fastregen.training import fit_and_evaluate
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)

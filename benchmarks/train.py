@@ -1,6 +1,6 @@
 """Reproduction runner: DR4SR target models on a leave-one-out dataset, full ranking.
 
-Runs `fastregen.train.fit_and_evaluate` for each model in turn (one run at a
+Runs `fastregen.training.fit_and_evaluate` for each model in turn (one run at a
 time), keeps every run folder, appends one JSON line per run to
 ``--results`` and prints a markdown table beside the DR4SR paper's numbers.
 
@@ -44,30 +44,27 @@ def speed(data_path: str, model: str, threads: int, epochs: int, extra: dict | N
 
     from fastregen.data import leave_one_out, load
     from fastregen.evaluation import evaluate
-    from fastregen.models import build_model
-    from fastregen.train import TrainConfig, build_examples, seed_everything, train_epoch
+    from fastregen.training import Examples, NextItemLoss, TrainConfig, Trainer, build_target_model, resolve_loss
 
     torch.set_num_threads(threads)
     data = load(data_path)
     split = leave_one_out(data)
     cfg = TrainConfig(model=model, progress=False, num_threads=threads, **(extra or {}))
-    g = seed_everything(0)
-    net = build_model(model, data.num_items)
-    if hasattr(net, "set_graph"):
-        net.set_graph(split.train)
-    x, y, w = (torch.from_numpy(a) for a in build_examples(split.train, net.max_len, "all" if net.causal else "last"))
-    keep = (y > 0).any(1)
-    x, y, w = x[keep], y[keep], w[keep]
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    torch.manual_seed(cfg.seed)
+    net = build_target_model(cfg, data.num_items, split.train)
+    examples = Examples(split.train, net.max_len, cfg.resolved_targets(net.causal))
+    trainer = Trainer(net, NextItemLoss(*resolve_loss(cfg), cfg.temperature), lr=cfg.lr, batch_size=cfg.batch_size,
+                      bucketing=cfg.length_bucketing, seed=cfg.seed, progress=False)
+    trainer.set_normaliser(examples)
     train_s, eval_s = [], []
     for _ in range(epochs):
         t = time.perf_counter()
-        train_epoch(net, opt, cfg, x, y, w, g)
+        trainer.run_epoch(examples)
         train_s.append(time.perf_counter() - t)
         t = time.perf_counter()
         evaluate(net, split.valid)
         eval_s.append(time.perf_counter() - t)
-    return {"model": model, "threads": threads, "extra": extra or {}, "examples": int(x.size(0)),
+    return {"model": model, "threads": threads, "extra": extra or {}, "examples": len(examples),
             "train_s_per_epoch": statistics.median(train_s), "valid_eval_s": statistics.median(eval_s),
             "all_train_s": train_s, "all_eval_s": eval_s}
 
@@ -98,7 +95,7 @@ def main(argv=None) -> int:
             print(json.dumps(row))
             rows.append(row)
             continue
-        from fastregen.train import fit_and_evaluate
+        from fastregen.training import fit_and_evaluate
 
         out_dir = Path(args.out) / f"{Path(args.data).stem}-{model}-seed{args.seed}{'-' + args.tag if args.tag else ''}"
         res = fit_and_evaluate(args.data, model=model, seed=args.seed, out_dir=out_dir, epochs=args.epochs,

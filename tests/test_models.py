@@ -8,7 +8,7 @@ import torch
 
 from fastregen.data import SequenceDataset, leave_one_out
 from fastregen.models import available_models, build_model, load_model, model_class, save_model
-from fastregen.train import TrainConfig, bce_loss, fit, sampled_softmax_loss, softmax_loss
+from fastregen.training import TrainConfig, bce_loss, fit, sampled_softmax_loss, softmax_loss
 
 MODELS = available_models()
 SMALL = dict(embed_dim=16, max_len=8, dropout=0.1)

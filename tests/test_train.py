@@ -15,7 +15,7 @@ from fastregen._batching import length_bucketed_batches
 from fastregen.config import load_config, save_config
 from fastregen.data import SequenceDataset, leave_one_out
 from fastregen.models import load_model
-from fastregen.train import (
+from fastregen.training import (
     TrainConfig,
     bce_loss,
     build_examples,
@@ -322,15 +322,16 @@ def test_length_bucketed_batches_without_rng_is_in_order():
 
 
 def test_trainer_batches_reduce_padding_with_bucketing():
-    from fastregen.train import _batches
+    from fastregen.training import Examples
 
     rng = np.random.default_rng(0)
-    x = torch.zeros(2048, 50, dtype=torch.long)
-    for i, length in enumerate(rng.integers(1, 51, size=2048)):
-        x[i, 50 - length:] = 1
+    ds = SequenceDataset.from_lists([rng.integers(1, 9, n) for n in rng.integers(2, 52, size=2048)], num_items=8)
+    ex = Examples(ds, 50, "all")
+
     def width(batches):
-        return sum(int((x[b] > 0).sum(1).max()) for b in batches)
-    plain = _batches(x, 64, False, torch.Generator().manual_seed(0))
-    bucketed = _batches(x, 64, True, torch.Generator().manual_seed(0))
-    assert sorted(torch.cat(bucketed).tolist()) == list(range(2048))
+        return sum(int(ex.lengths[b].max()) for b in batches)
+    plain = ex.batch_order(64, torch.Generator().manual_seed(0), bucketing=False)
+    bucketed = ex.batch_order(64, torch.Generator().manual_seed(0), bucketing=True)
+    assert sorted(np.concatenate(bucketed).tolist()) == list(range(len(ex)))
+    assert len(plain) == len(bucketed) == -(-len(ex) // 64)
     assert width(bucketed) < 0.7 * width(plain)

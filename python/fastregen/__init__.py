@@ -12,7 +12,7 @@ __all__ = ["__version__", "show_config", "config_info", "DR4SR", "RegenConfig"]
 
 # Submodules load on first attribute access (`fastregen.mining.mine_patterns`),
 # so `import fastregen` stays cheap and never imports torch or triton.
-_SUBMODULES = ("data", "mining", "entropy", "models", "train", "evaluation", "regen", "ops", "config", "reference")
+_SUBMODULES = ("data", "mining", "entropy", "models", "training", "evaluation", "regen", "ops", "config", "reference")
 
 
 def config_info() -> dict:

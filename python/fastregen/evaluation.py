@@ -182,7 +182,8 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     Parameters
     ----------
     model : fastregen.models.SequentialRecommender
-        Scores are ``model.score(model(history)[:, -1])``.
+        Scores are ``model.score(model(history, timestamps)[:, -1])``; the
+        histories' timestamps are passed when ``split.history`` has them.
     split : fastregen.data.EvalSplit
         ``split.history`` (the model reads its last ``model.max_len`` items) and
         ``split.target``.
@@ -221,6 +222,8 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     hist = hist.subset(order)
     targets = targets[order]
     padded = hist.padded(model.max_len, side="left")
+    # models with a time bias (HSTU) read the histories' timestamps when the data has them
+    stamps = None if hist.timestamps is None else hist.padded(model.max_len, side="left", values=hist.timestamps)
     offsets, items = hist.offsets, hist.items
     ranks = np.empty(targets.size, dtype=np.int64)
     cands = np.empty(targets.size, dtype=np.int64)
@@ -230,7 +233,8 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
             e = min(b + batch_size, targets.size)
             width = max(int(min(hist.lengths[e - 1], model.max_len)), 1)
             x = torch.from_numpy(padded[b:e, -width:]).to(device)
-            h = model(x)[:, -1]
+            ts = None if stamps is None else torch.from_numpy(stamps[b:e, -width:]).to(device)
+            h = model(x, timestamps=ts)[:, -1]
             scores = h @ table.T
             t = torch.from_numpy(targets[b:e]).to(device)
             if exclude_history:

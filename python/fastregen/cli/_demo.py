@@ -54,7 +54,7 @@ def _dr4sr_step(result: dict, quiet: bool = False) -> dict:
 
 
 def _target_step(result: dict, quiet: bool = False) -> dict:
-    from ..train import fit_and_evaluate
+    from ..training import fit_and_evaluate
 
     ds = result["dataset"]
     dr = result["dr4sr"]["dr4sr"]

@@ -1,4 +1,4 @@
-"""``fastregen train``: a thin layer over `fastregen.train.fit_and_evaluate`."""
+"""``fastregen train``: a thin layer over `fastregen.training.fit_and_evaluate`."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def train(
 ) -> None:
     """Train MODEL on DATA (leave-one-out), early-stop on validation NDCG@20, print test metrics as JSON."""
     from ..config import config_to_dict, load_config
-    from ..train import TrainConfig, fit_and_evaluate
+    from ..training import TrainConfig, fit_and_evaluate
 
     values: dict = {}
     if config is not None:

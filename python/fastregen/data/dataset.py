@@ -319,11 +319,13 @@ class SequenceDataset:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         return self.slice_sequences(start=-max_len)
 
-    def padded(self, max_len: int, side: str = "left") -> np.ndarray:
+    def padded(self, max_len: int, side: str = "left", values: np.ndarray | None = None) -> np.ndarray:
         """Dense (n_sequences, max_len) int64 array, 0-padded, most recent items kept.
 
         ``side="left"`` right-aligns the sequences (the last item in the last
-        column); ``side="right"`` left-aligns them.
+        column); ``side="right"`` left-aligns them. ``values`` (one per
+        interaction, e.g. ``self.timestamps``) are laid out instead of the
+        items, in the same cells.
         """
         if side not in ("left", "right"):
             raise ValueError(f"side must be 'left' or 'right', got {side!r}")
@@ -339,7 +341,9 @@ class SequenceDataset:
         within = np.arange(rows.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         src = np.repeat(self.offsets[1:] - lengths, lengths) + within
         cols = within + (max_len - np.repeat(lengths, lengths) if side == "left" else 0)
-        out[rows, cols] = self.items[src]
+        if values is not None and np.shape(values) != self.items.shape:
+            raise ValueError(f"values must have one entry per interaction ({self.items.size}), got {np.shape(values)}")
+        out[rows, cols] = (self.items if values is None else values)[src]
         return out
 
 

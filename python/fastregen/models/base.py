@@ -117,7 +117,7 @@ class SequentialRecommender(nn.Module):
         Item table; row 0 is padding (zero, no gradient). Scores are
         ``h @ item_embedding.weight.T``.
     default_loss : str
-        The loss `fastregen.train` uses when the config says ``loss="auto"``.
+        The loss `fastregen.training` uses when the config says ``loss="auto"``.
     causal : bool
         Whether the output at position t depends only on items at positions
         <= t. Non-causal models (FMLP-Rec) are trained on the last position of

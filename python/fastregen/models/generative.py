@@ -54,7 +54,7 @@ class HSTU(SequentialRecommender):
     Pointwise SiLU attention without softmax, a learned relative-position bias
     (and a relative-time bias over log-bucketed gaps when ``timestamps`` are
     passed), U-gating. Trained by default with sampled softmax over uniform
-    negatives (see `fastregen.train`).
+    negatives (see `fastregen.training`).
 
     Parameters
     ----------

@@ -382,7 +382,7 @@ class DR4SR:
         -------
         SequenceDataset
             With the item ids of the input data; pass it as ``train_data`` to
-            `fastregen.train.fit_and_evaluate`. With an ``out_dir`` it is also
+            `fastregen.training.fit_and_evaluate`. With an ``out_dir`` it is also
             written there (``regenerated.txt``) with its provenance.
         """
         which = self.config.training_set if training_set is None else training_set

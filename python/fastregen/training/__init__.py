@@ -1,0 +1,62 @@
+"""Training: one `Trainer` loop for every model fastregen trains.
+
+* `TrainConfig` -- a target-model run (model, loss, protocol, budget).
+* `Examples` / `Batch` -- the training examples of a dataset under a
+  protocol (``"all"``, ``"last"``, ``"packed"``), gathered batch by batch,
+  each target traceable to its source sequence.
+* losses -- per-target next-item losses (BCE, sampled and full softmax)
+  and `NextItemLoss`, the objective with per-target weights.
+* `Trainer` -- step, epoch, fit; a constant targets-per-batch normaliser so
+  every target weighs the same whatever its batch; hooks (`EarlyStopping`,
+  or your own) for evaluation, checkpoints and outer loops.
+* `fit` / `fit_and_evaluate` -- a target model end to end on a
+  leave-one-out split.
+
+>>> from fastregen.training import fit_and_evaluate          # doctest: +SKIP
+>>> res = fit_and_evaluate("beauty.txt", model="sasrec")       # doctest: +SKIP
+"""
+
+from .config import LOSSES, TRAIN_TARGETS, TrainConfig
+from .examples import Batch, Examples, build_examples, gather_windows, pack_segments
+from .fit import build_target_model, fit, fit_and_evaluate, resolve_loss, seed_everything, union
+from .losses import (
+    LossTerms,
+    NextItemLoss,
+    bce_loss,
+    bce_per_target,
+    sampled_softmax_loss,
+    sampled_softmax_per_target,
+    softmax_loss,
+    softmax_per_target,
+)
+from .trainer import CallbackHook, EarlyStopping, Hook, Trainer, TrainingData
+
+__all__ = [
+    "TrainConfig",
+    "LOSSES",
+    "TRAIN_TARGETS",
+    "Batch",
+    "Examples",
+    "build_examples",
+    "gather_windows",
+    "pack_segments",
+    "LossTerms",
+    "NextItemLoss",
+    "bce_per_target",
+    "sampled_softmax_per_target",
+    "softmax_per_target",
+    "bce_loss",
+    "sampled_softmax_loss",
+    "softmax_loss",
+    "Trainer",
+    "TrainingData",
+    "Hook",
+    "CallbackHook",
+    "EarlyStopping",
+    "fit",
+    "fit_and_evaluate",
+    "build_target_model",
+    "union",
+    "seed_everything",
+    "resolve_loss",
+]

@@ -1,0 +1,138 @@
+"""`TrainConfig`: everything that defines a target-model training run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..evaluation import DEFAULT_KS
+
+__all__ = ["TrainConfig", "LOSSES", "TRAIN_TARGETS"]
+
+LOSSES = ("bce", "sampled_softmax", "softmax")
+#: How a training sequence becomes examples (`fastregen.training.Examples`).
+TRAIN_TARGETS = ("auto", "all", "last", "packed")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as YAML beside its outputs).
+
+    Attributes
+    ----------
+    model : str, default "sasrec"
+        A name from `fastregen.models.available_models()`.
+    model_kwargs : dict
+        Extra model hyper-parameters (``dropout``, ``num_layers``, ...).
+    embed_dim : int, default 64
+    max_len : int, default 50
+    loss : {"auto", "bce", "sampled_softmax", "softmax"}, default "auto"
+        "auto" uses the model's own setting (``model_class.default_loss``):
+        BCE for the DR4SR models, sampled softmax for HSTU and LLaMA.
+    num_negatives : int, default 0
+        Negatives per position (bce) or per batch (sampled_softmax); 0 picks
+        1 for bce and 128 for sampled_softmax.
+    temperature : float, default 1.0
+        Logit scale of the softmax losses.
+    train_targets : {"auto", "all", "last", "packed"}, default "auto"
+        How training sequences become examples (`fastregen.training.Examples`):
+
+        * ``"all"``: one row per sequence (windows of ``max_len + 1`` items
+          for longer ones), every position a target. This is the DR4SR
+          authors' protocol: every released dataset config
+          (``configs/amazon-beauty.yaml`` etc.) sets
+          ``dataset_class: 'general'``, which ``model/basemodel.py`` maps to
+          ``SeparateDataset``.
+        * ``"packed"``: the "all" windows packed greedily into full rows
+          (the authors' ``CondenseDataset``, which no released config
+          selects); causal models only.
+        * ``"last"``: the last position of every prefix (for non-causal
+          models such as FMLP-Rec).
+        * ``"auto"``: "all" for causal models, "last" otherwise.
+    epochs : int, default 200
+        Upper bound; early stopping usually ends the run first.
+    batch_size : int, default 256
+        Examples per batch.
+    lr : float, default 1e-3
+    weight_decay : float, default 0.0
+    patience : int, default 20
+        Evaluations without improvement of ``valid_metric`` before stopping.
+    valid_metric : str, default "ndcg@20"
+    eval_every : int, default 1
+        Epochs between validations.
+    eval_batch_size : int, default 1024
+    ks : tuple of int, default (10, 20, 50)
+    exclude_history : bool, default True
+        Remove history items from the ranking (see `fastregen.evaluation`).
+    num_threads : int, default 2
+        torch intra-op threads (0 leaves torch's setting alone).
+    length_bucketing : bool, default True
+        Group examples of similar length into batches and drop all-padding
+        columns. Several times faster on short-sequence data (Amazon
+        Beauty); the loss is normalised by a constant number of targets per
+        batch (`fastregen.training.Trainer`), so every target keeps the same
+        weight whatever batch it lands in.
+    seed : int, default 0
+    progress : bool, default True
+        tqdm bar per epoch.
+    device : str, default "cpu"
+    """
+
+    model: str = "sasrec"
+    model_kwargs: dict = field(default_factory=dict)
+    embed_dim: int = 64
+    max_len: int = 50
+    loss: str = "auto"
+    num_negatives: int = 0
+    temperature: float = 1.0
+    train_targets: str = "auto"
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 20
+    valid_metric: str = "ndcg@20"
+    eval_every: int = 1
+    eval_batch_size: int = 1024
+    ks: tuple = DEFAULT_KS
+    exclude_history: bool = True
+    num_threads: int = 2
+    length_bucketing: bool = True
+    seed: int = 0
+    progress: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        from ..models import model_class
+
+        model_class(self.model)  # unknown names fail here, listing the valid ones
+        if self.loss not in LOSSES + ("auto",):
+            raise ValueError(f"unknown loss {self.loss!r}; valid: auto, {', '.join(LOSSES)}")
+        if self.train_targets not in TRAIN_TARGETS:
+            raise ValueError(f"train_targets must be one of {', '.join(map(repr, TRAIN_TARGETS))}, "
+                             f"got {self.train_targets!r}")
+        if not isinstance(self.num_negatives, int) or self.num_negatives < 0:
+            raise ValueError(f"num_negatives must be an int >= 0, got {self.num_negatives!r}")
+        for name in ("embed_dim", "max_len", "epochs", "batch_size", "eval_every", "eval_batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        self.ks = tuple(int(k) for k in self.ks)
+        metric_names = {f"{m}@{k}" for m in ("recall", "ndcg") for k in self.ks} | {"mrr", "auc"}
+        if self.valid_metric not in metric_names:
+            raise ValueError(f"valid_metric {self.valid_metric!r} is not computed; choose one of {sorted(metric_names)}")
+        if not isinstance(self.model_kwargs, dict):
+            raise TypeError(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
+
+    def resolved_targets(self, causal: bool) -> str:
+        """The example protocol this config means for a model (``"auto"`` filled in)."""
+        if self.train_targets != "auto":
+            return self.train_targets
+        return "all" if causal else "last"

@@ -1,0 +1,266 @@
+"""Training a target model end to end: `fit` (train + early stopping) and `fit_and_evaluate` (split, fit, test).
+
+Both run on the one `fastregen.training.Trainer`; this module only wires the
+pieces a target-model run needs: the model from the registry, its
+`Examples`, the `NextItemLoss`, an `EarlyStopping` hook on the validation
+split and the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import config_from_dict, provenance, save_config
+from ..data import SequenceDataset, as_dataset, concat, leave_one_out
+from ..evaluation import evaluate
+from .config import TrainConfig
+from .examples import Examples
+from .losses import NextItemLoss
+from .trainer import EarlyStopping, Hook, Trainer
+
+__all__ = ["fit", "fit_and_evaluate", "union", "seed_everything", "resolve_loss", "build_target_model"]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch.Generator for the caller's own draws."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_loss(cfg: TrainConfig) -> tuple[str, int]:
+    """The loss and number of negatives a config means once "auto" values are filled in."""
+    from ..models import model_class
+
+    loss = model_class(cfg.model).default_loss if cfg.loss == "auto" else cfg.loss
+    neg = cfg.num_negatives or (128 if loss == "sampled_softmax" else 1)
+    return loss, neg
+
+
+def build_target_model(cfg: TrainConfig, num_items: int, train_data: SequenceDataset | None = None):
+    """The configured model, with its item-transition graph when it has one (GNN)."""
+    from ..models import build_model
+
+    kwargs = dict(cfg.model_kwargs)
+    kwargs.setdefault("embed_dim", cfg.embed_dim)
+    kwargs.setdefault("max_len", cfg.max_len)
+    model = build_model(cfg.model, num_items, **kwargs)
+    if train_data is not None and hasattr(model, "set_graph"):
+        model.set_graph(train_data.replace(num_items=num_items))
+    return model
+
+
+def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | None = None,
+        sequence_weights=None, log=None, hooks=(), objective=None, model=None) -> dict:
+    """Train ``cfg.model`` on ``train_data``, early-stopping on ``valid`` (an `EvalSplit`).
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    train_data : SequenceDataset
+        Training sequences (ids within ``num_items``).
+    valid : fastregen.data.EvalSplit
+        Validation histories and targets (early stopping on ``cfg.valid_metric``).
+    num_items : int, optional
+        Size of the item table; defaults to ``train_data.num_items``.
+    sequence_weights : array of float, shape (len(train_data),), optional
+        Weight of every target of each training sequence.
+    log : callable, optional
+        Called with each epoch's record (dict).
+    hooks : sequence of `fastregen.training.Hook`, optional
+        Run after the early-stopping hook (a DR4SR+ upper level, a logger).
+    objective : callable, optional
+        Replaces the configured `NextItemLoss` (same call signature).
+    model : SequentialRecommender, optional
+        Train this model instead of a fresh one from the registry.
+
+    Returns
+    -------
+    dict
+        ``model`` (best state loaded, eval mode), ``valid`` (best validation
+        metrics), ``best_epoch``, ``epochs``, ``seconds_per_epoch`` (median
+        training time), ``history``, ``train_examples``, ``train_targets``,
+        ``loss``, ``num_negatives``, ``trainer``.
+    """
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    seed_everything(cfg.seed)  # model initialisation and dropout
+    num_items = int(num_items or train_data.num_items)
+    if train_data.num_items > num_items:
+        raise ValueError(f"training data holds item id {train_data.num_items} > num_items = {num_items}")
+    if model is None:
+        model = build_target_model(cfg, num_items, train_data)
+    mode = cfg.resolved_targets(model.causal)
+    if mode == "packed" and not model.causal:
+        raise ValueError(f"train_targets='packed' needs a causal model; {cfg.model!r} is not causal "
+                         "(its positions see later items), use 'last'")
+    examples = Examples(train_data, model.max_len, mode, sequence_weights)
+    if examples.total_targets == 0:
+        raise ValueError("the training data holds no sequence with two or more items: nothing to learn")
+    loss_name, negatives = resolve_loss(cfg)
+    objective = objective or NextItemLoss(loss_name, negatives, cfg.temperature)
+    stopper = EarlyStopping(
+        lambda m: evaluate(m, valid, cfg.ks, cfg.exclude_history, cfg.eval_batch_size),
+        cfg.valid_metric, mode="max", patience=cfg.patience, every=cfg.eval_every)
+    trainer = Trainer(model, objective, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=[stopper, *hooks],
+                      batch_size=cfg.batch_size, bucketing=cfg.length_bucketing, seed=cfg.seed, device=cfg.device,
+                      progress=cfg.progress, desc=cfg.model, log=log)
+    history = trainer.fit(examples, cfg.epochs)
+    return {
+        "model": model,
+        "valid": stopper.best,
+        "best_epoch": stopper.best_epoch,
+        "epochs": len(history),
+        "seconds_per_epoch": float(np.median([r["train_seconds"] for r in history])),
+        "history": history,
+        "train_examples": len(examples),
+        "train_targets": mode,
+        "loss": loss_name,
+        "num_negatives": negatives,
+        "trainer": trainer,
+    }
+
+
+def union(*datasets: SequenceDataset, weights=None) -> SequenceDataset:
+    """Concatenate training datasets, tagging each sequence with its source.
+
+    Parameters
+    ----------
+    *datasets : SequenceDataset
+        E.g. the original train split and a regenerated dataset.
+    weights : sequence of float, optional
+        One weight per dataset, applied to all its sequences' targets.
+
+    Returns
+    -------
+    SequenceDataset
+        ``meta["source"]`` (int64, index of the dataset each sequence came
+        from) and ``meta["weights"]`` (float32 per sequence, read by
+        `fit_and_evaluate`).
+    """
+    if not datasets:
+        raise ValueError("union needs at least one dataset")
+    if weights is None:
+        weights = [1.0] * len(datasets)
+    if len(weights) != len(datasets):
+        raise ValueError(f"{len(weights)} weights for {len(datasets)} datasets")
+    source = np.repeat(np.arange(len(datasets)), [len(d) for d in datasets]).astype(np.int64)
+    seq_w = np.asarray(weights, dtype=np.float32)[source]
+    return concat(
+        *datasets,
+        name="+".join(d.name or "?" for d in datasets),
+        meta={"source": source, "weights": seq_w},
+    )
+
+
+def fit_and_evaluate(data, model: str = "sasrec", seed: int = 0, train_data=None, out_dir=None, *,
+                     hooks=(), log=None, **config) -> dict:
+    """Split ``data`` leave-one-out, train, early-stop on validation, test.
+
+    Parameters
+    ----------
+    data : SequenceDataset or path
+        The original sequences. Validation targets are each user's
+        second-to-last item, test targets the last (see
+        `fastregen.data.leave_one_out`).
+    model : str, default "sasrec"
+        A registered model name.
+    seed : int, default 0
+    train_data : SequenceDataset or path, optional
+        What to train on instead of the train split of ``data`` (e.g. a
+        regenerated dataset, or its union with the train split). Its item ids
+        must be ids of ``data``. ``train_data.meta["weights"]`` (one float per
+        sequence), when present, weights each sequence's targets.
+    out_dir : path, optional
+        Writes ``config.yaml``, ``provenance.json``, ``metrics.jsonl`` (one
+        line per epoch), ``result.json``, ``test_ranks.npy`` (each test
+        user's 0-based rank of the target, for paired significance tests)
+        and ``model.pt`` (reload with `fastregen.models.load_model`).
+    hooks : sequence of `fastregen.training.Hook`, optional
+        Extra hooks for the Trainer.
+    log : callable, optional
+        Called with each epoch's record (after it is written to ``metrics.jsonl``).
+    **config
+        `TrainConfig` fields (``epochs``, ``loss``, ``lr``, ...), and/or
+        ``config=TrainConfig(...)`` as the base they override. The ``model``
+        and ``seed`` arguments always win over the base config's.
+
+    Returns
+    -------
+    dict
+        ``valid`` and ``test``: metric dicts (``recall@10``, ``ndcg@20``,
+        ``mrr``, ``auc``, ...); ``test_ranks``: np.int64 (n_test_users,);
+        ``model``: the trained model (best validation state); ``checkpoint``:
+        path of ``model.pt`` or None; ``best_epoch``, ``epochs``,
+        ``seconds_per_epoch``, ``seconds``, ``config`` (dict) and ``history``.
+    """
+    base = config.pop("config", None)
+    values = dataclasses.asdict(base) if base is not None else {}
+    values.update(config)
+    values["model"] = model
+    values["seed"] = seed
+    cfg = config_from_dict(TrainConfig, values)
+    data = as_dataset(data)
+    split = leave_one_out(data)
+    train = split.train if train_data is None else as_dataset(train_data)
+    num_items = max(data.num_items, train.num_items)
+    weights = train.meta.get("weights") if train_data is not None else None
+
+    log_file = None
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+        log_file = open(out_dir / "metrics.jsonl", "w")
+
+    def write_log(record):
+        if log_file is not None:
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+        if log is not None:
+            log(record)
+
+    t0 = time.perf_counter()
+    try:
+        result = fit(cfg, train, split.valid, num_items=num_items, sequence_weights=weights, log=write_log,
+                     hooks=hooks)
+    finally:
+        if log_file is not None:
+            log_file.close()
+    net = result["model"]
+    test = evaluate(net, split.test, cfg.ks, cfg.exclude_history, cfg.eval_batch_size, return_ranks=True)
+    result["test_ranks"] = test.pop("ranks")
+    result["test"] = test
+    result["seconds"] = time.perf_counter() - t0
+    result["config"] = dataclasses.asdict(cfg)
+    result["checkpoint"] = None
+    if out_dir is not None:
+        from .._io import atomic_open, atomic_write_text
+        from ..models import save_model
+
+        ckpt = out_dir / "model.pt"
+        save_model(net, ckpt, best_epoch=result["best_epoch"])
+        result["checkpoint"] = os.fspath(ckpt)
+        with atomic_open(out_dir / "test_ranks.npy", "wb") as f:
+            np.save(f, result["test_ranks"])
+        summary = {k: v for k, v in result.items() if k not in ("model", "history", "trainer", "test_ranks")}
+        atomic_write_text(out_dir / "result.json", json.dumps(summary, indent=2, default=str) + "\n")
+        prov = provenance(
+            cfg,
+            data=getattr(data, "name", ""),
+            train_data=None if train_data is None else getattr(train, "name", "<in-memory>"),
+            command="fastregen.training.fit_and_evaluate",
+            torch=torch.__version__,
+            torch_threads=torch.get_num_threads(),
+        )
+        atomic_write_text(out_dir / "provenance.json", json.dumps(prov, indent=2, default=str) + "\n")
+    return result

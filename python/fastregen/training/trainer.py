@@ -1,0 +1,302 @@
+"""`Trainer`: the one optimisation loop of fastregen.
+
+Target models, the DR4SR regenerator (and, building on them, the DR4SR+
+bi-level loop and UniDS's generator) are all trained by `Trainer`: an
+injectable model, objective and optimizer, a seeded epoch order, per-target
+weights and hooks for everything else (evaluation, early stopping,
+checkpoints, temperature schedules, an upper-level optimiser).
+
+Loss normalisation
+------------------
+An objective returns the *sum* over a batch's targets of ``weight * loss``
+(`LossTerms.total`). The Trainer divides it by one constant for the whole
+run, the mean number of targets per batch (``total targets / batches per
+epoch``), never by the batch's own count. With length bucketing, batches of
+short sequences hold far fewer targets than batches of long ones; dividing
+each by its own count would give a target in a short batch several times
+the weight of one in a long batch (on Beauty's original + mined patterns,
+the patterns' ~30% of the targets would get ~64% of the update). With the
+constant, every target of an epoch has weight ``w / C`` whatever batch it
+lands in, and the loss scale matches a per-batch mean on average.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["Trainer", "Hook", "EarlyStopping", "CallbackHook", "TrainingData"]
+
+
+class TrainingData(Protocol):
+    """What `Trainer.fit` trains on (`fastregen.training.Examples` is one)."""
+
+    total_targets: int
+
+    def __len__(self) -> int: ...
+
+    def batch(self, idx: np.ndarray): ...
+
+    def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True) -> list[np.ndarray]: ...
+
+
+class Hook:
+    """Override any of these to act at a point of the loop; ``trainer.stop = True`` ends it."""
+
+    def on_fit_start(self, trainer: "Trainer") -> None: ...
+
+    def on_step_end(self, trainer: "Trainer", batch, loss: float) -> None: ...
+
+    def on_epoch_end(self, trainer: "Trainer", record: dict) -> None: ...
+
+    def on_fit_end(self, trainer: "Trainer") -> None: ...
+
+
+class CallbackHook(Hook):
+    """A hook from plain functions: ``CallbackHook(step=f, epoch=g)``."""
+
+    def __init__(self, *, step: Callable | None = None, epoch: Callable | None = None) -> None:
+        self._step, self._epoch = step, epoch
+
+    def on_step_end(self, trainer, batch, loss):
+        if self._step is not None:
+            self._step(trainer, batch, loss)
+
+    def on_epoch_end(self, trainer, record):
+        if self._epoch is not None:
+            self._epoch(trainer, record)
+
+
+class EarlyStopping(Hook):
+    """Evaluate after epochs, keep the best weights, stop after ``patience`` evaluations without gain.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(model) -> dict`` of metrics (the model is in eval mode
+        while it runs).
+    metric : str
+        Key of the dict to select on.
+    mode : {"max", "min"}, default "max"
+    patience : int or None, default None
+        Evaluations without improvement before stopping; None never stops
+        (the best weights are still restored at the end).
+    every : int, default 1
+        Epochs between evaluations (the last epoch is always evaluated).
+    prefix : str, default "valid_"
+        Prefix of the metric names written into the epoch record.
+
+    Attributes
+    ----------
+    best : dict or None
+        Metrics of the best evaluation; ``best_epoch`` its epoch.
+    """
+
+    def __init__(self, evaluate: Callable[[torch.nn.Module], dict], metric: str, *, mode: str = "max",
+                 patience: int | None = None, every: int = 1, prefix: str = "valid_") -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        if patience is not None and patience < 0:
+            raise ValueError(f"patience must be >= 0 or None, got {patience}")
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.evaluate, self.metric, self.mode = evaluate, metric, mode
+        self.patience, self.every, self.prefix = patience, every, prefix
+        self.best: dict | None = None
+        self.best_epoch = -1
+        self._best_score = -math.inf if mode == "max" else math.inf
+        self._state = None
+        self._since = 0
+
+    def on_epoch_end(self, trainer, record):
+        epoch = record["epoch"]
+        if (epoch + 1) % self.every and epoch != trainer.last_epoch:
+            return
+        model = trainer.model
+        was_training = model.training
+        model.eval()
+        t0 = time.perf_counter()
+        try:
+            metrics = self.evaluate(model)
+        finally:
+            model.train(was_training)
+        record["eval_seconds"] = time.perf_counter() - t0
+        record.update({f"{self.prefix}{k}": v for k, v in metrics.items() if np.isscalar(v)})
+        score = metrics[self.metric]
+        better = score > self._best_score if self.mode == "max" else score < self._best_score
+        if better:
+            self._best_score, self.best, self.best_epoch, self._since = score, metrics, epoch, 0
+            self._state = copy.deepcopy(model.state_dict())
+        else:
+            self._since += 1
+        if self.patience is not None and self._state is not None and self._since > self.patience:
+            trainer.stop = True
+
+    def on_fit_end(self, trainer):
+        if not trainer.history:  # epochs=0: nothing was trained or evaluated
+            return
+        if self._state is None:
+            raise FloatingPointError(f"{self.metric} was never an improvement on {self._best_score} "
+                                     "(never finite?); training diverged")
+        trainer.model.load_state_dict(self._state)
+
+
+class Trainer:
+    """Minimise an objective over batches of training data.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    objective : callable
+        ``objective(model, batch, generator) -> LossTerms`` (for example
+        `fastregen.training.NextItemLoss`).
+    optimizer : torch.optim.Optimizer, optional
+        Defaults to Adam(``lr``, ``weight_decay``) over ``model.parameters()``.
+    lr, weight_decay : float
+        Of the default optimizer.
+    scheduler : callable, optional
+        ``scheduler(optimizer, total_steps) -> torch.optim.lr_scheduler.LRScheduler``,
+        stepped after every optimizer step.
+    hooks : sequence of Hook
+    batch_size : int, default 256
+    bucketing : bool, default True
+        Length-bucketed batches (`TrainingData.batch_order`).
+    seed : int, default 0
+        Seeds the trainer's generator: batch order and the objective's draws
+        (negatives, augmentations).
+    device : str or torch.device, default "cpu"
+    progress : bool, default True
+        A progress bar per epoch.
+    desc : str, default "train"
+        Progress-bar label.
+    log : callable, optional
+        Called with each epoch's record (a dict) once the hooks have run.
+    grad_clip : float, optional
+        Clip the gradient norm to this value before each optimizer step.
+
+    Attributes
+    ----------
+    step_count : int
+        Optimizer steps taken.
+    epoch : int
+        The epoch running (0-based).
+    history : list of dict
+        One record per epoch: ``epoch``, ``loss`` (mean per batch of the
+        normalised loss), ``train_seconds``, the objective's logs and
+        whatever the hooks add.
+    targets_per_batch : float
+        The constant the batch sums are divided by.
+    stop : bool
+        Set by a hook to end `fit` after the current epoch.
+    """
+
+    def __init__(self, model: torch.nn.Module, objective, *, optimizer: torch.optim.Optimizer | None = None,
+                 lr: float = 1e-3, weight_decay: float = 0.0, scheduler=None, hooks: Sequence[Hook] = (),
+                 batch_size: int = 256, bucketing: bool = True, seed: int = 0, device="cpu", progress: bool = True,
+                 desc: str = "train", log: Callable[[dict], None] | None = None, grad_clip: float | None = None) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0, got {grad_clip}")
+        self.model = model.to(device)
+        self.objective = objective
+        self.optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self._make_scheduler = scheduler
+        self.scheduler = None
+        self.hooks = list(hooks)
+        self.batch_size, self.bucketing, self.device = batch_size, bucketing, torch.device(device)
+        self.progress, self.desc, self.log, self.grad_clip = progress, desc, log, grad_clip
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.step_count, self.epoch, self.last_epoch = 0, 0, 0
+        self.history: list[dict] = []
+        self.targets_per_batch = 1.0
+        self.stop = False
+
+    # ------------------------------------------------------------------ steps
+    def loss(self, batch):
+        """The normalised loss of a batch (a scalar tensor with its graph) and the objective's `LossTerms`."""
+        terms = self.objective(self.model, batch, self.generator)
+        loss = terms.total / self.targets_per_batch
+        if terms.aux is not None:
+            loss = loss + terms.aux
+        return loss, terms
+
+    def step(self, batch) -> float:
+        """One optimisation step on ``batch`` (already on the device); returns the loss value."""
+        loss, terms = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step_count += 1
+        value = float(loss.detach())
+        self._last_logs = terms.logs
+        for hook in self.hooks:
+            hook.on_step_end(self, batch, value)
+        return value
+
+    def set_normaliser(self, data: TrainingData) -> float:
+        """Fix the targets-per-batch constant for ``data`` (total targets / batches per epoch)."""
+        n_batches = max(math.ceil(len(data) / self.batch_size), 1)
+        self.targets_per_batch = max(data.total_targets / n_batches, 1e-12)
+        return self.targets_per_batch
+
+    def run_epoch(self, data: TrainingData, order: Iterable[np.ndarray] | None = None) -> dict:
+        """One pass over ``data`` in a seeded random order (or ``order``); returns the epoch's record."""
+        from .._progress import progress_bar
+
+        self.model.train()
+        if order is None:
+            order = data.batch_order(self.batch_size, self.generator, self.bucketing)
+        t0 = time.perf_counter()
+        total, batches, logs = 0.0, 0, {}
+        bar = progress_bar(order, enabled=self.progress, desc=f"{self.desc} epoch {self.epoch}", unit="batch")
+        for idx in bar:
+            value = self.step(data.batch(idx).to(self.device))
+            total += value
+            batches += 1
+            for k, v in self._last_logs.items():
+                logs.setdefault(k, []).append(float(v))
+            if self.progress:
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        bar.close()
+        record = {"epoch": self.epoch, "loss": total / max(batches, 1), "train_seconds": time.perf_counter() - t0}
+        record.update({k: float(np.mean(v)) for k, v in logs.items()})
+        return record
+
+    def fit(self, data: TrainingData, epochs: int) -> list[dict]:
+        """Train for up to ``epochs`` epochs (hooks may stop earlier); returns the history."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+        if len(data) == 0 or data.total_targets == 0:
+            raise ValueError("the training data holds no target: nothing to learn")
+        self.set_normaliser(data)
+        if self._make_scheduler is not None and self.scheduler is None:
+            steps = max(math.ceil(len(data) / self.batch_size), 1) * max(epochs, 1)
+            self.scheduler = self._make_scheduler(self.optimizer, steps)
+        self.last_epoch = epochs - 1
+        self.stop = False
+        for hook in self.hooks:
+            hook.on_fit_start(self)
+        for epoch in range(epochs):
+            self.epoch = epoch
+            record = self.run_epoch(data)
+            for hook in self.hooks:
+                hook.on_epoch_end(self, record)
+            self.history.append(record)
+            if self.log is not None:
+                self.log(record)
+            if self.stop:
+                break
+        for hook in self.hooks:
+            hook.on_fit_end(self)
+        self.model.eval()
+        return self.history

@@ -114,9 +114,9 @@ def fidelity(data, regen_dir: Path) -> dict:
     """
     from fastregen.config import load_config
     from fastregen.mining import Patterns, dr4sr_input, mine_patterns, window_counts
-    from fastregen.regen import RegenConfig, load_checkpoint
-    from fastregen.regen.pipeline import _load_pairs
-    from fastregen.regen.train import pair_tensors, validation_losses
+    from fastregen.dr4sr import RegenConfig, load_checkpoint
+    from fastregen.dr4sr.pipeline import _load_pairs
+    from fastregen.dr4sr.pretrain import pair_tensors, validation_losses
 
     cfg = load_config(RegenConfig, regen_dir / "config.yaml")
     # read-only: load the finished stages, never (re)train into a folder another run may be writing
@@ -156,7 +156,7 @@ def fidelity(data, regen_dir: Path) -> dict:
 
 def diversity_study(data, out: Path, epochs: int, seed: int = 0) -> str:
     """Effect of the diversity options (Gumbel-softmax, entropy term) on pi and on the patterns."""
-    from fastregen.regen import DR4SR, RegenConfig
+    from fastregen.dr4sr import DR4SR, RegenConfig
 
     variants = [
         ("soft, no entropy term (default)", dict(diversity="soft", entropy_weight=0.0)),
@@ -184,7 +184,7 @@ def diversity_study(data, out: Path, epochs: int, seed: int = 0) -> str:
 
 def main(argv=None) -> None:
     from fastregen.data import load
-    from fastregen.regen import DR4SR, RegenConfig
+    from fastregen.dr4sr import DR4SR, RegenConfig
     from fastregen.training import fit_and_evaluate
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -12,7 +12,7 @@ __all__ = ["__version__", "show_config", "config_info", "DR4SR", "RegenConfig"]
 
 # Submodules load on first attribute access (`fastregen.mining.mine_patterns`),
 # so `import fastregen` stays cheap and never imports torch or triton.
-_SUBMODULES = ("data", "mining", "entropy", "models", "training", "evaluation", "regen", "ops", "config", "reference")
+_SUBMODULES = ("data", "mining", "entropy", "models", "training", "evaluation", "dr4sr", "ops", "config", "reference")
 
 
 def config_info() -> dict:
@@ -69,7 +69,7 @@ def __getattr__(name: str):
 
     # Lazy: `fastregen.DR4SR` imports torch only when first used.
     if name in ("DR4SR", "RegenConfig"):
-        return getattr(importlib.import_module(".regen", __name__), name)
+        return getattr(importlib.import_module(".dr4sr", __name__), name)
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'fastregen' has no attribute {name!r}")

@@ -32,7 +32,7 @@ def _load_embedding(path: Path):
 
 def run_regenerate(data: Path, out: Path, config, embedding: Optional[Path] = None, quiet: bool = False) -> dict:
     """Run (or resume) the pipeline into ``out``; print stage times and Table-2 statistics."""
-    from ..regen import DR4SR
+    from ..dr4sr import DR4SR
 
     t0 = time.perf_counter()
     dr = DR4SR(config).fit(data, out_dir=out, item_embedding=None if embedding is None else _load_embedding(embedding))
@@ -69,7 +69,7 @@ def regenerate(
 ) -> None:
     """Regenerate DATA with DR4SR (mine, pairs, pre-train, hybrid inference) into OUT/regenerated.txt."""
     from ..config import load_config
-    from ..regen import RegenConfig
+    from ..dr4sr import RegenConfig
 
     overrides = {k: v for k, v in dict(epochs=epochs, K=K, gamma=gamma, schedule=schedule, restrict=restrict,
                                          training_set=training_set, seed=seed, backend=backend).items()
@@ -104,7 +104,7 @@ def demo_step(demo: dict, quiet: bool = False, epochs: int = 1) -> dict:
     and ``out_dir`` are used). A half-width regenerator (d_model 32) keeps
     the demo to a minute or two on two CPU cores.
     """
-    from ..regen import RegenConfig
+    from ..dr4sr import RegenConfig
 
     cfg = RegenConfig(epochs=epochs, d_model=32, d_ff=128, progress=not quiet)
     typer.echo("DR4SR regeneration of the demo data:")

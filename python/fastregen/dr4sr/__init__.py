@@ -16,7 +16,7 @@ from .config import RegenConfig
 from .infer import dataset_sha256, deduplicate, hybrid_inference, step_modes, table2
 from .model import PAD, Regenerator, bos_id, eos_id, load_checkpoint, save_checkpoint
 from .pipeline import DR4SR, STAGES, combine
-from .train import pretrain
+from .pretrain import pretrain
 
 __all__ = [
     "RegenConfig",

@@ -42,7 +42,7 @@ from ..data import SequenceDataset, as_dataset, concat
 from .config import RegenConfig
 from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
 from .model import Regenerator, load_checkpoint
-from .train import pretrain
+from .pretrain import pretrain
 
 __all__ = ["DR4SR", "STAGES", "combine"]
 

@@ -10,8 +10,8 @@ import torch
 
 from fastregen.config import load_config, save_config
 from fastregen.data import SequenceDataset
-from fastregen.regen import RegenConfig, Regenerator, bos_id, eos_id, load_checkpoint, pretrain, save_checkpoint
-from fastregen.regen.train import balance_penalty, validation_losses
+from fastregen.dr4sr import RegenConfig, Regenerator, bos_id, eos_id, load_checkpoint, pretrain, save_checkpoint
+from fastregen.dr4sr.pretrain import balance_penalty, validation_losses
 
 TINY = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=2,
             batch_size=32, max_len=12, max_pattern_len=5, progress=False, dropout=0.1)

@@ -70,8 +70,8 @@ def reference_decode(model, sources, modes, max_len, restrict="items"):
 
 @torch.no_grad()
 @pytest.mark.parametrize("gamma, schedule, restrict", [
-    (0.0, "random", "items"), (0.5, "random", "items"), (0.1, "released", "items"),
-    (0.0, "random", "ordered"), (0.3, "random", "ordered"), (0.0, "random", "span"), (0.3, "released", "span"),
+    (0.0, "paper", "items"), (0.5, "paper", "items"), (0.1, "released", "items"),
+    (0.0, "paper", "ordered"), (0.3, "paper", "ordered"), (0.0, "paper", "span"), (0.3, "released", "span"),
 ])
 def test_batched_inference_equals_one_at_a_time_reference(gamma, schedule, restrict):
     data = planted_data(n=15)
@@ -142,13 +142,19 @@ def test_ordered_restriction_decodes_subsequences(restrict, span):
 
 
 def test_step_modes():
-    m = step_modes(2000, 6, gamma=0.1, schedule="random", seed=0)
+    m = step_modes(2000, 6, gamma=0.1, schedule="paper", seed=0)
     assert abs(m.mean() - 0.1) < 0.01
-    assert np.array_equal(m, step_modes(2000, 6, gamma=0.1, schedule="random", seed=0))
-    r = step_modes(3, 5, gamma=0.7, schedule="released", seed=0)
-    assert not r[:, :2].any() and r[:, 2:].all()
+    assert np.array_equal(m, step_modes(2000, 6, gamma=0.1, schedule="paper", seed=0))
+    r = step_modes(3000, 5, gamma=0.7, schedule="released", seed=0)
+    assert not r[:, :2].any() and abs(r[:, 2:].mean() - 0.7) < 0.02
+    # the released code's value gamma = 1: every step after the second is generative
+    assert step_modes(3, 5, gamma=1.0, schedule="released", seed=0)[:, 2:].all()
+    # the same draws as "paper" after step 1, so gamma moves both schedules alike
+    np.testing.assert_array_equal(r[:, 2:], step_modes(3000, 5, gamma=0.7, schedule="paper", seed=0)[:, 2:])
+    with pytest.raises(ValueError, match="schedule must be one of 'paper', 'released', got 'random'"):
+        step_modes(1, 1, gamma=0.1, schedule="random", seed=0)
     with pytest.raises(ValueError, match="gamma must be in"):
-        step_modes(1, 1, gamma=1.01, schedule="random", seed=0)
+        step_modes(1, 1, gamma=1.01, schedule="paper", seed=0)
 
 
 def test_inference_rejects_bad_arguments():
@@ -186,8 +192,16 @@ def test_pipeline_writes_loadable_dataset_with_provenance_and_resumes(tmp_path, 
     assert prov["config"]["K"] == 3 and prov["seed"] == 0 and prov["fastregen_version"] == fastregen.__version__
     assert len(prov["source"]["sha256"]) == 64 and prov["source"]["file_sha256"]
     assert prov["statistics"]["combined"]["users"] == len(combined)
-    assert set(prov["statistics"]) == {"original", "patterns", "original+patterns", "regenerated", "combined"}
+    assert set(prov["statistics"]) == {"original", "patterns", "original+patterns", "regenerated", "combined",
+                                       "combined_authors"}
     assert sets["original+patterns"].to_lists() == sets["original"].to_lists() + sets["patterns"].to_lists()
+    # the authors' file: original, mined (their patterns.pth also holds the originals), regenerated
+    assert sets["combined_authors"].to_lists() == (sets["original"].to_lists() + sets["patterns"].to_lists()
+                                                   + sets["original"].to_lists() + sets["regenerated"].to_lists())
+    assert dr.regenerate("combined_authors").to_lists() == sets["combined_authors"].to_lists()
+    with pytest.raises(ValueError, match="training_set must be one of 'combined', 'combined_authors', "
+                                         "'regenerated', got 'everything'"):
+        dr.regenerate("everything")
     only = dr.regenerate("regenerated")
     assert only.to_lists() == sets["regenerated"].to_lists()
 

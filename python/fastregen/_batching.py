@@ -7,7 +7,8 @@ import numpy as np
 
 
 def length_bucketed_batches(n: int, batch_size: int, permutation: Callable[[int], np.ndarray] | None,
-                            lengths: np.ndarray | None = None, bucket: int = 32) -> list[np.ndarray]:
+                            lengths: np.ndarray | None = None, bucket: int = 32,
+                            groups: np.ndarray | None = None) -> list[np.ndarray]:
     """Index batches of one epoch.
 
     Parameters
@@ -29,13 +30,29 @@ def length_bucketed_batches(n: int, batch_size: int, permutation: Callable[[int]
         every epoch still sees a fresh random grouping.
     bucket : int, default 32
         Batches per sorting window.
+    groups : np.ndarray of int, shape (n,), optional
+        Group of each example (e.g. the source sequence of a regenerator
+        pre-training pair). The shuffle then permutes groups and keeps each
+        group's examples next to each other, so a batch holds few groups
+        (work shared within a group, such as encoding its source, is done
+        once per batch). Examples of a group should share one length, so
+        that the length sort does not separate them.
 
     Returns
     -------
     list of np.ndarray of int64
-        Example indices of each batch; together a permutation of ``range(n)``.
+        Example indices of each batch; together a permutation of ``range(n)``;
+        ``ceil(n / batch_size)`` batches whatever the options.
     """
-    order = np.asarray(permutation(n), dtype=np.int64) if permutation is not None else np.arange(n)
+    if groups is not None:
+        groups = np.asarray(groups, dtype=np.int64)
+        if groups.shape != (n,):
+            raise ValueError(f"groups must have shape ({n},), got {groups.shape}")
+        ids, first = np.unique(groups, return_inverse=True)
+        rank = np.asarray(permutation(ids.size), dtype=np.int64) if permutation is not None else np.arange(ids.size)
+        order = np.lexsort((np.arange(n), rank[first]))
+    else:
+        order = np.asarray(permutation(n), dtype=np.int64) if permutation is not None else np.arange(n)
     if lengths is not None:
         lengths = np.asarray(lengths)
         window = batch_size * bucket

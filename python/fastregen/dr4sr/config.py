@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 __all__ = ["RegenConfig", "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS"]
 
-SCHEDULES = ("random", "released")
+SCHEDULES = ("paper", "released")
 RESTRICT = ("items", "ordered", "span")
 DIVERSITY = ("soft", "gumbel", "hard")
 TRAIN_SOFTMAX = ("source", "full")
-TRAINING_SETS = ("combined", "regenerated")
+TRAINING_SETS = ("combined", "combined_authors", "regenerated")
 
 
 @dataclass
@@ -87,11 +87,15 @@ class RegenConfig:
     gamma : float, default 0.1
         Probability that a decoding step is generative (any item) rather
         than restrictive (only items of the input sequence).
-    schedule : {"random", "released"}, default "random"
-        ``"random"``: each step of each row is generative with probability
-        ``gamma`` (the paper); ``"released"``: restrictive for the first two
-        steps and generative afterwards (the authors' released code;
-        ``gamma`` is ignored).
+    schedule : {"paper", "released"}, default "paper"
+        ``"paper"``: each step of each row is generative with probability
+        ``gamma`` (paper §4.2.3). ``"released"``: the first two steps
+        restrictive, each later step generative with probability ``gamma``:
+        the authors' ``3.Hybrid_inference.py`` line 197, ``if random.random()
+        > 1 or i <= 1:`` (restrictive), where the maintainers' reply in their
+        issue #5 says the ``1`` is gamma; with the released value
+        ``gamma = 1`` every step after the second is generative. (Configs
+        written before the rename say ``"random"``, read as ``"paper"``.)
     restrict : {"items", "ordered", "span"}, default "items"
         What a restrictive step may choose (besides EOS). ``"items"``: any
         item of the input sequence not yet in the pattern (the paper).
@@ -109,10 +113,12 @@ class RegenConfig:
         Shorter regenerated patterns are dropped.
     decode_batch_size : int, default 1024
         Sequences decoded together.
-    training_set : {"combined", "regenerated"}, default "combined"
-        What `DR4SR.regenerate` returns: the regenerated patterns only, or
-        original training sequences + mined patterns + regenerated patterns
-        (what the authors' code trains the target model on).
+    training_set : {"combined", "combined_authors", "regenerated"}, default "combined"
+        What `DR4SR.regenerate` returns and writes: original training
+        sequences + mined patterns + regenerated patterns, each once
+        (``"combined"``); the authors' training file (``"combined_authors"``,
+        the original sequences twice, see `DR4SR.training_sets`); or the
+        regenerated patterns only.
 
     Runtime
     -------
@@ -154,7 +160,7 @@ class RegenConfig:
     valid_fraction: float = 0.05
     # inference
     gamma: float = 0.1
-    schedule: str = "random"
+    schedule: str = "paper"
     restrict: str = "items"
     max_pattern_len: int = 24
     min_pattern_len: int = 2
@@ -167,6 +173,8 @@ class RegenConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.schedule == "random":  # the name before "paper"; old config.yaml files say it
+            self.schedule = "paper"
         self.validate()
 
     def validate(self) -> None:

@@ -18,7 +18,7 @@ from .._io import atomic_open
 from .._progress import progress_bar
 from ..data import SequenceDataset, stats
 from ..ops import constrained_argmax
-from .config import RESTRICT
+from .config import RESTRICT, SCHEDULES
 from .model import PAD, Regenerator
 
 __all__ = ["hybrid_inference", "step_modes", "deduplicate", "write_provenance", "dataset_sha256", "table2"]
@@ -27,21 +27,22 @@ __all__ = ["hybrid_inference", "step_modes", "deduplicate", "write_provenance", 
 def step_modes(n_rows: int, n_steps: int, *, gamma: float, schedule: str, seed: int, memory: int = 0) -> np.ndarray:
     """Whether each decoding step of each row is generative, a bool (n_rows, n_steps) array.
 
-    ``schedule="random"``: each entry is True with probability ``gamma``,
-    drawn from a generator seeded by ``(seed, memory)``, so the draws of a
-    row do not depend on the batch it is decoded in. ``schedule="released"``:
-    the authors' released code, restrictive for the first two steps and
-    generative afterwards.
+    Each entry is True with probability ``gamma``, drawn from a generator
+    seeded by ``(seed, memory)``, so the draws of a row do not depend on the
+    batch it is decoded in. ``schedule="paper"`` uses the draws at every
+    step; ``schedule="released"`` makes the first two steps restrictive
+    whatever the draw (the authors' ``3.Hybrid_inference.py``, see
+    `RegenConfig.schedule`; with ``gamma = 1`` every later step is
+    generative, as released).
     """
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-    if schedule == "random":
-        return np.random.default_rng([seed, memory]).random((n_rows, n_steps)) < gamma
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}, got {schedule!r}")
+    modes = np.random.default_rng([seed, memory]).random((n_rows, n_steps)) < gamma
     if schedule == "released":
-        modes = np.ones((n_rows, n_steps), dtype=bool)
         modes[:, :2] = False
-        return modes
-    raise ValueError(f"schedule must be 'random' or 'released', got {schedule!r}")
+    return modes
 
 
 def deduplicate(patterns: list[np.ndarray], min_len: int) -> tuple[list[np.ndarray], dict]:

@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import config_from_dict, config_to_dict
-from ..models.base import masked_mean
+from ..models.base import Dropout, masked_mean
 from ..ops import mix_memories
 from .config import RegenConfig
+from .layers import DecoderLayer, EncoderLayer, Stack
 
 __all__ = ["Regenerator", "PAD", "eos_id", "bos_id", "save_checkpoint", "load_checkpoint"]
 
@@ -49,11 +50,6 @@ def eos_id(num_items: int) -> int:
 def bos_id(num_items: int) -> int:
     """BOS token id for a vocabulary of ``num_items`` items (``num_items + 2``)."""
     return num_items + 2
-
-
-def _causal_mask(n: int, device) -> torch.Tensor:
-    # bool, True = not attended: position i sees positions <= i
-    return torch.triu(torch.ones(n, n, dtype=torch.bool, device=device), diagonal=1)
 
 
 class Regenerator(nn.Module):
@@ -89,22 +85,18 @@ class Regenerator(nn.Module):
         d, K = config.d_model, config.K
         self.item_embedding = nn.Embedding(num_items + 3, d, padding_idx=PAD)
         self.position_embedding = nn.Embedding(max(config.max_len, config.max_pattern_len + 1), d)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
-        def enc_layer():
-            return nn.TransformerEncoderLayer(d, config.n_heads, config.d_ff, config.dropout, activation="gelu",
-                                              layer_norm_eps=1e-12, batch_first=True)
+        def encoder():
+            return Stack(EncoderLayer(d, config.n_heads, config.d_ff, config.dropout)
+                         for _ in range(config.n_encoder_layers))
 
-        self.encoder = nn.TransformerEncoder(enc_layer(), config.n_encoder_layers, enable_nested_tensor=False)
-        self.decoder = nn.TransformerDecoder(
-            nn.TransformerDecoderLayer(d, config.n_heads, config.d_ff, config.dropout, activation="gelu",
-                                       layer_norm_eps=1e-12, batch_first=True),
-            config.n_decoder_layers,
-        )
+        self.encoder = encoder()
+        self.decoder = Stack(DecoderLayer(d, config.n_heads, config.d_ff, config.dropout)
+                             for _ in range(config.n_decoder_layers))
         self.memory_projection = nn.Sequential(nn.Linear(d, d * K), nn.ReLU(), nn.Linear(d * K, d * K))
         if K > 1:
-            self.promoter_encoder = nn.TransformerEncoder(enc_layer(), config.n_encoder_layers,
-                                                          enable_nested_tensor=False)
+            self.promoter_encoder = encoder()
             self.promoter_head = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, K))
         self.apply(self._init)
         self.tau = float(config.tau_start)
@@ -163,7 +155,7 @@ class Regenerator(nn.Module):
         pad = src == PAD
         if bool(pad.all(dim=1).any()):
             raise ValueError("every source sequence needs at least one item")
-        memory = self.encoder(self._embed(src), src_key_padding_mask=pad)
+        memory = self.encoder(self._embed(src), key_padding=pad)
         B, L, D = memory.shape
         return self.memory_projection(memory).view(B, L, self.config.K, D)
 
@@ -173,7 +165,7 @@ class Regenerator(nn.Module):
         if self.config.K == 1:
             return torch.zeros(B, 1, device=pattern.device)
         pad = pattern == PAD
-        h = self.promoter_encoder(self._embed(pattern), src_key_padding_mask=pad)
+        h = self.promoter_encoder(self._embed(pattern), key_padding=pad)
         return self.promoter_head(masked_mean(h, ~pad))
 
     def mixture(self, logits: torch.Tensor) -> torch.Tensor:
@@ -188,49 +180,61 @@ class Regenerator(nn.Module):
 
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_pad: torch.Tensor) -> torch.Tensor:
         """Decoder states (B, T, D) for decoder inputs (B, T) reading memory (B, L, D)."""
-        T = tgt_in.shape[1]
-        return self.decoder(
-            self._embed(tgt_in), memory,
-            tgt_mask=_causal_mask(T, tgt_in.device),
-            tgt_key_padding_mask=tgt_in == PAD,
-            memory_key_padding_mask=src_pad,
-            tgt_is_causal=True,
-        )
+        return self.decoder(self._embed(tgt_in), memory, tgt_padding=tgt_in == PAD, memory_padding=src_pad)
 
     # ----------------------------------------------------------------- loss
-    def loss(self, src: torch.Tensor, pattern: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _encode_pairs(self, src: torch.Tensor, src_index: torch.Tensor | None):
+        """K memories per pair: encode each distinct source once, then index them by pair."""
+        memories = self.encode(src)
+        if src_index is None:
+            return memories, src
+        return memories[src_index], src[src_index]
+
+    def loss(self, src: torch.Tensor, pattern: torch.Tensor, src_index: torch.Tensor | None = None,
+             reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced cross-entropy of the patterns given the sources (paper eq. 2).
 
         Parameters
         ----------
-        src : torch.Tensor, shape (B, L), int64
+        src : torch.Tensor, shape (S, L), int64
             Right-padded input sequences.
         pattern : torch.Tensor, shape (B, P), int64
             Right-padded target patterns (without BOS/EOS).
+        src_index : torch.Tensor of int64, shape (B,), optional
+            Row of ``src`` each pattern is decoded from, so that a source
+            shared by several patterns is encoded once; default: row b for
+            pattern b (S = B).
+        reduction : {"mean", "sum"}, default "mean"
+            Cross-entropy per scored target token, or summed over them.
 
         Returns
         -------
         (ce, entropy, pi)
-            Mean cross-entropy over the target tokens (items and the final
-            EOS), mean entropy of ``pi`` and ``pi`` itself (B, K). With
+            Cross-entropy over the target tokens (items and the final EOS),
+            mean entropy of ``pi`` and ``pi`` itself (B, K). With
             ``diversity="hard"`` (K > 1) each pattern is scored by the memory
             that decodes it best, ``pi`` is one-hot on that memory and the
-            entropy is 0.
+            entropy is 0 (its "mean" divides by every target token).
         """
-        memories = self.encode(src)
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        memories, src = self._encode_pairs(src, src_index)
         if self.config.diversity == "hard" and self.config.K > 1:
             nll, _ = self._memory_nll(memories, src, pattern)  # (K, B)
             best = nll.detach().argmin(0)
-            tokens = int((pattern != PAD).sum()) + pattern.shape[0]  # items + one EOS per pattern
-            ce = nll.gather(0, best[None]).sum() / tokens
+            ce = nll.gather(0, best[None]).sum()
+            if reduction == "mean":
+                ce = ce / (int((pattern != PAD).sum()) + pattern.shape[0])  # items + one EOS per pattern
             pi = F.one_hot(best, self.config.K).to(nll.dtype)
             return ce, torch.zeros((), device=src.device), pi
         pi, logits, labels = self._mixture_logits(memories, src, pattern)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                             reduction=reduction)
         entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
         return ce, entropy, pi
 
-    def heldout_nll(self, src: torch.Tensor, pattern: torch.Tensor) -> tuple[float, float, int]:
+    def heldout_nll(self, src: torch.Tensor, pattern: torch.Tensor,
+                    src_index: torch.Tensor | None = None) -> tuple[float, float, int]:
         """Summed NLL of a batch with the promoter's mixture (what `loss`
         minimises) and with the best single memory per pattern (what
         inference can reach, see `memory_nll`), running the encoder once.
@@ -245,7 +249,7 @@ class Regenerator(nn.Module):
             with ``diversity="hard"`` the two sums are equal, and `loss`
             divides by every target token, scored or not.
         """
-        memories = self.encode(src)
+        memories, src = self._encode_pairs(src, src_index)
         nll, tokens = self._memory_nll(memories, src, pattern)
         best = float(nll.min(0).values.sum())
         if self.config.diversity == "hard" and self.config.K > 1:
@@ -255,7 +259,8 @@ class Regenerator(nn.Module):
                                   reduction="sum")
         return float(mixture), best, tokens
 
-    def memory_nll(self, src: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
+    def memory_nll(self, src: torch.Tensor, pattern: torch.Tensor,
+                   src_index: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced NLL of each pattern when the decoder reads one memory alone.
 
         This is what inference sees (no target pattern, so no promoter: each
@@ -269,7 +274,8 @@ class Regenerator(nn.Module):
         torch.Tensor, shape (K, B), float
             Summed over each pattern's tokens (items and the final EOS).
         """
-        return self._memory_nll(self.encode(src), src, pattern)[0]
+        memories, src = self._encode_pairs(src, src_index)
+        return self._memory_nll(memories, src, pattern)[0]
 
     def _decoder_logits(self, memory: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor):
         """Teacher-forced logits and labels (`_logits`) decoding the patterns from one memory (B, L, D)."""

@@ -39,7 +39,7 @@ import torch
 from .._io import atomic_open
 from ..config import config_to_dict, file_sha256, load_config, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat
-from .config import RegenConfig
+from .config import TRAINING_SETS, RegenConfig
 from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
 from .model import Regenerator, load_checkpoint
 from .pretrain import pretrain
@@ -345,10 +345,17 @@ class DR4SR:
         ``regenerated``
             the regenerator's patterns (hybrid inference runs once, then is reused);
         ``combined``
-            original + mined + regenerated, in that order: what the authors'
-            code trains on.
+            original + mined + regenerated, each once;
+        ``combined_authors``
+            the authors' training file: original + mined + original +
+            regenerated, i.e. the original sequences twice
+            (``1.Build_pretraining_dataset.py`` line 68 saves ``patterns.pth``
+            as ``train_list + original_train``, mined patterns *and* the
+            original training sequences, and ``3.Hybrid_inference.py`` line
+            293 writes ``original_data + ori_pattern + train_list``, so the
+            originals come in again).
 
-        After `mine` alone only the first three are there; after `fit`, all five.
+        After `mine` alone only the first three are there; after `fit`, all six.
 
         Returns
         -------
@@ -368,6 +375,8 @@ class DR4SR:
             regen = self._infer()
             sets["regenerated"] = regen
             sets["combined"] = combine(sets["original+patterns"], regen, num_items=n, item_ids=ids, name="combined")
+            sets["combined_authors"] = combine(original, mined, original, regen, num_items=n, item_ids=ids,
+                                               name="combined_authors")
         return sets
 
     def regenerate(self, training_set: str | None = None) -> SequenceDataset:
@@ -375,7 +384,7 @@ class DR4SR:
 
         Parameters
         ----------
-        training_set : {"combined", "regenerated"}, optional
+        training_set : {"combined", "combined_authors", "regenerated"}, optional
             Defaults to ``config.training_set``.
 
         Returns
@@ -386,8 +395,8 @@ class DR4SR:
             written there (``regenerated.txt``) with its provenance.
         """
         which = self.config.training_set if training_set is None else training_set
-        if which not in ("combined", "regenerated"):
-            raise ValueError(f"training_set must be 'combined' or 'regenerated', got {which!r}")
+        if which not in TRAINING_SETS:
+            raise ValueError(f"training_set must be one of {', '.join(map(repr, TRAINING_SETS))}, got {which!r}")
         self._infer()  # raises if no regenerator was fitted (after mine alone, say)
         sets = self.training_sets()
         result = sets[which]

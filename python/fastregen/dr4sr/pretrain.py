@@ -1,78 +1,121 @@
-"""Pre-training the regenerator on (sequence, pattern) pairs with teacher forcing (DR4SR eq. 2)."""
+"""Pre-training the regenerator on (sequence, pattern) pairs with teacher forcing (DR4SR eq. 2).
+
+It runs on the one `fastregen.training.Trainer`: `PairData` serves the
+pairs batch by batch, `RegeneratorLoss` is the objective, and hooks anneal
+the Gumbel temperature, score the held-out pairs and write checkpoints.
+
+Pairs of one source sequence are batched together (the batch order shuffles
+sources, `fastregen._batching.length_bucketed_batches` with ``groups``), and
+the regenerator encodes each distinct source of a batch once: on Beauty a
+source has ~3.8 pairs, and encoding sources was most of a step.
+"""
 
 from __future__ import annotations
 
-import copy
 import math
-import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .._batching import length_bucketed_batches
-from .._progress import progress_bar
 from ..data import SequenceDataset
+from ..training import EarlyStopping, Hook, LossTerms, Trainer, adam
 from .config import RegenConfig
-from .model import Regenerator, save_checkpoint
+from .model import PAD, Regenerator, save_checkpoint
 
-__all__ = ["pretrain", "pair_tensors", "validation_losses"]
+__all__ = ["pretrain", "PairData", "PairBatch", "pair_data", "RegeneratorLoss", "validation_losses",
+           "balance_penalty"]
 
 
 def _trim(x: torch.Tensor) -> torch.Tensor:
     """Drop all-padding trailing columns of a right-padded batch."""
-    width = int((x != 0).sum(1).max()) if x.numel() else 0
+    width = int((x != PAD).sum(1).max()) if x.numel() else 0
     return x[:, : max(width, 1)]
 
 
-def pair_tensors(sequences: SequenceDataset, patterns: SequenceDataset, config: RegenConfig):
-    """Right-padded (N, L) source and (N, P) pattern id matrices, pairs with an empty side dropped.
+@dataclass
+class PairBatch:
+    """Pairs of a batch: distinct sources (S, L), the source row of each pair (B,), patterns (B, P)."""
 
-    Sources keep their ``max_len`` most recent items, patterns their first
-    ``max_pattern_len`` items.
+    src: torch.Tensor
+    src_index: torch.Tensor
+    pattern: torch.Tensor
+
+    def to(self, device) -> "PairBatch":
+        return PairBatch(self.src.to(device), self.src_index.to(device), self.pattern.to(device))
+
+    @property
+    def num_targets(self) -> int:
+        return int((self.pattern != PAD).sum()) + self.pattern.shape[0]  # items + one EOS per pattern
+
+
+class PairData:
+    """Pre-training pairs as training data for `fastregen.training.Trainer`.
+
+    Parameters
+    ----------
+    sources : torch.Tensor of int64, shape (S, L)
+        Distinct source sequences, right-padded.
+    source_of : np.ndarray of int64, shape (N,)
+        Row of ``sources`` of each pair.
+    patterns : torch.Tensor of int64, shape (N, P)
+        Target pattern of each pair, right-padded.
+    rows : np.ndarray of int64, optional
+        The pairs this object serves (a train or held-out part); default all.
+
+    Attributes
+    ----------
+    lengths : np.ndarray, shape (len(self),)
+        Source length of each pair (the bucketing key).
+    total_targets : int
+        Target tokens (pattern items and one EOS per pair).
     """
-    if len(sequences) != len(patterns):
-        raise ValueError(f"pairs have {len(sequences)} input sequences but {len(patterns)} patterns")
-    keep = (sequences.lengths > 0) & (patterns.lengths > 0)
-    seqs = sequences.subset(np.flatnonzero(keep)).truncate(config.max_len)
-    pats = patterns.subset(np.flatnonzero(keep)).slice_sequences(0, config.max_pattern_len)
-    if len(seqs) == 0:
-        return torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1, dtype=torch.long)
+
+    def __init__(self, sources: torch.Tensor, source_of: np.ndarray, patterns: torch.Tensor, rows=None) -> None:
+        self.sources, self.source_of, self.patterns = sources, np.asarray(source_of, np.int64), patterns
+        self.rows = np.arange(len(self.source_of), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+        src_len = (sources != PAD).sum(1).numpy()
+        self.lengths = src_len[self.source_of[self.rows]]
+        self.total_targets = int((patterns[torch.from_numpy(self.rows)] != PAD).sum()) + len(self.rows)
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def subset(self, rows) -> "PairData":
+        """The pairs at positions ``rows`` of this object."""
+        return PairData(self.sources, self.source_of, self.patterns, self.rows[np.asarray(rows, np.int64)])
+
+    def batch(self, idx) -> PairBatch:
+        pairs = self.rows[np.asarray(idx, dtype=np.int64)]
+        uniq, inverse = np.unique(self.source_of[pairs], return_inverse=True)
+        return PairBatch(_trim(self.sources[torch.from_numpy(uniq)]), torch.from_numpy(inverse.astype(np.int64)),
+                         _trim(self.patterns[torch.from_numpy(pairs)]))
+
+    def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True):
+        """Batches of pairs, one source's pairs together, sources shuffled (and bucketed by length)."""
+        perm = None if generator is None else (lambda m: torch.randperm(m, generator=generator).numpy())
+        return length_bucketed_batches(len(self), batch_size, perm, self.lengths if bucketing else None,
+                                       groups=self.source_of[self.rows])
+
+
+def pair_data(pairs, config: RegenConfig) -> PairData:
+    """`PairData` of `fastregen.mining.PretrainPairs`: pairs with an empty side dropped, each
+    distinct source once (its ``max_len`` most recent items), patterns cut to ``max_pattern_len``."""
+    if len(pairs.sequences) != len(pairs.patterns):
+        raise ValueError(f"pairs have {len(pairs.sequences)} input sequences but {len(pairs.patterns)} patterns")
+    keep = np.flatnonzero((pairs.sequences.lengths > 0) & (pairs.patterns.lengths > 0))
+    source = np.asarray(pairs.source, dtype=np.int64)[keep] if pairs.source is not None else keep
+    # a pair's source id names its input sequence; keep the first pair's copy of each
+    ids, first, source_of = np.unique(source, return_index=True, return_inverse=True)
+    seqs = pairs.sequences.subset(keep[first]).truncate(config.max_len)
+    pats = pairs.patterns.subset(keep).slice_sequences(0, config.max_pattern_len)
+    if len(keep) == 0:
+        empty = torch.zeros(0, 1, dtype=torch.long)
+        return PairData(empty, np.zeros(0, np.int64), empty)
     src = torch.from_numpy(seqs.padded(int(seqs.lengths.max()), side="right"))
     pat = torch.from_numpy(pats.padded(int(pats.lengths.max()), side="right"))
-    return src, pat
-
-
-def _batches(n: int, batch_size: int, rng: np.random.Generator | None, lengths: np.ndarray | None = None):
-    """Index batches (`length_bucketed_batches`); with ``rng`` shuffled, with ``lengths`` bucketed.
-
-    Bucketing matters here: sources average ~13 items but reach 50, and a
-    random batch almost always holds one of length 50, tripling the work.
-    """
-    perm = rng.permutation if rng is not None else None
-    return [torch.from_numpy(b) for b in length_bucketed_batches(n, batch_size, perm, lengths)]
-
-
-def _evaluate(model: Regenerator, src, pat, batch_size: int) -> tuple[float, float]:
-    """Validation CE per token: with the promoter's mixture (what training
-    minimises), and with the best single memory per pattern (what inference,
-    which decodes each memory alone, can reach)."""
-    model.eval()
-    total, best, tokens = 0.0, 0.0, 0
-    with torch.no_grad():
-        for idx in _batches(src.shape[0], batch_size, None, (src != 0).sum(1).numpy()):
-            s, p = _trim(src[idx]).to(model.device), _trim(pat[idx]).to(model.device)
-            mixture, best_memory, n = model.heldout_nll(s, p)
-            total += mixture
-            best += best_memory
-            tokens += n
-    return total / max(tokens, 1), best / max(tokens, 1)
-
-
-def _holdout(n: int, config: RegenConfig, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(valid, train) pair indices: the first ``valid_fraction`` of a seeded permutation are held out."""
-    perm = rng.permutation(n)
-    n_valid = min(int(round(n * config.valid_fraction)) if n > 1 else 0, n - 1)
-    return torch.from_numpy(perm[:n_valid]), torch.from_numpy(perm[n_valid:])
+    return PairData(src, source_of.astype(np.int64), pat)
 
 
 def balance_penalty(pi: torch.Tensor) -> torch.Tensor:
@@ -85,6 +128,55 @@ def balance_penalty(pi: torch.Tensor) -> torch.Tensor:
     return math.log(pi.shape[1]) + (mean * torch.log(mean + 1e-12)).sum()
 
 
+class RegeneratorLoss:
+    """The pre-training objective: summed teacher-forced CE, plus the entropy and balance terms.
+
+    The CE sum is what the Trainer normalises (by target tokens per batch);
+    ``entropy_weight * H(pi) + balance_weight * balance_penalty(pi)`` are
+    batch means and are added as they are.
+    """
+
+    def __init__(self, config: RegenConfig) -> None:
+        self.config = config
+
+    def __call__(self, model: Regenerator, batch: PairBatch, generator) -> LossTerms:
+        cfg = self.config
+        ce, entropy, pi = model.loss(batch.src, batch.pattern, batch.src_index, reduction="sum")
+        aux = None
+        if cfg.entropy_weight:
+            aux = cfg.entropy_weight * entropy
+        if cfg.balance_weight:
+            term = cfg.balance_weight * balance_penalty(pi)
+            aux = term if aux is None else aux + term
+        use = torch.bincount(pi.detach().argmax(1).cpu(), minlength=cfg.K).double() / max(pi.shape[0], 1)
+        logs = {"ce": float(ce.detach()) / max(batch.num_targets, 1), "entropy": float(entropy.detach())}
+        logs.update({f"memory_use_{k}": float(u) for k, u in enumerate(use)})
+        return LossTerms(total=ce, aux=aux, logs=logs)
+
+
+def _evaluate(model: Regenerator, data: PairData, batch_size: int) -> dict:
+    """Validation CE per token: with the promoter's mixture (what training
+    minimises), and with the best single memory per pattern (what inference,
+    which decodes each memory alone, can reach)."""
+    model.eval()
+    total, best, tokens = 0.0, 0.0, 0
+    with torch.no_grad():
+        for idx in data.batch_order(batch_size, None, bucketing=True):
+            b = data.batch(idx).to(model.device)
+            mixture, best_memory, n = model.heldout_nll(b.src, b.pattern, b.src_index)
+            total += mixture
+            best += best_memory
+            tokens += n
+    return {"valid_loss": total / max(tokens, 1), "valid_best_memory_loss": best / max(tokens, 1)}
+
+
+def _holdout(n: int, config: RegenConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, train) pair positions: the first ``valid_fraction`` of a permutation seeded by ``config.seed``."""
+    perm = np.random.default_rng(config.seed).permutation(n)
+    n_valid = min(int(round(n * config.valid_fraction)) if n > 1 else 0, n - 1)
+    return perm[:n_valid], perm[n_valid:]
+
+
 def validation_losses(model: Regenerator, pairs) -> dict:
     """The held-out losses of a pre-trained regenerator, on the pairs `pretrain` held out.
 
@@ -93,12 +185,39 @@ def validation_losses(model: Regenerator, pairs) -> dict:
     `pretrain` drew it, so pass the same pairs it was trained on.
     """
     config = model.config
-    src, pat = pair_tensors(pairs.sequences, pairs.patterns, config)
-    valid_idx, _ = _holdout(src.shape[0], config, np.random.default_rng(config.seed))
+    data = pair_data(pairs, config)
+    valid_idx, _ = _holdout(len(data), config)
     if len(valid_idx) == 0:
         raise ValueError("nothing was held out (valid_fraction = 0 or a single pair)")
-    valid, best = _evaluate(model, src[valid_idx], pat[valid_idx], config.batch_size)
-    return {"valid_loss": valid, "valid_best_memory_loss": best, "pairs": len(valid_idx)}
+    return {**_evaluate(model, data.subset(valid_idx), config.batch_size), "pairs": len(valid_idx)}
+
+
+class _PretrainRecord(Hook):
+    """Anneals the Gumbel temperature per step; turns each epoch's record into the history format and
+    writes the (incomplete) checkpoint."""
+
+    def __init__(self, config: RegenConfig, checkpoint, history: list) -> None:
+        self.config, self.checkpoint, self.history = config, checkpoint, history
+
+    def on_step_end(self, trainer, batch, loss):
+        if self.config.diversity == "gumbel":
+            trainer.model.anneal()
+
+    def on_epoch_end(self, trainer, record):
+        K = self.config.K
+        entry = {
+            "epoch": record["epoch"] + 1,
+            "train_loss": record["ce"],
+            "entropy": record["entropy"],
+            "memory_use": [record[f"memory_use_{k}"] for k in range(K)],
+            "tau": trainer.model.tau,
+            "valid_loss": record.get("valid_loss"),
+            "valid_best_memory_loss": record.get("valid_best_memory_loss"),
+            "seconds": record["train_seconds"] + record.get("eval_seconds", 0.0),
+        }
+        self.history.append(entry)
+        if self.checkpoint is not None:
+            save_checkpoint(trainer.model, self.checkpoint, history=self.history, complete=False)
 
 
 def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
@@ -110,8 +229,9 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     ----------
     pairs : PretrainPairs
         From `fastregen.mining.pretrain_pairs`: ``pairs.sequences`` (row r:
-        input sequence of pair r) and ``pairs.patterns`` (row r: its target
-        pattern), both `SequenceDataset`.
+        input sequence of pair r), ``pairs.patterns`` (row r: its target
+        pattern), both `SequenceDataset`, and ``pairs.source`` (the id of
+        pair r's input sequence; pairs with one id share one input).
     num_items : int
         Item vocabulary of the dataset (ids 1..num_items).
     config : RegenConfig, optional
@@ -120,26 +240,26 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
         ``config.init_item_embedding``).
     checkpoint : path-like, optional
         Where to write the regenerator after every epoch (atomically); the
-        final file holds the best weights and ``complete=True``.
+        final file holds the selected weights and ``complete=True``.
     model : Regenerator, optional
         Continue training this model instead of a fresh one.
 
     Returns
     -------
     (model, history)
-        The model with the weights of the lowest validation loss (the last
-        epoch's when nothing is held out), in eval mode; one dict per epoch
-        (train_loss, valid_loss, valid_best_memory_loss, entropy, memory_use,
-        tau, seconds); ``memory_use`` is the share of training patterns
-        whose largest ``pi`` is on each memory (K floats; with
-        ``diversity="gumbel"`` the sampled ``pi``, so the noise makes it
-        look more even than the promoter's own choice). ``valid_loss``
-        decodes the promoter's mixture of the memories, which sees the
-        target pattern; ``valid_best_memory_loss``
+        The model with the weights of the epoch with the lowest
+        ``valid_best_memory_loss`` (the last epoch's when nothing is held
+        out), in eval mode; one dict per epoch (epoch (1-based), train_loss,
+        valid_loss, valid_best_memory_loss, entropy, memory_use, tau,
+        seconds). ``valid_loss`` decodes the promoter's mixture of the
+        memories, which reads the target pattern; ``valid_best_memory_loss``
         decodes each memory alone and keeps the best per pattern, as
-        inference can. A soft mixture can carry information about the
-        target through ``pi``, so only the second is comparable across
-        ``diversity`` settings.
+        inference can. A soft mixture can carry information about the target
+        through ``pi``, so only the second measures what inference will
+        produce, and it selects the checkpoint. ``memory_use`` is the share
+        of training patterns whose largest ``pi`` is on each memory (with
+        ``diversity="gumbel"`` the sampled ``pi``, so the noise makes it
+        look more even than the promoter's own choice).
 
     Notes
     -----
@@ -151,20 +271,14 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     config.validate()
     if len(pairs) == 0:
         raise ValueError("no pre-training pairs: the pattern set is empty (lower min_support or check the data)")
-    src, pat = pair_tensors(pairs.sequences, pairs.patterns, config)
-    n = src.shape[0]
-    if n == 0:
+    data = pair_data(pairs, config)
+    if len(data) == 0:
         raise ValueError("no pre-training pair has both a non-empty sequence and a non-empty pattern")
-    for name, t in (("sequence", src), ("pattern", pat)):
+    for name, t in (("sequence", data.sources), ("pattern", data.patterns)):
         if int(t.max()) > num_items:
             raise ValueError(f"a pre-training {name} holds item {int(t.max())} > num_items = {num_items}")
-
-    rng = np.random.default_rng(config.seed)
-    valid_idx, train_idx = _holdout(n, config, rng)
-    n_valid = len(valid_idx)
-    src_tr, pat_tr = src[train_idx], pat[train_idx]
-    src_va, pat_va = src[valid_idx], pat[valid_idx]
-    lengths_tr = (src_tr != 0).sum(1).numpy()
+    valid_idx, train_idx = _holdout(len(data), config)
+    train, valid = data.subset(train_idx), data.subset(valid_idx)
 
     torch.manual_seed(config.seed)
     if model is None:
@@ -173,62 +287,22 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
             model.init_item_embedding(item_embedding)
     elif model.num_items != num_items:
         raise ValueError(f"model was built for {model.num_items} items, the pairs come from {num_items}")
-    model.to(config.device)
-
-    steps_per_epoch = math.ceil(src_tr.shape[0] / config.batch_size)
-    total_steps = max(steps_per_epoch * config.epochs, 1)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98), eps=1e-9)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
 
     history: list[dict] = []
-    best_loss, best_state = math.inf, None
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        total, ent_total, count = 0.0, 0.0, 0
-        memory_use = torch.zeros(config.K, dtype=torch.float64)
-        bar = progress_bar(_batches(src_tr.shape[0], config.batch_size, rng, lengths_tr), enabled=config.progress,
-                           desc=f"regenerator epoch {epoch}/{config.epochs}", unit="batch")
-        for idx in bar:
-            s, p = _trim(src_tr[idx]).to(model.device), _trim(pat_tr[idx]).to(model.device)
-            ce, entropy, pi = model.loss(s, p)
-            loss = ce
-            if config.entropy_weight:
-                loss = loss + config.entropy_weight * entropy
-            if config.balance_weight:
-                loss = loss + config.balance_weight * balance_penalty(pi)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if config.diversity == "gumbel":
-                model.anneal()
-            ce_value = float(ce.detach())
-            total += ce_value * len(idx)
-            ent_total += float(entropy.detach()) * len(idx)
-            count += len(idx)
-            memory_use += torch.bincount(pi.detach().argmax(1).cpu(), minlength=config.K).double()
-            bar.set_postfix(loss=f"{ce_value:.3f}")
-        bar.close()
-        valid, valid_best = _evaluate(model, src_va, pat_va, config.batch_size) if n_valid else (None, None)
-        record = {
-            "epoch": epoch,
-            "train_loss": total / max(count, 1),
-            "entropy": ent_total / max(count, 1),
-            "memory_use": (memory_use / max(count, 1)).tolist(),
-            "tau": model.tau,
-            "valid_loss": valid,
-            "valid_best_memory_loss": valid_best,
-        }
-        record["seconds"] = time.perf_counter() - t0
-        history.append(record)
-        score = record["valid_loss"] if n_valid else -epoch  # no held-out pairs: keep the last epoch
-        if score < best_loss:
-            best_loss, best_state = score, copy.deepcopy(model.state_dict())
-        if checkpoint is not None:
-            save_checkpoint(model, checkpoint, history=history, complete=False)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    hooks: list[Hook] = []
+    if len(valid):
+        hooks.append(EarlyStopping(lambda m: _evaluate(m, valid, config.batch_size), "valid_best_memory_loss",
+                                   mode="min", patience=None, prefix=""))
+    hooks.append(_PretrainRecord(config, checkpoint, history))
+    optimizer = adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98), eps=1e-9)
+
+    def cosine(opt, total):
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+
+    trainer = Trainer(model, RegeneratorLoss(config), optimizer=optimizer, scheduler=cosine, hooks=hooks,
+                      batch_size=config.batch_size, bucketing=True, seed=config.seed, device=config.device,
+                      progress=config.progress, desc="regenerator")
+    trainer.fit(train, config.epochs)
     model.eval()
     if checkpoint is not None:
         save_checkpoint(model, checkpoint, history=history, complete=True)

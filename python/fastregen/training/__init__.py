@@ -29,7 +29,7 @@ from .losses import (
     softmax_loss,
     softmax_per_target,
 )
-from .trainer import CallbackHook, EarlyStopping, Hook, Trainer, TrainingData
+from .trainer import CallbackHook, EarlyStopping, Hook, Trainer, TrainingData, adam
 
 __all__ = [
     "TrainConfig",
@@ -50,6 +50,7 @@ __all__ = [
     "softmax_loss",
     "Trainer",
     "TrainingData",
+    "adam",
     "Hook",
     "CallbackHook",
     "EarlyStopping",

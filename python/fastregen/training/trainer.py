@@ -30,7 +30,20 @@ from typing import Callable, Iterable, Protocol, Sequence
 import numpy as np
 import torch
 
-__all__ = ["Trainer", "Hook", "EarlyStopping", "CallbackHook", "TrainingData"]
+__all__ = ["Trainer", "Hook", "EarlyStopping", "CallbackHook", "TrainingData", "adam"]
+
+
+def adam(params, **kwargs) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with the fused kernel where torch has one for the CPU (2.4+).
+
+    Per-parameter Adam updates are a series of small kernels; on a 2-core
+    CPU they were ~10% of a regenerator step, and the fused kernel does them
+    in one pass (the same update up to float rounding).
+    """
+    version = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    if version >= (2, 4):
+        kwargs.setdefault("fused", True)
+    return torch.optim.Adam(params, **kwargs)
 
 
 class TrainingData(Protocol):
@@ -156,7 +169,8 @@ class Trainer:
         ``objective(model, batch, generator) -> LossTerms`` (for example
         `fastregen.training.NextItemLoss`).
     optimizer : torch.optim.Optimizer, optional
-        Defaults to Adam(``lr``, ``weight_decay``) over ``model.parameters()``.
+        Defaults to Adam(``lr``, ``weight_decay``) over ``model.parameters()``
+        (`adam`: fused where available).
     lr, weight_decay : float
         Of the default optimizer.
     scheduler : callable, optional
@@ -205,7 +219,7 @@ class Trainer:
             raise ValueError(f"grad_clip must be > 0, got {grad_clip}")
         self.model = model.to(device)
         self.objective = objective
-        self.optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.optimizer = optimizer or adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         self._make_scheduler = scheduler
         self.scheduler = None
         self.hooks = list(hooks)

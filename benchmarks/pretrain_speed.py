@@ -1,0 +1,137 @@
+"""Regenerator pre-training speed, this checkout against an earlier commit, side by side.
+
+    python benchmarks/pretrain_speed.py --data ../shared/data/beauty.txt --baseline 87d0582 --repeats 3
+
+Both versions pre-train the default regenerator (`RegenConfig()`, K = 5) for
+one epoch on the same pre-training pairs (mined and drawn once, by this
+checkout), with no held-out pairs, so the time is the training epoch alone.
+Each version runs in its own process, alternating (old, new, old, new, ...),
+and the medians are compared: the machine's load drifts, and alternating
+exposes both versions to it alike. The baseline's Python package is taken
+from ``git archive BASELINE`` and runs on this checkout's compiled core (it
+only needs the CSR gather, whose binding is unchanged).
+
+One row per run is appended to ``benchmarks/results/pretrain_speed.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
+
+RESULTS = Path(__file__).parent / "results" / "pretrain_speed.csv"
+
+WORKER = r"""
+import json, sys, time
+import numpy as np, torch
+torch.set_num_threads(int(sys.argv[2]))
+try:
+    from fastregen.dr4sr import RegenConfig, pretrain
+except ImportError:  # commits before the move of fastregen.regen
+    from fastregen.regen import RegenConfig, pretrain
+from fastregen.data import SequenceDataset
+z = np.load(sys.argv[1])
+n = int(z["num_items"])
+class Pairs:
+    sequences = SequenceDataset(z["seq_offsets"], z["seq_items"], num_items=n)
+    patterns = SequenceDataset(z["pat_offsets"], z["pat_items"], num_items=n)
+    source = z["source"]
+    def __len__(self):
+        return len(self.source)
+cfg = RegenConfig(epochs=1, valid_fraction=0.0, progress=False, seed=0)
+t0 = time.perf_counter()
+model, history = pretrain(Pairs(), n, cfg)
+print(json.dumps({"seconds": time.perf_counter() - t0, "train_loss": history[-1]["train_loss"]}))
+"""
+
+
+def _baseline_tree(commit: str, into: Path) -> Path:
+    """``python/`` of ``commit`` under ``into``, with this checkout's compiled core dropped in."""
+    import fastregen._core as core
+
+    archive = into / "src.tar"
+    subprocess.run(["git", "archive", "-o", str(archive), commit, "python/fastregen"],
+                   cwd=Path(__file__).parent, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    pkg = into / "python" / "fastregen"
+    (pkg / Path(core.__file__).name).write_bytes(Path(core.__file__).read_bytes())
+    return into / "python"
+
+
+def _run(pythonpath: str | None, pairs: Path, threads: int) -> dict:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    out = subprocess.run([sys.executable, "-c", WORKER, str(pairs), str(threads)], env=env, check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    import numpy as np
+
+    from fastregen.data import load
+    from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--baseline", default="87d0582", help="commit to compare against")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--results", default=str(RESULTS))
+    args = ap.parse_args(argv)
+
+    commit = git_commit(Path(__file__).parent)
+    data = load(args.data)
+    train = dr4sr_input(data)
+    pairs = pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_per_sequence=10, seed=0,
+                           max_len=50)
+    times: dict[str, list[float]] = {"baseline": [], "current": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        npz = tmp / "pairs.npz"
+        np.savez(npz, seq_offsets=pairs.sequences.offsets, seq_items=pairs.sequences.items,
+                 pat_offsets=pairs.patterns.offsets, pat_items=pairs.patterns.items, source=pairs.source,
+                 num_items=np.int64(data.num_items))
+        old_path = os.fspath(_baseline_tree(args.baseline, tmp))
+        for r in range(args.repeats):
+            for name, path in (("baseline", old_path), ("current", None)):
+                res = _run(path, npz, args.threads)
+                times[name].append(res["seconds"])
+                print(f"repeat {r}: {name:<8} {res['seconds']:7.1f} s/epoch (train CE {res['train_loss']:.3f})",
+                      flush=True)
+    old, new = statistics.median(times["baseline"]), statistics.median(times["current"])
+    print(f"median: baseline {args.baseline} {old:.1f} s, current {commit} {new:.1f} s -> {old / new:.2f}x")
+    row = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "data": Path(args.data).name,
+        "pairs": len(pairs), "baseline": args.baseline, "commit": commit, "threads": args.threads,
+        "repeats": args.repeats, "baseline_s": round(old, 2), "current_s": round(new, 2),
+        "speedup": round(old / new, 2), "baseline_all": " ".join(f"{t:.1f}" for t in times["baseline"]),
+        "current_all": " ".join(f"{t:.1f}" for t in times["current"]),
+        "machine": f"{os.cpu_count()} cores, {cpu_model()}",
+    }
+    path = Path(args.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new_file:
+            w.writeheader()
+        w.writerow(row)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""Post-LN transformer encoder and decoder layers for the regenerator, cheap to train on a CPU.
+
+Same computation and the same parameter names as ``torch.nn.TransformerEncoderLayer``
+/ ``TransformerDecoderLayer`` (batch-first, post-LN, GELU), so checkpoints
+written with those modules load unchanged and the torch modules are the
+test reference (`tests/test_dr4sr_model.py` loads one's weights into the
+other and compares outputs). Two differences, both for speed on a CPU:
+
+* dropout draws one random byte per element (`fastregen.models.base.Dropout`)
+  instead of a Bernoulli sample, which took a third of a pre-training step;
+* attention is computed directly (sequences here hold at most ~50 items),
+  with that dropout on the attention weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.base import Dropout
+
+__all__ = ["MultiheadAttention", "EncoderLayer", "DecoderLayer", "Stack"]
+
+
+class MultiheadAttention(nn.Module):
+    """Batch-first multi-head attention with ``nn.MultiheadAttention``'s parameters.
+
+    Parameters
+    ----------
+    dim, heads : int
+    dropout : float
+        On the attention weights.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"d_model = {dim} must be divisible by n_heads = {heads}")
+        self.dim, self.heads = dim, heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        self.dropout = Dropout(dropout)
+        nn.init.xavier_uniform_(self.in_proj_weight)  # as nn.MultiheadAttention
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.heads, self.dim // self.heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, *, causal: bool = False,
+                key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        """Attend from ``x`` (B, T, D) to ``memory`` (B, S, D; ``x`` itself when None).
+
+        ``key_padding`` (B, S) is True at keys to ignore; ``causal`` lets query
+        t see keys <= t only.
+        """
+        d, W, b = self.dim, self.in_proj_weight, self.in_proj_bias
+        if memory is None:
+            q, k, v = F.linear(x, W, b).chunk(3, dim=-1)
+        else:
+            q = F.linear(x, W[:d], b[:d])
+            k, v = F.linear(memory, W[d:], b[d:]).chunk(2, dim=-1)
+        q, k, v = self._split(q), self._split(k), self._split(v)
+        scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
+        T, S = scores.shape[-2:]
+        blocked = None
+        if key_padding is not None:
+            blocked = key_padding[:, None, None, :]
+        if causal:
+            future = torch.triu(torch.ones(T, S, dtype=torch.bool, device=x.device), diagonal=1)
+            blocked = future if blocked is None else blocked | future
+        if blocked is not None:
+            scores = scores.masked_fill(blocked, float("-inf"))
+        attn = self.dropout(torch.softmax(scores, dim=-1))
+        out = (attn @ v).transpose(1, 2).reshape(x.shape[0], T, d)
+        return self.out_proj(out)
+
+
+class _FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(dim, hidden)
+        self.linear2 = nn.Linear(hidden, dim)
+        self.dropout = Dropout(dropout)
+
+    def ff(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.dropout(F.gelu(self.linear1(x))))
+
+
+class EncoderLayer(_FeedForward):
+    """``x = LN(x + Drop(SelfAttn(x))); x = LN(x + Drop(FF(x)))`` (nn.TransformerEncoderLayer, post-LN)."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, dropout: float, eps: float = 1e-12) -> None:
+        super().__init__(dim, hidden, dropout)
+        self.self_attn = MultiheadAttention(dim, heads, dropout)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm1(x + self.dropout(self.self_attn(x, key_padding=key_padding)))
+        return self.norm2(x + self.dropout(self.ff(x)))
+
+
+class DecoderLayer(_FeedForward):
+    """Causal self-attention, cross-attention to a memory, feed-forward; post-LN (nn.TransformerDecoderLayer)."""
+
+    def __init__(self, dim: int, heads: int, hidden: int, dropout: float, eps: float = 1e-12) -> None:
+        super().__init__(dim, hidden, dropout)
+        self.self_attn = MultiheadAttention(dim, heads, dropout)
+        self.multihead_attn = MultiheadAttention(dim, heads, dropout)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.norm3 = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, tgt_padding: torch.Tensor | None = None,
+                memory_padding: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.norm1(x + self.dropout(self.self_attn(x, causal=True, key_padding=tgt_padding)))
+        x = self.norm2(x + self.dropout(self.multihead_attn(x, memory, key_padding=memory_padding)))
+        return self.norm3(x + self.dropout(self.ff(x)))
+
+
+class Stack(nn.Module):
+    """``layers`` applied in turn (the parameter names of nn.TransformerEncoder/Decoder)."""
+
+    def __init__(self, layers) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, *args, **kwargs)
+        return x

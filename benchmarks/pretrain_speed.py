@@ -33,8 +33,15 @@ from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.
 RESULTS = Path(__file__).parent / "results" / "pretrain_speed.csv"
 
 WORKER = r"""
-import json, sys, time
+import json, os, sys, time
+if os.environ.get("FASTREGEN_BASELINE"):
+    # an editable install of this checkout redirects `import fastregen` ahead of PYTHONPATH: drop that finder
+    sys.meta_path = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+    sys.path.insert(0, os.environ["FASTREGEN_BASELINE"])
 import numpy as np, torch
+import fastregen
+assert os.path.dirname(os.path.dirname(fastregen.__file__)) == (os.environ.get("FASTREGEN_BASELINE")
+    or os.path.dirname(os.path.dirname(fastregen.__file__))), fastregen.__file__
 torch.set_num_threads(int(sys.argv[2]))
 try:
     from fastregen.dr4sr import RegenConfig, pretrain
@@ -62,7 +69,7 @@ def _baseline_tree(commit: str, into: Path) -> Path:
 
     archive = into / "src.tar"
     subprocess.run(["git", "archive", "-o", str(archive), commit, "python/fastregen"],
-                   cwd=Path(__file__).parent, check=True)
+                   cwd=Path(__file__).resolve().parent.parent, check=True)
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
     pkg = into / "python" / "fastregen"
@@ -72,8 +79,9 @@ def _baseline_tree(commit: str, into: Path) -> Path:
 
 def _run(pythonpath: str | None, pairs: Path, threads: int) -> dict:
     env = dict(os.environ)
+    env.pop("FASTREGEN_BASELINE", None)
     if pythonpath is not None:
-        env["PYTHONPATH"] = pythonpath
+        env["FASTREGEN_BASELINE"] = pythonpath
     out = subprocess.run([sys.executable, "-c", WORKER, str(pairs), str(threads)], env=env, check=True,
                          capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

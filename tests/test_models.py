@@ -185,3 +185,26 @@ def test_loss_decreases_on_planted_data(name):
     assert losses[-1] < losses[0], losses
     # the next item is determined by the last one: the model must rank it high
     assert out["valid"]["recall@5"] > 0.6, out["valid"]
+
+
+@pytest.mark.parametrize("p", [0.5, 0.2, 0.1, 0.0])
+def test_byte_dropout_keeps_the_expectation(p):
+    from fastregen.models.base import Dropout
+
+    d = Dropout(p)
+    x = torch.ones(200, 101)  # an odd element count: the bit path must cut its last byte
+    torch.manual_seed(0)
+    y = d.train()(x)
+    p_eff = d.threshold / 256
+    kept = (y > 0).float().mean()
+    assert abs(float(kept) - (1 - p_eff)) < 0.01
+    values = torch.unique(y)
+    assert values.numel() <= 2 and float(values.min()) >= 0.0
+    torch.testing.assert_close(values.max(), torch.tensor(1 / (1 - p_eff)))
+    assert abs(float(y.mean()) - 1.0) < 0.02
+    torch.manual_seed(0)
+    torch.testing.assert_close(d(x), y)  # seeded
+    assert d.eval()(x) is x
+    if p == 0.5:  # neighbouring elements (bits of one byte) are independent
+        a, b = (y[:, :-1] > 0).float(), (y[:, 1:] > 0).float()
+        assert abs(float((a * b).mean()) - 0.25) < 0.01

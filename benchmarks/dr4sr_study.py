@@ -1,0 +1,364 @@
+"""The DR4SR study under the authors' protocol: pre-declared variants, selection on validation, replication.
+
+    python benchmarks/dr4sr_study.py plan                      # what will run, and what is done
+    python benchmarks/dr4sr_study.py select --threads 1 --worker 0/2   # and --worker 1/2 beside it
+    python benchmarks/dr4sr_study.py replicate --threads 1 --worker 0/2
+    python benchmarks/report.py dr4sr                          # tables + paired p-values from the rows
+
+Declared before any test figure was read (BENCHMARKS.md, "DR4SR under the
+authors' protocol"): every target model trains with ``train_targets="all"``
+(one row per sequence, every position a target: the authors' released
+configs select ``SeparateDataset``) and the Trainer's constant
+targets-per-batch normalisation.
+
+* V1, the released code: Gumbel promoter, entropy weight 1, 40 pre-training
+  epochs, schedule "released", the authors' training-set composition
+  (``combined_authors``: the original sequences twice).
+* V2, the paper: soft promoter, no entropy term, 20 epochs, schedule
+  "paper" (per-step gamma), ``combined`` (original + mined + regenerated).
+* Selection (``select``), Beauty only: V1/V2 x K in {1, 5}, each decoded with
+  gamma in {0.1, 0.3}: 8 settings, SASRec target seed 0, regenerator seed 0.
+  The setting with the best **validation** NDCG@20 is the DR4SR row
+  everywhere; `report.py` makes that choice from the rows' validation
+  columns alone.
+* Replication (``replicate``): the selected setting on Beauty with
+  regenerator seeds 0-2 x target seeds 0-2, on Sports and Toys with
+  regenerator seed 0 x target seeds 0-2; SASRec on all three datasets,
+  GRU4Rec (released gru4rec.yaml: dropout 0.2, weight decay 1e-4; patience
+  60 so its slow start is not cut) on Beauty and Toys. Controls on the same
+  protocol and seeds: original, original+patterns, patterns, regenerated
+  only (GRU4Rec: original and original+patterns).
+
+Every finished run appends one row to ``benchmarks/results/dr4sr.csv`` and
+its test ranks to ``benchmarks/results/ranks/dr4sr/RUN_ID.npz`` at once, so
+the study can be stopped and resumed (possibly in another session: run
+folders and regenerators live under ``--work``, rebuilt when absent).
+Regenerators initialise their item table from the dataset's SASRec trained
+on the original data (target seed 0), as the authors do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
+from _results import append_row, read_rows, save_ranks  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "dr4sr.csv"
+REGEN_RESULTS = HERE / "results" / "dr4sr_regenerators.csv"
+RANKS = HERE / "results" / "ranks" / "dr4sr"
+DATA = {name: f"{name}.txt" for name in ("beauty", "sports", "toys")}
+METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr")
+COLUMNS = [
+    "run_id", "stage", "dataset", "model", "train_set", "variant", "K", "gamma", "regen_seed", "target_seed",
+    "protocol", "epochs", "best_epoch", "seconds_per_epoch", "seconds", "train_sequences", "train_interactions",
+    *[f"valid_{m}" for m in METRICS], *[f"test_{m}" for m in METRICS], "test_auc", "n_test_users",
+    "regen_config", "train_config", "commit", "machine", "date",
+]
+
+REGEN_COLUMNS = [
+    "decode_key", "dataset", "variant", "K", "gamma", "regen_seed", "epochs", "best_epoch", "valid_loss",
+    "valid_best_memory_loss", "pretrain_seconds", "decoded", "duplicates", "kept", "mean_length",
+    "train_set", "train_sequences", "train_interactions", "regen_config", "commit", "machine", "date",
+]
+
+# ------------------------------------------------------------------ declared
+VARIANTS = {
+    "V1": {"regen": dict(diversity="gumbel", entropy_weight=1.0, epochs=40, schedule="released"),
+           "train_set": "combined_authors"},
+    "V2": {"regen": dict(diversity="soft", entropy_weight=0.0, epochs=20, schedule="paper"),
+           "train_set": "combined"},
+}
+KS = (1, 5)
+GAMMAS = (0.1, 0.3)
+TARGET = {
+    "sasrec": dict(epochs=400, patience=20),
+    "gru4rec": dict(epochs=400, patience=60, weight_decay=1e-4, model_kwargs={"dropout": 0.2}),
+}
+CONTROLS = {"sasrec": ("original", "original+patterns", "patterns", "regenerated"),
+            "gru4rec": ("original", "original+patterns")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One target-model training run of the study."""
+
+    stage: str
+    dataset: str
+    model: str
+    train_set: str  # "dr4sr" (the variant's own composition) or a control
+    variant: str = ""  # V1 / V2, for sets that need a regenerator
+    K: int = 0
+    gamma: float = 0.0
+    regen_seed: int = -1
+    target_seed: int = 0
+
+    @property
+    def needs_regenerator(self) -> bool:
+        return self.train_set in ("dr4sr", "regenerated")
+
+    def key(self) -> dict:
+        k = {"dataset": self.dataset, "model": self.model, "train_set": self.train_set,
+             "target_seed": self.target_seed, "protocol": "all", "train": TARGET[self.model]}
+        if self.needs_regenerator:
+            k.update(variant=self.variant, K=self.K, gamma=self.gamma, regen_seed=self.regen_seed,
+                     regen=VARIANTS[self.variant]["regen"])
+        return k
+
+    @property
+    def run_id(self) -> str:
+        return hashlib.sha256(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def label(self) -> str:
+        s = f"{self.dataset}/{self.model}/{self.train_set}"
+        if self.needs_regenerator:
+            s += f"[{self.variant} K={self.K} g={self.gamma} r{self.regen_seed}]"
+        return s + f" seed {self.target_seed}"
+
+
+def selection_runs() -> list[Run]:
+    runs = [Run("select", "beauty", "sasrec", "original", target_seed=0)]
+    for variant in VARIANTS:
+        for K in KS:
+            for gamma in GAMMAS:
+                runs.append(Run("select", "beauty", "sasrec", "dr4sr", variant, K, gamma, 0, 0))
+    return runs
+
+
+def selected_setting(rows: list[dict]) -> tuple[str, int, float] | None:
+    """(variant, K, gamma) of the selection run with the best validation NDCG@20; None until all 8 ran."""
+    want = {r.run_id: r for r in selection_runs() if r.train_set == "dr4sr"}
+    done = [row for row in rows if row["run_id"] in want]
+    if len(done) < len(want):
+        return None
+    best = max(done, key=lambda row: float(row["valid_ndcg@20"]))
+    r = want[best["run_id"]]
+    return r.variant, r.K, r.gamma
+
+
+def replication_runs(setting) -> list[Run]:
+    variant, K, gamma = setting
+    runs = []
+    for dataset, models in (("beauty", ("sasrec", "gru4rec")), ("sports", ("sasrec",)), ("toys", ("sasrec", "gru4rec"))):
+        for model in models:
+            regen_seeds = (0, 1, 2) if dataset == "beauty" and model == "sasrec" else (0,)
+            for seed in (0, 1, 2):
+                for rs in regen_seeds:
+                    runs.append(Run("replicate", dataset, model, "dr4sr", variant, K, gamma, rs, seed))
+                for control in CONTROLS[model]:
+                    if control == "regenerated":
+                        runs.append(Run("replicate", dataset, model, control, variant, K, gamma, 0, seed))
+                    else:
+                        runs.append(Run("replicate", dataset, model, control, target_seed=seed))
+    return runs
+
+
+# ------------------------------------------------------------------ running
+@contextlib.contextmanager
+def _lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _regen_config(run: Run, progress: bool):
+    from fastregen.dr4sr import RegenConfig
+
+    return RegenConfig(**{**VARIANTS[run.variant]["regen"], "K": run.K, "gamma": run.gamma, "seed": run.regen_seed,
+                          "training_set": VARIANTS[run.variant]["train_set"], "progress": progress})
+
+
+class Study:
+    def __init__(self, data_dir: Path, work: Path, threads: int, results: Path, progress: bool,
+                 smoke: int = 0) -> None:
+        self.data_dir, self.work, self.threads, self.results, self.progress = data_dir, work, threads, results, progress
+        self.regen_results = results.with_name(results.stem + "_regenerators.csv")
+        self.smoke = smoke
+        self.commit = git_commit(HERE)
+        self.machine = f"{os.cpu_count()} cores, {cpu_model()}"
+        self._data = {}
+
+    def data(self, name: str):
+        from fastregen.data import load
+
+        if name not in self._data:
+            data = load(self.data_dir / DATA[name])
+            if self.smoke:  # a plumbing check: the first users only
+                data = data.subset(range(self.smoke))
+            self._data[name] = data
+        return self._data[name]
+
+    def done(self) -> dict[str, dict]:
+        return {row["run_id"]: row for row in read_rows(self.results, COLUMNS)}
+
+    def _train_kwargs(self, run: Run) -> dict:
+        return dict(TARGET[run.model], train_targets="all", num_threads=self.threads, progress=self.progress)
+
+    def baseline_model(self, dataset: str) -> Path:
+        """The SASRec trained on ``dataset``'s original split (target seed 0), whose item table
+        initialises the regenerators; trained (and its row appended) if absent."""
+        base = Run("select" if dataset == "beauty" else "replicate", dataset, "sasrec", "original", target_seed=0)
+        path = self.work / "runs" / base.run_id / "model.pt"
+        with _lock(self.work / "locks" / f"{base.run_id}.lock"):
+            if not path.exists():
+                self._train(base, append=base.run_id not in self.done())
+        return path
+
+    def training_set(self, run: Run):
+        from fastregen.dr4sr import DR4SR
+
+        data = self.data(run.dataset)
+        if run.train_set == "original":
+            return None
+        if not run.needs_regenerator:
+            return DR4SR(progress=False).mine(data).training_sets()[run.train_set]
+        from fastregen.models import load_model
+
+        emb = load_model(self.baseline_model(run.dataset)).item_embedding.weight.detach()
+        cfg = _regen_config(run, self.progress)
+        name = f"{run.dataset}-{run.variant}-K{run.K}-s{run.regen_seed}"
+        regen_dir = self.work / "regen" / name
+        decode_dir = self.work / "decode" / f"{name}-g{run.gamma}"
+        with _lock(self.work / "locks" / f"{name}.lock"):
+            # pre-train once per regenerator (whatever gamma), decode once per gamma
+            import dataclasses as dc
+
+            DR4SR(dc.replace(cfg, gamma=GAMMAS[0])).fit(data, item_embedding=emb, out_dir=regen_dir)
+            decode_dir.mkdir(parents=True, exist_ok=True)
+            for f in ("config.yaml", "source.json", "patterns.txt", "pairs.npz", "regenerator.pt"):
+                if not (decode_dir / f).exists():
+                    os.link(regen_dir / f, decode_dir / f)
+            dr = DR4SR(cfg).fit(data, item_embedding=emb, out_dir=decode_dir)
+            dr.regenerate()
+            sets = dr.training_sets()
+            self._record_regenerator(decode_dir.name, run, dr, sets)
+        return sets[VARIANTS[run.variant]["train_set"] if run.train_set == "dr4sr" else run.train_set]
+
+    def _record_regenerator(self, key: str, run: Run, dr, sets) -> None:
+        """One row per (regenerator, gamma) in dr4sr_regenerators.csv: pre-training and decoding figures."""
+        if any(row["decode_key"] == key for row in read_rows(self.regen_results, REGEN_COLUMNS)):
+            return
+        h = dr.history
+        best = min(h, key=lambda e: e["valid_best_memory_loss"]) if h and h[0]["valid_best_memory_loss"] is not None else {}
+        info, composed = dr.inference_info, sets[VARIANTS[run.variant]["train_set"]]
+        regen = sets["regenerated"]
+        row = {
+            "decode_key": key, "dataset": run.dataset, "variant": run.variant, "K": run.K, "gamma": run.gamma,
+            "regen_seed": run.regen_seed, "epochs": len(h), "best_epoch": best.get("epoch", ""),
+            "valid_loss": best.get("valid_loss", ""), "valid_best_memory_loss": best.get("valid_best_memory_loss", ""),
+            "pretrain_seconds": round(sum(e["seconds"] for e in h), 1), "decoded": info.get("decoded", ""),
+            "duplicates": info.get("duplicates", ""), "kept": info.get("kept", ""),
+            "mean_length": round(float(regen.lengths.mean()), 3) if len(regen) else "",
+            "train_set": VARIANTS[run.variant]["train_set"], "train_sequences": len(composed),
+            "train_interactions": composed.num_interactions,
+            "regen_config": json.dumps(dataclasses.asdict(dr.config), sort_keys=True),
+            "commit": self.commit, "machine": self.machine,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        append_row(self.regen_results, row, REGEN_COLUMNS)
+
+    def _train(self, run: Run, append: bool = True) -> dict:
+        from fastregen.training import fit_and_evaluate
+
+        train = self.training_set(run)
+        out = self.work / "runs" / run.run_id
+        print(f"[{time.strftime('%H:%M:%S')}] {run.label()} ({run.run_id})", flush=True)
+        res = fit_and_evaluate(self.data(run.dataset), model=run.model, seed=run.target_seed, train_data=train,
+                               out_dir=out, **self._train_kwargs(run))
+        if not append:
+            return res
+        RANKS.mkdir(parents=True, exist_ok=True)
+        save_ranks(RANKS / f"{run.run_id}.npz", res["test_ranks"])
+        split_train = train if train is not None else None
+        row = {
+            "run_id": run.run_id, "stage": run.stage, "dataset": run.dataset, "model": run.model,
+            "train_set": run.train_set, "variant": run.variant, "K": run.K if run.needs_regenerator else "",
+            "gamma": run.gamma if run.needs_regenerator else "", "regen_seed": run.regen_seed if run.needs_regenerator else "",
+            "target_seed": run.target_seed, "protocol": res["train_targets"], "epochs": res["epochs"],
+            "best_epoch": res["best_epoch"], "seconds_per_epoch": round(res["seconds_per_epoch"], 2),
+            "seconds": round(res["seconds"], 1),
+            "train_sequences": "" if split_train is None else len(split_train),
+            "train_interactions": "" if split_train is None else split_train.num_interactions,
+            **{f"valid_{m}": res["valid"][m] for m in METRICS}, **{f"test_{m}": res["test"][m] for m in METRICS},
+            "test_auc": res["test"]["auc"], "n_test_users": res["test"]["n_users"],
+            "regen_config": json.dumps(run.key().get("regen", {}), sort_keys=True),
+            "train_config": json.dumps(self._train_kwargs(run) | {"threads": self.threads}, sort_keys=True),
+            "commit": self.commit, "machine": self.machine,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        append_row(self.results, row, COLUMNS)
+        print(f"   -> valid N@20 {row['valid_ndcg@20']:.4f}, {res['epochs']} epochs, {res['seconds']:.0f} s", flush=True)
+        return res
+
+    def run(self, run: Run) -> None:
+        with _lock(self.work / "locks" / f"{run.run_id}.lock"):
+            if run.run_id in self.done():
+                return
+            self._train(run)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["plan", "select", "replicate"])
+    ap.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
+    ap.add_argument("--work", default=str(HERE.parent / "runs" / "dr4sr-study"),
+                    help="run folders, regenerators and locks (not committed)")
+    ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--worker", default="0/1", metavar="K/N", help="take every N-th run starting at K")
+    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--smoke", type=int, default=0, metavar="USERS",
+                    help="plumbing check: the first USERS users, 1 epoch everywhere (needs --results elsewhere)")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        if Path(args.results).resolve() == RESULTS.resolve():
+            raise SystemExit("--smoke writes rows that are not results: give --results another file")
+        global RANKS
+        RANKS = Path(args.results).parent / "ranks"
+        for v in VARIANTS.values():
+            v["regen"]["epochs"] = 1
+        for t in TARGET.values():
+            t["epochs"] = 1
+    k, _, n = args.worker.partition("/")
+    k, n = int(k), int(n or 1)
+    if not 0 <= k < n:
+        raise SystemExit(f"--worker K/N needs 0 <= K < N, got {args.worker!r}")
+    study = Study(Path(args.data_dir), Path(args.work), args.threads, Path(args.results), args.progress, args.smoke)
+    done = study.done()
+    setting = selected_setting(list(done.values()))
+    runs = selection_runs() if args.stage in ("plan", "select") else []
+    if args.stage in ("plan", "replicate"):
+        if setting is None:
+            if args.stage == "replicate":
+                raise SystemExit("the selection stage has not finished: run `select` first")
+        else:
+            runs += [r for r in replication_runs(setting) if r.run_id not in {x.run_id for x in runs}]
+    if args.stage == "plan":
+        print(f"selected setting: {setting or 'not yet (selection unfinished)'}")
+        for r in runs:
+            print(f"{'done' if r.run_id in done else '    '}  {r.run_id}  {r.stage:<9} {r.label()}")
+        print(f"{sum(r.run_id in done for r in runs)}/{len(runs)} runs done")
+        return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    for i, r in enumerate(runs):
+        if i % n == k:
+            study.run(r)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""benchmarks/_results.py and benchmarks/report.py: result rows, sparse ranks, significance, selection on validation."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _results  # noqa: E402
+import dr4sr_study  # noqa: E402
+import report  # noqa: E402
+
+
+def test_append_row_writes_a_header_once_and_refuses_other_columns(tmp_path):
+    path = tmp_path / "r.csv"
+    _results.append_row(path, {"a": 1, "b": "x"}, ["a", "b"])
+    _results.append_row(path, {"a": 2, "b": "y,z"}, ["a", "b"])
+    assert _results.read_rows(path, ["a", "b"]) == [{"a": "1", "b": "x"}, {"a": "2", "b": "y,z"}]
+    with pytest.raises(ValueError, match=r"columns differ .*missing \['c'\], unexpected \['b'\]"):
+        _results.read_rows(path, ["a", "c"])
+    with pytest.raises(ValueError, match=r"columns differ"):
+        _results.append_row(path, {"a": 1, "c": 2}, ["a", "c"])
+    with pytest.raises(ValueError, match=r"lacks \['b'\]"):
+        _results.append_row(path, {"a": 1}, ["a", "b"])
+    assert _results.read_rows(tmp_path / "none.csv", ["a"]) == []
+
+
+def test_sparse_ranks_round_trip_and_per_user_metrics(tmp_path):
+    from fastregen.evaluation import ndcg_at_k, recall_at_k
+
+    ranks = np.random.default_rng(0).integers(0, 3000, 500)
+    ranks[:5] = [0, 1, 19, 20, 49]
+    _results.save_ranks(tmp_path / "x.npz", ranks)
+    back, cutoff = _results.load_ranks(tmp_path / "x.npz")
+    assert cutoff == 50 and back.size == ranks.size
+    np.testing.assert_array_equal(back, np.minimum(ranks, 50))
+    for k in (10, 20, 50):
+        np.testing.assert_allclose(_results.per_user(back, f"ndcg@{k}"), ndcg_at_k(ranks, k))
+        np.testing.assert_allclose(_results.per_user(back, f"recall@{k}"), recall_at_k(ranks, k))
+    with pytest.raises(ValueError, match="below 50"):
+        _results.per_user(back, "ndcg@100")
+
+
+def test_paired_p_detects_a_shift_and_not_noise():
+    rng = np.random.default_rng(1)
+    a = rng.random(2000)
+    assert _results.paired_p(a, a) == 1.0
+    assert _results.paired_p(a, a + 0.01) < 1e-6
+    assert _results.paired_p(a, a + rng.normal(0, 0.01, a.size)) > 0.01
+
+
+def _row(run, valid, test, rank_value):
+    row = {c: "" for c in dr4sr_study.COLUMNS}
+    row.update(run_id=run.run_id, stage=run.stage, dataset=run.dataset, model=run.model, train_set=run.train_set,
+               variant=run.variant, K=run.K, gamma=run.gamma, regen_seed=run.regen_seed, target_seed=run.target_seed,
+               protocol="all", epochs=10, best_epoch=5)
+    for m in dr4sr_study.METRICS:
+        row[f"valid_{m}"], row[f"test_{m}"] = valid, test
+    return row
+
+
+def test_report_selects_on_validation_never_on_test(tmp_path):
+    results, ranks = tmp_path / "dr4sr.csv", tmp_path / "ranks"
+    runs = dr4sr_study.selection_runs()
+    n_users = 300
+    rng = np.random.default_rng(0)
+    base_ranks = rng.integers(0, 100, n_users)
+    for i, run in enumerate(runs):
+        # the setting with the best validation figure has the *worst* test figure
+        valid, test = (0.09, 0.001) if i == 3 else (0.05 - 0.001 * i, 0.05 + 0.001 * i)
+        _results.append_row(results, _row(run, valid, test, 0), dr4sr_study.COLUMNS)
+        shifted = np.maximum(base_ranks - (5 if run.train_set == "dr4sr" else 0), 0)
+        _results.save_ranks(ranks / f"{run.run_id}.npz", shifted)
+    chosen = runs[3]
+    assert dr4sr_study.selected_setting(_results.read_rows(results, dr4sr_study.COLUMNS)) == (
+        chosen.variant, chosen.K, chosen.gamma)
+    text = report.dr4sr_report(results, ranks)
+    assert f"Selected: {chosen.variant}, K = {chosen.K}, gamma = {chosen.gamma}" in text
+    line = next(ln for ln in text.splitlines() if "DR4SR (" in ln)
+    assert "0.0010" in line  # its test figure is reported as it is, not replaced by a better one
+    p = float(line.split("|")[10])
+    assert p < 0.05  # every user's rank improved by 5: significant
+
+
+def test_report_waits_for_the_whole_selection(tmp_path):
+    results = tmp_path / "dr4sr.csv"
+    run = dr4sr_study.selection_runs()[1]
+    _results.append_row(results, _row(run, 0.05, 0.05, 0), dr4sr_study.COLUMNS)
+    _results.save_ranks(tmp_path / "ranks" / f"{run.run_id}.npz", np.zeros(10, int))
+    text = report.dr4sr_report(results, tmp_path / "ranks")
+    assert "Selection unfinished" in text and "(not run)" in text
+
+
+def test_report_cli_errors(tmp_path, capsys):
+    (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
+    with pytest.raises(SystemExit, match="error: .*columns differ"):
+        report.main(["dr4sr", "--results", str(tmp_path / "bad.csv")])
+    with pytest.raises(SystemExit, match="unknown report 'dr5sr'"):
+        report.main(["dr5sr"])
+    doc = tmp_path / "B.md"
+    doc.write_text("head\n<!-- report:dr4sr -->\nold\n<!-- /report:dr4sr -->\ntail\n")
+    report.write_block(doc, "dr4sr", "new table\n")
+    assert doc.read_text().startswith("head\n<!-- report:dr4sr -->\n<!-- generated") and "old" not in doc.read_text()
+    with pytest.raises(SystemExit, match="no <!-- report:unids -->"):
+        report.write_block(doc, "unids", "x")

@@ -1,5 +1,8 @@
 """DR4SR end to end on a real dataset: regenerate, then train target models on each training set.
 
+(The tool of the earlier, superseded study: see BENCHMARKS.md. The declared
+study under the authors' protocol is `benchmarks/dr4sr_study.py`.)
+
     python benchmarks/regen.py --data ../shared/data/beauty.txt --out /tmp/regen-bench \
         --seeds 0 1 2 --models sasrec gru4rec --regen-epochs 10 --epochs 50
 
@@ -199,8 +202,9 @@ def main(argv=None) -> None:
     ap.add_argument("--ablate-k1", action="store_true")
     ap.add_argument("--no-init", action="store_true")
     ap.add_argument("--train-targets", default="auto", choices=["auto", "all", "last", "packed"],
-                    help="how target models see their training data (TrainConfig.train_targets); 'packed' "
-                         "is the DR4SR code's protocol")
+                    help="how target models see their training data (TrainConfig.train_targets); 'all' "
+                         "is the authors' released protocol (SeparateDataset), 'packed' their unused "
+                         "CondenseDataset")
     ap.add_argument("--init-from", default=None,
                     help="model.pt whose item table initialises the regenerator (default: this run's "
                          "seed-0 SASRec on the original data)")

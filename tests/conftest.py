@@ -39,3 +39,18 @@ def _seed_everything():
 @pytest.fixture
 def beauty_path() -> Path:
     return shared_file("beauty.txt")
+
+
+def run_python(code: str, timeout: float = 120, env: dict | None = None):
+    """Run ``code`` in a fresh interpreter; return the CompletedProcess (text output).
+
+    For tests whose failure mode is a crash (a segfault would end the whole
+    test session) or a hang (the timeout turns it into a failure).
+    """
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
+    )

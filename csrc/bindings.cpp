@@ -446,8 +446,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "real_entropy",
       [](const carray<int64_t>& offsets, const carray<int32_t>& items, double base, int threads) {
-        if (!(base > 0.0) || base == 1.0 || !std::isfinite(base))
-          throw py::value_error("base must be > 0, finite and != 1, got " + std::to_string(base));
+        if (!(base > 1.0) || !std::isfinite(base))  // (0, 1) would give negative entropies
+          throw py::value_error("base must be a finite number > 1, got " + std::to_string(base));
         InputGuard guard;
         const CsrView v = make_view(guard, offsets, items);
         std::vector<double> out;

@@ -75,8 +75,10 @@ def _check_base(base: float) -> float:
         b = float(base)
     except (TypeError, ValueError):
         raise TypeError(f"base must be a number, got {base!r}") from None
-    if not (b > 0.0 and math.isfinite(b) and b != 1.0):
-        raise ValueError(f"base must be a finite number > 0 and != 1, got {base!r}")
+    # A base in (0, 1) has a negative logarithm, so every entropy would come
+    # out negative (and predictability would invert): not a unit of information.
+    if not (b > 1.0 and math.isfinite(b)):
+        raise ValueError(f"base must be a finite number > 1 (2: bits, e: nats), got {base!r}")
     return b
 
 

@@ -234,6 +234,19 @@ def test_load_rejects_bad_lines(tmp_path):
     path.write_text("# fastregen patterns kind=span colour=red\n2\t1 2\n")
     with pytest.raises(ValueError, match=r"bad.tsv:1: unknown header field 'colour'"):
         mining.Patterns.load(path)
+    # issue 21: these gave tracebacks (OverflowError, UnicodeDecodeError) or named no file
+    path.write_text("2\t1 2\n99999999999999999999\t3 4\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:2: support 99999999999999999999 is outside 0\.\."):
+        mining.Patterns.load(path)
+    path.write_text("# fastregen patterns kind=span max_span=99999999999999999999\n2\t1 2\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:1: header field max_span = 99999999999999999999 is outside"):
+        mining.Patterns.load(path)
+    path.write_bytes(b"2\t1 2\n3\t\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:2: not UTF-8 text"):
+        mining.Patterns.load(path)
+    path.write_text("# fastregen patterns kind=spam\n2\t1 2\n")
+    with pytest.raises(ValueError, match=r"bad.tsv: kind must be 'span' or 'window'"):
+        mining.Patterns.load(path)
 
 
 # ---------------------------------------------------------------- window counts

@@ -451,7 +451,8 @@ def test_cli_mine_and_pairs(tmp_path):
     with np.load(pairs_out) as z:
         assert z["source"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
     res = runner.invoke(app, ["mine", str(data), "--max-span", "1", "--no-progress"])
-    assert res.exit_code != 0 and "max_span must be >= 2, got 1" in res.output
+    assert res.exit_code == 2 and "error: invalid value for '--max-span'" in res.output
+    assert "greater than or equal to 2" in res.output and res.output.count("\n") == 1
 
 
 def test_huge_spans_do_not_overflow():

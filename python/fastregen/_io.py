@@ -62,7 +62,7 @@ def output_target(path) -> tuple[Path, os.stat_result | None]:
     if stat.S_ISREG(st.st_mode):
         return target, st
     if stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file (name a file inside it)", os.fspath(path))
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", os.fspath(path))
     kind = next((name for test, name in _NODE_KINDS if test(st.st_mode)), "not a regular file")
     shown = os.fspath(path) if target == path else f"{path} (-> {target})"
     raise ValueError(

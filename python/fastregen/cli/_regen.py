@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from . import app
+from ._options import FormatOpt, ItemOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
 
 
 def _echo_stats(stats: dict) -> None:
@@ -21,21 +22,29 @@ def _load_embedding(path: Path):
     """An item table from a `fastregen.models.save_model` checkpoint or a saved tensor."""
     import torch
 
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not path.is_file():
+        open(path, "rb").close()  # the OSError that names the problem (missing, a folder, ...)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises pickle, zip and runtime errors for a file that is not a checkpoint
+        raise ValueError(f"{path}: not a torch checkpoint or tensor ({type(e).__name__}: {e}); pass the model.pt "
+                         "of a `fastregen train --out` run") from None
     if isinstance(obj, torch.Tensor):
         return obj
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if isinstance(state, dict) and "item_embedding.weight" in state:
         return state["item_embedding.weight"]
-    raise typer.BadParameter(f"{path} holds neither a tensor nor a state dict with item_embedding.weight")
+    raise ValueError(f"{path}: holds neither a tensor nor a state dict with item_embedding.weight")
 
 
-def run_regenerate(data: Path, out: Path, config, embedding: Optional[Path] = None, quiet: bool = False) -> dict:
-    """Run (or resume) the pipeline into ``out``; print stage times and Table-2 statistics."""
+def run_regenerate(data, out: Path, config, embedding: Optional[Path] = None, quiet: bool = False) -> dict:
+    """Run (or resume) the pipeline on ``data`` (a dataset or a path) into ``out``;
+    print stage times and Table-2 statistics."""
     from ..regen import DR4SR
 
     t0 = time.perf_counter()
-    dr = DR4SR(config).fit(data, out_dir=out, item_embedding=None if embedding is None else _load_embedding(embedding))
+    table = None if embedding is None else _load_embedding(embedding)
+    dr = DR4SR(config).fit(data, out_dir=out, item_embedding=table)
     dr.regenerate()
     for stage in ("patterns", "pairs", "regenerator", "inference", "write"):
         s = dr.stage_seconds.get(stage)
@@ -64,11 +73,16 @@ def regenerate(
     embedding: Optional[Path] = typer.Option(None, "--embedding",
                                              help="Target-model checkpoint (model.pt) whose item table initialises the regenerator."),
     backend: Optional[str] = typer.Option(None, "--backend", help="auto, torch or triton."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's own)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's own)."),
+    format: str = FormatOpt,
+    user: Optional[str] = UserOpt,
+    item: Optional[str] = ItemOpt,
+    timestamp: Optional[str] = TimeOpt,
+    remap: Optional[bool] = RemapOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Regenerate DATA with DR4SR (mine, pairs, pre-train, hybrid inference) into OUT/regenerated.txt."""
-    from ..config import load_config
+    from ..config import config_from_dict, config_to_dict, load_config
     from ..regen import RegenConfig
 
     overrides = {k: v for k, v in dict(epochs=epochs, K=K, gamma=gamma, schedule=schedule, restrict=restrict,
@@ -76,25 +90,18 @@ def regenerate(
                  if v is not None}
     if quiet:
         overrides["progress"] = False
-    try:
-        values = {}
-        if config is not None:
-            from ..config import config_to_dict
-
-            values = config_to_dict(load_config(RegenConfig, config))
-        values.update(overrides)
-        cfg = RegenConfig(**values)
-    except (ValueError, TypeError) as exc:
-        raise typer.BadParameter(str(exc)) from None
+    values = config_to_dict(load_config(RegenConfig, config)) if config is not None else {}
+    values.update(overrides)
+    cfg = config_from_dict(RegenConfig, values)
+    check_output_dir(out, "--out")
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    try:
-        run_regenerate(data, out, cfg, embedding=embedding, quiet=quiet)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    # Read here, with the command's reading options; the pipeline records the
+    # dataset's name (the path) and content hash.
+    ds = load_dataset(data, format, user, item, timestamp, remap, quiet)
+    run_regenerate(ds, out, cfg, embedding=embedding, quiet=quiet)
 
 
 def demo_step(demo: dict, quiet: bool = False, epochs: int = 1) -> dict:

@@ -376,10 +376,12 @@ def _chunks(src: _TextInput, chunk_bytes: int, progress: bool, parse):
                 if buf.startswith(_BOM):
                     start = len(_BOM)
             if cut > start:
-                if not src.cr_only:
-                    _check_line_ends(path, buf, start, cut, line_base)
                 with memoryview(buf) as view:
                     payload, n_lines, err = parse(view[start:cut])
+                # After parsing, so that a file that is not text at all gets the
+                # parser's "not an integer" rather than a line-ending complaint.
+                if err is None and not src.cr_only:
+                    _check_line_ends(path, buf, start, cut, line_base)
                 yield line_base, payload, err
                 if err is not None:
                     return
@@ -463,10 +465,13 @@ def _bar(enabled: bool, desc: str, total, unit: str):
 
 
 def _show(token: bytes, limit: int = 40) -> str:
+    """A token for an error message: quoted, bytes that are not UTF-8 as \\xNN, control characters escaped."""
     text = token.decode("utf-8", errors="backslashreplace")
     if len(text) > limit:
         text = text[:limit] + f"... ({len(token)} bytes)"
-    return repr(text)
+    # repr escapes control characters; it would also double the backslash
+    # of each \\xNN that backslashreplace wrote, so undo that.
+    return repr(text).replace("\\\\x", "\\x")
 
 
 def _check_ids(path, what: str, values: np.ndarray, lines: np.ndarray, *, min_id: int, max_id: int | None, hint: str = "") -> None:

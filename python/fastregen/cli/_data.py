@@ -145,10 +145,17 @@ def _save_patterns(ds, path: Path) -> None:
 # after the data steps; step(result: dict, quiet: bool) -> value stored as
 # result[name]. Topic modules add theirs with register_demo_step.
 DEMO_STEPS: list[tuple[str, Callable[..., Any]]] = []
+# What each stage's progress line calls it (default: its name).
+DEMO_TITLES: dict[str, str] = {}
 
 
-def register_demo_step(name: str, step: Callable[..., Any]) -> None:
-    """Append a stage to ``fastregen demo`` (see `run_demo`); re-registering a name replaces it."""
+def register_demo_step(name: str, step: Callable[..., Any], title: str | None = None) -> None:
+    """Append a stage to ``fastregen demo`` (see `run_demo`); re-registering a name replaces it.
+
+    ``title`` names the stage in its progress lines (default: ``name``).
+    """
+    if title is not None:
+        DEMO_TITLES[name] = title
     for i, (existing, _) in enumerate(DEMO_STEPS):
         if existing == name:
             DEMO_STEPS[i] = (name, step)
@@ -156,27 +163,11 @@ def register_demo_step(name: str, step: Callable[..., Any]) -> None:
     DEMO_STEPS.append((name, step))
 
 
-def run_demo(out_dir: Path, seed: int = 0, quiet: bool = False, steps=None) -> dict:
-    """The demo pipeline, step by step.
-
-    The data steps: generate the ``"demo"`` synthetic dataset, write it to
-    ``out_dir/demo.txt`` (with its planted patterns), print its statistics,
-    split it leave-one-out into ``out_dir/split/``. Then each registered
-    step of `DEMO_STEPS` (or of ``steps``, a list of (name, step) pairs) runs
-    as ``step(result, quiet=quiet)`` and its return value is stored under
-    its name.
-
-    Returns
-    -------
-    dict
-        ``dataset`` (SequenceDataset), ``stats`` (DatasetStats), ``split``
-        (LeaveOneOutSplit), ``split_sizes`` (dict), ``out_dir`` (Path),
-        ``seed`` (int), plus one entry per later step.
-    """
+def _data_step(result: dict, quiet: bool = False) -> dict:
+    """Generate the demo dataset, save it with its planted patterns, print its statistics, split it."""
     from .. import data as fdata
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir, seed = result["out_dir"], result["seed"]
     ds = fdata.synthetic("demo", seed=seed)
     fdata.save(ds, out_dir / "demo.txt", progress=not quiet)
     _save_patterns(ds, out_dir / "demo.txt.patterns.txt")
@@ -186,9 +177,50 @@ def run_demo(out_dir: Path, seed: int = 0, quiet: bool = False, steps=None) -> d
     sp = fdata.leave_one_out(ds)
     sizes = fdata.save_split(sp, out_dir / "split", progress=not quiet)
     typer.echo("split: " + " ".join(f"{k}={v}" for k, v in sizes.items()))
-    result = {"dataset": ds, "stats": st, "split": sp, "split_sizes": sizes, "out_dir": out_dir, "seed": seed}
-    for name, step in DEMO_STEPS if steps is None else steps:
-        result[name] = step(result, quiet=quiet)
+    result.update(dataset=ds, stats=st, split=sp, split_sizes=sizes)
+    return sizes
+
+
+def run_demo(out_dir: Path, seed: int = 0, quiet: bool = False, steps=None) -> dict:
+    """The demo pipeline, stage by stage.
+
+    Stage 1, the data: generate the ``"demo"`` synthetic dataset, write it
+    to ``out_dir/demo.txt`` (with its planted patterns), print its
+    statistics, split it leave-one-out into ``out_dir/split/``. Then each
+    registered step of `DEMO_STEPS` (or of ``steps``, a list of (name, step)
+    pairs) runs as ``step(result, quiet=quiet)`` and its return value is
+    stored under its name.
+
+    Every stage prints ``stage k/n: title ...`` when it starts and ``stage
+    k/n: title done in X s`` when it ends, to stdout and flushed, also when
+    stdout is not a terminal (where the progress bars stay silent), so a log
+    shows where a run is and where its time went.
+
+    Returns
+    -------
+    dict
+        ``dataset`` (SequenceDataset), ``stats`` (DatasetStats), ``split``
+        (LeaveOneOutSplit), ``split_sizes`` (dict), ``out_dir`` (Path),
+        ``seed`` (int), ``stage_seconds`` (dict), plus one entry per later step.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    later = list(DEMO_STEPS if steps is None else steps)
+    stages = [("data", _data_step)] + later
+    titles = {"data": "data (generate, save, split)", **DEMO_TITLES}
+    result: dict = {"out_dir": out_dir, "seed": seed, "stage_seconds": {}}
+    t_all = time.perf_counter()
+    for k, (name, step) in enumerate(stages, 1):
+        title = titles.get(name, name)
+        typer.echo(f"stage {k}/{len(stages)}: {title} ...")
+        t0 = time.perf_counter()
+        value = step(result, quiet=quiet)
+        if name != "data":
+            result[name] = value
+        seconds = time.perf_counter() - t0
+        result["stage_seconds"][name] = seconds
+        typer.echo(f"stage {k}/{len(stages)}: {title} done in {seconds:.1f} s")
+    typer.echo(f"demo done in {time.perf_counter() - t_all:.1f} s -> {out_dir}")
     return result
 
 

@@ -13,9 +13,10 @@ from ._options import FormatOpt, ItemOpt, RemapOpt, TimeOpt, UserOpt, check_outp
 
 
 def _echo_stats(stats: dict) -> None:
-    typer.echo(f"{'training set':<14}{'users':>10}{'items':>8}{'interactions':>14}{'avg len':>9}")
+    w = max([len("training set")] + [len(name) for name in stats]) + 2
+    typer.echo(f"{'training set':<{w}}{'users':>10}{'items':>8}{'interactions':>14}{'avg len':>9}")
     for name, s in stats.items():
-        typer.echo(f"{name:<14}{s['users']:>10,}{s['items']:>8,}{s['interactions']:>14,}{s['avg_length']:>9.2f}")
+        typer.echo(f"{name:<{w}}{s['users']:>10,}{s['items']:>8,}{s['interactions']:>14,}{s['avg_length']:>9.2f}")
 
 
 def _load_embedding(path: Path):
@@ -104,15 +105,29 @@ def regenerate(
     run_regenerate(ds, out, cfg, embedding=embedding, quiet=quiet)
 
 
+# The demo's regenerator: a quarter-width, one-layer encoder and decoder,
+# pre-trained for one epoch on 3 pairs per sequence (12k pairs), in a few
+# seconds on one core. A demonstration of the pipeline, not a setting to
+# reproduce the paper with (BENCHMARKS.md has those).
+DEMO_REGEN = dict(d_model=16, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, max_pairs_per_sequence=3)
+
+
 def demo_step(demo: dict, quiet: bool = False, epochs: int = 1) -> dict:
     """The DR4SR step of ``fastregen demo``: regenerate the demo data and print a before/after table.
 
     ``demo`` is what `fastregen.cli._data.run_demo` returns (its ``dataset``
-    and ``out_dir`` are used). A half-width regenerator (d_model 32) keeps
-    the demo to a minute or two on two CPU cores.
+    and ``out_dir`` are used). The regenerator is `DEMO_REGEN`, run on one
+    torch thread (see `fastregen.cli._demo.DEMO_TRAIN` for why).
     """
+    import torch
+
     from ..regen import RegenConfig
 
-    cfg = RegenConfig(epochs=epochs, d_model=32, d_ff=128, progress=not quiet)
+    cfg = RegenConfig(epochs=epochs, progress=not quiet, **DEMO_REGEN)
     typer.echo("DR4SR regeneration of the demo data:")
-    return run_regenerate(demo["dataset"], Path(demo["out_dir"]) / "regen", cfg, quiet=quiet)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_regenerate(demo["dataset"], Path(demo["out_dir"]) / "regen", cfg, quiet=quiet)
+    finally:
+        torch.set_num_threads(threads)

@@ -135,3 +135,39 @@ def test_atomic_open_refuses_nodes_that_are_not_regular_files(tmp_path):
         with atomic_open(tmp_path) as f:
             f.write("x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "null"]  # no temp file left
+
+
+# ---------------------------------------------------------------- packaging (issue 21)
+def test_triton_is_only_an_extra():
+    # A CPU-only install must not pull ~1 GB of triton: it is the [gpu] extra
+    # (and in [test], for the interpreted kernel tests).
+    from importlib.metadata import requires
+
+    reqs = [r for r in requires("fastregen") or [] if r.lower().startswith("triton")]
+    assert reqs and all("extra ==" in r for r in reqs), reqs
+    assert {r.split('extra == "')[1].rstrip('"') for r in reqs} == {"gpu", "test"}
+
+
+def test_everything_works_without_triton(monkeypatch, capsys):
+    import sys
+
+    import torch
+
+    from fastregen import ops, show_config
+    from fastregen.ops import _backend
+
+    monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` raises ImportError
+    _backend.triton_available.cache_clear()
+    try:
+        assert not _backend.triton_available()
+        states, table = torch.randn(3, 4), torch.randn(10, 4)
+        ids, _ = ops.constrained_argmax(states, table, torch.full((3, 1), -1), torch.full((3, 1), -1),
+                                        torch.ones(3, dtype=torch.bool))
+        assert ids.tolist() == (states @ table.T).argmax(1).tolist()
+        with pytest.raises(RuntimeError, match="needs the triton package"):
+            ops.constrained_argmax(states, table, torch.full((3, 1), -1), torch.full((3, 1), -1),
+                                   torch.ones(3, dtype=torch.bool), backend="triton")
+        show_config()
+        assert "triton" in capsys.readouterr().out
+    finally:
+        _backend.triton_available.cache_clear()

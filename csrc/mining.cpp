@@ -307,11 +307,13 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
   MiningParams p = params;
   // No occurrence fits more than max_span items.
   p.max_len = std::min(p.max_len, p.max_span);
-  PatternSet empty;
-  if (p.min_len > p.max_len) return empty;
+  // Items are checked even when no pattern can come out: bad input is an
+  // error whatever the parameters (found by tests/fuzz_core.py).
   const int64_t n_total = data.n_items_total();
   const int32_t max_item = checked_max_item(data.items, n_total, "the sequences");
-  if (n_total == 0) return empty;
+  check_id_space(max_item, n_total, "the item ids");
+  PatternSet empty;
+  if (p.min_len > p.max_len || n_total == 0) return empty;
   if (data.n_seq > INT32_MAX)
     throw std::invalid_argument("at most 2^31 - 1 sequences are supported, got " + std::to_string(data.n_seq));
   // A window never reaches past the data (and the sum below cannot overflow).
@@ -480,6 +482,7 @@ PatternSet window_counts(const CsrView& data, int64_t window, int64_t min_count,
   if (min_count < 1) throw std::invalid_argument("min_count must be >= 1, got " + std::to_string(min_count));
   const int64_t n_total = data.n_items_total();
   const int32_t max_item = checked_max_item(data.items, n_total, "the sequences");
+  check_id_space(max_item, n_total, "the item ids");
   const int32_t* items = data.items;
   // Bucket the window starts by first item (counting sort), then sort each
   // bucket by the rest of the window: small independent sorts, in parallel,
@@ -775,6 +778,7 @@ PairResult pretrain_pairs(const CsrView& data, const CsrView& patterns, const Pa
   const int32_t max_data = checked_max_item(data.items, data.n_items_total(), "the sequences");
   const int32_t max_pat = checked_max_item(patterns.items, patterns.n_items_total(), "the patterns");
   const int32_t max_item = std::max(max_data, max_pat);
+  check_id_space(max_item, data.n_items_total() + patterns.n_items_total(), "the item ids");
   const Trie trie = build_trie(patterns, max_item);
 
   // Sequences are processed in fixed chunks; each chunk's pairs are kept

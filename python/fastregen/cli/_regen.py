@@ -23,8 +23,15 @@ def _load_embedding(path: Path):
     """An item table from a `fastregen.models.save_model` checkpoint or a saved tensor."""
     import torch
 
-    if not path.is_file():
-        open(path, "rb").close()  # the OSError that names the problem (missing, a folder, ...)
+    import errno
+    import os
+    import stat
+
+    mode = os.stat(path).st_mode  # FileNotFoundError naming the path
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a checkpoint", os.fspath(path))
+    if not stat.S_ISREG(mode):  # a FIFO would block torch.load
+        raise ValueError(f"{path}: is not a regular file; pass the model.pt of a `fastregen train --out` run")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises pickle, zip and runtime errors for a file that is not a checkpoint

@@ -808,7 +808,8 @@ def _table_names(path: Path, fmt: str, sep: str) -> list[str]:
         pa = _require_pyarrow(fmt)
         import pyarrow.parquet as pq
 
-        _open_binary(path).__enter__().close()  # the same checks (exists, a regular file) as csv
+        with _open_binary(path):  # the same checks (exists, a regular file) as csv
+            pass
         try:
             return list(pq.ParquetFile(path).schema_arrow.names)
         except (pa.ArrowInvalid, OSError) as e:

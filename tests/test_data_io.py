@@ -446,12 +446,10 @@ def test_pipe_input_pairs_and_stdin(tmp_path):
     ds = load(fifo)
     t.join()
     assert ds.meta["format"] == "pairs" and ds.num_interactions == 8000
-    import subprocess
-    import sys
+    from conftest import run_python
 
-    r = subprocess.run([sys.executable, "-c", "from fastregen import data; ds = data.load('/dev/stdin'); "
-                        "print(len(ds), ds.num_interactions)"], input=pairs, capture_output=True, text=True,
-                       timeout=60)
+    r = run_python("from fastregen import data; ds = data.load('/dev/stdin'); print(len(ds), ds.num_interactions)",
+                   timeout=60, input=pairs)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["4000", "8000"]
 

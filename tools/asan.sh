@@ -3,13 +3,15 @@
 # and run under it the fuzz tests of every _core entry point (tests/fuzz_core.py)
 # and the test files of the kernels (no torch: it is not instrumented).
 #
-#   tools/asan.sh                 # 100,000 fuzz cases + the kernel tests (about 10 minutes on 2 cores)
+#   tools/asan.sh                 # 100,000 fuzz cases + the kernel tests
 #   tools/asan.sh 5000            # fewer
 #   FUZZ_SEED=7 tools/asan.sh     # another random stream
 #
-# Run it before each release; it is not part of the 90-minute CI (an
-# instrumented core runs several times slower). Needs the dev environment
-# (.venv from ./run.sh test: numpy, hypothesis, pybind11) and gcc or clang.
+# Run it before each release. It is not part of CI: it needs its own
+# instrumented build, and 100,000 cases took 15 minutes on the 2-core VM
+# (with another job running; BENCHMARKS.md, "Hardening (issue 21)"). Needs
+# the dev environment (.venv from ./run.sh test: numpy, hypothesis,
+# pybind11) and gcc or clang.
 #
 # The sanitized module is built beside the source (build/asan) and imported
 # from a scratch copy of the package, so the installed fastregen is left
@@ -52,24 +54,31 @@ export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:detect_stac
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 # An editable install puts an import hook ahead of sys.path: drop it, so that
 # `import fastregen` finds the scratch copy with the sanitized core.
-# Subprocesses the tests start find the scratch copy through PYTHONPATH.
-PYTHONPATH="$scratch" LD_PRELOAD="$runtime" "$PY" - "$scratch" "$examples" <<'PYEOF'
-import runpy, sys
-scratch, examples = sys.argv[1], sys.argv[2]
+bootstrap='
+import sys
+scratch = sys.argv[1]
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
 sys.path.insert(0, scratch)
 sys.path.insert(0, "tests")
 import fastregen._core as core
 assert core.__file__.startswith(scratch), core.__file__
 print(f"sanitized core: {core.__file__}", flush=True)
-sys.argv = ["fuzz_core.py", "--examples", examples]
-try:
-    runpy.run_path("tests/fuzz_core.py", run_name="__main__")
-except SystemExit as e:
-    if e.code:
-        raise
+'
+sanitized() {  # python code to run after the bootstrap, then its arguments
+  local code="$1"; shift
+  # Subprocesses the tests start (conftest.run_python) import the scratch copy too.
+  FASTREGEN_IMPORT_FROM="$scratch" LD_PRELOAD="$runtime" "$PY" -c "$bootstrap$code" "$scratch" "$@"
+}
+# 1. the fuzzer
+sanitized '
+import runpy
+sys.argv = ["fuzz_core.py", "--examples", sys.argv[2]]
+runpy.run_path("tests/fuzz_core.py", run_name="__main__")
+' "$examples"
+# 2. the kernel tests, in a fresh interpreter (pytest must import hypothesis itself)
+sanitized '
 import pytest
 sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "tests/test_core_safety.py", "tests/test_mining.py",
                       "tests/test_data_textio.py", "tests/test_data_io.py", "tests/test_dataset.py",
                       "tests/test_entropy.py"]))
-PYEOF
+'

@@ -7,6 +7,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,12 +34,87 @@ py::array_t<T> to_numpy(std::vector<T>&& v) {
   return py::array_t<T>({static_cast<py::ssize_t>(heap->size())}, {sizeof(T)}, heap->data(), owner);
 }
 
-// Validate a CSR pair coming from Python and build a view over it (no copy).
-// Python-side validation already ran; this is the last line of defence so that
-// nothing out of range ever reaches a kernel.
-CsrView make_view(const carray<int64_t>& offsets, const carray<int32_t>& items) {
-  if (offsets.ndim() != 1 || items.ndim() != 1)
+// What a kernel reads while another Python thread may run: with the GIL
+// released (or while a Python callback runs), other code may write into an
+// input array or resize it, and a kernel that validated the values first
+// (ids index tables, offsets bound every loop) would then read out of
+// bounds. A guard lives for the whole call and
+//   * freezes value inputs: the array itself when nothing but C code can
+//     change its values (a read-only array whose owners are read-only
+//     arrays, or an immutable / buffer-less object such as bytes or a
+//     capsule; SequenceDataset's arrays are like that), else a private copy;
+//   * pins every array the kernel touches: numpy refuses
+//     resize(refcheck=False) on an array with weak references, so it holds
+//     one on the array and on each array it views.
+// It must be destroyed with the GIL held (it owns Python references): keep
+// it outside the gil_scoped_release block.
+class InputGuard {
+ public:
+  template <typename T>
+  carray<T> frozen(const carray<T>& a) {
+    carray<T> use = a;
+    if (!immutable(a)) {
+      use = carray<T>(static_cast<py::ssize_t>(a.size()));
+      if (a.size() > 0) std::memcpy(use.mutable_data(), a.data(), static_cast<std::size_t>(a.size()) * sizeof(T));
+    }
+    pin(use);
+    keep_.push_back(use);
+    return use;
+  }
+
+  void pin(py::handle obj) {
+    py::object cur = py::reinterpret_borrow<py::object>(obj);
+    for (int depth = 0; depth < 64 && py::isinstance<py::array>(cur); ++depth) {
+      keep_.push_back(py::weakref(cur));
+      cur = cur.attr("base");
+    }
+  }
+
+ private:
+  static bool immutable(const py::array& a) {
+    // Only the argument converter holds a converted copy: nobody else can write it.
+    if (Py_REFCNT(a.ptr()) == 1 && a.attr("base").is_none()) return true;
+    py::object cur = py::reinterpret_borrow<py::object>(a);
+    for (int depth = 0; depth < 64; ++depth) {
+      if (!py::isinstance<py::array>(cur)) {
+        // The owner of the memory: writeable through Python only if it
+        // exports a writable buffer (a bytearray, a writable mmap, ...).
+        if (!PyObject_CheckBuffer(cur.ptr())) return true;
+        Py_buffer view;
+        if (PyObject_GetBuffer(cur.ptr(), &view, PyBUF_WRITABLE) == 0) {
+          PyBuffer_Release(&view);
+          return false;
+        }
+        PyErr_Clear();
+        return true;
+      }
+      if (py::reinterpret_borrow<py::array>(cur).writeable()) return false;
+      py::object base = cur.attr("base");
+      if (base.is_none()) return true;  // a read-only array that owns its memory
+      cur = base;
+    }
+    return false;
+  }
+
+  std::vector<py::object> keep_;
+};
+
+// The bound Markov model. fit() counts into a new model without the GIL and
+// swaps it in with the GIL held; every reader takes its own reference (with
+// the GIL) before releasing it, so a fit in one Python thread never frees
+// the model a prob() in another is reading.
+struct MarkovHandle {
+  std::shared_ptr<const MarkovModel> model;
+};
+
+// Validate a CSR pair coming from Python and build a view over (frozen
+// versions of) it. Python-side validation already ran; this is the last line
+// of defence so that nothing out of range ever reaches a kernel.
+CsrView make_view(InputGuard& guard, const carray<int64_t>& offsets_in, const carray<int32_t>& items_in) {
+  if (offsets_in.ndim() != 1 || items_in.ndim() != 1)
     throw py::value_error("offsets and items must be 1-D arrays");
+  const carray<int64_t> offsets = guard.frozen(offsets_in);
+  const carray<int32_t> items = guard.frozen(items_in);
   if (offsets.size() < 1) throw py::value_error("offsets must have at least one entry (n_seq + 1)");
   const int64_t* o = offsets.data();
   const int64_t n = static_cast<int64_t>(offsets.size()) - 1;
@@ -78,6 +155,11 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "tokenize_int_lines",
       [](py::buffer data, int n_threads) {
+        // The buffer export blocks resizing a bytearray or closing an mmap;
+        // the guard blocks resizing a numpy array. Values that change
+        // meanwhile change the result, never where the parser reads.
+        InputGuard guard;
+        guard.pin(data);
         py::buffer_info info = data.request();
         if (info.ndim != 1 || info.itemsize != 1 || (info.size > 1 && info.strides[0] != 1))
           throw py::type_error("tokenize_int_lines expects a contiguous bytes-like object");
@@ -103,6 +185,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "parse_user_lines",
       [](py::buffer data, int n_threads, py::object out) -> py::tuple {
+        InputGuard guard;  // as in tokenize_int_lines; `out` is pinned too
+        guard.pin(data);
         py::buffer_info info = data.request();
         if (info.ndim != 1 || info.itemsize != 1 || (info.size > 1 && info.strides[0] != 1))
           throw py::type_error("parse_user_lines expects a contiguous bytes-like object");
@@ -120,6 +204,7 @@ PYBIND11_MODULE(_core, m) {
           if (static_cast<std::size_t>(arr.size()) < n / 2 + 1)
             throw py::value_error("out has room for " + std::to_string(arr.size()) + " items; " +
                                   std::to_string(n) + " bytes may hold " + std::to_string(n / 2 + 1));
+          guard.pin(out);
           out_ptr = static_cast<int32_t*>(arr.mutable_data());
         }
         UserLines r;
@@ -145,10 +230,15 @@ PYBIND11_MODULE(_core, m) {
       "Threads and GIL as in tokenize_int_lines.");
   m.def(
       "format_int_rows",
-      [](const carray<int64_t>& offsets, const carray<int64_t>& values, int64_t row_begin,
+      [](const carray<int64_t>& offsets_in, const carray<int64_t>& values, int64_t row_begin,
          int64_t row_end, const std::string& sep) {
-        if (offsets.ndim() != 1 || values.ndim() != 1)
+        if (offsets_in.ndim() != 1 || values.ndim() != 1)
           throw py::value_error("offsets and values must be 1-D arrays");
+        // The offsets bound every write: frozen. Values only change digits
+        // (any int64 fits the 21 bytes reserved for it): pinned, not copied.
+        InputGuard guard;
+        const carray<int64_t> offsets = guard.frozen(offsets_in);
+        guard.pin(values);
         if (sep.size() != 1) throw py::value_error("sep must be one character, got '" + sep + "'");
         const int64_t n_rows = static_cast<int64_t>(offsets.size()) - 1;
         if (n_rows < 0) throw py::value_error("offsets must have n_rows + 1 entries, got 0");
@@ -177,11 +267,18 @@ PYBIND11_MODULE(_core, m) {
   {
     // values: exactly int32 or int64 (the CSR items / timestamps), never a
     // converted copy, so nothing is ever truncated on the way in.
-    auto gather = [](const auto& values, const carray<int64_t>& starts, const carray<int64_t>& ends,
+    auto gather = [](const auto& values, const carray<int64_t>& starts_in, const carray<int64_t>& ends_in,
                      int threads) -> py::tuple {
       using T = typename std::decay_t<decltype(values)>::value_type;
-      if (values.ndim() != 1 || starts.ndim() != 1 || ends.ndim() != 1)
+      if (values.ndim() != 1 || starts_in.ndim() != 1 || ends_in.ndim() != 1)
         throw py::value_error("values, starts and ends must be 1-D arrays");
+      // The ranges are checked in one pass and copied in another: frozen.
+      // The values are only copied (any value is fine): pinned, not copied,
+      // since they are usually a whole dataset.
+      InputGuard guard;
+      const carray<int64_t> starts = guard.frozen(starts_in);
+      const carray<int64_t> ends = guard.frozen(ends_in);
+      guard.pin(values);
       if (starts.size() != ends.size())
         throw py::value_error("starts has " + std::to_string(starts.size()) + " entries, ends has " +
                               std::to_string(ends.size()));
@@ -238,13 +335,14 @@ PYBIND11_MODULE(_core, m) {
     // Optional progress counter: a writeable int64 numpy array of >= 1 entry
     // that the kernel advances while it runs without the GIL (a Python thread
     // polls it to draw a progress bar).
-    auto progress_ptr = [](py::object progress) -> int64_t* {
+    auto progress_ptr = [](InputGuard& guard, py::object progress) -> int64_t* {
       if (progress.is_none()) return nullptr;
       if (!py::isinstance<py::array_t<int64_t>>(progress))
         throw py::type_error("progress must be None or an int64 numpy array");
       auto arr = progress.cast<py::array_t<int64_t>>();
       if (arr.size() < 1 || !arr.writeable())
         throw py::value_error("progress must be a writeable int64 array with at least one entry");
+      guard.pin(progress);
       return arr.mutable_data();
     };
     auto pattern_tuple = [](PatternSet&& r) {
@@ -257,8 +355,9 @@ PYBIND11_MODULE(_core, m) {
         [progress_ptr, pattern_tuple](const carray<int64_t>& offsets, const carray<int32_t>& items,
                                       int64_t max_span, int64_t min_support, int64_t min_len, int64_t max_len,
                                       int threads, py::object progress, int64_t max_patterns) {
-          const CsrView view = make_view(offsets, items);
-          int64_t* counter = progress_ptr(progress);
+          InputGuard guard;
+          const CsrView view = make_view(guard, offsets, items);
+          int64_t* counter = progress_ptr(guard, progress);
           MiningParams p;
           p.max_span = max_span;
           p.min_support = min_support;
@@ -283,7 +382,8 @@ PYBIND11_MODULE(_core, m) {
         "window_counts",
         [pattern_tuple](const carray<int64_t>& offsets, const carray<int32_t>& items, int64_t window,
                         int64_t min_count, int threads) {
-          const CsrView view = make_view(offsets, items);
+          InputGuard guard;
+          const CsrView view = make_view(guard, offsets, items);
           PatternSet r;
           {
             py::gil_scoped_release nogil;
@@ -300,9 +400,10 @@ PYBIND11_MODULE(_core, m) {
         [progress_ptr](const carray<int64_t>& offsets, const carray<int32_t>& items,
                        const carray<int64_t>& pattern_offsets, const carray<int32_t>& pattern_items, int64_t span,
                        int64_t max_per_sequence, uint64_t seed, int threads, py::object progress) {
-          const CsrView data = make_view(offsets, items);
-          const CsrView pats = make_view(pattern_offsets, pattern_items);
-          int64_t* counter = progress_ptr(progress);
+          InputGuard guard;
+          const CsrView data = make_view(guard, offsets, items);
+          const CsrView pats = make_view(guard, pattern_offsets, pattern_items);
+          int64_t* counter = progress_ptr(guard, progress);
           PairParams p;
           p.span = span;
           p.max_per_sequence = max_per_sequence;
@@ -330,7 +431,8 @@ PYBIND11_MODULE(_core, m) {
         if (method < 0 || method > 2)
           throw py::value_error("method must be 0 (auto), 1 (automaton) or 2 (quadratic), got " +
                                 std::to_string(method));
-        const CsrView v = make_view(offsets, items);
+        InputGuard guard;
+        const CsrView v = make_view(guard, offsets, items);
         std::vector<int64_t> out;
         {
           py::gil_scoped_release nogil;
@@ -344,9 +446,10 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "real_entropy",
       [](const carray<int64_t>& offsets, const carray<int32_t>& items, double base, int threads) {
-        if (!(base > 0.0) || base == 1.0 || !std::isfinite(base))
-          throw py::value_error("base must be > 0, finite and != 1, got " + std::to_string(base));
-        const CsrView v = make_view(offsets, items);
+        if (!(base > 1.0) || !std::isfinite(base))  // (0, 1) would give negative entropies
+          throw py::value_error("base must be a finite number > 1, got " + std::to_string(base));
+        InputGuard guard;
+        const CsrView v = make_view(guard, offsets, items);
         std::vector<double> out;
         {
           py::gil_scoped_release nogil;
@@ -359,7 +462,8 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "n_distinct",
       [](const carray<int64_t>& offsets, const carray<int32_t>& items, int threads) {
-        const CsrView v = make_view(offsets, items);
+        InputGuard guard;
+        const CsrView v = make_view(guard, offsets, items);
         std::vector<int64_t> out;
         {
           py::gil_scoped_release nogil;
@@ -373,7 +477,8 @@ PYBIND11_MODULE(_core, m) {
       "item_entropies",
       [](const carray<int64_t>& offsets, const carray<int32_t>& items, int32_t num_items) {
         if (num_items < 1) throw py::value_error("num_items must be >= 1, got " + std::to_string(num_items));
-        const CsrView v = make_view(offsets, items);
+        InputGuard guard;
+        const CsrView v = make_view(guard, offsets, items);
         std::vector<int64_t> counts;
         std::vector<double> h;
         try {
@@ -387,77 +492,89 @@ PYBIND11_MODULE(_core, m) {
       py::arg("offsets"), py::arg("items"), py::arg("num_items"),
       "(counts int64 (num_items+1,), -log2(count / total) float64 (num_items+1,), inf when unseen).");
 
-  py::class_<MarkovModel>(m, "MarkovModel",
-                          "Order-k Markov model with interpolated Witten-Bell backoff (see entropy.hpp).")
+  py::class_<MarkovHandle>(m, "MarkovModel",
+                           "Order-k Markov model with interpolated Witten-Bell backoff (see entropy.hpp).")
       .def(py::init([](int order, int32_t num_items) {
              if (order < 0) throw py::value_error("order must be >= 0, got " + std::to_string(order));
              if (num_items < 1) throw py::value_error("num_items must be >= 1, got " + std::to_string(num_items));
-             return MarkovModel(order, num_items);
+             return MarkovHandle{std::make_shared<const MarkovModel>(order, num_items)};
            }),
            py::arg("order"), py::arg("num_items"))
       .def(
           "fit",
-          [](MarkovModel& self, const carray<int64_t>& offsets, const carray<int32_t>& items) {
-            const CsrView v = make_view(offsets, items);
+          [](MarkovHandle& self, const carray<int64_t>& offsets, const carray<int32_t>& items) {
+            InputGuard guard;
+            const CsrView v = make_view(guard, offsets, items);
+            auto fresh = std::make_shared<MarkovModel>(self.model->order(), self.model->num_items());
             try {
               py::gil_scoped_release nogil;
-              self.fit(v);
+              fresh->fit(v);
             } catch (const std::invalid_argument& e) {
               throw py::value_error(e.what());
             }
+            self.model = std::move(fresh);  // with the GIL held: see MarkovHandle
           },
           py::arg("offsets"), py::arg("items"), "Count the n-grams of the sequences (replaces earlier counts).")
       .def(
           "prob",
-          [](const MarkovModel& self, const carray<int64_t>& ctx_offsets, const carray<int32_t>& ctx_items,
-             const carray<int32_t>& next, int threads) {
-            if (!self.fitted()) throw py::value_error("the Markov model is not fitted");
-            const CsrView v = make_view(ctx_offsets, ctx_items);
-            if (next.ndim() != 1 || next.size() != v.n_seq)
+          [](const MarkovHandle& self, const carray<int64_t>& ctx_offsets, const carray<int32_t>& ctx_items,
+             const carray<int32_t>& next_in, int threads) {
+            const std::shared_ptr<const MarkovModel> model = self.model;  // this call's own reference
+            if (!model->fitted()) throw py::value_error("the Markov model is not fitted");
+            InputGuard guard;
+            const CsrView v = make_view(guard, ctx_offsets, ctx_items);
+            if (next_in.ndim() != 1 || next_in.size() != v.n_seq)
               throw py::value_error("next must have one item per context (" + std::to_string(v.n_seq) + "), got " +
-                                    std::to_string(next.size()));
+                                    std::to_string(next_in.size()));
+            const carray<int32_t> next = guard.frozen(next_in);
             const int32_t* nx = next.data();
             for (int64_t c = 0; c < v.n_seq; ++c)
-              if (nx[c] < 1 || nx[c] > self.num_items())
+              if (nx[c] < 1 || nx[c] > model->num_items())
                 throw py::value_error("next[" + std::to_string(c) + "] = " + std::to_string(nx[c]) +
-                                      " outside 1.." + std::to_string(self.num_items()));
+                                      " outside 1.." + std::to_string(model->num_items()));
             std::vector<double> out;
             {
               py::gil_scoped_release nogil;
-              out = self.prob_batch(v, nx, threads);
+              out = model->prob_batch(v, nx, threads);
             }
             return to_numpy(std::move(out));
           },
           py::arg("ctx_offsets"), py::arg("ctx_items"), py::arg("next"), py::arg("threads") = 0,
           "P(next[c] | context c) for contexts in CSR form, float64 (n_contexts,).")
-      .def_property_readonly("order", &MarkovModel::order)
-      .def_property_readonly("num_items", &MarkovModel::num_items)
-      .def_property_readonly("num_tokens", &MarkovModel::num_tokens)
-      .def_property_readonly("fitted", &MarkovModel::fitted)
-      .def("context_counts", &MarkovModel::context_counts, "Distinct contexts of each order 1..k.");
+      .def_property_readonly("order", [](const MarkovHandle& self) { return self.model->order(); })
+      .def_property_readonly("num_items", [](const MarkovHandle& self) { return self.model->num_items(); })
+      .def_property_readonly("num_tokens", [](const MarkovHandle& self) { return self.model->num_tokens(); })
+      .def_property_readonly("fitted", [](const MarkovHandle& self) { return self.model->fitted(); })
+      .def(
+          "context_counts", [](const MarkovHandle& self) { return self.model->context_counts(); },
+          "Distinct contexts of each order 1..k.");
 
   m.def(
       "mine_entropy_patterns",
       [](const carray<int64_t>& offsets, const carray<int32_t>& items, int32_t num_items, double theta,
-         int64_t min_count, int64_t max_len, const MarkovModel* markov, std::optional<carray<double>> probs,
+         int64_t min_count, int64_t max_len, const MarkovHandle* markov_handle, std::optional<carray<double>> probs_in,
          std::optional<py::function> scorer, int threads) {
         if (!(theta > 0.0) || !std::isfinite(theta))
           throw py::value_error("theta must be a finite number > 0, got " + std::to_string(theta));
         if (max_len < 1) throw py::value_error("max_len must be >= 1, got " + std::to_string(max_len));
         if (min_count < 1) throw py::value_error("min_count must be >= 1, got " + std::to_string(min_count));
         if (num_items < 1) throw py::value_error("num_items must be >= 1, got " + std::to_string(num_items));
-        const CsrView v = make_view(offsets, items);
+        InputGuard guard;
+        const CsrView v = make_view(guard, offsets, items);
         const double* pp = nullptr;
-        if (probs) {
-          if (probs->ndim() != 1 || probs->size() != v.n_items_total())
+        if (probs_in) {
+          if (probs_in->ndim() != 1 || probs_in->size() != v.n_items_total())
             throw py::value_error("probs must have shape (len(items),) = (" + std::to_string(v.n_items_total()) +
-                                  ",), got " + std::to_string(probs->size()) + " values");
-          pp = probs->data();
+                                  ",), got " + std::to_string(probs_in->size()) + " values");
+          pp = guard.frozen(*probs_in).data();  // the guard keeps the frozen array alive
           for (int64_t g = 0; g < v.n_items_total(); ++g)
             if (!(pp[g] > 0.0 && pp[g] <= 1.0))
               throw py::value_error("probs[" + std::to_string(g) + "] = " + std::to_string(pp[g]) +
                                     " is not in (0, 1]");
         }
+        // This call's own reference to the model (see MarkovHandle).
+        const std::shared_ptr<const MarkovModel> markov =
+            markov_handle ? markov_handle->model : std::shared_ptr<const MarkovModel>();
         MinerParams params;
         params.theta = theta;
         params.min_count = min_count;
@@ -480,7 +597,7 @@ PYBIND11_MODULE(_core, m) {
             res = mine_entropy_patterns(v, num_items, params, nullptr, nullptr, &call);
           } else {
             py::gil_scoped_release nogil;
-            res = mine_entropy_patterns(v, num_items, params, markov, pp, nullptr);
+            res = mine_entropy_patterns(v, num_items, params, markov.get(), pp, nullptr);
           }
         } catch (const std::invalid_argument& e) {
           throw py::value_error(e.what());
@@ -496,8 +613,9 @@ PYBIND11_MODULE(_core, m) {
       "segment",
       [](const carray<int64_t>& offsets, const carray<int32_t>& items, const carray<int64_t>& pat_offsets,
          const carray<int32_t>& pat_items, int threads) {
-        const CsrView v = make_view(offsets, items);
-        const CsrView p = make_view(pat_offsets, pat_items);
+        InputGuard guard;
+        const CsrView v = make_view(guard, offsets, items);
+        const CsrView p = make_view(guard, pat_offsets, pat_items);
         Segmentation s;
         try {
           py::gil_scoped_release nogil;

@@ -54,6 +54,22 @@ inline int resolve_threads(int requested) {
 
 inline bool have_openmp() { return FASTREGEN_HAVE_OPENMP != 0; }
 
+// Kernels keep tables indexed by item id (a few to 24 bytes per id, per
+// thread), so their memory follows the largest id, not the data. Up to this
+// many ids any such table is small; beyond it the ids must be dense enough
+// that at least half a table could be used (at most n_interactions distinct
+// ids exist). The Python layer applies a stricter test with a remap hint
+// (fastregen.data.dataset.check_dense_ids); this one keeps a direct call from
+// asking the OS for tens of GiB.
+constexpr int64_t kFreeIdSpace = int64_t{1} << 24;
+
+inline void check_id_space(int64_t max_item, int64_t n_interactions, const char* what) {
+  if (max_item > kFreeIdSpace && max_item / 2 > n_interactions)
+    throw std::invalid_argument(std::string(what) + " are too sparse to index tables by: the largest id is " +
+                                std::to_string(max_item) + " for " + std::to_string(n_interactions) +
+                                " interactions; renumber the items 1..N first (fastregen.data.remap)");
+}
+
 // Concatenation of values[starts[k] .. ends[k]) for k in [0, n): the gather
 // behind SequenceDataset.subset / slice_sequences (numpy's equivalent,
 // fancy indexing with a materialised int64 index per element, spends most of

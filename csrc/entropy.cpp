@@ -322,6 +322,7 @@ inline uint64_t ctx_key(int64_t parent, int32_t item) {
 }  // namespace
 
 void MarkovModel::fit(const CsrView& data) {
+  check_id_space(num_items_, data.n_items_total(), "the item ids (num_items)");
   unigram_.assign(static_cast<std::size_t>(num_items_) + 1, 0);
   contexts_.clear();
   pairs_.clear();
@@ -397,6 +398,7 @@ std::vector<int64_t> MarkovModel::context_counts() const {
 
 void item_entropies(const CsrView& data, int32_t num_items, std::vector<int64_t>& counts,
                     std::vector<double>& entropy) {
+  check_id_space(num_items, data.n_items_total(), "the item ids (num_items)");
   counts.assign(static_cast<std::size_t>(num_items) + 1, 0);
   const int64_t total = data.n_items_total();
   for (int64_t g = 0; g < total; ++g) {

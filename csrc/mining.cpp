@@ -86,10 +86,36 @@ class Miner {
   }
 
   // Mine the subtree of patterns starting with `item` from its states.
+  //
+  // Depth-first over the pattern tree with an explicit stack (levels_[d]
+  // holds the frequent extensions of the prefix of length d + 1 and a cursor
+  // into them), not recursion: a pattern may be as long as max_span, and an
+  // OpenMP worker's stack (a few MiB) must not bound how long that can be.
   void mine_item(int32_t item, const std::vector<State>& states, int64_t item_support, MinerOutput& out) {
     prefix_.assign(1, item);
     if (p_.min_len <= 1) emit(item_support, out);
-    if (p_.max_len >= 2) grow(states, 0, out);
+    if (p_.max_len < 2 || !expand(states, 0, out)) return;
+    size_t depth = 0;
+    for (;;) {
+      // expand() may grow levels_ (moving the Level objects): index afresh.
+      // The child vectors themselves stay put: a moved outer vector keeps
+      // its buffer, and with it the inner vectors and their elements.
+      Level& lv = levels_[depth];
+      if (lv.next == lv.frequent.size()) {  // this level is done: back to the parent's next child
+        if (depth == 0) return;
+        --depth;
+        leave_child(depth);
+        continue;
+      }
+      const size_t r = lv.next;
+      prefix_.push_back(lv.frequent[r]);
+      if (static_cast<int64_t>(prefix_.size()) >= p_.min_len) emit(lv.support[r], out);
+      if (expand(levels_[depth].children[r], depth + 1, out)) {
+        ++depth;
+      } else {
+        leave_child(depth);
+      }
+    }
   }
 
  private:
@@ -100,12 +126,13 @@ class Miner {
     int32_t rank = -1;      // index among the frequent extensions (pass 2)
     uint32_t stamp = 0;     // last state that produced this item (pass 2)
   };
-  // Buffers of one recursion depth, kept between calls to avoid reallocating.
+  // One depth of the search, kept between calls to avoid reallocating.
   struct Level {
     std::vector<int32_t> touched;
     std::vector<int32_t> frequent;
     std::vector<int64_t> support;
     std::vector<std::vector<State>> children;
+    size_t next = 0;  // the next frequent extension to descend into
   };
 
   void emit(int64_t support, MinerOutput& out) {
@@ -123,11 +150,24 @@ class Miner {
     return ++stamp_counter_;
   }
 
+  // The child levels_[depth].next of the current prefix is finished: drop
+  // its item from the prefix, free its projected database, move on.
+  void leave_child(size_t depth) {
+    Level& lv = levels_[depth];
+    prefix_.pop_back();
+    lv.children[lv.next].clear();
+    ++lv.next;
+  }
+
   // Extend the current prefix (whose occurrences are `states`, grouped by
-  // sequence) by one item, emit the frequent extensions and recurse.
-  void grow(const std::vector<State>& states, size_t depth, MinerOutput& out) {
+  // sequence) by one item into levels_[depth]. Emits the extensions itself
+  // when they are leaves (max_len reached) and returns false; otherwise
+  // builds their projected databases and returns true, with the cursor at
+  // the first (the caller emits and descends).
+  bool expand(const std::vector<State>& states, size_t depth, MinerOutput& out) {
     if (levels_.size() <= depth) levels_.resize(depth + 1);
     Level& lv = levels_[depth];
+    lv.next = 0;
     const int32_t* items = data_.items;
     // Pass 1: support of every one-item extension.
     lv.touched.clear();
@@ -155,7 +195,7 @@ class Miner {
       slot_[x].count = 0;
     }
     const size_t n_freq = lv.frequent.size();
-    if (n_freq == 0) return;
+    if (n_freq == 0) return false;
     const int64_t child_len = static_cast<int64_t>(prefix_.size()) + 1;
     if (child_len >= p_.max_len) {
       // Leaves: supports suffice, no projected database is needed.
@@ -166,7 +206,7 @@ class Miner {
           prefix_.pop_back();
         }
       }
-      return;
+      return false;
     }
     // Pass 2: the projected database of every frequent extension, keeping
     // the earliest match of each item per state.
@@ -186,15 +226,7 @@ class Miner {
       }
     }
     for (size_t r = 0; r < n_freq; ++r) slot_[lv.frequent[r]].rank = -1;
-    // Deeper levels may reallocate levels_: index it afresh. The child
-    // vectors themselves never move (moving a vector keeps its elements).
-    for (size_t r = 0; r < n_freq; ++r) {
-      prefix_.push_back(levels_[depth].frequent[r]);
-      if (child_len >= p_.min_len) emit(levels_[depth].support[r], out);
-      grow(levels_[depth].children[r], depth + 1, out);
-      prefix_.pop_back();
-      levels_[depth].children[r].clear();
-    }
+    return true;
   }
 
   const CsrView& data_;
@@ -275,11 +307,13 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
   MiningParams p = params;
   // No occurrence fits more than max_span items.
   p.max_len = std::min(p.max_len, p.max_span);
-  PatternSet empty;
-  if (p.min_len > p.max_len) return empty;
+  // Items are checked even when no pattern can come out: bad input is an
+  // error whatever the parameters (found by tests/fuzz_core.py).
   const int64_t n_total = data.n_items_total();
   const int32_t max_item = checked_max_item(data.items, n_total, "the sequences");
-  if (n_total == 0) return empty;
+  check_id_space(max_item, n_total, "the item ids");
+  PatternSet empty;
+  if (p.min_len > p.max_len || n_total == 0) return empty;
   if (data.n_seq > INT32_MAX)
     throw std::invalid_argument("at most 2^31 - 1 sequences are supported, got " + std::to_string(data.n_seq));
   // A window never reaches past the data (and the sum below cannot overflow).
@@ -294,10 +328,12 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
   std::vector<int32_t> occ_seq;
   build_occurrences(data, max_item, threads, start, occ_pos, occ_seq);
   std::vector<int64_t> item_support(static_cast<size_t>(max_item) + 1, 0);
+  // Loops over item ids count in int64: `x <= max_item` with an int32 x
+  // never becomes false when max_item is INT32_MAX.
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static)
 #endif
-  for (int32_t x = 1; x <= max_item; ++x) {
+  for (int64_t x = 1; x <= max_item; ++x) {
     int64_t s = 0;
     int32_t prev = -1;
     for (int64_t k = start[x]; k < start[x + 1]; ++k) {
@@ -310,9 +346,9 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
   }
   std::vector<int32_t> order;  // frequent items, most occurrences first (load balance)
   int64_t skipped = 0;         // occurrences of infrequent items: no pattern starts there
-  for (int32_t x = 1; x <= max_item; ++x) {
+  for (int64_t x = 1; x <= max_item; ++x) {
     if (item_support[x] >= p.min_support)
-      order.push_back(x);
+      order.push_back(static_cast<int32_t>(x));
     else
       skipped += start[x + 1] - start[x];
   }
@@ -394,7 +430,7 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
   {
     std::vector<int64_t> rank_of_item(static_cast<size_t>(max_item) + 1, -1);
     for (int64_t r = 0; r < n_order; ++r) rank_of_item[order[r]] = r;
-    for (int32_t x = 1; x <= max_item; ++x)
+    for (int64_t x = 1; x <= max_item; ++x)
       if (rank_of_item[x] >= 0) in_order.push_back(&segment[rank_of_item[x]]);
   }
   int32_t longest = 0;
@@ -446,6 +482,7 @@ PatternSet window_counts(const CsrView& data, int64_t window, int64_t min_count,
   if (min_count < 1) throw std::invalid_argument("min_count must be >= 1, got " + std::to_string(min_count));
   const int64_t n_total = data.n_items_total();
   const int32_t max_item = checked_max_item(data.items, n_total, "the sequences");
+  check_id_space(max_item, n_total, "the item ids");
   const int32_t* items = data.items;
   // Bucket the window starts by first item (counting sort), then sort each
   // bucket by the rest of the window: small independent sorts, in parallel,
@@ -477,7 +514,7 @@ PatternSet window_counts(const CsrView& data, int64_t window, int64_t min_count,
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 64)
 #endif
-  for (int32_t x = 1; x <= max_item; ++x) {
+  for (int64_t x = 1; x <= max_item; ++x) {
     const auto b = pos.begin() + start[x], e = pos.begin() + start[x + 1];
     if (e - b < min_count) continue;
     if (window > 1) std::sort(b, e, less);
@@ -501,7 +538,7 @@ PatternSet window_counts(const CsrView& data, int64_t window, int64_t min_count,
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 64)
 #endif
-  for (int32_t x = 1; x <= max_item; ++x) {
+  for (int64_t x = 1; x <= max_item; ++x) {
     int64_t slot = kept[x];
     if (kept[x + 1] == slot) continue;
     const auto b = pos.begin() + start[x], e = pos.begin() + start[x + 1];
@@ -607,63 +644,126 @@ Trie build_trie(const CsrView& patterns, int32_t max_item) {
   return t;
 }
 
+// Finds the patterns of the trie that one sequence contains.
+//
+// For a fixed start position, matching every next pattern item as early as
+// possible is optimal, so a trie node (a pattern prefix) reached from a start
+// has one earliest match position: the search from a start visits each trie
+// node at most once, and the work per sequence is polynomial (at most
+// nodes x starts x window), whatever the repetitions in the sequence. The
+// "first occurrence of an item after position p" test is stateless
+// (prev_[j] <= p), so no marks have to survive a descent, and the descent
+// uses an explicit stack: a pattern may be as long as the sequence.
 class PairFinder {
  public:
   PairFinder(const Trie& trie, int32_t max_item)
       : trie_(trie),
         node_stamp_(trie.pattern_of.size(), -1),
-        item_stamp_(static_cast<size_t>(max_item) + 1, -1),
-        start_stamp_(static_cast<size_t>(max_item) + 1, -1) {}
+        seen_(static_cast<size_t>(max_item) + 1) {}
 
   // Ascending indices of the patterns that sequence u (items s[0..len)) contains.
   const std::vector<int64_t>& contained(int64_t u, const int32_t* s, int64_t len, int64_t span) {
     found_.clear();
     seq_ = u;
     s_ = s;
+    len_ = len;
+    index_built_ = false;
+    // prev_[j]: the previous position of item s[j] in this sequence (-1: none).
+    prev_.resize(static_cast<size_t>(len));
+    for (int64_t j = 0; j < len; ++j) {
+      Seen& e = seen_[s[j]];
+      prev_[j] = e.seq == u ? e.pos : -1;
+      e.seq = u;
+      e.pos = j;
+    }
     for (int64_t i = 0; i < len; ++i) {
-      const int32_t x = s[i];
-      const int32_t node = trie_.root_child[x];
+      const int32_t node = trie_.root_child[s[i]];
       if (node < 0) continue;
-      if (span == 0) {
-        // Without a window the earliest start dominates every later one.
-        if (start_stamp_[x] == seq_) continue;
-        start_stamp_[x] = seq_;
-      }
+      // Without a window the earliest start of an item dominates every later one.
+      if (span == 0 && prev_[i] >= 0) continue;
       const int64_t wend = span == 0 ? len - 1 : i + std::min(span - 1, len - 1 - i);
-      visit(node, i, wend);
+      search(node, i, wend);
     }
     std::sort(found_.begin(), found_.end());
     return found_;
   }
 
  private:
-  // The trie node of a prefix matched earliest at `last`; extend within wend.
-  void visit(int32_t node, int64_t last, int64_t wend) {
-    if (node_stamp_[node] != seq_) {
-      node_stamp_[node] = seq_;
-      if (trie_.pattern_of[node] >= 0) found_.push_back(trie_.pattern_of[node]);
-    }
-    if (trie_.child_begin[node] == trie_.child_begin[node + 1]) return;
-    const int64_t tag = tag_counter_++;
-    for (int64_t j = last + 1; j <= wend; ++j) {
-      const int32_t x = s_[j];
-      // Only the earliest match of each item extends the prefix.
-      if (item_stamp_[x] == tag) continue;
-      item_stamp_[x] = tag;
-      const int32_t c = trie_.child(node, x);
-      if (c >= 0) {
-        visit(c, j, wend);
+  struct Seen {  // where an item was last seen (one cache line holds both)
+    int64_t seq = -1;
+    int64_t pos = 0;
+  };
+  struct Frame {
+    int32_t node;  // a trie node (pattern prefix) ...
+    int64_t last;  // ... matched earliest at this position
+  };
+
+  // Every trie node reachable from `root` matched at `first`, within wend.
+  void search(int32_t root, int64_t first, int64_t wend) {
+    stack_.clear();
+    stack_.push_back(Frame{root, first});
+    while (!stack_.empty()) {
+      const Frame f = stack_.back();
+      stack_.pop_back();
+      if (node_stamp_[f.node] != seq_) {
+        node_stamp_[f.node] = seq_;
+        if (trie_.pattern_of[f.node] >= 0) found_.push_back(trie_.pattern_of[f.node]);
+      }
+      const int64_t cb = trie_.child_begin[f.node], ce = trie_.child_begin[f.node + 1];
+      const int64_t window = wend - f.last;
+      if (cb == ce || window <= 0) continue;
+      // Two ways to find each child's earliest match after f.last: scan the
+      // window, or look every child item up in the sequence's occurrence
+      // index (a binary search each). Take the cheaper one: a long window
+      // with few children (long patterns, span=None) would make the scan
+      // quadratic in the sequence length.
+      if ((ce - cb) * kLookupCost < window) {
+        build_index();
+        for (int64_t k = cb; k < ce; ++k) {
+          const int64_t j = next_occurrence(trie_.child_item[k], f.last);
+          if (j >= 0 && j <= wend) stack_.push_back(Frame{trie_.child_node[k], j});
+        }
+      } else {
+        for (int64_t j = f.last + 1; j <= wend; ++j) {
+          if (prev_[j] > f.last) continue;  // not the earliest s[j] after f.last
+          const int32_t c = trie_.child(f.node, s_[j]);
+          if (c >= 0) stack_.push_back(Frame{c, j});
+        }
       }
     }
   }
 
+  // (item, position) of every position of the current sequence, sorted: the
+  // occurrence index next_occurrence searches. Built once per sequence, and
+  // only for sequences that need it.
+  void build_index() {
+    if (index_built_) return;
+    index_built_ = true;
+    index_.resize(static_cast<size_t>(len_));
+    for (int64_t j = 0; j < len_; ++j) index_[j] = {s_[j], j};
+    std::sort(index_.begin(), index_.end());
+  }
+
+  // First position > after holding item x, or -1.
+  int64_t next_occurrence(int32_t x, int64_t after) const {
+    auto it = std::lower_bound(index_.begin(), index_.end(), std::pair<int32_t, int64_t>{x, after + 1});
+    return it != index_.end() && it->first == x ? it->second : -1;
+  }
+
+  // A lookup costs a binary search plus a cache miss or two; a scanned
+  // position a table read and a (usually failing) child search.
+  static constexpr int64_t kLookupCost = 16;
+
   const Trie& trie_;
   std::vector<int64_t> node_stamp_;
-  std::vector<int64_t> item_stamp_;
-  std::vector<int64_t> start_stamp_;
-  int64_t tag_counter_ = 0;
+  std::vector<Seen> seen_;
+  std::vector<int64_t> prev_;
+  std::vector<Frame> stack_;
+  std::vector<std::pair<int32_t, int64_t>> index_;
+  bool index_built_ = false;
   std::vector<int64_t> found_;
   int64_t seq_ = -1;
+  int64_t len_ = 0;
   const int32_t* s_ = nullptr;
 };
 
@@ -678,6 +778,7 @@ PairResult pretrain_pairs(const CsrView& data, const CsrView& patterns, const Pa
   const int32_t max_data = checked_max_item(data.items, data.n_items_total(), "the sequences");
   const int32_t max_pat = checked_max_item(patterns.items, patterns.n_items_total(), "the patterns");
   const int32_t max_item = std::max(max_data, max_pat);
+  check_id_space(max_item, data.n_items_total() + patterns.n_items_total(), "the item ids");
   const Trie trie = build_trie(patterns, max_item);
 
   // Sequences are processed in fixed chunks; each chunk's pairs are kept

@@ -39,3 +39,24 @@ def _seed_everything():
 @pytest.fixture
 def beauty_path() -> Path:
     return shared_file("beauty.txt")
+
+
+def run_python(code: str, timeout: float = 120, env: dict | None = None, input: str | None = None):
+    """Run ``code`` in a fresh interpreter; return the CompletedProcess (text output).
+
+    For tests whose failure mode is a crash (a segfault would end the whole
+    test session) or a hang (the timeout turns it into a failure). Under
+    tools/asan.sh (FASTREGEN_IMPORT_FROM set) the child imports the same
+    sanitized copy of the package as the parent, not an editable install's.
+    """
+    import subprocess
+    import sys
+
+    scratch = os.environ.get("FASTREGEN_IMPORT_FROM")
+    if scratch:
+        code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
+                f"sys.path.insert(0, {scratch!r})\n") + code
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, input=input,
+        env=None if env is None else {**os.environ, **env},
+    )

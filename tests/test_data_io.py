@@ -397,3 +397,170 @@ def test_csv_roundtrip_without_pyarrow(tmp_path, fmt, monkeypatch):
     save(ds, tmp_path / f"o.{fmt}")
     back = load(tmp_path / f"o.{fmt}", remap=False)
     assert back.to_lists() == ds.to_lists() and back.timestamps.tolist() == ds.timestamps.tolist()
+
+
+# ------------------------------------------------------ hardening (issue 21)
+def _serve_fifo(tmp_path, payload: bytes, name="in.fifo"):
+    """A FIFO that a thread fills with ``payload`` (in small writes) once a reader opens it."""
+    import os
+    import threading
+
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as f:
+            for k in range(0, len(payload), 4096):
+                f.write(payload[k : k + 4096])
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    return fifo, t
+
+
+@pytest.mark.parametrize("fmt", ["auto", "lines"])
+def test_pipe_input_loses_nothing(tmp_path, fmt, monkeypatch):
+    # Before: format sniffing consumed the first 64 KiB of the pipe, then the
+    # path was opened again (the data read on from there), and a pipe's size
+    # of 0 made the reader fetch 1 byte at a time.
+    import fastregen.data.io as io_mod
+
+    rows = [[u] + list(range(u % 50 + 1, u % 50 + 8)) for u in range(1, 30_001)]  # ~700 KB
+    payload = "".join(" ".join(map(str, r)) + "\n" for r in rows).encode()
+    assert len(payload) > 10 * io_mod._SNIFF_BYTES
+    reads = []
+    real = io_mod._TextInput.readinto
+    monkeypatch.setattr(io_mod._TextInput, "readinto", lambda self, v: reads.append(len(v)) or real(self, v))
+    fifo, t = _serve_fifo(tmp_path, payload)
+    ds = load(fifo, format=fmt, chunk_bytes=1 << 16)
+    t.join()
+    assert ds.to_lists() == [r[1:] for r in rows]
+    assert ds.user_ids.tolist() == [r[0] for r in rows]
+    assert max(reads) == 1 << 16 and len(reads) < 100
+
+
+def test_pipe_input_pairs_and_stdin(tmp_path):
+    # pairs need the sniffed lines too: every interaction must survive
+    pairs = "".join(f"{u} {i}\n" for u in range(1, 4001) for i in (u % 7 + 1, u % 5 + 9))
+    fifo, t = _serve_fifo(tmp_path, pairs.encode())
+    ds = load(fifo)
+    t.join()
+    assert ds.meta["format"] == "pairs" and ds.num_interactions == 8000
+    from conftest import run_python
+
+    r = run_python("from fastregen import data; ds = data.load('/dev/stdin'); print(len(ds), ds.num_interactions)",
+                   timeout=60, input=pairs)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["4000", "8000"]
+
+
+@needs_pyarrow
+def test_pipe_input_to_a_table_reader_is_refused(tmp_path):
+    fifo, t = _serve_fifo(tmp_path, b"user_id,item_id\n1,2\n", name="in.csv")
+    with pytest.raises(ValueError, match=r"in.csv: csv, tsv and parquet input must be a regular file"):
+        load(fifo)
+    with open(fifo, "rb") as f:  # let the writer finish
+        f.read()
+    t.join()
+
+
+def test_cr_only_line_endings_are_lines(tmp_path):
+    # Before: '1 2 3\r2 4 5\r' was one user with items 2 3 2 4 5.
+    p = write(tmp_path, "mac.txt", b"1 2 3\r2 4 5\r\r3 6\r")
+    ds = load(p)
+    assert ds.to_lists() == [[2, 3], [4, 5], [6]] and ds.user_ids.tolist() == [1, 2, 3]
+    assert load(p, chunk_bytes=4).to_lists() == [[2, 3], [4, 5], [6]]
+    assert load(write(tmp_path, "pairs.txt", b"1 2\r1 3\r2 4\r")).to_lists() == [[2, 3], [4]]
+
+
+def test_carriage_return_inside_a_line_is_an_error(tmp_path):
+    p = write(tmp_path, "mixed.txt", b"1 2 3\n2 4\r5 6\n")
+    with pytest.raises(ValueError, match=r"mixed.txt:2: a carriage return \(\\r\) inside a line"):
+        load(p)
+    # CRLF, trailing CRs and a final lone CR join nothing: still fine
+    assert load(write(tmp_path, "ok.txt", b"1 2 3\r\n2 4 \r\r\n3 5\r")).to_lists() == [[2, 3], [4], [5]]
+
+
+def test_broken_gzip_is_a_clear_error(tmp_path):
+    body = gzip.compress(b"".join(b"%d 1 2 3\n" % u for u in range(1, 5000)))
+    trunc = write(tmp_path, "t.txt.gz", body[: len(body) // 2])
+    with pytest.raises(ValueError, match=r"t.txt.gz: the gzip data ends early .* the file is truncated"):
+        load(trunc)
+    corrupt = write(tmp_path, "c.txt.gz", body[:20] + b"\x00" * 64 + body[84:])
+    with pytest.raises(ValueError, match=r"c.txt.gz: not valid gzip data"):
+        load(corrupt)
+    fake = write(tmp_path, "f.txt.gz", b"1 2 3\n")
+    with pytest.raises(ValueError, match=r"f.txt.gz: not valid gzip data .*drop the .gz suffix"):
+        load(fake)
+
+
+@needs_pyarrow
+def test_corrupt_parquet_is_a_clear_error(tmp_path):
+    p = write(tmp_path, "x.parquet", b"PAR1 not really")
+    with pytest.raises(ValueError, match=r"x.parquet: not a readable parquet file"):
+        load(p)
+
+
+def test_table_cells_that_are_not_utf8(tmp_path, csv_backend):
+    p = write(tmp_path, "b.csv", b"user_id,item_id\n1,a\n2,b\n3,\xff\xfeq\n")
+    with pytest.raises(ValueError, match=r"b.csv: line 4: not UTF-8 text \(byte b'\\xff' at column 3\)"):
+        load(p)
+
+
+def test_duplicate_table_columns_are_refused(tmp_path, csv_backend):
+    p = write(tmp_path, "d.csv", "user_id,item_id,user_id\n1,2,3\n")
+    with pytest.raises(ValueError, match=r"d.csv: the header has 2 columns named 'user_id' \(columns 1, 3\)"):
+        load(p)
+    p = write(tmp_path, "d.inter", "user_id:token\titem_id:token\titem_id:float\n1\t2\t3\n")
+    with pytest.raises(ValueError, match=r"columns named 'item_id' \(columns 2, 3\)"):
+        load(p)
+    # a duplicate that is not read is harmless
+    assert load(write(tmp_path, "ok.csv", "user_id,item_id,x,x\n1,2,3,4\n")).to_lists() == [[1]]
+
+
+def test_uint64_ids_are_reported_and_remapped_exactly(tmp_path, csv_backend):
+    big = 2**64 - 1
+    p = write(tmp_path, "u.csv", f"user_id,item_id\n{big},{big}\n{big},5\n7,{2**63}\n")
+    with pytest.raises(ValueError, match=rf"u.csv: column 'item_id' \(item\) holds {big} at line 2"):
+        load(p, remap=False)
+    ds = load(p)
+    assert ds.item_ids.tolist() == [-1, 5, 2**63, big]
+    assert ds.user_ids.tolist() == [7, big] and ds.to_lists() == [[2], [3, 1]]
+
+
+@needs_pyarrow
+def test_uint64_parquet_ids(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    big = 2**64 - 2
+    p = tmp_path / "u.parquet"
+    pq.write_table(pa.table({"user_id": pa.array([1, 1], pa.uint64()),
+                             "item_id": pa.array([big, 3], pa.uint64())}), p)
+    with pytest.raises(ValueError, match=rf"holds {big} at row 0"):  # before: a negative number
+        load(p, remap=False)
+    assert load(p).item_ids.tolist() == [-1, 3, big]
+
+
+def test_sparse_ids_are_refused_before_allocating(tmp_path):
+    # Before: '1 2\n2 2147483647\n' loaded, then mining asked for GiBs and
+    # training for 512 GiB.
+    p = write(tmp_path, "s.txt", "1 2\n2 2147483647\n")
+    with pytest.raises(ValueError, match=r"s.txt: item ids are sparse: the largest is 2,147,483,647 but only 2 "
+                                         r"distinct items occur.*512.0 GiB.*pass remap=True"):
+        load(p)
+    ds = load(p, remap=True)
+    assert ds.to_lists() == [[1], [2]] and ds.item_ids.tolist() == [-1, 2, 2**31 - 1]
+    # dense ids above 2^20 are fine; ids up to 2^20 always are
+    n = (1 << 20) + 10
+    dense = write(tmp_path, "d.txt", "1 " + " ".join(map(str, range(1, n + 1))) + "\n")
+    assert load(dense).num_items == n
+    assert load(write(tmp_path, "small.txt", f"1 1\n2 {1 << 20}\n")).num_items == 1 << 20
+    # the library refuses such a dataset before its kernels allocate
+    from fastregen import entropy, mining
+
+    sparse = SequenceDataset.from_lists([[1, 2**31 - 1], [1, 2**31 - 1]])
+    for call in (lambda: mining.mine_patterns(sparse), lambda: mining.window_counts(sparse, 2, 1),
+                 lambda: entropy.MarkovModel(1).fit(sparse), lambda: entropy.item_entropies(sparse)):
+        with pytest.raises(ValueError, match="item ids are sparse.*fastregen.data.remap"):
+            call()

@@ -74,6 +74,17 @@ def test_stats_small():
     assert st.sparsity == pytest.approx(1 - 5 / 8)
 
 
+def test_stats_repeated_items_and_sparse_ids():
+    # Issue 21: a user repeating an item counted every repeat as a filled
+    # cell, so sparsity went negative.
+    st = stats(SequenceDataset.from_lists([[1, 1, 1, 2, 2, 1], [1, 1, 1]]))
+    assert (st.users, st.items, st.interactions) == (2, 2, 9)
+    assert st.sparsity == pytest.approx(1 - 3 / 4)
+    # the distinct-item count is not sized by the largest id
+    st = stats(SequenceDataset.from_lists([[1, 2**31 - 1], [2**31 - 1]]))
+    assert (st.items, st.sparsity) == (2, pytest.approx(1 - 3 / 4))
+
+
 # ---------------------------------------------------------------- compiled gather
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fastregen import _core
 from fastregen import entropy as E
 from fastregen.data import SequenceDataset
 from fastregen.reference import entropy as R
@@ -115,10 +116,17 @@ def test_n_distinct():
     assert E.n_distinct([[], [1], [1, 1, 2], [5, 4, 3, 4]]).tolist() == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("base", [0, -2, 1, float("inf"), float("nan")])
+@pytest.mark.parametrize("base", [0, -2, 1, 0.5, 1 / math.e, float("inf"), float("nan")])
 def test_bad_base(base):
+    # Issue 21: a base in (0, 1) gave negative entropies.
     with pytest.raises(ValueError, match="base"):
         E.real_entropy([[1, 2]], base=base)
+    with pytest.raises(ValueError, match="base"):
+        E.predictability([1.0], [3], base=base)
+    with pytest.raises(ValueError, match="base"):
+        E.entropy_report([[1, 2]], base=base)
+    with pytest.raises(ValueError, match="base must be a finite number > 1"):
+        _core.real_entropy(np.array([0, 2]), np.array([1, 2], np.int32), base, 1)
 
 
 def test_bad_method():

@@ -234,6 +234,19 @@ def test_load_rejects_bad_lines(tmp_path):
     path.write_text("# fastregen patterns kind=span colour=red\n2\t1 2\n")
     with pytest.raises(ValueError, match=r"bad.tsv:1: unknown header field 'colour'"):
         mining.Patterns.load(path)
+    # issue 21: these gave tracebacks (OverflowError, UnicodeDecodeError) or named no file
+    path.write_text("2\t1 2\n99999999999999999999\t3 4\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:2: support 99999999999999999999 is outside 0\.\."):
+        mining.Patterns.load(path)
+    path.write_text("# fastregen patterns kind=span max_span=99999999999999999999\n2\t1 2\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:1: header field max_span = 99999999999999999999 is outside"):
+        mining.Patterns.load(path)
+    path.write_bytes(b"2\t1 2\n3\t\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:2: not UTF-8 text"):
+        mining.Patterns.load(path)
+    path.write_text("# fastregen patterns kind=spam\n2\t1 2\n")
+    with pytest.raises(ValueError, match=r"bad.tsv: kind must be 'span' or 'window'"):
+        mining.Patterns.load(path)
 
 
 # ---------------------------------------------------------------- window counts
@@ -281,6 +294,69 @@ def test_pairs_match_reference(case, span, k, seed, max_len):
         assert seq == inputs[source[r]]
         assert pat == list(pats[index[r]])
         assert ref.contains(seq, pat, ref_span)
+
+
+# Long sequences over a few items with hand-made (not necessarily frequent)
+# patterns: windows wider than the children of a prefix, so the kernel's
+# occurrence-index lookups run, not only its window scans.
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(1, 6), min_size=0, max_size=120), min_size=1, max_size=4),
+    st.lists(st.lists(st.integers(1, 6), min_size=1, max_size=7), min_size=1, max_size=25, unique_by=tuple),
+    st.sampled_from([None, 2, 7, 40]),
+    st.integers(1, 5),
+)
+def test_pairs_match_reference_on_long_repetitive_sequences(seqs, patterns, span, k):
+    pats = mining.Patterns(np.r_[0, np.cumsum([len(p) for p in patterns])], np.concatenate(patterns),
+                           np.ones(len(patterns), np.int64), max_span=None)
+    if not any(seqs):
+        return
+    pairs = mining.pretrain_pairs(seqs, pats, max_per_sequence=k, seed=3, max_len=None, span=span, threads=2)
+    source, index = ref.pretrain_pairs(seqs, patterns, k, 3, span)
+    assert pairs.source.tolist() == source
+    assert pairs.pattern_index.tolist() == index
+
+
+def test_pairs_on_a_pattern_longer_than_a_thread_stack_holds():
+    # Issue 21: the search recursed once per pattern item; 300k items
+    # overflowed an OpenMP worker's stack (SIGSEGV). Run apart, so a crash
+    # is a failed test and not the end of the session.
+    from conftest import run_python
+
+    r = run_python(
+        "import numpy as np\n"
+        "from fastregen import mining\n"
+        "n = 300_000\n"
+        "seq = np.arange(1, n + 1)\n"
+        "pats = mining.Patterns(np.array([0, n, n + 2]), np.r_[seq, [5, 4]], np.array([2, 2]))\n"
+        "r = mining.pretrain_pairs([seq, seq[::-1]], pats, span=None, max_len=None, threads=2)\n"
+        "print(r.source.tolist(), r.pattern_index.tolist())\n",
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    # the ascending sequence holds the long pattern, the descending one (5, 4)
+    assert r.stdout.split("\n")[0] == "[0, 1] [0, 1]"
+
+
+def test_pairs_are_polynomial_on_repeated_items():
+    # Issue 21: the per-level "already extended" marks were overwritten by the
+    # recursive call, so 52 identical items took exponential time (> 60 s).
+    from conftest import run_python
+
+    r = run_python(
+        "import time\n"
+        "from fastregen import mining\n"
+        "seqs = [[7] * 52, [7] * 52]\n"
+        "pats = mining.mine_patterns(seqs, max_span=20, min_support=2, min_len=1)\n"
+        "t = time.perf_counter()\n"
+        "r = mining.pretrain_pairs(seqs, pats, span=None, max_len=None, max_per_sequence=100)\n"
+        "print(len(pats), len(r), time.perf_counter() - t)\n",
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    n_patterns, n_pairs, seconds = r.stdout.split()
+    assert (int(n_patterns), int(n_pairs)) == (20, 40)  # 7, 77, ..., 7 x 20 in both sequences
+    assert float(seconds) < 5.0
 
 
 def test_pairs_threads_and_seed():
@@ -375,7 +451,8 @@ def test_cli_mine_and_pairs(tmp_path):
     with np.load(pairs_out) as z:
         assert z["source"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
     res = runner.invoke(app, ["mine", str(data), "--max-span", "1", "--no-progress"])
-    assert res.exit_code != 0 and "max_span must be >= 2, got 1" in res.output
+    assert res.exit_code == 2 and "error: invalid value for '--max-span'" in res.output
+    assert "greater than or equal to 2" in res.output and res.output.count("\n") == 1
 
 
 def test_huge_spans_do_not_overflow():

@@ -203,6 +203,58 @@ def test_bad_range_and_chunk():
         constrained_argmax(*case, chunk_size=0)
 
 
+_PATHS = {
+    "naive": lambda *c, **kw: constrained_argmax_naive(*c, **kw),
+    "torch": lambda *c, **kw: constrained_argmax_torch(*c, chunk_size=3, **kw),
+    "triton": lambda *c, **kw: constrained_argmax(*c, backend="triton", **kw),
+    "auto": lambda *c, **kw: constrained_argmax(*c, **kw),
+}
+
+
+def _nonfinite_case(where, value):
+    case = list(_case(1, 4, 6, 20, 5, 2))
+    case[4] = torch.tensor([True, False, True, False])  # generative and restrictive rows
+    t = case[0] if where == "states" else case[1]
+    t[1, 2] = value
+    return case
+
+
+@pytest.mark.parametrize("path", sorted(_PATHS))
+@pytest.mark.parametrize("where", ["states", "table"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_nonfinite_scores_are_an_error_on_every_path(path, where, value):
+    # Issue 21: a NaN state on a restrictive row gave id 2147483647 (torch),
+    # the full-logits path a real id, triton -1: now every path refuses it.
+    case = _nonfinite_case(where, value)
+    with pytest.raises(ValueError, match=rf"{where} row 1 holds {value}; constrained_argmax needs finite"):
+        _PATHS[path](*case)
+
+
+@pytest.mark.parametrize("path", sorted(_PATHS))
+def test_scores_that_could_overflow_float32_are_an_error(path):
+    case = list(_case(2, 3, 4, 10, 2, 1))
+    case[0] = case[0] * 1e20
+    case[1] = case[1] * 1e20  # finite, but products reach 1e40
+    with pytest.raises(ValueError, match="too large for float32 scores"):
+        _PATHS[path](*case)
+    case[1] = case[1] / 1e20  # 1e20 * 3 * 4 is fine
+    _assert_same({name: fn(*case) for name, fn in _PATHS.items()})
+
+
+@pytest.mark.parametrize("path", sorted(_PATHS))
+@pytest.mark.parametrize("B", [0, 3])
+def test_empty_vocabulary(path, B):
+    # Issue 21: V = 0 with restrictive rows raised IndexError on the torch path.
+    states = torch.randn(B, 4)
+    table = torch.zeros(0, 4)
+    allowed = torch.full((B, 2), -1)
+    generated = torch.full((B, 1), -1)
+    generative = torch.arange(B) % 2 == 0
+    ids, scores = _PATHS[path](states, table, allowed, generated, generative)
+    assert ids.tolist() == [-1] * B and ids.dtype == torch.int64
+    assert scores.tolist() == [float("-inf")] * B and scores.dtype == torch.float32
+
+
 _CUDA_CHECK = """
 import torch
 from fastregen.ops import constrained_argmax, constrained_argmax_naive, mix_memories
@@ -215,6 +267,13 @@ case = [t.cuda() for t in case]
 want = constrained_argmax_naive(*case, vocab_start=1)
 got = constrained_argmax(*case, vocab_start=1, backend="triton")
 assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+case[0][3, 5] = float("nan")
+for backend in ("triton", "torch"):
+    try:
+        constrained_argmax(*case, vocab_start=1, backend=backend)
+        raise AssertionError("a NaN state was accepted")
+    except ValueError as e:
+        assert "states row 3 holds nan" in str(e), e
 m = torch.randn(8, 50, 5, 64, device="cuda", requires_grad=True)
 pi = torch.softmax(torch.randn(8, 5, device="cuda"), -1).requires_grad_()
 out = mix_memories(m, pi, backend="triton")

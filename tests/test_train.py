@@ -279,7 +279,7 @@ def test_cli_train(tmp_path):
                                    "--threads", "1", "--set", "embed_dim=16", "--set", "max_len=8",
                                    "--out", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output)
+    summary = json.loads(res.stdout)  # stderr carries the per-epoch time estimate
     assert summary["epochs"] == 2 and "ndcg@20" in summary["test"]
     assert (tmp_path / "run" / "model.pt").is_file()
     bad = CliRunner().invoke(app, ["train", "--data", str(path), "--model", "nope"])

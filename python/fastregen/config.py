@@ -71,10 +71,27 @@ def save_config(config, path) -> None:
 
 
 def load_config(cls: type[C], path) -> C:
-    """Read a YAML file written by `save_config` (or by hand) into ``cls``."""
-    with open(path) as f:
-        values = yaml.safe_load(f) or {}
-    return config_from_dict(cls, values)
+    """Read a YAML file written by `save_config` (or by hand) into ``cls``.
+
+    Errors name the file (and the line of a YAML syntax error): ValueError
+    for bad YAML or values, TypeError for values of the wrong type.
+    """
+    with open(path, encoding="utf-8") as f:
+        try:
+            values = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else f"{path}"
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ValueError(f"{where}: not valid YAML ({problem}); fix the {cls.__name__} file") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text; is this a {cls.__name__} YAML file?") from None
+    try:
+        return config_from_dict(cls, values)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    except TypeError as e:
+        raise TypeError(f"{path}: {e}") from None
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:

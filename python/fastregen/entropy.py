@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _core
 from .data import SequenceDataset
-from .data.dataset import _as_array, _int_arg
+from .data.dataset import _as_array, _int_arg, check_dense_ids
 
 __all__ = [
     "real_entropy",
@@ -75,8 +75,10 @@ def _check_base(base: float) -> float:
         b = float(base)
     except (TypeError, ValueError):
         raise TypeError(f"base must be a number, got {base!r}") from None
-    if not (b > 0.0 and math.isfinite(b) and b != 1.0):
-        raise ValueError(f"base must be a finite number > 0 and != 1, got {base!r}")
+    # A base in (0, 1) has a negative logarithm, so every entropy would come
+    # out negative (and predictability would invert): not a unit of information.
+    if not (b > 1.0 and math.isfinite(b)):
+        raise ValueError(f"base must be a finite number > 1 (2: bits, e: nats), got {base!r}")
     return b
 
 
@@ -344,6 +346,7 @@ class MarkovModel:
     def fit(self, data: DataLike, num_items: int | None = None) -> "MarkovModel":
         """Count the n-grams of ``data``; V defaults to ``data.num_items`` (at least 1)."""
         ds = _dataset(data)
+        check_dense_ids(ds)  # the unigram table has num_items + 1 slots
         v = _int_arg("num_items", ds.num_items if num_items is None else num_items)
         if v < max(1, ds.num_items):
             raise ValueError(f"num_items = {num_items} is smaller than the largest item id {ds.num_items}")
@@ -477,6 +480,7 @@ def item_entropies(data: DataLike) -> tuple[np.ndarray, np.ndarray]:
     entropy is +inf for items that never occur (and for the padding id 0).
     """
     ds = _dataset(data)
+    check_dense_ids(ds)
     return _core.item_entropies(ds.offsets, ds.items, max(1, int(ds.num_items)))
 
 
@@ -621,6 +625,7 @@ def mine_entropy_patterns(
         if not (theta > 0 and math.isfinite(theta)):
             raise ValueError(f"theta must be a finite number > 0, got {theta!r}")
 
+    check_dense_ids(ds)  # per-item tables
     num_items = max(1, int(ds.num_items))
     markov = probs = scorer = None
     if model is None:

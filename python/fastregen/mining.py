@@ -32,7 +32,7 @@ import numpy as np
 from ._io import atomic_open
 from ._progress import progress_bar
 from .data import LeaveOneOutSplit, SequenceDataset, leave_one_out
-from .data.dataset import _as_array
+from .data.dataset import _as_array, check_dense_ids
 
 __all__ = [
     "Patterns",
@@ -45,6 +45,7 @@ __all__ = [
 
 
 _INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
 # Fields of the "# fastregen patterns ..." header line written by Patterns.save.
 _HEADER_KEYS = ("kind", "max_span", "min_support", "min_len", "max_len", "num_items")
 
@@ -241,8 +242,15 @@ class Patterns:
         supports: list[int] = []
         lengths: list[int] = []
         items: list[int] = []
-        with open(path) as f:
-            for lineno, line in enumerate(f, 1):
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ValueError(
+                        f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r}); "
+                        "is this a patterns file written by `fastregen mine`?"
+                    ) from None
                 if line.startswith("# fastregen patterns"):
                     for tok in line.split()[3:]:
                         key, _, value = tok.partition("=")
@@ -254,6 +262,8 @@ class Patterns:
                             meta[key] = None if value == "None" else (value if key == "kind" else int(value))
                         except ValueError:
                             raise ValueError(f"{path}:{lineno}: header field {key} = {value!r} is not an integer") from None
+                        if isinstance(meta[key], int) and not 0 <= meta[key] <= _INT64_MAX:
+                            raise ValueError(f"{path}:{lineno}: header field {key} = {value} is outside 0..{_INT64_MAX}")
                     continue
                 if line.startswith("#") or not line.strip():
                     continue
@@ -269,12 +279,17 @@ class Patterns:
                     raise ValueError(f"{path}:{lineno}: item ids must be >= 1, got {min(pat)}")
                 if max(pat) > _INT32_MAX:
                     raise ValueError(f"{path}:{lineno}: item id {max(pat)} is beyond int32 ({_INT32_MAX})")
+                if not 0 <= s <= _INT64_MAX:
+                    raise ValueError(f"{path}:{lineno}: support {s} is outside 0..{_INT64_MAX}")
                 supports.append(s)
                 lengths.append(len(pat))
                 items.extend(pat)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        return cls(offsets, np.asarray(items, dtype=np.int32), np.asarray(supports, dtype=np.int64), **meta)
+        try:
+            return cls(offsets, np.asarray(items, dtype=np.int32), np.asarray(supports, dtype=np.int64), **meta)
+        except (ValueError, TypeError) as e:  # a bad header value (kind=...)
+            raise ValueError(f"{path}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -382,6 +397,7 @@ def mine_patterns(
     threads = _threads(threads)
     limit = 0 if max_patterns is None else _int("max_patterns", max_patterns, 1)
     _check_not_empty(ds)
+    check_dense_ids(ds)  # the miner keeps per-item tables (16 bytes per id and thread)
     from . import _core
 
     def call(counter):
@@ -430,6 +446,7 @@ def window_counts(data, window: int, min_count: int, threads: int | None = None)
     min_count = _int("min_count", min_count, 1)
     threads = _threads(threads)
     _check_not_empty(ds)
+    check_dense_ids(ds)  # per-item buckets
     from . import _core
 
     offsets, items, support = _core.window_counts(ds.offsets, ds.items, window, min_count, threads)
@@ -525,6 +542,9 @@ def pretrain_pairs(
         span_value = _int("span", span, 2)
     threads = _threads(threads)
     _check_not_empty(ds)
+    # per-item tables (24 bytes per id and thread) sized by the largest id of both
+    check_dense_ids(ds)
+    check_dense_ids(patterns.as_dataset(num_items=None))
     if max_len is not None:
         ds = ds.truncate(_int("max_len", max_len, 1))
     from . import _core

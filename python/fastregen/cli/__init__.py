@@ -2,11 +2,16 @@
 
 Each topic registers its subcommands in its own module below; commands import
 their heavy dependencies (torch, ...) lazily so that ``--help`` is instant.
+User errors are reported as one ``error: FILE[:LINE]: ...`` line with exit
+code 2 by the command group itself (`._errors.FastregenGroup`), so commands
+do not catch them one by one.
 """
 
 from __future__ import annotations
 
 import typer
+
+from ._errors import FastregenGroup
 
 app = typer.Typer(
     name="fastregen",
@@ -14,7 +19,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=FastregenGroup,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .._version import __version__
+
+        typer.echo(f"fastregen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Data-centric sequential recommendation: regenerate training data (DR4SR, UniDS)."""
+
 
 # Topic modules register their commands on `app` when imported.
 from . import _data  # noqa: E402,F401

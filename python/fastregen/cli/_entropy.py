@@ -9,19 +9,34 @@ from typing import Optional
 import typer
 
 from . import app
-from ._data import _load
+from ._options import (
+    FormatOpt,
+    ItemOpt,
+    QuietOpt,
+    RemapOpt,
+    TimeOpt,
+    UserOpt,
+    check_output_file,
+    load_dataset,
+)
 
 
-def _histogram(report, path: Path, bins: int) -> None:
+def _require_matplotlib():
+    """pyplot, or an ImportError saying how to install it (checked before any work)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise typer.BadParameter(
+        raise ImportError(
             "--plot needs matplotlib: pip install 'fastregen[plot]' (or pip install matplotlib)"
         ) from None
+    return plt
+
+
+def _histogram(report, path: Path, bins: int) -> None:
+    plt = _require_matplotlib()
     import numpy as np
 
     keep = report.lengths > 0
@@ -57,12 +72,24 @@ def entropy_cmd(
     bins: int = typer.Option(50, min=1, help="Histogram bins."),
     threads: int = typer.Option(0, min=0, help="OpenMP threads (0: default)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    format: str = FormatOpt,
+    user: Optional[str] = UserOpt,
+    item: Optional[str] = ItemOpt,
+    timestamp: Optional[str] = TimeOpt,
+    remap: Optional[bool] = RemapOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Per-sequence Lempel-Ziv real entropy and predictability of DATA: summary, TSV, histogram."""
     from .. import entropy as fent
     from .._io import atomic_open
 
-    ds = _load(data, "auto", None, None, None, quiet=True)
+    if not base > 1:
+        raise typer.BadParameter(f"must be > 1 (2: bits, e: nats), got {base}", param_hint="'--base'")
+    check_output_file(out, "--out")
+    check_output_file(plot, "--plot")
+    if plot is not None:
+        _require_matplotlib()
+    ds = load_dataset(data, format, user, item, timestamp, remap, quiet)
     report = fent.entropy_report(ds, base, threads=threads)
     if as_json:
         typer.echo(json.dumps(report.summary(), indent=2))
@@ -93,6 +120,12 @@ def segment_cmd(
     patterns_out: Optional[Path] = typer.Option(None, help="Write the patterns here: 'entropy count item item ...' per line."),
     config: Optional[Path] = typer.Option(None, help="YAML EntropyMinerConfig (overrides the options above)."),
     threads: int = typer.Option(0, min=0, help="OpenMP threads (0: default)."),
+    format: str = FormatOpt,
+    user: Optional[str] = UserOpt,
+    item: Optional[str] = ItemOpt,
+    timestamp: Optional[str] = TimeOpt,
+    remap: Optional[bool] = RemapOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Mine UniDS low-entropy patterns of DATA and cut every sequence into them."""
     from .. import entropy as fent
@@ -100,28 +133,24 @@ def segment_cmd(
     from ..config import load_config, provenance
 
     if config is not None:
-        try:
-            cfg = load_config(fent.EntropyMinerConfig, config)
-        except (TypeError, ValueError) as e:
-            raise typer.BadParameter(f"{config}: {e}", param_hint="--config") from None
+        cfg = load_config(fent.EntropyMinerConfig, config)
     else:
         cfg = fent.EntropyMinerConfig(
             theta=theta, theta_scale=theta_scale, stage=stage, min_count=min_count, max_len=max_len, order=order
         )
-    ds = _load(data, "auto", None, None, None, quiet=True)
-    try:
-        patterns = fent.mine_entropy_patterns(
-            ds,
-            fent.MarkovModel(cfg.order).fit(ds),
-            cfg.theta,
-            theta_scale=cfg.theta_scale,
-            stage=cfg.stage,
-            min_count=cfg.min_count,
-            max_len=cfg.max_len,
-            threads=threads,
-        )
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+    check_output_file(out, "--out")
+    check_output_file(patterns_out, "--patterns-out")
+    ds = load_dataset(data, format, user, item, timestamp, remap, quiet)
+    patterns = fent.mine_entropy_patterns(
+        ds,
+        fent.MarkovModel(cfg.order).fit(ds),
+        cfg.theta,
+        theta_scale=cfg.theta_scale,
+        stage=cfg.stage,
+        min_count=cfg.min_count,
+        max_len=cfg.max_len,
+        threads=threads,
+    )
     seg = fent.segment(ds, patterns, threads=threads)
 
     def ids(arr):

@@ -9,33 +9,50 @@ from typing import Optional
 import typer
 
 from . import app
+from ._options import FormatOpt, ItemOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
 
 
 def _echo_stats(stats: dict) -> None:
-    typer.echo(f"{'training set':<14}{'users':>10}{'items':>8}{'interactions':>14}{'avg len':>9}")
+    w = max([len("training set")] + [len(name) for name in stats]) + 2
+    typer.echo(f"{'training set':<{w}}{'users':>10}{'items':>8}{'interactions':>14}{'avg len':>9}")
     for name, s in stats.items():
-        typer.echo(f"{name:<14}{s['users']:>10,}{s['items']:>8,}{s['interactions']:>14,}{s['avg_length']:>9.2f}")
+        typer.echo(f"{name:<{w}}{s['users']:>10,}{s['items']:>8,}{s['interactions']:>14,}{s['avg_length']:>9.2f}")
 
 
 def _load_embedding(path: Path):
     """An item table from a `fastregen.models.save_model` checkpoint or a saved tensor."""
     import torch
 
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    import errno
+    import os
+    import stat
+
+    mode = os.stat(path).st_mode  # FileNotFoundError naming the path
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a checkpoint", os.fspath(path))
+    if not stat.S_ISREG(mode):  # a FIFO would block torch.load
+        raise ValueError(f"{path}: is not a regular file; pass the model.pt of a `fastregen train --out` run")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises pickle, zip and runtime errors for a file that is not a checkpoint
+        raise ValueError(f"{path}: not a torch checkpoint or tensor ({type(e).__name__}: {e}); pass the model.pt "
+                         "of a `fastregen train --out` run") from None
     if isinstance(obj, torch.Tensor):
         return obj
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if isinstance(state, dict) and "item_embedding.weight" in state:
         return state["item_embedding.weight"]
-    raise typer.BadParameter(f"{path} holds neither a tensor nor a state dict with item_embedding.weight")
+    raise ValueError(f"{path}: holds neither a tensor nor a state dict with item_embedding.weight")
 
 
-def run_regenerate(data: Path, out: Path, config, embedding: Optional[Path] = None, quiet: bool = False) -> dict:
-    """Run (or resume) the pipeline into ``out``; print stage times and Table-2 statistics."""
+def run_regenerate(data, out: Path, config, embedding: Optional[Path] = None, quiet: bool = False) -> dict:
+    """Run (or resume) the pipeline on ``data`` (a dataset or a path) into ``out``;
+    print stage times and Table-2 statistics."""
     from ..dr4sr import DR4SR
 
     t0 = time.perf_counter()
-    dr = DR4SR(config).fit(data, out_dir=out, item_embedding=None if embedding is None else _load_embedding(embedding))
+    table = None if embedding is None else _load_embedding(embedding)
+    dr = DR4SR(config).fit(data, out_dir=out, item_embedding=table)
     dr.regenerate()
     for stage in ("patterns", "pairs", "regenerator", "inference", "write"):
         s = dr.stage_seconds.get(stage)
@@ -64,11 +81,16 @@ def regenerate(
     embedding: Optional[Path] = typer.Option(None, "--embedding",
                                              help="Target-model checkpoint (model.pt) whose item table initialises the regenerator."),
     backend: Optional[str] = typer.Option(None, "--backend", help="auto, torch or triton."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's own)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's own)."),
+    format: str = FormatOpt,
+    user: Optional[str] = UserOpt,
+    item: Optional[str] = ItemOpt,
+    timestamp: Optional[str] = TimeOpt,
+    remap: Optional[bool] = RemapOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Regenerate DATA with DR4SR (mine, pairs, pre-train, hybrid inference) into OUT/regenerated.txt."""
-    from ..config import load_config
+    from ..config import config_from_dict, config_to_dict, load_config
     from ..dr4sr import RegenConfig
 
     overrides = {k: v for k, v in dict(epochs=epochs, K=K, gamma=gamma, schedule=schedule, restrict=restrict,
@@ -76,36 +98,43 @@ def regenerate(
                  if v is not None}
     if quiet:
         overrides["progress"] = False
-    try:
-        values = {}
-        if config is not None:
-            from ..config import config_to_dict
-
-            values = config_to_dict(load_config(RegenConfig, config))
-        values.update(overrides)
-        cfg = RegenConfig(**values)
-    except (ValueError, TypeError) as exc:
-        raise typer.BadParameter(str(exc)) from None
+    values = config_to_dict(load_config(RegenConfig, config)) if config is not None else {}
+    values.update(overrides)
+    cfg = config_from_dict(RegenConfig, values)
+    check_output_dir(out, "--out")
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    try:
-        run_regenerate(data, out, cfg, embedding=embedding, quiet=quiet)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    # Read here, with the command's reading options; the pipeline records the
+    # dataset's name (the path) and content hash.
+    ds = load_dataset(data, format, user, item, timestamp, remap, quiet)
+    run_regenerate(ds, out, cfg, embedding=embedding, quiet=quiet)
+
+
+# The demo's regenerator: a quarter-width, one-layer encoder and decoder,
+# pre-trained for one epoch on 3 pairs per sequence (12k pairs), in a few
+# seconds on one core. A demonstration of the pipeline, not a setting to
+# reproduce the paper with (BENCHMARKS.md has those).
+DEMO_REGEN = dict(d_model=16, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, max_pairs_per_sequence=3)
 
 
 def demo_step(demo: dict, quiet: bool = False, epochs: int = 1) -> dict:
     """The DR4SR step of ``fastregen demo``: regenerate the demo data and print a before/after table.
 
     ``demo`` is what `fastregen.cli._data.run_demo` returns (its ``dataset``
-    and ``out_dir`` are used). A half-width regenerator (d_model 32) keeps
-    the demo to a minute or two on two CPU cores.
+    and ``out_dir`` are used). The regenerator is `DEMO_REGEN`, run on one
+    torch thread (see `fastregen.cli._demo.DEMO_TRAIN` for why).
     """
+    import torch
+
     from ..dr4sr import RegenConfig
 
-    cfg = RegenConfig(epochs=epochs, d_model=32, d_ff=128, progress=not quiet)
+    cfg = RegenConfig(epochs=epochs, progress=not quiet, **DEMO_REGEN)
     typer.echo("DR4SR regeneration of the demo data:")
-    return run_regenerate(demo["dataset"], Path(demo["out_dir"]) / "regen", cfg, quiet=quiet)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_regenerate(demo["dataset"], Path(demo["out_dir"]) / "regen", cfg, quiet=quiet)
+    finally:
+        torch.set_num_threads(threads)

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from . import app
+from ._options import FormatOpt, ItemOpt, QuietOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
 
 
 def _parse_sets(pairs: list[str]) -> dict:
@@ -19,26 +20,74 @@ def _parse_sets(pairs: list[str]) -> dict:
         if "=" not in pair:
             raise typer.BadParameter(f"--set expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise typer.BadParameter(f"--set {key.strip()}: {value!r} is not a YAML value") from None
     return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class EpochEstimate:
+    """Per-epoch record callback: after the first epoch, say what the epoch budget costs.
+
+    ``fastregen train`` defaults to 200 epochs; without this a user cannot
+    tell whether that means minutes or a day. Called with each epoch's record
+    (``epoch``, ``train_seconds``, ``eval_seconds``), as `fastregen.training.fit_and_evaluate`
+    calls its ``log``; prints one line to stderr (stdout is the JSON summary).
+    """
+
+    def __init__(self, max_epochs: int, echo=None):
+        self.max_epochs = max_epochs
+        self.echo = echo or (lambda line: typer.echo(line, err=True))
+        self.line: str | None = None
+
+    def __call__(self, record: dict) -> None:
+        if record.get("epoch") != 0:
+            return
+        train = float(record.get("train_seconds", 0.0))
+        valid = float(record.get("eval_seconds", 0.0))
+        per = train + valid
+        self.line = (
+            f"epoch 1 took {per:.1f} s ({train:.1f} s training, {valid:.1f} s validation): "
+            f"{self.max_epochs} epochs at most would take about {_duration(per * self.max_epochs)} "
+            "(early stopping usually ends sooner; --epochs sets the budget)"
+        )
+        self.echo(self.line)
 
 
 @app.command()
 def train(
     data: Path = typer.Option(..., "--data", "-d", help="Dataset file (one user per line: user item item ...)."),
     model: str = typer.Option("sasrec", "--model", "-m", help="Target model (see `fastregen models`)."),
-    train_data: Optional[Path] = typer.Option(None, "--train-data", help="Train on this dataset instead of DATA's train split (e.g. a regenerated one)."),
+    train_data: Optional[Path] = typer.Option(
+        None, "--train-data",
+        help="Train on this dataset instead of DATA's train split (e.g. a regenerated one); its item ids are "
+             "those DATA is trained with (with --remap, the renumbered ones, as `regenerate --remap` writes them)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: config.yaml, provenance.json, metrics.jsonl, result.json, model.pt."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TrainConfig YAML (fields overridden by the options below)."),
-    seed: int = typer.Option(0, "--seed"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="bce | sampled_softmax | softmax."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default 2)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default 2)."),
+    format: str = FormatOpt,
+    user: Optional[str] = UserOpt,
+    item: Optional[str] = ItemOpt,
+    timestamp: Optional[str] = TimeOpt,
+    remap: Optional[bool] = RemapOpt,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Per-epoch progress bar."),
+    quiet: bool = QuietOpt,
     sets: List[str] = typer.Option([], "--set", help="Any other TrainConfig field, KEY=VALUE (YAML value); repeatable."),
 ) -> None:
     """Train MODEL on DATA (leave-one-out), early-stop on validation NDCG@20, print test metrics as JSON."""
-    from ..config import config_to_dict, load_config
+    from ..config import config_from_dict, config_to_dict, load_config
     from ..training import TrainConfig, fit_and_evaluate
 
     values: dict = {}
@@ -48,14 +97,17 @@ def train(
     for key, val in (("epochs", epochs), ("loss", loss), ("num_threads", threads)):
         if val is not None:
             values[key] = val
-    values["progress"] = progress
+    values["progress"] = progress and not quiet
     values.pop("seed", None)
     values.pop("model", None)
-    try:
-        result = fit_and_evaluate(data, model=model, seed=seed, train_data=train_data, out_dir=out, **values)
-    except (ValueError, TypeError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    config_from_dict(TrainConfig, {**values, "model": model})  # every option checked before any data is read
+    check_output_dir(out, "--out")
+    ds = load_dataset(data, format, user, item, timestamp, remap, quiet)
+    # Regenerated sets are written in the ids DATA is trained with: read as they are.
+    extra = load_dataset(train_data, quiet=quiet, remap=False) if train_data is not None else None
+    if not quiet:
+        values["log"] = EpochEstimate(int(values.get("epochs", TrainConfig.epochs)))
+    result = fit_and_evaluate(ds, model=model, seed=seed, train_data=extra, out_dir=out, **values)
     summary = {
         "model": model,
         "valid": result["valid"],
@@ -70,7 +122,7 @@ def train(
 
 
 @app.command("models")
-def list_models() -> None:
+def list_models(quiet: bool = QuietOpt) -> None:
     """List the registered target models."""
     from ..models import available_models
 

@@ -9,7 +9,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["SequenceDataset"]
+__all__ = ["SequenceDataset", "check_dense_ids", "DENSE_IDS_UP_TO"]
 
 
 def _as_array(name: str, value, dtype) -> np.ndarray:
@@ -29,6 +29,51 @@ def _as_array(name: str, value, dtype) -> np.ndarray:
             raise ValueError(f"{name} has values outside the {np.dtype(dtype).name} range")
         arr = arr.astype(dtype)
     return np.ascontiguousarray(arr)
+
+
+# Item ids index tables everywhere downstream (embeddings, the miners'
+# per-item counters), so memory follows the largest id, not the number of
+# items. Up to this id any table is small; above it, at least half of
+# 1..max must occur.
+DENSE_IDS_UP_TO = 1 << 20
+
+
+def check_dense_ids(ds: "SequenceDataset", where: str = "", hint: str = "") -> None:
+    """ValueError when ``ds``'s item ids are too sparse to size tables by.
+
+    Ids up to `DENSE_IDS_UP_TO` (2^20) always pass; above that, at least
+    half of the ids ``1..max`` must occur in the data. Called before anything
+    allocates by the largest id: by `fastregen.data.load` without remapping
+    and by the miners.
+
+    Parameters
+    ----------
+    ds : SequenceDataset
+    where : str
+        Prefix of the message (``"FILE: "``).
+    hint : str
+        What to do, appended to the message (default: renumber with
+        ``fastregen.data.remap``).
+    """
+    items = ds.items
+    if not items.size:
+        return
+    hi = int(items.max())
+    if hi <= DENSE_IDS_UP_TO:
+        return
+    distinct = ds.__dict__.get("_distinct_items")
+    if distinct is None:
+        # A sort, but only for ids above 2^20, and once per dataset.
+        distinct = int(np.unique(items).size)
+        object.__setattr__(ds, "_distinct_items", distinct)
+    if 2 * distinct >= hi:
+        return
+    gib = hi * 64 * 4 / 2**30
+    raise ValueError(
+        f"{where}item ids are sparse: the largest is {hi:,} but only {distinct:,} distinct items occur, "
+        f"and tables are sized by the largest id (a 64-wide float32 item embedding alone would take "
+        f"{gib:,.1f} GiB); " + (hint or "renumber the items 1..N first with fastregen.data.remap(ds)")
+    )
 
 
 def _int_arg(name: str, value) -> int:

@@ -32,7 +32,16 @@ Formats
 integers, read as ``"pairs"`` when the first complete lines (up to 64 KiB)
 all hold exactly two tokens *and* some user occurs on two of them (which a
 ``"lines"`` file forbids), else as ``"lines"``. A trailing ``.gz`` is read
-(and written) through gzip.
+(and written) through gzip; truncated or corrupt gzip data is a
+``ValueError`` naming the file.
+
+Text files are opened once and read front to back, so a pipe or
+``/dev/stdin`` reads whole (the sniffed bytes are kept, not read again);
+tables must be regular files (their readers seek). Lines end with ``\n``
+or ``\r\n``; a file whose first 64 KiB hold a carriage return but no
+newline has old-Mac ``\r`` line ends and is read as such; any other
+carriage return followed by more content on its line is an error (it would
+silently join two lines).
 
 Ids
 ---
@@ -43,7 +52,11 @@ the items ``1..N`` in increasing order of their original id and keeps the
 originals in ``item_ids`` (``item_ids[0]``, the padding slot, is -1 for
 integer ids and ``""`` for strings); this accepts item 0, ids beyond int32
 and (for tables) strings. ``remap=None`` (the default) means ``False`` for the text
-formats and ``True`` for tables. Negative ids are an error in every format,
+formats and ``True`` for tables. Without remapping, ids must also be dense
+enough to size tables by (`fastregen.data.dataset.check_dense_ids`: the
+largest id at most 2^20, or at least half of ``1..max`` occurring), since
+every model and miner allocates per item id: ``1 2\n2 2147483647\n`` is
+refused with a hint to remap rather than asking for 512 GiB later. Negative ids are an error in every format,
 users included. Nothing is dropped silently: every bad value is a
 ``ValueError`` naming the file, the 1-based line (or the column and row)
 and the value.
@@ -67,14 +80,18 @@ only the needed columns.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import os
+import re
+import stat
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .. import _core
-from .dataset import SequenceDataset
+from .dataset import SequenceDataset, check_dense_ids
 
 __all__ = ["load", "save", "detect_format", "iter_int_line_chunks", "FORMATS", "DEFAULT_CHUNK_BYTES"]
 
@@ -82,6 +99,7 @@ FORMATS = ("lines", "pairs", "csv", "tsv", "parquet")
 DEFAULT_CHUNK_BYTES = 8 << 20
 _SNIFF_BYTES = 64 << 10
 _INT32_MAX = np.iinfo(np.int32).max
+_INT64_MAX = np.iinfo(np.int64).max
 _BOM = b"\xef\xbb\xbf"
 _USER_COLUMNS = ("user_id", "user", "userId", "userid", "uid")
 _ITEM_COLUMNS = ("item_id", "item", "itemId", "itemid", "iid")
@@ -112,8 +130,12 @@ def detect_format(path) -> str:
     fmt = _format_from_suffix(path)
     if fmt is not None:
         return fmt
-    with _open_binary(path) as f:
-        head = f.read(_SNIFF_BYTES)
+    with _TextInput(path) as src:
+        return _sniff_format(src.head)
+
+
+def _sniff_format(head: bytes) -> str:
+    """"pairs" or "lines" from the first bytes of a text file (see the module docs)."""
     cut = head.rfind(b"\n")
     if cut >= 0 and len(head) == _SNIFF_BYTES:
         head = head[: cut + 1]  # complete lines only
@@ -132,20 +154,132 @@ def detect_format(path) -> str:
     return "lines"
 
 
+def _check_input(path: Path) -> os.stat_result:
+    """The stat of an input file; a clear error when it is missing or a directory."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no such file (check the path)", os.fspath(path)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a dataset file", os.fspath(path))
+    return st
+
+
 @contextlib.contextmanager
 def _open_binary(path: Path):
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory, not a dataset file")
-    if path.suffix == ".gz":
-        f = gzip.open(path, "rb")
-    else:
-        f = open(path, "rb")
+    """A regular file (tables: their readers seek), opened for reading; .gz decompressed."""
+    st = _check_input(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(
+            f"{path}: csv, tsv and parquet input must be a regular file, not a pipe or device "
+            "(their readers need to seek); save it to a file first"
+        )
+    f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
     try:
-        yield f
+        with _decompression_errors(path):
+            yield f
     finally:
         f.close()
+
+
+@contextlib.contextmanager
+def _decompression_errors(path: Path):
+    """Truncated or corrupt gzip data as a ValueError naming the file (not EOFError / zlib.error)."""
+    try:
+        yield
+    except EOFError as e:
+        raise ValueError(f"{path}: the gzip data ends early ({e}); the file is truncated: "
+                         "download or compress it again") from None
+    except (gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{path}: not valid gzip data ({e}); check the file, or drop the .gz "
+                         "suffix if it is not compressed") from None
+
+
+class _TextInput:
+    """A text input opened once and read once, front to back.
+
+    The first `_SNIFF_BYTES` are read at open time (format and line-ending
+    detection) and kept, and `readinto` serves them before reading on, so a
+    pipe or ``/dev/stdin`` loses nothing (opening the path again would start
+    after them). Files with CR-only line endings (old Mac: a carriage return
+    but no newline in the first 64 KiB) are read with every CR turned into a
+    newline; any other lone CR is reported by `_chunks`.
+
+    Attributes
+    ----------
+    path : Path
+    head : bytes
+        The first bytes (CRs already translated).
+    size : int or None
+        Size in bytes of an uncompressed regular file, else None (unknown).
+    cr_only : bool
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        st = _check_input(self.path)
+        gz = self.path.suffix == ".gz"
+        self.size = st.st_size if stat.S_ISREG(st.st_mode) and not gz else None
+        self._f = gzip.open(self.path, "rb") if gz else open(self.path, "rb")
+        try:
+            with _decompression_errors(self.path):
+                head = self._f.read(_SNIFF_BYTES)
+        except BaseException:
+            self._f.close()
+            raise
+        self.cr_only = b"\r" in head and b"\n" not in head
+        self.head = head.replace(b"\r", b"\n") if self.cr_only else head
+        self._served = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+        return False
+
+    def readinto(self, view) -> int:
+        """Fill (part of) the writable memoryview ``view``; 0 at the end of the input."""
+        n = 0
+        if self._served < len(self.head):
+            n = min(len(view), len(self.head) - self._served)
+            view[:n] = self.head[self._served : self._served + n]
+            self._served += n
+        if n < len(view):
+            with _decompression_errors(self.path):
+                got = self._f.readinto(view[n:]) or 0
+            if self.cr_only and got:
+                view[n : n + got] = bytes(view[n : n + got]).replace(b"\r", b"\n")
+            n += got
+        return n
+
+
+def _text_input(source):
+    """A context manager giving a `_TextInput` for a path (or the one given)."""
+    if isinstance(source, _TextInput):
+        return contextlib.nullcontext(source)
+    return _TextInput(source)
+
+
+# A carriage return followed, on the same line, by more content: it would
+# silently join what were meant to be two lines (trailing CRs, as in "\r\r\n",
+# separate nothing and pass).
+_CONTENT_AFTER_CR = re.compile(rb"\r[ \t\r\v\f]*[^\s]")
+
+
+def _check_line_ends(path: Path, buf: bytearray, start: int, cut: int, line_base: int) -> None:
+    """ValueError naming the line of the first CR inside a line of buf[start:cut]."""
+    n_cr = buf.count(b"\r", start, cut)
+    if not n_cr or n_cr == buf.count(b"\r\n", start, cut):  # none, or all CRLF: two C-speed scans
+        return
+    m = _CONTENT_AFTER_CR.search(buf, start, cut)
+    if m is None:
+        return
+    line = line_base + buf.count(b"\n", start, m.start()) + 1
+    raise ValueError(
+        f"{path}:{line}: a carriage return (\\r) inside a line, which would join two lines; lines must "
+        "end with \\n or \\r\\n (or all with \\r): convert the line endings, e.g. with tr '\\r' '\\n'"
+    )
 
 
 # ------------------------------------------------------------------- text core
@@ -165,7 +299,8 @@ def iter_int_line_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress:
     Parameters
     ----------
     path : str or Path
-        The file (``.gz`` is decompressed on the fly).
+        The file (``.gz`` is decompressed on the fly). A pipe or device
+        (``/dev/stdin``) is read front to back once.
     chunk_bytes : int, default 8 MiB
         Bytes read at a time. A line longer than this is still read whole
         (the buffer grows to hold it).
@@ -179,13 +314,15 @@ def iter_int_line_chunks(path, chunk_bytes: int = DEFAULT_CHUNK_BYTES, progress:
         counts, tokens, err = _core.tokenize_int_lines(view, n_threads=threads)
         return (counts, tokens), counts.size, err
 
-    for line_base, (counts, tokens), err in _chunks(path, chunk_bytes, progress, tokenize):
-        if err is not None:
-            line_idx, token, reason = err
-            raise ValueError(
-                f"{path}:{line_base + line_idx + 1}: {_show(token)} is {reason} {_token_hint(line_base + line_idx)}"
-            )
-        yield line_base, counts, tokens
+    with _text_input(path) as src:
+        for line_base, (counts, tokens), err in _chunks(src, chunk_bytes, progress, tokenize):
+            if err is not None:
+                line_idx, token, reason = err
+                raise ValueError(
+                    f"{src.path}:{line_base + line_idx + 1}: {_show(token)} is {reason} "
+                    f"{_token_hint(line_base + line_idx)}"
+                )
+            yield line_base, counts, tokens
 
 
 def _token_hint(line_index: int) -> str:
@@ -195,21 +332,23 @@ def _token_hint(line_index: int) -> str:
     return hint + ")"
 
 
-def _chunks(path, chunk_bytes: int, progress: bool, parse):
-    """Read ``path`` in chunks of whole lines and yield ``(first_line, payload, error)``.
+def _chunks(src: _TextInput, chunk_bytes: int, progress: bool, parse):
+    """Read ``src`` in chunks of whole lines and yield ``(first_line, payload, error)``.
 
     ``parse(view) -> (payload, n_lines, error)`` runs on each chunk in place
     (a memoryview into one reused buffer); ``first_line`` is the 0-based
     number of the chunk's first line in the file. The caller raises on the
-    first error (its line is relative to the chunk).
+    first error (its line is relative to the chunk). A carriage return
+    inside a line is a ValueError (see `_TextInput` for CR-only files).
     """
     if chunk_bytes < 1:
         raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
-    path = Path(path)
-    size = path.stat().st_size if path.exists() else 0
-    with _open_binary(path) as f, _bar(progress, f"reading {path.name}", round(size / 2**20, 1), "MiB") as bar:
-        if path.suffix != ".gz":
-            # A small file needs no full-size buffer (zero-filling it costs more than parsing).
+    path, size = src.path, src.size
+    total = None if size is None else round(size / 2**20, 1)
+    with _bar(progress, f"reading {path.name}", total, "MiB") as bar:
+        if size is not None:
+            # A small file needs no full-size buffer (zero-filling it costs more than
+            # parsing). Only a regular file's size is known: a pipe's is 0.
             chunk_bytes = max(1, min(chunk_bytes, size + 1))
         buf = bytearray(chunk_bytes)
         held = 0  # bytes of an unfinished line kept at the front of buf
@@ -219,7 +358,7 @@ def _chunks(path, chunk_bytes: int, progress: bool, parse):
             if len(buf) - held < chunk_bytes:  # a long line: make room for a full read
                 buf.extend(bytes(chunk_bytes - (len(buf) - held)))
             with memoryview(buf) as view:
-                got = f.readinto(view[held : held + chunk_bytes])
+                got = src.readinto(view[held : held + chunk_bytes])
             eof = not got
             if not eof:
                 bar.update(round(got / 2**20, 1))
@@ -239,6 +378,10 @@ def _chunks(path, chunk_bytes: int, progress: bool, parse):
             if cut > start:
                 with memoryview(buf) as view:
                     payload, n_lines, err = parse(view[start:cut])
+                # After parsing, so that a file that is not text at all gets the
+                # parser's "not an integer" rather than a line-ending complaint.
+                if err is None and not src.cr_only:
+                    _check_line_ends(path, buf, start, cut, line_base)
                 yield line_base, payload, err
                 if err is not None:
                     return
@@ -322,10 +465,13 @@ def _bar(enabled: bool, desc: str, total, unit: str):
 
 
 def _show(token: bytes, limit: int = 40) -> str:
+    """A token for an error message: quoted, bytes that are not UTF-8 as \\xNN, control characters escaped."""
     text = token.decode("utf-8", errors="backslashreplace")
     if len(text) > limit:
         text = text[:limit] + f"... ({len(token)} bytes)"
-    return repr(text)
+    # repr escapes control characters; it would also double the backslash
+    # of each \\xNN that backslashreplace wrote, so undo that.
+    return repr(text).replace("\\\\x", "\\x")
 
 
 def _check_ids(path, what: str, values: np.ndarray, lines: np.ndarray, *, min_id: int, max_id: int | None, hint: str = "") -> None:
@@ -361,11 +507,9 @@ def _finish_items(items: np.ndarray, remap: bool):
     return (inverse + 1).astype(np.int32), item_ids
 
 
-def _token_bound(path: Path) -> int | None:
-    """Upper bound on the tokens of a plain text file (None for compressed)."""
-    if path.suffix == ".gz":
-        return None
-    return path.stat().st_size // 2 + 1
+def _token_bound(src: _TextInput) -> int | None:
+    """Upper bound on the tokens of a plain text file (None when its size is unknown: compressed, a pipe)."""
+    return None if src.size is None else src.size // 2 + 1
 
 
 _USER_LINE_ERRORS = {
@@ -377,11 +521,12 @@ _USER_LINE_ERRORS = {
 }
 
 
-def _load_lines(path: Path, remap: bool, chunk_bytes: int, progress: bool, threads: int) -> SequenceDataset:
+def _load_lines(src: _TextInput, remap: bool, chunk_bytes: int, progress: bool, threads: int) -> SequenceDataset:
     if remap:
-        return _load_lines_remap(path, chunk_bytes, progress, threads)
+        return _load_lines_remap(src, chunk_bytes, progress, threads)
+    path = src.path
     users, lengths, lines = [], [], []
-    items = _Sink(np.int32, _token_bound(path))
+    items = _Sink(np.int32, _token_bound(src))
 
     def parse(view):
         # The core writes the items straight into the result array when it has room.
@@ -392,7 +537,7 @@ def _load_lines(path: Path, remap: bool, chunk_bytes: int, progress: bool, threa
             it = None
         return (uid, where, n_it, it), n_lines, err
 
-    for base, payload, err in _chunks(path, chunk_bytes, progress, parse):
+    for base, payload, err in _chunks(src, chunk_bytes, progress, parse):
         if err is not None:
             line_idx, token, reason = err
             where = f"{path}:{base + line_idx + 1}"
@@ -428,11 +573,12 @@ def _finish_lines(path, users, lengths, lines, items: "_Sink", remap: bool) -> S
                            meta={"format": "lines"})
 
 
-def _load_lines_remap(path: Path, chunk_bytes: int, progress: bool, threads: int) -> SequenceDataset:
+def _load_lines_remap(src: _TextInput, chunk_bytes: int, progress: bool, threads: int) -> SequenceDataset:
     """The lines reader for ``remap=True``: item ids are int64 until renumbered."""
+    path = src.path
     users, lengths, lines = [], [], []
-    items = _Sink(np.int64, _token_bound(path))
-    for base, counts, tokens in iter_int_line_chunks(path, chunk_bytes, progress, threads):
+    items = _Sink(np.int64, _token_bound(src))
+    for base, counts, tokens in iter_int_line_chunks(src, chunk_bytes, progress, threads):
         nonblank = np.flatnonzero(counts)
         if not nonblank.size:
             continue
@@ -479,13 +625,14 @@ def _check_duplicate_users(path: Path, uid: np.ndarray, line_no: np.ndarray) -> 
     )
 
 
-def _load_pairs(path: Path, remap: bool, chunk_bytes: int, progress: bool, threads: int) -> SequenceDataset:
+def _load_pairs(src: _TextInput, remap: bool, chunk_bytes: int, progress: bool, threads: int) -> SequenceDataset:
+    path = src.path
     users, items, times = [], [], []
     width = None
     width_line = 0
     item_min = 0 if remap else 1
     item_max = None if remap else _INT32_MAX
-    for base, counts, tokens in iter_int_line_chunks(path, chunk_bytes, progress, threads):
+    for base, counts, tokens in iter_int_line_chunks(src, chunk_bytes, progress, threads):
         nonblank = np.flatnonzero(counts)
         if not nonblank.size:
             continue
@@ -577,21 +724,25 @@ def _read_csv_python(path: Path, columns: list[str], sep: str, roles: list[str])
 
     with _open_binary(path) as fb, io.TextIOWrapper(fb, encoding="utf-8-sig", newline="") as text:
         reader = csv.reader(text, delimiter=sep)
-        header = next(reader, [])
-        index = [header.index(c) for c in columns]
-        cells: list[list[str]] = [[] for _ in columns]
-        for lineno, row in enumerate(reader, 2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ValueError(f"{path}: line {lineno}: expected {len(header)} columns, got {len(row)}")
-            for out, i, role in zip(cells, index, roles):
-                if row[i] == "":
-                    raise ValueError(f"{path}: column {header[i]!r} ({role}) is empty at line {lineno}")
-                out.append(row[i])
+        try:
+            header = next(reader, [])
+            index = [header.index(c) for c in columns]
+            cells: list[list[str]] = [[] for _ in columns]
+            for lineno, row in enumerate(reader, 2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise ValueError(f"{path}: line {lineno}: expected {len(header)} columns, got {len(row)}")
+                for out, i, role in zip(cells, index, roles):
+                    if row[i] == "":
+                        raise ValueError(f"{path}: column {header[i]!r} ({role}) is empty at line {lineno}")
+                    out.append(row[i])
+        except UnicodeDecodeError:
+            raise _not_utf8(path) from None
     arrays = {}
     for name, col in zip(columns, cells):
-        for dtype in (np.int64, np.float64):
+        # uint64 before float64: ids beyond int64 are integers, not floats
+        for dtype in (np.int64, np.uint64, np.float64):
             try:
                 arrays[name] = np.array(col, dtype=dtype)
                 break
@@ -600,6 +751,25 @@ def _read_csv_python(path: Path, columns: list[str], sep: str, roles: list[str])
         else:
             arrays[name] = np.array(col, dtype=object)
     return arrays
+
+
+def _not_utf8(path: Path) -> ValueError:
+    """The error for a table that is not UTF-8, naming its first bad line.
+
+    The text decoders report a position in a read-ahead block, not a line:
+    the raw lines are decoded one by one to find it (only on this error path).
+    """
+    with _open_binary(path) as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad = raw[e.start : e.start + 1]
+                return ValueError(
+                    f"{path}: line {lineno}: not UTF-8 text (byte {bad!r} at column {e.start + 1}); "
+                    "save the table as UTF-8"
+                )
+    return ValueError(f"{path}: not UTF-8 text; save the table as UTF-8")
 
 
 def _require_pyarrow(what: str):
@@ -635,9 +805,15 @@ def _resolve_column(path, names: list[str], requested, defaults, role: str, requ
 
 def _table_names(path: Path, fmt: str, sep: str) -> list[str]:
     if fmt == "parquet":
+        pa = _require_pyarrow(fmt)
         import pyarrow.parquet as pq
 
-        return list(pq.ParquetFile(path).schema_arrow.names)
+        with _open_binary(path):  # the same checks (exists, a regular file) as csv
+            pass
+        try:
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise ValueError(f"{path}: not a readable parquet file ({e}); check the file or its format") from None
     import csv
     import io
 
@@ -660,12 +836,23 @@ def _read_table(path: Path, fmt: str, columns: list[str], sep: str, roles: list[
             return pq.read_table(path, columns=columns)
         import pyarrow.csv as pacsv
 
-        return pacsv.read_csv(
-            path,
-            parse_options=pacsv.ParseOptions(delimiter=sep),
-            convert_options=pacsv.ConvertOptions(include_columns=columns, strings_can_be_null=True),
-        )
-    except pa.ArrowInvalid as e:
+        def read(types):
+            return pacsv.read_csv(
+                path,
+                parse_options=pacsv.ParseOptions(delimiter=sep),
+                convert_options=pacsv.ConvertOptions(include_columns=columns, strings_can_be_null=True,
+                                                     column_types=types),
+            )
+
+        table = read({})
+        # pyarrow infers float64 for integers beyond int64 (rounding them):
+        # read those id columns again as text, to parse them exactly.
+        inexact = {c: pa.string() for c, role in zip(columns, roles)
+                   if role != "timestamp" and pa.types.is_floating(table.column(c).type)}
+        return read(inexact) if inexact else table
+    except (pa.ArrowInvalid, OSError) as e:
+        if "UTF8" in str(e):
+            raise _not_utf8(path) from None
         raise ValueError(f"{path}: {e}") from None
 
 
@@ -675,6 +862,16 @@ def _table_rows_desc(fmt: str, row: int) -> str:
 
 
 def _int_ids(path, fmt, values: np.ndarray, name, role, remap):
+    if values.dtype.kind == "u" and values.size and values.max() > _INT64_MAX:
+        # uint64 ids beyond int64: astype(int64) would wrap them to negative numbers.
+        if not remap:
+            row = int(np.argmax(values > _INT64_MAX))
+            raise ValueError(
+                f"{path}: column {name!r} ({role}) holds {int(values[row])} at {_table_rows_desc(fmt, row)}; "
+                f"item ids must be in 1..{_INT32_MAX} (0 is padding){_REMAP_HINT}"
+            )
+        labels, codes = np.unique(values, return_inverse=True)
+        return codes.astype(np.int64), labels
     values = values.astype(np.int64, copy=False)
     if values.size and values.min() < 0:
         row = int(np.argmax(values < 0))
@@ -692,7 +889,7 @@ def _column_ids(path, fmt, table, name, role, remap):
     """Codes (int64, 0-based, in sorted label order) and labels of an id column."""
     if isinstance(table, dict):  # the pure-Python CSV reader: numpy columns
         values = table[name]
-        if values.dtype.kind == "i":
+        if values.dtype.kind in "iu":
             return _int_ids(path, fmt, values, name, role, remap)
         if values.dtype.kind == "f":
             raise ValueError(f"{path}: column {name!r} ({role}) holds floats; ids must be integers or strings")
@@ -709,6 +906,22 @@ def _column_ids(path, fmt, table, name, role, remap):
         raise ValueError(f"{path}: column {name!r} ({role}) is empty at {_table_rows_desc(fmt, row)}")
     if pa.types.is_integer(col.type):
         return _int_ids(path, fmt, col.to_numpy(), name, role, remap)
+    if fmt != "parquet" and (pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type)):
+        raise _not_utf8(path)  # pyarrow reads cells that are not UTF-8 as binary
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        # Integers too large for pyarrow's int64 inference come back as text (see _read_table).
+        for int_type in (pa.int64(), pa.uint64()):
+            try:
+                return _int_ids(path, fmt, pc.cast(col, int_type).to_numpy(), name, role, remap)
+            except pa.ArrowInvalid:
+                continue
+        try:
+            pc.cast(col, pa.float64())
+            col_type = "float64"
+        except pa.ArrowInvalid:
+            col_type = None
+        if col_type is not None:
+            raise ValueError(f"{path}: column {name!r} ({role}) holds floats; ids must be integers or strings")
     if pa.types.is_floating(col.type):
         raise ValueError(f"{path}: column {name!r} ({role}) holds floats ({col.type}); ids must be integers or strings")
     if not remap:
@@ -777,6 +990,14 @@ def _load_table(path: Path, fmt: str, user, item, timestamp, sep, remap: bool) -
     tcol = _resolve_column(path, names, timestamp, _TIME_COLUMNS, "timestamp", False)
     if ucol == icol:
         raise ValueError(f"{path}: user and item are the same column {ucol!r}")
+    for col, role in ((ucol, "user"), (icol, "item"), (tcol, "timestamp")):
+        base = None if col is None else col.split(":", 1)[0]
+        same = [k + 1 for k, n in enumerate(names) if base is not None and n.split(":", 1)[0] == base]
+        if len(same) > 1:
+            raise ValueError(
+                f"{path}: the header has {len(same)} columns named {base!r} (columns {', '.join(map(str, same))}), "
+                f"so the {role} column is ambiguous; rename all but one"
+            )
     wanted = [ucol, icol] + ([tcol] if tcol else [])
     table = _read_table(path, fmt, wanted, sep, ["user", "item", "timestamp"][: len(wanted)])
     n_rows = len(table[ucol]) if isinstance(table, dict) else table.num_rows
@@ -802,7 +1023,9 @@ def _load_table(path: Path, fmt: str, user, item, timestamp, sep, remap: bool) -
     if ts is not None:
         ts = ts[order]
     if remap:
-        item_ids = np.empty(ilabels.size + 1, dtype=ilabels.dtype if ilabels.dtype != object else object)
+        # uint64 labels cannot hold the -1 of the padding slot: keep them as Python ints.
+        dtype = object if ilabels.dtype.kind in "uO" else ilabels.dtype
+        item_ids = np.empty(ilabels.size + 1, dtype=dtype)
         item_ids[0] = -1 if ilabels.dtype.kind in "iu" else ""
         item_ids[1:] = ilabels
         return _group_sorted(path, ucodes, icodes, ts, remap, fmt, user_labels=ulabels, item_labels=item_ids)
@@ -867,20 +1090,27 @@ def load(
     if format not in ("auto",) + FORMATS:
         raise ValueError(f"unknown format {format!r}; use one of {('auto',) + FORMATS}")
     if format == "auto":
-        format = detect_format(path)
-    if format in ("lines", "pairs"):
-        given = {k: v for k, v in dict(user=user, item=item, timestamp=timestamp, sep=sep).items() if v is not None}
-        if given:
-            raise ValueError(f"{', '.join(given)} only apply to csv/tsv/parquet, not to format={format!r}")
-        remap = bool(remap)
+        format = _format_from_suffix(path) or "text"
+    if format in ("text", "lines", "pairs"):
         if threads < 0:
             raise ValueError(f"threads must be >= 0 (0: all OpenMP threads), got {threads}")
-        if format == "lines":
-            return _load_lines(path, remap, chunk_bytes, progress, threads)
-        return _load_pairs(path, remap, chunk_bytes, progress, threads)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    return _load_table(path, format, user, item, timestamp, sep, True if remap is None else bool(remap))
+        remap = bool(remap)
+        # Opened once: the format sniffing reads the first bytes, and a pipe
+        # cannot be opened again to read them a second time.
+        with _TextInput(path) as src:
+            if format == "text":
+                format = _sniff_format(src.head)
+            given = {k: v for k, v in dict(user=user, item=item, timestamp=timestamp, sep=sep).items() if v is not None}
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to csv/tsv/parquet, not to format={format!r}")
+            load_text = _load_lines if format == "lines" else _load_pairs
+            ds = load_text(src, remap, chunk_bytes, progress, threads)
+    else:
+        remap = True if remap is None else bool(remap)
+        ds = _load_table(path, format, user, item, timestamp, sep, remap)
+    if not remap:
+        check_dense_ids(ds, f"{path}: ", _REMAP_HINT.lstrip("; "))
+    return ds
 
 
 # ------------------------------------------------------------------------ save

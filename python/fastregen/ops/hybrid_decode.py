@@ -11,7 +11,11 @@ with ties broken by the lowest id, where the candidate set ``C_b`` is
 
 minus, in both cases, the ids already in ``generated[b]`` (an item is never
 repeated inside one pattern). A row with no candidate gets id ``-1`` and
-score ``-inf``. This is the decision rule of DR4SR's hybrid inference (paper
+score ``-inf``. Scores must be finite: every path refuses ``states`` or
+``table`` holding NaN or inf, or so large that a float32 dot product could
+overflow (``D * max|states| * max|table|`` beyond float32's range), with a
+``ValueError`` -- a NaN has no place in an argmax, and the paths would
+otherwise each resolve it differently. This is the decision rule of DR4SR's hybrid inference (paper
 §4.2.3): generative steps may produce any item, restrictive steps only items
 of the input sequence.
 
@@ -85,7 +89,44 @@ def _prepare(states, table, allowed, generated, generative, vocab_start, vocab_s
     devices = {t.device for t in (states, table, allowed, generated, generative)}
     if len(devices) != 1:
         raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
+    _check_finite_scores(states, table)
     return allowed.long(), generated.long(), int(vocab_start), stop
+
+
+_F32_MAX = torch.finfo(torch.float32).max
+
+
+def _check_finite_scores(states, table) -> None:
+    """ValueError unless every score ``states[b] . table[v]`` is a finite float32.
+
+    NaN or inf inputs (a diverged model, typically) would make the argmax
+    undefined, and each path resolves it its own way (torch's max propagates
+    NaN, triton's drops it). Finite inputs with ``D * max|states| *
+    max|table|`` below float32's maximum bound every product and partial sum,
+    so no score can overflow to inf or NaN either.
+    """
+    for name, t in (("states", states), ("table", table)):
+        if t.numel() == 0:
+            continue
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            row = int(bad.any(dim=1).nonzero()[0])
+            value = float(t[row][bad[row]][0])
+            raise ValueError(
+                f"{name} row {row} holds {value}; constrained_argmax needs finite states and table "
+                "(a NaN state usually means the model diverged)")
+    if states.numel() and table.numel():
+        bound = states.shape[1] * float(states.abs().max()) * float(table.abs().max())
+        if bound >= _F32_MAX:
+            raise ValueError(
+                f"states and table are too large for float32 scores: D * max|states| * max|table| = {bound:.3g} "
+                f"reaches {_F32_MAX:.3g}, so a score could overflow to inf; rescale them")
+
+
+def _no_candidates(B: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(-1, -inf) for every row: the answer when the vocabulary is empty."""
+    return (torch.full((B,), _NO_ID, dtype=torch.long, device=device),
+            torch.full((B,), float("-inf"), dtype=torch.float32, device=device))
 
 
 def constrained_argmax_naive(states, table, allowed, generated, generative, *, vocab_start=0, vocab_stop=None):
@@ -96,6 +137,8 @@ def constrained_argmax_naive(states, table, allowed, generated, generative, *, v
     """
     allowed, generated, start, stop = _prepare(states, table, allowed, generated, generative, vocab_start, vocab_stop)
     B, V = states.shape[0], table.shape[0]
+    if V == 0:
+        return _no_candidates(B, states.device)
     logits = states.float() @ table.float().T
     mask = torch.zeros((B, V + 1), dtype=torch.bool, device=states.device)  # column V absorbs padding
     mask[generative, start:stop] = True
@@ -109,9 +152,6 @@ def constrained_argmax_naive(states, table, allowed, generated, generative, *, v
     g = torch.where(generated < 0, V, generated)
     mask.scatter_(1, g, False)
     logits = logits.masked_fill(~mask[:, :V], float("-inf"))
-    if V == 0:
-        return (torch.full((B,), _NO_ID, dtype=torch.long, device=states.device),
-                torch.full((B,), float("-inf"), device=states.device))
     best, ids = logits.max(dim=1)  # torch documents: first (lowest) index among ties
     ids = torch.where(best == float("-inf"), _NO_ID, ids)
     return ids, best
@@ -148,6 +188,8 @@ def constrained_argmax_torch(states, table, allowed, generated, generative, *, v
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     B = states.shape[0]
     dev = states.device
+    if table.shape[0] == 0:  # nothing to index the table with (restrictive rows would)
+        return _no_candidates(B, dev)
     ids = torch.full((B,), _NO_ID, dtype=torch.long, device=dev)
     best = torch.full((B,), float("-inf"), dtype=torch.float32, device=dev)
     gen_rows = torch.nonzero(generative).flatten()
@@ -219,6 +261,8 @@ def constrained_argmax(states: torch.Tensor, table: torch.Tensor, allowed: torch
         return constrained_argmax_torch(states, table, allowed, generated, generative, vocab_start=vocab_start,
                                         vocab_stop=vocab_stop, chunk_size=chunk_size)
     allowed, generated, start, stop = _prepare(states, table, allowed, generated, generative, vocab_start, vocab_stop)
+    if table.shape[0] == 0:
+        return _no_candidates(states.shape[0], states.device)
     return _constrained_argmax_triton(states, table, allowed, generated, generative, start, stop)
 
 

@@ -17,28 +17,6 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def regen_training_set(data: Path, regen: Path, training_set: Optional[str]):
-    """The training set ``training_set`` (default: the folder's own) of a finished ``fastregen regenerate`` folder.
-
-    The folder's stages are reused as they are (nothing is retrained); the
-    sets come back tagged with their sources.
-    """
-    from ..config import load_config
-    from ..dr4sr import DR4SR, RegenConfig
-
-    if not (regen / "regenerated.json").exists() or not (regen / "config.yaml").exists():
-        raise ValueError(f"{regen} is not a finished `fastregen regenerate` folder (no regenerated.json); "
-                         "run `fastregen regenerate DATA --out DIR` first")
-    cfg = load_config(RegenConfig, regen / "config.yaml")
-    cfg.progress = False
-    dr = DR4SR(cfg).fit(data, out_dir=regen)
-    sets = dr.training_sets()
-    name = cfg.training_set if training_set is None else training_set
-    if name not in sets:
-        raise ValueError(f"--training-set must be one of {', '.join(sets)}, got {name!r}")
-    return dr.data, sets[name], name
-
-
 def _epoch_line(record: dict) -> str:
     parts = [f"epoch {record['epoch']:>3}", f"loss {record['loss']:.4f}", f"{record['train_seconds']:.1f} s"]
     if "weight_mean" in record:
@@ -71,7 +49,7 @@ def personalize(
 ) -> None:
     """Train MODEL on a regenerated training set with the DR4SR+ personalizer; print test metrics as JSON."""
     from ..config import config_to_dict, load_config
-    from ..dr4sr.plus import PlusConfig, personalize as run
+    from ..dr4sr.plus import PlusConfig, load_training_set, personalize as run
     from ..training import TrainConfig
 
     try:
@@ -88,7 +66,7 @@ def personalize(
         values["progress"] = not quiet
         values.pop("seed", None)
         values.pop("model", None)
-        dataset, train, name = regen_training_set(data, regen, training_set)
+        dataset, train, name = load_training_set(data, regen, training_set)
         log = None if quiet else (lambda record: typer.echo(_epoch_line(record)))
         result = run(dataset, train, model, seed, plus=plus, out_dir=out, log=log, **values)
     except (ValueError, TypeError, FileNotFoundError) as err:

@@ -34,7 +34,7 @@ from .personalizer import (
     save_personalizer,
     sequence_weights,
 )
-from .pipeline import load_weights, personalize, split_dev
+from .pipeline import load_training_set, load_weights, personalize, split_dev
 
 __all__ = [
     "PlusConfig",
@@ -57,5 +57,6 @@ __all__ = [
     "personalize",
     "split_dev",
     "load_weights",
+    "load_training_set",
     "plot_weights",
 ]

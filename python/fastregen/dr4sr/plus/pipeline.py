@@ -58,7 +58,7 @@ from .personalizer import (
     sequence_weights,
 )
 
-__all__ = ["personalize", "split_dev", "load_weights"]
+__all__ = ["personalize", "split_dev", "load_weights", "load_training_set"]
 
 # TrainConfig fields that change no result: a finished run is reused whatever they are.
 _RUNTIME = {"progress", "num_threads", "device", "eval_batch_size"}
@@ -116,6 +116,42 @@ def _fingerprint(cfg: TrainConfig, plus: PlusConfig, data, train) -> dict:
         "data_sha256": dataset_sha256(data),
         "train_data_sha256": dataset_sha256(train),
     }
+
+
+def load_training_set(data, regen_dir, training_set: str | None = None):
+    """A training set of a finished ``fastregen regenerate`` folder, tagged with its rows' sources.
+
+    The folder's stages are reused as they are (nothing is retrained).
+
+    Parameters
+    ----------
+    data : path or SequenceDataset
+        The data the folder was regenerated from (checked by content hash).
+    regen_dir : path
+    training_set : str, optional
+        A key of `fastregen.dr4sr.DR4SR.training_sets` (default: the set the
+        folder wrote, its ``training_set`` option).
+
+    Returns
+    -------
+    (SequenceDataset, SequenceDataset, str)
+        The original data, the training set and its name.
+    """
+    from ..config import RegenConfig
+    from ..pipeline import DR4SR
+
+    regen_dir = Path(regen_dir)
+    if not (regen_dir / "regenerated.json").exists() or not (regen_dir / "config.yaml").exists():
+        raise ValueError(f"{regen_dir} is not a finished `fastregen regenerate` folder (no regenerated.json); "
+                         "run `fastregen regenerate DATA --out DIR` first")
+    cfg = load_config(RegenConfig, regen_dir / "config.yaml")
+    cfg.progress = False
+    dr = DR4SR(cfg).fit(data, out_dir=regen_dir)
+    sets = dr.training_sets()
+    name = cfg.training_set if training_set is None else training_set
+    if name not in sets:
+        raise ValueError(f"training set must be one of {', '.join(map(repr, sets))}, got {name!r}")
+    return dr.data, sets[name], name
 
 
 def load_weights(path) -> dict:

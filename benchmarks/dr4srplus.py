@@ -35,7 +35,9 @@ Declared before any test figure is read:
   ``original+patterns``.
 * ``others``: FMLP-Rec, GNN, CL4SRec on Beauty, seed 0: DR4SR+ with SASRec's
   selected Beauty setting, DR4SR and original.
-* ``ablation``: Table 4 row (C), end-to-end training, Beauty SASRec seed 0.
+* ``ablation``: Table 4 row (C), end-to-end training from the first step
+  (``warmup_epochs=0``: with the warm-up, early stopping would return the
+  unweighted warm-up model), Beauty SASRec seed 0.
 
 Each finished run appends one row to ``results/dr4srplus.csv`` and its
 per-user test ranks to ``results/ranks/dr4srplus/RUN_ID.npz``; run folders
@@ -105,7 +107,9 @@ class Run:
         if self.train_set == "dr4sr+":
             return dataclasses.asdict(PlusConfig(alpha=self.alpha, upper_weight_decay=self.upper_weight_decay))
         if self.train_set == "dr4sr+e2e":
-            return dataclasses.asdict(PlusConfig(mode="end_to_end"))
+            # from the first step: with the 10 unweighted warm-up epochs, early stopping would return the
+            # warm-up's unweighted model, not what joint training makes of it
+            return dataclasses.asdict(PlusConfig(mode="end_to_end", warmup_epochs=0))
         return None
 
     def key(self, regen: str) -> dict:
@@ -130,20 +134,22 @@ def selection_runs() -> list[Run]:
             for a in GRID["alpha"] for wd in GRID["upper_weight_decay"]]
 
 
-def selected(rows: list[dict], dataset: str, model: str) -> tuple[float, float] | None:
-    """(alpha, weight decay) of the best validation NDCG@20 among the 9 selection runs; None until all ran."""
-    done = [r for r in rows if r["stage"] == "select" and r["dataset"] == dataset and r["model"] == model]
+def selected(rows: list[dict], dataset: str, model: str, regen: str | None = None) -> tuple[float, float] | None:
+    """(alpha, weight decay) of the best validation NDCG@20 among the 9 selection runs (on the regenerator
+    ``regen``, any when None); None until all ran."""
+    done = [r for r in rows if r["stage"] == "select" and r["dataset"] == dataset and r["model"] == model
+            and (regen is None or r["regen"] == regen)]
     if len({(r["alpha"], r["upper_weight_decay"]) for r in done}) < len(GRID["alpha"]) * len(GRID["upper_weight_decay"]):
         return None
     best = max(done, key=lambda r: float(r["valid_ndcg@20"]))
     return float(best["alpha"]), float(best["upper_weight_decay"])
 
 
-def replication_runs(rows) -> list[Run]:
+def replication_runs(rows, regen=lambda dataset: None) -> list[Run]:
     runs = []
     for dataset in ("beauty", "toys"):
         for model in ("sasrec", "gru4rec"):
-            setting = selected(rows, dataset, model)
+            setting = selected(rows, dataset, model, regen(dataset))
             for seed in (0, 1, 2):
                 if setting is not None:
                     runs.append(Run("replicate", dataset, model, "dr4sr+", seed, *setting))
@@ -152,8 +158,8 @@ def replication_runs(rows) -> list[Run]:
     return runs
 
 
-def other_runs(rows) -> list[Run]:
-    setting = selected(rows, "beauty", "sasrec")
+def other_runs(rows, regen=lambda dataset: None) -> list[Run]:
+    setting = selected(rows, "beauty", "sasrec", regen("beauty"))
     runs = []
     for model in ("fmlp", "gnn", "cl4srec"):
         if setting is not None:
@@ -354,8 +360,8 @@ def main(argv=None) -> int:
     rows = list(study.done().values())
     plan = {
         "select": selection_runs(),
-        "replicate": replication_runs(rows),
-        "others": other_runs(rows),
+        "replicate": replication_runs(rows, study.regen_id),
+        "others": other_runs(rows, study.regen_id),
         "ablation": [Run("ablation", "beauty", "sasrec", "dr4sr+e2e", 0)],
     }
     if args.stage == "plan":
@@ -367,7 +373,8 @@ def main(argv=None) -> int:
                 print(f"{mark}  {stage:<9} {r.label()}")
         for dataset in ("beauty", "toys"):
             for model in ("sasrec", "gru4rec"):
-                print(f"selected {dataset}/{model}: {selected(rows, dataset, model) or 'not yet'}")
+                print(f"selected {dataset}/{model}: "
+                      f"{selected(rows, dataset, model, study.regen_id(dataset)) or 'not yet'}")
         return 0
     for i, r in enumerate(plan[args.stage]):
         if i % n == k:

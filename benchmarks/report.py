@@ -154,34 +154,38 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
     if not rows:
         out.append("_No DR4SR+ study rows yet (`python benchmarks/dr4srplus.py select ...`)._\n")
         return "\n".join(out) + "\n"
-    # ---- selection on validation
+    # ---- selection on validation, per regenerator (the DR4SR data every DR4SR / DR4SR+ row trains on)
     settings = {}
     sel_rows = [r for r in rows if r["stage"] == "select"]
     if sel_rows:
         out.append("Selection (seed 0): Neumann step alpha x upper weight decay, **validation** NDCG@20 only.\n")
-        out.append("| dataset | model | alpha | weight decay | valid N@20 | upper steps (skipped) | final mean w | |")
-        out.append("|---|---|---|---|---|---|---|---|")
-    for dataset in ("beauty", "toys"):
-        for model in ("sasrec", "gru4rec"):
-            setting = study.selected(rows, dataset, model)
-            settings[(dataset, model)] = setting
-            for r in sel_rows:
-                if (r["dataset"], r["model"]) != (dataset, model):
-                    continue
-                mark = "**selected**" if setting == (float(r["alpha"]), float(r["upper_weight_decay"])) else ""
-                w = f"{float(r['weight_mean']):.3f}" if r["weight_mean"] else ""
-                out.append(f"| {dataset} | {model} | {r['alpha']} | {r['upper_weight_decay']} | "
-                           f"{float(r['valid_ndcg@20']):.4f} | {r['upper_steps']} ({r['upper_skipped']}) | {w} | {mark} |")
-    # ---- test table
+        out.append("| dataset | model | regenerator | alpha | weight decay | valid N@20 | upper steps (skipped) | "
+                   "final mean w | |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+    for dataset, model, regen in sorted({(r["dataset"], r["model"], r["regen"]) for r in sel_rows}):
+        setting = study.selected(rows, dataset, model, regen)
+        settings[(dataset, model, regen)] = setting
+        for r in sel_rows:
+            if (r["dataset"], r["model"], r["regen"]) != (dataset, model, regen):
+                continue
+            mark = "**selected**" if setting == (float(r["alpha"]), float(r["upper_weight_decay"])) else ""
+            w = f"{float(r['weight_mean']):.3f}" if r["weight_mean"] else ""
+            out.append(f"| {dataset} | {model} | {regen} | {r['alpha']} | {r['upper_weight_decay']} | "
+                       f"{float(r['valid_ndcg@20']):.4f} | {r['upper_steps']} ({r['upper_skipped']}) | {w} | {mark} |")
+    # ---- test table: DR4SR / DR4SR+ rows grouped per regenerator, the controls shared
     groups = defaultdict(list)
     for r in rows:
         if r["train_set"] == "dr4sr+":
-            want = settings.get((r["dataset"], r["model"])) or settings.get(("beauty", "sasrec"))
+            want = settings.get((r["dataset"], r["model"], r["regen"]))
+            if r["stage"] == "others":  # the other models use SASRec's setting on the same data
+                want = settings.get((r["dataset"], "sasrec", r["regen"]))
             if want != (float(r["alpha"]), float(r["upper_weight_decay"])):
                 continue  # the other selection settings are never read on test
-        groups[(r["dataset"], r["model"], r["train_set"])].append(r)
+        label = r["train_set"] if not r["regen"] else f"{r['train_set']} @{r['regen']}"
+        groups[(r["dataset"], r["model"], label)].append(r)
     out.append("\nTest, full ranking; mean ± sd over seeds; p: paired Wilcoxon over users of NDCG@20 (each side "
-               "averaged over its seeds first). Paper: DR4SR Table 3 (DR4SR+ row) and Table 4 (C).\n")
+               "averaged over its seeds first). `@id`: the regenerator (its output's sha256 prefix). Paper: DR4SR "
+               "Table 3 (base / DR4SR / DR4SR+ rows) and Table 4 (C).\n")
     out.append("| dataset | model | training set | seeds | N@20 | R@20 | N@10 | R@10 | vs original | p vs original | "
                "step | p step | final mean w | paper N@20 | paper vs base |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -189,32 +193,32 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
     paper_row = {"original": "base", "dr4sr": "dr4sr", "dr4sr+": "dr4sr+"}
     for dataset in ("beauty", "sports", "toys"):
         for model in ("sasrec", "gru4rec", "fmlp", "gnn", "cl4srec"):
-            base = groups.get((dataset, model, "original"))
-            if not base:
+            if not groups.get((dataset, model, "original")):
                 continue
-            user = {ts: _user_metric(groups[(dataset, model, ts)], ranks_dir, "ndcg@20")
-                    for ts in study.SETS if groups.get((dataset, model, ts))}
-            means = {ts: np.mean([float(r["test_ndcg@20"]) for r in groups[(dataset, model, ts)]]) for ts in user}
+            regens = sorted({lab.split(" @")[1] for (d, m, lab) in groups if (d, m) == (dataset, model) and " @" in lab})
+            labels = ["original", "original+patterns"] + [f"{ts} @{rg}" for rg in regens
+                                                          for ts in ("dr4sr", "dr4sr+", "dr4sr+e2e")]
+            labels = [lab for lab in labels if groups.get((dataset, model, lab))]
+            g_of = {lab: groups[(dataset, model, lab)] for lab in labels}
+            user = {lab: _user_metric(g, ranks_dir, "ndcg@20") for lab, g in g_of.items()}
+            means = {lab: np.mean([float(r["test_ndcg@20"]) for r in g]) for lab, g in g_of.items()}
             pb = table3(model, "base", dataset)
-            steps = {"dr4sr": "original", "dr4sr+": "dr4sr", "original+patterns": "original", "dr4sr+e2e": "dr4sr+"}
             pvals = {}
-            for ts in study.SETS:
-                g = groups.get((dataset, model, ts))
-                if not g:
-                    continue
-                cells = [_mean_sd([float(r[f"test_{m}"]) for r in g]) for m in ("ndcg@20", "recall@20", "ndcg@10",
-                                                                               "recall@10")]
+            for lab in labels:
+                g, ts = g_of[lab], lab.split(" @")[0]
+                cells = [_mean_sd([float(r[f"test_{m}"]) for r in g])
+                         for m in ("ndcg@20", "recall@20", "ndcg@10", "recall@10")]
                 gain = p0 = step = ps = ""
-                if ts != "original":
-                    gain = f"{100 * (means[ts] / means['original'] - 1):+.1f}%"
-                    p0 = _fmt_p(paired_p(user["original"], user[ts]))
-                    prev = steps.get(ts)
-                    if prev in user and prev != "original":
-                        step = f"{100 * (means[ts] / means[prev] - 1):+.1f}% vs {prev}"
-                        pvals[ts] = paired_p(user[prev], user[ts])
-                        ps = _fmt_p(pvals[ts])
-                    elif prev == "original":
-                        pvals[ts] = paired_p(user["original"], user[ts])
+                if lab != "original":
+                    gain = f"{100 * (means[lab] / means['original'] - 1):+.1f}%"
+                    pvals[(lab, "original")] = paired_p(user["original"], user[lab])
+                    p0 = _fmt_p(pvals[(lab, "original")])
+                rg = lab.split(" @")[1] if " @" in lab else ""
+                prev = {"dr4sr+": f"dr4sr @{rg}", "dr4sr+e2e": f"dr4sr+ @{rg}"}.get(ts)
+                if prev in user:
+                    step = f"{100 * (means[lab] / means[prev] - 1):+.1f}% vs {prev.split(' @')[0]}"
+                    pvals[(lab, prev)] = paired_p(user[prev], user[lab])
+                    ps = _fmt_p(pvals[(lab, prev)])
                 w = [float(r["weight_mean"]) for r in g if r["weight_mean"]]
                 wcell = f"{np.mean(w):.3f}" if w else ""
                 paper, paper_gain = "", ""
@@ -225,18 +229,19 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
                         paper_gain = f"{100 * (v / pb['ndcg@20'] - 1):+.1f}%"
                 if ts == "dr4sr+e2e" and dataset in TABLE4_END_TO_END and model == "sasrec":
                     paper = f"{TABLE4_END_TO_END[dataset]:.4f}"
-                out.append(f"| {dataset} | {model} | {ts} | {len(g)} | " + " | ".join(cells)
+                out.append(f"| {dataset} | {model} | {lab} | {len(g)} | " + " | ".join(cells)
                            + f" | {gain} | {p0} | {step} | {ps} | {wcell} | {paper} | {paper_gain} |")
-            if {"original", "dr4sr", "dr4sr+"} <= set(means):
-                ok = (means["dr4sr+"] > means["dr4sr"] > means["original"] and pvals.get("dr4sr", 1) < 0.05
-                      and pvals.get("dr4sr+", 1) < 0.05)
+            for rg in regens:
+                plus, dr = f"dr4sr+ @{rg}", f"dr4sr @{rg}"
+                if plus not in means or dr not in means:
+                    continue
+                ok = (means[plus] > means[dr] > means["original"] and pvals[(dr, "original")] < 0.05
+                      and pvals[(plus, dr)] < 0.05)
                 ctrl = means.get("original+patterns")
-                ok_ctrl = ctrl is None or means["dr4sr+"] >= ctrl
-                bar.append(f"- {dataset}/{model}: DR4SR+ {means['dr4sr+']:.4f} vs DR4SR {means['dr4sr']:.4f} vs "
-                           f"original {means['original']:.4f} -> ordered with p < 0.05 at each step: "
-                           f"{'yes' if ok else 'no'}; >= original+patterns"
-                           f"{'' if ctrl is None else f' ({ctrl:.4f})'}: {'yes' if ok_ctrl else 'no'}"
-                           f"{' (control not run)' if ctrl is None else ''}")
+                verdict = "not run" if ctrl is None else ("yes" if means[plus] >= ctrl else "no")
+                bar.append(f"- {dataset}/{model} @{rg}: DR4SR+ {means[plus]:.4f}, DR4SR {means[dr]:.4f}, original "
+                           f"{means['original']:.4f}: ordered with p < 0.05 at each step: {'yes' if ok else 'no'}; "
+                           f"DR4SR+ >= original+patterns{'' if ctrl is None else f' ({ctrl:.4f})'}: {verdict}")
     if bar:
         out.append("\nThe bar (issue 18):\n")
         out += bar

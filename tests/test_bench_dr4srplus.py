@@ -26,7 +26,9 @@ def bench(monkeypatch):
 
 def _row(study, run_id, stage, model, train_set, seed, valid, test, alpha="", wd=""):
     row = {c: "" for c in study.COLUMNS}
+    regen = "" if train_set in ("original", "original+patterns") else "r1"
     row.update(run_id=run_id, stage=stage, dataset="beauty", model=model, train_set=train_set, target_seed=seed,
+               regen=regen,
                alpha=alpha, upper_weight_decay=wd, upper_steps=10, upper_skipped=0, weight_mean=0.5,
                n_test_users=200, **{f"valid_{m}": valid for m in study.METRICS},
                **{f"test_{m}": test for m in study.METRICS}, test_auc=0.5)
@@ -64,10 +66,12 @@ def test_selection_reads_validation_only_and_p_values_are_paired(tmp_path, bench
 
     rows = res.read_rows(results, study.COLUMNS)
     assert study.selected(rows, "beauty", "sasrec") == (0.01, 0.1)
+    assert study.selected(rows, "beauty", "sasrec", "r1") == (0.01, 0.1)
+    assert study.selected(rows, "beauty", "sasrec", "r9") is None
     assert study.selected(rows, "beauty", "gru4rec") is None
     text = report.dr4srplus_report(results, ranks)
-    assert "| beauty | sasrec | 0.01 | 0.1 | 0.0500 |" in text and "**selected**" in text
-    plus_line = next(line for line in text.splitlines() if "| beauty | sasrec | dr4sr+ |" in line)
+    assert "| beauty | sasrec | r1 | 0.01 | 0.1 | 0.0500 |" in text and "**selected**" in text
+    plus_line = next(line for line in text.splitlines() if "| beauty | sasrec | dr4sr+ @r1 |" in line)
     assert "| 3 |" in plus_line  # seed 0 (the selection run) + seeds 1, 2; the test-best setting is left out
     assert "0.0433 ± 0.0024" in plus_line  # 0.04, 0.045, 0.045: the selected setting only
 
@@ -79,7 +83,13 @@ def test_selection_reads_validation_only_and_p_values_are_paired(tmp_path, bench
     sel = f"sel{grid.index((0.01, 0.1))}"
     p = wilcoxon(ndcg([sel, "rep1", "rep2"]) - ndcg(["dr4sr0", "dr4sr1", "dr4sr2"])).pvalue
     assert report._fmt_p(p) in plus_line
-    assert "The bar (issue 18)" in text and "beauty/sasrec" in text
+    assert "The bar (issue 18)" in text and "beauty/sasrec @r1" in text
+    # another regenerator's rows are a group of their own, never mixed into r1's
+    res.append_row(results, {**_row(study, "other", "replicate", "sasrec", "dr4sr", 0, 0.02, 0.01), "regen": "r2"},
+                   study.COLUMNS)
+    res.save_ranks(ranks / "other.npz", rng.integers(0, 80, n))
+    text = report.dr4srplus_report(results, ranks)
+    assert "| beauty | sasrec | dr4sr @r2 | 1 |" in text and "| beauty | sasrec | dr4sr @r1 | 3 |" in text
 
 
 def test_run_ids_ignore_the_stage_so_seed_zero_is_shared(bench):

@@ -45,7 +45,7 @@ def personalize(
     seed: int = typer.Option(0, "--seed", help="Target-model seed."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default 2)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or epoch lines."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (the epoch lines stay)."),
 ) -> None:
     """Train MODEL on a regenerated training set with the DR4SR+ personalizer; print test metrics as JSON."""
     from ..config import config_to_dict, load_config
@@ -67,7 +67,8 @@ def personalize(
         values.pop("seed", None)
         values.pop("model", None)
         dataset, train, name = load_training_set(data, regen, training_set)
-        log = None if quiet else (lambda record: typer.echo(_epoch_line(record)))
+        def log(record):
+            typer.echo(_epoch_line(record))
         result = run(dataset, train, model, seed, plus=plus, out_dir=out, log=log, **values)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)

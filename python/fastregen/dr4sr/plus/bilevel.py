@@ -101,11 +101,16 @@ class Hypergradient:
 
     @property
     def norm(self) -> float:
-        return float(torch.sqrt(sum((g.double() ** 2).sum() for g in self.grads))) if self.grads else 0.0
+        """Euclidean norm of `grads`."""
+        return _norm(self.grads)
 
 
 def _norm(tensors) -> float:
-    return float(torch.sqrt(sum((t.detach().double() ** 2).sum() for t in tensors)))
+    """Euclidean norm of a list of tensors, accumulated in float64."""
+    if not tensors:
+        return 0.0
+    norms = torch._foreach_norm([t.detach() for t in tensors])
+    return float(torch.linalg.vector_norm(torch.stack(norms).double()))
 
 
 def neumann_hypergradient(dev_loss: torch.Tensor, train_loss: torch.Tensor, params, hparams, *, K: int = 3,
@@ -153,15 +158,13 @@ def neumann_hypergradient(dev_loss: torch.Tensor, train_loss: torch.Tensor, para
     live = [i for i, g in enumerate(train_grad) if g.requires_grad]
     outputs = [train_grad[i] for i in live]
     v = [g.detach() for g in dev_grad]
-    p = list(v)
+    p = [t.clone() for t in v]
     norms = [_norm(v)]
     for _ in range(K):
         if outputs:
             hv = torch.autograd.grad(outputs, params, grad_outputs=[v[i] for i in live], retain_graph=True, **grad)
-        else:
-            hv = [torch.zeros_like(t) for t in v]
-        v = [vi - alpha * h.detach() for vi, h in zip(v, hv)]
-        p = [pi + vi for pi, vi in zip(p, v)]
+            v = torch._foreach_add([t.detach() for t in v], [h.detach() for h in hv], alpha=-alpha)  # v - alpha Hv
+        torch._foreach_add_(p, v)
         norms.append(_norm(v))
     if outputs:
         mixed = torch.autograd.grad(outputs, hparams, grad_outputs=[p[i] for i in live], **grad)

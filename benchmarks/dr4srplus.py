@@ -22,13 +22,15 @@ Declared before any test figure is read:
   SGD lr 1e-3 momentum 0.9, clip 10, tau 10, 10 warm-up epochs; nothing
   pinned; dev = a held-out 10% of the original training sequences).
 * Selection (``select``), seed 0, per dataset (Beauty, Toys) and model
-  (SASRec, GRU4Rec): ``alpha`` x ``upper_weight_decay`` in {1e-3, 1e-2,
-  1e-1}^2. The paper says "learning rate and weight decay"; the authors'
-  sweep file (``sweep/metamodel7.yaml`` at 40c85f8) searches
-  ``hpo_learning_rate`` (the Neumann step alpha) and ``meta_weight_decay``,
-  the SGD rate staying at 1e-3, so that is what is searched here. The best
-  **validation** NDCG@20 picks the setting (`report.py` recomputes the
-  choice from the rows).
+  (SASRec, GRU4Rec): the upper level's SGD learning rate x weight decay in
+  {1e-3, 1e-2, 1e-1}^2, as the paper states (App. A.4). The authors' sweep
+  file (``sweep/metamodel7.yaml`` at 40c85f8) searches the Neumann step
+  ``hpo_learning_rate`` (alpha) instead, with the SGD rate fixed at 1e-3;
+  ``--grid alpha`` runs that grid. At the SGD rate 1e-3 phi hardly moves (a
+  Beauty smoke run: mean w 0.500 -> 0.501 over six bi-level epochs, the
+  variance that of the Gumbel noise alone), so alpha alone would select
+  among near-identical runs. The best **validation** NDCG@20 picks the
+  setting (`report.py` recomputes the choice from the rows).
 * Replication (``replicate``): the selected setting with target seeds 0-2,
   beside the controls on the same seeds: ``original`` (the train split),
   ``dr4sr`` (the regenerated set, no personalizer) and
@@ -69,7 +71,10 @@ OVERHEAD = HERE / "results" / "dr4srplus_overhead.csv"
 RANKS = HERE / "results" / "ranks" / "dr4srplus"
 DATA = {name: f"{name}.txt" for name in ("beauty", "sports", "toys")}
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr")
-GRID = {"alpha": (1e-3, 1e-2, 1e-1), "upper_weight_decay": (1e-3, 1e-2, 1e-1)}
+#: The searched values: the grid's rate (``upper_lr`` or ``alpha``) x ``upper_weight_decay``.
+RATES = (1e-3, 1e-2, 1e-1)
+WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1)
+GRIDS = ("upper_lr", "alpha")
 TARGET = {
     "sasrec": dict(epochs=400, patience=20),
     "gru4rec": dict(epochs=400, patience=60, weight_decay=1e-4, model_kwargs={"dropout": 0.2}),
@@ -79,7 +84,8 @@ TARGET = {
 }
 SETS = ("original", "original+patterns", "dr4sr", "dr4sr+", "dr4sr+e2e")
 COLUMNS = [
-    "run_id", "stage", "dataset", "model", "train_set", "mode", "alpha", "upper_weight_decay", "target_seed",
+    "run_id", "stage", "dataset", "model", "train_set", "mode", "grid", "upper_lr", "alpha", "upper_weight_decay",
+    "target_seed",
     "regen", "protocol", "epochs", "best_epoch", "seconds_per_epoch", "seconds", "upper_steps", "upper_skipped",
     "weight_mean", "weight_var", "train_sequences", "dev_sequences",
     *[f"valid_{m}" for m in METRICS], *[f"test_{m}" for m in METRICS], "test_auc", "n_test_users",
@@ -97,7 +103,8 @@ class Run:
     model: str
     train_set: str
     target_seed: int = 0
-    alpha: float = 0.0
+    grid: str = ""  # for dr4sr+: which rate `rate` is (upper_lr or alpha)
+    rate: float = 0.0
     upper_weight_decay: float = 0.0
 
     @property
@@ -105,7 +112,7 @@ class Run:
         from fastregen.dr4sr.plus import PlusConfig
 
         if self.train_set == "dr4sr+":
-            return dataclasses.asdict(PlusConfig(alpha=self.alpha, upper_weight_decay=self.upper_weight_decay))
+            return dataclasses.asdict(PlusConfig(**{self.grid: self.rate}, upper_weight_decay=self.upper_weight_decay))
         if self.train_set == "dr4sr+e2e":
             # from the first step: with the 10 unweighted warm-up epochs, early stopping would return the
             # warm-up's unweighted model, not what joint training makes of it
@@ -125,45 +132,46 @@ class Run:
     def label(self) -> str:
         s = f"{self.dataset}/{self.model}/{self.train_set}"
         if self.train_set == "dr4sr+":
-            s += f"[alpha={self.alpha:g} wd={self.upper_weight_decay:g}]"
+            s += f"[{self.grid}={self.rate:g} wd={self.upper_weight_decay:g}]"
         return s + f" seed {self.target_seed}"
 
 
-def selection_runs() -> list[Run]:
-    return [Run("select", d, m, "dr4sr+", 0, a, wd) for d in ("beauty", "toys") for m in ("sasrec", "gru4rec")
-            for a in GRID["alpha"] for wd in GRID["upper_weight_decay"]]
+def selection_runs(grid: str = "upper_lr") -> list[Run]:
+    return [Run("select", d, m, "dr4sr+", 0, grid, r, wd) for d in ("beauty", "toys") for m in ("sasrec", "gru4rec")
+            for r in RATES for wd in WEIGHT_DECAYS]
 
 
-def selected(rows: list[dict], dataset: str, model: str, regen: str | None = None) -> tuple[float, float] | None:
-    """(alpha, weight decay) of the best validation NDCG@20 among the 9 selection runs (on the regenerator
-    ``regen``, any when None); None until all ran."""
+def selected(rows: list[dict], dataset: str, model: str, regen: str | None = None,
+             grid: str = "upper_lr") -> tuple[float, float] | None:
+    """(rate, weight decay) of the best validation NDCG@20 among the 9 selection runs of ``grid`` (on the
+    regenerator ``regen``, any when None); None until all ran."""
     done = [r for r in rows if r["stage"] == "select" and r["dataset"] == dataset and r["model"] == model
-            and (regen is None or r["regen"] == regen)]
-    if len({(r["alpha"], r["upper_weight_decay"]) for r in done}) < len(GRID["alpha"]) * len(GRID["upper_weight_decay"]):
+            and r["grid"] == grid and (regen is None or r["regen"] == regen)]
+    if len({(r[grid], r["upper_weight_decay"]) for r in done}) < len(RATES) * len(WEIGHT_DECAYS):
         return None
     best = max(done, key=lambda r: float(r["valid_ndcg@20"]))
-    return float(best["alpha"]), float(best["upper_weight_decay"])
+    return float(best[grid]), float(best["upper_weight_decay"])
 
 
-def replication_runs(rows, regen=lambda dataset: None) -> list[Run]:
+def replication_runs(rows, regen=lambda dataset: None, grid: str = "upper_lr") -> list[Run]:
     runs = []
     for dataset in ("beauty", "toys"):
         for model in ("sasrec", "gru4rec"):
-            setting = selected(rows, dataset, model, regen(dataset))
+            setting = selected(rows, dataset, model, regen(dataset), grid)
             for seed in (0, 1, 2):
                 if setting is not None:
-                    runs.append(Run("replicate", dataset, model, "dr4sr+", seed, *setting))
+                    runs.append(Run("replicate", dataset, model, "dr4sr+", seed, grid, *setting))
                 for control in ("original", "dr4sr", "original+patterns"):
                     runs.append(Run("replicate", dataset, model, control, seed))
     return runs
 
 
-def other_runs(rows, regen=lambda dataset: None) -> list[Run]:
-    setting = selected(rows, "beauty", "sasrec", regen("beauty"))
+def other_runs(rows, regen=lambda dataset: None, grid: str = "upper_lr") -> list[Run]:
+    setting = selected(rows, "beauty", "sasrec", regen("beauty"), grid)
     runs = []
     for model in ("fmlp", "gnn", "cl4srec"):
         if setting is not None:
-            runs.append(Run("others", "beauty", model, "dr4sr+", 0, *setting))
+            runs.append(Run("others", "beauty", model, "dr4sr+", 0, grid, *setting))
         runs += [Run("others", "beauty", model, "original", 0), Run("others", "beauty", model, "dr4sr", 0)]
     return runs
 
@@ -249,9 +257,9 @@ class Study:
         save_ranks(RANKS / f"{rid}.npz", res["test_ranks"])
         row = {
             "run_id": rid, "stage": run.stage, "dataset": run.dataset, "model": run.model,
-            "train_set": run.train_set, "mode": (run.plus or {}).get("mode", "off"),
-            "alpha": run.alpha if run.train_set == "dr4sr+" else "",
-            "upper_weight_decay": run.upper_weight_decay if run.train_set == "dr4sr+" else "",
+            "train_set": run.train_set, "mode": (run.plus or {}).get("mode", "off"), "grid": run.grid,
+            "upper_lr": (run.plus or {}).get("upper_lr", ""), "alpha": (run.plus or {}).get("alpha", ""),
+            "upper_weight_decay": (run.plus or {}).get("upper_weight_decay", ""),
             "target_seed": run.target_seed, "regen": regen if run.train_set not in ("original", "original+patterns") else "",
             "protocol": res.get("train_targets", ""), "epochs": res["epochs"], "best_epoch": res["best_epoch"],
             "seconds_per_epoch": round(res["seconds_per_epoch"], 2), "seconds": round(res["seconds"], 1),
@@ -344,6 +352,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=3, help="overhead: epochs of each kind")
     ap.add_argument("--model", default="sasrec", help="overhead: target model")
     ap.add_argument("--dataset", default="beauty", help="overhead: dataset")
+    ap.add_argument("--grid", default="upper_lr", choices=GRIDS,
+                    help="the rate searched with the weight decay: upper_lr (the paper) or alpha (the authors' sweep)")
     args = ap.parse_args(argv)
     for kv in args.regen:
         if "=" not in kv or kv.split("=", 1)[0] not in DATA:
@@ -359,9 +369,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"--worker K/N needs 0 <= K < N, got {args.worker!r}")
     rows = list(study.done().values())
     plan = {
-        "select": selection_runs(),
-        "replicate": replication_runs(rows, study.regen_id),
-        "others": other_runs(rows, study.regen_id),
+        "select": selection_runs(args.grid),
+        "replicate": replication_runs(rows, study.regen_id, args.grid),
+        "others": other_runs(rows, study.regen_id, args.grid),
         "ablation": [Run("ablation", "beauty", "sasrec", "dr4sr+e2e", 0)],
     }
     if args.stage == "plan":
@@ -373,8 +383,8 @@ def main(argv=None) -> int:
                 print(f"{mark}  {stage:<9} {r.label()}")
         for dataset in ("beauty", "toys"):
             for model in ("sasrec", "gru4rec"):
-                print(f"selected {dataset}/{model}: "
-                      f"{selected(rows, dataset, model, study.regen_id(dataset)) or 'not yet'}")
+                print(f"selected {dataset}/{model} ({args.grid} x weight decay): "
+                      f"{selected(rows, dataset, model, study.regen_id(dataset), args.grid) or 'not yet'}")
         return 0
     for i, r in enumerate(plan[args.stage]):
         if i % n == k:

@@ -154,34 +154,37 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
     if not rows:
         out.append("_No DR4SR+ study rows yet (`python benchmarks/dr4srplus.py select ...`)._\n")
         return "\n".join(out) + "\n"
-    # ---- selection on validation, per regenerator (the DR4SR data every DR4SR / DR4SR+ row trains on)
+    # ---- selection on validation, per regenerator (the DR4SR data every DR4SR / DR4SR+ row trains on) and grid
     settings = {}
     sel_rows = [r for r in rows if r["stage"] == "select"]
     if sel_rows:
-        out.append("Selection (seed 0): Neumann step alpha x upper weight decay, **validation** NDCG@20 only.\n")
-        out.append("| dataset | model | regenerator | alpha | weight decay | valid N@20 | upper steps (skipped) | "
+        out.append("Selection (seed 0): the grid's rate (`upper_lr`: the paper; `alpha`: the authors' sweep file) x "
+                   "upper weight decay, **validation** NDCG@20 only.\n")
+        out.append("| dataset | model | regenerator | grid | rate | weight decay | valid N@20 | upper steps (skipped) | "
                    "final mean w | |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
-    for dataset, model, regen in sorted({(r["dataset"], r["model"], r["regen"]) for r in sel_rows}):
-        setting = study.selected(rows, dataset, model, regen)
-        settings[(dataset, model, regen)] = setting
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for dataset, model, regen, grid in sorted({(r["dataset"], r["model"], r["regen"], r["grid"]) for r in sel_rows}):
+        setting = study.selected(rows, dataset, model, regen, grid)
+        settings[(dataset, model, regen, grid)] = setting
         for r in sel_rows:
-            if (r["dataset"], r["model"], r["regen"]) != (dataset, model, regen):
+            if (r["dataset"], r["model"], r["regen"], r["grid"]) != (dataset, model, regen, grid):
                 continue
-            mark = "**selected**" if setting == (float(r["alpha"]), float(r["upper_weight_decay"])) else ""
+            mark = "**selected**" if setting == (float(r[grid]), float(r["upper_weight_decay"])) else ""
             w = f"{float(r['weight_mean']):.3f}" if r["weight_mean"] else ""
-            out.append(f"| {dataset} | {model} | {regen} | {r['alpha']} | {r['upper_weight_decay']} | "
+            out.append(f"| {dataset} | {model} | {regen} | {grid} | {r[grid]} | {r['upper_weight_decay']} | "
                        f"{float(r['valid_ndcg@20']):.4f} | {r['upper_steps']} ({r['upper_skipped']}) | {w} | {mark} |")
-    # ---- test table: DR4SR / DR4SR+ rows grouped per regenerator, the controls shared
+    # ---- test table: DR4SR / DR4SR+ rows grouped per regenerator (and grid), the controls shared
     groups = defaultdict(list)
     for r in rows:
-        if r["train_set"] == "dr4sr+":
-            want = settings.get((r["dataset"], r["model"], r["regen"]))
-            if r["stage"] == "others":  # the other models use SASRec's setting on the same data
-                want = settings.get((r["dataset"], "sasrec", r["regen"]))
-            if want != (float(r["alpha"]), float(r["upper_weight_decay"])):
+        ts = r["train_set"]
+        if ts == "dr4sr+":
+            owner = "sasrec" if r["stage"] == "others" else r["model"]  # the other models use SASRec's setting
+            want = settings.get((r["dataset"], owner, r["regen"], r["grid"]))
+            if want != (float(r[r["grid"]]), float(r["upper_weight_decay"])):
                 continue  # the other selection settings are never read on test
-        label = r["train_set"] if not r["regen"] else f"{r['train_set']} @{r['regen']}"
+            if r["grid"] != "upper_lr":
+                ts = f"dr4sr+[{r['grid']}]"
+        label = ts if not r["regen"] else f"{ts} @{r['regen']}"
         groups[(r["dataset"], r["model"], label)].append(r)
     out.append("\nTest, full ranking; mean ± sd over seeds; p: paired Wilcoxon over users of NDCG@20 (each side "
                "averaged over its seeds first). `@id`: the regenerator (its output's sha256 prefix). Paper: DR4SR "
@@ -196,8 +199,8 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
             if not groups.get((dataset, model, "original")):
                 continue
             regens = sorted({lab.split(" @")[1] for (d, m, lab) in groups if (d, m) == (dataset, model) and " @" in lab})
-            labels = ["original", "original+patterns"] + [f"{ts} @{rg}" for rg in regens
-                                                          for ts in ("dr4sr", "dr4sr+", "dr4sr+e2e")]
+            labels = ["original", "original+patterns"] + [f"{ts} @{rg}" for rg in regens for ts in
+                                                          ("dr4sr", "dr4sr+", "dr4sr+[alpha]", "dr4sr+e2e")]
             labels = [lab for lab in labels if groups.get((dataset, model, lab))]
             g_of = {lab: groups[(dataset, model, lab)] for lab in labels}
             user = {lab: _user_metric(g, ranks_dir, "ndcg@20") for lab, g in g_of.items()}
@@ -214,7 +217,7 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
                     pvals[(lab, "original")] = paired_p(user["original"], user[lab])
                     p0 = _fmt_p(pvals[(lab, "original")])
                 rg = lab.split(" @")[1] if " @" in lab else ""
-                prev = {"dr4sr+": f"dr4sr @{rg}", "dr4sr+e2e": f"dr4sr+ @{rg}"}.get(ts)
+                prev = {"dr4sr+": f"dr4sr @{rg}", "dr4sr+[alpha]": f"dr4sr @{rg}", "dr4sr+e2e": f"dr4sr+ @{rg}"}.get(ts)
                 if prev in user:
                     step = f"{100 * (means[lab] / means[prev] - 1):+.1f}% vs {prev.split(' @')[0]}"
                     pvals[(lab, prev)] = paired_p(user[prev], user[lab])

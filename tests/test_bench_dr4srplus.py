@@ -24,12 +24,13 @@ def bench(monkeypatch):
     return dr4srplus, report, _results
 
 
-def _row(study, run_id, stage, model, train_set, seed, valid, test, alpha="", wd=""):
+def _row(study, run_id, stage, model, train_set, seed, valid, test, lr="", wd=""):
     row = {c: "" for c in study.COLUMNS}
     regen = "" if train_set in ("original", "original+patterns") else "r1"
     row.update(run_id=run_id, stage=stage, dataset="beauty", model=model, train_set=train_set, target_seed=seed,
                regen=regen,
-               alpha=alpha, upper_weight_decay=wd, upper_steps=10, upper_skipped=0, weight_mean=0.5,
+               grid="upper_lr" if lr != "" else "", upper_lr=lr, alpha=0.001 if lr != "" else "",
+               upper_weight_decay=wd, upper_steps=10, upper_skipped=0, weight_mean=0.5,
                n_test_users=200, **{f"valid_{m}": valid for m in study.METRICS},
                **{f"test_{m}": test for m in study.METRICS}, test_auc=0.5)
     return row
@@ -43,7 +44,7 @@ def test_selection_reads_validation_only_and_p_values_are_paired(tmp_path, bench
     ranks.mkdir()
     rng = np.random.default_rng(0)
     n = 200
-    grid = [(a, wd) for a in study.GRID["alpha"] for wd in study.GRID["upper_weight_decay"]]
+    grid = [(a, wd) for a in study.RATES for wd in study.WEIGHT_DECAYS]
     user_ranks = {}
     for i, (a, wd) in enumerate(grid):
         rid = f"sel{i}"
@@ -68,9 +69,10 @@ def test_selection_reads_validation_only_and_p_values_are_paired(tmp_path, bench
     assert study.selected(rows, "beauty", "sasrec") == (0.01, 0.1)
     assert study.selected(rows, "beauty", "sasrec", "r1") == (0.01, 0.1)
     assert study.selected(rows, "beauty", "sasrec", "r9") is None
+    assert study.selected(rows, "beauty", "sasrec", grid="alpha") is None  # another grid, not run
     assert study.selected(rows, "beauty", "gru4rec") is None
     text = report.dr4srplus_report(results, ranks)
-    assert "| beauty | sasrec | r1 | 0.01 | 0.1 | 0.0500 |" in text and "**selected**" in text
+    assert "| beauty | sasrec | r1 | upper_lr | 0.01 | 0.1 | 0.0500 |" in text and "**selected**" in text
     plus_line = next(line for line in text.splitlines() if "| beauty | sasrec | dr4sr+ @r1 |" in line)
     assert "| 3 |" in plus_line  # seed 0 (the selection run) + seeds 1, 2; the test-best setting is left out
     assert "0.0433 ± 0.0024" in plus_line  # 0.04, 0.045, 0.045: the selected setting only
@@ -94,11 +96,13 @@ def test_selection_reads_validation_only_and_p_values_are_paired(tmp_path, bench
 
 def test_run_ids_ignore_the_stage_so_seed_zero_is_shared(bench):
     study, _, _ = bench
-    a = study.Run("select", "beauty", "sasrec", "dr4sr+", 0, 0.01, 0.1)
-    b = study.Run("replicate", "beauty", "sasrec", "dr4sr+", 0, 0.01, 0.1)
-    assert a.run_id("abc") == b.run_id("abc") != study.Run("select", "beauty", "sasrec", "dr4sr+", 1, 0.01,
-                                                           0.1).run_id("abc")
+    a = study.Run("select", "beauty", "sasrec", "dr4sr+", 0, "upper_lr", 0.01, 0.1)
+    b = study.Run("replicate", "beauty", "sasrec", "dr4sr+", 0, "upper_lr", 0.01, 0.1)
+    assert a.run_id("abc") == b.run_id("abc") != study.Run("select", "beauty", "sasrec", "dr4sr+", 1, "upper_lr",
+                                                           0.01, 0.1).run_id("abc")
     assert a.run_id("abc") != a.run_id("def")  # another regenerator, another run
-    assert a.plus["alpha"] == 0.01 and a.plus["mode"] == "bilevel"
+    assert a.run_id("abc") != study.Run("select", "beauty", "sasrec", "dr4sr+", 0, "alpha", 0.01, 0.1).run_id("abc")
+    assert a.plus["upper_lr"] == 0.01 and a.plus["alpha"] == 1e-3 and a.plus["mode"] == "bilevel"
+    assert study.Run("x", "beauty", "sasrec", "dr4sr+", 0, "alpha", 0.1, 0.01).plus["alpha"] == 0.1
     assert study.Run("ablation", "beauty", "sasrec", "dr4sr+e2e").plus["mode"] == "end_to_end"
-    assert len(study.selection_runs()) == 2 * 2 * 9
+    assert len(study.selection_runs()) == len(study.selection_runs("alpha")) == 2 * 2 * 9

@@ -532,6 +532,11 @@ def test_weight_panel_and_figure(tmp_path):
     np.testing.assert_allclose(mat[1], [.1, .3, .5], rtol=1e-6)
     with pytest.raises(ValueError, match="kind must be"):
         weight_panel(weights, kind="mean")
+    tagged = {**weights, "source": np.array([0, 0, 1, 1]), "source_names": np.array(["original", "patterns"])}
+    assert weight_panel(tagged, source="patterns")[1].tolist() == [2]
+    assert weight_panel(tagged, min_length=4)[1].tolist() == [2]
+    with pytest.raises(ValueError, match="source 'regenerated' is not in this weights file"):
+        weight_panel(tagged, source="regenerated")
 
     for name in ("a", "b"):
         (tmp_path / "runs" / name).mkdir(parents=True)

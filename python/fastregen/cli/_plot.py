@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -22,12 +22,15 @@ def weights(
     seed: int = typer.Option(0, "--seed", help="Seed of the sequences drawn."),
     kind: str = typer.Option("sampled", "--kind", help="sampled (with Gumbel noise, as trained) or noise_free."),
     max_positions: int = typer.Option(50, "--max-positions", help="Positions shown at most."),
+    source: Optional[str] = typer.Option(None, "--source", help="Draw only sequences of this source (e.g. original)."),
+    min_length: int = typer.Option(2, "--min-length", help="Draw only sequences with at least this many items."),
 ) -> None:
     """DR4SR Fig. 4: heatmap of the personalizer's weights, one panel per target model, variance in each title."""
     from ..dr4sr.plus import plot_weights
 
     try:
-        panels = plot_weights(run_dirs, out, n=n, seed=seed, kind=kind, max_positions=max_positions)
+        panels = plot_weights(run_dirs, out, n=n, seed=seed, kind=kind, max_positions=max_positions, source=source,
+                              min_length=min_length)
     except (ValueError, ImportError, OSError, KeyError) as err:
         typer.echo(f"error: {str(err).splitlines()[0]}", err=True)
         raise typer.Exit(2) from None

@@ -36,8 +36,8 @@ def weight_files(run_dirs) -> list[Path]:
     return found
 
 
-def weight_panel(weights: dict, n: int = 25, seed: int = 0, kind: str = "sampled",
-                 max_positions: int = 50) -> tuple[np.ndarray, np.ndarray]:
+def weight_panel(weights: dict, n: int = 25, seed: int = 0, kind: str = "sampled", max_positions: int = 50,
+                 source: str | None = None, min_length: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """The (n, positions) matrix of one panel (NaN where no target) and the sequences it shows.
 
     Parameters
@@ -50,6 +50,12 @@ def weight_panel(weights: dict, n: int = 25, seed: int = 0, kind: str = "sampled
     kind : {"sampled", "noise_free"}, default "sampled"
     max_positions : int, default 50
         Columns shown at most (a sequence's first targets).
+    source : str, optional
+        Draw only sequences of this source (``source_names``: "original",
+        "patterns", "regenerated"); the mined and regenerated patterns are
+        short, so the original sequences show more positions.
+    min_length : int, default 2
+        Draw only sequences with at least this many items.
     """
     if kind not in ("sampled", "noise_free"):
         raise ValueError(f"kind must be 'sampled' or 'noise_free', got {kind!r}")
@@ -59,7 +65,12 @@ def weight_panel(weights: dict, n: int = 25, seed: int = 0, kind: str = "sampled
     lengths = np.diff(offsets)
     # a target with weight exactly 1 in every position is a pinned row: nothing to see
     first = np.minimum(offsets[:-1] + 1, offsets[1:])
-    has_target = lengths >= 2
+    has_target = lengths >= max(2, min_length)
+    if source is not None:
+        names = [str(x) for x in weights.get("source_names", [])]
+        if source not in names:
+            raise ValueError(f"source {source!r} is not in this weights file (it has {names})")
+        has_target &= np.asarray(weights["source"]) == names.index(source)
     candidates = np.flatnonzero(has_target)
     if candidates.size:
         pinned = np.array([np.all(w[first[s]:offsets[s + 1]] == 1.0) for s in candidates])
@@ -77,7 +88,7 @@ def weight_panel(weights: dict, n: int = 25, seed: int = 0, kind: str = "sampled
 
 
 def plot_weights(run_dirs, out, *, n: int = 25, seed: int = 0, kind: str = "sampled", max_positions: int = 50,
-                 dpi: int = 150) -> list[dict]:
+                 source: str | None = None, min_length: int = 2, dpi: int = 150) -> list[dict]:
     """Draw Fig. 4 from one or more run folders into ``out`` (png, pdf, svg: by its suffix).
 
     Returns one dict per panel: ``model``, ``path``, ``variance`` (of the
@@ -96,7 +107,8 @@ def plot_weights(run_dirs, out, *, n: int = 25, seed: int = 0, kind: str = "samp
     panels = []
     for path in files:
         wts = load_weights(path)
-        mat, rows = weight_panel(wts, n=n, seed=seed, kind=kind, max_positions=max_positions)
+        mat, rows = weight_panel(wts, n=n, seed=seed, kind=kind, max_positions=max_positions, source=source,
+                                 min_length=min_length)
         model = str(wts["model"]) if "model" in wts else path.parent.name
         panels.append({"model": model, "path": str(path), "variance": float(np.nanvar(mat)), "matrix": mat,
                        "sequences": rows})
@@ -106,7 +118,7 @@ def plot_weights(run_dirs, out, *, n: int = 25, seed: int = 0, kind: str = "samp
         image = ax.imshow(np.ma.masked_invalid(p["matrix"]), aspect="auto", vmin=0.0, vmax=1.0, cmap="viridis",
                           interpolation="nearest")
         ax.set_title(f"{p['model']}  (var {p['variance']:.4f})", fontsize=9)
-        ax.set_xlabel("position")
+        ax.set_xlabel("target position")
         ax.set_ylabel("sequence")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label=f"w ({kind})")
     out = Path(out)

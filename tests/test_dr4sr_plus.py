@@ -313,6 +313,21 @@ def test_one_upper_step_every_interval_lower_steps_after_warmup():
     assert "weight_mean" not in trainer.history[0] and "weight_mean" in trainer.history[2]
 
 
+def test_dev_batches_hold_as_many_targets_as_a_lower_batch():
+    trainer, hook, p, examples = _trainer_setup(PlusConfig(warmup_epochs=0, dev_fraction=0.3))
+    trainer.fit(examples, 1)
+    per_row = hook.dev.total_targets / len(hook.dev)
+    assert hook.dev_rows == max(1, round(trainer.targets_per_batch / per_row))
+    sizes = [hook._dev_batches.next("cpu").inputs.shape[0] for _ in range(math.ceil(len(hook.dev) / hook.dev_rows))]
+    assert max(sizes) == min(hook.dev_rows, len(hook.dev)) and sum(sizes) == len(hook.dev)
+    trainer, hook, p, examples = _trainer_setup(PlusConfig(warmup_epochs=0, dev_batch_size=7))
+    trainer.fit(examples, 1)
+    assert hook.dev_rows == 7
+    trainer, hook, p, examples = _trainer_setup(PlusConfig(warmup_epochs=0, dev="train_batch"))
+    trainer.fit(examples, 1)
+    assert hook.dev_rows == 32  # the batch size
+
+
 def test_bilevel_phi_moves_only_by_the_hypergradient(monkeypatch):
     plus = PlusConfig(interval=5, warmup_epochs=0, upper_momentum=0.0, upper_weight_decay=0.0, upper_lr=0.1,
                       clip=None)

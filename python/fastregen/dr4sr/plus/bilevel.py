@@ -230,8 +230,7 @@ class PersonalizerHook(Hook):
         The dev examples (``dev="heldout"``); None draws dev batches from the
         training data itself (``dev="train_batch"``).
     batch_size : int, default 256
-        Of the fresh training batches (and dev batches unless
-        ``config.dev_batch_size``).
+        Rows of the fresh training batches (the target model's batch size).
     loss, num_negatives, temperature
         The target model's loss (`fastregen.training.NextItemLoss`) for the dev loss.
 
@@ -247,7 +246,7 @@ class PersonalizerHook(Hook):
             raise ValueError("mode='off' trains no personalizer: it needs no PersonalizerHook")
         self.personalizer, self.weights, self.config, self.dev = personalizer, weights, config, dev
         self.batch_size = int(batch_size)
-        self.dev_batch_size = int(config.dev_batch_size or batch_size)
+        self.dev_batch_size = config.dev_batch_size
         self.dev_objective = NextItemLoss(loss, num_negatives, temperature)
         self.phi = personalizer.upper_parameters()
         self.optimizer = None
@@ -271,9 +270,17 @@ class PersonalizerHook(Hook):
             self.weights.differentiable = True
         self.generator = torch.Generator().manual_seed(self.config.seed + 1)
         if self.config.mode == "bilevel":
+            dev = trainer.data if self.dev is None else self.dev
+            rows = self.dev_batch_size
+            if rows is None:
+                # as many targets as a lower batch holds on average (the released code's dev batch is a batch
+                # of the training file itself); held-out original sequences are longer than the mined and
+                # regenerated patterns, so 256 of them would hold ~3x the targets
+                per_row = dev.total_targets / max(len(dev), 1) if self.dev is not None else None
+                rows = self.batch_size if not per_row else max(1, round(trainer.targets_per_batch / per_row))
+            self.dev_rows = int(rows)
             self._train_batches = _Cycle(trainer.data, self.batch_size, self.generator)
-            self._dev_batches = _Cycle(trainer.data if self.dev is None else self.dev, self.dev_batch_size,
-                                       self.generator)
+            self._dev_batches = _Cycle(dev, self.dev_rows, self.generator)
         self._stopper = next((h for h in trainer.hooks if isinstance(h, EarlyStopping)), None)
         self.weights.active = self.config.warmup_epochs == 0
         self._epoch_reset()

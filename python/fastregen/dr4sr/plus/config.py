@@ -91,7 +91,13 @@ class PlusConfig:
         Sequences of this source (``meta["source_names"]``) form the dev
         pool; all sequences when the training set has no such tag.
     dev_batch_size : int or None, default None
-        Dev examples per upper step (default: the target model's batch size).
+        Dev examples per upper step. None: with ``dev="heldout"``, as many
+        rows as hold, on average, the number of targets of a lower-level
+        batch (the released code's dev batch is a batch of the training file
+        itself; 256 held-out original sequences hold ~3x the targets of a
+        batch of original + mined + regenerated rows, and would make the dev
+        pass ~3x dearer); with ``"train_batch"``, the target model's batch
+        size.
 
     Personalizer
     ------------

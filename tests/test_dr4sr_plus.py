@@ -501,6 +501,17 @@ def test_personalize_run_folder_resumes_and_refuses_other_settings(tmp_path):
     with pytest.raises(ValueError, match=r"other settings \(interval \(4 -> 5\)\)"):
         personalize(data, train, "sasrec", plus=PlusConfig(interval=5, warmup_epochs=1), out_dir=out, epochs=2,
                     **SMALL)
+    # a personalizer checkpoint starts another run of the same model and vocabulary, not of another model
+    with pytest.raises(ValueError, match="personalizer for model 'sasrec' .* this target model is 'gru4rec'"):
+        personalize(data, train, "gru4rec", plus=plus, init=out / "personalizer.pt", epochs=1, **SMALL)
+    warm = personalize(data, train, "sasrec", plus=plus, init=out / "personalizer.pt", out_dir=tmp_path / "warm",
+                       epochs=1, **SMALL)
+    assert warm["upper_steps"] == 0  # one warm-up epoch: phi is the checkpoint's
+    assert torch.equal(warm["personalizer"].fc1.weight, res["personalizer"].fc1.weight)
+    torch.save(torch.load(out / "personalizer.pt", weights_only=True) | {"extra": {"x": 1}}, tmp_path / "p2.pt")
+    with pytest.raises(ValueError, match="init_sha256"):
+        personalize(data, train, "sasrec", plus=plus, init=tmp_path / "p2.pt", out_dir=tmp_path / "warm", epochs=1,
+                    **SMALL)
     # an interrupted run (no personalize.json) is trained again, with the same result (same seeds)
     (out / "personalize.json").unlink()
     redo = personalize(data, train, "sasrec", plus=plus, out_dir=out, epochs=2, **SMALL)

@@ -70,7 +70,7 @@ def personalize(
         def log(record):
             typer.echo(_epoch_line(record))
         result = run(dataset, train, model, seed, plus=plus, out_dir=out, log=log, **values)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:  # FloatingPointError: diverged
         _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
     if result.get("resumed"):
         typer.echo(f"{out} holds this finished run: reused", err=True)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..._io import atomic_open, atomic_write_text
-from ...config import config_from_dict, config_to_dict, load_config, provenance, save_config
+from ...config import config_from_dict, config_to_dict, file_sha256, load_config, provenance, save_config
 from ...data import SequenceDataset, as_dataset
 from ...training import Examples, NextItemLoss, TrainConfig, adam, fit_and_evaluate
 from ...training.fit import build_target_model, resolve_loss, seed_everything
@@ -109,12 +109,13 @@ def _train_config(model: str, seed: int, config: dict) -> TrainConfig:
     return config_from_dict(TrainConfig, values)
 
 
-def _fingerprint(cfg: TrainConfig, plus: PlusConfig, data, train) -> dict:
+def _fingerprint(cfg: TrainConfig, plus: PlusConfig, data, train, init) -> dict:
     return {
         "train_config": {k: v for k, v in config_to_dict(cfg).items() if k not in _RUNTIME},
         "plus_config": config_to_dict(plus),
         "data_sha256": dataset_sha256(data),
         "train_data_sha256": dataset_sha256(train),
+        "init_sha256": None if init is None else file_sha256(init),
     }
 
 
@@ -174,7 +175,7 @@ def _load_finished(out: Path, fingerprint: dict) -> dict | None:
         for part in ("train_config", "plus_config"):
             a, b = old.get(part, {}), fingerprint[part]
             diff += [f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        diff += [k for k in ("data_sha256", "train_data_sha256") if old.get(k) != fingerprint[k]]
+        diff += [k for k in ("data_sha256", "train_data_sha256", "init_sha256") if old.get(k) != fingerprint[k]]
         raise ValueError(f"{out} holds a finished DR4SR+ run with other settings ({', '.join(diff)}); "
                          "use another output folder")
     result = json.loads((out / "result.json").read_text())
@@ -237,7 +238,7 @@ def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus:
     cfg = _train_config(model, seed, dict(config))
     data, train = as_dataset(data), as_dataset(train_data)
     out = None if out_dir is None else Path(out_dir)
-    fingerprint = _fingerprint(cfg, plus, data, train)
+    fingerprint = _fingerprint(cfg, plus, data, train, init)
     if out is not None:
         finished = _load_finished(out, fingerprint)
         if finished is not None:

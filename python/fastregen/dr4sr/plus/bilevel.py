@@ -275,7 +275,7 @@ class PersonalizerHook(Hook):
             if rows is None:
                 # as many targets as a lower batch holds on average (the released code's dev batch is a batch
                 # of the training file itself); held-out original sequences are longer than the mined and
-                # regenerated patterns, so 256 of them would hold ~3x the targets
+                # regenerated patterns, so 256 of them would hold ~2.6x the targets (Beauty `combined`)
                 per_row = dev.total_targets / max(len(dev), 1) if self.dev is not None else None
                 rows = self.batch_size if not per_row else max(1, round(trainer.targets_per_batch / per_row))
             self.dev_rows = int(rows)

@@ -94,9 +94,9 @@ class PlusConfig:
         Dev examples per upper step. None: with ``dev="heldout"``, as many
         rows as hold, on average, the number of targets of a lower-level
         batch (the released code's dev batch is a batch of the training file
-        itself; 256 held-out original sequences hold ~3x the targets of a
+        itself; 256 held-out original sequences hold ~2.6x the targets of a
         batch of original + mined + regenerated rows, and would make the dev
-        pass ~3x dearer); with ``"train_batch"``, the target model's batch
+        pass ~2.6x dearer on Beauty); with ``"train_batch"``, the target model's batch
         size.
 
     Personalizer

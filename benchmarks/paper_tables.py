@@ -49,3 +49,8 @@ def table3(model: str, row: str, dataset: str) -> dict[str, float] | None:
     v = [float(x) for x in values.split()]
     i = DATASETS.index(dataset) * 4
     return dict(zip(METRICS, v[i : i + 4]))
+
+
+#: Table 4, row (C) "end-to-end": SASRec NDCG@20 with the personalizer trained jointly on eq. 8
+#: (the weights collapse to 0), per dataset; specs.md §1.
+TABLE4_END_TO_END = {"beauty": 0.0026, "sports": 0.0029, "toys": 0.0067, "yelp": 0.0035}

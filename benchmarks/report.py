@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from _results import load_ranks, paired_p, per_user, read_rows  # noqa: E402 (this folder is on sys.path)
-from paper_tables import table3  # noqa: E402
+from paper_tables import TABLE4_END_TO_END, table3  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -128,7 +128,130 @@ def dr4sr_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-REPORTS = {"dr4sr": dr4sr_report}
+def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
+    """DR4SR+ vs DR4SR vs the original data (and the controls), from ``dr4srplus.py``'s rows."""
+    sys.path.insert(0, str(HERE))
+    import dr4srplus as study
+
+    rows = read_rows(results, study.COLUMNS)
+    out = []
+    overhead = read_rows(results.with_name("dr4srplus_overhead.csv"), study.OVERHEAD_COLUMNS)
+    if overhead:
+        out.append("Time cost per training epoch, plain vs bi-level, epochs alternating in one process (medians; "
+                   "CPU seconds of the process, which the shared machine's other jobs do not inflate, and wall "
+                   "seconds; paper Table 5, GPU: 7.618 -> 9.476 s on Beauty, +24%).\n")
+        out.append("| dataset | model | training set | epochs each | plain CPU s | bi-level CPU s | overhead (CPU) | "
+                   "plain wall s | bi-level wall s | overhead (wall) | upper steps / epoch | upper wall s | threads | "
+                   "machine | commit |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in overhead:
+            out.append(f"| {r['dataset']} | {r['model']} | {r['train_set']} | {r['epochs']} | "
+                       f"{r['plain_cpu_s_median']} | {r['bilevel_cpu_s_median']} | "
+                       f"{100 * float(r['overhead_cpu']):+.1f}% | {r['plain_s_median']} | {r['bilevel_s_median']} | "
+                       f"{100 * float(r['overhead']):+.1f}% | {r['upper_steps_per_epoch']} | {r['upper_s_median']} | "
+                       f"{r['threads']} | {r['machine']} | {r['commit']} |")
+        out.append("")
+    if not rows:
+        out.append("_No DR4SR+ study rows yet (`python benchmarks/dr4srplus.py select ...`)._\n")
+        return "\n".join(out) + "\n"
+    # ---- selection on validation, per regenerator (the DR4SR data every DR4SR / DR4SR+ row trains on) and grid
+    settings = {}
+    sel_rows = [r for r in rows if r["stage"] == "select"]
+    if sel_rows:
+        out.append("Selection (seed 0): the grid's rate (`upper_lr`: the paper; `alpha`: the authors' sweep file) x "
+                   "upper weight decay, **validation** NDCG@20 only.\n")
+        out.append("| dataset | model | regenerator | grid | rate | weight decay | valid N@20 | upper steps (skipped) | "
+                   "final mean w | |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for dataset, model, regen, grid in sorted({(r["dataset"], r["model"], r["regen"], r["grid"]) for r in sel_rows}):
+        setting = study.selected(rows, dataset, model, regen, grid)
+        settings[(dataset, model, regen, grid)] = setting
+        for r in sel_rows:
+            if (r["dataset"], r["model"], r["regen"], r["grid"]) != (dataset, model, regen, grid):
+                continue
+            mark = "**selected**" if setting == (float(r[grid]), float(r["upper_weight_decay"])) else ""
+            w = f"{float(r['weight_mean']):.3f}" if r["weight_mean"] else ""
+            out.append(f"| {dataset} | {model} | {regen} | {grid} | {r[grid]} | {r['upper_weight_decay']} | "
+                       f"{float(r['valid_ndcg@20']):.4f} | {r['upper_steps']} ({r['upper_skipped']}) | {w} | {mark} |")
+    # ---- test table: DR4SR / DR4SR+ rows grouped per regenerator (and grid), the controls shared
+    groups = defaultdict(list)
+    for r in rows:
+        ts = r["train_set"]
+        if ts == "dr4sr+":
+            owner = "sasrec" if r["stage"] == "others" else r["model"]  # the other models use SASRec's setting
+            want = settings.get((r["dataset"], owner, r["regen"], r["grid"]))
+            if want != (float(r[r["grid"]]), float(r["upper_weight_decay"])):
+                continue  # the other selection settings are never read on test
+            if r["grid"] != "upper_lr":
+                ts = f"dr4sr+[{r['grid']}]"
+        label = ts if not r["regen"] else f"{ts} @{r['regen']}"
+        groups[(r["dataset"], r["model"], label)].append(r)
+    out.append("\nTest, full ranking; mean ± sd over seeds; p: paired Wilcoxon over users of NDCG@20 (each side "
+               "averaged over its seeds first). `@id`: the regenerator (its output's sha256 prefix). Paper: DR4SR "
+               "Table 3 (base / DR4SR / DR4SR+ rows) and Table 4 (C).\n")
+    out.append("| dataset | model | training set | seeds | N@20 | R@20 | N@10 | R@10 | vs original | p vs original | "
+               "step | p step | final mean w | paper N@20 | paper vs base |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    bar = []
+    paper_row = {"original": "base", "dr4sr": "dr4sr", "dr4sr+": "dr4sr+"}
+    for dataset in ("beauty", "sports", "toys"):
+        for model in ("sasrec", "gru4rec", "fmlp", "gnn", "cl4srec"):
+            if not groups.get((dataset, model, "original")):
+                continue
+            regens = sorted({lab.split(" @")[1] for (d, m, lab) in groups if (d, m) == (dataset, model) and " @" in lab})
+            labels = ["original", "original+patterns"] + [f"{ts} @{rg}" for rg in regens for ts in
+                                                          ("dr4sr", "dr4sr+", "dr4sr+[alpha]", "dr4sr+e2e")]
+            labels = [lab for lab in labels if groups.get((dataset, model, lab))]
+            g_of = {lab: groups[(dataset, model, lab)] for lab in labels}
+            user = {lab: _user_metric(g, ranks_dir, "ndcg@20") for lab, g in g_of.items()}
+            means = {lab: np.mean([float(r["test_ndcg@20"]) for r in g]) for lab, g in g_of.items()}
+            pb = table3(model, "base", dataset)
+            pvals = {}
+            for lab in labels:
+                g, ts = g_of[lab], lab.split(" @")[0]
+                cells = [_mean_sd([float(r[f"test_{m}"]) for r in g])
+                         for m in ("ndcg@20", "recall@20", "ndcg@10", "recall@10")]
+                gain = p0 = step = ps = ""
+                if lab != "original":
+                    gain = f"{100 * (means[lab] / means['original'] - 1):+.1f}%"
+                    pvals[(lab, "original")] = paired_p(user["original"], user[lab])
+                    p0 = _fmt_p(pvals[(lab, "original")])
+                rg = lab.split(" @")[1] if " @" in lab else ""
+                prev = {"dr4sr+": f"dr4sr @{rg}", "dr4sr+[alpha]": f"dr4sr @{rg}", "dr4sr+e2e": f"dr4sr+ @{rg}"}.get(ts)
+                if prev in user:
+                    step = f"{100 * (means[lab] / means[prev] - 1):+.1f}% vs {prev.split(' @')[0]}"
+                    pvals[(lab, prev)] = paired_p(user[prev], user[lab])
+                    ps = _fmt_p(pvals[(lab, prev)])
+                w = [float(r["weight_mean"]) for r in g if r["weight_mean"]]
+                wcell = f"{np.mean(w):.3f}" if w else ""
+                paper, paper_gain = "", ""
+                if ts in paper_row and table3(model, paper_row[ts], dataset):
+                    v = table3(model, paper_row[ts], dataset)["ndcg@20"]
+                    paper = f"{v:.4f}"
+                    if ts != "original" and pb:
+                        paper_gain = f"{100 * (v / pb['ndcg@20'] - 1):+.1f}%"
+                if ts == "dr4sr+e2e" and dataset in TABLE4_END_TO_END and model == "sasrec":
+                    paper = f"{TABLE4_END_TO_END[dataset]:.4f}"
+                out.append(f"| {dataset} | {model} | {lab} | {len(g)} | " + " | ".join(cells)
+                           + f" | {gain} | {p0} | {step} | {ps} | {wcell} | {paper} | {paper_gain} |")
+            for rg in regens:
+                plus, dr = f"dr4sr+ @{rg}", f"dr4sr @{rg}"
+                if plus not in means or dr not in means:
+                    continue
+                ok = (means[plus] > means[dr] > means["original"] and pvals[(dr, "original")] < 0.05
+                      and pvals[(plus, dr)] < 0.05)
+                ctrl = means.get("original+patterns")
+                verdict = "not run" if ctrl is None else ("yes" if means[plus] >= ctrl else "no")
+                bar.append(f"- {dataset}/{model} @{rg}: DR4SR+ {means[plus]:.4f}, DR4SR {means[dr]:.4f}, original "
+                           f"{means['original']:.4f}: ordered with p < 0.05 at each step: {'yes' if ok else 'no'}; "
+                           f"DR4SR+ >= original+patterns{'' if ctrl is None else f' ({ctrl:.4f})'}: {verdict}")
+    if bar:
+        out.append("\nThe bar (issue 18):\n")
+        out += bar
+    return "\n".join(out) + "\n"
+
+
+REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report}
 
 
 def write_block(path: Path, name: str, text: str) -> None:

@@ -71,6 +71,7 @@ DATA_COMMANDS = {
     "segment": lambda tmp, d: ["segment", d, "-q"],
     "regenerate": lambda tmp, d: ["regenerate", d, "--out", tmp / "regen", "-q"],
     "train": lambda tmp, d: ["train", "--data", d, "-q", "--epochs", "1"],
+    "personalize": lambda tmp, d: ["personalize", d, "--regen", tmp / "no-regen", "--out", tmp / "p", "-q"],
 }
 
 
@@ -157,6 +158,7 @@ OUTPUT_COMMANDS = {
     "demo --out": (lambda tmp, d, o: ["demo", "--out", o, "-q"], "folder"),
     "train --out": (lambda tmp, d, o: ["train", "--data", d, "--out", o, "-q", "--epochs", "1"], "folder"),
     "regenerate --out": (lambda tmp, d, o: ["regenerate", d, "--out", o, "-q", "--epochs", "0"], "folder"),
+    "personalize --out": (lambda tmp, d, o: ["personalize", d, "--regen", tmp, "--out", o, "-q"], "folder"),
 }
 
 
@@ -231,8 +233,14 @@ def test_python_argument_names_become_flags(tmp_path):
 def test_every_command_takes_quiet_and_the_version_flag():
     from typer.main import get_command
 
-    group = get_command(app)
-    for name, cmd in group.commands.items():
+    def leaves(group, prefix=""):  # sub-apps (`plot`) hold commands of their own
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from leaves(cmd, f"{prefix}{name} ")
+            else:
+                yield prefix + name, cmd
+
+    for name, cmd in leaves(get_command(app)):
         flags = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
         assert "--quiet" in flags, f"{name} has no --quiet"
     res = _invoke(["--version"])

@@ -59,10 +59,34 @@ _STAGE_FIELDS = {
 }
 
 
-def combine(*parts: SequenceDataset, num_items: int, item_ids=None, name: str = "") -> SequenceDataset:
-    """Concatenate datasets row-wise (empty sequences dropped)."""
-    kept = [d if bool((d.lengths > 0).all()) else d.subset(np.flatnonzero(d.lengths > 0)) for d in parts]
-    return concat(*kept, num_items=num_items, item_ids=item_ids, name=name)
+def combine(*parts: SequenceDataset, num_items: int, item_ids=None, name: str = "", sources=None) -> SequenceDataset:
+    """Concatenate datasets row-wise (empty sequences dropped), tagging every row with its source.
+
+    The result's ``meta["source"]`` (int64 per sequence) indexes
+    ``meta["source_names"]``. A part that is already tagged keeps its rows'
+    tags; an untagged part is tagged ``sources[i]`` (default: its name), so
+    DR4SR+ can tell the original, mined and regenerated rows of a training
+    set apart.
+    """
+    if sources is not None and len(sources) != len(parts):
+        raise ValueError(f"{len(sources)} source names for {len(parts)} parts")
+    names: list[str] = []
+    kept, tags = [], []
+    for i, d in enumerate(parts):
+        if "source" in d.meta and "source_names" in d.meta:
+            part_names, part_tags = list(d.meta["source_names"]), np.asarray(d.meta["source"], dtype=np.int64)
+        else:
+            label = sources[i] if sources is not None else (d.name or f"part{i}")
+            part_names, part_tags = [label], np.zeros(len(d), dtype=np.int64)
+        for nm in part_names:
+            if nm not in names:
+                names.append(nm)
+        remap = np.asarray([names.index(nm) for nm in part_names], dtype=np.int64)
+        nonempty = d.lengths > 0
+        kept.append(d if bool(nonempty.all()) else d.subset(np.flatnonzero(nonempty)))
+        tags.append(remap[part_tags[nonempty]])
+    return concat(*kept, num_items=num_items, item_ids=item_ids, name=name,
+                  meta={"source": np.concatenate(tags), "source_names": names})
 
 
 def _save_pairs(pairs, path) -> None:
@@ -356,6 +380,8 @@ class DR4SR:
             originals come in again).
 
         After `mine` alone only the first three are there; after `fit`, all six.
+        Every set is tagged with its rows' sources (`combine`:
+        ``meta["source_names"]`` from "original", "patterns", "regenerated").
 
         Returns
         -------
@@ -364,8 +390,9 @@ class DR4SR:
         if self.patterns is None or self.data is None:
             raise RuntimeError("call mine(data) or fit(data) before training_sets()")
         n, ids = self.data.num_items, self.data.item_ids
-        original = combine(self._train_input, num_items=n, item_ids=ids, name="original")
-        mined = combine(self.patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns")
+        original = combine(self._train_input, num_items=n, item_ids=ids, name="original", sources=["original"])
+        mined = combine(self.patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns",
+                        sources=["patterns"])
         sets = {
             "original": original,
             "patterns": mined,
@@ -373,6 +400,8 @@ class DR4SR:
         }
         if self.regenerator is not None:
             regen = self._infer()
+            regen = regen.replace(meta={**regen.meta, "source": np.zeros(len(regen), np.int64),
+                                        "source_names": ["regenerated"]})
             sets["regenerated"] = regen
             sets["combined"] = combine(sets["original+patterns"], regen, num_items=n, item_ids=ids, name="combined")
             sets["combined_authors"] = combine(original, mined, original, regen, num_items=n, item_ids=ids,
@@ -430,6 +459,39 @@ class DR4SR:
             torch_threads=torch.get_num_threads(),
         )
         write_provenance(out / "regenerated.json", record)
+
+    def personalize(self, model: str = "sasrec", *, training_set: str | None = None, plus=None, seed: int = 0,
+                    out_dir=None, **config) -> dict:
+        """Train ``model`` on a training set with the DR4SR+ personalizer (`fastregen.dr4sr.plus.personalize`).
+
+        Parameters
+        ----------
+        model : str, default "sasrec"
+        training_set : str, optional
+            A key of `training_sets` (default ``config.training_set``).
+        plus : fastregen.dr4sr.plus.PlusConfig, optional
+        seed : int, default 0
+            The target model's seed.
+        out_dir : path, optional
+            The run folder (resumable).
+        **config
+            `fastregen.training.TrainConfig` fields.
+
+        Returns
+        -------
+        dict
+            The trained ``model``, its ``personalizer`` and ``weights`` (per
+            target of the training set), ``valid``/``test`` metrics, ...
+        """
+        from .plus import personalize
+
+        if self.data is None:
+            raise RuntimeError("call fit(data) (or mine(data)) before personalize()")
+        sets = self.training_sets()
+        which = self.config.training_set if training_set is None else training_set
+        if which not in sets:
+            raise ValueError(f"training_set must be one of {', '.join(map(repr, sets))}, got {which!r}")
+        return personalize(self.data, sets[which], model, seed, plus=plus, out_dir=out_dir, **config)
 
     def statistics(self) -> dict[str, dict]:
         """Table-2 statistics (users, items, interactions, avg length) of every training set."""

@@ -60,7 +60,7 @@ def build_target_model(cfg: TrainConfig, num_items: int, train_data: SequenceDat
 
 
 def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | None = None,
-        sequence_weights=None, log=None, hooks=(), objective=None, model=None) -> dict:
+        sequence_weights=None, log=None, hooks=(), objective=None, model=None, optimizer=None) -> dict:
     """Train ``cfg.model`` on ``train_data``, early-stopping on ``valid`` (an `EvalSplit`).
 
     Parameters
@@ -81,7 +81,14 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
     objective : callable, optional
         Replaces the configured `NextItemLoss` (same call signature).
     model : SequentialRecommender, optional
-        Train this model instead of a fresh one from the registry.
+        Train this model instead of a fresh one from the registry. The
+        random state is then the caller's: a model built by
+        `build_target_model` right after ``seed_everything(cfg.seed)`` trains
+        exactly as the one `fit` would build.
+    optimizer : torch.optim.Optimizer, optional
+        Replaces the default Adam(``cfg.lr``, ``cfg.weight_decay``) over the
+        model's parameters (e.g. one that also owns an objective's own
+        parameters).
 
     Returns
     -------
@@ -93,11 +100,11 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
     """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    seed_everything(cfg.seed)  # model initialisation and dropout
     num_items = int(num_items or train_data.num_items)
     if train_data.num_items > num_items:
         raise ValueError(f"training data holds item id {train_data.num_items} > num_items = {num_items}")
     if model is None:
+        seed_everything(cfg.seed)  # model initialisation and dropout
         model = build_target_model(cfg, num_items, train_data)
     mode = cfg.resolved_targets(model.causal)
     if mode == "packed" and not model.causal:
@@ -111,7 +118,7 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
     stopper = EarlyStopping(
         lambda m: evaluate(m, valid, cfg.ks, cfg.exclude_history, cfg.eval_batch_size),
         cfg.valid_metric, mode="max", patience=cfg.patience, every=cfg.eval_every)
-    trainer = Trainer(model, objective, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=[stopper, *hooks],
+    trainer = Trainer(model, objective, optimizer=optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=[stopper, *hooks],
                       batch_size=cfg.batch_size, bucketing=cfg.length_bucketing, seed=cfg.seed, device=cfg.device,
                       progress=cfg.progress, desc=cfg.model, log=log)
     history = trainer.fit(examples, cfg.epochs)
@@ -162,8 +169,8 @@ def union(*datasets: SequenceDataset, weights=None) -> SequenceDataset:
     )
 
 
-def fit_and_evaluate(data, model: str = "sasrec", seed: int = 0, train_data=None, out_dir=None, *,
-                     hooks=(), log=None, **config) -> dict:
+def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_dir=None, *,
+                     hooks=(), log=None, objective=None, optimizer=None, **config) -> dict:
     """Split ``data`` leave-one-out, train, early-stop on validation, test.
 
     Parameters
@@ -172,8 +179,9 @@ def fit_and_evaluate(data, model: str = "sasrec", seed: int = 0, train_data=None
         The original sequences. Validation targets are each user's
         second-to-last item, test targets the last (see
         `fastregen.data.leave_one_out`).
-    model : str, default "sasrec"
-        A registered model name.
+    model : str or SequentialRecommender, default "sasrec"
+        A registered model name, or a model already built (for its name's
+        config) that is trained in place.
     seed : int, default 0
     train_data : SequenceDataset or path, optional
         What to train on instead of the train split of ``data`` (e.g. a
@@ -189,6 +197,9 @@ def fit_and_evaluate(data, model: str = "sasrec", seed: int = 0, train_data=None
         Extra hooks for the Trainer.
     log : callable, optional
         Called with each epoch's record (after it is written to ``metrics.jsonl``).
+    objective, optimizer : optional
+        Passed to `fit` (a weighted objective, an optimizer that also owns
+        the objective's parameters).
     **config
         `TrainConfig` fields (``epochs``, ``loss``, ``lr``, ...), and/or
         ``config=TrainConfig(...)`` as the base they override. The ``model``
@@ -206,6 +217,9 @@ def fit_and_evaluate(data, model: str = "sasrec", seed: int = 0, train_data=None
     base = config.pop("config", None)
     values = dataclasses.asdict(base) if base is not None else {}
     values.update(config)
+    net = None
+    if not isinstance(model, str):
+        net, model = model, getattr(model, "name", "")
     values["model"] = model
     values["seed"] = seed
     cfg = config_from_dict(TrainConfig, values)
@@ -232,7 +246,7 @@ def fit_and_evaluate(data, model: str = "sasrec", seed: int = 0, train_data=None
     t0 = time.perf_counter()
     try:
         result = fit(cfg, train, split.valid, num_items=num_items, sequence_weights=weights, log=write_log,
-                     hooks=hooks)
+                     hooks=hooks, objective=objective, model=net, optimizer=optimizer)
     finally:
         if log_file is not None:
             log_file.close()

@@ -207,6 +207,9 @@ class Trainer:
         The constant the batch sums are divided by.
     stop : bool
         Set by a hook to end `fit` after the current epoch.
+    data : TrainingData or None
+        What `fit` is training on (None before `fit`), so hooks can draw
+        their own batches from it (a DR4SR+ upper level does).
     """
 
     def __init__(self, model: torch.nn.Module, objective, *, optimizer: torch.optim.Optimizer | None = None,
@@ -230,11 +233,17 @@ class Trainer:
         self.history: list[dict] = []
         self.targets_per_batch = 1.0
         self.stop = False
+        self.data: TrainingData | None = None
 
     # ------------------------------------------------------------------ steps
-    def loss(self, batch):
-        """The normalised loss of a batch (a scalar tensor with its graph) and the objective's `LossTerms`."""
-        terms = self.objective(self.model, batch, self.generator)
+    def loss(self, batch, generator: torch.Generator | None = None):
+        """The normalised loss of a batch (a scalar tensor with its graph) and the objective's `LossTerms`.
+
+        ``generator`` (default: the trainer's) feeds the objective's draws; a
+        hook that evaluates extra losses passes its own, so the training
+        steps see the same random stream with or without it.
+        """
+        terms = self.objective(self.model, batch, self.generator if generator is None else generator)
         loss = terms.total / self.targets_per_batch
         if terms.aux is not None:
             loss = loss + terms.aux
@@ -293,6 +302,7 @@ class Trainer:
         if len(data) == 0 or data.total_targets == 0:
             raise ValueError("the training data holds no target: nothing to learn")
         self.set_normaliser(data)
+        self.data = data
         if self._make_scheduler is not None and self.scheduler is None:
             steps = max(math.ceil(len(data) / self.batch_size), 1) * max(epochs, 1)
             self.scheduler = self._make_scheduler(self.optimizer, steps)

@@ -1,0 +1,327 @@
+"""`personalize`: a target model trained with the DR4SR+ personalizer, end to end, resumable.
+
+>>> from fastregen import DR4SR                                           # doctest: +SKIP
+>>> res = DR4SR(epochs=10).fit("beauty.txt").personalize(model="sasrec")  # doctest: +SKIP
+>>> res["test"]["ndcg@20"], res["weights"]["sampled"]                    # doctest: +SKIP
+
+Everything runs on the one `fastregen.training.Trainer` (through
+`fastregen.training.fit_and_evaluate`): the lower level is the target model
+with a `NextItemLoss` whose ``weight_fn`` is the personalizer, the upper
+level a `PersonalizerHook`.
+
+Run folder (``out_dir``)
+------------------------
+What `fit_and_evaluate` writes (``config.yaml``, ``metrics.jsonl`` with the
+personalizer's per-epoch figures, ``result.json``, ``test_ranks.npy``,
+``model.pt``, ``provenance.json``), and:
+
+=====================  ========================================================
+``plus.yaml``          the `PlusConfig`
+``personalizer.pt``    phi at the best epoch (`load_personalizer`)
+``weights.npz``        the weight of every target of the lower-level training
+                       set (`sequence_weights`: ``sampled``, ``noise_free``,
+                       NaN where no target) with its ``offsets``, ``items``,
+                       ``source`` tags and ``model`` name (Fig. 4:
+                       ``fastregen plot weights``)
+``personalize.json``   written last: the run is finished; a rerun with the
+                       same configs and data loads it instead of training
+=====================  ========================================================
+
+A run interrupted before ``personalize.json`` is trained again from scratch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..._io import atomic_open, atomic_write_text
+from ...config import config_from_dict, config_to_dict, file_sha256, load_config, provenance, save_config
+from ...data import SequenceDataset, as_dataset
+from ...training import Examples, NextItemLoss, TrainConfig, adam, fit_and_evaluate
+from ...training.fit import build_target_model, resolve_loss, seed_everything
+from ..infer import dataset_sha256
+from .bilevel import PersonalizerHook, joint_parameters
+from .config import PlusConfig
+from .personalizer import (
+    PersonalizedWeights,
+    Personalizer,
+    check_hidden_states,
+    load_personalizer,
+    pinned_interactions,
+    save_personalizer,
+    sequence_weights,
+)
+
+__all__ = ["personalize", "split_dev", "load_weights", "load_training_set"]
+
+# TrainConfig fields that change no result: a finished run is reused whatever they are.
+_RUNTIME = {"progress", "num_threads", "device", "eval_batch_size"}
+_DONE = "personalize.json"
+
+
+def _subset(ds: SequenceDataset, index: np.ndarray) -> SequenceDataset:
+    """``ds.subset(index)`` with its per-sequence tags (``meta["source"]``, ``meta["weights"]``) subset too."""
+    out = ds.subset(index)
+    meta = dict(ds.meta)
+    for key in ("source", "weights"):
+        if key in meta:
+            meta[key] = np.asarray(meta[key])[index]
+    return out.replace(meta=meta, name=ds.name)
+
+
+def split_dev(train: SequenceDataset, config: PlusConfig) -> tuple[SequenceDataset, SequenceDataset | None]:
+    """The lower-level training set and the held-out dev set of ``dev="heldout"`` (else ``(train, None)``).
+
+    A seeded ``dev_fraction`` of the sequences with at least two items (of
+    source ``config.dev_source`` when ``train`` is tagged with it) moves to
+    the dev set. Raises ValueError when that leaves the dev set empty.
+    """
+    if config.mode != "bilevel" or config.dev != "heldout":
+        return train, None
+    eligible = train.lengths >= 2
+    names = list(train.meta.get("source_names", ()))
+    if "source" in train.meta and config.dev_source in names:
+        eligible &= np.asarray(train.meta["source"]) == names.index(config.dev_source)
+    pool = np.flatnonzero(eligible)
+    n_dev = int(round(config.dev_fraction * pool.size))
+    if n_dev == 0:
+        where = f"source {config.dev_source!r}" if config.dev_source in names else "the training set"
+        raise ValueError(f"the dev set is empty: dev_fraction = {config.dev_fraction} of the {pool.size} sequences "
+                         f"with two or more items in {where} rounds to 0")
+    rng = np.random.default_rng(config.seed)
+    dev_idx = np.sort(rng.choice(pool, n_dev, replace=False))
+    keep = np.ones(len(train), dtype=bool)
+    keep[dev_idx] = False
+    return _subset(train, np.flatnonzero(keep)), _subset(train, dev_idx)
+
+
+def _train_config(model: str, seed: int, config: dict) -> TrainConfig:
+    base = config.pop("config", None)
+    values = dataclasses.asdict(base) if base is not None else {}
+    values.update(config)
+    values.update(model=model, seed=seed)
+    return config_from_dict(TrainConfig, values)
+
+
+def _fingerprint(cfg: TrainConfig, plus: PlusConfig, data, train, init) -> dict:
+    return {
+        "train_config": {k: v for k, v in config_to_dict(cfg).items() if k not in _RUNTIME},
+        "plus_config": config_to_dict(plus),
+        "data_sha256": dataset_sha256(data),
+        "train_data_sha256": dataset_sha256(train),
+        "init_sha256": None if init is None else file_sha256(init),
+    }
+
+
+def load_training_set(data, regen_dir, training_set: str | None = None):
+    """A training set of a finished ``fastregen regenerate`` folder, tagged with its rows' sources.
+
+    The folder's stages are reused as they are (nothing is retrained).
+
+    Parameters
+    ----------
+    data : path or SequenceDataset
+        The data the folder was regenerated from (checked by content hash).
+    regen_dir : path
+    training_set : str, optional
+        A key of `fastregen.dr4sr.DR4SR.training_sets` (default: the set the
+        folder wrote, its ``training_set`` option).
+
+    Returns
+    -------
+    (SequenceDataset, SequenceDataset, str)
+        The original data, the training set and its name.
+    """
+    from ..config import RegenConfig
+    from ..pipeline import DR4SR
+
+    regen_dir = Path(regen_dir)
+    if not (regen_dir / "regenerated.json").exists() or not (regen_dir / "config.yaml").exists():
+        raise ValueError(f"{regen_dir} is not a finished `fastregen regenerate` folder (no regenerated.json); "
+                         "run `fastregen regenerate DATA --out DIR` first")
+    cfg = load_config(RegenConfig, regen_dir / "config.yaml")
+    cfg.progress = False
+    dr = DR4SR(cfg).fit(data, out_dir=regen_dir)
+    sets = dr.training_sets()
+    name = cfg.training_set if training_set is None else training_set
+    if name not in sets:
+        raise ValueError(f"training set must be one of {', '.join(map(repr, sets))}, got {name!r}")
+    return dr.data, sets[name], name
+
+
+def load_weights(path) -> dict:
+    """The arrays of a ``weights.npz`` (see the module docstring) as a dict."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _load_finished(out: Path, fingerprint: dict) -> dict | None:
+    """The result of a finished run in ``out`` with the same fingerprint; None when there is none."""
+    from ...models import load_model
+
+    done = out / _DONE
+    if not done.exists():
+        return None
+    record = json.loads(done.read_text())
+    old = record.get("fingerprint", {})
+    if old != fingerprint:
+        diff = []
+        for part in ("train_config", "plus_config"):
+            a, b = old.get(part, {}), fingerprint[part]
+            diff += [f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        diff += [k for k in ("data_sha256", "train_data_sha256", "init_sha256") if old.get(k) != fingerprint[k]]
+        raise ValueError(f"{out} holds a finished DR4SR+ run with other settings ({', '.join(diff)}); "
+                         "use another output folder")
+    result = json.loads((out / "result.json").read_text())
+    model = load_model(out / "model.pt")
+    result.update(model=model, test_ranks=np.load(out / "test_ranks.npy"), resumed=True)
+    with open(out / "metrics.jsonl") as f:
+        result["history"] = [json.loads(line) for line in f if line.strip()]
+    result["personalizer"] = load_personalizer(out / "personalizer.pt", model=model) \
+        if (out / "personalizer.pt").exists() else None
+    result["weights"] = load_weights(out / "weights.npz") if (out / "weights.npz").exists() else None
+    result.update({k: v for k, v in record.items() if k not in ("fingerprint", "provenance")})
+    return result
+
+
+def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus: PlusConfig | None = None,
+                out_dir=None, init=None, log=None, **config) -> dict:
+    """Train a target model on ``train_data`` with the DR4SR+ personalizer; validate and test on ``data``.
+
+    Parameters
+    ----------
+    data : SequenceDataset or path
+        The original sequences (leave-one-out: validation = second-to-last
+        item, test = last; neither is ever read by the upper level).
+    train_data : SequenceDataset or path
+        What the target model trains on (e.g. ``DR4SR.training_sets()["combined"]``,
+        tagged with ``meta["source"]`` / ``meta["source_names"]``).
+    model : str, default "sasrec"
+        sasrec, gru4rec, fmlp, gnn, cl4srec (or any registered model with a
+        hidden state per position).
+    seed : int, default 0
+        The target model's seed (``plus.seed`` seeds the personalizer's side).
+    plus : PlusConfig, optional
+        DR4SR+ options (default ``PlusConfig()``: bi-level, the released
+        hyper-parameters, a held-out dev slice).
+    out_dir : path, optional
+        Run folder (module docstring); a finished run there is reused.
+    init : path, optional
+        A personalizer checkpoint (``personalizer.pt``) to start from; it
+        must belong to the same target model and vocabulary.
+    log : callable, optional
+        Called with each epoch's record.
+    **config
+        `fastregen.training.TrainConfig` fields (``epochs``, ``patience``,
+        ...), and/or ``config=TrainConfig(...)`` as their base.
+
+    Returns
+    -------
+    dict
+        What `fastregen.training.fit_and_evaluate` returns (``valid``,
+        ``test``, ``test_ranks``, ``model``, ``history``, ...) and
+        ``personalizer`` (None with ``mode="off"``), ``weights`` (dict of
+        per-interaction arrays, see `load_weights`; None with ``mode="off"``),
+        ``upper_steps``, ``upper_skipped``, ``train_sequences``,
+        ``dev_sequences``, ``resumed``.
+    """
+    plus = PlusConfig() if plus is None else plus
+    if not isinstance(plus, PlusConfig):
+        raise TypeError(f"plus must be a PlusConfig, got {type(plus).__name__}")
+    plus.validate()
+    cfg = _train_config(model, seed, dict(config))
+    data, train = as_dataset(data), as_dataset(train_data)
+    out = None if out_dir is None else Path(out_dir)
+    fingerprint = _fingerprint(cfg, plus, data, train, init)
+    if out is not None:
+        finished = _load_finished(out, fingerprint)
+        if finished is not None:
+            return finished
+        out.mkdir(parents=True, exist_ok=True)
+        (out / _DONE).unlink(missing_ok=True)
+
+    t0 = time.perf_counter()
+    lower, dev = split_dev(train, plus)
+    num_items = max(data.num_items, train.num_items)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    seed_everything(cfg.seed)  # the same initialisation as a plain fit_and_evaluate of this config
+    net = build_target_model(cfg, num_items, lower)
+    personalizer = hook = objective = optimizer = None
+    pinned = None
+    if plus.mode != "off":
+        width = check_hidden_states(net)
+        if init is not None:
+            personalizer = load_personalizer(init, model=net)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(plus.seed)
+                personalizer = Personalizer(width, tau=plus.tau, tau_min=plus.tau_min, learn_tau=plus.learn_tau)
+        personalizer.to(cfg.device)
+        pinned = pinned_interactions(lower, plus.pin)
+        weights = PersonalizedWeights(personalizer, pinned, differentiable=plus.mode == "end_to_end",
+                                      detach_hidden=plus.detach_hidden)
+        loss_name, negatives = resolve_loss(cfg)
+        objective = NextItemLoss(loss_name, negatives, cfg.temperature, weight_fn=weights)
+        protocol = cfg.resolved_targets(net.causal)
+        dev_examples = None if dev is None else Examples(dev, net.max_len, protocol)
+        hook = PersonalizerHook(personalizer, weights, plus, dev=dev_examples, batch_size=cfg.batch_size,
+                                loss=loss_name, num_negatives=negatives, temperature=cfg.temperature)
+        if plus.mode == "end_to_end":
+            optimizer = adam(joint_parameters(net, personalizer), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    result = fit_and_evaluate(data, model=net, seed=cfg.seed, train_data=lower, out_dir=out,
+                              hooks=() if hook is None else (hook,), log=log, objective=objective,
+                              optimizer=optimizer, config=cfg)
+    net = result["model"]
+    extra = {
+        "train_sequences": len(lower),
+        "dev_sequences": 0 if dev is None else len(dev),
+        "upper_steps": 0 if hook is None else hook.upper_steps,
+        "upper_skipped": 0 if hook is None else hook.upper_skipped,
+    }
+    result.update(extra, personalizer=personalizer, weights=None, resumed=False)
+    if personalizer is not None:
+        examples = Examples(lower, net.max_len, cfg.resolved_targets(net.causal))
+        result["weights"] = sequence_weights(net, personalizer, examples, pinned=pinned, seed=plus.seed,
+                                             batch_size=cfg.eval_batch_size)
+    result["seconds"] = time.perf_counter() - t0
+    if out is not None:
+        _write(out, result, net, personalizer, lower, plus, cfg, fingerprint, extra, data, train)
+    return result
+
+
+def _write(out: Path, result, net, personalizer, lower, plus, cfg, fingerprint, extra, data, train) -> None:
+    save_config(plus, out / "plus.yaml")
+    if personalizer is not None:
+        save_personalizer(personalizer, out / "personalizer.pt", model=net, best_epoch=result["best_epoch"])
+        w = result["weights"]
+        with atomic_open(out / "weights.npz", "wb") as f:
+            np.savez_compressed(
+                f, sampled=w["sampled"], noise_free=w["noise_free"], offsets=lower.offsets, items=lower.items,
+                source=np.asarray(lower.meta.get("source", np.zeros(len(lower), np.int64))),
+                source_names=np.asarray(list(lower.meta.get("source_names", ())), dtype=str),
+                model=np.asarray(net.name), mode=np.asarray(plus.mode))
+    record = {
+        **extra,
+        "seconds": result["seconds"],
+        "fingerprint": fingerprint,
+        "provenance": provenance(plus, train_config=config_to_dict(cfg), data=getattr(data, "name", ""),
+                                 train_data=getattr(train, "name", ""), command="fastregen.dr4sr.plus.personalize",
+                                 torch=torch.__version__, torch_threads=torch.get_num_threads()),
+    }
+    # the summary fit_and_evaluate wrote, with DR4SR+'s figures added
+    summary = json.loads((out / "result.json").read_text())
+    summary.update(extra, seconds=result["seconds"])
+    atomic_write_text(out / "result.json", json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write_text(out / _DONE, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def load_plus_config(path) -> PlusConfig:
+    """A `PlusConfig` from YAML (`fastregen.config.load_config`)."""
+    return load_config(PlusConfig, path)

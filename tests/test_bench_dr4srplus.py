@@ -1,0 +1,108 @@
+"""benchmarks/dr4srplus.py + report.py: selection on validation only, paired p-values, the bar line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    pytest.importorskip("scipy")
+    monkeypatch.syspath_prepend(str(BENCH))
+    for name in ("dr4srplus", "report", "_results"):
+        sys.modules.pop(name, None)
+    import _results
+    import dr4srplus
+    import report
+
+    return dr4srplus, report, _results
+
+
+def _row(study, run_id, stage, model, train_set, seed, valid, test, lr="", wd=""):
+    row = {c: "" for c in study.COLUMNS}
+    regen = "" if train_set in ("original", "original+patterns") else "r1"
+    row.update(run_id=run_id, stage=stage, dataset="beauty", model=model, train_set=train_set, target_seed=seed,
+               regen=regen,
+               grid="upper_lr" if lr != "" else "", upper_lr=lr, alpha=0.001 if lr != "" else "",
+               upper_weight_decay=wd, upper_steps=10, upper_skipped=0, weight_mean=0.5,
+               n_test_users=200, **{f"valid_{m}": valid for m in study.METRICS},
+               **{f"test_{m}": test for m in study.METRICS}, test_auc=0.5)
+    return row
+
+
+def test_selection_reads_validation_only_and_p_values_are_paired(tmp_path, bench):
+    study, report, res = bench
+    from scipy.stats import wilcoxon
+
+    results, ranks = tmp_path / "dr4srplus.csv", tmp_path / "ranks"
+    ranks.mkdir()
+    rng = np.random.default_rng(0)
+    n = 200
+    grid = [(a, wd) for a in study.RATES for wd in study.WEIGHT_DECAYS]
+    user_ranks = {}
+    for i, (a, wd) in enumerate(grid):
+        rid = f"sel{i}"
+        # (0.01, 0.1) has the best validation score; (0.1, 0.1) the best *test* score, and must not be picked
+        valid = 0.05 if (a, wd) == (0.01, 0.1) else 0.03
+        test = 0.09 if (a, wd) == (0.1, 0.1) else 0.04
+        res.append_row(results, _row(study, rid, "select", "sasrec", "dr4sr+", 0, valid, test, a, wd), study.COLUMNS)
+        user_ranks[rid] = rng.integers(0, 60, n)
+    for seed in (1, 2):
+        res.append_row(results, _row(study, f"rep{seed}", "replicate", "sasrec", "dr4sr+", seed, 0.05, 0.045,
+                                     0.01, 0.1), study.COLUMNS)
+        user_ranks[f"rep{seed}"] = rng.integers(0, 30, n)
+    for ts in ("original", "dr4sr", "original+patterns"):
+        for seed in (0, 1, 2):
+            rid = f"{ts}{seed}"
+            res.append_row(results, _row(study, rid, "replicate", "sasrec", ts, seed, 0.02, 0.03), study.COLUMNS)
+            user_ranks[rid] = rng.integers(0, 80 if ts == "original" else 50, n)
+    for rid, r in user_ranks.items():
+        res.save_ranks(ranks / f"{rid}.npz", r)
+
+    rows = res.read_rows(results, study.COLUMNS)
+    assert study.selected(rows, "beauty", "sasrec") == (0.01, 0.1)
+    assert study.selected(rows, "beauty", "sasrec", "r1") == (0.01, 0.1)
+    assert study.selected(rows, "beauty", "sasrec", "r9") is None
+    assert study.selected(rows, "beauty", "sasrec", grid="alpha") is None  # another grid, not run
+    assert study.selected(rows, "beauty", "gru4rec") is None
+    text = report.dr4srplus_report(results, ranks)
+    assert "| beauty | sasrec | r1 | upper_lr | 0.01 | 0.1 | 0.0500 |" in text and "**selected**" in text
+    plus_line = next(line for line in text.splitlines() if "| beauty | sasrec | dr4sr+ @r1 |" in line)
+    assert "| 3 |" in plus_line  # seed 0 (the selection run) + seeds 1, 2; the test-best setting is left out
+    assert "0.0433 ± 0.0024" in plus_line  # 0.04, 0.045, 0.045: the selected setting only
+
+    # the p-value against DR4SR: Wilcoxon over users of the per-user NDCG@20, each side averaged over seeds
+    def ndcg(rids):
+        return np.mean([np.where(user_ranks[r] < 20, 1 / np.log2(np.minimum(user_ranks[r], 50) + 2), 0.0)
+                        for r in rids], axis=0)
+
+    sel = f"sel{grid.index((0.01, 0.1))}"
+    p = wilcoxon(ndcg([sel, "rep1", "rep2"]) - ndcg(["dr4sr0", "dr4sr1", "dr4sr2"])).pvalue
+    assert report._fmt_p(p) in plus_line
+    assert "The bar (issue 18)" in text and "beauty/sasrec @r1" in text
+    # another regenerator's rows are a group of their own, never mixed into r1's
+    res.append_row(results, {**_row(study, "other", "replicate", "sasrec", "dr4sr", 0, 0.02, 0.01), "regen": "r2"},
+                   study.COLUMNS)
+    res.save_ranks(ranks / "other.npz", rng.integers(0, 80, n))
+    text = report.dr4srplus_report(results, ranks)
+    assert "| beauty | sasrec | dr4sr @r2 | 1 |" in text and "| beauty | sasrec | dr4sr @r1 | 3 |" in text
+
+
+def test_run_ids_ignore_the_stage_so_seed_zero_is_shared(bench):
+    study, _, _ = bench
+    a = study.Run("select", "beauty", "sasrec", "dr4sr+", 0, "upper_lr", 0.01, 0.1)
+    b = study.Run("replicate", "beauty", "sasrec", "dr4sr+", 0, "upper_lr", 0.01, 0.1)
+    assert a.run_id("abc") == b.run_id("abc") != study.Run("select", "beauty", "sasrec", "dr4sr+", 1, "upper_lr",
+                                                           0.01, 0.1).run_id("abc")
+    assert a.run_id("abc") != a.run_id("def")  # another regenerator, another run
+    assert a.run_id("abc") != study.Run("select", "beauty", "sasrec", "dr4sr+", 0, "alpha", 0.01, 0.1).run_id("abc")
+    assert a.plus["upper_lr"] == 0.01 and a.plus["alpha"] == 1e-3 and a.plus["mode"] == "bilevel"
+    assert study.Run("x", "beauty", "sasrec", "dr4sr+", 0, "alpha", 0.1, 0.01).plus["alpha"] == 0.1
+    assert study.Run("ablation", "beauty", "sasrec", "dr4sr+e2e").plus["mode"] == "end_to_end"
+    assert len(study.selection_runs()) == len(study.selection_runs("alpha")) == 2 * 2 * 9

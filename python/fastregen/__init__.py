@@ -10,9 +10,9 @@ from ._version import __version__
 
 __all__ = ["__version__", "show_config", "config_info", "DR4SR", "RegenConfig"]
 
-# Submodules load on first attribute access (`fastregen.mining.mine_patterns`),
+# Submodules load on first attribute access (`fastregen.patterns.mine_patterns`),
 # so `import fastregen` stays cheap and never imports torch or triton.
-_SUBMODULES = ("data", "mining", "entropy", "models", "training", "evaluation", "dr4sr", "ops", "config", "reference")
+_SUBMODULES = ("data", "patterns", "mining", "entropy", "models", "training", "evaluation", "dr4sr", "ops", "config", "reference")
 
 
 def config_info() -> dict:

@@ -20,7 +20,7 @@ DEMO_TRAIN = dict(epochs=10, patience=5, num_threads=2)
 def _mining_step(result: dict, quiet: bool = False) -> dict:
     import numpy as np
 
-    from ..mining import dr4sr_input, mine_patterns
+    from ..patterns import dr4sr_input, mine_patterns
 
     ds = result["dataset"]
     pats = mine_patterns(dr4sr_input(ds), max_span=5, min_support=2)

@@ -46,7 +46,7 @@ def mine(
     ),
 ) -> None:
     """Mine span-constrained sequential patterns (DR4SR §4.2.1; same result as Seq2Pat)."""
-    from .. import mining
+    from .. import patterns as mining
 
     progress = progress and not quiet
     ds = _load_input(data, drop_last, progress)
@@ -94,7 +94,7 @@ def pairs(
     """Build the (sequence, pattern) pairs the DR4SR regenerator is pre-trained on."""
     import numpy as np
 
-    from .. import mining
+    from .. import patterns as mining
     from .._io import atomic_open
 
     progress = progress and not quiet

@@ -20,11 +20,11 @@ class RegenConfig:
     Mining and pre-training pairs
     -----------------------------
     max_span : int, default 5
-        Longest mined pattern (`fastregen.mining.mine_patterns`).
+        Longest mined pattern (`fastregen.patterns.mine_patterns`).
     min_support : int, default 2
         Minimum support of a mined pattern.
     max_pairs_per_sequence : int, default 10
-        Pre-training pairs drawn per sequence (`fastregen.mining.pretrain_pairs`).
+        Pre-training pairs drawn per sequence (`fastregen.patterns.pretrain_pairs`).
     max_len : int, default 50
         Longest input sequence the regenerator reads (most recent items kept).
 
@@ -104,7 +104,7 @@ class RegenConfig:
         sequence's order. ``"span"``: ``"ordered"``, and no further than
         ``max_span - 1`` positions after the first input position the
         pattern took -- the set the pre-training targets (span-constrained
-        subsequences, `fastregen.mining.mine_patterns`) come from.
+        subsequences, `fastregen.patterns.mine_patterns`) come from.
         Generative steps are never restricted; a generated item that occurs
         in the allowed part of the input also advances the position.
     max_pattern_len : int, default 24

@@ -75,7 +75,7 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
     model : Regenerator
         A pre-trained regenerator (put in eval mode here).
     sources : SequenceDataset
-        Input sequences (DR4SR uses each user's training part, `fastregen.mining.dr4sr_input`);
+        Input sequences (DR4SR uses each user's training part, `fastregen.patterns.dr4sr_input`);
         the last ``max_len`` items of each are read; empty ones are skipped.
     gamma, schedule, restrict, max_pattern_len, min_pattern_len, batch_size, seed, backend, progress
         Default to the model's `RegenConfig` (``restrict``: what a restrictive step may

@@ -100,7 +100,7 @@ class PairData:
 
 
 def pair_data(pairs, config: RegenConfig) -> PairData:
-    """`PairData` of `fastregen.mining.PretrainPairs`: pairs with an empty side dropped, each
+    """`PairData` of `fastregen.patterns.PretrainPairs`: pairs with an empty side dropped, each
     distinct source once (its ``max_len`` most recent items), patterns cut to ``max_pattern_len``."""
     if len(pairs.sequences) != len(pairs.patterns):
         raise ValueError(f"pairs have {len(pairs.sequences)} input sequences but {len(pairs.patterns)} patterns")
@@ -228,7 +228,7 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     Parameters
     ----------
     pairs : PretrainPairs
-        From `fastregen.mining.pretrain_pairs`: ``pairs.sequences`` (row r:
+        From `fastregen.patterns.pretrain_pairs`: ``pairs.sequences`` (row r:
         input sequence of pair r), ``pairs.patterns`` (row r: its target
         pattern), both `SequenceDataset`, and ``pairs.source`` (the id of
         pair r's input sequence; pairs with one id share one input).

@@ -14,7 +14,7 @@ import typer
 
 from . import app
 
-_FORMAT_HELP = "auto, lines, pairs, csv, tsv or parquet (auto: by extension and content)."
+_FORMAT_HELP = "auto, lines, pairs, csv, tsv, parquet or recbole (auto: by extension and content)."
 _FormatOpt = typer.Option("auto", "--format", "-f", help=_FORMAT_HELP)
 _UserOpt = typer.Option(None, "--user", help="User column of a csv/tsv/parquet table.")
 _ItemOpt = typer.Option(None, "--item", help="Item column of a csv/tsv/parquet table.")

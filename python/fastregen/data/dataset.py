@@ -359,7 +359,9 @@ def concat(*datasets: SequenceDataset, num_items: int | None = None, **fields) -
         Vocabulary size of the result; defaults to the largest ``num_items``.
     **fields
         Other `SequenceDataset` fields of the result (``name``, ``item_ids``,
-        ``meta``). Timestamps and user ids are not carried over.
+        ``meta``). User ids are not carried over; timestamps are when every
+        dataset has them (a model with a time bias then reads them for all
+        sequences), else the result has none.
     """
     if not datasets:
         raise ValueError("concat needs at least one dataset")
@@ -367,6 +369,8 @@ def concat(*datasets: SequenceDataset, num_items: int | None = None, **fields) -
     for d in datasets:
         offsets.append(d.offsets[1:] + base)
         base += d.num_interactions
+    if "timestamps" not in fields and all(d.timestamps is not None for d in datasets):
+        fields["timestamps"] = np.concatenate([d.timestamps for d in datasets])
     return SequenceDataset(
         np.concatenate(offsets),
         np.concatenate([d.items for d in datasets]),

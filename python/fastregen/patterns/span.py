@@ -113,12 +113,18 @@ class PretrainPairs:
         Index of each pair's training sequence in ``data``.
     pattern_index : np.ndarray of int64, shape (n_pairs,)
         Index of each pair's pattern in the `Patterns` it was drawn from.
+    segments : SequenceDataset, optional
+        Aligned with ``patterns``: the segment (0, 1, ...) of each target
+        token, when targets hold several segments (UniDS's pattern-token
+        targets, whose promoter weighs the memories per segment). Stored as
+        a `SequenceDataset` of segment ids + 1.
     """
 
     sequences: SequenceDataset
     patterns: SequenceDataset
     source: np.ndarray
     pattern_index: np.ndarray | None = None
+    segments: SequenceDataset | None = None
 
     def __len__(self) -> int:
         return int(self.source.size)

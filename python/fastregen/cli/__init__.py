@@ -22,6 +22,8 @@ from . import _entropy  # noqa: E402,F401
 from . import _mining  # noqa: E402,F401
 from . import _regen  # noqa: E402,F401
 from . import _train  # noqa: E402,F401
+from . import _unids  # noqa: E402,F401
+from . import _plot  # noqa: E402,F401
 from . import _demo  # noqa: E402,F401  (registers the demo stages; after the topics)
 
 

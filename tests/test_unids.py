@@ -18,7 +18,7 @@ TINY_GEN = dict(d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1, n_decoder_la
                 batch_size=16)
 
 
-def planted(n=40, num_items=20, seed=0, timestamps=True):
+def planted(n=30, num_items=20, seed=0, timestamps=True):
     """Sequences that often contain the runs (1 2 3) and (4 5), on a clock."""
     rng = np.random.default_rng(seed)
     seqs = []
@@ -33,7 +33,7 @@ def planted(n=40, num_items=20, seed=0, timestamps=True):
 
 
 def cfg(**kw):
-    base = dict(max_len=16, theta_recall=1.3, theta_coarse=1.4, theta_fine=1.5, generator=dict(TINY_GEN),
+    base = dict(max_len=12, theta_recall=1.3, theta_coarse=1.4, theta_fine=1.5, generator=dict(TINY_GEN),
                 progress=False, max_pattern_len=4)
     base.update(kw)
     return UniDSConfig(**base)
@@ -66,6 +66,15 @@ def test_end_to_end_and_resume(tmp_path, target):
     assert other.stage_seconds["generator"] == 0.0
     other.generated()
     assert other.stage_seconds["generate"] > 0.0
+
+
+def test_config_yaml_roundtrip(tmp_path):
+    from fastregen.config import load_config, save_config
+
+    c = cfg(threshold_control=False, token_fine="position", generator={**TINY_GEN, "gamma": 0.3})
+    save_config(c, tmp_path / "c.yaml")
+    assert load_config(UniDSConfig, tmp_path / "c.yaml") == c
+    assert c.regen_config().gamma == 0.3 and c.regen_config().entropy_weight == -c.diversity_weight
 
 
 def test_ablations():
@@ -131,7 +140,7 @@ def test_cli(tmp_path):
     path = tmp_path / "d.txt"
     save(ds, path, format="lines")
     conf = tmp_path / "u.yaml"
-    conf.write_text(yaml.safe_dump({"max_len": 16, "theta_recall": 1.3, "theta_coarse": 1.4, "theta_fine": 1.5,
+    conf.write_text(yaml.safe_dump({"max_len": 12, "theta_recall": 1.3, "theta_coarse": 1.4, "theta_fine": 1.5,
                                     "max_pattern_len": 4, "generator": TINY_GEN}))
     runner = CliRunner()
     res = runner.invoke(app, ["unids", str(path), "--out", str(tmp_path / "run"), "--config", str(conf), "-q"])

@@ -75,7 +75,8 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
                      schedule: str | None = None, restrict: str | None = None, max_pattern_len: int | None = None,
                      min_pattern_len: int | None = None, batch_size: int | None = None,
                      seed: int | None = None, backend: str | None = None,
-                     progress: bool | None = None, repeatable_from: int | None = None) -> tuple[SequenceDataset, dict]:
+                     progress: bool | None = None, repeatable_from: int | None = None,
+                     unique: bool = True) -> tuple[SequenceDataset, dict]:
     """Regenerate patterns from every sequence with every memory, batched over sequences.
 
     Parameters
@@ -91,6 +92,9 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
     repeatable_from : int, optional
         Ids from this one up may occur more than once in a pattern (UniDS's
         T tokens, which follow every segment); by default no id repeats.
+    unique : bool, default True
+        Drop repeated patterns (DR4SR); False keeps every decoded pattern
+        (UniDS deduplicates per user itself).
 
     Returns
     -------
@@ -196,7 +200,12 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
         lens = (out[k] != PAD).sum(1)
         per_memory.append(float(lens.mean()) if n else 0.0)
         patterns.extend(out[k, i, : lens[i]] for i in range(n))
-    kept, info, index = deduplicate(patterns, min_pattern_len, return_index=True)
+    if unique:
+        kept, info, index = deduplicate(patterns, min_pattern_len, return_index=True)
+    else:
+        index = np.asarray([k for k, p in enumerate(patterns) if p.size >= min_pattern_len], dtype=np.int64)
+        kept = [patterns[k] for k in index]
+        info = {"decoded": len(patterns), "too_short": len(patterns) - len(kept), "duplicates": 0, "kept": len(kept)}
     info.update(sequences=n, memories=K, mean_length_per_memory=per_memory, gamma=gamma, schedule=schedule,
                 restrict=restrict, seconds=time.perf_counter() - t0)
     origin = {"source": nonempty[index % n] if n else index, "memory": index // n if n else index}

@@ -62,12 +62,24 @@ class UniDSConfig:
     uniform_generation : bool, default True
         False is the "w/o UG" ablation: no generator; the mined multi-item
         segments of every stage are the generated data.
-    target : {"sequence", "segment"}, default "sequence"
-        What the generator reconstructs: the whole pattern-token window with
-        a promoter per segment (the paper's eq. 7-8), or one segment per pair
-        (DR4SR's pairs); `fastregen.unids.generator.build_pairs`.
+    target : {"segment", "sequence"}, default "segment"
+        What the generator reconstructs from a user's pattern-token window:
+        one segment ``[P_i, T_i]`` per pair, its own promoter mixture
+        (DR4SR's pairs with the segments as patterns), or the whole window
+        with a promoter per segment (eq. 7-8 read literally);
+        `fastregen.unids.generator.build_pairs`. "segment" is the default
+        because it is what trains on a CPU budget: on ml-100k (2,829
+        windows of 50 tokens, K = 5) whole-window targets cost 40-90 s per
+        epoch and their held-out cross-entropy stalled at 2.25 nats per
+        token after 3-10 epochs (dropout 0.5 or 0.1, batch 32), i.e. the
+        decoder had not learnt to copy the window, so decoding produced
+        mostly T tokens (BENCHMARKS.md, UniDS).
     max_len : int, default 100
         Tokens of a generator source (stage token included).
+    dedup : {"user", "global"}, default "user"
+        Drop generated sequences repeated for one user, or anywhere (DR4SR's
+        rule; on ml-100k it left 820 sequences of 2 items, 1.7% of the
+        original items, from decoding 2,829 sources with 5 memories).
     generated_ratio : float, default 1.0
         Generate about this many items per original training item (UniDS's
         Table 2: ~0.7 extra on ML-1M); 0 or less: decode every source.
@@ -109,9 +121,10 @@ class UniDSConfig:
     position_buckets: int = 8
     session_gap: int = 3600
     uniform_generation: bool = True
-    target: str = "sequence"
+    target: str = "segment"
     max_len: int = 100
     generated_ratio: float = 1.0
+    dedup: str = "user"
     min_items: int = 2
     max_pairs_per_sequence: int = 10
     diversity_weight: float = 0.1
@@ -151,6 +164,8 @@ class UniDSConfig:
             from ..models import model_class
 
             model_class(self.pm)  # unknown names fail here, listing the valid ones
+        if self.dedup not in ("user", "global"):
+            raise ValueError(f"dedup must be 'user' or 'global', got {self.dedup!r}")
         if self.target not in ("sequence", "segment"):
             raise ValueError(f"target must be 'sequence' or 'segment', got {self.target!r}")
         if isinstance(self.generated_ratio, bool) or not math.isfinite(float(self.generated_ratio)):

@@ -5,9 +5,10 @@ pattern-token sequences (`fastregen.unids.tokens`):
 
 * source: a stage token, then the most recent whole segments of a user's
   [P1, T1, ..., Pk, Tk] that fit in ``max_len - 1`` tokens;
-* target (``target="sequence"``, the paper's reading): that window,
-  [P1, T1, ..., Pk, Tk], every token tagged with its segment; or
-  (``target="segment"``) one segment ``[P_i, T_i]`` per pair, DR4SR's pairs.
+* target (``target="segment"``, the default): one segment ``[P_i, T_i]`` of
+  that window per pair, DR4SR's pairs with the segments as patterns; or
+  (``target="sequence"``, eq. 7-8 read literally) the whole window
+  [P1, T1, ..., Pk, Tk], every token tagged with its segment.
 
 The model is `fastregen.dr4sr.Regenerator`, over the token vocabulary
 (items, T tokens and stage tokens are its "items"; its EOS and BOS come
@@ -127,7 +128,7 @@ def build_sources(stage_tokens: dict, vocab: TokenVocab, max_len: int, use_stage
     return sources, info
 
 
-def build_pairs(sources: SequenceDataset, info: dict, *, target: str = "sequence", min_items: int = 2,
+def build_pairs(sources: SequenceDataset, info: dict, *, target: str = "segment", min_items: int = 2,
                 max_pairs: int = 10, seed: int = 0) -> PretrainPairs:
     """The generator's pre-training pairs.
 
@@ -135,7 +136,7 @@ def build_pairs(sources: SequenceDataset, info: dict, *, target: str = "sequence
     ----------
     sources, info
         From `build_sources`.
-    target : {"sequence", "segment"}, default "sequence"
+    target : {"segment", "sequence"}, default "segment"
         ``"sequence"``: one pair per source, its target every segment of the
         window ([P1, T1, ..., Pk, Tk] without the stage token), with
         ``segments`` naming each token's segment, so the promoter weighs the
@@ -255,7 +256,8 @@ def stamp(gen: SequenceDataset, users: np.ndarray, train: SequenceDataset) -> np
 
 
 def generate(model, sources: SequenceDataset, info: dict, vocab: TokenVocab, train: SequenceDataset, *,
-             min_items: int = 2, budget: int | None = None, seed: int = 0, **decode) -> tuple[SequenceDataset, dict]:
+             min_items: int = 2, budget: int | None = None, seed: int = 0, dedup: str = "user",
+             **decode) -> tuple[SequenceDataset, dict]:
     """Decode sources with every memory, strip the T and stage tokens, deduplicate, timestamp.
 
     Parameters
@@ -277,6 +279,10 @@ def generate(model, sources: SequenceDataset, info: dict, vocab: TokenVocab, tra
         every source.
     seed : int, default 0
         Seeds the source order and the generative/restrictive draws.
+    dedup : {"user", "global"}, default "user"
+        Drop a generated sequence repeated for the same user (each user keeps
+        its own copy of a common pattern, on its own clock), or repeated
+        anywhere (DR4SR's rule: one row per distinct pattern).
     **decode
         Options of `fastregen.dr4sr.hybrid_inference` (gamma, schedule, ...).
 
@@ -286,22 +292,26 @@ def generate(model, sources: SequenceDataset, info: dict, vocab: TokenVocab, tra
         Item sequences (ids of ``train``) with ``meta["user"]`` and
         ``meta["stage"]`` (index into the stages) of each; decoding counts.
     """
+    if dedup not in ("user", "global"):
+        raise ValueError(f"dedup must be 'user' or 'global', got {dedup!r}")
     rows = np.flatnonzero(sources.lengths > 0)
     if budget is not None:
         rows = np.random.default_rng(seed).permutation(rows)
         n_items = np.bincount(np.repeat(np.arange(len(sources)), sources.lengths),
                               weights=(sources.items <= vocab.num_items), minlength=len(sources))
-        # K decodes per source; a margin for the ones deduplication or min_items drops
-        need = np.searchsorted(np.cumsum(n_items[rows] * model.config.K), 1.25 * budget) + 1
+        # K decodes per source, each at most max_pattern_len tokens; a margin for what deduplication drops
+        per_decode = np.minimum(n_items[rows], model.config.max_pattern_len)
+        need = np.searchsorted(np.cumsum(per_decode * model.config.K), 1.25 * budget) + 1
         rows = rows[: max(int(need), 1)]
+    # every decode: the deduplication below is on the item sequences (T tokens stripped), per user or global
     decoded, dinfo = hybrid_inference(model, sources.subset(rows), min_pattern_len=1, seed=seed,
-                                      repeatable_from=vocab.num_items + 1, **decode)
+                                      repeatable_from=vocab.num_items + 1, unique=False, **decode)
     items = vocab.strip(decoded)
     src = rows[decoded.meta["source"]]
     keep, seen, total = [], set(), 0
     for r in range(len(items)):
         s = items[r]
-        key = s.tobytes()
+        key = s.tobytes() if dedup == "global" else (int(info["user"][src[r]]), s.tobytes())
         if s.size >= min_items and key not in seen:
             if budget is not None and total >= budget:
                 break
@@ -316,3 +326,4 @@ def generate(model, sources: SequenceDataset, info: dict, vocab: TokenVocab, tra
                           item_ids=train.item_ids, name="generated", meta={"user": users, "stage": stages})
     dinfo = dict(dinfo, sources_decoded=int(rows.size), items_kept=int(keep.size))
     return gen, dinfo
+

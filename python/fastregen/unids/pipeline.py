@@ -124,6 +124,7 @@ class UniDS:
         if stage == "generate":
             fields["decode"] = {k: v for k, v in sorted(gen.items()) if k in DECODE_FIELDS}
             fields["generated_ratio"] = cfg["generated_ratio"]
+            fields["dedup"] = cfg["dedup"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _done(self, stage: str, *files: str) -> bool:
@@ -342,7 +343,7 @@ class UniDS:
             budget = int(cfg.generated_ratio * self.train.num_interactions) if cfg.generated_ratio > 0 else None
             self.generated_data, self.generate_info = self._timed("generate", lambda: generate(
                 self.generator, self.sources, self.source_info, self.vocab, self.train, min_items=cfg.min_items,
-                budget=budget, gamma=rcfg.gamma, schedule=rcfg.schedule, restrict=rcfg.restrict,
+                budget=budget, dedup=cfg.dedup, gamma=rcfg.gamma, schedule=rcfg.schedule, restrict=rcfg.restrict,
                 batch_size=rcfg.decode_batch_size, seed=cfg.seed, backend=rcfg.backend, progress=cfg.progress))
         else:
             self.generated_data = self._timed("generate", self._mined_segments)

@@ -178,3 +178,43 @@ def test_plot_thresholds(tmp_path):
     assert out.read_bytes()[:4] == b"\x89PNG" and "1.1: 0.9110" in res.output
     res = CliRunner().invoke(app, ["plot", "thresholds", str(rows), "--dataset", "beauty", "--out", str(out)])
     assert res.exit_code == 2 and "no theta-sweep rows" in res.output
+
+
+@pytest.mark.parametrize("max_len", [3, 5, 40])
+def test_sources_and_pairs_layout(max_len):
+    from fastregen import patterns
+    from fastregen.unids import build_pairs, build_sources, build_vocab, pattern_token_sequences
+
+    ds = planted(n=12)
+    seg = patterns.segment(ds, patterns.mine_entropy_patterns(ds, theta=9.0, min_count=2, max_len=3))
+    vocab = build_vocab(ds.num_items, ["position"], ("recall", "fine"), position_buckets=4)
+    pt, end = pattern_token_sequences(seg, "position", vocab)
+    sources, info = build_sources({"recall": (pt, end, seg), "fine": (pt, end, seg)}, vocab, max_len)
+    assert len(sources) == 2 * len(ds) and np.all(sources.lengths <= max_len)
+    for r in range(len(sources)):
+        row = sources[r].tolist()
+        if not row:
+            continue
+        stage = ("recall", "fine")[info["stage"][r]]
+        assert row[0] == vocab.stage_token(stage)
+        full = pt[info["user"][r]].tolist()
+        assert full[len(full) - (len(row) - 1):] == row[1:]  # the most recent tokens
+    # every segment inside a window: its tokens are where seg_start/seg_end say
+    inside = np.flatnonzero(info["seg_start"] >= 0)
+    seq_of = np.repeat(np.arange(len(ds)), np.diff(seg.offsets))
+    for k in inside:
+        got = sources.items[info["seg_start"][k]:info["seg_end"][k]]
+        kk = k % seg.num_segments
+        want = ds.items[seg.bounds[kk]:seg.bounds[kk + 1]]
+        assert got[:-1].tolist() == want.tolist() and got[-1] > ds.num_items  # items, then the T token
+        assert info["user"][info["seg_source"][k]] == seq_of[kk]
+    one = build_pairs(sources, info, target="segment", min_items=2, max_pairs=2, seed=0)
+    assert np.all(np.bincount(one.source) <= 2) and np.all(one.patterns.lengths >= 3)
+    whole = build_pairs(sources, info, target="sequence")
+    for p in range(len(whole)):
+        src = whole.sequences[p].tolist()
+        assert whole.patterns[p].tolist() == src[1:]  # the window without its stage token
+        ids = whole.segments[p] - 1
+        assert ids[0] == 0 and np.all(np.diff(ids) >= 0) and np.all(np.diff(ids) <= 1)
+    with pytest.raises(ValueError, match="target must be 'sequence' or 'segment'"):
+        build_pairs(sources, info, target="window")

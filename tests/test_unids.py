@@ -218,3 +218,13 @@ def test_sources_and_pairs_layout(max_len):
         assert ids[0] == 0 and np.all(np.diff(ids) >= 0) and np.all(np.diff(ids) <= 1)
     with pytest.raises(ValueError, match="target must be 'sequence' or 'segment'"):
         build_pairs(sources, info, target="window")
+
+
+def test_generated_timestamps_follow_the_users_clock():
+    from fastregen.unids import stamp
+
+    train = SequenceDataset.from_lists([[1, 2, 3, 2], [4, 5]], num_items=9, timestamps=np.array([10, 20, 30, 40, 7, 8]))
+    gen = SequenceDataset.from_lists([[9, 3, 2, 8], [5, 9], [9, 8]], num_items=9)
+    got = stamp(gen, np.array([0, 1, 1]), train)
+    # 9 first: the next known (3 at 30); 2: its last occurrence (40); 8 unknown: the previous (40)
+    assert got.tolist() == [30, 30, 40, 40, 8, 8, 8, 8]

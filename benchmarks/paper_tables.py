@@ -1,4 +1,4 @@
-"""The DR4SR paper's Table 3 (KDD'24, arXiv 2405.17795), as data, for reports to print beside ours.
+"""The DR4SR paper's Table 3 (KDD'24, arXiv 2405.17795) and UniDS's Tables 1 and 3, as data, for reports to print beside ours.
 
 Copied from ``../shared/reference/paper-tables.md`` (verbatim tables);
 significance marks dropped, the one copy error ("00756", CL4SRec DR4SR+
@@ -54,3 +54,41 @@ def table3(model: str, row: str, dataset: str) -> dict[str, float] | None:
 #: Table 4, row (C) "end-to-end": SASRec NDCG@20 with the personalizer trained jointly on eq. 8
 #: (the weights collapse to 0), per dataset; specs.md §1.
 TABLE4_END_TO_END = {"beauty": 0.0026, "sports": 0.0029, "toys": 0.0067, "yelp": 0.0035}
+
+
+# ---------------------------------------------------------------- UniDS (the uniform data synthesis paper)
+# Table 1 (HSTU and LLaMA2Rec columns) and Table 3 (ablations), from
+# ../shared/reference/paper-tables.md; significance marks dropped. specs.md §2
+# lists their copy errors (KR-Pure/HSTU AUCs equal ML-1M/LLaMA2Rec's; the
+# ML-1M and KR-Pure UniDS rows of Table 3 differ from Table 1): kept as printed.
+UNIDS_T1_METRICS = ("auc", "mrr", "hr@50", "hr@10", "ndcg@50", "ndcg@10")
+_UNIDS_T1 = {
+    # (dataset, backbone): {row: "AUC MRR HR@50 HR@10 NG@50 NG@10"}
+    ("ml-1m", "hstu"): {"base": ".7861 .1535 .5913 .3271 .2409 .1824", "dr4sr": ".7931 .1540 .5925 .3351 .2434 .1846",
+                        "reppad": ".7903 .1559 .5923 .3263 .2430 .1838", "frec": ".7945 .1550 .5905 .3249 .2420 .1829",
+                        "unids": ".8081 .1598 .6044 .3372 .2447 .1908"},
+    ("ml-1m", "llama"): {"base": ".7351 .1320 .5472 .2806 .2135 .1547", "dr4sr": ".7401 .1366 .5549 .2938 .2182 .1601",
+                         "reppad": ".7381 .1297 .5252 .2705 .2065 .1510", "frec": ".7412 .1316 .5301 .2729 .2095 .1527",
+                         "unids": ".7485 .1435 .5615 .2957 .2250 .1675"},
+}
+UNIDS_T3_METRICS = ("auc", "ndcg@10", "hr@10", "mrr")
+_UNIDS_T3 = {
+    "ml-1m": {"no_tc": ".8030 .1805 .3179 .1538", "no_uf": ".7928 .1842 .3345 .1538",
+              "no_ug": ".7863 .1837 .3268 .1534", "unids": ".8081 .1878 .3322 .1565"},
+    "kr-pure": {"no_tc": ".7455 .0677 .1322 .0616", "no_uf": ".7399 .0655 .1264 .0622",
+                "no_ug": ".7350 .0583 .1146 .0539", "unids": ".7494 .0698 .1359 .0630"},
+    "amz-books": {"no_tc": ".7570 .0317 .0569 .0288", "no_uf": ".7528 .0301 .0557 .0272",
+                  "no_ug": ".7515 .0271 .0500 .0247", "unids": ".7620 .0357 .0629 .0323"},
+}
+
+
+def unids_table1(dataset: str, backbone: str, row: str) -> dict[str, float] | None:
+    """UniDS Table 1: ``row`` ("base", "dr4sr", "reppad", "frec", "unids") of a backbone on a dataset."""
+    values = _UNIDS_T1.get((dataset, backbone), {}).get(row)
+    return None if values is None else dict(zip(UNIDS_T1_METRICS, map(float, values.split())))
+
+
+def unids_table3(dataset: str, row: str) -> dict[str, float] | None:
+    """UniDS Table 3 (HSTU): ``row`` ("no_tc", "no_uf", "no_ug", "unids") on a dataset."""
+    values = _UNIDS_T3.get(dataset, {}).get(row)
+    return None if values is None else dict(zip(UNIDS_T3_METRICS, map(float, values.split())))

@@ -2,6 +2,7 @@
 
     python benchmarks/report.py dr4sr                       # print the DR4SR study's tables
     python benchmarks/report.py dr4sr --write BENCHMARKS.md # and replace its generated block there
+    python benchmarks/report.py unids --write BENCHMARKS.md # the UniDS tables (results/unids.csv)
 
 The DR4SR report reads ``results/dr4sr.csv`` (one row per run, written by
 ``dr4sr_study.py``) and ``results/ranks/dr4sr/*.npz`` (each run's per-user
@@ -251,7 +252,96 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report}
+# ------------------------------------------------------------------ UniDS
+def _stage_user(rows, ranks_dir: Path, metric: str) -> np.ndarray:
+    """Per-user ``metric`` (ndcg@K / hr@K from the ranks, auc / mrr / logloss from the stage file), mean over runs."""
+    per_run = []
+    for r in rows:
+        if metric in ("auc", "mrr", "logloss"):
+            path = ranks_dir / f"{r['run_id']}.stage.npz"
+            if not path.exists():
+                raise SystemExit(f"{path} is missing: every row of the results needs its stage file")
+            with np.load(path) as z:
+                per_run.append(z[metric].astype(np.float64))
+        else:
+            ranks, cutoff = _ranks(ranks_dir, r["run_id"])
+            per_run.append(per_user(ranks, metric.replace("hr@", "recall@"), cutoff))
+    return np.mean(per_run, axis=0)
+
+
+def _unids_selected(rows: list[dict], variant: str) -> list[dict]:
+    """The rows of ``variant`` under the setting with the best mean validation NDCG@10 (validation only)."""
+    by_setting = defaultdict(list)
+    for r in rows:
+        if r["variant"] == variant:
+            by_setting[r["setting"]].append(r)
+    if not by_setting:
+        return []
+    best = max(by_setting, key=lambda k: np.mean([float(r["valid_ndcg@10"]) for r in by_setting[k]]))
+    return by_setting[best]
+
+
+def unids_report(results: Path, ranks_dir: Path) -> str:
+    sys.path.insert(0, str(HERE))
+    import unids as bench
+
+    from paper_tables import unids_table1, unids_table3
+
+    rows = read_rows(results, bench.COLUMNS)
+    if not rows:
+        return "_No UniDS rows yet (`python benchmarks/unids.py compare`)._\n"
+    out = []
+    metrics = ("auc", "mrr", "hr@50", "hr@10", "ndcg@50", "ndcg@10", "logloss")
+    compare = [r for r in rows if r["experiment"] == "compare"]
+    keys = sorted({(r["dataset"], r["model"]) for r in compare})
+    out.append("Test, full ranking over all items, leave-one-out; per-user AUC and softmax log loss "
+               "(`fastregen.evaluation.evaluate_stages`); mean ± sd over seeds; Δ and p: NDCG@10 against "
+               "`original`, paired two-sided Wilcoxon over test users (each side averaged over its seeds); UniDS "
+               "settings chosen by validation NDCG@10 only.\n")
+    out.append("| dataset | model | training data | runs | AUC | MRR | HR@50 | HR@10 | NDCG@50 | NDCG@10 | Logloss "
+               "| ΔN@10 | p (N@10) | p (AUC) | p (MRR) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for dataset, model in keys:
+        here = [r for r in compare if (r["dataset"], r["model"]) == (dataset, model)]
+        base = [r for r in here if r["variant"] == "original"]
+        base_user = {m: _stage_user(base, ranks_dir, m) for m in ("ndcg@10", "auc", "mrr")} if base else None
+        for variant in ("original", "reppad", "dr4sr", "unids", "no_tc", "no_uf", "no_ug"):
+            g = _unids_selected(here, variant)
+            if not g:
+                continue
+            cells = [_mean_sd([float(r[f"test_{m}"]) for r in g]) for m in metrics]
+            gain, ps = "", ["—"] * 3
+            if variant != "original" and base:
+                b = np.mean([float(r["test_ndcg@10"]) for r in base])
+                gain = f"{100 * (np.mean([float(r['test_ndcg@10']) for r in g]) / b - 1):+.1f}%"
+                ps = [_fmt_p(paired_p(base_user[m], _stage_user(g, ranks_dir, m))) for m in ("ndcg@10", "auc", "mrr")]
+            name = variant + (f" {g[0]['setting']}" if g[0]["setting"] not in ("", "{}") else "")
+            out.append(f"| {dataset} | {model} | {name} | {len(g)} | " + " | ".join(cells)
+                       + f" | {gain} | " + " | ".join(ps) + " |")
+    out.append("\nPaper (UniDS Table 1, ML-1M, HSTU; not comparable data): "
+               + "; ".join(f"{row} " + " ".join(f"{v:.4f}" for v in unids_table1("ml-1m", "hstu", row).values())
+                           for row in ("base", "reppad", "dr4sr", "unids"))
+               + " (AUC MRR HR@50 HR@10 NG@50 NG@10). Table 3 (ML-1M; AUC NG@10 HR@10 MRR): "
+               + "; ".join(f"{row} " + " ".join(f"{v:.4f}" for v in unids_table3("ml-1m", row).values())
+                           for row in ("no_tc", "no_uf", "no_ug", "unids")) + ".\n")
+    theta = [r for r in rows if r["experiment"] == "theta"]
+    if theta:
+        out.append("Theta sweep (UniDS Fig. 2: every stage at one theta, as a scale of the mean seed entropy; "
+                   "test, mean over seeds; `fastregen plot thresholds`):\n")
+        out.append("| dataset | model | data | theta | runs | AUC | NDCG@10 | MRR | valid NDCG@10 | generated items |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        groups = defaultdict(list)
+        for r in theta:
+            groups[(r["dataset"], r["model"], r["variant"], float(r["theta"]))].append(r)
+        for (dataset, model, variant, th), g in sorted(groups.items()):
+            cells = [f"{np.mean([float(r[f'test_{m}']) for r in g]):.4f}" for m in ("auc", "ndcg@10", "mrr")]
+            out.append(f"| {dataset} | {model} | {variant} | {th:g} | {len(g)} | " + " | ".join(cells)
+                       + f" | {np.mean([float(r['valid_ndcg@10']) for r in g]):.4f} | "
+                       + f"{int(np.mean([int(r['generated_interactions']) for r in g])):,} |")
+    return "\n".join(out) + "\n"
+
+
+REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report}
 
 
 def write_block(path: Path, name: str, text: str) -> None:

@@ -38,23 +38,30 @@ def mutate():
             owner[:] = clean
 t = threading.Thread(target=mutate)
 t.start()
-same = 0
+same = refused = 0
 try:
     for _ in range(20):
         go.set()
-        got = mining.mine_patterns(ds, max_span=4, min_support=2, threads=2)
-        same += np.array_equal(got.items, expected.items) and np.array_equal(got.support, expected.support)
+        try:
+            got = mining.mine_patterns(ds, max_span=4, min_support=2, threads=2)
+        except ValueError as e:  # the snapshot was taken mid-mutation: its bad ids are refused
+            assert "-1073741824" in str(e), e
+            refused += 1
+        else:
+            same += np.array_equal(got.items, expected.items) and np.array_equal(got.support, expected.support)
         time.sleep(0.015)
 finally:
     done.set()
     t.join()
-print("survived", same)
+print("survived", same + refused)
 """
 
 
 def test_kernels_read_a_snapshot_of_mutated_inputs():
     # Before: SIGSEGV within a few calls. After: the kernel reads a private
-    # copy made before it validated, so every result is the unmutated one.
+    # copy made before it validated, so every result is the unmutated one, or
+    # (when the copy caught the mutation: timing on a loaded machine) a
+    # ValueError naming the bad id; never a crash or a wrong result.
     r = run_python(_MUTATE, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["survived", "20"]

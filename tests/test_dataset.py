@@ -254,3 +254,17 @@ def test_concat_stacks_rows_and_checks_input():
     assert concat(a, num_items=9).num_items == 9
     with pytest.raises(ValueError, match="at least one"):
         concat()
+
+
+def test_subset_selects_per_sequence_meta_with_the_rows():
+    # the DR4SR+ dev split and any subset of a tagged training set must keep
+    # each row's source and weight beside it (they used to stay whole)
+    ds = SequenceDataset.from_lists([[1, 2], [3], [4, 5, 6]]).replace(
+        meta={"source": np.array([0, 1, 2]), "weights": np.array([0.5, 1.0, 2.0], np.float32),
+              "source_names": ["original", "patterns", "regenerated"]})
+    sub = ds.subset([2, 0, 2])
+    assert sub.to_lists() == [[4, 5, 6], [1, 2], [4, 5, 6]]
+    assert sub.meta["source"].tolist() == [2, 0, 2]
+    assert sub.meta["weights"].tolist() == [2.0, 0.5, 2.0]
+    assert sub.meta["source_names"] == ["original", "patterns", "regenerated"]
+    assert ds.meta["source"].tolist() == [0, 1, 2]

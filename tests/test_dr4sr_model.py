@@ -336,3 +336,53 @@ def test_shared_sources_are_encoded_once_with_the_same_loss():
         batch = data.batch(b)
         assert batch.src.shape[0] == len(np.unique(source_of[b])) <= 5
         np.testing.assert_array_equal(batch.src[batch.src_index].numpy(), sources[source_of[b]].numpy())
+
+
+# ---------------------------------------------------------------- per-segment promoter (UniDS)
+def test_mixed_cross_attention_equals_attending_to_the_mixture():
+    from fastregen.dr4sr.layers import MultiheadAttention
+
+    torch.manual_seed(0)
+    att = MultiheadAttention(8, 2, 0.0).eval()
+    x, mem = torch.randn(3, 5, 8), torch.randn(3, 4, 3, 8)
+    pad = torch.tensor([[False] * 4, [False, False, True, True], [False, True, False, False]])
+    mix = torch.softmax(torch.randn(3, 5, 3), -1)
+    got = att(x, mem, key_padding=pad, mix=mix)
+    for t in range(5):  # query t alone against its own mixed memory
+        m = (mem * mix[:, t, None, :, None]).sum(2)
+        want = att(x[:, t : t + 1], m, key_padding=pad)
+        torch.testing.assert_close(got[:, t : t + 1], want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"need mix of shape \(B, T, K\) = \(3, 5, 3\)"):
+        att(x, mem, key_padding=pad)
+
+
+def test_one_segment_per_target_is_the_dr4sr_promoter():
+    torch.manual_seed(0)
+    model = Regenerator(20, RegenConfig(d_model=16, n_heads=2, d_ff=32, K=3, dropout=0.0)).eval()
+    src = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 0, 0]])
+    pat = torch.tensor([[2, 3, 5], [7, 8, 0]])
+    one = torch.where(pat > 0, 0, -1)
+    ce0, h0, pi0 = model.loss(src, pat)
+    ce1, h1, pi1 = model.loss(src, pat, segments=one)
+    torch.testing.assert_close(ce0, ce1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pi0, pi1)
+
+
+def test_segment_mixture_layout():
+    torch.manual_seed(0)
+    model = Regenerator(20, RegenConfig(d_model=16, n_heads=2, d_ff=32, K=3, dropout=0.0)).eval()
+    pat = torch.tensor([[1, 2, 3, 4, 0], [5, 6, 7, 0, 0]])
+    seg = torch.tensor([[0, 0, 1, 2, -1], [0, 1, 1, -1, -1]])
+    pi, mix = model.segment_mixture(pat, seg)
+    assert pi.shape == (5, 3)
+    # each segment's pi is the promoter on that segment alone
+    for row, toks in enumerate([[1, 2], [3], [4], [5], [6, 7]]):
+        torch.testing.assert_close(pi[row], torch.softmax(model.promote(torch.tensor([toks])), -1)[0])
+    # decoding step j reads the segment of the token it predicts; EOS and padding: the last segment
+    want = [[0, 0, 1, 2, 2, 2], [3, 4, 4, 4, 4, 4]]
+    torch.testing.assert_close(mix, pi[torch.tensor(want)])
+    ce, h, p = model.loss(torch.tensor([[1, 2, 3, 4], [5, 6, 7, 0]]), pat, segments=seg)
+    assert torch.isfinite(ce) and p.shape == (5, 3)
+    with pytest.raises(ValueError, match="no per-segment form"):
+        hard = Regenerator(20, RegenConfig(d_model=16, n_heads=2, d_ff=32, K=3, diversity="hard"))
+        hard.loss(torch.tensor([[1, 2, 3, 4], [5, 6, 7, 0]]), pat, segments=seg)

@@ -245,7 +245,7 @@ def test_load_rejects_bad_lines(tmp_path):
     with pytest.raises(ValueError, match=r"bad.tsv:2: not UTF-8 text"):
         mining.Patterns.load(path)
     path.write_text("# fastregen patterns kind=spam\n2\t1 2\n")
-    with pytest.raises(ValueError, match=r"bad.tsv: kind must be 'span' or 'window'"):
+    with pytest.raises(ValueError, match=r"bad.tsv: kind must be one of 'span', 'window', 'entropy', got 'spam'"):
         mining.Patterns.load(path)
 
 

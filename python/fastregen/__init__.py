@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from ._version import __version__
 
-__all__ = ["__version__", "show_config", "config_info", "DR4SR", "RegenConfig"]
+__all__ = ["__version__", "show_config", "config_info", "DR4SR", "RegenConfig", "UniDS", "UniDSConfig"]
 
-# Submodules load on first attribute access (`fastregen.mining.mine_patterns`),
+# Submodules load on first attribute access (`fastregen.patterns.mine_patterns`),
 # so `import fastregen` stays cheap and never imports torch or triton.
-_SUBMODULES = ("data", "mining", "entropy", "models", "training", "evaluation", "dr4sr", "ops", "config", "reference")
+_SUBMODULES = ("data", "patterns", "mining", "entropy", "models", "training", "evaluation", "dr4sr", "unids", "ops", "config", "reference")
 
 
 def config_info() -> dict:
@@ -70,6 +70,8 @@ def __getattr__(name: str):
     # Lazy: `fastregen.DR4SR` imports torch only when first used.
     if name in ("DR4SR", "RegenConfig"):
         return getattr(importlib.import_module(".dr4sr", __name__), name)
+    if name in ("UniDS", "UniDSConfig"):
+        return getattr(importlib.import_module(".unids", __name__), name)
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'fastregen' has no attribute {name!r}")

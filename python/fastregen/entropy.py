@@ -1,4 +1,4 @@
-"""Entropy of user sequences and low-entropy patterns (UniDS).
+"""Entropy of user sequences, and the next-item model of UniDS's pattern miner.
 
 - :func:`real_entropy`: the Lempel-Ziv "real entropy" estimator of each
   sequence (Kontoyiannis et al. 1998; Song et al., Science 2010), computed in
@@ -9,7 +9,9 @@
   Witten-Bell backoff, estimated in C++.
 - :func:`mine_entropy_patterns` and :func:`segment`: the conditional-entropy
   pattern miner of UniDS (section 4.2, appendix A.5) and the segmentation of
-  each sequence into consecutive patterns that UniDS's generator trains on.
+  each sequence into consecutive patterns; they live in
+  `fastregen.patterns.entropy` (with the one `fastregen.patterns.Patterns`
+  type) and stay importable from here.
 
 Examples
 --------
@@ -24,8 +26,8 @@ Examples
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Sequence, Union
+from dataclasses import dataclass
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -398,340 +400,22 @@ class MarkovModel:
         return f"MarkovModel(order={self.order}, num_items={self._core.num_items}, tokens={self._core.num_tokens})"
 
 
-# ------------------------------------------------------------------ pattern miner
+# ------------------------------------------------------------------ the miner (moved)
 
-#: Multipliers of the mean seed entropy that give the default theta of each
-#: UniDS stage. They differ only in theta: the recall stage keeps more and
-#: longer patterns, the fine-ranking stage only the most predictable ones.
-#: (Our defaults; UniDS does not publish its per-stage values.)
-STAGE_THETA_SCALES: dict[str, float] = {"recall": 1.2, "coarse": 1.0, "fine": 0.9}
-
-
-@dataclass
-class EntropyMinerConfig:
-    """Options of :func:`mine_entropy_patterns` (YAML via ``fastregen.config``).
-
-    ``theta`` wins when set; otherwise theta = scale * mean seed entropy, with
-    scale = ``STAGE_THETA_SCALES[stage]`` when ``stage`` is set, else
-    ``theta_scale``.
-    """
-
-    theta: float | None = None
-    theta_scale: float = 1.0
-    stage: str | None = None
-    min_count: int = 2
-    max_len: int = 8
-    order: int = 2
+# The miner and segmentation live in `fastregen.patterns.entropy` beside the
+# one `Patterns` type; these names stay importable from here. They resolve on
+# first access because that module imports `MarkovModel` from this one.
+_MOVED = ("EntropyMinerConfig", "STAGE_THETA_SCALES", "item_entropies", "default_theta",
+          "mine_entropy_patterns", "Segmentation", "segment")
 
 
-@dataclass(frozen=True)
-class EntropyPatterns:
-    """Mined patterns in CSR form, ordered by length, then by item ids.
+def __getattr__(name: str):
+    if name in _MOVED:
+        from .patterns import entropy as _miner
 
-    Attributes
-    ----------
-    offsets : np.ndarray of int64, shape (n_patterns + 1,)
-    items : np.ndarray of int32
-        Pattern p is ``items[offsets[p]:offsets[p + 1]]``.
-    entropy : np.ndarray of float64, shape (n_patterns,)
-        H(P), in bits.
-    count : np.ndarray of int64, shape (n_patterns,)
-        Contiguous occurrences of P in the data (overlapping ones counted).
-    theta : float
-        The threshold that was used.
-    """
+        return getattr(_miner, name)
+    if name == "EntropyPatterns":  # the entropy miner's own type before patterns were unified
+        from .patterns import Patterns
 
-    offsets: np.ndarray
-    items: np.ndarray
-    entropy: np.ndarray
-    count: np.ndarray
-    theta: float
-    meta: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.offsets.size - 1)
-
-    def __getitem__(self, p: int) -> np.ndarray:
-        n = len(self)
-        if not -n <= p < n:
-            raise IndexError(f"pattern index {p} out of range for {n} patterns")
-        p %= n
-        return self.items[self.offsets[p] : self.offsets[p + 1]]
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Length of each pattern, int64 of shape (n_patterns,)."""
-        return np.diff(self.offsets)
-
-    def to_lists(self) -> list[list[int]]:
-        """The patterns as Python lists of item ids, in stored order."""
-        return [self[p].tolist() for p in range(len(self))]
-
-    def __repr__(self) -> str:
-        lens = self.lengths
-        longest = int(lens.max()) if lens.size else 0
-        return f"EntropyPatterns({len(self)} patterns, longest {longest}, theta={self.theta:.4g})"
-
-
-def item_entropies(data: DataLike) -> tuple[np.ndarray, np.ndarray]:
-    """Occurrences f_i and seed entropy -log2(f_i / F) of every item id 0..num_items.
-
-    Returns ``(counts int64, entropy float64)``, both of shape (num_items + 1,);
-    entropy is +inf for items that never occur (and for the padding id 0).
-    """
-    ds = _dataset(data)
-    check_dense_ids(ds)
-    return _core.item_entropies(ds.offsets, ds.items, max(1, int(ds.num_items)))
-
-
-def _check_min_count(min_count) -> int:
-    if not isinstance(min_count, (int, np.integer)) or isinstance(min_count, bool):
-        raise TypeError(f"min_count must be an int, got {type(min_count).__name__}")
-    if min_count < 1:
-        raise ValueError(f"min_count must be >= 1, got {min_count}")
-    return int(min_count)
-
-
-def default_theta(data: DataLike, scale: float = 1.0, min_count: int = 2) -> float:
-    """``scale`` times the mean seed entropy -log2(f_i / F) over items with f_i >= min_count.
-
-    NaN when no item occurs ``min_count`` times. The mean is ``math.fsum`` (exact
-    rounding), so the reference computes the same theta bit for bit.
-    """
-    if not (isinstance(scale, (int, float, np.floating)) and scale > 0 and math.isfinite(scale)):
-        raise ValueError(f"theta_scale must be a finite number > 0, got {scale!r}")
-    counts, h = item_entropies(data)
-    keep = counts >= _check_min_count(min_count)
-    keep[0] = False
-    if not keep.any():
-        return math.nan
-    return float(scale) * (math.fsum(h[keep].tolist()) / int(keep.sum()))
-
-
-ModelLike = Union[None, MarkovModel, np.ndarray, Callable[[np.ndarray, np.ndarray], np.ndarray]]
-
-
-def _scorer(fn: Callable) -> Callable:
-    """Adapt a user callable (contexts (m, L), next (m,)) -> probs (m,) to the core's CSR batches."""
-
-    def call(ctx_offsets: np.ndarray, ctx_items: np.ndarray, nxt: np.ndarray) -> np.ndarray:
-        m = nxt.size
-        L = int(ctx_offsets[1] - ctx_offsets[0]) if m else 0
-        contexts = ctx_items.reshape(m, L)
-        contexts.flags.writeable = False
-        out = np.asarray(fn(contexts, nxt), dtype=np.float64)
-        if out.shape != (m,):
-            raise ValueError(f"the model callable must return shape ({m},), got {out.shape}")
-        bad = ~((out > 0.0) & (out <= 1.0))
-        if bad.any():
-            c = int(np.argmax(bad))
-            raise ValueError(
-                f"the model callable returned probability {float(out[c])!r} for context {contexts[c].tolist()} "
-                f"-> item {int(nxt[c])}; probabilities must be in (0, 1]"
-            )
-        return np.ascontiguousarray(out)
-
-    return call
-
-
-def mine_entropy_patterns(
-    data: DataLike,
-    model: ModelLike = None,
-    theta: float | None = None,
-    *,
-    theta_scale: float = 1.0,
-    stage: str | None = None,
-    min_count: int = 2,
-    max_len: int = 8,
-    order: int = 2,
-    threads: int = 0,
-) -> EntropyPatterns:
-    """Low-entropy patterns of UniDS (section 4.2, appendix A.5).
-
-    Seeds are single items i with ``H([i]) = -log2(f_i / F) < theta`` and
-    ``f_i >= min_count`` (f_i occurrences of i, F all interactions). A pattern P
-    is extended by every item s seen right after one of its occurrences:
-    ``H(P + [s]) = H(P) + h(s | P)``, ``h(s | P) = -log2 p_m(s | P)``, keeping
-    P + [s] while ``H < theta``, it occurs at least ``min_count`` times and
-    ``len <= max_len``; levels repeat until nothing extends. H of each prefix is
-    kept, so every extension costs one model query (the DP over prefixes).
-    Occurrences are contiguous and may overlap.
-
-    Parameters
-    ----------
-    data : SequenceDataset or list of lists of int
-    model : None, MarkovModel, np.ndarray or callable
-        p_m, the next-item model:
-
-        - ``None``: a :class:`MarkovModel` of order ``order`` fitted on ``data``;
-        - a fitted :class:`MarkovModel`: ``p_m(s | P) = P(s | last k items of P)``;
-        - float array of shape ``(len(data.items),)`` aligned with
-          ``data.items``: ``probs[g]`` is the probability a model (e.g. a trained
-          SASRec) gave to the observed item at position g given the items before
-          it in its sequence (the first item of a sequence: given nothing).
-          ``p_m(s | P)`` is the arithmetic mean of ``probs[g]`` over the
-          occurrences of P + [s] (g the position of s), summed in data order;
-        - a callable ``model(contexts, next_items) -> probs``: ``contexts`` int32
-          of shape (m, L) holds m patterns of length L (oldest item first),
-          ``next_items`` int32 of shape (m,) the candidate extensions, and it
-          returns float of shape (m,) with ``p_m(next_items[c] | contexts[c])``.
-          It is called once per pattern length with all candidates of that level.
-
-        Probabilities must lie in (0, 1].
-    theta : float, optional
-        Entropy threshold in bits (> 0). Default: ``scale`` times the mean seed
-        entropy (:func:`default_theta`), scale from ``stage`` or ``theta_scale``.
-    theta_scale : float, default 1.0
-    stage : {"recall", "coarse", "fine"}, optional
-        Preset scale from :data:`STAGE_THETA_SCALES`; excludes ``theta``.
-    min_count : int, default 2
-        c, the least number of occurrences of a kept pattern.
-    max_len : int, default 8
-        L_max, the longest pattern (>= 1).
-    order : int, default 2
-        Order of the Markov model fitted when ``model`` is None.
-    threads : int, default 0
-
-    Returns
-    -------
-    EntropyPatterns
-        Identical (same patterns, counts and bit-identical entropies) to
-        :func:`fastregen.reference.entropy.mine_entropy_patterns`.
-    """
-    ds = _dataset(data)
-    min_count = _check_min_count(min_count)
-    if not isinstance(max_len, (int, np.integer)) or isinstance(max_len, bool):
-        raise TypeError(f"max_len must be an int, got {type(max_len).__name__}")
-    if max_len < 1:
-        raise ValueError(f"max_len (L_max) must be >= 1, got {max_len}")
-    threads = _check_threads(threads)
-    if stage is not None:
-        if stage not in STAGE_THETA_SCALES:
-            raise ValueError(f"stage must be one of {', '.join(STAGE_THETA_SCALES)}, got {stage!r}")
-        if theta is not None:
-            raise ValueError(f"give theta ({theta}) or stage ({stage!r}), not both")
-        theta_scale = STAGE_THETA_SCALES[stage]
-    if theta is None:
-        theta = default_theta(ds, theta_scale, min_count)
-        if math.isnan(theta):  # no item is frequent enough to seed anything
-            return EntropyPatterns(
-                np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int64), math.nan
-            )
-    else:
-        try:
-            theta = float(theta)
-        except (TypeError, ValueError):
-            raise TypeError(f"theta must be a number, got {theta!r}") from None
-        if not (theta > 0 and math.isfinite(theta)):
-            raise ValueError(f"theta must be a finite number > 0, got {theta!r}")
-
-    check_dense_ids(ds)  # per-item tables
-    num_items = max(1, int(ds.num_items))
-    markov = probs = scorer = None
-    if model is None:
-        markov = MarkovModel(order).fit(ds)._core
-    elif isinstance(model, MarkovModel):
-        model._require()
-        if model.num_items < ds.num_items:
-            raise ValueError(
-                f"the MarkovModel knows items 1..{model.num_items} but the data holds item {ds.num_items}"
-            )
-        markov = model._core
-    elif isinstance(model, np.ndarray) or isinstance(model, (list, tuple)):
-        probs = np.asarray(model)
-        if probs.dtype.kind not in "fiu":
-            raise TypeError(f"model probabilities must be numeric, got dtype {probs.dtype}")
-        probs = np.ascontiguousarray(probs, dtype=np.float64)
-        if probs.shape != ds.items.shape:
-            raise ValueError(
-                f"model probabilities must have shape (len(data.items),) = {ds.items.shape}, got {probs.shape}"
-            )
-        bad = ~((probs > 0.0) & (probs <= 1.0))
-        if bad.any():
-            g = int(np.argmax(bad))
-            raise ValueError(f"model probabilities must be in (0, 1]; probs[{g}] = {float(probs[g])!r}")
-    elif callable(model):
-        scorer = _scorer(model)
-    else:
-        raise TypeError(
-            f"model must be None, a MarkovModel, an array of probabilities or a callable, got {type(model).__name__}"
-        )
-    offsets, items, entropy, count = _core.mine_entropy_patterns(
-        ds.offsets, ds.items, num_items, theta, min_count, int(max_len), markov, probs, scorer, threads
-    )
-    return EntropyPatterns(offsets, items, entropy, count, theta)
-
-
-# ------------------------------------------------------------------ segmentation
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    """Every sequence cut into consecutive segments.
-
-    Attributes
-    ----------
-    offsets : np.ndarray of int64, shape (n_sequences + 1,)
-        Sequence u owns segments ``offsets[u]:offsets[u + 1]``.
-    bounds : np.ndarray of int64, shape (n_segments + 1,)
-        Segment k is ``data.items[bounds[k]:bounds[k + 1]]``.
-    pattern_id : np.ndarray of int64, shape (n_segments,)
-        Index of the segment's pattern, -1 for a fallback single item.
-    data : SequenceDataset
-        The segmented data.
-    """
-
-    offsets: np.ndarray
-    bounds: np.ndarray
-    pattern_id: np.ndarray
-    data: SequenceDataset
-
-    @property
-    def num_segments(self) -> int:
-        return int(self.pattern_id.size)
-
-    def segments(self, u: int) -> list[np.ndarray]:
-        """The segments of sequence u, as item arrays."""
-        it = self.data.items
-        return [it[self.bounds[k] : self.bounds[k + 1]] for k in range(self.offsets[u], self.offsets[u + 1])]
-
-    def to_lists(self) -> list[list[list[int]]]:
-        return [[s.tolist() for s in self.segments(u)] for u in range(len(self.data))]
-
-    def as_dataset(self) -> SequenceDataset:
-        """Each segment as its own sequence (what a pattern generator is trained on)."""
-        return SequenceDataset(self.bounds - self.bounds[0], self.data.items, num_items=self.data.num_items)
-
-    def __repr__(self) -> str:
-        covered = int((self.pattern_id >= 0).sum())
-        return f"Segmentation({len(self.data)} sequences, {self.num_segments} segments, {covered} from patterns)"
-
-
-def segment(data: DataLike, patterns, *, threads: int = 0) -> Segmentation:
-    """Cut each sequence into consecutive patterns [P1, ..., Pk], longest match first.
-
-    At each position the longest pattern that matches there is taken; an item
-    that starts no pattern becomes a single-item segment (pattern id -1).
-
-    Parameters
-    ----------
-    data : SequenceDataset or list of lists of int
-    patterns : EntropyPatterns or list of lists of int
-        Duplicate patterns resolve to their first index; empty ones are an error.
-    threads : int, default 0
-
-    Returns
-    -------
-    Segmentation
-    """
-    ds = _dataset(data)
-    if isinstance(patterns, EntropyPatterns):
-        p_off, p_items = patterns.offsets, patterns.items
-    else:
-        pats = [np.asarray(p).ravel() for p in patterns]
-        for k, p in enumerate(pats):
-            if p.size == 0:
-                raise ValueError(f"pattern {k} is empty")
-        p_off, p_items = _csr_contexts(pats)
-    offsets, bounds, pid = _core.segment(ds.offsets, ds.items, p_off, p_items, _check_threads(threads))
-    return Segmentation(offsets, bounds, pid, ds)
+        return Patterns
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

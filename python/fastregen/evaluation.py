@@ -22,7 +22,9 @@ Pass ``exclude_history=False`` for repeat-consumption data. Padding (id 0)
 is never a candidate.
 
 For the fine-ranking stage (pointwise labels), `binary_metrics` gives AUC
-and Logloss.
+and Logloss. `evaluate_stages` reports UniDS's three stages (recall: MRR,
+HR@10/50; coarse ranking: NDCG@10/50; fine ranking: AUC, Logloss), each
+per user over all items, scoring the catalogue in chunks.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ __all__ = [
     "binary_metrics",
     "evaluate",
     "DEFAULT_KS",
+    "STAGE_METRICS",
+    "stage_metrics",
+    "stage_scores",
+    "evaluate_stages",
 ]
 
 DEFAULT_KS = (10, 20, 50)
@@ -252,4 +258,208 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     out["n_users"] = int(ranks.size)
     if return_ranks:
         out["ranks"] = ranks
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Multi-stage evaluation (UniDS): recall, coarse ranking and fine ranking.
+
+#: The metrics UniDS (Table 1) reports for each stage of a recommender.
+STAGE_METRICS = {
+    "recall": ("mrr", "hr@10", "hr@50"),
+    "coarse": ("ndcg@10", "ndcg@50"),
+    "fine": ("auc", "logloss"),
+}
+
+
+def stage_metrics(ranks, n_candidates, logloss, ks=(10, 50)) -> dict[str, float]:
+    """Mean stage metrics from per-user values (see `evaluate_stages`).
+
+    Parameters
+    ----------
+    ranks : array of int, shape (n_users,)
+        0-based pessimistic rank of each target (`target_ranks`).
+    n_candidates : array of int, shape (n_users,)
+        Candidates per user, target included.
+    logloss : array of float, shape (n_users,)
+        Each user's ``-log softmax(scores)[target]`` over its candidates.
+    ks : tuple of int, default (10, 50)
+
+    Returns
+    -------
+    dict
+        ``mrr``, ``hr@K`` and ``ndcg@K`` for each K, ``auc``, ``logloss``.
+    """
+    ranks = np.asarray(ranks)
+    if ranks.size == 0:
+        raise ValueError("no rows to evaluate")
+    out = {"mrr": float(mrr(ranks).mean())}
+    for k in ks:
+        out[f"hr@{k}"] = float(recall_at_k(ranks, k).mean())
+        out[f"ndcg@{k}"] = float(ndcg_at_k(ranks, k).mean())
+    out["auc"] = float(auc_from_ranks(ranks, n_candidates).mean())
+    out["logloss"] = float(np.mean(logloss))
+    return out
+
+
+@torch.no_grad()
+def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 256, item_chunk: int = 65536,
+                 temperature: float = 1.0, device=None) -> dict[str, np.ndarray]:
+    """Per-user rank, candidate count and log loss of the held-out target, scoring items in chunks.
+
+    Each user's representation ``h = model(history, timestamps)[:, -1]`` is
+    scored against the item table ``item_chunk`` items at a time, so memory
+    is ``batch_size x item_chunk`` floats whatever the catalogue size. Two
+    passes over the chunks: the first takes the target's score and the
+    log-sum-exp over the candidates, the second counts the candidates scoring
+    at least as high as the target (so the target's score comes from the same
+    matrix product as the others', and ties are exact).
+
+    Candidates are the items ``1..num_items`` minus, with
+    ``exclude_history``, the user's history (the target is always one), as
+    in `evaluate`.
+
+    Parameters
+    ----------
+    model : fastregen.models.SequentialRecommender
+    split : fastregen.data.EvalSplit
+    exclude_history : bool, default True
+    batch_size : int, default 256
+        Users per forward pass.
+    item_chunk : int, default 65536
+        Items scored per matrix product.
+    temperature : float, default 1.0
+        Scores are divided by it before the softmax of the log loss (ranks
+        do not depend on it).
+    device : torch.device, optional
+
+    Returns
+    -------
+    dict of np.ndarray, each of shape (n_users,), in the order of ``split``
+        ``ranks`` int64 (pessimistic: ``#{j != t candidate : s_j >= s_t}``,
+        equal to `evaluate`'s), ``n_candidates`` int64, ``logloss`` float64
+        (``logsumexp_j s_j / T - s_t / T`` over the candidates j).
+    """
+    if batch_size < 1 or item_chunk < 1:
+        raise ValueError(f"batch_size and item_chunk must be >= 1, got {batch_size}, {item_chunk}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    hist = split.history
+    targets = np.asarray(split.target, dtype=np.int64)
+    if targets.size == 0:
+        raise ValueError("the split holds no users to evaluate")
+    if int(targets.max()) > model.num_items or hist.num_items > model.num_items:
+        raise ValueError(
+            f"evaluation data holds item id {max(int(targets.max()), hist.num_items)} beyond the model's "
+            f"num_items = {model.num_items}"
+        )
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    order = np.argsort(hist.lengths, kind="stable")
+    hist = hist.subset(order)
+    targets = targets[order]
+    padded = hist.padded(model.max_len, side="left")
+    stamps = None if hist.timestamps is None else hist.padded(model.max_len, side="left", values=hist.timestamps)
+    table = model.item_weight()
+    C = int(table.shape[0])
+    n = targets.size
+    ranks = np.empty(n, dtype=np.int64)
+    cands = np.empty(n, dtype=np.int64)
+    loss = np.empty(n, dtype=np.float64)
+    try:
+        for b in range(0, n, batch_size):
+            e = min(b + batch_size, n)
+            width = max(int(min(hist.lengths[e - 1], model.max_len)), 1)
+            x = torch.from_numpy(padded[b:e, -width:]).to(device)
+            ts = None if stamps is None else torch.from_numpy(stamps[b:e, -width:]).to(device)
+            h = model(x, timestamps=ts)[:, -1]
+            t = torch.from_numpy(targets[b:e]).to(device)
+            B = e - b
+            # excluded (row, item) pairs: the history minus the target, each pair once
+            if exclude_history:
+                lengths = np.diff(hist.offsets[b : e + 1])
+                er = torch.from_numpy(np.repeat(np.arange(B), lengths)).to(device)
+                ec = torch.from_numpy(hist.items[hist.offsets[b] : hist.offsets[e]].astype(np.int64)).to(device)
+                key = torch.unique(er * C + ec)
+                er, ec = key // C, key % C
+                keep = ec != t[er]
+                er, ec = er[keep], ec[keep]
+            else:
+                er = ec = torch.zeros(0, dtype=torch.long, device=device)
+            rows = torch.arange(B, device=device)
+
+            def chunks():
+                for c0 in range(0, C, item_chunk):
+                    c1 = min(c0 + item_chunk, C)
+                    s = h @ table[c0:c1].T
+                    s[:, : max(1 - c0, 0)] = float("-inf")  # padding id 0
+                    sel = (ec >= c0) & (ec < c1)
+                    s[er[sel], ec[sel] - c0] = float("-inf")
+                    yield c0, c1, s
+
+            target_score = torch.empty(B, dtype=h.dtype, device=device)
+            lse = torch.full((B,), float("-inf"), dtype=torch.float64, device=device)
+            for c0, c1, s in chunks():
+                inside = (t >= c0) & (t < c1)
+                target_score[inside] = s[rows[inside], t[inside] - c0]
+                lse = torch.logaddexp(lse, torch.logsumexp(s.double() / temperature, 1))
+            ge = torch.zeros(B, dtype=torch.long, device=device)
+            for c0, c1, s in chunks():
+                ge += (s >= target_score[:, None]).sum(1)
+            ranks[order[b:e]] = (ge - 1).cpu().numpy()
+            n_ex = torch.bincount(er, minlength=B) if er.numel() else torch.zeros(B, dtype=torch.long, device=device)
+            cands[order[b:e]] = (C - 1 - n_ex).cpu().numpy()
+            loss[order[b:e]] = (lse - target_score.double() / temperature).cpu().numpy()
+    finally:
+        model.train(was_training)
+    return {"ranks": ranks, "n_candidates": cands, "logloss": loss}
+
+
+def evaluate_stages(model, split, ks=(10, 50), exclude_history: bool = True, batch_size: int = 256,
+                    item_chunk: int = 65536, temperature: float = 1.0, device=None,
+                    return_per_user: bool = False) -> dict:
+    """UniDS's multi-stage metrics on a leave-one-out split, full ranking over all items.
+
+    * Recall stage: ``mrr``, ``hr@10``, ``hr@50`` (HR@K = Recall@K with one
+      target);
+    * coarse ranking: ``ndcg@10``, ``ndcg@50``;
+    * fine ranking: ``auc`` and ``logloss``.
+
+    UniDS does not say how it computes AUC (and names Logloss without
+    reporting it). Here both are **per user over all items** (no sampled
+    negatives, after Krichene & Rendle 2020), then averaged over users:
+
+    * ``auc`` = ``1 - r / (C - 1)``: the share of the user's ``C - 1``
+      non-target candidates scored strictly below the target, ties counted
+      against it (``r`` is the pessimistic rank of `target_ranks`; this is
+      the ``auc`` `evaluate` reports);
+    * ``logloss`` = ``-log softmax(s / T)[target]`` over the same candidates
+      (natural log): the cross-entropy of the model's next-item distribution,
+      the quantity a softmax-trained model (HSTU, LLaMA) minimises. A
+      pointwise binary log loss would need calibrated click probabilities,
+      which a next-item model trained with sampled negatives does not give;
+      for pointwise labels use `binary_metrics`.
+
+    Candidates exclude the user's history (target kept) with
+    ``exclude_history``, as everywhere in this module.
+
+    Parameters
+    ----------
+    model, split, exclude_history, batch_size, item_chunk, temperature, device
+        See `stage_scores`.
+    ks : tuple of int, default (10, 50)
+    return_per_user : bool, default False
+        Also return `stage_scores`'s arrays under ``"per_user"``.
+
+    Returns
+    -------
+    dict
+        ``mrr``, ``hr@K``, ``ndcg@K``, ``auc``, ``logloss``, ``n_users``.
+    """
+    per = stage_scores(model, split, exclude_history, batch_size, item_chunk, temperature, device)
+    out = stage_metrics(per["ranks"], per["n_candidates"], per["logloss"], ks)
+    out["n_users"] = int(per["ranks"].size)
+    if return_per_user:
+        out["per_user"] = per
     return out

@@ -28,7 +28,7 @@ DEMO_TRAIN = dict(epochs=4, patience=4, num_threads=1, embed_dim=32, max_len=20)
 def _mining_step(result: dict, quiet: bool = False) -> dict:
     import numpy as np
 
-    from ..mining import dr4sr_input, mine_patterns
+    from ..patterns import dr4sr_input, mine_patterns
 
     ds = result["dataset"]
     pats = mine_patterns(dr4sr_input(ds), max_span=5, min_support=2)

@@ -60,7 +60,7 @@ def mine(
     ),
 ) -> None:
     """Mine span-constrained sequential patterns (DR4SR §4.2.1; same result as Seq2Pat)."""
-    from .. import mining
+    from .. import patterns as mining
 
     progress = progress and not quiet
     check_output_file(out, "--out")
@@ -111,7 +111,7 @@ def pairs(
     """Build the (sequence, pattern) pairs the DR4SR regenerator is pre-trained on."""
     import numpy as np
 
-    from .. import mining
+    from .. import patterns as mining
     from .._io import atomic_open
 
     progress = progress and not quiet

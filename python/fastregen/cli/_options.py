@@ -20,7 +20,7 @@ __all__ = [
     "load_dataset", "check_output_file", "check_output_dir",
 ]
 
-_FORMAT_HELP = "auto, lines, pairs, csv, tsv or parquet (auto: by extension and content)."
+_FORMAT_HELP = "auto, lines, pairs, csv, tsv, parquet or recbole (auto: by extension and content)."
 FormatOpt = typer.Option("auto", "--format", "-f", help=_FORMAT_HELP)
 UserOpt = typer.Option(None, "--user", help="User column of a csv/tsv/parquet table.")
 ItemOpt = typer.Option(None, "--item", help="Item column of a csv/tsv/parquet table.")

@@ -94,6 +94,11 @@ def _int_values(name: str, value) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+#: ``meta`` keys holding one value per sequence (a training set's row sources,
+#: per-sequence loss weights): `SequenceDataset.subset` selects them with the rows.
+PER_SEQUENCE_META = ("source", "weights")
+
+
 @dataclass(frozen=True, eq=False)
 class SequenceDataset:
     """Sequences of item ids in CSR form.
@@ -312,8 +317,9 @@ class SequenceDataset:
         Returns
         -------
         SequenceDataset
-            ``k`` sequences; timestamps and ``user_ids`` follow, ``num_items``
-            and ``item_ids`` are kept.
+            ``k`` sequences; timestamps, ``user_ids`` and the per-sequence
+            ``meta`` arrays (`PER_SEQUENCE_META`: ``source``, ``weights``)
+            follow, ``num_items``, ``item_ids`` and the rest of ``meta`` are kept.
         """
         index = np.asarray(index)
         if index.dtype == bool:
@@ -328,10 +334,15 @@ class SequenceDataset:
             bad = index[(index < 0) | (index >= len(self))][0]
             raise IndexError(f"subset index {bad} out of range for {len(self)} sequences")
         index = index.astype(np.int64, copy=False)
+        meta = dict(self.meta)
+        for key in PER_SEQUENCE_META:
+            if key in meta:
+                meta[key] = np.asarray(meta[key])[index]
         return self._gather(
             self.offsets[index],
             self.offsets[index + 1],
             user_ids=None if self.user_ids is None else np.asarray(self.user_ids)[index],
+            meta=meta,
         )
 
     def slice_sequences(self, start: int | np.ndarray = 0, stop: int | np.ndarray | None = None) -> "SequenceDataset":
@@ -404,7 +415,9 @@ def concat(*datasets: SequenceDataset, num_items: int | None = None, **fields) -
         Vocabulary size of the result; defaults to the largest ``num_items``.
     **fields
         Other `SequenceDataset` fields of the result (``name``, ``item_ids``,
-        ``meta``). Timestamps and user ids are not carried over.
+        ``meta``). User ids are not carried over; timestamps are when every
+        dataset has them (a model with a time bias then reads them for all
+        sequences), else the result has none.
     """
     if not datasets:
         raise ValueError("concat needs at least one dataset")
@@ -412,6 +425,8 @@ def concat(*datasets: SequenceDataset, num_items: int | None = None, **fields) -
     for d in datasets:
         offsets.append(d.offsets[1:] + base)
         base += d.num_interactions
+    if "timestamps" not in fields and all(d.timestamps is not None for d in datasets):
+        fields["timestamps"] = np.concatenate([d.timestamps for d in datasets])
     return SequenceDataset(
         np.concatenate(offsets),
         np.concatenate([d.items for d in datasets]),

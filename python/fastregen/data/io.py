@@ -14,6 +14,12 @@ Formats
     (SASRec style). Every line has the same number of tokens. Sequences are
     ordered by user id; a user's items keep the file order, or are sorted by
     timestamp (stably: ties keep the file order) when there is a third column.
+``"recbole"``
+    A RecBole atomic ``.inter`` file (typed header ``user_id:token
+    item_id:token rating:float timestamp:float``): ids renumbered, ordered by
+    time, timestamps kept, item categories from a ``.item`` file beside it
+    (`fastregen.data.recbole`). ``format="auto"`` reads ``.inter`` as plain
+    TSV; pass ``format="recbole"`` for the typed reading.
 ``"csv"``, ``"tsv"``, ``"parquet"``
     Tables with a header (RecBole ``.inter`` files read as TSV, their ``:token``
     type suffixes are ignored). The ``user``/``item``/``timestamp`` keyword
@@ -95,7 +101,7 @@ from .dataset import SequenceDataset, check_dense_ids
 
 __all__ = ["load", "save", "detect_format", "iter_int_line_chunks", "FORMATS", "DEFAULT_CHUNK_BYTES"]
 
-FORMATS = ("lines", "pairs", "csv", "tsv", "parquet")
+FORMATS = ("lines", "pairs", "csv", "tsv", "parquet", "recbole")
 DEFAULT_CHUNK_BYTES = 8 << 20
 _SNIFF_BYTES = 64 << 10
 _INT32_MAX = np.iinfo(np.int32).max
@@ -1052,9 +1058,10 @@ def load(
     ----------
     path : str or Path
         The file. See the module docs for the formats and ``format="auto"``.
-    format : {"auto", "lines", "pairs", "csv", "tsv", "parquet"}, default "auto"
+    format : {"auto", "lines", "pairs", "csv", "tsv", "parquet", "recbole"}, default "auto"
     user, item, timestamp : str, optional
-        Column names of tables (csv/tsv/parquet). Without ``timestamp`` and
+        Column names of tables (csv/tsv/parquet/recbole; RecBole names
+        without their ``:type``). Without ``timestamp`` and
         without a default-named time column the rows keep file order per user.
     sep : str, optional
         Field separator of csv/tsv (default ``,`` / tab).
@@ -1105,6 +1112,13 @@ def load(
                 raise ValueError(f"{', '.join(given)} only apply to csv/tsv/parquet, not to format={format!r}")
             load_text = _load_lines if format == "lines" else _load_pairs
             ds = load_text(src, remap, chunk_bytes, progress, threads)
+    elif format == "recbole":
+        if sep is not None or remap is False:
+            raise ValueError("a RecBole atomic file is tab-separated with token ids (always renumbered): "
+                             "sep and remap=False do not apply to format='recbole'")
+        from .recbole import load_recbole
+
+        return load_recbole(path, user=user, item=item, timestamp=timestamp)
     else:
         remap = True if remap is None else bool(remap)
         ds = _load_table(path, format, user, item, timestamp, sep, remap)
@@ -1144,7 +1158,9 @@ def save(ds: SequenceDataset, path, format: str = "auto", *, drop_empty: bool = 
     Items are written as their internal ids (1..num_items, what models read);
     users as ``user_ids`` when those are integers, else as 1..n_users.
     ``"pairs"``, csv and tsv write ``user item [timestamp]`` per interaction
-    (csv/tsv with the header ``user_id,item_id[,timestamp]``); parquet writes
+    (csv/tsv with the header ``user_id,item_id[,timestamp]``, ``"recbole"``
+    as tsv with RecBole's typed header ``user_id:token item_id:token
+    [timestamp:float]``); parquet writes
     the same columns (``user_id`` int64, ``item_id`` int32, ``timestamp``
     int64). ``format="auto"`` picks by extension; anything that is not a
     table is ``"lines"``.
@@ -1154,7 +1170,7 @@ def save(ds: SequenceDataset, path, format: str = "auto", *, drop_empty: bool = 
     ds : SequenceDataset
     path : str or Path
         Output file; ``.gz`` compresses text formats.
-    format : {"auto", "lines", "pairs", "csv", "tsv", "parquet"}
+    format : {"auto", "lines", "pairs", "csv", "tsv", "parquet", "recbole"}
     drop_empty : bool, default False
         ``"lines"`` cannot represent an empty sequence (it would read back as
         a malformed line): by default they are an error, with
@@ -1194,9 +1210,12 @@ def save(ds: SequenceDataset, path, format: str = "auto", *, drop_empty: bool = 
             users, lengths = users[keep], lengths[keep]
     n = len(ds)
     with _open_write(path) as f, _bar(progress, f"writing {path.name}", n, "seq") as bar:
-        if format in ("csv", "tsv"):
+        if format in ("csv", "tsv", "recbole"):
             sep = "," if format == "csv" else "\t"
-            f.write(sep.join(["user_id", "item_id"] + (["timestamp"] if ds.timestamps is not None else [])).encode() + b"\n")
+            names = ["user_id", "item_id"] + (["timestamp"] if ds.timestamps is not None else [])
+            if format == "recbole":
+                names = [f"{n}:{'float' if n == 'timestamp' else 'token'}" for n in names]
+            f.write(sep.join(names).encode() + b"\n")
         else:
             sep = " "
         # Cut the users into runs of about _ROWS_PER_WRITE values each.

@@ -6,7 +6,7 @@
 * `RegenConfig` -- every option (mining, pairs, model, pre-training, inference).
 * `Regenerator` -- transformer encoder-decoder with K memories and a
   diversity promoter; token ids: PAD = 0, items 1..N, EOS = N + 1, BOS = N + 2.
-* `pretrain` -- teacher-forced pre-training on `fastregen.mining.pretrain_pairs`.
+* `pretrain` -- teacher-forced pre-training on `fastregen.patterns.pretrain_pairs`.
 * `hybrid_inference` -- batched generative/restrictive greedy decoding of
   every memory, deduplicated.
 * `DR4SR` -- the pipeline, resumable stage by stage in an output folder.

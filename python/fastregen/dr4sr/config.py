@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 __all__ = ["RegenConfig", "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS"]
@@ -20,11 +21,11 @@ class RegenConfig:
     Mining and pre-training pairs
     -----------------------------
     max_span : int, default 5
-        Longest mined pattern (`fastregen.mining.mine_patterns`).
+        Longest mined pattern (`fastregen.patterns.mine_patterns`).
     min_support : int, default 2
         Minimum support of a mined pattern.
     max_pairs_per_sequence : int, default 10
-        Pre-training pairs drawn per sequence (`fastregen.mining.pretrain_pairs`).
+        Pre-training pairs drawn per sequence (`fastregen.patterns.pretrain_pairs`).
     max_len : int, default 50
         Longest input sequence the regenerator reads (most recent items kept).
 
@@ -52,7 +53,9 @@ class RegenConfig:
         ``valid_best_memory_loss`` in the pre-training history).
     entropy_weight : float, default 0.0
         Weight of the entropy of ``pi`` added to the loss. Positive values
-        push each pattern to one memory (the authors' code uses 1.0). Alone
+        push each pattern to one memory (the authors' code uses 1.0);
+        negative ones reward spreading it (UniDS's ``L_rec - H(pi)``,
+        `fastregen.unids`). Alone
         it does not make the memories specialise: on Beauty the promoter
         then sent every pattern to the same memory (BENCHMARKS.md), so the
         other K - 1 were never trained. 0 disables the term.
@@ -104,7 +107,7 @@ class RegenConfig:
         sequence's order. ``"span"``: ``"ordered"``, and no further than
         ``max_span - 1`` positions after the first input position the
         pattern took -- the set the pre-training targets (span-constrained
-        subsequences, `fastregen.mining.mine_patterns`) come from.
+        subsequences, `fastregen.patterns.mine_patterns`) come from.
         Generative steps are never restricted; a generated item that occurs
         in the allowed part of the input also advances the position.
     max_pattern_len : int, default 24
@@ -198,8 +201,8 @@ class RegenConfig:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if float(self.lr) <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if float(self.entropy_weight) < 0:
-            raise ValueError(f"entropy_weight must be >= 0, got {self.entropy_weight}")
+        if not math.isfinite(float(self.entropy_weight)):
+            raise ValueError(f"entropy_weight must be a finite number, got {self.entropy_weight}")
         if float(self.balance_weight) < 0:
             raise ValueError(f"balance_weight must be >= 0, got {self.balance_weight}")
         if float(self.balance_weight) > 0 and (self.diversity == "hard" or self.K == 1):

@@ -45,11 +45,15 @@ def step_modes(n_rows: int, n_steps: int, *, gamma: float, schedule: str, seed: 
     return modes
 
 
-def deduplicate(patterns: list[np.ndarray], min_len: int) -> tuple[list[np.ndarray], dict]:
-    """Drop patterns shorter than ``min_len`` and repeats (first occurrence kept, order preserved)."""
+def deduplicate(patterns: list[np.ndarray], min_len: int, return_index: bool = False):
+    """Drop patterns shorter than ``min_len`` and repeats (first occurrence kept, order preserved).
+
+    Returns ``(kept, counts)``, and with ``return_index`` also the position in
+    ``patterns`` of each kept one (int64).
+    """
     seen: set[bytes] = set()
-    out, short, dup = [], 0, 0
-    for p in patterns:
+    out, index, short, dup = [], [], 0, 0
+    for k, p in enumerate(patterns):
         if p.size < min_len:
             short += 1
             continue
@@ -59,7 +63,11 @@ def deduplicate(patterns: list[np.ndarray], min_len: int) -> tuple[list[np.ndarr
             continue
         seen.add(key)
         out.append(p)
-    return out, {"decoded": len(patterns), "too_short": short, "duplicates": dup, "kept": len(out)}
+        index.append(k)
+    counts = {"decoded": len(patterns), "too_short": short, "duplicates": dup, "kept": len(out)}
+    if return_index:
+        return out, counts, np.asarray(index, dtype=np.int64)
+    return out, counts
 
 
 @torch.no_grad()
@@ -67,7 +75,8 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
                      schedule: str | None = None, restrict: str | None = None, max_pattern_len: int | None = None,
                      min_pattern_len: int | None = None, batch_size: int | None = None,
                      seed: int | None = None, backend: str | None = None,
-                     progress: bool | None = None) -> tuple[SequenceDataset, dict]:
+                     progress: bool | None = None, repeatable_from: int | None = None,
+                     unique: bool = True) -> tuple[SequenceDataset, dict]:
     """Regenerate patterns from every sequence with every memory, batched over sequences.
 
     Parameters
@@ -75,19 +84,27 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
     model : Regenerator
         A pre-trained regenerator (put in eval mode here).
     sources : SequenceDataset
-        Input sequences (DR4SR uses each user's training part, `fastregen.mining.dr4sr_input`);
+        Input sequences (DR4SR uses each user's training part, `fastregen.patterns.dr4sr_input`);
         the last ``max_len`` items of each are read; empty ones are skipped.
     gamma, schedule, restrict, max_pattern_len, min_pattern_len, batch_size, seed, backend, progress
         Default to the model's `RegenConfig` (``restrict``: what a restrictive step may
         choose, see `RegenConfig`).
+    repeatable_from : int, optional
+        Ids from this one up may occur more than once in a pattern (UniDS's
+        T tokens, which follow every segment); by default no id repeats.
+    unique : bool, default True
+        Drop repeated patterns (DR4SR); False keeps every decoded pattern
+        (UniDS deduplicates per user itself).
 
     Returns
     -------
     (patterns, info)
         The deduplicated patterns of length >= ``min_pattern_len`` as a
         `SequenceDataset` (same item ids as ``sources``), in the order
-        (memory k, sequence) of first appearance; and counts (decoded, too
-        short, duplicates, kept, per memory) and the seconds it took.
+        (memory k, sequence) of first appearance, with ``meta["source"]``
+        (int64: the row of ``sources`` each was first decoded from) and
+        ``meta["memory"]`` (its memory k); and counts (decoded, too short,
+        duplicates, kept, per memory) and the seconds it took.
 
     Notes
     -----
@@ -158,8 +175,11 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
             window = _InputWindow(src, src_pad, restrict, cfg.max_span)
             for step in range(max_pattern_len):
                 states = model.decode(ys[alive], memory[alive], src_pad[alive])[:, -1]
+                taken = ys[alive, 1:]
+                if repeatable_from is not None:
+                    taken = taken.masked_fill(taken >= repeatable_from, -1)
                 ids, _ = constrained_argmax(
-                    states, table, window.allowed(alive, allowed), ys[alive, 1:], mode_k[alive, step],
+                    states, table, window.allowed(alive, allowed), taken, mode_k[alive, step],
                     vocab_start=1, vocab_stop=eos + 1, backend=backend,
                 )
                 window.take(alive, ids)
@@ -180,11 +200,17 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
         lens = (out[k] != PAD).sum(1)
         per_memory.append(float(lens.mean()) if n else 0.0)
         patterns.extend(out[k, i, : lens[i]] for i in range(n))
-    kept, info = deduplicate(patterns, min_pattern_len)
+    if unique:
+        kept, info, index = deduplicate(patterns, min_pattern_len, return_index=True)
+    else:
+        index = np.asarray([k for k, p in enumerate(patterns) if p.size >= min_pattern_len], dtype=np.int64)
+        kept = [patterns[k] for k in index]
+        info = {"decoded": len(patterns), "too_short": len(patterns) - len(kept), "duplicates": 0, "kept": len(kept)}
     info.update(sequences=n, memories=K, mean_length_per_memory=per_memory, gamma=gamma, schedule=schedule,
                 restrict=restrict, seconds=time.perf_counter() - t0)
+    origin = {"source": nonempty[index % n] if n else index, "memory": index // n if n else index}
     ds = SequenceDataset.from_lists(kept, num_items=sources.num_items, item_ids=sources.item_ids,
-                                    name="regenerated")
+                                    name="regenerated", meta=origin)
     return ds, info
 
 

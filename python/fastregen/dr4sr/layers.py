@@ -51,13 +51,23 @@ class MultiheadAttention(nn.Module):
         return x.view(B, T, self.heads, self.dim // self.heads).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None = None, *, causal: bool = False,
-                key_padding: torch.Tensor | None = None) -> torch.Tensor:
+                key_padding: torch.Tensor | None = None, mix: torch.Tensor | None = None) -> torch.Tensor:
         """Attend from ``x`` (B, T, D) to ``memory`` (B, S, D; ``x`` itself when None).
 
         ``key_padding`` (B, S) is True at keys to ignore; ``causal`` lets query
         t see keys <= t only.
+
+        With ``memory`` of shape (B, S, K, D) and ``mix`` (B, T, K) (rows
+        summing to 1), query t attends to its own mixture of the K memories,
+        ``sum_k mix[b, t, k] memory[b, :, k]`` (UniDS: every token reads its
+        segment's mixture). Keys and values are affine in the memory and the
+        weights sum to 1, so this is computed exactly from the K memories'
+        own keys and values: scores ``sum_k mix_k q.k_k``, output
+        ``sum_k mix_k A v_k``, never materialising a (B, T, S, D) memory.
         """
         d, W, b = self.dim, self.in_proj_weight, self.in_proj_bias
+        if memory is not None and memory.dim() == 4:
+            return self._mixed(x, memory, mix, key_padding)
         if memory is None:
             q, k, v = F.linear(x, W, b).chunk(3, dim=-1)
         else:
@@ -77,6 +87,27 @@ class MultiheadAttention(nn.Module):
         attn = self.dropout(torch.softmax(scores, dim=-1))
         out = (attn @ v).transpose(1, 2).reshape(x.shape[0], T, d)
         return self.out_proj(out)
+
+
+    def _mixed(self, x: torch.Tensor, memory: torch.Tensor, mix: torch.Tensor | None,
+               key_padding: torch.Tensor | None) -> torch.Tensor:
+        """Cross-attention to a per-query mixture of K memories (see `forward`)."""
+        B, T, _ = x.shape
+        _, S, K, D = memory.shape
+        if mix is None or mix.shape != (B, T, K):
+            raise ValueError(f"memories of shape (B, S, K, D) need mix of shape (B, T, K) = ({B}, {T}, {K}), "
+                             f"got {None if mix is None else tuple(mix.shape)}")
+        d, W, b, h = self.dim, self.in_proj_weight, self.in_proj_bias, self.heads
+        q = self._split(F.linear(x, W[:d], b[:d]))  # (B, H, T, dh)
+        k, v = F.linear(memory, W[d:], b[d:]).chunk(2, dim=-1)  # (B, S, K, D) each
+        k = k.view(B, S, K, h, D // h).permute(0, 3, 1, 2, 4)  # (B, H, S, K, dh)
+        v = v.view(B, S, K, h, D // h).permute(0, 3, 1, 2, 4)
+        scores = torch.einsum("bhtd,bhskd,btk->bhts", q, k, mix) * (1.0 / math.sqrt(q.shape[-1]))
+        if key_padding is not None:
+            scores = scores.masked_fill(key_padding[:, None, None, :], float("-inf"))
+        attn = self.dropout(torch.softmax(scores, dim=-1))
+        out = torch.einsum("bhts,bhskd,btk->bhtd", attn, v, mix)
+        return self.out_proj(out.transpose(1, 2).reshape(B, T, d))
 
 
 class _FeedForward(nn.Module):
@@ -116,9 +147,10 @@ class DecoderLayer(_FeedForward):
         self.norm3 = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, tgt_padding: torch.Tensor | None = None,
-                memory_padding: torch.Tensor | None = None) -> torch.Tensor:
+                memory_padding: torch.Tensor | None = None, mix: torch.Tensor | None = None) -> torch.Tensor:
+        """``memory`` (B, S, D), or K memories (B, S, K, D) read through ``mix`` (B, T, K) per position."""
         x = self.norm1(x + self.dropout(self.self_attn(x, causal=True, key_padding=tgt_padding)))
-        x = self.norm2(x + self.dropout(self.multihead_attn(x, memory, key_padding=memory_padding)))
+        x = self.norm2(x + self.dropout(self.multihead_attn(x, memory, key_padding=memory_padding, mix=mix)))
         return self.norm3(x + self.dropout(self.ff(x)))
 
 

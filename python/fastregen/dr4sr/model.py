@@ -178,9 +178,51 @@ class Regenerator(nn.Module):
         """One step of the Gumbel temperature schedule: ``tau <- max(tau * tau_decay, tau_min)``."""
         self.tau = max(self.tau * self.config.tau_decay, self.config.tau_min)
 
-    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_pad: torch.Tensor) -> torch.Tensor:
-        """Decoder states (B, T, D) for decoder inputs (B, T) reading memory (B, L, D)."""
-        return self.decoder(self._embed(tgt_in), memory, tgt_padding=tgt_in == PAD, memory_padding=src_pad)
+    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_pad: torch.Tensor,
+               mix: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder states (B, T, D) for decoder inputs (B, T) reading memory (B, L, D), or the K
+        memories (B, L, K, D) mixed per position by ``mix`` (B, T, K)."""
+        return self.decoder(self._embed(tgt_in), memory, tgt_padding=tgt_in == PAD, memory_padding=src_pad, mix=mix)
+
+    def segment_mixture(self, pattern: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The promoter per segment (UniDS eq. 7): pi of every segment and the mixture of every decoding step.
+
+        Parameters
+        ----------
+        pattern : torch.Tensor of int64, shape (B, P)
+            Right-padded targets.
+        segments : torch.Tensor of int64, shape (B, P)
+            Segment of each target token, 0, 1, ... in order and contiguous
+            within a row; -1 at padding.
+
+        Returns
+        -------
+        (pi, mix)
+            ``pi`` (n_segments, K): the promoter's mixture of each segment,
+            computed from that segment's tokens alone (row-major order);
+            ``mix`` (B, P + 1, K): the mixture each decoding step reads, that
+            of the segment of the token it predicts (the final EOS: the last
+            segment's), the paper's ``m_final`` of ``phi(j)``.
+        """
+        B, P = pattern.shape
+        valid = segments >= 0
+        if not bool(valid.any(1).all()):
+            raise ValueError("every target needs at least one segment")
+        per_row = segments.max(1).values + 1
+        base = torch.cumsum(per_row, 0) - per_row
+        g = torch.where(valid, base[:, None] + segments, 0)
+        n_seg = int(per_row.sum())
+        cols = torch.arange(P, device=pattern.device).expand(B, P)
+        first = torch.full((n_seg,), P, dtype=torch.long, device=pattern.device)
+        first = first.scatter_reduce(0, g[valid], cols[valid], reduce="amin")
+        pos = cols - first[g]
+        seg_len = torch.bincount(g[valid], minlength=n_seg)
+        rows = torch.zeros(n_seg, int(seg_len.max()), dtype=pattern.dtype, device=pattern.device)
+        rows[g[valid], pos[valid]] = pattern[valid]
+        pi = self.mixture(self.promote(rows))
+        last = (per_row - 1)[:, None].expand(B, 1)
+        step_seg = torch.cat([torch.where(valid, segments, last.expand(B, P)), last], 1)
+        return pi, pi[base[:, None] + step_seg]
 
     # ----------------------------------------------------------------- loss
     def _encode_pairs(self, src: torch.Tensor, src_index: torch.Tensor | None):
@@ -191,7 +233,8 @@ class Regenerator(nn.Module):
         return memories[src_index], src[src_index]
 
     def loss(self, src: torch.Tensor, pattern: torch.Tensor, src_index: torch.Tensor | None = None,
-             reduction: str = "mean") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             reduction: str = "mean", segments: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced cross-entropy of the patterns given the sources (paper eq. 2).
 
         Parameters
@@ -206,12 +249,17 @@ class Regenerator(nn.Module):
             pattern b (S = B).
         reduction : {"mean", "sum"}, default "mean"
             Cross-entropy per scored target token, or summed over them.
+        segments : torch.Tensor of int64, shape (B, P), optional
+            Segment of each target token (-1 at padding): the promoter then
+            weighs the memories per segment (`segment_mixture`, UniDS)
+            instead of once per target (DR4SR).
 
         Returns
         -------
         (ce, entropy, pi)
             Cross-entropy over the target tokens (items and the final EOS),
-            mean entropy of ``pi`` and ``pi`` itself (B, K). With
+            mean entropy of ``pi`` and ``pi`` itself (B, K), or
+            (n_segments, K) with ``segments``. With
             ``diversity="hard"`` (K > 1) each pattern is scored by the memory
             that decodes it best, ``pi`` is one-hot on that memory and the
             entropy is 0 (its "mean" divides by every target token).
@@ -220,6 +268,8 @@ class Regenerator(nn.Module):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         memories, src = self._encode_pairs(src, src_index)
         if self.config.diversity == "hard" and self.config.K > 1:
+            if segments is not None:
+                raise ValueError("diversity='hard' picks one memory per target; it has no per-segment form")
             nll, _ = self._memory_nll(memories, src, pattern)  # (K, B)
             best = nll.detach().argmin(0)
             ce = nll.gather(0, best[None]).sum()
@@ -227,14 +277,14 @@ class Regenerator(nn.Module):
                 ce = ce / (int((pattern != PAD).sum()) + pattern.shape[0])  # items + one EOS per pattern
             pi = F.one_hot(best, self.config.K).to(nll.dtype)
             return ce, torch.zeros((), device=src.device), pi
-        pi, logits, labels = self._mixture_logits(memories, src, pattern)
+        pi, logits, labels = self._mixture_logits(memories, src, pattern, segments)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                              reduction=reduction)
         entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
         return ce, entropy, pi
 
-    def heldout_nll(self, src: torch.Tensor, pattern: torch.Tensor,
-                    src_index: torch.Tensor | None = None) -> tuple[float, float, int]:
+    def heldout_nll(self, src: torch.Tensor, pattern: torch.Tensor, src_index: torch.Tensor | None = None,
+                    segments: torch.Tensor | None = None) -> tuple[float, float, int]:
         """Summed NLL of a batch with the promoter's mixture (what `loss`
         minimises) and with the best single memory per pattern (what
         inference can reach, see `memory_nll`), running the encoder once.
@@ -254,7 +304,7 @@ class Regenerator(nn.Module):
         best = float(nll.min(0).values.sum())
         if self.config.diversity == "hard" and self.config.K > 1:
             return best, best, tokens
-        _, logits, labels = self._mixture_logits(memories, src, pattern)
+        _, logits, labels = self._mixture_logits(memories, src, pattern, segments)
         mixture = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                                   reduction="sum")
         return float(mixture), best, tokens
@@ -283,8 +333,15 @@ class Regenerator(nn.Module):
         states = self.decode(tgt_in, memory, src == PAD)
         return self._logits(states, src, tgt_out)
 
-    def _mixture_logits(self, memories: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor):
-        """pi (B, K) from the promoter, and the logits and labels of decoding ``sum_k pi_k m'_k``."""
+    def _mixture_logits(self, memories: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor,
+                        segments: torch.Tensor | None = None):
+        """pi (B, K) from the promoter, and the logits and labels of decoding ``sum_k pi_k m'_k``;
+        with ``segments``, pi per segment and each step decoded from its segment's mixture."""
+        if segments is not None and self.config.K > 1:
+            pi, mix = self.segment_mixture(pattern, segments)
+            tgt_in, tgt_out = self._teacher_forcing(pattern)
+            states = self.decode(tgt_in, memories, src == PAD, mix=mix)
+            return (pi, *self._logits(states, src, tgt_out))
         pi = self.mixture(self.promote(pattern))
         return (pi, *self._decoder_logits(mix_memories(memories, pi, backend=self.config.backend), src, pattern))
 

@@ -13,7 +13,7 @@ Artifacts in ``out_dir``:
                                rerun that changes a field redoes the stage
                                it affects and every later one)
 ``source.json``                path and content hash of the input data
-``patterns.txt``               mined patterns (`fastregen.mining.Patterns`)
+``patterns.txt``               mined patterns (`fastregen.patterns.Patterns`)
 ``pairs.npz``                  pre-training pairs
 ``regenerator.pt``             the pre-trained regenerator (+ loss history)
 ``regenerated_patterns.npz``   decoded, deduplicated patterns
@@ -98,7 +98,7 @@ def _save_pairs(pairs, path) -> None:
 
 
 def _load_pairs(path):
-    from ..mining import PretrainPairs
+    from ..patterns import PretrainPairs
 
     with np.load(path) as z:
         n = int(z["num_items"])
@@ -125,8 +125,8 @@ class DR4SR:
 
     Attributes (after `fit`)
     ------------------------
-    patterns : fastregen.mining.Patterns
-    pairs : fastregen.mining.PretrainPairs
+    patterns : fastregen.patterns.Patterns
+    pairs : fastregen.patterns.PretrainPairs
     regenerator : Regenerator
     history : list of dict
         Pre-training loss per epoch.
@@ -224,14 +224,14 @@ class DR4SR:
         ----------
         data : SequenceDataset or path
             The original sequences. Only each sequence's training part (all
-            but the last two items, `fastregen.mining.dr4sr_input`) is read,
+            but the last two items, `fastregen.patterns.dr4sr_input`) is read,
             so validation and test targets never leak into the regenerated
             data.
         out_dir : path, optional
             Folder for the stage artifacts (``patterns.txt``); a finished
             mining stage found there is reused, and a later `fit` into the
             same folder reuses it too.
-        patterns : fastregen.mining.Patterns, optional
+        patterns : fastregen.patterns.Patterns, optional
             Use these patterns instead of mining.
 
         Returns
@@ -247,7 +247,7 @@ class DR4SR:
         return self._mine(data, out_dir, patterns, whole_pipeline=False)
 
     def _mine(self, data, out_dir, patterns, *, whole_pipeline: bool) -> DR4SR:
-        from ..mining import Patterns, dr4sr_input, mine_patterns
+        from ..patterns import Patterns, dr4sr_input, mine_patterns
 
         cfg = self.config
         data_path = data if isinstance(data, (str, os.PathLike)) else None
@@ -294,14 +294,14 @@ class DR4SR:
         out_dir : path, optional
             Folder for the stage artifacts; finished stages found there are
             reused (see the module docstring).
-        patterns : fastregen.mining.Patterns, optional
+        patterns : fastregen.patterns.Patterns, optional
             Use these patterns instead of mining.
 
         Returns
         -------
         self
         """
-        from ..mining import pretrain_pairs
+        from ..patterns import pretrain_pairs
 
         self._mine(data, out_dir, patterns, whole_pipeline=True)
         cfg, data, train_input = self.config, self.data, self._train_input

@@ -36,14 +36,17 @@ def _trim(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class PairBatch:
-    """Pairs of a batch: distinct sources (S, L), the source row of each pair (B,), patterns (B, P)."""
+    """Pairs of a batch: distinct sources (S, L), the source row of each pair (B,), patterns (B, P),
+    and, for targets of several segments (UniDS), the segment of each pattern token (B, P; -1 at padding)."""
 
     src: torch.Tensor
     src_index: torch.Tensor
     pattern: torch.Tensor
+    segments: torch.Tensor | None = None
 
     def to(self, device) -> "PairBatch":
-        return PairBatch(self.src.to(device), self.src_index.to(device), self.pattern.to(device))
+        return PairBatch(self.src.to(device), self.src_index.to(device), self.pattern.to(device),
+                         None if self.segments is None else self.segments.to(device))
 
     @property
     def num_targets(self) -> int:
@@ -63,6 +66,9 @@ class PairData:
         Target pattern of each pair, right-padded.
     rows : np.ndarray of int64, optional
         The pairs this object serves (a train or held-out part); default all.
+    segments : torch.Tensor of int64, shape (N, P), optional
+        Segment of each pattern token (-1 at padding), for a promoter per
+        segment (`fastregen.dr4sr.Regenerator.segment_mixture`).
 
     Attributes
     ----------
@@ -72,8 +78,10 @@ class PairData:
         Target tokens (pattern items and one EOS per pair).
     """
 
-    def __init__(self, sources: torch.Tensor, source_of: np.ndarray, patterns: torch.Tensor, rows=None) -> None:
+    def __init__(self, sources: torch.Tensor, source_of: np.ndarray, patterns: torch.Tensor, rows=None,
+                 segments: torch.Tensor | None = None) -> None:
         self.sources, self.source_of, self.patterns = sources, np.asarray(source_of, np.int64), patterns
+        self.segments = segments
         self.rows = np.arange(len(self.source_of), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
         src_len = (sources != PAD).sum(1).numpy()
         self.lengths = src_len[self.source_of[self.rows]]
@@ -84,13 +92,16 @@ class PairData:
 
     def subset(self, rows) -> "PairData":
         """The pairs at positions ``rows`` of this object."""
-        return PairData(self.sources, self.source_of, self.patterns, self.rows[np.asarray(rows, np.int64)])
+        return PairData(self.sources, self.source_of, self.patterns, self.rows[np.asarray(rows, np.int64)],
+                        self.segments)
 
     def batch(self, idx) -> PairBatch:
         pairs = self.rows[np.asarray(idx, dtype=np.int64)]
         uniq, inverse = np.unique(self.source_of[pairs], return_inverse=True)
+        pattern = _trim(self.patterns[torch.from_numpy(pairs)])
+        segments = None if self.segments is None else self.segments[torch.from_numpy(pairs)][:, : pattern.shape[1]]
         return PairBatch(_trim(self.sources[torch.from_numpy(uniq)]), torch.from_numpy(inverse.astype(np.int64)),
-                         _trim(self.patterns[torch.from_numpy(pairs)]))
+                         pattern, segments)
 
     def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True):
         """Batches of pairs, one source's pairs together, sources shuffled (and bucketed by length)."""
@@ -100,7 +111,7 @@ class PairData:
 
 
 def pair_data(pairs, config: RegenConfig) -> PairData:
-    """`PairData` of `fastregen.mining.PretrainPairs`: pairs with an empty side dropped, each
+    """`PairData` of `fastregen.patterns.PretrainPairs`: pairs with an empty side dropped, each
     distinct source once (its ``max_len`` most recent items), patterns cut to ``max_pattern_len``."""
     if len(pairs.sequences) != len(pairs.patterns):
         raise ValueError(f"pairs have {len(pairs.sequences)} input sequences but {len(pairs.patterns)} patterns")
@@ -114,8 +125,14 @@ def pair_data(pairs, config: RegenConfig) -> PairData:
         empty = torch.zeros(0, 1, dtype=torch.long)
         return PairData(empty, np.zeros(0, np.int64), empty)
     src = torch.from_numpy(seqs.padded(int(seqs.lengths.max()), side="right"))
-    pat = torch.from_numpy(pats.padded(int(pats.lengths.max()), side="right"))
-    return PairData(src, source_of.astype(np.int64), pat)
+    width = int(pats.lengths.max())
+    pat = torch.from_numpy(pats.padded(width, side="right"))
+    segments = None
+    if getattr(pairs, "segments", None) is not None:
+        seg = pairs.segments.subset(keep).slice_sequences(0, config.max_pattern_len)
+        # stored as segment + 1 (a SequenceDataset holds ids >= 1), so padding (0) becomes -1
+        segments = torch.from_numpy(seg.padded(width, side="right", values=seg.items.astype(np.int64)) - 1)
+    return PairData(src, source_of.astype(np.int64), pat, segments=segments)
 
 
 def balance_penalty(pi: torch.Tensor) -> torch.Tensor:
@@ -141,7 +158,8 @@ class RegeneratorLoss:
 
     def __call__(self, model: Regenerator, batch: PairBatch, generator) -> LossTerms:
         cfg = self.config
-        ce, entropy, pi = model.loss(batch.src, batch.pattern, batch.src_index, reduction="sum")
+        ce, entropy, pi = model.loss(batch.src, batch.pattern, batch.src_index, reduction="sum",
+                                     segments=batch.segments)
         aux = None
         if cfg.entropy_weight:
             aux = cfg.entropy_weight * entropy
@@ -163,7 +181,7 @@ def _evaluate(model: Regenerator, data: PairData, batch_size: int) -> dict:
     with torch.no_grad():
         for idx in data.batch_order(batch_size, None, bucketing=True):
             b = data.batch(idx).to(model.device)
-            mixture, best_memory, n = model.heldout_nll(b.src, b.pattern, b.src_index)
+            mixture, best_memory, n = model.heldout_nll(b.src, b.pattern, b.src_index, b.segments)
             total += mixture
             best += best_memory
             tokens += n
@@ -228,7 +246,7 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     Parameters
     ----------
     pairs : PretrainPairs
-        From `fastregen.mining.pretrain_pairs`: ``pairs.sequences`` (row r:
+        From `fastregen.patterns.pretrain_pairs`: ``pairs.sequences`` (row r:
         input sequence of pair r), ``pairs.patterns`` (row r: its target
         pattern), both `SequenceDataset`, and ``pairs.source`` (the id of
         pair r's input sequence; pairs with one id share one input).

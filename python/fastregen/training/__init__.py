@@ -9,6 +9,8 @@
 * `Trainer` -- step, epoch, fit; a constant targets-per-batch normaliser so
   every target weighs the same whatever its batch; hooks (`EarlyStopping`,
   or your own) for evaluation, checkpoints and outer loops.
+* `RepPad` -- repeated padding of short sequences (RecSys'24), the
+  ``TrainConfig.reppad`` option.
 * `fit` / `fit_and_evaluate` -- a target model end to end on a
   leave-one-out split.
 
@@ -29,6 +31,7 @@ from .losses import (
     softmax_loss,
     softmax_per_target,
 )
+from .reppad import RepPad
 from .trainer import CallbackHook, EarlyStopping, Hook, Trainer, TrainingData, adam
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "build_examples",
     "gather_windows",
     "pack_segments",
+    "RepPad",
     "LossTerms",
     "NextItemLoss",
     "bce_per_target",

@@ -71,6 +71,12 @@ class TrainConfig:
         Beauty); the loss is normalised by a constant number of targets per
         batch (`fastregen.training.Trainer`), so every target keeps the same
         weight whatever batch it lands in.
+    reppad : {0, 1, 2}, default 0
+        RepPad (`fastregen.training.reppad`): pad each training sequence
+        shorter than ``max_len`` with copies of itself, 1 back to back, 2
+        with a delimiter 0 between the copies; 0 is off. Needs
+        ``train_targets`` "all" (a causal model); validation and test are
+        untouched.
     seed : int, default 0
     progress : bool, default True
         tqdm bar per epoch.
@@ -97,6 +103,7 @@ class TrainConfig:
     exclude_history: bool = True
     num_threads: int = 2
     length_bucketing: bool = True
+    reppad: int = 0
     seed: int = 0
     progress: bool = True
     device: str = "cpu"
@@ -128,6 +135,8 @@ class TrainConfig:
         metric_names = {f"{m}@{k}" for m in ("recall", "ndcg") for k in self.ks} | {"mrr", "auc"}
         if self.valid_metric not in metric_names:
             raise ValueError(f"valid_metric {self.valid_metric!r} is not computed; choose one of {sorted(metric_names)}")
+        if isinstance(self.reppad, bool) or self.reppad not in (0, 1, 2):
+            raise ValueError(f"reppad must be 0 (off), 1 (repeat) or 2 (repeat with delimiter 0), got {self.reppad!r}")
         if not isinstance(self.model_kwargs, dict):
             raise TypeError(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
 

@@ -216,7 +216,10 @@ class Examples:
         """The rows of examples ``idx``, trimmed to the batch's longest input (left padding dropped)."""
         idx = np.asarray(idx, dtype=np.int64)
         width = max(int(self.lengths[idx].max()) if idx.size else 1, 1)
-        inputs, targets, weights, index, in_pos = self._rows(idx, width)
+        return self._batch(idx, *self._rows(idx, width))
+
+    def _batch(self, idx, inputs, targets, weights, index, in_pos) -> Batch:
+        """A `Batch` of gathered rows; the timestamps of the input items follow ``in_pos`` (-1: padding)."""
         ts = None
         if self.data.timestamps is not None:
             ts = np.where(in_pos >= 0, self.data.timestamps[np.maximum(in_pos, 0)], 0) if in_pos.size else in_pos

@@ -113,6 +113,13 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
     examples = Examples(train_data, model.max_len, mode, sequence_weights)
     if examples.total_targets == 0:
         raise ValueError("the training data holds no sequence with two or more items: nothing to learn")
+    if cfg.reppad:
+        if mode != "all":
+            raise ValueError(f"reppad = {cfg.reppad} needs train_targets='all' (one row per sequence, a causal "
+                             f"model); this run uses {mode!r} ({cfg.model})")
+        from .reppad import RepPad
+
+        examples = RepPad(examples, cfg.reppad, seed=cfg.seed)
     loss_name, negatives = resolve_loss(cfg)
     objective = objective or NextItemLoss(loss_name, negatives, cfg.temperature)
     stopper = EarlyStopping(

@@ -65,16 +65,6 @@ _RUNTIME = {"progress", "num_threads", "device", "eval_batch_size"}
 _DONE = "personalize.json"
 
 
-def _subset(ds: SequenceDataset, index: np.ndarray) -> SequenceDataset:
-    """``ds.subset(index)`` with its per-sequence tags (``meta["source"]``, ``meta["weights"]``) subset too."""
-    out = ds.subset(index)
-    meta = dict(ds.meta)
-    for key in ("source", "weights"):
-        if key in meta:
-            meta[key] = np.asarray(meta[key])[index]
-    return out.replace(meta=meta, name=ds.name)
-
-
 def split_dev(train: SequenceDataset, config: PlusConfig) -> tuple[SequenceDataset, SequenceDataset | None]:
     """The lower-level training set and the held-out dev set of ``dev="heldout"`` (else ``(train, None)``).
 
@@ -98,7 +88,7 @@ def split_dev(train: SequenceDataset, config: PlusConfig) -> tuple[SequenceDatas
     dev_idx = np.sort(rng.choice(pool, n_dev, replace=False))
     keep = np.ones(len(train), dtype=bool)
     keep[dev_idx] = False
-    return _subset(train, np.flatnonzero(keep)), _subset(train, dev_idx)
+    return train.subset(np.flatnonzero(keep)), train.subset(dev_idx)
 
 
 def _train_config(model: str, seed: int, config: dict) -> TrainConfig:

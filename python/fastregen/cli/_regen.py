@@ -31,12 +31,15 @@ def _load_embedding(path: Path):
 
 
 def run_regenerate(data: Path, out: Path, config, embedding: Optional[Path] = None, quiet: bool = False) -> dict:
-    """Run (or resume) the pipeline into ``out``; print stage times and Table-2 statistics."""
+    """Run (or resume) the pipeline into ``out``; print stage times and Table-2 statistics (rank 0 only)."""
     from ..dr4sr import DR4SR
+    from ..training import distributed
 
     t0 = time.perf_counter()
     dr = DR4SR(config).fit(data, out_dir=out, item_embedding=None if embedding is None else _load_embedding(embedding))
     dr.regenerate()
+    if not distributed.is_main():
+        return {"dr4sr": dr, "statistics": None}
     for stage in ("patterns", "pairs", "regenerator", "inference", "write"):
         s = dr.stage_seconds.get(stage)
         state = "reused" if s == 0.0 else (f"{s:8.2f} s" if s is not None else "-")
@@ -67,7 +70,11 @@ def regenerate(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's own)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Regenerate DATA with DR4SR (mine, pairs, pre-train, hybrid inference) into OUT/regenerated.txt."""
+    """Regenerate DATA with DR4SR (mine, pairs, pre-train, hybrid inference) into OUT/regenerated.txt.
+
+    Under ``torchrun --nproc-per-node N -m fastregen regenerate ...`` pre-training is data-parallel and
+    hybrid inference sharded over N processes; rank 0 writes OUT (same regenerated data as one process).
+    """
     from ..config import load_config
     from ..dr4sr import RegenConfig
 
@@ -90,8 +97,11 @@ def regenerate(
         import torch
 
         torch.set_num_threads(threads)
+    from ..training import distributed
+
     try:
-        run_regenerate(data, out, cfg, embedding=embedding, quiet=quiet)
+        with distributed.session(cfg.device):
+            run_regenerate(data, out, cfg, embedding=embedding, quiet=quiet)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

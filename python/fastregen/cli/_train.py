@@ -37,7 +37,11 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Per-epoch progress bar."),
     sets: List[str] = typer.Option([], "--set", help="Any other TrainConfig field, KEY=VALUE (YAML value); repeatable."),
 ) -> None:
-    """Train MODEL on DATA (leave-one-out), early-stop on validation NDCG@20, print test metrics as JSON."""
+    """Train MODEL on DATA (leave-one-out), early-stop on validation NDCG@20, print test metrics as JSON.
+
+    Under ``torchrun --nproc-per-node N -m fastregen train ...`` the training is data-parallel over N
+    processes (batch_size per process); rank 0 evaluates, writes OUT and prints.
+    """
     from ..config import config_to_dict, load_config
     from ..training import TrainConfig, fit_and_evaluate
 
@@ -51,11 +55,16 @@ def train(
     values["progress"] = progress
     values.pop("seed", None)
     values.pop("model", None)
+    from ..training import distributed
+
     try:
-        result = fit_and_evaluate(data, model=model, seed=seed, train_data=train_data, out_dir=out, **values)
+        with distributed.session(values.get("device", "cpu")) as world:
+            result = fit_and_evaluate(data, model=model, seed=seed, train_data=train_data, out_dir=out, **values)
     except (ValueError, TypeError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    if world is not None and not world.is_main:
+        return
     summary = {
         "model": model,
         "valid": result["valid"],

@@ -23,6 +23,15 @@ Artifacts in ``out_dir``:
 ``regenerated_patterns.txt``   the regenerated patterns alone, same format
 ``regenerated.json``           provenance, Table-2 statistics, stage times
 =============================  ==============================================
+
+Under torch.distributed (``torchrun --nproc-per-node N -m fastregen
+regenerate ...``) rank 0 mines, builds the pairs and writes every artifact;
+the other ranks read them once written. Pre-training is data-parallel and
+hybrid inference is sharded (`fastregen.training.distributed`); the
+regenerated data are the same as one process's for the same regenerator.
+If any rank dies, torchrun stops the others, the stage under way leaves no
+artifact (the regenerator's checkpoint stays ``complete=False``), and a
+rerun, with any number of processes, resumes there.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_open
+from ..training import distributed
 from ..config import config_to_dict, file_sha256, load_config, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat
 from .config import TRAINING_SETS, RegenConfig
@@ -130,11 +140,16 @@ class DR4SR:
     # ---------------------------------------------------------------- stages
     def _prepare_dir(self, out_dir, data, data_path, *, whole_pipeline: bool) -> None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         src = {"path": os.fspath(data_path) if data_path is not None else getattr(data, "name", ""),
                "sha256": dataset_sha256(data)}
         if data_path is not None:
             src["file_sha256"] = file_sha256(data_path)
+        # rank 0 checks and rewrites the folder; the other ranks wait for it
+        distributed.main_first(lambda: self._write_dir(out, src, whole_pipeline), lambda: None)
+        self.out_dir, self._source = out, src
+
+    def _write_dir(self, out: Path, src: dict, whole_pipeline: bool) -> None:
+        out.mkdir(parents=True, exist_ok=True)
         cfg_path, src_path = out / "config.yaml", out / "source.json"
         if src_path.exists():
             old_src = json.loads(src_path.read_text())
@@ -156,7 +171,6 @@ class DR4SR:
         if not keep_config:  # config.yaml describes what made the artifacts in the folder
             save_config(self.config, cfg_path)
         write_provenance(src_path, src)
-        self.out_dir, self._source = out, src
 
     def _invalidate(self, out: Path, changed: list[str]) -> None:
         """A rerun with a changed option: remove the artifacts of the first stage it affects and later."""
@@ -187,6 +201,32 @@ class DR4SR:
         result = fn()
         self.stage_seconds[stage] = time.perf_counter() - t0
         return result
+
+    @staticmethod
+    def _exists(path: Path | None) -> bool:
+        """Whether an artifact is there, as rank 0 sees it (every rank takes the same branch)."""
+        return bool(distributed.broadcast_object(path is not None and path.exists()))
+
+    def _stage(self, stage: str, path: Path | None, compute, save, load):
+        """A stage computed once: reused from ``path`` if there, else computed (and saved).
+
+        Under torch.distributed with an output folder rank 0 computes and
+        saves, and the other ranks load what it saved; without a folder
+        every rank computes (the stages are deterministic).
+        """
+        if self._exists(path):
+            self.stage_seconds[stage] = 0.0
+            return load(path)
+
+        def run():
+            result = self._timed(stage, compute)
+            if path is not None:
+                save(result, path)
+            return result
+
+        if path is None:
+            return run()
+        return distributed.main_first(run, lambda: load(path))
 
     def mine(self, data, *, out_dir=None, patterns=None) -> DR4SR:
         """Mine the item-transition patterns: the first stage of `fit`, alone.
@@ -230,6 +270,10 @@ class DR4SR:
         data = as_dataset(data)
         if len(data) == 0:
             raise ValueError("cannot regenerate an empty dataset (no sequences)")
+        world = distributed.current()
+        if world is not None and world.size > len(data):
+            raise ValueError(f"{world.size} processes for {len(data)} sequences: each process needs at least one "
+                             "sequence to decode; run fewer processes (--nproc-per-node)")
         self.data = data
         # whatever was fitted on earlier data no longer applies
         self.pairs, self.regenerator, self.history, self.regenerated = None, None, [], None
@@ -242,13 +286,12 @@ class DR4SR:
         path = self._artifact("patterns.txt")
         if patterns is not None:
             self.patterns = patterns
-        elif path is not None and path.exists():
-            self.patterns, self.stage_seconds["patterns"] = Patterns.load(path), 0.0
         else:
-            self.patterns = self._timed("patterns", lambda: mine_patterns(
-                train_input, max_span=cfg.max_span, min_support=cfg.min_support, progress=cfg.progress))
-            if path is not None:
-                self.patterns.save(path)
+            self.patterns = self._stage(
+                "patterns", path,
+                lambda: mine_patterns(train_input, max_span=cfg.max_span, min_support=cfg.min_support,
+                                      progress=cfg.progress and distributed.is_main()),
+                lambda result, p: result.save(p), Patterns.load)
         if len(self.patterns) == 0:
             raise ValueError(
                 f"no pattern has support >= {cfg.min_support} within span {cfg.max_span}: the pattern set is "
@@ -282,21 +325,17 @@ class DR4SR:
         self._mine(data, out_dir, patterns, whole_pipeline=True)
         cfg, data, train_input = self.config, self.data, self._train_input
 
-        path = self._artifact("pairs.npz")
-        if path is not None and path.exists():
-            self.pairs, self.stage_seconds["pairs"] = _load_pairs(path), 0.0
-        else:
-            self.pairs = self._timed("pairs", lambda: pretrain_pairs(
-                train_input, self.patterns, max_per_sequence=cfg.max_pairs_per_sequence, seed=cfg.seed,
-                max_len=cfg.max_len, progress=cfg.progress))
-            if path is not None:
-                _save_pairs(self.pairs, path)
+        self.pairs = self._stage(
+            "pairs", self._artifact("pairs.npz"),
+            lambda: pretrain_pairs(train_input, self.patterns, max_per_sequence=cfg.max_pairs_per_sequence,
+                                   seed=cfg.seed, max_len=cfg.max_len, progress=cfg.progress and distributed.is_main()),
+            _save_pairs, _load_pairs)
         if len(self.pairs) == 0:
             raise ValueError("no training sequence contains a mined pattern: no pre-training pairs")
 
         path = self._artifact("regenerator.pt")
         done = False
-        if path is not None and path.exists():
+        if self._exists(path):
             model, record = load_checkpoint(path, num_items=data.num_items, device=cfg.device,
                                             **{k: getattr(cfg, k) for k in _RUNTIME_FIELDS if k != "device"})
             if record.get("complete"):
@@ -314,7 +353,7 @@ class DR4SR:
             return self.regenerated
         cfg = self.config
         path = self._artifact("regenerated_patterns.npz")
-        if path is not None and path.exists():
+        if self._exists(path):
             with np.load(path) as z:
                 self.regenerated = SequenceDataset(z["offsets"], z["items"], num_items=self.data.num_items,
                                                    item_ids=self.data.item_ids, name="regenerated")
@@ -326,7 +365,7 @@ class DR4SR:
                 self.regenerator, self._train_input, gamma=cfg.gamma, schedule=cfg.schedule, restrict=cfg.restrict,
                 max_pattern_len=cfg.max_pattern_len, min_pattern_len=cfg.min_pattern_len,
                 batch_size=cfg.decode_batch_size, seed=cfg.seed, backend=cfg.backend, progress=cfg.progress))
-        if path is not None:
+        if path is not None and distributed.is_main():
             with atomic_open(path, "wb") as f:
                 np.savez(f, offsets=self.regenerated.offsets, items=self.regenerated.items,
                          info=np.asarray(json.dumps(self.inference_info)))
@@ -400,7 +439,7 @@ class DR4SR:
         self._infer()  # raises if no regenerator was fitted (after mine alone, say)
         sets = self.training_sets()
         result = sets[which]
-        if self.out_dir is not None and which == self.config.training_set:
+        if self.out_dir is not None and which == self.config.training_set and distributed.is_main():
             self._write(sets)
         return result
 
@@ -428,6 +467,7 @@ class DR4SR:
             stage_seconds=self.stage_seconds,
             torch=torch.__version__,
             torch_threads=torch.get_num_threads(),
+            processes=1 if distributed.current() is None else distributed.current().size,
         )
         write_provenance(out / "regenerated.json", record)
 

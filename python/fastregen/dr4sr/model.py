@@ -84,7 +84,9 @@ class Regenerator(nn.Module):
         self.config = config
         self.num_items = num_items
         d, K = config.d_model, config.K
-        self.item_embedding = nn.Embedding(num_items + 3, d, padding_idx=PAD)
+        # sparse gradients: at 700k items one dense (V, d) gradient per lookup was most of a step on a
+        # CPU; the Trainer sums them into one dense buffer before the optimizer (same update)
+        self.item_embedding = nn.Embedding(num_items + 3, d, padding_idx=PAD, sparse=True)
         self.position_embedding = nn.Embedding(max(config.max_len, config.max_pattern_len + 1), d)
         self.dropout = Dropout(config.dropout)
 
@@ -325,7 +327,7 @@ class Regenerator(nn.Module):
         earlier = torch.tril(torch.ones(S, S, dtype=torch.bool, device=src.device), -1)
         dup = ((cand[:, :, None] == cand[:, None, :]) & earlier).any(-1)
         valid = (cand != PAD) & ~dup
-        logits = torch.einsum("btd,bsd->bts", states, table[cand])
+        logits = torch.einsum("btd,bsd->bts", states, F.embedding(cand, table, sparse=True))
         logits = logits.masked_fill(~valid[:, None, :], float("-inf"))
         match = (tgt_out[:, :, None] == cand[:, None, :]) & valid[:, None, :]
         labels = match.float().argmax(-1)

@@ -257,6 +257,7 @@ class Trainer:
         self.history: list[dict] = []
         self.targets_per_batch = 1.0
         self.stop = False
+        self._grad_buffers: dict[torch.nn.Parameter, torch.Tensor] = {}
 
     @property
     def is_main(self) -> bool:
@@ -295,6 +296,7 @@ class Trainer:
             loss, terms = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+        self._densify_gradients()
         if self.world is not None:
             value = distributed.sync_gradients(self.model.parameters(), self.world, loss)
         if self.grad_clip is not None:
@@ -309,6 +311,29 @@ class Trainer:
         for hook in self.hooks:
             hook.on_step_end(self, batch, value)
         return value
+
+    def _densify_gradients(self) -> None:
+        """Sum sparse gradients (from ``nn.Embedding(sparse=True)``, the regenerator's item table) into a
+        dense buffer kept across steps, so the optimizer (fused Adam) sees the dense gradient it always saw.
+
+        A dense embedding gradient costs a zero-filled (V, d) allocation per lookup (at 700k x 64,
+        180 MB, freshly page-faulted every step) and an add per extra lookup; with sparse gradients a
+        step zeroes one resident buffer and scatters the looked-up rows into it.
+        """
+        for p in self.model.parameters():
+            g = p.grad
+            if g is None or not g.is_sparse:
+                continue
+            buf = self._grad_buffers.get(p)
+            if buf is None:
+                buf = self._grad_buffers[p] = torch.zeros_like(p)
+            else:
+                buf.zero_()
+            if g.sparse_dim() == 1:
+                buf.index_add_(0, g._indices()[0], g._values().to(buf.dtype))
+            else:
+                buf.add_(g.to_dense())
+            p.grad = buf
 
     def set_normaliser(self, data: TrainingData) -> float:
         """Fix the targets-per-batch constant for ``data`` (total targets / batches per epoch).

@@ -36,14 +36,17 @@ def run_regenerate(data: Path, out: Path, config, embedding: Optional[Path] = No
     from ..training import distributed
 
     t0 = time.perf_counter()
-    dr = DR4SR(config).fit(data, out_dir=out, item_embedding=None if embedding is None else _load_embedding(embedding))
+    dr = DR4SR(config)
+    dr.measure_memory = True
+    dr.fit(data, out_dir=out, item_embedding=None if embedding is None else _load_embedding(embedding))
     dr.regenerate()
     if not distributed.is_main():
         return {"dr4sr": dr, "statistics": None}
     for stage in ("patterns", "pairs", "regenerator", "inference", "write"):
         s = dr.stage_seconds.get(stage)
         state = "reused" if s == 0.0 else (f"{s:8.2f} s" if s is not None else "-")
-        typer.echo(f"  {stage:<12}{state}")
+        peak = dr.stage_peak_rss.get(stage)
+        typer.echo(f"  {stage:<12}{state}" + ("" if peak is None or s == 0.0 else f"   peak RSS {peak / 2**30:.2f} GiB"))
     typer.echo(f"done in {time.perf_counter() - t0:.1f} s -> {out / 'regenerated.txt'} ({config.training_set})")
     stats = dr.statistics()
     _echo_stats(stats)
@@ -69,6 +72,8 @@ def regenerate(
     backend: Optional[str] = typer.Option(None, "--backend", help="auto, torch or triton."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's own)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the estimated peak memory of every stage and stop."),
+    force: bool = typer.Option(False, "--force", help="Run even when the estimated peak memory exceeds what the machine has."),
 ) -> None:
     """Regenerate DATA with DR4SR (mine, pairs, pre-train, hybrid inference) into OUT/regenerated.txt.
 
@@ -97,14 +102,54 @@ def regenerate(
         import torch
 
         torch.set_num_threads(threads)
+    from .. import memory
     from ..training import distributed
 
+    memory.limit_heap_retention()
     try:
+        if check_memory(data, cfg, dry_run=dry_run, force=force):
+            return
         with distributed.session(cfg.device):
             run_regenerate(data, out, cfg, embedding=embedding, quiet=quiet)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def check_memory(data: Path, config, *, dry_run: bool, force: bool) -> bool:
+    """Estimate every stage's peak memory (`fastregen.memory.pipeline_estimates`) before a run.
+
+    Prints the estimates with ``dry_run`` (and returns True: nothing is to
+    run); raises ValueError with them when the largest exceeds the memory
+    available to this run (``MemAvailable`` shared by the processes of this
+    node under torchrun), unless ``force``.
+    """
+    import os
+
+    from .. import memory
+    from ..data import load
+
+    if not dry_run and force:
+        return False
+    ds = load(data)
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    est = memory.pipeline_estimates(len(ds), ds.num_interactions, ds.num_items, config, base=memory.current_rss(),
+                                    lengths=ds.lengths, threads=1)
+    est = {k: v for k, v in est.items() if k not in ("train", "evaluate")}  # not run by `regenerate`
+    available = memory.machine_memory()
+    stage, worst = max(((k, v.total) for k, v in est.items()), key=lambda kv: kv[1])
+    if dry_run:
+        typer.echo(f"{data}: {len(ds):,} sequences, {ds.num_interactions:,} interactions, {ds.num_items:,} items; "
+                   f"estimated peak memory per stage (pairs: the upper bound of {config.max_pairs_per_sequence} "
+                   f"per sequence){'' if procs == 1 else f', per process ({procs} on this node)'}:")
+        typer.echo(memory.format_estimates(est, available))
+        return True
+    if worst * procs > available:
+        raise ValueError(
+            f"the estimated peak memory is {worst / 2**30:.1f} GiB (stage {stage}"
+            f"{'' if procs == 1 else f', x {procs} processes'}), more than the {available / 2**30:.1f} GiB available; "
+            "see --dry-run, or pass --force to run anyway")
+    return False
 
 
 def demo_step(demo: dict, quiet: bool = False, epochs: int = 1) -> dict:

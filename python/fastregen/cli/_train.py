@@ -55,8 +55,10 @@ def train(
     values["progress"] = progress
     values.pop("seed", None)
     values.pop("model", None)
+    from .. import memory
     from ..training import distributed
 
+    memory.limit_heap_retention()
     try:
         with distributed.session(values.get("device", "cpu")) as world:
             result = fit_and_evaluate(data, model=model, seed=seed, train_data=train_data, out_dir=out, **values)

@@ -36,6 +36,7 @@ rerun, with any number of processes, resumes there.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -118,7 +119,15 @@ class DR4SR:
         Pre-training loss per epoch.
     stage_seconds : dict
         Wall time of each stage run in this process (0 for a reused one).
+    stage_peak_rss : dict
+        With ``measure_memory = True`` (set on the instance; the CLI does),
+        the peak RSS in bytes of each stage run in this process
+        (`fastregen.memory.PeakRSS`, which resets the process's high-water
+        mark at each stage's start; the write stage includes building the
+        training sets). Compare with `fastregen.memory.pipeline_estimates`.
     """
+
+    measure_memory = False
 
     def __init__(self, config: RegenConfig | None = None, **overrides) -> None:
         config = RegenConfig() if config is None else config
@@ -134,6 +143,7 @@ class DR4SR:
         self.regenerated: SequenceDataset | None = None
         self.inference_info: dict = {}
         self.stage_seconds: dict[str, float] = {}
+        self.stage_peak_rss: dict[str, int] = {}
         self.out_dir: Path | None = None
         self._source: dict = {}
 
@@ -198,9 +208,22 @@ class DR4SR:
 
     def _timed(self, stage: str, fn):
         t0 = time.perf_counter()
-        result = fn()
+        with self._measure(stage):
+            result = fn()
         self.stage_seconds[stage] = time.perf_counter() - t0
         return result
+
+    @contextlib.contextmanager
+    def _measure(self, stage: str):
+        """Record the block's peak RSS as ``stage_peak_rss[stage]`` when ``measure_memory``."""
+        if not self.measure_memory:
+            yield
+            return
+        from ..memory import PeakRSS
+
+        with PeakRSS() as m:
+            yield
+        self.stage_peak_rss[stage] = m.peak
 
     @staticmethod
     def _exists(path: Path | None) -> bool:
@@ -437,10 +460,11 @@ class DR4SR:
         if which not in TRAINING_SETS:
             raise ValueError(f"training_set must be one of {', '.join(map(repr, TRAINING_SETS))}, got {which!r}")
         self._infer()  # raises if no regenerator was fitted (after mine alone, say)
-        sets = self.training_sets()
-        result = sets[which]
-        if self.out_dir is not None and which == self.config.training_set and distributed.is_main():
-            self._write(sets)
+        with self._measure("write"):
+            sets = self.training_sets()
+            result = sets[which]
+            if self.out_dir is not None and which == self.config.training_set and distributed.is_main():
+                self._write(sets)
         return result
 
     def _write(self, sets: dict[str, SequenceDataset]) -> None:
@@ -465,6 +489,7 @@ class DR4SR:
             inference=self.inference_info,
             pretraining=self.history,
             stage_seconds=self.stage_seconds,
+            stage_peak_rss_mib={k: round(v / 2**20, 1) for k, v in self.stage_peak_rss.items()},
             torch=torch.__version__,
             torch_threads=torch.get_num_threads(),
             processes=1 if distributed.current() is None else distributed.current().size,

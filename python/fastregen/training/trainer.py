@@ -411,5 +411,8 @@ class Trainer:
             hook.on_fit_end(self)
         if self.world is not None:
             distributed.broadcast_module(self.model)  # rank 0's (best) weights everywhere
+        # the last step's gradients are of no further use; at 700k items they are 180 MB per table
+        self.optimizer.zero_grad(set_to_none=True)
+        self._grad_buffers.clear()
         self.model.eval()
         return self.history

@@ -200,6 +200,22 @@ def full_softmax_cross_entropy(hidden: torch.Tensor, table: torch.Tensor, target
                                          vocab_stop=stop, chunk_size=chunk_size)
 
 
+def _rows(ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``table[ids]`` with a sparse gradient.
+
+    A dense gradient of a lookup is a zero-filled copy of the whole table
+    (700k x 64 items: 180 MB, freshly page-faulted each step) per lookup; a
+    SASRec step at that size took twice as long. The model's own lookup of
+    the same table keeps its gradient dense, and autograd adds the sparse
+    parts into it, so callers see the same dense gradient as before (and
+    `fastregen.training.Trainer` densifies any that stay sparse). A table
+    computed from others (the GNN's propagated table) is not a leaf: the
+    operations it came from take dense gradients only, so its lookups
+    stay dense.
+    """
+    return F.embedding(ids, table, sparse=table.is_leaf)
+
+
 def bce_per_target(hidden, item_weight, targets, negatives) -> torch.Tensor:
     """Binary cross-entropy with sampled negatives, per position.
 
@@ -216,8 +232,8 @@ def bce_per_target(hidden, item_weight, targets, negatives) -> torch.Tensor:
     torch.Tensor, shape (B, L)
         ``softplus(-h.e_t) + mean_r softplus(h.e_{n_r})``, 0 where ``targets == 0``.
     """
-    pos = (hidden * F.embedding(targets, item_weight)).sum(-1)
-    neg = torch.einsum("bld,blrd->blr", hidden, F.embedding(negatives, item_weight))
+    pos = (hidden * _rows(targets, item_weight)).sum(-1)
+    neg = torch.einsum("bld,blrd->blr", hidden, _rows(negatives, item_weight))
     per = F.softplus(-pos) + F.softplus(neg).mean(-1)
     return per * (targets > 0)
 
@@ -229,12 +245,12 @@ def sampled_softmax_per_target(hidden, item_weight, targets, negatives, temperat
     negative equal to the position's target is masked. Returns (B, L), 0
     where ``targets == 0``.
     """
-    pos = (hidden * F.embedding(targets, item_weight)).sum(-1, keepdim=True)
+    pos = (hidden * _rows(targets, item_weight)).sum(-1, keepdim=True)
     if negatives.dim() == 1:
-        neg = hidden @ item_weight[negatives].T  # (B, L, R)
+        neg = hidden @ _rows(negatives, item_weight).T  # (B, L, R)
         clash = targets[..., None] == negatives[None, None, :]
     else:
-        neg = torch.einsum("bld,blrd->blr", hidden, F.embedding(negatives, item_weight))
+        neg = torch.einsum("bld,blrd->blr", hidden, _rows(negatives, item_weight))
         clash = targets[..., None] == negatives
     logits = torch.cat([pos, neg.masked_fill(clash, float("-inf"))], -1) / temperature
     per = torch.logsumexp(logits, -1) - logits[..., 0]

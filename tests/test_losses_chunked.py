@@ -66,8 +66,10 @@ def test_chunked_equals_full_random_float32(N, V, d, chunk, seed, scale):
     want = loss_and_grads(full_reference, hidden, table, targets, weights, start=1)
     got = loss_and_grads(chunked_softmax_cross_entropy, hidden, table, targets, weights, vocab_start=1,
                          chunk_size=chunk)
+    # float32: logits of size ~scale^2 carry rounding of ~1e-7 scale^2 into the loss and gradients
+    # (the float64 test above checks the algebra tightly)
     for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
+        torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5 * max(1.0, scale) ** 2)
 
 
 def test_softmax_per_target_auto_switches_to_chunks_above_the_limit(monkeypatch):

@@ -11,50 +11,56 @@ The memory model
 ----------------
 `pipeline_estimates` predicts the peak RSS of each stage of the DR4SR
 pipeline (as `fastregen.dr4sr.DR4SR` runs it, in one process), of one
-target-model epoch and of the full-ranking evaluation, from the data's size
-(sequences ``n``, interactions ``I``, items ``V``, sequence lengths) and the
-configuration (``d``, batch ``B``, ``max_len`` ``L``, ``K``,
-``max_pattern_len`` ``P``, pairs per sequence). Every term is an array the
-stage holds, with its dtype's width; the constants for the working memory
-of the compiled miner and of torch's autograd are measured (see
-``tests/test_memory_model.py``, which checks measured <= estimate <= a
-bounded multiple of it on synthetic data). The terms, in bytes:
+target-model epoch and of the full-ranking evaluation (``fastregen train``,
+its own process), from the data's size (sequences ``n``, interactions
+``I``, items ``V``, sequence lengths) and the configuration (``d``, batch
+``B``, ``max_len`` ``L``, ``K``, ``max_pattern_len`` ``P``, pairs per
+sequence). Every term is an array the stage holds, with its dtype's width;
+a few constants are measured (the miner's scratch, activations per batch
+position, torch's runtime, what the allocator keeps after a training
+stage). ``tests/test_memory_model.py`` runs the pipeline and a target
+model in fresh processes on two configurations (items, ``d`` and batch
+varied) and checks, for every stage, measured <= estimate and estimate -
+base <= 3 x (measured - base) + 100 MiB. Terms in bytes (``S`` distinct
+pair sources, ``N`` pairs, ``l`` mean input length, ``p`` pattern length,
+``T = 4 (V + 3) d`` one copy of the item table):
 
 =============  ===============================================================
-stage          resident at its peak (on top of the process before the run)
+stage          peak = the process before the run ("base") + ...
 =============  ===============================================================
-data           the dataset: ``4 I`` items + ``24 n`` offsets, user ids,
-               lengths + ``8 V`` item ids
-patterns       + the training part (``4 I + 8 n``) and the split's copies
-               while it is cut (``8 I``), the miner's item index and
-               scratch (``12 I + 16 V``), the patterns (at most ``I / 2`` of
-               ~3 items)
-pairs          + the pairs: ``N (4 l + 4 p + 40)`` for ``N <= n x
-               max_pairs_per_sequence`` pairs of ``l`` input items (each
-               sequence's last ``L``) and ``p <= max_span`` pattern items, and
-               the search's copy of them
-regenerator    + the padded pairs (``8 S L_max + 8 N p``), the item table in
-               five copies (weights, Adam's two moments, the dense gradient,
-               the best epoch's weights: ``5 x 4 (V + 3) d``), and
-               activations ``~ 2 KiB x B (L + P) x d / 64``
-inference      + the regenerator (``2 x 4 V d``), the decoded ids
-               (``4 K n P``), the generative/restrictive draws (``K n P`` bools
-               and one ``8 n P`` float draw) and the deduplication's copy and
-               sort of the rows (``(4 P + 16) K n``)
-write          + the combined training set (``4`` bytes per interaction of
-               original + patterns + regenerated, twice while it is
-               concatenated)
-train          + the target model's table in six copies (weights, Adam's
-               moments, the gradient and its per-lookup copies, the best
-               weights), the examples' indices (``48`` bytes per example)
-               and activations
-evaluate       + the model, the score chunk and its masks
-               (``~ 3 x 2**22 x 4`` bytes) and the split's histories
+data           the dataset: ``6 I + 24 n + 8 V`` (items, offsets, user
+               ids, item ids)
+patterns       + the training part (``4 I + 8 n``), the split's copies while
+               it is cut (``16 I``), the miner's item index and scratch
+               (``12 I + 16 V`` per thread), the patterns (``<= 10 I``)
+pairs          + the pairs, ``1.5 N (4 l + 4 p + 40)``; ``N <= n x
+               max_pairs_per_sequence`` unless the count is given
+regenerator    + the pairs (``N (4 l + 4 p + 40)``) and their padded form
+               (``8 S L + 8 N p + 32 N``), the item table five times
+               (weights, Adam's two moments, the gradient buffer, the best
+               epoch's weights: ``5 T``), activations ``16 KiB x B (L + P
+               + 1) x d / 64``, torch's runtime (200 MiB)
+inference      + the regenerator (``T``), what the allocator kept of
+               pre-training (``0.6`` of its working memory), the decoded
+               ids (``4 K n P``), the generative draws (``K n P + 8 n P``),
+               the deduplication's copy and sort (``(4 P + 16) K n``), a
+               decoding batch (``12 x decode_batch x L x K x d``)
+write          + the regenerated patterns and the combined training set
+               (``8`` bytes per interaction: built, then concatenated)
+train          base + dataset + the split (``3 (4 I + 8 n)``) + the
+               table seven times (weights, Adam's moments, the gradient,
+               the model's dense lookup gradient, the best weights, slack),
+               ``48`` bytes per example, activations, torch's runtime
+evaluate       base + dataset + split + model and best weights (``2 T``),
+               what the allocator kept of training, a score chunk and its
+               masks (``3 x 2**22 x 4``), the batch
 =============  ===============================================================
 
-The peak of a stage also holds what earlier stages left resident (the
-dataset, the training part, patterns and pairs stay in `DR4SR`); the
-estimates add them up in the pipeline's order.
+Each stage also holds what earlier stages left resident (the dataset,
+training part, patterns and pairs stay in `DR4SR`); the estimates add them
+up in the pipeline's order. On Amazon-Books scale (``synthetic("books")``:
+800k sequences, 10M interactions, 700k items, ``d = 64``) the largest
+estimate is pre-training's, about 3.3 GiB with the pairs' upper bound.
 """
 
 from __future__ import annotations

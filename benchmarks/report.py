@@ -128,7 +128,52 @@ def dr4sr_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-REPORTS = {"dr4sr": dr4sr_report}
+def scale_report(results: Path, ranks_dir: Path) -> str:
+    """Books scale and torch.distributed: the latest row of each (experiment, data, stage, processes, threads)."""
+    sys.path.insert(0, str(HERE))
+    import scale
+
+    rows = read_rows(results, scale.COLUMNS)
+    if not rows:
+        return "_No scale rows yet (`python benchmarks/scale.py pipeline`)._\n"
+    latest: dict = {}
+    for r in rows:
+        latest[(r["experiment"], r["data"], r["stage"], r["processes"], r["threads"])] = r
+    out = []
+    pipe = [r for (e, *_), r in latest.items() if e == "pipeline"]
+    for data in sorted({r["data"] for r in pipe}):
+        part = [r for r in pipe if r["data"] == data]
+        r0 = part[0]
+        out.append(f"Pipeline on `{data}` ({int(r0['sequences']):,} sequences, {int(r0['interactions']):,} "
+                   f"interactions, {int(r0['items']):,} items), {r0['threads']} torch thread(s), commit {r0['commit']}, "
+                   f"{r0['machine']}, load average {r0['load']}-{max(float(r['load']) for r in part)}:\n")
+        out.append("| stage | measured s | share of the stage run | whole stage s (extrapolated) | peak RSS MiB "
+                   "| estimate MiB | throughput | |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+        total = 0.0
+        for r in part:
+            full = float(r["full_seconds"] or r["seconds"])
+            total += full
+            frac = float(r["fraction"])
+            share = "all" if frac >= 1 else f"{100 * frac:.2f}%"
+            thr = f"{float(r['throughput']):,.1f} {r['unit']}" if r["throughput"] else ""
+            out.append(f"| {r['stage']} | {float(r['seconds']):,.1f} | {share} | {full:,.0f} | "
+                       f"{float(r['peak_rss_mib']):,.0f} | {float(r['estimate_mib']):,.0f} | {thr} | {r['note']} |")
+        peak = max(float(r["peak_rss_mib"]) for r in part)
+        out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.\n")
+    other = [r for (e, *_), r in latest.items() if e != "pipeline"]
+    if other:
+        out.append("| experiment | data | stage | processes | threads per process | seconds | throughput | |")
+        out.append("|---|---|---|---:|---:|---:|---:|---|")
+        for r in other:
+            thr = f"{float(r['throughput']):,.1f} {r['unit']}" if r["throughput"] else ""
+            out.append(f"| {r['experiment']} | {r['data']} | {r['stage']} | {r['processes']} | {r['threads']} | "
+                       f"{float(r['seconds']):,.1f} | {thr} | {r['note']} |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+REPORTS = {"dr4sr": dr4sr_report, "scale": scale_report}
 
 
 def write_block(path: Path, name: str, text: str) -> None:

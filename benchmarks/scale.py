@@ -312,16 +312,16 @@ def ddp(args) -> None:
                         str(args.threads * 2), *common], env)
         prov = json.loads((one / "regenerated.json").read_text())
         rec.row("regenerate_1proc", **shape, d=64, threads=args.threads * 2, processes=1, seconds=secs,
-                fraction=1, throughput=round(prov["stage_seconds"].get("inference", 0), 2), unit="inference s",
-                note=f"whole pipeline, {args.regen_epochs} pre-training epoch(s); stage seconds "
-                     + json.dumps({k: round(v, 1) for k, v in prov["stage_seconds"].items()}))
-        for procs in (1, 2):
-            dst = tmp / f"infer{procs}"
+                fraction=1, note=f"whole pipeline, {args.regen_epochs} pre-training epoch(s); stage seconds "
+                                 + json.dumps({k: round(v, 1) for k, v in prov["stage_seconds"].items()}))
+        # the reference run's threads (2 x --threads), one process on --threads, N processes on --threads each
+        layouts = [(1, args.threads * 2), (1, args.threads), (2, args.threads)]
+        for procs, threads in layouts:
+            dst = tmp / f"infer{procs}x{threads}"
             dst.mkdir()
             for f in ("config.yaml", "source.json", "patterns.txt", "pairs.npz", "regenerator.pt"):
                 shutil.copy(one / f, dst / f)
             head = torchrun + [f"--nproc-per-node={procs}", "-m", "fastregen"] if procs > 1 else [py, "-m", "fastregen"]
-            threads = args.threads if procs > 1 else args.threads * 2
             secs, _ = _run(head + ["regenerate", args.data, "--out", str(dst), "--threads", str(threads), *common], env)
             same = (dst / "regenerated.txt").read_bytes() == (one / "regenerated.txt").read_bytes()
             inf = json.loads((dst / "regenerated.json").read_text())["stage_seconds"]["inference"]
@@ -330,10 +330,9 @@ def ddp(args) -> None:
                     note=f"regenerated.txt byte-identical to the 1-process run: {same}; command {secs:.0f} s")
             if not same:
                 raise SystemExit(f"{procs}-process regenerated.txt differs from the 1-process one")
-        for procs in (1, 2):
-            out = tmp / f"train{procs}"
+        for procs, threads in layouts:
+            out = tmp / f"train{procs}x{threads}"
             head = torchrun + [f"--nproc-per-node={procs}", "-m", "fastregen"] if procs > 1 else [py, "-m", "fastregen"]
-            threads = args.threads if procs > 1 else args.threads * 2
             secs, _ = _run(head + ["train", "--data", args.data, "--out", str(out), "--epochs", str(args.train_epochs),
                                    "--threads", str(threads), "--no-progress", "--set", "patience=1000"], env)
             metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -95,35 +95,40 @@ progress: false
 FAULT = """
 import os, sys
 import fastregen.dr4sr.infer as infer
-real = infer._decode_batch
+from fastregen.training import Trainer
+stage = os.environ["FAULT_STAGE"]
+real = infer._decode_batch if stage == "inference" else Trainer.step
 calls = []
 def dying(*args, **kwargs):
     calls.append(1)
     if os.environ.get("RANK") == "1" and len(calls) == 2:
         os._exit(3)  # a rank killed mid-stage
     return real(*args, **kwargs)
-infer._decode_batch = dying
+if stage == "inference":
+    infer._decode_batch = dying
+else:
+    Trainer.step = dying
 from fastregen.cli import main
 sys.argv[0] = "fastregen"
 main()
 """
 
 
-def _env():
-    env = dict(os.environ)
+def _env(**extra):
+    env = dict(os.environ, **extra)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "python"), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
     return env
 
 
-def fastregen(*args, nproc: int = 1, script: Path | None = None):
+def fastregen(*args, nproc: int = 1, script: Path | None = None, env=None):
     if nproc == 1:
         cmd = [sys.executable, "-m", "fastregen", *args]
     else:
         target = [str(script)] if script is not None else ["-m", "fastregen"]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                *target, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(**(env or {})), timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -162,20 +167,24 @@ def test_two_process_inference_writes_the_same_file(finished_run):
     assert json.loads((dst / "regenerated.json").read_text())["processes"] == 2
 
 
-def test_a_rank_dying_mid_inference_leaves_no_output_and_the_rerun_resumes(finished_run, tmp_path):
+@pytest.mark.parametrize("stage", ["regenerator", "inference"])
+def test_a_rank_dying_mid_stage_leaves_no_output_and_the_rerun_resumes(finished_run, tmp_path, stage):
     root = finished_run
-    dst = _copy_until_inference(root, "dies")
+    dst = _copy_until_inference(root, f"dies-{stage}")
+    if stage == "regenerator":
+        (dst / "regenerator.pt").unlink()
     script = tmp_path / "fault.py"
     script.write_text(FAULT)
     out = fastregen("regenerate", str(root / "data.txt"), "--out", str(dst), "--config", str(root / "tiny.yaml"),
-                    "--threads", "1", nproc=2, script=script)
+                    "--threads", "1", nproc=2, script=script, env={"FAULT_STAGE": stage})
     assert out.returncode != 0
     left = sorted(p.name for p in dst.iterdir())
-    assert left == ["config.yaml", "pairs.npz", "patterns.txt", "regenerator.pt", "source.json"], left
+    done = ["config.yaml", "pairs.npz", "patterns.txt", "source.json"]
+    assert left == (done if stage == "regenerator" else sorted(done + ["regenerator.pt"])), left
     again = fastregen("regenerate", str(root / "data.txt"), "--out", str(dst), "--config", str(root / "tiny.yaml"),
                       "--threads", "1")
     assert again.returncode == 0, again.stderr
-    assert "regenerator reused" in again.stdout
+    assert ("regenerator reused" in again.stdout) == (stage == "inference")
     assert (dst / "regenerated.txt").read_bytes() == (root / "one" / "regenerated.txt").read_bytes()
 
 

@@ -9,6 +9,8 @@
     python benchmarks/scale.py ddp --data ../shared/data/beauty.txt
     # hybrid decoding at V = 700k (CPU: chunked torch path; --device cuda: triton)
     python benchmarks/scale.py decode --sequences 2048 --threads 1
+    # sparse item-table gradients vs dense, pre-training and SASRec steps at 700k items, side by side
+    python benchmarks/scale.py sparse --threads 1
 
 ``pipeline`` runs the stages of `fastregen.dr4sr.DR4SR` in its order
 (``mine_patterns``, ``pretrain_pairs``, pre-training, ``hybrid_inference``,
@@ -286,6 +288,84 @@ def decode(args) -> None:
                  f"extra peak {'GPU' if cuda else 'RSS'} {_mib(peak)} MiB; {info['kept']} patterns kept")
 
 
+# --------------------------------------------------------------------------- sparse
+SPARSE_WORKER = r"""
+import json, statistics, sys, time
+import numpy as np, torch
+import torch.nn.functional as F
+from fastregen import memory
+memory.limit_heap_retention()
+torch.set_num_threads(int(sys.argv[3]))
+what, mode, steps, path = sys.argv[1], sys.argv[2], int(sys.argv[4]), sys.argv[5]
+if mode == "dense":  # the gradients before sparse lookups: every lookup of an item table dense
+    import fastregen.dr4sr.model as regen_model
+    import fastregen.training.losses as losses
+    dense_embedding = lambda ids, table, *a, **k: F.embedding(ids, table, *a, **{**k, "sparse": False})
+    regen_model.F = type("F", (), {**{n: getattr(F, n) for n in dir(F) if not n.startswith("_")},
+                                   "embedding": staticmethod(dense_embedding)})
+    losses._rows = lambda ids, table: F.embedding(ids, table)
+from fastregen.data import load, leave_one_out
+from fastregen.training import CallbackHook, Examples, NextItemLoss, Trainer, adam
+data = load(path)
+times, last = [], [0.0]
+def tick(t, b, v):
+    now = time.perf_counter(); times.append(now - last[0]); last[0] = now
+if what == "regenerator":
+    from fastregen.dr4sr import RegenConfig, Regenerator
+    from fastregen.dr4sr.pretrain import RegeneratorLoss, pair_data
+    from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
+    train = dr4sr_input(data)
+    cfg = RegenConfig(progress=False)
+    examples = pair_data(pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_len=50), cfg)
+    torch.manual_seed(0)
+    model = Regenerator(data.num_items, cfg)
+    model.item_embedding.sparse = mode == "sparse"
+    trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=adam(model.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-9),
+                      batch_size=256, progress=False, hooks=[CallbackHook(step=tick)])
+else:
+    from fastregen.models import build_model
+    torch.manual_seed(0)
+    model = build_model("sasrec", data.num_items, embed_dim=64, max_len=50)
+    examples = Examples(leave_one_out(data).train, 50, "all")
+    trainer = Trainer(model, NextItemLoss("bce", 1), batch_size=256, progress=False, hooks=[CallbackHook(step=tick)])
+trainer.set_normaliser(examples)
+order = examples.batch_order(256, trainer.generator, True)[:steps]
+last[0] = time.perf_counter()
+trainer.run_epoch(examples, order=order)
+print(json.dumps({"median_s": statistics.median(times[2:]), "steps": len(times),
+                  "weights": float(sum(p.detach().double().abs().sum() for p in model.parameters()))}))
+"""
+
+
+def sparse(args) -> None:
+    """Step time with sparse item-table gradients vs the dense ones they replaced, side by side."""
+    from fastregen.data import save, synthetic
+
+    path = Path(args.tmp or tempfile.gettempdir()) / f"books-{args.users}.txt"
+    if not path.exists():
+        save(synthetic("books", n_users=args.users), path)
+    rec = Recorder(args, "sparse_gradients", f"synthetic-books(n_users={args.users})")
+    for what in ("regenerator", "sasrec"):
+        times: dict[str, list[float]] = {"dense": [], "sparse": []}
+        weights = {}
+        for _ in range(args.repeats):
+            for mode in ("dense", "sparse"):  # alternating, so both see the machine's load alike
+                out = subprocess.run([sys.executable, "-c", SPARSE_WORKER, what, mode, str(args.threads),
+                                      str(args.steps), str(path)], capture_output=True, text=True)
+                if out.returncode:
+                    raise SystemExit(out.stderr[-3000:])
+                res = json.loads(out.stdout.strip().splitlines()[-1])
+                times[mode].append(res["median_s"])
+                weights[mode] = res["weights"]
+        dense, fast = statistics.median(times["dense"]), statistics.median(times["sparse"])
+        rec.row(f"{what}_step", items=700_000, d=64, batch=256, seconds=fast, fraction=1,
+                throughput=round(dense / fast, 2), unit="x faster than dense",
+                note=f"median s/step over {args.steps} steps x {args.repeats} runs: dense {dense:.3f} "
+                     f"({' '.join(f'{t:.3f}' for t in times['dense'])}), sparse {fast:.3f} "
+                     f"({' '.join(f'{t:.3f}' for t in times['sparse'])}); "
+                     f"sum |weights| after: dense {weights['dense']:.6g}, sparse {weights['sparse']:.6g}")
+
+
 # --------------------------------------------------------------------------- ddp
 def _run(cmd, env=None) -> tuple[float, str]:
     t0 = time.perf_counter()
@@ -361,16 +441,20 @@ def main(argv=None) -> int:
     d.add_argument("--sequences", type=int, default=2048)
     d.add_argument("--device", default="cpu")
     d.add_argument("--backend", default="auto")
+    sp = sub.add_parser("sparse")
+    sp.add_argument("--users", type=int, default=800_000)
+    sp.add_argument("--steps", type=int, default=25)
+    sp.add_argument("--repeats", type=int, default=3)
     r = sub.add_parser("ddp")
     r.add_argument("--data", required=True)
     r.add_argument("--regen-epochs", type=int, default=1)
     r.add_argument("--train-epochs", type=int, default=3)
-    for q in (p, d, r):
+    for q in (p, d, r, sp):
         q.add_argument("--threads", type=int, default=1, help="torch threads (per process for ddp)")
         q.add_argument("--results", default=str(RESULTS))
         q.add_argument("--tmp", default=None, help="folder for temporary outputs")
     args = ap.parse_args(argv)
-    {"pipeline": pipeline, "decode": decode, "ddp": ddp}[args.cmd](args)
+    {"pipeline": pipeline, "decode": decode, "ddp": ddp, "sparse": sparse}[args.cmd](args)
     return 0
 
 

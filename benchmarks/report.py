@@ -128,6 +128,15 @@ def dr4sr_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _num(v: float) -> str:
+    return f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def _cell(text: str) -> str:
+    """A value safe inside a markdown table cell."""
+    return text.replace("|", "\\|")
+
+
 def scale_report(results: Path, ranks_dir: Path) -> str:
     """Books scale and torch.distributed: the latest row of each (experiment, data, stage, processes, threads)."""
     sys.path.insert(0, str(HERE))
@@ -156,19 +165,21 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
             total += full
             frac = float(r["fraction"])
             share = "all" if frac >= 1 else f"{100 * frac:.2f}%"
-            thr = f"{float(r['throughput']):,.1f} {r['unit']}" if r["throughput"] else ""
+            thr = f"{_num(float(r['throughput']))} {r['unit']}" if r["throughput"] else ""
             out.append(f"| {r['stage']} | {float(r['seconds']):,.1f} | {share} | {full:,.0f} | "
-                       f"{float(r['peak_rss_mib']):,.0f} | {float(r['estimate_mib']):,.0f} | {thr} | {r['note']} |")
+                       f"{float(r['peak_rss_mib']):,.0f} | {float(r['estimate_mib']):,.0f} | {thr} | {_cell(r['note'])} |")
         peak = max(float(r["peak_rss_mib"]) for r in part)
         out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.\n")
-    other = [r for (e, *_), r in latest.items() if e != "pipeline"]
+    other = sorted((r for (e, *_), r in latest.items() if e != "pipeline"),
+                   key=lambda r: (r["experiment"], r["data"], r["stage"], int(r["processes"]), -int(r["threads"] or 0)))
     if other:
         out.append("| experiment | data | stage | processes | threads per process | seconds | throughput | |")
         out.append("|---|---|---|---:|---:|---:|---:|---|")
         for r in other:
-            thr = f"{float(r['throughput']):,.1f} {r['unit']}" if r["throughput"] else ""
+            thr = f"{_num(float(r['throughput']))} {r['unit']}" if r["throughput"] else ""
+            secs = float(r["seconds"])
             out.append(f"| {r['experiment']} | {r['data']} | {r['stage']} | {r['processes']} | {r['threads']} | "
-                       f"{float(r['seconds']):,.1f} | {thr} | {r['note']} |")
+                       f"{secs:,.{3 if secs < 10 else 1}f} | {thr} | {_cell(r['note'])} |")
         out.append("")
     return "\n".join(out) + "\n"
 

@@ -363,7 +363,7 @@ def sparse(args) -> None:
                 note=f"median s/step over {args.steps} steps x {args.repeats} runs: dense {dense:.3f} "
                      f"({' '.join(f'{t:.3f}' for t in times['dense'])}), sparse {fast:.3f} "
                      f"({' '.join(f'{t:.3f}' for t in times['sparse'])}); "
-                     f"sum |weights| after: dense {weights['dense']:.6g}, sparse {weights['sparse']:.6g}")
+                     f"sum of absolute weights after: dense {weights['dense']:.6g}, sparse {weights['sparse']:.6g}")
 
 
 # --------------------------------------------------------------------------- ddp

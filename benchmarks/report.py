@@ -145,20 +145,25 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
     rows = read_rows(results, scale.COLUMNS)
     if not rows:
         return "_No scale rows yet (`python benchmarks/scale.py pipeline`)._\n"
+    # per stage the latest row that ran the whole stage, else the latest row: a later run that measured a
+    # fraction (e.g. a few SASRec steps to reach the evaluation) does not replace a measured whole stage
     latest: dict = {}
     for r in rows:
-        latest[(r["experiment"], r["data"], r["stage"], r["processes"], r["threads"])] = r
+        key = (r["experiment"], r["data"], r["stage"], r["processes"], r["threads"])
+        if key not in latest or float(r["fraction"] or 1) >= 1 or float(latest[key]["fraction"] or 1) < 1:
+            latest[key] = r
     out = []
     pipe = [r for (e, *_), r in latest.items() if e == "pipeline"]
     for data in sorted({r["data"] for r in pipe}):
         part = [r for r in pipe if r["data"] == data]
         r0 = part[0]
+        loads = [float(r["load"]) for r in part]
         out.append(f"Pipeline on `{data}` ({int(r0['sequences']):,} sequences, {int(r0['interactions']):,} "
-                   f"interactions, {int(r0['items']):,} items), {r0['threads']} torch thread(s), commit {r0['commit']}, "
-                   f"{r0['machine']}, load average {r0['load']}-{max(float(r['load']) for r in part)}:\n")
+                   f"interactions, {int(r0['items']):,} items), {r0['threads']} torch thread(s), {r0['machine']}, "
+                   f"load average {min(loads)}-{max(loads)}:\n")
         out.append("| stage | measured s | share of the stage run | whole stage s (extrapolated) | peak RSS MiB "
-                   "| estimate MiB | throughput | |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+                   "| estimate MiB | throughput | run | |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---|---|")
         total = 0.0
         for r in part:
             full = float(r["full_seconds"] or r["seconds"])
@@ -167,7 +172,8 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
             share = "all" if frac >= 1 else f"{100 * frac:.2f}%"
             thr = f"{_num(float(r['throughput']))} {r['unit']}" if r["throughput"] else ""
             out.append(f"| {r['stage']} | {float(r['seconds']):,.1f} | {share} | {full:,.0f} | "
-                       f"{float(r['peak_rss_mib']):,.0f} | {float(r['estimate_mib']):,.0f} | {thr} | {_cell(r['note'])} |")
+                       f"{float(r['peak_rss_mib']):,.0f} | {float(r['estimate_mib']):,.0f} | {thr} | "
+                       f"{r['commit']} {r['date'][:16].replace('T', ' ')} | {_cell(r['note'])} |")
         peak = max(float(r["peak_rss_mib"]) for r in part)
         out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.\n")
     other = sorted((r for (e, *_), r in latest.items() if e != "pipeline"),

@@ -25,6 +25,10 @@ stage's start), next to the memory model's estimate
 (whole model, optimizer state, pairs, output buffers where the stage sizes
 them by the data) and its time is extrapolated linearly to the whole stage
 (``full_seconds``; the ``fraction`` column says how much ran).
+``--skip-dr4sr`` runs only the SASRec epoch and the evaluation (their
+rows say so). The report shows, per stage, the latest row that ran the
+whole stage, else the latest row: a later partial run (say, a few SASRec
+steps before the evaluation) does not replace a measured whole stage.
 
 Every stage appends one row to ``benchmarks/results/scale.csv``.
 """
@@ -68,7 +72,7 @@ class Recorder:
         start = values.pop("start", None)
         if start is not None:
             values["note"] = (values.get("note", "") + f"; RSS at start {start / 2**20:.0f} MiB").lstrip("; ")
-        row.update({k: (round(v, 3) if isinstance(v, float) else v) for k, v in values.items()})
+        row.update({k: (round(v, 5 if k == "fraction" else 3) if isinstance(v, float) else v) for k, v in values.items()})
         append_row(self.args.results, row, COLUMNS)
         print(json.dumps({k: v for k, v in row.items() if v != ""}), flush=True)
         return row
@@ -84,14 +88,12 @@ def pipeline(args) -> None:
     import torch
 
     from fastregen import memory
-    from fastregen.data import EvalSplit, leave_one_out, load, save, synthetic
+    from fastregen.data import load, save, synthetic
     from fastregen.dr4sr import RegenConfig, Regenerator, hybrid_inference
     from fastregen.dr4sr.pipeline import combine
     from fastregen.dr4sr.pretrain import RegeneratorLoss, _holdout, pair_data
-    from fastregen.evaluation import evaluate
     from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
-    from fastregen.models import build_model
-    from fastregen.training import Examples, NextItemLoss, Trainer, adam
+    from fastregen.training import Trainer, adam
 
     torch.set_num_threads(args.threads)
     memory.limit_heap_retention()  # as the fastregen commands do
@@ -216,10 +218,13 @@ def _target_model(args, rec, data, shape, estimate, tcfg) -> None:
         net.zero_grad(set_to_none=True)
     per_step = statistics.median(times[2:]) if len(times) > 4 else spent / steps
     full = spent if steps == len(order) else per_step * len(order)
+    # a --skip-dr4sr run starts these stages right after loading the data, not after the DR4SR stages
+    after = "; in a --skip-dr4sr run" if args.skip_dr4sr else ""
     rec.row("sasrec_epoch", **{**shape, "d": tcfg["embed_dim"]}, batch=tcfg["batch"], seconds=spent, full_seconds=full,
             fraction=round(steps / len(order), 5), peak_rss_mib=_mib(m.peak), start=m.start,
             estimate_mib=estimate("train"), throughput=round(tcfg["batch"] / per_step, 1),
-            unit="examples/s", note=f"{steps} of {len(order)} steps (BCE, 'all' protocol); median {per_step:.3f} s/step")
+            unit="examples/s",
+            note=f"{steps} of {len(order)} steps (BCE, 'all' protocol); median {per_step:.3f} s/step{after}")
     del trainer, best_state, examples
 
     test = split.test
@@ -234,8 +239,8 @@ def _target_model(args, rec, data, shape, estimate, tcfg) -> None:
             full_seconds=m.seconds * len(split.test) / users, fraction=round(users / len(split.test), 5),
             peak_rss_mib=_mib(m.peak), start=m.start, estimate_mib=estimate("evaluate"),
             throughput=round(users / m.seconds, 1), unit="users/s",
-            note=f"full ranking over {data.num_items} items, {users} test users, item-chunked; "
-                 f"NDCG@20 {metrics['ndcg@20']:.4f} after the epoch")
+            note=f"full ranking over {data.num_items} items, {users} of {len(split.test)} test users, item-chunked; "
+                 f"NDCG@20 {metrics['ndcg@20']:.4f} after {steps} of {len(order)} SASRec steps{after}")
 
 
 def _step_times(trainer) -> list[float]:
@@ -265,6 +270,8 @@ def decode(args) -> None:
     torch.set_num_threads(args.threads)
     memory.limit_heap_retention()
     rec = Recorder(args, "decode", "synthetic-books")
+    if args.device.startswith("cuda"):
+        rec.machine = f"{torch.cuda.get_device_name(args.device)}, {rec.machine}"
     data = dr4sr_input(synthetic("books", n_users=max(args.sequences, 1000)))
     sources = data.subset(np.arange(args.sequences))
     cfg = RegenConfig(progress=False, device=args.device, backend=args.backend)

@@ -149,7 +149,9 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
     # fraction (e.g. a few SASRec steps to reach the evaluation) does not replace a measured whole stage
     latest: dict = {}
     for r in rows:
-        key = (r["experiment"], r["data"], r["stage"], r["processes"], r["threads"])
+        # decode rows differ by machine and by their "device ..., backend ..." (the note's first two items)
+        variant = (r["machine"], ",".join(r["note"].split(",")[:2])) if r["experiment"] == "decode" else ()
+        key = (r["experiment"], r["data"], r["stage"], r["processes"], r["threads"], *variant)
         if key not in latest or float(r["fraction"] or 1) >= 1 or float(latest[key]["fraction"] or 1) < 1:
             latest[key] = r
     out = []
@@ -177,15 +179,18 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
         peak = max(float(r["peak_rss_mib"]) for r in part)
         out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.\n")
     other = sorted((r for (e, *_), r in latest.items() if e != "pipeline"),
-                   key=lambda r: (r["experiment"], r["data"], r["stage"], int(r["processes"]), -int(r["threads"] or 0)))
+                   key=lambda r: (r["experiment"], r["data"], r["stage"], r["machine"], int(r["processes"]),
+                                  -int(r["threads"] or 0), r["note"]))
     if other:
-        out.append("| experiment | data | stage | processes | threads per process | seconds | throughput | |")
-        out.append("|---|---|---|---:|---:|---:|---:|---|")
+        out.append("| experiment | data | stage | machine | processes | threads per process | seconds | throughput "
+                   "| run | |")
+        out.append("|---|---|---|---|---:|---:|---:|---:|---|---|")
         for r in other:
             thr = f"{_num(float(r['throughput']))} {r['unit']}" if r["throughput"] else ""
             secs = float(r["seconds"])
-            out.append(f"| {r['experiment']} | {r['data']} | {r['stage']} | {r['processes']} | {r['threads']} | "
-                       f"{secs:,.{3 if secs < 10 else 1}f} | {thr} | {_cell(r['note'])} |")
+            out.append(f"| {r['experiment']} | {r['data']} | {r['stage']} | {r['machine']} | {r['processes']} | "
+                       f"{r['threads']} | {secs:,.{3 if secs < 10 else 1}f} | {thr} | {r['commit']} | "
+                       f"{_cell(r['note'])} |")
         out.append("")
     return "\n".join(out) + "\n"
 

@@ -24,8 +24,6 @@ import _distributed_workers as workers
 from fastregen.data import load, save
 from fastregen.training import distributed
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -116,7 +114,6 @@ main()
 
 def _env(**extra):
     env = dict(os.environ, **extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "python"), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
     return env
 

@@ -341,7 +341,74 @@ def unids_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report}
+def _num(v: float) -> str:
+    return f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def _cell(text: str) -> str:
+    """A value safe inside a markdown table cell."""
+    return text.replace("|", "\\|")
+
+
+def scale_report(results: Path, ranks_dir: Path) -> str:
+    """Books scale and torch.distributed: the latest row of each (experiment, data, stage, processes, threads)."""
+    sys.path.insert(0, str(HERE))
+    import scale
+
+    rows = read_rows(results, scale.COLUMNS)
+    if not rows:
+        return "_No scale rows yet (`python benchmarks/scale.py pipeline`)._\n"
+    # per stage the latest row that ran the whole stage, else the latest row: a later run that measured a
+    # fraction (e.g. a few SASRec steps to reach the evaluation) does not replace a measured whole stage
+    latest: dict = {}
+    for r in rows:
+        # decode rows differ by machine and by their "device ..., backend ..." (the note's first two items)
+        variant = (r["machine"], ",".join(r["note"].split(",")[:2])) if r["experiment"] == "decode" else ()
+        key = (r["experiment"], r["data"], r["stage"], r["processes"], r["threads"], *variant)
+        if key not in latest or float(r["fraction"] or 1) >= 1 or float(latest[key]["fraction"] or 1) < 1:
+            latest[key] = r
+    out = []
+    pipe = [r for (e, *_), r in latest.items() if e == "pipeline"]
+    for data in sorted({r["data"] for r in pipe}):
+        part = [r for r in pipe if r["data"] == data]
+        r0 = part[0]
+        loads = [float(r["load"]) for r in part]
+        out.append(f"Pipeline on `{data}` ({int(r0['sequences']):,} sequences, {int(r0['interactions']):,} "
+                   f"interactions, {int(r0['items']):,} items), {r0['threads']} torch thread(s), {r0['machine']}, "
+                   f"load average {min(loads)}-{max(loads)}:\n")
+        out.append("| stage | measured s | share of the stage run | whole stage s (extrapolated) | peak RSS MiB "
+                   "| estimate MiB | throughput | run | |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---|---|")
+        total = 0.0
+        for r in part:
+            full = float(r["full_seconds"] or r["seconds"])
+            total += full
+            frac = float(r["fraction"])
+            share = "all" if frac >= 1 else f"{100 * frac:.2f}%"
+            thr = f"{_num(float(r['throughput']))} {r['unit']}" if r["throughput"] else ""
+            out.append(f"| {r['stage']} | {float(r['seconds']):,.1f} | {share} | {full:,.0f} | "
+                       f"{float(r['peak_rss_mib']):,.0f} | {float(r['estimate_mib']):,.0f} | {thr} | "
+                       f"{r['commit']} {r['date'][:16].replace('T', ' ')} | {_cell(r['note'])} |")
+        peak = max(float(r["peak_rss_mib"]) for r in part)
+        out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.\n")
+    other = sorted((r for (e, *_), r in latest.items() if e != "pipeline"),
+                   key=lambda r: (r["experiment"], r["data"], r["stage"], r["machine"], int(r["processes"]),
+                                  -int(r["threads"] or 0), r["note"]))
+    if other:
+        out.append("| experiment | data | stage | machine | processes | threads per process | seconds | throughput "
+                   "| run | |")
+        out.append("|---|---|---|---|---:|---:|---:|---:|---|---|")
+        for r in other:
+            thr = f"{_num(float(r['throughput']))} {r['unit']}" if r["throughput"] else ""
+            secs = float(r["seconds"])
+            out.append(f"| {r['experiment']} | {r['data']} | {r['stage']} | {r['machine']} | {r['processes']} | "
+                       f"{r['threads']} | {secs:,.{3 if secs < 10 else 1}f} | {thr} | {r['commit']} | "
+                       f"{_cell(r['note'])} |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report, "scale": scale_report}
 
 
 def write_block(path: Path, name: str, text: str) -> None:

@@ -25,6 +25,13 @@ For the fine-ranking stage (pointwise labels), `binary_metrics` gives AUC
 and Logloss. `evaluate_stages` reports UniDS's three stages (recall: MRR,
 HR@10/50; coarse ranking: NDCG@10/50; fine ranking: AUC, Logloss), each
 per user over all items, scoring the catalogue in chunks.
+
+
+Vocabulary scale: `evaluate` ranks with `item_ranks`, which scores the items
+a chunk at a time (history mask and counts chunk by chunk), so a batch never
+holds ``batch x num_items`` scores once that would exceed
+`FULL_SCORES_LIMIT` (at 700k items, 1,024 x V would be 2.7 GiB). Below the
+limit it is `target_ranks` on the full score matrix, as before.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ __all__ = [
     "auc_from_ranks",
     "binary_metrics",
     "evaluate",
+    "item_ranks",
+    "FULL_SCORES_LIMIT",
     "DEFAULT_KS",
     "STAGE_METRICS",
     "stage_metrics",
@@ -49,6 +58,10 @@ __all__ = [
 ]
 
 DEFAULT_KS = (10, 20, 50)
+#: `item_ranks` scores the whole vocabulary at once up to this many scores per batch (128 MiB of float32).
+FULL_SCORES_LIMIT = 1 << 25
+#: Scores per chunk (batch x chunk) above the limit: 16 MiB of float32.
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude_rows=None, exclude_cols=None,
@@ -100,6 +113,121 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude_rows=None,
     s[:, 0] = float("-inf")
     ranks = (s >= target_score[:, None]).sum(1) - 1
     return ranks, n_candidates
+
+
+def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, exclude_rows=None,
+               exclude_cols=None, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`target_ranks` of the scores ``hidden @ table.T``, computed a chunk of items at a time.
+
+    Parameters
+    ----------
+    hidden : torch.Tensor of float, shape (B, d)
+    table : torch.Tensor of float, shape (C, d)
+        Row 0 (padding) is never a candidate.
+    targets, exclude_rows, exclude_cols
+        As in `target_ranks`.
+    chunk_size : int, optional
+        Items scored at once. Default: all ``C`` when ``B x C`` is at most
+        `FULL_SCORES_LIMIT`, else ``2**22 / B``.
+
+    Returns
+    -------
+    (ranks, n_candidates)
+        As `target_ranks`. With one chunk it *is* `target_ranks` on
+        ``hidden @ table.T``. With several, every score comes from its
+        chunk's product (the target's too), the history mask is applied
+        chunk by chunk, and the rank is exactly ``#{j != target :
+        s_j >= s_target}`` over those scores: chunks before the target's
+        are compared against a float64 estimate of the target's score and
+        any score within the float32 error bound of it is kept aside and
+        decided once the target's own chunk is scored. A product of other
+        shape may round a score differently in its last bit (matrix
+        kernels pick their blocking by shape), so a near-tie may rank
+        differently than in one product of all items.
+    """
+    if hidden.dim() != 2 or table.dim() != 2 or hidden.shape[1] != table.shape[1]:
+        raise ValueError(f"hidden (B, d) and table (C, d) do not match: {tuple(hidden.shape)} vs {tuple(table.shape)}")
+    B, C = hidden.shape[0], table.shape[0]
+    if chunk_size is None:
+        chunk_size = C if B * C <= FULL_SCORES_LIMIT else max(_CHUNK_ELEMENTS // max(B, 1), 1)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    hidden, table = hidden.detach(), table.detach()
+    if chunk_size >= C:
+        return target_ranks(hidden @ table.T, targets, exclude_rows, exclude_cols, inplace=True)
+    if targets.dim() != 1 or targets.size(0) != B:
+        raise ValueError(f"hidden (B, d) and targets (B,) do not match: {tuple(hidden.shape)} vs {tuple(targets.shape)}")
+    if targets.numel() and (int(targets.min()) < 1 or int(targets.max()) >= C):
+        raise ValueError(f"targets must be item ids in 1..{C - 1}, got range [{int(targets.min())}, {int(targets.max())}]")
+    dev = hidden.device
+    targets = targets.long()
+    n_candidates = torch.full((B,), C - 1, dtype=torch.long, device=dev)
+    kr = kc = torch.zeros(0, dtype=torch.long, device=dev)
+    if exclude_rows is not None and exclude_rows.numel():
+        er, ec = exclude_rows.long(), exclude_cols.long()
+        if int(ec.min()) < 1 or int(ec.max()) >= C:
+            raise ValueError(f"excluded items must be ids in 1..{C - 1}")
+        key = torch.unique(ec * B + er)  # distinct pairs, sorted by item: each chunk takes a slice
+        kc, kr = key // B, key % B
+        keep = kc != targets[kr]
+        kc, kr = kc[keep], kr[keep]
+        n_candidates -= torch.bincount(kr, minlength=B)
+    # float64 estimate of each target's score and a bound on the float32 product's error
+    # (|fl(h.e) - h.e| <= gamma_d sum |h_k e_k|, gamma_d ~ d 2^-24; doubled for safety)
+    h64, e64 = hidden.double(), table[targets].double()
+    approx = (h64 * e64).sum(1)
+    bound = 2.0 * (hidden.shape[1] + 2) * 2.0**-24 * (h64.abs() * e64.abs()).sum(1) + 1e-30
+    hi = _round_out(approx + bound, up=True)
+    lo = _round_out(approx - bound, up=False)
+    ahead = torch.zeros(B, dtype=torch.long, device=dev)
+    exact = torch.full((B,), float("nan"), dtype=torch.float32, device=dev)
+    near_rows, near_vals = [], []
+    rows = torch.arange(B, device=dev)
+    hi, lo = hi[:, None], lo[:, None]
+    # one set of buffers for every chunk: per-chunk temporaries of a few MiB would each be a fresh
+    # allocation, which glibc serves from its heap and keeps (RSS grew by GiBs over a Books evaluation)
+    width = min(chunk_size, C)
+    buf = torch.empty(B * width, dtype=torch.float32, device=dev)
+    above_buf = torch.empty(B * width, dtype=torch.bool, device=dev)
+    near_buf = torch.empty(B * width, dtype=torch.bool, device=dev)
+    h32 = hidden.float()
+    for c0 in range(0, C, chunk_size):
+        c1 = min(c0 + chunk_size, C)
+        w = c1 - c0
+        s = buf[: B * w].view(B, w)
+        torch.mm(h32, table[c0:c1].float().T, out=s)
+        if c0 == 0:
+            s[:, 0] = float("-inf")
+        a, b = torch.searchsorted(kc, torch.tensor([c0, c1], device=dev)).tolist()
+        if b > a:
+            s[kr[a:b], kc[a:b] - c0] = float("-inf")
+        here = (targets >= c0) & (targets < c1)
+        if bool(here.any()):
+            r, col = rows[here], targets[here] - c0
+            exact[r] = s[r, col]
+            s[r, col] = float("-inf")  # the target never counts against itself
+        above = above_buf[: B * w].view(B, w)
+        near = near_buf[: B * w].view(B, w)
+        torch.gt(s, hi, out=above)
+        ahead += above.sum(1)
+        torch.ge(s, lo, out=near)
+        near &= above.logical_not_()
+        if bool(near.any()):
+            r, col = torch.nonzero(near, as_tuple=True)
+            near_rows.append(r)
+            near_vals.append(s[r, col])
+    if near_rows:
+        r, v = torch.cat(near_rows), torch.cat(near_vals)
+        ahead += torch.bincount(r[v >= exact[r]], minlength=B)
+    return ahead, n_candidates
+
+
+def _round_out(x: torch.Tensor, *, up: bool) -> torch.Tensor:
+    """float64 -> float32, rounded away from the interval's inside (so the float32 bound still holds)."""
+    y = x.float()
+    inf = torch.tensor(float("inf") if up else float("-inf"), device=x.device)
+    fix = (y.double() < x) if up else (y.double() > x)
+    return torch.where(fix, torch.nextafter(y, inf), y)
 
 
 def recall_at_k(ranks, k: int) -> np.ndarray:
@@ -182,7 +310,7 @@ def binary_metrics(scores, labels) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_size: int = 1024,
-             device=None, return_ranks: bool = False) -> dict:
+             device=None, return_ranks: bool = False, *, chunk_size: int | None = None) -> dict:
     """Full-ranking metrics of ``model`` on a leave-one-out split.
 
     Parameters
@@ -202,6 +330,9 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
         Defaults to the device of the model's parameters.
     return_ranks : bool, default False
         Also return the per-user ranks under ``"ranks"`` (np.int64).
+    chunk_size : int, optional
+        Items scored at once (`item_ranks`); default: the whole vocabulary
+        up to `FULL_SCORES_LIMIT` scores per batch, chunks above.
 
     Returns
     -------
@@ -227,9 +358,6 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     order = np.argsort(hist.lengths, kind="stable")
     hist = hist.subset(order)
     targets = targets[order]
-    padded = hist.padded(model.max_len, side="left")
-    # models with a time bias (HSTU) read the histories' timestamps when the data has them
-    stamps = None if hist.timestamps is None else hist.padded(model.max_len, side="left", values=hist.timestamps)
     offsets, items = hist.offsets, hist.items
     ranks = np.empty(targets.size, dtype=np.int64)
     cands = np.empty(targets.size, dtype=np.int64)
@@ -238,18 +366,21 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
         for b in range(0, targets.size, batch_size):
             e = min(b + batch_size, targets.size)
             width = max(int(min(hist.lengths[e - 1], model.max_len)), 1)
-            x = torch.from_numpy(padded[b:e, -width:]).to(device)
-            ts = None if stamps is None else torch.from_numpy(stamps[b:e, -width:]).to(device)
+            # rows padded per batch, not for every user at once (800k x max_len at Books scale)
+            part = hist.subset(np.arange(b, e))
+            x = torch.from_numpy(part.padded(width, side="left")).to(device)
+            # models with a time bias (HSTU) read the histories' timestamps when the data has them
+            ts = None if part.timestamps is None else torch.from_numpy(
+                part.padded(width, side="left", values=part.timestamps)).to(device)
             h = model(x, timestamps=ts)[:, -1]
-            scores = h @ table.T
             t = torch.from_numpy(targets[b:e]).to(device)
             if exclude_history:
                 lengths = np.diff(offsets[b : e + 1])
                 rows = torch.from_numpy(np.repeat(np.arange(e - b), lengths)).to(device)
                 cols = torch.from_numpy(items[offsets[b] : offsets[e]].astype(np.int64)).to(device)
-                r, c = target_ranks(scores, t, rows, cols, inplace=True)
+                r, c = item_ranks(h, table, t, rows, cols, chunk_size=chunk_size)
             else:
-                r, c = target_ranks(scores, t, inplace=True)
+                r, c = item_ranks(h, table, t, chunk_size=chunk_size)
             ranks[order[b:e]] = r.cpu().numpy()
             cands[order[b:e]] = c.cpu().numpy()
     finally:

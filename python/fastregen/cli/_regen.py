@@ -47,17 +47,23 @@ def _load_embedding(path: Path):
 
 def run_regenerate(data, out: Path, config, embedding: Optional[Path] = None, quiet: bool = False) -> dict:
     """Run (or resume) the pipeline on ``data`` (a dataset or a path) into ``out``;
-    print stage times and Table-2 statistics."""
+    print stage times and Table-2 statistics (rank 0 only)."""
     from ..dr4sr import DR4SR
+    from ..training import distributed
 
     t0 = time.perf_counter()
     table = None if embedding is None else _load_embedding(embedding)
-    dr = DR4SR(config).fit(data, out_dir=out, item_embedding=table)
+    dr = DR4SR(config)
+    dr.measure_memory = True
+    dr.fit(data, out_dir=out, item_embedding=table)
     dr.regenerate()
+    if not distributed.is_main():
+        return {"dr4sr": dr, "statistics": None}
     for stage in ("patterns", "pairs", "regenerator", "inference", "write"):
         s = dr.stage_seconds.get(stage)
         state = "reused" if s == 0.0 else (f"{s:8.2f} s" if s is not None else "-")
-        typer.echo(f"  {stage:<12}{state}")
+        peak = dr.stage_peak_rss.get(stage)
+        typer.echo(f"  {stage:<12}{state}" + ("" if peak is None or s == 0.0 else f"   peak RSS {peak / 2**30:.2f} GiB"))
     typer.echo(f"done in {time.perf_counter() - t0:.1f} s -> {out / 'regenerated.txt'} ({config.training_set})")
     stats = dr.statistics()
     _echo_stats(stats)
@@ -88,8 +94,14 @@ def regenerate(
     timestamp: Optional[str] = TimeOpt,
     remap: Optional[bool] = RemapOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the estimated peak memory of every stage and stop."),
+    force: bool = typer.Option(False, "--force", help="Run even when the estimated peak memory exceeds what the machine has."),
 ) -> None:
-    """Regenerate DATA with DR4SR (mine, pairs, pre-train, hybrid inference) into OUT/regenerated.txt."""
+    """Regenerate DATA with DR4SR (mine, pairs, pre-train, hybrid inference) into OUT/regenerated.txt.
+
+    Under ``torchrun --nproc-per-node N -m fastregen regenerate ...`` pre-training is data-parallel and
+    hybrid inference sharded over N processes; rank 0 writes OUT (same regenerated data as one process).
+    """
     from ..config import config_from_dict, config_to_dict, load_config
     from ..dr4sr import RegenConfig
 
@@ -106,10 +118,17 @@ def regenerate(
         import torch
 
         torch.set_num_threads(threads)
+    from .. import memory
+    from ..training import distributed
+
+    memory.limit_heap_retention()
     # Read here, with the command's reading options; the pipeline records the
     # dataset's name (the path) and content hash.
     ds = load_dataset(data, format, user, item, timestamp, remap, quiet)
-    run_regenerate(ds, out, cfg, embedding=embedding, quiet=quiet)
+    if check_memory(ds, cfg, dry_run=dry_run, force=force):
+        return
+    with distributed.session(cfg.device):
+        run_regenerate(ds, out, cfg, embedding=embedding, quiet=quiet)
 
 
 # The demo's regenerator: a quarter-width, one-layer encoder and decoder,
@@ -117,6 +136,40 @@ def regenerate(
 # seconds on one core. A demonstration of the pipeline, not a setting to
 # reproduce the paper with (BENCHMARKS.md has those).
 DEMO_REGEN = dict(d_model=16, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, max_pairs_per_sequence=3)
+
+
+def check_memory(ds, config, *, dry_run: bool, force: bool) -> bool:
+    """Estimate every stage's peak memory (`fastregen.memory.pipeline_estimates`) before a run.
+
+    Prints the estimates with ``dry_run`` (and returns True: nothing is to
+    run); raises ValueError with them when the largest exceeds the memory
+    available to this run (``MemAvailable`` shared by the processes of this
+    node under torchrun), unless ``force``.
+    """
+    import os
+
+    from .. import memory
+
+    if not dry_run and force:
+        return False
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    est = memory.pipeline_estimates(len(ds), ds.num_interactions, ds.num_items, config, base=memory.current_rss(),
+                                    lengths=ds.lengths, threads=1)
+    est = {k: v for k, v in est.items() if k not in ("train", "evaluate")}  # not run by `regenerate`
+    available = memory.machine_memory()
+    stage, worst = max(((k, v.total) for k, v in est.items()), key=lambda kv: kv[1])
+    if dry_run:
+        typer.echo(f"{ds.name or 'data'}: {len(ds):,} sequences, {ds.num_interactions:,} interactions, {ds.num_items:,} items; "
+                   f"estimated peak memory per stage (pairs: the upper bound of {config.max_pairs_per_sequence} "
+                   f"per sequence){'' if procs == 1 else f', per process ({procs} on this node)'}:")
+        typer.echo(memory.format_estimates(est, available))
+        return True
+    if worst * procs > available:
+        raise ValueError(
+            f"the estimated peak memory is {worst / 2**30:.1f} GiB (stage {stage}"
+            f"{'' if procs == 1 else f', x {procs} processes'}), more than the {available / 2**30:.1f} GiB available; "
+            "see --dry-run, or pass --force to run anyway")
+    return False
 
 
 def demo_step(demo: dict, quiet: bool = False, epochs: int = 1) -> dict:

@@ -86,7 +86,11 @@ def train(
     quiet: bool = QuietOpt,
     sets: List[str] = typer.Option([], "--set", help="Any other TrainConfig field, KEY=VALUE (YAML value); repeatable."),
 ) -> None:
-    """Train MODEL on DATA (leave-one-out), early-stop on validation NDCG@20, print test metrics as JSON."""
+    """Train MODEL on DATA (leave-one-out), early-stop on validation NDCG@20, print test metrics as JSON.
+
+    Under ``torchrun --nproc-per-node N -m fastregen train ...`` the training is data-parallel over N
+    processes (batch_size per process); rank 0 evaluates, writes OUT and prints.
+    """
     from ..config import config_from_dict, config_to_dict, load_config
     from ..training import TrainConfig, fit_and_evaluate
 
@@ -102,12 +106,19 @@ def train(
     values.pop("model", None)
     config_from_dict(TrainConfig, {**values, "model": model})  # every option checked before any data is read
     check_output_dir(out, "--out")
+    from .. import memory
+    from ..training import distributed
+
+    memory.limit_heap_retention()
     ds = load_dataset(data, format, user, item, timestamp, remap, quiet)
     # Regenerated sets are written in the ids DATA is trained with: read as they are.
     extra = load_dataset(train_data, quiet=quiet, remap=False) if train_data is not None else None
-    if not quiet:
-        values["log"] = EpochEstimate(int(values.get("epochs", TrainConfig.epochs)))
-    result = fit_and_evaluate(ds, model=model, seed=seed, train_data=extra, out_dir=out, **values)
+    with distributed.session(values.get("device", "cpu")) as world:
+        if not quiet and (world is None or world.is_main):
+            values["log"] = EpochEstimate(int(values.get("epochs", TrainConfig.epochs)))
+        result = fit_and_evaluate(ds, model=model, seed=seed, train_data=extra, out_dir=out, **values)
+    if world is not None and not world.is_main:
+        return
     summary = {
         "model": model,
         "valid": result["valid"],

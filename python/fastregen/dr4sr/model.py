@@ -32,6 +32,7 @@ from torch import nn
 from ..config import config_from_dict, config_to_dict
 from ..models.base import Dropout, masked_mean
 from ..ops import mix_memories
+from ..training.losses import full_softmax_cross_entropy
 from .config import RegenConfig
 from .layers import DecoderLayer, EncoderLayer, Stack
 
@@ -83,7 +84,9 @@ class Regenerator(nn.Module):
         self.config = config
         self.num_items = num_items
         d, K = config.d_model, config.K
-        self.item_embedding = nn.Embedding(num_items + 3, d, padding_idx=PAD)
+        # sparse gradients: at 700k items one dense (V, d) gradient per lookup was most of a step on a
+        # CPU; the Trainer sums them into one dense buffer before the optimizer (same update)
+        self.item_embedding = nn.Embedding(num_items + 3, d, padding_idx=PAD, sparse=True)
         self.position_embedding = nn.Embedding(max(config.max_len, config.max_pattern_len + 1), d)
         self.dropout = Dropout(config.dropout)
 
@@ -278,8 +281,7 @@ class Regenerator(nn.Module):
             pi = F.one_hot(best, self.config.K).to(nll.dtype)
             return ce, torch.zeros((), device=src.device), pi
         pi, logits, labels = self._mixture_logits(memories, src, pattern, segments)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
-                             reduction=reduction)
+        ce = self._cross_entropy(logits, labels, reduction)
         entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
         return ce, entropy, pi
 
@@ -305,8 +307,7 @@ class Regenerator(nn.Module):
         if self.config.diversity == "hard" and self.config.K > 1:
             return best, best, tokens
         _, logits, labels = self._mixture_logits(memories, src, pattern, segments)
-        mixture = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
-                                  reduction="sum")
+        mixture = self._cross_entropy(logits, labels, "sum")
         return float(mixture), best, tokens
 
     def memory_nll(self, src: torch.Tensor, pattern: torch.Tensor,
@@ -352,8 +353,7 @@ class Regenerator(nn.Module):
         out = []
         for k in range(self.config.K):
             logits, labels = self._decoder_logits(memories[:, :, k], src, pattern)
-            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
-                                  reduction="none")
+            nll = self._cross_entropy(logits, labels, "none")
             out.append(nll.view(src.shape[0], -1).sum(1))
         return torch.stack(out), int((labels != -100).sum())
 
@@ -368,27 +368,51 @@ class Regenerator(nn.Module):
         return tgt_in, tgt_out
 
     def _logits(self, states: torch.Tensor, src: torch.Tensor, tgt_out: torch.Tensor):
-        """Training logits (B, T, C) and labels (B, T), -100 where nothing is scored."""
+        """Training logits (B, T, C) and labels (B, T), -100 where nothing is scored.
+
+        With ``train_softmax="full"`` the decoder states (B, T, D) come back
+        in place of the logits, which would be (B, T, V): `_cross_entropy`
+        scores them against the item table (in chunks at a large vocabulary).
+        """
         B = src.shape[0]
         table = self.item_embedding.weight
         if self.config.train_softmax == "full":
-            logits = states @ table.T
-            logits[..., PAD] = float("-inf")
-            logits[..., self.bos] = float("-inf")
-            labels = tgt_out.masked_fill(tgt_out == PAD, -100)
-            return logits, labels
+            return states, tgt_out.masked_fill(tgt_out == PAD, -100)
         # normalise over the source's distinct items plus EOS only
         cand = torch.cat([src, torch.full((B, 1), self.eos, dtype=src.dtype, device=src.device)], 1)
         S = cand.shape[1]
         earlier = torch.tril(torch.ones(S, S, dtype=torch.bool, device=src.device), -1)
         dup = ((cand[:, :, None] == cand[:, None, :]) & earlier).any(-1)
         valid = (cand != PAD) & ~dup
-        logits = torch.einsum("btd,bsd->bts", states, table[cand])
+        logits = torch.einsum("btd,bsd->bts", states, F.embedding(cand, table, sparse=True))
         logits = logits.masked_fill(~valid[:, None, :], float("-inf"))
         match = (tgt_out[:, :, None] == cand[:, None, :]) & valid[:, None, :]
         labels = match.float().argmax(-1)
         labels = labels.masked_fill(~match.any(-1) | (tgt_out == PAD), -100)
         return logits, labels
+
+    def _cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
+        """Cross-entropy of `_logits`'s output (B, T, C) against labels (B, T) (-100: not scored).
+
+        ``reduction``: "sum", "mean" (over scored tokens) or "none" ((B*T,), 0 where not scored).
+        With ``train_softmax="full"`` ``logits`` are decoder states and the
+        softmax runs over every id a pattern can hold (items and EOS, not PAD
+        or BOS) by `fastregen.training.full_softmax_cross_entropy`.
+        """
+        if self.config.train_softmax != "full":
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                                   reduction=reduction)
+        flat = labels.reshape(-1)
+        scored = flat != -100
+        per = full_softmax_cross_entropy(logits.reshape(-1, logits.shape[-1])[scored], self.item_embedding.weight,
+                                         flat[scored], vocab_start=PAD + 1, vocab_stop=self.bos)
+        if reduction == "sum":
+            return per.sum()
+        if reduction == "mean":
+            return per.sum() / scored.sum().clamp_min(1)
+        out = per.new_zeros(flat.shape)
+        out[scored] = per
+        return out
 
 
 def save_checkpoint(model: Regenerator, path, **extra) -> None:

@@ -23,10 +23,20 @@ Artifacts in ``out_dir``:
 ``regenerated_patterns.txt``   the regenerated patterns alone, same format
 ``regenerated.json``           provenance, Table-2 statistics, stage times
 =============================  ==============================================
+
+Under torch.distributed (``torchrun --nproc-per-node N -m fastregen
+regenerate ...``) rank 0 mines, builds the pairs and writes every artifact;
+the other ranks read them once written. Pre-training is data-parallel and
+hybrid inference is sharded (`fastregen.training.distributed`); the
+regenerated data are the same as one process's for the same regenerator.
+If any rank dies, torchrun stops the others, the stage under way leaves no
+artifact (the regenerator's checkpoint stays ``complete=False``), and a
+rerun, with any number of processes, resumes there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -37,6 +47,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_open
+from ..training import distributed
 from ..config import config_to_dict, file_sha256, load_config, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat
 from .config import TRAINING_SETS, RegenConfig
@@ -132,7 +143,15 @@ class DR4SR:
         Pre-training loss per epoch.
     stage_seconds : dict
         Wall time of each stage run in this process (0 for a reused one).
+    stage_peak_rss : dict
+        With ``measure_memory = True`` (set on the instance; the CLI does),
+        the peak RSS in bytes of each stage run in this process
+        (`fastregen.memory.PeakRSS`, which resets the process's high-water
+        mark at each stage's start; the write stage includes building the
+        training sets). Compare with `fastregen.memory.pipeline_estimates`.
     """
+
+    measure_memory = False
 
     def __init__(self, config: RegenConfig | None = None, **overrides) -> None:
         config = RegenConfig() if config is None else config
@@ -148,17 +167,23 @@ class DR4SR:
         self.regenerated: SequenceDataset | None = None
         self.inference_info: dict = {}
         self.stage_seconds: dict[str, float] = {}
+        self.stage_peak_rss: dict[str, int] = {}
         self.out_dir: Path | None = None
         self._source: dict = {}
 
     # ---------------------------------------------------------------- stages
     def _prepare_dir(self, out_dir, data, data_path, *, whole_pipeline: bool) -> None:
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         src = {"path": os.fspath(data_path) if data_path is not None else getattr(data, "name", ""),
                "sha256": dataset_sha256(data)}
         if data_path is not None:
             src["file_sha256"] = file_sha256(data_path)
+        # rank 0 checks and rewrites the folder; the other ranks wait for it
+        distributed.main_first(lambda: self._write_dir(out, src, whole_pipeline), lambda: None)
+        self.out_dir, self._source = out, src
+
+    def _write_dir(self, out: Path, src: dict, whole_pipeline: bool) -> None:
+        out.mkdir(parents=True, exist_ok=True)
         cfg_path, src_path = out / "config.yaml", out / "source.json"
         if src_path.exists():
             old_src = json.loads(src_path.read_text())
@@ -180,7 +205,6 @@ class DR4SR:
         if not keep_config:  # config.yaml describes what made the artifacts in the folder
             save_config(self.config, cfg_path)
         write_provenance(src_path, src)
-        self.out_dir, self._source = out, src
 
     def _invalidate(self, out: Path, changed: list[str]) -> None:
         """A rerun with a changed option: remove the artifacts of the first stage it affects and later."""
@@ -208,9 +232,48 @@ class DR4SR:
 
     def _timed(self, stage: str, fn):
         t0 = time.perf_counter()
-        result = fn()
+        with self._measure(stage):
+            result = fn()
         self.stage_seconds[stage] = time.perf_counter() - t0
         return result
+
+    @contextlib.contextmanager
+    def _measure(self, stage: str):
+        """Record the block's peak RSS as ``stage_peak_rss[stage]`` when ``measure_memory``."""
+        if not self.measure_memory:
+            yield
+            return
+        from ..memory import PeakRSS
+
+        with PeakRSS() as m:
+            yield
+        self.stage_peak_rss[stage] = m.peak
+
+    @staticmethod
+    def _exists(path: Path | None) -> bool:
+        """Whether an artifact is there, as rank 0 sees it (every rank takes the same branch)."""
+        return bool(distributed.broadcast_object(path is not None and path.exists()))
+
+    def _stage(self, stage: str, path: Path | None, compute, save, load):
+        """A stage computed once: reused from ``path`` if there, else computed (and saved).
+
+        Under torch.distributed with an output folder rank 0 computes and
+        saves, and the other ranks load what it saved; without a folder
+        every rank computes (the stages are deterministic).
+        """
+        if self._exists(path):
+            self.stage_seconds[stage] = 0.0
+            return load(path)
+
+        def run():
+            result = self._timed(stage, compute)
+            if path is not None:
+                save(result, path)
+            return result
+
+        if path is None:
+            return run()
+        return distributed.main_first(run, lambda: load(path))
 
     def mine(self, data, *, out_dir=None, patterns=None) -> DR4SR:
         """Mine the item-transition patterns: the first stage of `fit`, alone.
@@ -254,6 +317,10 @@ class DR4SR:
         data = as_dataset(data)
         if len(data) == 0:
             raise ValueError("cannot regenerate an empty dataset (no sequences)")
+        world = distributed.current()
+        if world is not None and world.size > len(data):
+            raise ValueError(f"{world.size} processes for {len(data)} sequences: each process needs at least one "
+                             "sequence to decode; run fewer processes (--nproc-per-node)")
         self.data = data
         # whatever was fitted on earlier data no longer applies
         self.pairs, self.regenerator, self.history, self.regenerated = None, None, [], None
@@ -266,13 +333,12 @@ class DR4SR:
         path = self._artifact("patterns.txt")
         if patterns is not None:
             self.patterns = patterns
-        elif path is not None and path.exists():
-            self.patterns, self.stage_seconds["patterns"] = Patterns.load(path), 0.0
         else:
-            self.patterns = self._timed("patterns", lambda: mine_patterns(
-                train_input, max_span=cfg.max_span, min_support=cfg.min_support, progress=cfg.progress))
-            if path is not None:
-                self.patterns.save(path)
+            self.patterns = self._stage(
+                "patterns", path,
+                lambda: mine_patterns(train_input, max_span=cfg.max_span, min_support=cfg.min_support,
+                                      progress=cfg.progress and distributed.is_main()),
+                lambda result, p: result.save(p), Patterns.load)
         if len(self.patterns) == 0:
             raise ValueError(
                 f"no pattern has support >= {cfg.min_support} within span {cfg.max_span}: the pattern set is "
@@ -306,21 +372,17 @@ class DR4SR:
         self._mine(data, out_dir, patterns, whole_pipeline=True)
         cfg, data, train_input = self.config, self.data, self._train_input
 
-        path = self._artifact("pairs.npz")
-        if path is not None and path.exists():
-            self.pairs, self.stage_seconds["pairs"] = _load_pairs(path), 0.0
-        else:
-            self.pairs = self._timed("pairs", lambda: pretrain_pairs(
-                train_input, self.patterns, max_per_sequence=cfg.max_pairs_per_sequence, seed=cfg.seed,
-                max_len=cfg.max_len, progress=cfg.progress))
-            if path is not None:
-                _save_pairs(self.pairs, path)
+        self.pairs = self._stage(
+            "pairs", self._artifact("pairs.npz"),
+            lambda: pretrain_pairs(train_input, self.patterns, max_per_sequence=cfg.max_pairs_per_sequence,
+                                   seed=cfg.seed, max_len=cfg.max_len, progress=cfg.progress and distributed.is_main()),
+            _save_pairs, _load_pairs)
         if len(self.pairs) == 0:
             raise ValueError("no training sequence contains a mined pattern: no pre-training pairs")
 
         path = self._artifact("regenerator.pt")
         done = False
-        if path is not None and path.exists():
+        if self._exists(path):
             model, record = load_checkpoint(path, num_items=data.num_items, device=cfg.device,
                                             **{k: getattr(cfg, k) for k in _RUNTIME_FIELDS if k != "device"})
             if record.get("complete"):
@@ -338,7 +400,7 @@ class DR4SR:
             return self.regenerated
         cfg = self.config
         path = self._artifact("regenerated_patterns.npz")
-        if path is not None and path.exists():
+        if self._exists(path):
             with np.load(path) as z:
                 self.regenerated = SequenceDataset(z["offsets"], z["items"], num_items=self.data.num_items,
                                                    item_ids=self.data.item_ids, name="regenerated")
@@ -350,7 +412,7 @@ class DR4SR:
                 self.regenerator, self._train_input, gamma=cfg.gamma, schedule=cfg.schedule, restrict=cfg.restrict,
                 max_pattern_len=cfg.max_pattern_len, min_pattern_len=cfg.min_pattern_len,
                 batch_size=cfg.decode_batch_size, seed=cfg.seed, backend=cfg.backend, progress=cfg.progress))
-        if path is not None:
+        if path is not None and distributed.is_main():
             with atomic_open(path, "wb") as f:
                 np.savez(f, offsets=self.regenerated.offsets, items=self.regenerated.items,
                          info=np.asarray(json.dumps(self.inference_info)))
@@ -427,10 +489,11 @@ class DR4SR:
         if which not in TRAINING_SETS:
             raise ValueError(f"training_set must be one of {', '.join(map(repr, TRAINING_SETS))}, got {which!r}")
         self._infer()  # raises if no regenerator was fitted (after mine alone, say)
-        sets = self.training_sets()
-        result = sets[which]
-        if self.out_dir is not None and which == self.config.training_set:
-            self._write(sets)
+        with self._measure("write"):
+            sets = self.training_sets()
+            result = sets[which]
+            if self.out_dir is not None and which == self.config.training_set and distributed.is_main():
+                self._write(sets)
         return result
 
     def _write(self, sets: dict[str, SequenceDataset]) -> None:
@@ -455,8 +518,10 @@ class DR4SR:
             inference=self.inference_info,
             pretraining=self.history,
             stage_seconds=self.stage_seconds,
+            stage_peak_rss_mib={k: round(v / 2**20, 1) for k, v in self.stage_peak_rss.items()},
             torch=torch.__version__,
             torch_threads=torch.get_num_threads(),
+            processes=1 if distributed.current() is None else distributed.current().size,
         )
         write_provenance(out / "regenerated.json", record)
 

@@ -234,7 +234,7 @@ class _PretrainRecord(Hook):
             "seconds": record["train_seconds"] + record.get("eval_seconds", 0.0),
         }
         self.history.append(entry)
-        if self.checkpoint is not None:
+        if self.checkpoint is not None and trainer.is_main:
             save_checkpoint(trainer.model, self.checkpoint, history=self.history, complete=False)
 
 
@@ -283,7 +283,10 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     -----
     Adam (lr, betas 0.9/0.98, eps 1e-9) with a cosine schedule, batches of
     ``batch_size`` pairs, ``valid_fraction`` of the pairs held out; all
-    randomness derives from ``config.seed``.
+    randomness derives from ``config.seed``. Under torch.distributed the
+    pre-training is data-parallel (`fastregen.training.Trainer`) with
+    ``batch_size`` pairs per process, and rank 0 evaluates, selects and
+    writes the checkpoint.
     """
     config = config or RegenConfig()
     config.validate()
@@ -322,6 +325,6 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
                       progress=config.progress, desc="regenerator")
     trainer.fit(train, config.epochs)
     model.eval()
-    if checkpoint is not None:
+    if checkpoint is not None and trainer.is_main:
         save_checkpoint(model, checkpoint, history=history, complete=True)
     return model, history

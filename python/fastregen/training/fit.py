@@ -21,6 +21,7 @@ import torch
 from ..config import config_from_dict, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat, leave_one_out
 from ..evaluation import evaluate
+from . import distributed
 from .config import TrainConfig
 from .examples import Examples
 from .losses import NextItemLoss
@@ -212,6 +213,10 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
         ``config=TrainConfig(...)`` as the base they override. The ``model``
         and ``seed`` arguments always win over the base config's.
 
+    Under torch.distributed (torchrun) the training is data-parallel and
+    rank 0 alone evaluates and writes; on the other ranks ``valid``,
+    ``test`` and ``test_ranks`` are None.
+
     Returns
     -------
     dict
@@ -236,8 +241,9 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
     num_items = max(data.num_items, train.num_items)
     weights = train.meta.get("weights") if train_data is not None else None
 
+    main = distributed.is_main()  # under torch.distributed rank 0 alone writes and tests
     log_file = None
-    if out_dir is not None:
+    if out_dir is not None and main:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
@@ -258,12 +264,15 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
         if log_file is not None:
             log_file.close()
     net = result["model"]
+    result["config"] = dataclasses.asdict(cfg)
+    result["checkpoint"] = None
+    if not main:
+        result.update(test=None, test_ranks=None, seconds=time.perf_counter() - t0)
+        return result
     test = evaluate(net, split.test, cfg.ks, cfg.exclude_history, cfg.eval_batch_size, return_ranks=True)
     result["test_ranks"] = test.pop("ranks")
     result["test"] = test
     result["seconds"] = time.perf_counter() - t0
-    result["config"] = dataclasses.asdict(cfg)
-    result["checkpoint"] = None
     if out_dir is not None:
         from .._io import atomic_open, atomic_write_text
         from ..models import save_model
@@ -280,6 +289,7 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
             data=getattr(data, "name", ""),
             train_data=None if train_data is None else getattr(train, "name", "<in-memory>"),
             command="fastregen.training.fit_and_evaluate",
+            processes=1 if result["trainer"].world is None else result["trainer"].world.size,
             torch=torch.__version__,
             torch_threads=torch.get_num_threads(),
         )

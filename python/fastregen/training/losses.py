@@ -11,17 +11,37 @@ number of targets per batch.
 * ``"sampled_softmax"``: softmax over the target and ``R`` uniform negatives
   shared by the batch, logits / temperature (HSTU's setting); negatives
   equal to the target are masked;
-* ``"softmax"``: full cross-entropy over items 1..num_items.
+* ``"softmax"``: full cross-entropy over items 1..num_items
+  (`full_softmax_cross_entropy`: above `FULL_LOGITS_LIMIT` logits it scores
+  the item table chunk by chunk and never holds the targets x V logits).
+
+Vocabulary-scale softmax
+------------------------
+At Amazon-Books scale (V ~ 700k) the logits of one SASRec batch (256 x 50
+targets) would take 36 GB. `chunked_softmax_cross_entropy` computes the
+same per-target loss with a running (max, sum of exp) over item chunks, and
+its backward pass recomputes each chunk's softmax from the saved
+log-sum-exp, so peak memory is ``targets x chunk`` floats plus the gradient
+of the table (which the optimizer holds anyway). It costs one extra
+``targets x V x d`` product in the backward pass (the forward logits are
+not kept). Sampled softmax with a logQ correction was considered and left
+out: with the uniform negatives used here the correction is one constant
+added to every logit, which cancels in the softmax.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "full_softmax_cross_entropy",
+    "chunked_softmax_cross_entropy",
+    "FULL_LOGITS_LIMIT",
     "bce_per_target",
     "sampled_softmax_per_target",
     "softmax_per_target",
@@ -31,6 +51,191 @@ __all__ = [
     "LossTerms",
     "NextItemLoss",
 ]
+
+
+#: `full_softmax_cross_entropy` builds the whole (rows, V) logit matrix up to
+#: this many entries (128 MiB of float32) and goes chunk by chunk above it.
+FULL_LOGITS_LIMIT = 1 << 25
+#: Logits per chunk of the chunked path (rows x chunk, 16 MiB of float32; a step holds a few such temporaries).
+_CHUNK_ELEMENTS = 1 << 22
+#: Smallest chunk of the automatic choice (narrower products run far below the machine's speed).
+_MIN_CHUNK = 1024
+
+
+def _vocab_range(table: torch.Tensor, vocab_start: int, vocab_stop: int | None) -> tuple[int, int]:
+    V = table.shape[0]
+    stop = V if vocab_stop is None else int(vocab_stop)
+    if not 0 <= int(vocab_start) < stop <= V:
+        raise ValueError(f"need 0 <= vocab_start < vocab_stop <= V = {V}; got {vocab_start}, {vocab_stop}")
+    return int(vocab_start), stop
+
+
+class _ChunkedSoftmaxCE(torch.autograd.Function):
+    """Per-row ``logsumexp_j(z_j) - z_target`` with ``z = scale * hidden @ table[start:stop].T``, chunk by chunk."""
+
+    @staticmethod
+    def forward(ctx, hidden, table, targets, scale: float, start: int, stop: int, chunk: int):
+        n = hidden.shape[0]
+        acc = _accumulator(hidden.dtype)
+        m = torch.full((n,), float("-inf"), dtype=acc, device=hidden.device)
+        s = torch.zeros((n,), dtype=acc, device=hidden.device)
+        for c0 in range(start, stop, chunk):
+            z = (hidden @ table[c0 : min(c0 + chunk, stop)].T).to(acc) * scale
+            new_m = torch.maximum(m, z.max(1).values)
+            s = s * torch.exp(m - new_m) + torch.exp(z - new_m[:, None]).sum(1)
+            m = new_m
+        lse = m + torch.log(s)
+        target = (hidden * table[targets]).sum(1).to(acc) * scale
+        ctx.save_for_backward(hidden, table, targets, lse)
+        ctx.scale, ctx.start, ctx.stop, ctx.chunk = scale, start, stop, chunk
+        return lse - target
+
+    @staticmethod
+    def backward(ctx, grad):
+        hidden, table, targets, lse = ctx.saved_tensors
+        scale, start, stop, chunk = ctx.scale, ctx.start, ctx.stop, ctx.chunk
+        acc = lse.dtype
+        # d loss_i / d z_ij = softmax_ij - 1[j = target_i]; z = scale * h.e
+        g = grad.to(acc) * scale
+        need_h, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        dh = torch.zeros(hidden.shape, dtype=acc, device=hidden.device) if need_h else None
+        dt = torch.zeros(table.shape, dtype=acc, device=table.device) if need_t else None
+        h = hidden.to(acc)
+        for c0 in range(start, stop, chunk):
+            w = table[c0 : min(c0 + chunk, stop)]
+            z = (hidden @ w.T).to(acc) * scale
+            p = torch.exp(z - lse[:, None]) * g[:, None]
+            if need_h:
+                dh += p @ w.to(acc)
+            if need_t:
+                dt[c0 : c0 + w.shape[0]] += p.T @ h
+        if need_h:
+            dh -= g[:, None] * table[targets].to(acc)
+            dh = dh.to(hidden.dtype)
+        if need_t:
+            dt.index_add_(0, targets, -g[:, None] * h)
+            dt = dt.to(table.dtype)
+        return dh, dt, None, None, None, None, None
+
+
+def _accumulator(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; float32 and the half types accumulate in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def chunked_softmax_cross_entropy(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, *,
+                                  temperature: float = 1.0, vocab_start: int = 0, vocab_stop: int | None = None,
+                                  chunk_size: int = 8192) -> torch.Tensor:
+    """Softmax cross-entropy against a whole item table, a chunk of the vocabulary at a time.
+
+    ``loss_i = log sum_{j in [start, stop)} exp(h_i . e_j / T) - h_i . e_{t_i} / T``:
+    the same value and gradients as ``F.cross_entropy`` on the full
+    ``hidden @ table.T / T`` logits with the columns outside
+    ``[vocab_start, vocab_stop)`` at ``-inf``, up to float rounding (the
+    log-sum-exp is accumulated across chunks), without ever holding
+    ``rows x V`` values: peak extra memory is ``rows x chunk_size`` floats.
+
+    Parameters
+    ----------
+    hidden : torch.Tensor, shape (N, d), float
+    table : torch.Tensor, shape (V, d), float
+    targets : torch.Tensor of int64, shape (N,)
+        Ids in ``[vocab_start, vocab_stop)``.
+    temperature : float, default 1.0
+    vocab_start, vocab_stop : int
+        The ids the softmax normalises over (default all ``V``).
+    chunk_size : int, default 8192
+        Vocabulary rows scored at once.
+
+    Returns
+    -------
+    torch.Tensor, shape (N,), float32
+        Differentiable in ``hidden`` and ``table``.
+    """
+    start, stop = _check_ce_inputs(hidden, table, targets, temperature, vocab_start, vocab_stop)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    return _ChunkedSoftmaxCE.apply(hidden, table, targets, 1.0 / float(temperature), start, stop, chunk_size)
+
+
+def _check_ce_inputs(hidden, table, targets, temperature, vocab_start, vocab_stop) -> tuple[int, int]:
+    if hidden.dim() != 2 or table.dim() != 2 or hidden.shape[1] != table.shape[1]:
+        raise ValueError(f"hidden (N, d) and table (V, d) do not match: {tuple(hidden.shape)} vs {tuple(table.shape)}")
+    if targets.shape != (hidden.shape[0],):
+        raise ValueError(f"targets must have shape ({hidden.shape[0]},), got {tuple(targets.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    start, stop = _vocab_range(table, vocab_start, vocab_stop)
+    if targets.numel() and (int(targets.min()) < start or int(targets.max()) >= stop):
+        raise ValueError(f"targets must be ids in [{start}, {stop}), got range "
+                         f"[{int(targets.min())}, {int(targets.max())}]")
+    return start, stop
+
+
+def full_softmax_cross_entropy(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, *,
+                               temperature: float = 1.0, vocab_start: int = 0, vocab_stop: int | None = None,
+                               chunk_size: int | None = None) -> torch.Tensor:
+    """Per-row softmax cross-entropy over the ids ``[vocab_start, vocab_stop)`` of ``table``.
+
+    The full-vocabulary loss of the target models (``loss="softmax"``) and
+    of the regenerator (``train_softmax="full"``). With ``chunk_size=None``
+    the whole (N, V) logit matrix is built when it has at most
+    `FULL_LOGITS_LIMIT` entries (faster at small V; Amazon Beauty's batches
+    stay below it) and `chunked_softmax_cross_entropy` is used above, with
+    chunks of ``2**22 / N`` ids (at least 1024); an int forces the chunked
+    path with that chunk.
+
+    Parameters and return value as in `chunked_softmax_cross_entropy`.
+    """
+    start, stop = _check_ce_inputs(hidden, table, targets, temperature, vocab_start, vocab_stop)
+    n = hidden.shape[0]
+    if chunk_size is None:
+        if n * table.shape[0] <= FULL_LOGITS_LIMIT:
+            logits = (hidden @ table.T) / temperature
+            if start > 0:
+                logits[:, :start] = float("-inf")
+            if stop < table.shape[0]:
+                logits[:, stop:] = float("-inf")
+            return F.cross_entropy(logits, targets, reduction="none")
+        chunk_size = max(_CHUNK_ELEMENTS // max(n, 1), _MIN_CHUNK)
+    return chunked_softmax_cross_entropy(hidden, table, targets, temperature=temperature, vocab_start=start,
+                                         vocab_stop=stop, chunk_size=chunk_size)
+
+
+# Whether `_rows` may give sparse gradients. A context variable, not a
+# module flag, so that one thread's second-order block leaves others alone.
+_SPARSE_LOOKUPS = contextvars.ContextVar("fastregen_sparse_lookups", default=True)
+
+
+@contextlib.contextmanager
+def dense_lookups():
+    """Inside this block the losses' table lookups take dense gradients.
+
+    Needed for second derivatives (the DR4SR+ hypergradient's Hessian-vector
+    products): torch has no double backward through a sparse embedding
+    gradient ("add(sparse, dense) is not supported").
+    """
+    token = _SPARSE_LOOKUPS.set(False)
+    try:
+        yield
+    finally:
+        _SPARSE_LOOKUPS.reset(token)
+
+
+def _rows(ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``table[ids]`` with a sparse gradient.
+
+    A dense gradient of a lookup is a zero-filled copy of the whole table
+    (700k x 64 items: 180 MB, freshly page-faulted each step) per lookup; a
+    SASRec step at that size took twice as long. The model's own lookup of
+    the same table keeps its gradient dense, and autograd adds the sparse
+    parts into it, so callers see the same dense gradient as before (and
+    `fastregen.training.Trainer` densifies any that stay sparse). A table
+    computed from others (the GNN's propagated table) is not a leaf: the
+    operations it came from take dense gradients only, so its lookups
+    stay dense; so do all lookups inside `dense_lookups`.
+    """
+    return F.embedding(ids, table, sparse=table.is_leaf and _SPARSE_LOOKUPS.get())
 
 
 def bce_per_target(hidden, item_weight, targets, negatives) -> torch.Tensor:
@@ -49,8 +254,8 @@ def bce_per_target(hidden, item_weight, targets, negatives) -> torch.Tensor:
     torch.Tensor, shape (B, L)
         ``softplus(-h.e_t) + mean_r softplus(h.e_{n_r})``, 0 where ``targets == 0``.
     """
-    pos = (hidden * F.embedding(targets, item_weight)).sum(-1)
-    neg = torch.einsum("bld,blrd->blr", hidden, F.embedding(negatives, item_weight))
+    pos = (hidden * _rows(targets, item_weight)).sum(-1)
+    neg = torch.einsum("bld,blrd->blr", hidden, _rows(negatives, item_weight))
     per = F.softplus(-pos) + F.softplus(neg).mean(-1)
     return per * (targets > 0)
 
@@ -62,29 +267,31 @@ def sampled_softmax_per_target(hidden, item_weight, targets, negatives, temperat
     negative equal to the position's target is masked. Returns (B, L), 0
     where ``targets == 0``.
     """
-    pos = (hidden * F.embedding(targets, item_weight)).sum(-1, keepdim=True)
+    pos = (hidden * _rows(targets, item_weight)).sum(-1, keepdim=True)
     if negatives.dim() == 1:
-        neg = hidden @ item_weight[negatives].T  # (B, L, R)
+        neg = hidden @ _rows(negatives, item_weight).T  # (B, L, R)
         clash = targets[..., None] == negatives[None, None, :]
     else:
-        neg = torch.einsum("bld,blrd->blr", hidden, F.embedding(negatives, item_weight))
+        neg = torch.einsum("bld,blrd->blr", hidden, _rows(negatives, item_weight))
         clash = targets[..., None] == negatives
     logits = torch.cat([pos, neg.masked_fill(clash, float("-inf"))], -1) / temperature
     per = torch.logsumexp(logits, -1) - logits[..., 0]
     return per * (targets > 0)
 
 
-def softmax_per_target(hidden, item_weight, targets, temperature: float = 1.0) -> torch.Tensor:
+def softmax_per_target(hidden, item_weight, targets, temperature: float = 1.0,
+                       chunk_size: int | None = None) -> torch.Tensor:
     """Full softmax cross-entropy over items 1..num_items (padding excluded), per position.
 
-    Only positions with a target are scored, so memory is (#targets, num_items).
+    Only positions with a target are scored (`full_softmax_cross_entropy`:
+    the (#targets, num_items) logits up to `FULL_LOGITS_LIMIT` entries,
+    item chunks above, or always with an int ``chunk_size``).
     Returns (B, L), 0 where ``targets == 0``.
     """
     sel = targets > 0
-    logits = (hidden[sel] @ item_weight.T) / temperature
-    logits[:, 0] = float("-inf")
     out = hidden.new_zeros(targets.shape)
-    out[sel] = F.cross_entropy(logits, targets[sel], reduction="none")
+    out[sel] = full_softmax_cross_entropy(hidden[sel], item_weight, targets[sel], temperature=temperature,
+                                          vocab_start=1, chunk_size=chunk_size).to(out.dtype)
     return out
 
 

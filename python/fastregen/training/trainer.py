@@ -18,6 +18,18 @@ the weight of one in a long batch (on Beauty's original + mined patterns,
 the patterns' ~30% of the targets would get ~64% of the update). With the
 constant, every target of an epoch has weight ``w / C`` whatever batch it
 lands in, and the loss scale matches a per-batch mean on average.
+
+Several processes
+-----------------
+Started under torchrun (a torch.distributed group of N > 1 ranks), the
+Trainer trains data-parallel (`fastregen.training.distributed`): global
+batches of ``N x batch_size`` examples in one order shared by the ranks,
+each rank's contiguous share of each, gradients averaged after the
+backward pass, the normaliser ``C / N`` per rank so that the update is the
+one of the whole global batch. Hooks run on every rank; `EarlyStopping`
+evaluates on rank 0 only, whose ``stop`` is broadcast after each epoch and
+whose weights are broadcast at the end of `fit`. Alone, nothing of this
+runs and results are as before.
 """
 
 from __future__ import annotations
@@ -29,6 +41,8 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
+
+from . import distributed
 
 __all__ = ["Trainer", "Hook", "EarlyStopping", "CallbackHook", "TrainingData", "adam"]
 
@@ -130,6 +144,8 @@ class EarlyStopping(Hook):
         epoch = record["epoch"]
         if (epoch + 1) % self.every and epoch != trainer.last_epoch:
             return
+        if not trainer.is_main:  # rank 0 evaluates and decides; Trainer.fit broadcasts its `stop`
+            return
         model = trainer.model
         was_training = model.training
         model.eval()
@@ -151,7 +167,7 @@ class EarlyStopping(Hook):
             trainer.stop = True
 
     def on_fit_end(self, trainer):
-        if not trainer.history:  # epochs=0: nothing was trained or evaluated
+        if not trainer.history or not trainer.is_main:  # epochs=0; or not rank 0, which gets rank 0's weights
             return
         if self._state is None:
             raise FloatingPointError(f"{self.metric} was never an improvement on {self._best_score} "
@@ -182,7 +198,9 @@ class Trainer:
         Length-bucketed batches (`TrainingData.batch_order`).
     seed : int, default 0
         Seeds the trainer's generator: batch order and the objective's draws
-        (negatives, augmentations).
+        (negatives, augmentations). Under torch.distributed the order
+        generator is seeded by ``seed`` on every rank and the draws (and
+        torch's global generator, for dropout) by a per-rank seed.
     device : str or torch.device, default "cpu"
     progress : bool, default True
         A progress bar per epoch.
@@ -210,6 +228,8 @@ class Trainer:
     data : TrainingData or None
         What `fit` is training on (None before `fit`), so hooks can draw
         their own batches from it (a DR4SR+ upper level does).
+    world : fastregen.training.distributed.World or None
+        The torch.distributed group when there is one of more than one rank.
     """
 
     def __init__(self, model: torch.nn.Module, objective, *, optimizer: torch.optim.Optimizer | None = None,
@@ -228,12 +248,30 @@ class Trainer:
         self.hooks = list(hooks)
         self.batch_size, self.bucketing, self.device = batch_size, bucketing, torch.device(device)
         self.progress, self.desc, self.log, self.grad_clip = progress, desc, log, grad_clip
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed = int(seed)
+        self.world = distributed.current()
+        self.generator = torch.Generator().manual_seed(self.seed)
+        # one order for every rank, own draws per rank; alone both are the one generator, as before
+        self.order_generator = self.generator
+        if self.world is not None:
+            self.order_generator = torch.Generator().manual_seed(self.seed)
+            self.generator = torch.Generator().manual_seed(distributed.rank_seed(self.seed, self.world.rank))
         self.step_count, self.epoch, self.last_epoch = 0, 0, 0
         self.history: list[dict] = []
         self.targets_per_batch = 1.0
         self.stop = False
         self.data: TrainingData | None = None
+        self._grad_buffers: dict[torch.nn.Parameter, torch.Tensor] = {}
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes, evaluates and decides (rank 0, or the only process)."""
+        return self.world is None or self.world.is_main
+
+    @property
+    def global_batch_size(self) -> int:
+        """Examples per optimizer step over all ranks (``batch_size`` alone)."""
+        return self.batch_size * (1 if self.world is None else self.world.size)
 
     # ------------------------------------------------------------------ steps
     def loss(self, batch, generator: torch.Generator | None = None):
@@ -250,26 +288,71 @@ class Trainer:
         return loss, terms
 
     def step(self, batch) -> float:
-        """One optimisation step on ``batch`` (already on the device); returns the loss value."""
-        loss, terms = self.loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        """One optimisation step on ``batch`` (already on the device); returns the loss value.
+
+        Under torch.distributed ``batch`` is this rank's share of the global
+        batch (None for an empty share) and the value is the global batch's
+        loss (the mean over ranks of their normalised losses).
+        """
+        if batch is None:
+            if self.world is None:
+                raise ValueError("step needs a batch (None is only an empty share of a distributed batch)")
+            from .losses import LossTerms
+
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, terms = torch.zeros(()), LossTerms(total=torch.zeros(()))
+        else:
+            loss, terms = self.loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        self._densify_gradients()
+        if self.world is not None:
+            value = distributed.sync_gradients(self.model.parameters(), self.world, loss)
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         self.step_count += 1
-        value = float(loss.detach())
+        if self.world is None:
+            value = float(loss.detach())
         self._last_logs = terms.logs
         for hook in self.hooks:
             hook.on_step_end(self, batch, value)
         return value
 
+    def _densify_gradients(self) -> None:
+        """Sum sparse gradients (from ``nn.Embedding(sparse=True)``, the regenerator's item table) into a
+        dense buffer kept across steps, so the optimizer (fused Adam) sees the dense gradient it always saw.
+
+        A dense embedding gradient costs a zero-filled (V, d) allocation per lookup (at 700k x 64,
+        180 MB, freshly page-faulted every step) and an add per extra lookup; with sparse gradients a
+        step zeroes one resident buffer and scatters the looked-up rows into it.
+        """
+        for p in self.model.parameters():
+            g = p.grad
+            if g is None or not g.is_sparse:
+                continue
+            buf = self._grad_buffers.get(p)
+            if buf is None:
+                buf = self._grad_buffers[p] = torch.zeros_like(p)
+            else:
+                buf.zero_()
+            if g.sparse_dim() == 1:
+                buf.index_add_(0, g._indices()[0], g._values().to(buf.dtype))
+            else:
+                buf.add_(g.to_dense())
+            p.grad = buf
+
     def set_normaliser(self, data: TrainingData) -> float:
-        """Fix the targets-per-batch constant for ``data`` (total targets / batches per epoch)."""
-        n_batches = max(math.ceil(len(data) / self.batch_size), 1)
-        self.targets_per_batch = max(data.total_targets / n_batches, 1e-12)
+        """Fix the targets-per-batch constant for ``data`` (total targets / batches per epoch).
+
+        Under torch.distributed: total targets / global batches / ranks, each
+        rank's share of the constant.
+        """
+        n_batches = max(math.ceil(len(data) / self.global_batch_size), 1)
+        ranks = 1 if self.world is None else self.world.size
+        self.targets_per_batch = max(data.total_targets / n_batches / ranks, 1e-12)
         return self.targets_per_batch
 
     def run_epoch(self, data: TrainingData, order: Iterable[np.ndarray] | None = None) -> dict:
@@ -278,21 +361,27 @@ class Trainer:
 
         self.model.train()
         if order is None:
-            order = data.batch_order(self.batch_size, self.generator, self.bucketing)
+            order = data.batch_order(self.global_batch_size, self.order_generator, self.bucketing)
         t0 = time.perf_counter()
         total, batches, logs = 0.0, 0, {}
-        bar = progress_bar(order, enabled=self.progress, desc=f"{self.desc} epoch {self.epoch}", unit="batch")
+        show = self.progress and self.is_main
+        bar = progress_bar(order, enabled=show, desc=f"{self.desc} epoch {self.epoch}", unit="batch")
         for idx in bar:
-            value = self.step(data.batch(idx).to(self.device))
+            idx = distributed.shard(idx, self.world)
+            value = self.step(data.batch(idx).to(self.device) if len(idx) else None)
             total += value
             batches += 1
             for k, v in self._last_logs.items():
                 logs.setdefault(k, []).append(float(v))
-            if self.progress:
+            if show:
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         bar.close()
         record = {"epoch": self.epoch, "loss": total / max(batches, 1), "train_seconds": time.perf_counter() - t0}
-        record.update({k: float(np.mean(v)) for k, v in logs.items()})
+        means = {k: float(np.mean(v)) for k, v in sorted(logs.items())}
+        if self.world is not None and means:  # the objective's logs over every rank's batches
+            means = dict(zip(means, distributed.all_reduce_mean(torch.tensor(list(means.values()),
+                                                                            dtype=torch.float64)).tolist()))
+        record.update(means)
         return record
 
     def fit(self, data: TrainingData, epochs: int) -> list[dict]:
@@ -301,10 +390,16 @@ class Trainer:
             raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
         if len(data) == 0 or data.total_targets == 0:
             raise ValueError("the training data holds no target: nothing to learn")
+        if self.world is not None:
+            if len(data) < self.world.size:
+                raise ValueError(f"{len(data)} training examples cannot be shared by {self.world.size} processes; "
+                                 "run fewer processes (--nproc-per-node)")
+            distributed.broadcast_module(self.model)  # every rank starts from rank 0's weights
+            torch.manual_seed(distributed.rank_seed(self.seed + 1, self.world.rank))  # own dropout masks
         self.set_normaliser(data)
         self.data = data
         if self._make_scheduler is not None and self.scheduler is None:
-            steps = max(math.ceil(len(data) / self.batch_size), 1) * max(epochs, 1)
+            steps = max(math.ceil(len(data) / self.global_batch_size), 1) * max(epochs, 1)
             self.scheduler = self._make_scheduler(self.optimizer, steps)
         self.last_epoch = epochs - 1
         self.stop = False
@@ -316,11 +411,18 @@ class Trainer:
             for hook in self.hooks:
                 hook.on_epoch_end(self, record)
             self.history.append(record)
-            if self.log is not None:
+            if self.log is not None and self.is_main:
                 self.log(record)
+            if self.world is not None:
+                self.stop = bool(distributed.broadcast_object(self.stop))
             if self.stop:
                 break
         for hook in self.hooks:
             hook.on_fit_end(self)
+        if self.world is not None:
+            distributed.broadcast_module(self.model)  # rank 0's (best) weights everywhere
+        # the last step's gradients are of no further use; at 700k items they are 180 MB per table
+        self.optimizer.zero_grad(set_to_none=True)
+        self._grad_buffers.clear()
         self.model.eval()
         return self.history

@@ -175,18 +175,23 @@ def neumann_hypergradient(dev_loss: torch.Tensor, train_loss: torch.Tensor, para
 
 @contextlib.contextmanager
 def double_backward_safe(device):
-    """Kernels that support double backward: on CUDA, math attention and no cuDNN RNNs (no-op on CPU).
+    """Kernels that support double backward: dense gradients for the losses' lookups and, on CUDA,
+    math attention and no cuDNN RNNs.
 
-    The fused attention kernels and cuDNN's GRU have no second derivative;
-    the authors switch cuDNN off for GRU4Rec's upper step for the same reason.
+    Sparse embedding gradients, the fused attention kernels and cuDNN's GRU
+    have no second derivative; the authors switch cuDNN off for GRU4Rec's
+    upper step for the same reason.
     """
-    if torch.device(device).type != "cuda":
-        yield
-        return
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from ...training.losses import dense_lookups
 
-    with sdpa_kernel([SDPBackend.MATH]), torch.backends.cudnn.flags(enabled=False):
-        yield
+    with dense_lookups():
+        if torch.device(device).type != "cuda":
+            yield
+            return
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel([SDPBackend.MATH]), torch.backends.cudnn.flags(enabled=False):
+            yield
 
 
 class _Cycle:
@@ -259,6 +264,8 @@ class PersonalizerHook(Hook):
 
     # ------------------------------------------------------------ the loop
     def on_fit_start(self, trainer) -> None:
+        # phi lives where the target model's hidden states do (in place: the optimizers keep their parameters)
+        self.personalizer.to(trainer.device)
         owned = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
         mine = [id(p) for p in self.phi]
         if self.config.mode == "bilevel" and any(i in owned for i in mine):

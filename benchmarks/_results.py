@@ -10,6 +10,7 @@ Recall@K for K <= 50 need (~10 KB per run on Beauty).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import os
@@ -17,7 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["append_row", "read_rows", "save_ranks", "load_ranks", "per_user", "paired_p"]
+__all__ = ["file_lock", "append_row", "read_rows", "save_ranks", "load_ranks", "per_user", "paired_p"]
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """An exclusive lock on ``path`` (created with its folders) for the block: one worker per run."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def append_row(path, row: dict, columns: list[str]) -> None:

@@ -40,10 +40,8 @@ on the original data (target seed 0), as the authors do.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -52,7 +50,7 @@ import time
 from pathlib import Path
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row, read_rows, save_ranks  # noqa: E402
+from _results import append_row, file_lock, read_rows, save_ranks  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "dr4sr.csv"
@@ -165,14 +163,6 @@ def replication_runs(setting) -> list[Run]:
 
 
 # ------------------------------------------------------------------ running
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
 def _regen_config(run: Run, progress: bool):
     from fastregen.dr4sr import RegenConfig
 
@@ -211,7 +201,7 @@ class Study:
         initialises the regenerators; trained (and its row appended) if absent."""
         base = Run("select" if dataset == "beauty" else "replicate", dataset, "sasrec", "original", target_seed=0)
         path = self.work / "runs" / base.run_id / "model.pt"
-        with _lock(self.work / "locks" / f"{base.run_id}.lock"):
+        with file_lock(self.work / "locks" / f"{base.run_id}.lock"):
             if not path.exists():
                 self._train(base, append=base.run_id not in self.done())
         return path
@@ -231,7 +221,7 @@ class Study:
         name = f"{run.dataset}-{run.variant}-K{run.K}-s{run.regen_seed}"
         regen_dir = self.work / "regen" / name
         decode_dir = self.work / "decode" / f"{name}-g{run.gamma}"
-        with _lock(self.work / "locks" / f"{name}.lock"):
+        with file_lock(self.work / "locks" / f"{name}.lock"):
             # pre-train once per regenerator (whatever gamma), decode once per gamma
             import dataclasses as dc
 
@@ -303,7 +293,7 @@ class Study:
         return res
 
     def run(self, run: Run) -> None:
-        with _lock(self.work / "locks" / f"{run.run_id}.lock"):
+        with file_lock(self.work / "locks" / f"{run.run_id}.lock"):
             if run.run_id in self.done():
                 return
             self._train(run)

@@ -51,10 +51,8 @@ appends to ``results/dr4srplus_overhead.csv``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -63,7 +61,7 @@ import time
 from pathlib import Path
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row, read_rows, save_ranks  # noqa: E402
+from _results import append_row, file_lock, read_rows, save_ranks  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "dr4srplus.csv"
@@ -176,14 +174,6 @@ def other_runs(rows, regen=lambda dataset: None, grid: str = "upper_lr") -> list
     return runs
 
 
-@contextlib.contextmanager
-def _lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
 class Study:
     def __init__(self, args) -> None:
         self.data_dir, self.work = Path(args.data_dir), Path(args.work)
@@ -228,7 +218,7 @@ class Study:
         if run.train_set not in ("original", "original+patterns") and not regen:
             raise SystemExit(f"{run.label()} needs --regen {run.dataset}=DIR")
         rid = run.run_id(regen)
-        with _lock(self.work / "locks" / f"{rid}.lock"):
+        with file_lock(self.work / "locks" / f"{rid}.lock"):
             if rid in self.done():
                 return
             self._train(run, rid, regen)

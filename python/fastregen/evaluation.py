@@ -309,6 +309,20 @@ def binary_metrics(scores, labels) -> dict[str, float]:
 
 
 @torch.no_grad()
+def _checked_split(model, split):
+    """``(history, targets int64)`` of an evaluation split, refused when empty or beyond the model's items."""
+    hist = split.history
+    targets = np.asarray(split.target, dtype=np.int64)
+    if targets.size == 0:
+        raise ValueError("the split holds no users to evaluate")
+    if int(targets.max()) > model.num_items or hist.num_items > model.num_items:
+        raise ValueError(
+            f"evaluation data holds item id {max(int(targets.max()), hist.num_items)} beyond the model's "
+            f"num_items = {model.num_items}"
+        )
+    return hist, targets
+
+
 def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_size: int = 1024,
              device=None, return_ranks: bool = False, *, chunk_size: int | None = None) -> dict:
     """Full-ranking metrics of ``model`` on a leave-one-out split.
@@ -341,15 +355,7 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    hist = split.history
-    targets = np.asarray(split.target, dtype=np.int64)
-    if targets.size == 0:
-        raise ValueError("the split holds no users to evaluate")
-    if int(targets.max()) > model.num_items or hist.num_items > model.num_items:
-        raise ValueError(
-            f"evaluation data holds item id {max(int(targets.max()), hist.num_items)} beyond the model's "
-            f"num_items = {model.num_items}"
-        )
+    hist, targets = _checked_split(model, split)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -475,15 +481,7 @@ def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 2
         raise ValueError(f"batch_size and item_chunk must be >= 1, got {batch_size}, {item_chunk}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    hist = split.history
-    targets = np.asarray(split.target, dtype=np.int64)
-    if targets.size == 0:
-        raise ValueError("the split holds no users to evaluate")
-    if int(targets.max()) > model.num_items or hist.num_items > model.num_items:
-        raise ValueError(
-            f"evaluation data holds item id {max(int(targets.max()), hist.num_items)} beyond the model's "
-            f"num_items = {model.num_items}"
-        )
+    hist, targets = _checked_split(model, split)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -124,3 +124,23 @@ def test_excluding_history_never_lowers_metrics():
     b = evaluate(model, split, exclude_history=False)
     assert a["mrr"] >= b["mrr"]
     assert a["recall@10"] >= b["recall@10"]
+
+
+@pytest.mark.parametrize("fn", ["evaluate", "evaluate_stages"])
+def test_evaluation_builds_no_autograd_graph(fn):
+    # scoring under autograd kept every batch's graph alive: the memory model
+    # caught `evaluate` losing its no_grad once; check it directly
+    import fastregen.evaluation as ev
+
+    ds = SequenceDataset.from_lists([[1, 2, 3, 4], [2, 3, 4, 5], [5, 4, 3, 2, 1]])
+    model = build_model("sasrec", ds.num_items, embed_dim=8, max_len=6)
+    seen = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_grad_enabled())
+        return forward(*args, **kwargs)
+
+    model.forward = spy
+    getattr(ev, fn)(model, leave_one_out(ds).test)
+    assert seen and not any(seen)

@@ -308,7 +308,6 @@ def binary_metrics(scores, labels) -> dict[str, float]:
     return {"auc": float(auc), "logloss": logloss}
 
 
-@torch.no_grad()
 def _checked_split(model, split):
     """``(history, targets int64)`` of an evaluation split, refused when empty or beyond the model's items."""
     hist = split.history
@@ -323,6 +322,7 @@ def _checked_split(model, split):
     return hist, targets
 
 
+@torch.no_grad()
 def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_size: int = 1024,
              device=None, return_ranks: bool = False, *, chunk_size: int | None = None) -> dict:
     """Full-ranking metrics of ``model`` on a leave-one-out split.

@@ -72,6 +72,7 @@ DATA_COMMANDS = {
     "regenerate": lambda tmp, d: ["regenerate", d, "--out", tmp / "regen", "-q"],
     "train": lambda tmp, d: ["train", "--data", d, "-q", "--epochs", "1"],
     "personalize": lambda tmp, d: ["personalize", d, "--regen", tmp / "no-regen", "--out", tmp / "p", "-q"],
+    "unids": lambda tmp, d: ["unids", d, "--out", tmp / "u", "-q"],
 }
 
 
@@ -159,6 +160,7 @@ OUTPUT_COMMANDS = {
     "train --out": (lambda tmp, d, o: ["train", "--data", d, "--out", o, "-q", "--epochs", "1"], "folder"),
     "regenerate --out": (lambda tmp, d, o: ["regenerate", d, "--out", o, "-q", "--epochs", "0"], "folder"),
     "personalize --out": (lambda tmp, d, o: ["personalize", d, "--regen", tmp, "--out", o, "-q"], "folder"),
+    "unids --out": (lambda tmp, d, o: ["unids", d, "--out", o, "-q"], "folder"),
 }
 
 

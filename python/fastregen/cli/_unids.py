@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from . import app
+from ._options import check_output_dir
 
 
 def _dataset(data: str, fmt: str, quiet: bool):
@@ -48,36 +49,29 @@ def unids_cmd(
     from ..config import config_to_dict, load_config
     from ..unids import UniDS, UniDSConfig
 
-    try:
-        values = config_to_dict(load_config(UniDSConfig, config)) if config is not None else {}
-        if no_tc:
-            values["threshold_control"] = False
-        if no_uf:
-            values["uniform_format"] = False
-        if no_ug:
-            values["uniform_generation"] = False
-        if epochs is not None:
-            values["generator"] = {**values.get("generator", {}), "epochs": epochs}
-        if seed is not None:
-            values["seed"] = seed
-        if quiet:
-            values["progress"] = False
-        cfg = UniDSConfig(**values)
-    except (ValueError, TypeError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    values = config_to_dict(load_config(UniDSConfig, config)) if config is not None else {}
+    if no_tc:
+        values["threshold_control"] = False
+    if no_uf:
+        values["uniform_format"] = False
+    if no_ug:
+        values["uniform_generation"] = False
+    if epochs is not None:
+        values["generator"] = {**values.get("generator", {}), "epochs": epochs}
+    if seed is not None:
+        values["seed"] = seed
+    if quiet:
+        values["progress"] = False
+    cfg = UniDSConfig(**values)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
+    check_output_dir(out, "--out")
     ds = _dataset(data, format, quiet)
     t0 = time.perf_counter()
-    try:
-        run = UniDS(cfg, log=typer.echo).fit(ds, out_dir=out)
-        train_set = run.generate()
-    except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    run = UniDS(cfg, log=typer.echo).fit(ds, out_dir=out)
+    train_set = run.generate()
     for stage in ("mine", "generator", "generate"):
         s = run.stage_seconds.get(stage)
         state = "reused" if s == 0.0 else (f"{s:8.2f} s" if s is not None else "-")
@@ -92,12 +86,8 @@ def unids_cmd(
     from ..evaluation import evaluate_stages
     from ..training import fit_and_evaluate
 
-    try:
-        res = fit_and_evaluate(run.data, model=backbone, seed=cfg.seed, train_data=train_set,
-                               out_dir=out / f"backbone-{backbone}", epochs=backbone_epochs, max_len=max_len,
-                               valid_metric="ndcg@10", progress=not quiet, num_threads=threads or 0)
-    except (ValueError, TypeError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    res = fit_and_evaluate(run.data, model=backbone, seed=cfg.seed, train_data=train_set,
+                           out_dir=out / f"backbone-{backbone}", epochs=backbone_epochs, max_len=max_len,
+                           valid_metric="ndcg@10", progress=not quiet, num_threads=threads or 0)
     metrics = evaluate_stages(res["model"], leave_one_out(run.data).test)
     typer.echo(json.dumps({"backbone": backbone, "best_epoch": res["best_epoch"], "test": metrics}, indent=2))

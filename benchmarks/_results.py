@@ -22,13 +22,21 @@ __all__ = ["file_lock", "append_row", "read_rows", "save_ranks", "load_ranks", "
 
 
 @contextlib.contextmanager
-def file_lock(path):
-    """An exclusive lock on ``path`` (created with its folders) for the block: one worker per run."""
+def file_lock(path, blocking: bool = True):
+    """An exclusive lock on ``path`` (created with its folders) for the block: one worker per run.
+
+    With ``blocking=False`` the block runs at once and receives False when
+    another process holds the lock (True when this one took it).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def append_row(path, row: dict, columns: list[str]) -> None:

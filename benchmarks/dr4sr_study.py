@@ -3,6 +3,8 @@
     python benchmarks/dr4sr_study.py plan                      # what will run, and what is done
     python benchmarks/dr4sr_study.py select --threads 1 --worker 0/2   # and --worker 1/2 beside it
     python benchmarks/dr4sr_study.py replicate --threads 1 --worker 0/2
+    python benchmarks/dr4sr_study.py queue --threads 1     # two of these side by side: issue 26's order,
+                                                           # each takes the next run nobody holds
     python benchmarks/report.py dr4sr                          # tables + paired p-values from the rows
 
 Declared before any test figure was read (BENCHMARKS.md, "DR4SR under the
@@ -162,6 +164,28 @@ def replication_runs(setting) -> list[Run]:
     return runs
 
 
+def queued_runs(setting) -> list[Run]:
+    """Every replication run, in the order issue 26 declares (each stage's rows are useful alone).
+
+    1. Beauty SASRec: original and DR4SR (regenerator seed 0) at target seeds 1, 2;
+    3. Beauty GRU4Rec: original and DR4SR at target seeds 0-2;
+    4. Toys and Sports SASRec: original and DR4SR at target seeds 0-2;
+    7. then the rest of the replication plan (regenerator seeds 1-2, the controls).
+    (Stages 2, 5 and 6 are other scripts: the authors' trainer, DR4SR+ and UniDS.)
+    """
+    variant, K, gamma = setting
+
+    def pair(dataset, model, seed):
+        return [Run("replicate", dataset, model, "original", target_seed=seed),
+                Run("replicate", dataset, model, "dr4sr", variant, K, gamma, 0, seed)]
+
+    order = [r for s in (1, 2) for r in pair("beauty", "sasrec", s)]
+    order += [r for s in (0, 1, 2) for r in pair("beauty", "gru4rec", s)]
+    order += [r for d in ("toys", "sports") for s in (0, 1, 2) for r in pair(d, "sasrec", s)]
+    seen = {r.run_id for r in order}
+    return order + [r for r in replication_runs(setting) if r.run_id not in seen]
+
+
 # ------------------------------------------------------------------ running
 def _regen_config(run: Run, progress: bool):
     from fastregen.dr4sr import RegenConfig
@@ -298,10 +322,43 @@ class Study:
                 return
             self._train(run)
 
+    def run_next(self, runs: list[Run]) -> bool:
+        """Train the first run of ``runs`` that is neither done nor held by another worker;
+        False when there is none."""
+        for run in runs:
+            if run.run_id in self.done():
+                continue
+            with file_lock(self.work / "locks" / f"{run.run_id}.lock", blocking=False) as held:
+                if not held or run.run_id in self.done():
+                    continue
+                self._train(run)
+                return True
+        return False
+
+
+def estimate_seconds(run: Run, done: dict[str, dict]) -> float:
+    """A pending run's one-thread seconds: the median of done rows with its (dataset, model,
+    train set), else of its (model, train set), else 30 min; plus a regenerator's ~35 min
+    when the run needs one that no done row has built."""
+    import statistics
+
+    rows = list(done.values())
+    for match in (lambda r: (r["dataset"], r["model"], r["train_set"]) == (run.dataset, run.model, run.train_set),
+                  lambda r: (r["model"], r["train_set"]) == (run.model, run.train_set)):
+        secs = [float(r["seconds"]) for r in rows if match(r)]
+        if secs:
+            break
+    est = statistics.median(secs) if secs else 1800.0
+    if run.needs_regenerator and not any(
+            r["dataset"] == run.dataset and r["variant"] == run.variant and r["K"] == str(run.K)
+            and r["regen_seed"] == str(run.regen_seed) for r in rows):
+        est += 2100.0
+    return est
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["plan", "select", "replicate"])
+    ap.add_argument("stage", choices=["plan", "select", "replicate", "queue"])
     ap.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--work", default=str(HERE.parent / "runs" / "dr4sr-study"),
                     help="run folders, regenerators and locks (not committed)")
@@ -309,6 +366,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--worker", default="0/1", metavar="K/N", help="take every N-th run starting at K")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--max-runs", type=int, default=0, help="queue: stop after this many runs (0: until none is left)")
     ap.add_argument("--smoke", type=int, default=0, metavar="USERS",
                     help="plumbing check: the first USERS users, 1 epoch everywhere (needs --results elsewhere)")
     args = ap.parse_args(argv)
@@ -329,21 +387,32 @@ def main(argv=None) -> int:
     done = study.done()
     setting = selected_setting(list(done.values()))
     runs = selection_runs() if args.stage in ("plan", "select") else []
-    if args.stage in ("plan", "replicate"):
+    if args.stage in ("plan", "replicate", "queue"):
         if setting is None:
-            if args.stage == "replicate":
+            if args.stage != "plan":
                 raise SystemExit("the selection stage has not finished: run `select` first")
         else:
-            runs += [r for r in replication_runs(setting) if r.run_id not in {x.run_id for x in runs}]
+            runs += [r for r in queued_runs(setting) if r.run_id not in {x.run_id for x in runs}]
     if args.stage == "plan":
         print(f"selected setting: {setting or 'not yet (selection unfinished)'}")
+        pending_s = 0.0
         for r in runs:
-            print(f"{'done' if r.run_id in done else '    '}  {r.run_id}  {r.stage:<9} {r.label()}")
-        print(f"{sum(r.run_id in done for r in runs)}/{len(runs)} runs done")
+            est = "" if r.run_id in done else f"~{estimate_seconds(r, done) / 3600:.1f} h"
+            pending_s += 0 if r.run_id in done else estimate_seconds(r, done)
+            print(f"{'done' if r.run_id in done else '    '}  {r.run_id}  {r.stage:<9} {r.label():<58} {est}")
+        print(f"{sum(r.run_id in done for r in runs)}/{len(runs)} runs done; "
+              f"pending ~{pending_s / 3600:.1f} one-thread hours (estimated from the done rows)")
         return 0
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.stage == "queue":  # exit 0 after a run, 3: every pending run is held elsewhere, 4: none pending
+        n_runs = 0
+        while not args.max_runs or n_runs < args.max_runs:
+            if not study.run_next(runs):
+                return 3 if any(r.run_id not in study.done() for r in runs) else 4
+            n_runs += 1
+        return 0
     for i, r in enumerate(runs):
         if i % n == k:
             study.run(r)

@@ -219,7 +219,7 @@ def compare(data, out_dir, config: CompareConfig | None = None, *, workers: int 
     ctx = Context(data=data, root=root, cfg=config, device=device, threads=threads, regen_dir=regen_dir,
                   progress=progress)
     trained = 0
-    if pending:
+    if pending and (deadline is None or time.time() < deadline):
         n = min(workers, len(pending))
         jobs = [_Worker(ctx, runs, deadline, n, k, quiet) for k in range(n)]
         if n == 1:

@@ -104,8 +104,10 @@ class Store:
             found = list(reader.fieldnames or [])
             if found != COLUMNS:
                 missing, extra = sorted(set(COLUMNS) - set(found)), sorted(set(found) - set(COLUMNS))
-                what = (f"missing {', '.join(missing) or '-'}; unexpected {', '.join(extra) or '-'}"
-                        if missing or extra else "reordered")
+
+                def names(cols):
+                    return ", ".join(cols[:4]) + (f" and {len(cols) - 4} more" if len(cols) > 4 else "") or "-"
+                what = f"missing {names(missing)}; unexpected {names(extra)}" if missing or extra else "reordered"
                 raise ValueError(f"{self.results}: not a fastregen compare results file (its columns differ: {what}); "
                                  "choose another --out folder")
             return list(reader)

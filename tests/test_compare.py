@@ -251,3 +251,31 @@ def test_gpu_batch_dry_run_leaves_rows_and_ranks_in_out(demo_compare, tmp_path):
     with tarfile.open(out / "ranks.tar.gz") as t:
         assert len([n for n in t.getnames() if n.endswith(".npz")]) == 4
     assert (out / "report.md").exists() and (out / "log.txt").exists()
+
+
+def test_every_method_trains_once_and_is_paired(tmp_path):
+    """original, dr4sr, dr4sr+, unids and reppad on 400 demo users, one seed, tiny generators (~15 s)."""
+    from fastregen.data import synthetic
+    from fastregen.study import METHODS, compare
+
+    tiny_gen = dict(d_model=16, n_heads=2, d_ff=32, n_encoder_layers=1, n_decoder_layers=1, K=2, epochs=1,
+                    batch_size=16)
+    cfg = CompareConfig(methods=METHODS, seeds=1, bootstrap=200, train=dict(epochs=1, embed_dim=16, max_len=20),
+                        regen=TINY_REGEN, plus=dict(warmup_epochs=0, interval=2),
+                        unids=dict(max_len=12, generator=tiny_gen, max_pattern_len=4))
+    res = compare(synthetic("demo", seed=0).subset(range(400)), tmp_path / "all", cfg, quiet=True, figure=False)
+    assert res["trained"] == len(METHODS) and not res["pending"]
+    rows = {r["method"]: r for r in Store(tmp_path / "all").read()}
+    assert set(rows) == set(METHODS)
+    # the generated sets are bigger than the original's 400 training sequences; RepPad trains on the split
+    for m in ("dr4sr", "dr4sr+", "unids"):
+        assert int(rows[m]["train_sequences"]) > 400, m
+    assert rows["original"]["train_sequences"] == rows["reppad"]["train_sequences"] == ""
+    assert json.loads(rows["reppad"]["config"])["train"]["reppad"] == 2
+    assert "plus" in json.loads(rows["dr4sr+"]["config"])
+    gains = {(g["method"], g["metric"]): g for g in res["report"]["gains"]}
+    assert set(gains) == {(m, gm) for m in METHODS[1:] for gm in cfg.gain_metrics}
+    assert all(g["seeds"] == [0] and 0 <= g["p"] <= 1 for g in gains.values())
+    # the prerequisites were built once, in the folder
+    assert len(list((tmp_path / "all" / "prereq").glob("dr4sr-*"))) == 1
+    assert len(list((tmp_path / "all" / "prereq").glob("unids-*"))) == 1

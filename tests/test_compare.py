@@ -193,7 +193,7 @@ def test_bad_inputs_are_one_line_and_touch_nothing(demo_compare, tmp_path):
     from fastregen.data import save, synthetic
 
     out, data = demo_compare["out"], demo_compare["data"]
-    regen = next((out / "prereq").glob("dr4sr-*"))
+    (regen,) = [p for p in (out / "prereq").glob("dr4sr-*") if "pretrain" not in p.name]
     other = tmp_path / "other.txt"
     save(synthetic("demo", seed=1).subset(range(300)), other)  # fewer items
     foreign = tmp_path / "foreign"
@@ -277,5 +277,23 @@ def test_every_method_trains_once_and_is_paired(tmp_path):
     assert set(gains) == {(m, gm) for m in METHODS[1:] for gm in cfg.gain_metrics}
     assert all(g["seeds"] == [0] and 0 <= g["p"] <= 1 for g in gains.values())
     # the prerequisites were built once, in the folder
-    assert len(list((tmp_path / "all" / "prereq").glob("dr4sr-*"))) == 1
+    assert len(list((tmp_path / "all" / "prereq").glob("dr4sr-*"))) == 2  # pre-trained, decoded
     assert len(list((tmp_path / "all" / "prereq").glob("unids-*"))) == 1
+
+
+def test_a_gamma_grid_pretrains_once_and_selects_by_validation(tmp_path):
+    from fastregen.data import synthetic
+    from fastregen.study import compare
+
+    cfg = CompareConfig(methods=("dr4sr",), seeds=1, bootstrap=200, train=dict(epochs=1, embed_dim=16, max_len=20),
+                        regen=TINY_REGEN, grid={"dr4sr": {"gamma": [0.1, 0.5]}})
+    res = compare(synthetic("demo", seed=0).subset(range(300)), tmp_path / "g", cfg, quiet=True, figure=False)
+    prereq = tmp_path / "g" / "prereq"
+    assert len(list(prereq.glob("dr4sr-pretrain-*"))) == 1
+    decoded = [p for p in prereq.glob("dr4sr-*") if "pretrain" not in p.name]
+    assert len(decoded) == 2
+    # one regenerator, linked into both decoding folders
+    assert len({(p / "regenerator.pt").stat().st_ino for p in decoded}) == 1
+    rows = {json.loads(r["setting"])["gamma"]: r for r in Store(tmp_path / "g").read() if r["method"] == "dr4sr"}
+    best = max(rows, key=lambda g: float(rows[g]["valid_ndcg@20"]))
+    assert res["report"]["selected"]["dr4sr"] == (("gamma", best),)

@@ -27,7 +27,7 @@ METHODS = ("original", "dr4sr", "dr4sr+", "unids", "reppad")
 # TrainConfig fields that change how a run executes, not what it computes:
 # they stay out of the run id (so a run done on 4 threads is the run on 1).
 _RUNTIME_TRAIN_FIELDS = ("progress", "num_threads", "device", "eval_batch_size")
-_RUNTIME_REGEN_FIELDS = ("progress", "device", "backend", "threads", "num_threads")
+_RUNTIME_REGEN_FIELDS = ("progress", "device", "backend", "threads", "num_threads", "decode_batch_size")
 
 
 @dataclasses.dataclass

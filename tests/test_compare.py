@@ -297,3 +297,14 @@ def test_a_gamma_grid_pretrains_once_and_selects_by_validation(tmp_path):
     rows = {json.loads(r["setting"])["gamma"]: r for r in Store(tmp_path / "g").read() if r["method"] == "dr4sr"}
     best = max(rows, key=lambda g: float(rows[g]["valid_ndcg@20"]))
     assert res["report"]["selected"]["dr4sr"] == (("gamma", best),)
+
+
+def test_stop_after_zero_trains_nothing_and_reports_what_is_pending(tmp_path):
+    from fastregen.data import synthetic
+    from fastregen.study import compare
+
+    cfg = CompareConfig(methods=("original", "reppad"), seeds=2, train=dict(epochs=1))
+    res = compare(synthetic("demo", seed=0).subset(range(100)), tmp_path / "s", cfg, stop_after=0, quiet=True)
+    assert res["trained"] == 0 and len(res["pending"]) == 4
+    assert "0/4 declared runs finished" in (tmp_path / "s" / "report.md").read_text()
+    assert not (tmp_path / "s" / "results.csv").exists()

@@ -79,9 +79,7 @@ def compare(
 ) -> None:
     """Train MODEL on DATA with every method and seed; write OUT/results.csv, OUT/report.md and OUT/compare.png.
 
-    The report gives each method's test metrics (mean ± sd over seeds) and its gain over original with a
-    paired two-sided Wilcoxon p over test users and a bootstrap 95% interval. Validation selects among
-    --grid settings; test metrics are only read for the report.
+    The report gives each method's test metrics (mean ± sd over seeds) and its gain over original with a paired two-sided Wilcoxon p over test users and a bootstrap 95% interval. Validation selects among --grid settings; test metrics are only read for the report. A rerun trains only the runs without a row.
     """
     from ..config import config_to_dict, load_config
     from ..dr4sr import RegenConfig

@@ -13,7 +13,15 @@ from typing import List, Optional
 import typer
 
 from . import app
-from ._options import FormatOpt, ItemOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
+from ._options import (
+    FormatOpt,
+    ItemOpt,
+    RemapOpt,
+    TimeOpt,
+    UserOpt,
+    check_output_dir,
+    load_dataset,
+)
 from ._train import _parse_sets
 
 
@@ -84,7 +92,8 @@ def compare(
     from ..config import config_to_dict, load_config
     from ..dr4sr import RegenConfig
     from ..dr4sr.plus import PlusConfig
-    from ..study import CompareConfig, compare as run_compare
+    from ..study import CompareConfig
+    from ..study import compare as run_compare
     from ..training import TrainConfig
     from ..unids import UniDSConfig
 

@@ -24,7 +24,7 @@ import json
 import os
 from pathlib import Path
 
-from .runs import Run, method_config
+from .runs import _RUNTIME_REGEN_FIELDS, Run, method_config
 from .store import file_lock
 
 __all__ = ["Context", "check_regen_dir", "train_run"]
@@ -76,8 +76,6 @@ def check_regen_dir(regen_dir, data) -> dict:
         raise ValueError(f"--regen {regen_dir}: it was regenerated from other data ({source.get('path')!r}, "
                          "same item count, other sequences); pass the folder made from this dataset")
     regen = config_to_dict(load_config(RegenConfig, regen_dir / "config.yaml"))
-    from .runs import _RUNTIME_REGEN_FIELDS
-
     return {"folder_sha256": source.get("sha256"),
             **{k: v for k, v in regen.items() if k not in _RUNTIME_REGEN_FIELDS}}
 
@@ -105,6 +103,7 @@ def _dr4sr_set(ctx: Context, regen: dict):
     """
     from ..config import config_from_dict, load_config
     from ..dr4sr import DR4SR, RegenConfig
+
     # The pipeline's own record of which fields only its decoding and writing read.
     from ..dr4sr.pipeline import _STAGE_FIELDS
 

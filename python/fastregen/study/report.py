@@ -123,9 +123,9 @@ def render(summary: dict, cfg: CompareConfig, info: dict) -> str:
                f"{info['interactions']:,} interactions (content sha256 {info['data_sha256'][:12]}). "
                f"Target model: {cfg.model}; target seeds 0-{cfg.seeds - 1}; "
                f"{summary['done']}/{summary['declared']} declared runs finished.")
-    out += ["", f"**Selection.** Validation selects, test is read once: a method with several settings is reported "
-                f"at the setting with the best mean validation {metric} over its finished seeds (early stopping "
-                f"also reads validation {metric}); test metrics are read only to fill the tables below.", ""]
+    out += ["", (f"**Selection.** Validation selects, test is read once: a method with several settings is reported "
+                 f"at the setting with the best mean validation {metric} over its finished seeds (early stopping "
+                 f"also reads validation {metric}); test metrics are read only to fill the tables below."), ""]
     out += ["## Test metrics (mean ± sd over seeds)", "",
             "| method | setting | seeds | " + " | ".join(METRICS) + " | device |",
             "|---|---|---|" + "---|" * len(METRICS) + "---|"]
@@ -137,10 +137,10 @@ def render(summary: dict, cfg: CompareConfig, info: dict) -> str:
         out.append(f"| {method} | {_label(m['setting'])} | {len(m['runs'])} | " + " | ".join(cells)
                    + f" | {', '.join(m['devices'])} |")
     out += ["", "## Gain over original", "",
-            f"Per test user, each arm's metric is averaged over the seeds at which both ran (on the same device "
-            f"kind); gain = mean(method) / mean(original) - 1. p: two-sided Wilcoxon signed-rank test of the per-user "
-            f"differences (users with no difference drop out). 95% CI: percentile bootstrap over users "
-            f"({cfg.bootstrap} resamples, seed {cfg.bootstrap_seed}).", "",
+            (f"Per test user, each arm's metric is averaged over the seeds at which both ran (on the same device "
+             f"kind); gain = mean(method) / mean(original) - 1. p: two-sided Wilcoxon signed-rank test of the "
+             f"per-user differences (users with no difference drop out). 95% CI: percentile bootstrap over users "
+             f"({cfg.bootstrap} resamples, seed {cfg.bootstrap_seed})."), "",
             "| method | metric | original | method | gain | 95% CI | abs. gain | 95% CI | p (Wilcoxon) | users | seeds |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []

@@ -108,9 +108,16 @@ class CompareConfig:
                     raise ValueError(f"grid {m}.{key}: give a non-empty list of values, got {values!r}")
         self.gain_metrics = tuple(self.gain_metrics)
         # Every config is built now, so a bad field fails before any work.
-        for run in declare_runs(self, data_sha256=""):
-            method_config(self, run.method, run.setting_dict)
         self.train_config()
+        for method in self.methods:
+            for setting in self.settings(method):
+                method_config(self, method, dict(setting))
+
+    def settings(self, method: str) -> list[tuple]:
+        """The settings of ``method``: the product of its grid, each a sorted tuple of (field, value)."""
+        grid = self.grid.get(method, {})
+        keys = sorted(grid)
+        return [tuple(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
     def train_config(self, **setting):
         """The resolved `TrainConfig` of a run (model included)."""
@@ -188,11 +195,6 @@ class Run:
         return f"{s} seed {self.seed}"
 
 
-def _settings(grid: dict) -> list[tuple]:
-    keys = sorted(grid)
-    return [tuple(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-
-
 def declare_runs(cfg: CompareConfig, data_sha256: str, regen_source: dict | None = None) -> list[Run]:
     """Every run of ``cfg``, in the order workers take them: seed by seed, methods in `METHODS` order.
 
@@ -204,14 +206,10 @@ def declare_runs(cfg: CompareConfig, data_sha256: str, regen_source: dict | None
     runs = []
     for seed in range(cfg.seeds):
         for method in cfg.methods:
-            for setting in _settings(cfg.grid.get(method, {})):
-                if regen_source is not None and method in ("dr4sr", "dr4sr+") and data_sha256:
-                    resolved = method_config(cfg, method, {} if method == "dr4sr" else dict(setting))
+            for setting in cfg.settings(method):
+                resolved = method_config(cfg, method, dict(setting))
+                if regen_source is not None and method in ("dr4sr", "dr4sr+"):
                     resolved["regen"] = regen_source
-                elif data_sha256:
-                    resolved = method_config(cfg, method, dict(setting))
-                else:  # CompareConfig's own check: configs are built by the caller
-                    resolved = {}
                 key = json.dumps({"data": data_sha256, "method": method, "model": cfg.model, "seed": seed,
                                   "setting": [list(p) for p in setting], "config": resolved},
                                  sort_keys=True, default=str)

@@ -306,3 +306,23 @@ def test_stop_after_zero_trains_nothing_and_reports_what_is_pending(tmp_path):
     assert res["trained"] == 0 and len(res["pending"]) == 4
     assert "0/4 declared runs finished" in (tmp_path / "s" / "report.md").read_text()
     assert not (tmp_path / "s" / "results.csv").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_workers_share_one_gpu_and_rows_name_it(tmp_path):
+    """Two workers on one GPU (`--device cuda --workers 2`); each row names the CUDA device."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from fastregen.data import synthetic
+    from fastregen.study import compare
+
+    cfg = CompareConfig(methods=("original", "reppad"), seeds=1, bootstrap=200,
+                        train=dict(epochs=1, embed_dim=16, max_len=20))
+    res = compare(synthetic("demo", seed=0).subset(range(300)), tmp_path / "c", cfg, workers=2, device="cuda",
+                  quiet=True, figure=False)
+    assert res["trained"] == 2
+    rows = Store(tmp_path / "c").read()
+    assert {r["device"] for r in rows} == {torch.cuda.get_device_name(0)}
+    assert all(g["seeds"] == [0] for g in res["report"]["gains"])  # same device kind: paired

@@ -185,6 +185,13 @@ def test_rerun_trains_nothing_and_keeps_the_rows(demo_compare):
     assert res.exit_code == 0, res.output
     assert "0 run(s) trained, 4/4 done" in res.output
     assert (out / "results.csv").read_bytes() == before
+    # another declaration in the same folder (here: another seed count) leaves the other rows out of its report
+    one_seed = [("1" if a == "2" and prev == "--seeds" else a) for prev, a in zip([None, *demo_compare["args"]],
+                                                                                  demo_compare["args"])]
+    res = _invoke([*one_seed, "--no-plot"])
+    assert "0 run(s) trained, 2/2 done" in res.output, res.output
+    assert "holds 2 more row(s) of other declarations" in (out / "report.md").read_text()
+    assert _invoke(demo_compare["args"]).exit_code == 0  # the 2-seed report back for the tests below
 
 
 def test_bad_inputs_are_one_line_and_touch_nothing(demo_compare, tmp_path):

@@ -96,7 +96,8 @@ def summarise(store: Store, cfg: CompareConfig, runs: list[Run]) -> dict:
                          base=float(a.mean()), value=float(b.mean()))
             gains.append(g)
     return {"selected": selected, "settings": settings, "methods": methods, "gains": gains,
-            "rows": rows, "done": len(rows), "declared": len(runs), "metric": metric}
+            "rows": rows, "done": len(rows), "declared": len(runs), "metric": metric,
+            "other_rows": len(set(done) - set(rows))}
 
 
 def _fmt(x: float, digits: int = 4) -> str:
@@ -122,7 +123,9 @@ def render(summary: dict, cfg: CompareConfig, info: dict) -> str:
     out.append(f"Data: {info['dataset'] or '(in memory)'}: {info['users']:,} users, {info['items']:,} items, "
                f"{info['interactions']:,} interactions (content sha256 {info['data_sha256'][:12]}). "
                f"Target model: {cfg.model}; target seeds 0-{cfg.seeds - 1}; "
-               f"{summary['done']}/{summary['declared']} declared runs finished.")
+               f"{summary['done']}/{summary['declared']} declared runs finished."
+               + (f" results.csv holds {summary['other_rows']} more row(s) of other declarations (other options), "
+                  "left out of this report." if summary.get("other_rows") else ""))
     out += ["", (f"**Selection.** Validation selects, test is read once: a method with several settings is reported "
                  f"at the setting with the best mean validation {metric} over its finished seeds (early stopping "
                  f"also reads validation {metric}); test metrics are read only to fill the tables below."), ""]

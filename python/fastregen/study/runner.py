@@ -89,17 +89,20 @@ class _Worker:
 
     def __call__(self) -> int:
         """Train pending runs until none is left to take (or the deadline passed); return how many."""
-        if self.ctx.device == "cpu":
-            import torch
+        import torch
 
+        before = torch.get_num_threads()
+        if self.ctx.device == "cpu":
             torch.set_num_threads(self.ctx.threads)
         store = Store(self.ctx.root)
         trained = 0
-        while self.deadline is None or time.time() < self.deadline:
-            run = self._take(store)
-            if run is None:
-                break
-            trained += 1
+        try:
+            while self.deadline is None or time.time() < self.deadline:
+                if self._take(store) is None:
+                    break
+                trained += 1
+        finally:  # in-process (one worker), the caller's thread setting comes back
+            torch.set_num_threads(before)
         return trained
 
     def _take(self, store: Store) -> Run | None:

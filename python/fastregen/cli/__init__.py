@@ -48,6 +48,7 @@ from . import _regen  # noqa: E402,F401
 from . import _train  # noqa: E402,F401
 from . import _personalize  # noqa: E402,F401
 from . import _unids  # noqa: E402,F401
+from . import _compare  # noqa: E402,F401
 from . import _plot  # noqa: E402,F401  (the `plot` sub-app)
 from . import _demo  # noqa: E402,F401  (registers the demo stages; after the topics)
 

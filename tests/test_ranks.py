@@ -263,3 +263,25 @@ def test_evaluate_native_equals_torch_and_repeated_targets(exclude):
     with pytest.raises(ValueError, match="repeated_target must be one of keep, mask, got 'drop'"):
         evaluate(model, split, repeated_target="drop")
     assert REPEATED_TARGET == ("keep", "mask")
+
+
+@pytest.mark.parametrize("B", [16, 17, 40, 300])
+def test_item_ranks_native_scores_in_row_blocks_of_16_or_more(monkeypatch, B):
+    from fastregen import evaluation
+
+    C, d = 200, 12
+    g = torch.Generator().manual_seed(B)
+    exact = (torch.randint(-2, 3, (B, d), generator=g).float(), torch.randint(-2, 3, (C, d), generator=g).float())
+    floats = (torch.randn(B, d, generator=g), torch.randn(C, d, generator=g))
+    targets = torch.randint(1, C, (B,), generator=g)
+    rows, cols = torch.randint(0, B, (4 * B,), generator=g), torch.randint(1, C, (4 * B,), generator=g)
+    want = {k: item_ranks(h, e, targets, rows, cols, backend="torch") for k, (h, e) in
+            {"exact": exact, "floats": floats}.items()}
+    shapes = []
+    real_mm = torch.mm
+    monkeypatch.setattr(evaluation, "_SCORE_BLOCK", 500)  # 16-row blocks (500 // 200 < 16)
+    monkeypatch.setattr(torch, "mm", lambda a, b, **k: shapes.append(tuple(a.shape)) or real_mm(a, b, **k))
+    for k, (h, e) in {"exact": exact, "floats": floats}.items():
+        got = item_ranks(h, e, targets, rows, cols, backend="native")
+        assert torch.equal(got[0], want[k][0]) and torch.equal(got[1], want[k][1]), k
+    assert len(shapes) == 2 * max(1, B // 16) and all(16 <= s[0] < 32 for s in shapes)

@@ -285,3 +285,40 @@ def test_item_ranks_native_scores_in_row_blocks_of_16_or_more(monkeypatch, B):
         got = item_ranks(h, e, targets, rows, cols, backend="native")
         assert torch.equal(got[0], want[k][0]) and torch.equal(got[1], want[k][1]), k
     assert len(shapes) == 2 * max(1, B // 16) and all(16 <= s[0] < 32 for s in shapes)
+
+
+def test_fit_and_evaluate_passes_repeated_target_to_validation_and_test(monkeypatch):
+    import importlib
+
+    from fastregen.training import TrainConfig, fit_and_evaluate
+
+    fit = importlib.import_module("fastregen.training.fit")  # the module (the package exports the function `fit`)
+
+    with pytest.raises(ValueError, match="repeated_target must be one of keep, mask, got 'drop'"):
+        TrainConfig(repeated_target="drop")
+    seen = []
+    real = fit.evaluate
+    monkeypatch.setattr(fit, "evaluate", lambda *a, **k: seen.append(k.get("repeated_target")) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    ds = SequenceDataset.from_lists([rng.integers(1, 31, rng.integers(4, 10)) for _ in range(40)], num_items=30)
+    res = fit_and_evaluate(ds, model="sasrec", epochs=1, embed_dim=8, max_len=8, progress=False, num_threads=1,
+                           repeated_target="mask")
+    assert seen == ["mask", "mask"]  # one validation, the test
+    assert 0.0 <= res["test"]["recall@10"] <= 1.0
+
+
+def test_stage_scores_native_equals_torch_and_masks_repeated_targets():
+    from fastregen.evaluation import stage_scores
+
+    split, model = _repeat_data()
+    got = {b: stage_scores(model, split, batch_size=16, item_chunk=7, backend=b) for b in ("torch", "native")}
+    for key in ("ranks", "n_candidates"):
+        np.testing.assert_array_equal(got["native"][key], got["torch"][key])
+    np.testing.assert_array_equal(got["native"]["ranks"], evaluate(model, split, batch_size=16, return_ranks=True)["ranks"])
+    mask = stage_scores(model, split, batch_size=16, item_chunk=7, repeated_target="mask")
+    repeated = np.array([t in split.history[u] for u, t in enumerate(split.target)])
+    np.testing.assert_array_equal(mask["ranks"][repeated], mask["n_candidates"][repeated] - 1)
+    np.testing.assert_array_equal(mask["ranks"][~repeated], got["native"]["ranks"][~repeated])
+    np.testing.assert_array_equal(mask["logloss"], got["native"]["logloss"])
+    with pytest.raises(ValueError, match="repeated_target must be one of keep, mask"):
+        stage_scores(model, split, repeated_target="x")

@@ -16,10 +16,16 @@ scoring everything 0 gets the worst rank, not an id-dependent one).
 
 History exclusion: with ``exclude_history=True`` (the default, what DR4SR's
 and RecBole's code do) the items already in the user's history are removed
-from the candidates, except the target itself, which is always ranked (DR4SR
-masks a repeated target too, which only matters for repeat consumption).
-Pass ``exclude_history=False`` for repeat-consumption data. Padding (id 0)
-is never a candidate.
+from the candidates, except the target itself, which is ranked with
+``repeated_target="keep"`` (the default); ``"mask"`` masks it too, as
+DR4SR's evaluator does (see `REPEATED_TARGET`), which only matters for
+repeat consumption. Pass ``exclude_history=False`` for repeat-consumption
+data. Padding (id 0) is never a candidate.
+
+Backends: on CPU the ranks are counted by a compiled kernel
+(`fastregen._core.rank_counts`, reference `fastregen.reference.ranks`)
+without the ``B x C`` comparison matrix; ``backend="torch"`` is the tensor
+path (any device) it is tested against; both give identical ranks.
 
 For the fine-ranking stage (pointwise labels), `binary_metrics` gives AUC
 and Logloss. `evaluate_stages` reports UniDS's three stages (recall: MRR,
@@ -626,7 +632,8 @@ def stage_metrics(ranks, n_candidates, logloss, ks=(10, 50)) -> dict[str, float]
 
 @torch.no_grad()
 def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 256, item_chunk: int = 65536,
-                 temperature: float = 1.0, device=None) -> dict[str, np.ndarray]:
+                 temperature: float = 1.0, device=None, *, repeated_target: str = "keep",
+                 backend: str = "auto") -> dict[str, np.ndarray]:
     """Per-user rank, candidate count and log loss of the held-out target, scoring items in chunks.
 
     Each user's representation ``h = model(history, timestamps)[:, -1]`` is
@@ -654,6 +661,12 @@ def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 2
         Scores are divided by it before the softmax of the log loss (ranks
         do not depend on it).
     device : torch.device, optional
+    repeated_target : {"keep", "mask"}, default "keep"
+        As in `evaluate`: with ``"mask"`` a target found in the user's
+        history gets rank ``n_candidates - 1``. Its ``logloss`` stays that of
+        the target among the candidates (a masked target's would be infinite).
+    backend : {"auto", "torch", "native"}, default "auto"
+        How the second pass counts (`target_ranks`); identical ranks.
 
     Returns
     -------
@@ -666,6 +679,7 @@ def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 2
         raise ValueError(f"batch_size and item_chunk must be >= 1, got {batch_size}, {item_chunk}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    _check_repeated_target(repeated_target)
     hist, targets = _checked_split(model, split)
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -718,12 +732,26 @@ def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 2
                 inside = (t >= c0) & (t < c1)
                 target_score[inside] = s[rows[inside], t[inside] - c0]
                 lse = torch.logaddexp(lse, torch.logsumexp(s.double() / temperature, 1))
-            ge = torch.zeros(B, dtype=torch.long, device=device)
-            for c0, c1, s in chunks():
-                ge += (s >= target_score[:, None]).sum(1)
-            ranks[order[b:e]] = (ge - 1).cpu().numpy()
             n_ex = torch.bincount(er, minlength=B) if er.numel() else torch.zeros(B, dtype=torch.long, device=device)
-            cands[order[b:e]] = (C - 1 - n_ex).cpu().numpy()
+            c = (C - 1 - n_ex).cpu().numpy()
+            if _use_native(backend, target_score):
+                # er, ec: distinct pairs sorted by row, then item: the kernel's CSR as they are
+                ex_offsets = np.zeros(B + 1, dtype=np.int64)
+                np.cumsum(np.bincount(er.numpy(), minlength=B), out=ex_offsets[1:])
+                ex_items, t_np, ts_np = ec.numpy(), t.numpy(), target_score.numpy()
+                r = np.zeros(B, dtype=np.int64)
+                for c0, c1, s in chunks():
+                    r += _core.rank_counts(s.contiguous().numpy(), t_np, ts_np, ex_offsets, ex_items, c0, C, None,
+                                           _threads(None))[0]
+            else:
+                ge = torch.zeros(B, dtype=torch.long, device=device)
+                for c0, c1, s in chunks():
+                    ge += (s >= target_score[:, None]).sum(1)
+                r = (ge - 1).cpu().numpy()
+            if repeated_target == "mask":
+                r = np.where(_in_history(hist.offsets, hist.items, targets, b, e), c - 1, r)
+            ranks[order[b:e]] = r
+            cands[order[b:e]] = c
             loss[order[b:e]] = (lse - target_score.double() / temperature).cpu().numpy()
     finally:
         model.train(was_training)
@@ -732,7 +760,7 @@ def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 2
 
 def evaluate_stages(model, split, ks=(10, 50), exclude_history: bool = True, batch_size: int = 256,
                     item_chunk: int = 65536, temperature: float = 1.0, device=None,
-                    return_per_user: bool = False) -> dict:
+                    return_per_user: bool = False, *, repeated_target: str = "keep", backend: str = "auto") -> dict:
     """UniDS's multi-stage metrics on a leave-one-out split, full ranking over all items.
 
     * Recall stage: ``mrr``, ``hr@10``, ``hr@50`` (HR@K = Recall@K with one
@@ -760,7 +788,7 @@ def evaluate_stages(model, split, ks=(10, 50), exclude_history: bool = True, bat
 
     Parameters
     ----------
-    model, split, exclude_history, batch_size, item_chunk, temperature, device
+    model, split, exclude_history, batch_size, item_chunk, temperature, device, repeated_target, backend
         See `stage_scores`.
     ks : tuple of int, default (10, 50)
     return_per_user : bool, default False
@@ -771,7 +799,8 @@ def evaluate_stages(model, split, ks=(10, 50), exclude_history: bool = True, bat
     dict
         ``mrr``, ``hr@K``, ``ndcg@K``, ``auc``, ``logloss``, ``n_users``.
     """
-    per = stage_scores(model, split, exclude_history, batch_size, item_chunk, temperature, device)
+    per = stage_scores(model, split, exclude_history, batch_size, item_chunk, temperature, device,
+                       repeated_target=repeated_target, backend=backend)
     out = stage_metrics(per["ranks"], per["n_candidates"], per["logloss"], ks)
     out["n_users"] = int(per["ranks"].size)
     if return_per_user:

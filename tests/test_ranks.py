@@ -285,6 +285,16 @@ def test_item_ranks_native_scores_in_row_blocks_of_16_or_more(monkeypatch, B):
         got = item_ranks(h, e, targets, rows, cols, backend="native")
         assert torch.equal(got[0], want[k][0]) and torch.equal(got[1], want[k][1]), k
     assert len(shapes) == 2 * max(1, B // 16) and all(16 <= s[0] < 32 for s in shapes)
+    # item chunks (the Books path): each chunk's product in the same blocks of users
+    monkeypatch.setattr(torch, "mm", real_mm)
+    for k, (h, e) in {"exact": exact, "floats": floats}.items():
+        want = item_ranks(h, e, targets, rows, cols, chunk_size=37, backend="torch")
+        shapes.clear()
+        monkeypatch.setattr(torch, "mm", lambda a, b, **kw: shapes.append(tuple(a.shape)) or real_mm(a, b, **kw))
+        got = item_ranks(h, e, targets, rows, cols, chunk_size=37, backend="native")
+        monkeypatch.setattr(torch, "mm", real_mm)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), k
+        assert len(shapes) == 6 * max(1, B // 16) and all(16 <= s[0] < 32 for s in shapes)  # 6 chunks of 37
 
 
 def test_fit_and_evaluate_passes_repeated_target_to_validation_and_test(monkeypatch):

@@ -336,8 +336,7 @@ def _full_ranks_native(hidden, table, targets, exclude_rows, exclude_cols, threa
     ex_offsets, ex_items = _exclusion_csr(er, ec, B, C)
     t = targets.long().cpu().numpy()
     h, table_t = hidden.to(dtype), table.to(dtype).T.contiguous()
-    n_blocks = max(1, B // max(_MIN_BLOCK_ROWS, _SCORE_BLOCK // max(C, 1)))
-    bounds = np.linspace(0, B, n_blocks + 1).astype(np.int64)
+    bounds = _row_blocks(B, C)
     count = np.empty(B, dtype=np.int64)
     excluded = np.empty(B, dtype=np.int64)
     buf = torch.empty(int(np.diff(bounds).max()) * C, dtype=dtype)
@@ -350,6 +349,13 @@ def _full_ranks_native(hidden, table, targets, exclude_rows, exclude_cols, threa
         count[r0:r1], excluded[r0:r1], _, _ = _core.rank_counts(
             s_np, tt, s_np[np.arange(r1 - r0), tt], o - o[0], ex_items[o[0] : o[-1]], 0, C, None, threads)
     return torch.from_numpy(count), torch.from_numpy(C - 1 - excluded)
+
+
+def _row_blocks(B: int, width: int) -> np.ndarray:
+    """Bounds of near-equal blocks of the ``B`` rows, each of at least `_MIN_BLOCK_ROWS` rows (or all
+    of them) and about `_SCORE_BLOCK` scores of ``width`` columns."""
+    n_blocks = max(1, B // max(_MIN_BLOCK_ROWS, _SCORE_BLOCK // max(width, 1)))
+    return np.linspace(0, B, n_blocks + 1).astype(np.int64)
 
 
 def _item_ranks_native(h32, table, targets, er, ec, chunk_size, hi, lo, threads):
@@ -366,23 +372,31 @@ def _item_ranks_native(h32, table, targets, er, ec, chunk_size, hi, lo, threads)
     excluded = np.zeros(B, dtype=np.int64)
     band_rows, band_values = [], []
     width = min(chunk_size, C)
-    buf = torch.empty(B * width, dtype=torch.float32)  # one buffer for every chunk (see the torch path)
+    # each chunk's product a block of users at a time, cache-sized as in `_full_ranks_native`
+    bounds = _row_blocks(B, width)
+    buf = torch.empty(int(np.diff(bounds).max(initial=0)) * width, dtype=torch.float32)  # one for every chunk
     for c0 in range(0, C, chunk_size):
         c1 = min(c0 + chunk_size, C)
-        s = buf[: B * (c1 - c0)].view(B, c1 - c0)
-        torch.mm(h32, table[c0:c1].float().T, out=s)
-        s_np = s.numpy()
-        here = np.flatnonzero((t >= c0) & (t < c1))
-        exact[here] = s_np[here, t[here] - c0]
-        known = t < c1
-        thr = np.where(known, exact, above_hi)
-        count, n_ex, br, bv = _core.rank_counts(s_np, t, thr, ex_offsets, ex_items, c0, C,
-                                                np.where(known, thr, lo), threads)
-        ahead += count
-        excluded += n_ex
-        if br.size:
-            band_rows.append(br)
-            band_values.append(bv)
+        part_t = table[c0:c1].float().T
+        if len(bounds) > 2:
+            part_t = part_t.contiguous()
+        for r0, r1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            s = buf[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0)
+            torch.mm(h32[r0:r1], part_t, out=s)
+            s_np = s.numpy()
+            tt = t[r0:r1]
+            here = np.flatnonzero((tt >= c0) & (tt < c1))
+            exact[r0 + here] = s_np[here, tt[here] - c0]
+            known = tt < c1
+            thr = np.where(known, exact[r0:r1], above_hi[r0:r1])
+            o = ex_offsets[r0 : r1 + 1]
+            count, n_ex, br, bv = _core.rank_counts(s_np, tt, thr, o - o[0], ex_items[o[0] : o[-1]], c0, C,
+                                                    np.where(known, thr, lo[r0:r1]), threads)
+            ahead[r0:r1] += count
+            excluded[r0:r1] += n_ex
+            if br.size:
+                band_rows.append(br + r0)
+                band_values.append(bv)
     if band_rows:
         r, v = np.concatenate(band_rows), np.concatenate(band_values)
         ahead += np.bincount(r[v >= exact[r]], minlength=B)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <exception>
 #include <new>
+#include <utility>
 
 #include "csr.hpp"
 
@@ -23,6 +24,24 @@ int64_t count_ge(const T* s, int64_t n, T thr) {
     total += c;
   }
   return total;
+}
+
+// (#{j < n : s[j] >= hi}, #{j < n : s[j] >= lo}) in one vectorised pass.
+template <typename T>
+std::pair<int64_t, int64_t> count_ge2(const T* s, int64_t n, T hi, T lo) {
+  int64_t total_hi = 0, total_lo = 0;
+  constexpr int64_t kBlock = int64_t{1} << 30;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    const int64_t e = std::min(n, b + kBlock);
+    uint32_t c_hi = 0, c_lo = 0;
+    for (int64_t j = b; j < e; ++j) {
+      c_hi += static_cast<uint32_t>(s[j] >= hi);
+      c_lo += static_cast<uint32_t>(s[j] >= lo);
+    }
+    total_hi += c_hi;
+    total_lo += c_lo;
+  }
+  return {total_hi, total_lo};
 }
 
 // Row r's excluded items inside [c0, c1), other than 0 and the target, each
@@ -83,14 +102,25 @@ RankCounts<T> rank_counts(const RankBlock<T>& k, int threads) {
         block_exclusions(k.ex_items + k.ex_offsets[r], k.ex_items + k.ex_offsets[r + 1], c0, c1, t, ex);
         // Count every column, then take back padding, the target and the
         // excluded items: the main loop stays branch-free.
-        int64_t cnt = count_ge(s, k.width, thr);
+        // With a band: both counts in one pass; the scalar scan for the band's
+        // scores only runs when some score lies in [lo, thr) (rare: the band is
+        // a few float32 steps wide).
+        const bool band = k.lo != nullptr && k.lo[r] < thr;
+        int64_t cnt = 0, in_band = 0;
+        if (band) {
+          const auto both = count_ge2(s, k.width, thr, k.lo[r]);
+          cnt = both.first;
+          in_band = both.second - both.first;
+        } else {
+          cnt = count_ge(s, k.width, thr);
+        }
         if (c0 == 0 && k.width > 0 && s[0] >= thr) --cnt;
         if (t >= c0 && t < c1 && s[t - c0] >= thr) --cnt;
         for (const int64_t j : ex)
           if (s[j - c0] >= thr) --cnt;
         res.count[static_cast<size_t>(r)] = cnt;
         res.excluded[static_cast<size_t>(r)] = static_cast<int64_t>(ex.size());
-        if (k.lo != nullptr && k.lo[r] < thr) {
+        if (band && in_band > 0) {
           const T lo = k.lo[r];
           for (int64_t j = 0; j < k.width; ++j) {
             const T v = s[j];

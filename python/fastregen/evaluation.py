@@ -377,9 +377,7 @@ def _item_ranks_native(h32, table, targets, er, ec, chunk_size, hi, lo, threads)
     buf = torch.empty(int(np.diff(bounds).max(initial=0)) * width, dtype=torch.float32)  # one for every chunk
     for c0 in range(0, C, chunk_size):
         c1 = min(c0 + chunk_size, C)
-        part_t = table[c0:c1].float().T
-        if len(bounds) > 2:
-            part_t = part_t.contiguous()
+        part_t = table[c0:c1].float().T  # (a contiguous copy per chunk costs more than it saves here)
         for r0, r1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
             s = buf[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0)
             torch.mm(h32[r0:r1], part_t, out=s)

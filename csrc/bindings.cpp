@@ -16,6 +16,7 @@
 #include "csr.hpp"
 #include "entropy.hpp"
 #include "mining.hpp"
+#include "ranks.hpp"
 #include "textio.hpp"
 
 namespace py = pybind11;
@@ -629,6 +630,125 @@ PYBIND11_MODULE(_core, m) {
       py::arg("offsets"), py::arg("items"), py::arg("pat_offsets"), py::arg("pat_items"), py::arg("threads") = 0,
       "Greedy longest-match segmentation; returns (offsets, bounds, pattern_id).");
   // ===== end section: entropy =====
+
+  // ===== section: ranks (evaluation) =====
+  {
+    // scores: exactly float32 or float64, C-contiguous, never a converted
+    // copy (a silent copy of a B x C block would cost what the kernel saves).
+    // The scores are pinned, not frozen: values changed meanwhile change the
+    // counts, never where the kernel reads. Everything that indexes (targets,
+    // offsets, excluded ids) and the thresholds are frozen.
+    auto run = [](const auto& scores, int64_t c0, int64_t n_columns, const py::array& targets_in,
+                  const py::array& thresholds_in, const py::array& ex_offsets_in, const py::array& ex_items_in,
+                  const py::object& lo_in, int threads) -> py::tuple {
+      using T = typename std::decay_t<decltype(scores)>::value_type;
+      const char* tname = sizeof(T) == 4 ? "float32" : "float64";
+      if (scores.ndim() != 2)
+        throw py::value_error("scores must be a 2-D (rows, width) array, got " + std::to_string(scores.ndim()) +
+                              " dimensions");
+      const int64_t B = static_cast<int64_t>(scores.shape(0));
+      const int64_t W = static_cast<int64_t>(scores.shape(1));
+      if (c0 < 0 || n_columns < 1 || W > n_columns || c0 > n_columns - W)
+        throw py::value_error("the block [c0, c0 + width) = [" + std::to_string(c0) + ", " + std::to_string(c0 + W) +
+                              ") does not lie inside n_columns = " + std::to_string(n_columns));
+      auto exact = [](const py::array& a, const char* what, const char* dtype, bool ok) {
+        if (!ok)
+          throw py::type_error(std::string(what) + " must be a C-contiguous " + dtype + " array, got dtype " +
+                               std::string(py::str(a.dtype())));
+      };
+      exact(targets_in, "targets", "int64", py::isinstance<carray<int64_t>>(targets_in));
+      exact(thresholds_in, "thresholds", tname, py::isinstance<carray<T>>(thresholds_in));
+      exact(ex_offsets_in, "ex_offsets", "int64", py::isinstance<carray<int64_t>>(ex_offsets_in));
+      exact(ex_items_in, "ex_items", "int64", py::isinstance<carray<int64_t>>(ex_items_in));
+      InputGuard guard;
+      guard.pin(scores);
+      const carray<int64_t> targets = guard.frozen(targets_in.cast<carray<int64_t>>());
+      const carray<T> thr = guard.frozen(thresholds_in.cast<carray<T>>());
+      const carray<int64_t> offsets = guard.frozen(ex_offsets_in.cast<carray<int64_t>>());
+      const carray<int64_t> items = guard.frozen(ex_items_in.cast<carray<int64_t>>());
+      if (targets.ndim() != 1 || targets.size() != B)
+        throw py::value_error("targets must have shape (" + std::to_string(B) + ",), got " +
+                              std::to_string(targets.size()) + " values");
+      if (thr.ndim() != 1 || thr.size() != B)
+        throw py::value_error("thresholds must have shape (" + std::to_string(B) + ",), got " +
+                              std::to_string(thr.size()) + " values");
+      if (offsets.ndim() != 1 || offsets.size() != B + 1)
+        throw py::value_error("ex_offsets must have shape (" + std::to_string(B + 1) + ",), got " +
+                              std::to_string(offsets.size()) + " values");
+      if (items.ndim() != 1) throw py::value_error("ex_items must be a 1-D array");
+      const int64_t* t = targets.data();
+      for (int64_t r = 0; r < B; ++r)
+        if (t[r] < 1 || t[r] >= n_columns)
+          throw py::value_error("targets[" + std::to_string(r) + "] = " + std::to_string(t[r]) +
+                                " is not an item id in 1.." + std::to_string(n_columns - 1));
+      const int64_t* o = offsets.data();
+      if (o[0] != 0) throw py::value_error("ex_offsets[0] must be 0, got " + std::to_string(o[0]));
+      for (int64_t r = 0; r < B; ++r)
+        if (o[r + 1] < o[r])
+          throw py::value_error("ex_offsets must be non-decreasing; ex_offsets[" + std::to_string(r + 1) + "] = " +
+                                std::to_string(o[r + 1]) + " < " + std::to_string(o[r]));
+      if (o[B] != static_cast<int64_t>(items.size()))
+        throw py::value_error("ex_offsets[-1] = " + std::to_string(o[B]) + " does not match len(ex_items) = " +
+                              std::to_string(items.size()));
+      const int64_t* it = items.data();
+      for (int64_t g = 0; g < o[B]; ++g)
+        if (it[g] < 1 || it[g] >= n_columns)
+          throw py::value_error("ex_items[" + std::to_string(g) + "] = " + std::to_string(it[g]) +
+                                " is not an item id in 1.." + std::to_string(n_columns - 1));
+      RankBlock<T> k;
+      if (!lo_in.is_none()) {
+        if (!py::isinstance<carray<T>>(lo_in))
+          throw py::type_error(std::string("lo must be None or a C-contiguous ") + tname + " array (the dtype of scores)");
+        const carray<T> lo = guard.frozen(lo_in.cast<carray<T>>());
+        if (lo.ndim() != 1 || lo.size() != B)
+          throw py::value_error("lo must have shape (" + std::to_string(B) + ",), got " + std::to_string(lo.size()) +
+                                " values");
+        k.lo = lo.data();  // the guard keeps the frozen array alive
+      }
+      k.scores = scores.data();
+      k.rows = B;
+      k.width = W;
+      k.c0 = c0;
+      k.n_columns = n_columns;
+      k.targets = t;
+      k.thresholds = thr.data();
+      k.ex_offsets = o;
+      k.ex_items = it;
+      RankCounts<T> res;
+      {
+        py::gil_scoped_release nogil;
+        res = rank_counts(k, threads);
+      }
+      return py::make_tuple(to_numpy(std::move(res.count)), to_numpy(std::move(res.excluded)),
+                            to_numpy(std::move(res.band_rows)), to_numpy(std::move(res.band_values)));
+    };
+    m.def(
+        "rank_counts",
+        [run](const py::array& scores, const py::array& targets, const py::array& thresholds,
+              const py::array& ex_offsets, const py::array& ex_items, int64_t c0, int64_t n_columns,
+              const py::object& lo, int threads) -> py::tuple {
+          if (py::isinstance<carray<float>>(scores))
+            return run(scores.cast<carray<float>>(), c0, n_columns, targets, thresholds, ex_offsets, ex_items, lo,
+                       threads);
+          if (py::isinstance<carray<double>>(scores))
+            return run(scores.cast<carray<double>>(), c0, n_columns, targets, thresholds, ex_offsets, ex_items, lo,
+                       threads);
+          throw py::type_error("scores must be a C-contiguous float32 or float64 array, got dtype " +
+                               std::string(py::str(scores.dtype())));
+        },
+        py::arg("scores"), py::arg("targets"), py::arg("thresholds"), py::arg("ex_offsets"), py::arg("ex_items"),
+        py::arg("c0"), py::arg("n_columns"), py::arg("lo") = py::none(), py::arg("threads") = 0,
+        "Per-row candidate counts of a block of columns [c0, c0 + width) of a score matrix.\n\n"
+        "-> (count int64 (B,), excluded int64 (B,), band_rows int64, band_values).\n"
+        "count[r] = #{j in block: j != 0, j != targets[r], j not excluded: scores[r, j - c0] >= thresholds[r]},\n"
+        "excluded[r] = distinct excluded items of row r in the block other than its target; row r's excluded\n"
+        "items are ex_items[ex_offsets[r]:ex_offsets[r+1]] (ids 1..n_columns-1, any order, repeats allowed).\n"
+        "With lo, the candidates scoring in [lo[r], thresholds[r]) come back as (row, score), by row then\n"
+        "column. scores float32 or float64 (thresholds and lo of the same dtype), C-contiguous, never copied.\n"
+        "GIL released; OpenMP over rows; the result never depends on `threads`.\n"
+        "See fastregen.evaluation.target_ranks and fastregen.reference.ranks.");
+  }
+  // ===== end section: ranks =====
 
   (void)&make_view;
   (void)&csr_to_numpy;

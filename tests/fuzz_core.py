@@ -41,6 +41,7 @@ from fastregen import _core
 from fastregen.reference import csr as ref_csr
 from fastregen.reference import entropy as ref_entropy
 from fastregen.reference import mining as ref_mining
+from fastregen.reference import ranks as ref_ranks
 from fastregen.reference import textio as ref_textio
 
 CLEAN_ERRORS = (ValueError, TypeError)
@@ -446,6 +447,41 @@ def t_segment():
     return run
 
 
+def t_rank_counts():
+    # Valid or broken: ids out of 1..C-1, offsets that do not start at 0 or
+    # miss the end, a block outside the matrix, a wrong dtype.
+    _score = st.sampled_from([-1.0, 0.0, 1.0, 2.0, math.inf, -math.inf, math.nan])
+
+    @given(st.integers(0, 5), st.integers(1, 12), st.integers(-1, 12), st.integers(0, 12),
+           st.lists(st.integers(-1, 13), max_size=6), st.lists(st.lists(st.integers(-1, 13), max_size=4), max_size=6),
+           st.lists(_score, min_size=60, max_size=60), st.sampled_from(["float32", "float64", "float16"]),
+           st.booleans(), st.sampled_from([1, 2]))
+    @_counted
+    def run(B, C, c0, width, targets, excluded, values, dtype, band, threads):
+        scores = np.array((values * 2)[: B * width], dtype=dtype).reshape(B, width)
+        t = np.array((targets + [1] * B)[:B], dtype=np.int64)
+        rows = (excluded + [[]] * B)[:B]
+        off = np.r_[0, np.cumsum([len(r) for r in rows])].astype(np.int64)
+        ex = np.array([i for r in rows for i in r], dtype=np.int64)
+        thr = scores[:, 0].copy() if width else np.zeros(B, dtype=dtype)
+        lo = (thr - 1).astype(dtype) if band else None
+        valid = (dtype != "float16" and 0 <= c0 and c0 + width <= C and all(1 <= i < C for i in t)
+                 and all(1 <= i < C for i in ex))
+
+        def call():
+            return _core.rank_counts(scores, t, thr, off, ex, c0, C, lo, threads)
+
+        if not valid:
+            _expect_clean_error(call)
+            return
+        got = call()
+        want = ref_ranks.rank_counts(scores, t, thr, off, ex, c0, C, lo)
+        for g, w in zip(got, want):
+            assert np.array_equal(g, w, equal_nan=True) and g.dtype == w.dtype
+
+    return run
+
+
 TARGETS = {
     "tokenize_int_lines": t_tokenize,
     "parse_user_lines": t_parse_user_lines,
@@ -459,6 +495,7 @@ TARGETS = {
     "MarkovModel": t_markov,
     "mine_entropy_patterns": t_entropy_miner,
     "segment": t_segment,
+    "rank_counts": t_rank_counts,
 }
 
 

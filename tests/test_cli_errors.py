@@ -206,6 +206,7 @@ def test_unwritable_outputs_fail_before_any_work(tmp_path, command, kind, monkey
     (["pairs", "x.txt", "-p", "p.tsv", "--span", "wide"], "--span"),
     (["train", "--data", "x.txt", "--set", "epochs"], "--set expects KEY=VALUE"),
     (["train", "--data", "x.txt", "--model", "nope"], "valid"),
+    (["train", "--data", "x.txt", "--repeated-target", "drop"], "repeated_target must be one of keep, mask, got 'drop'"),
     (["regenerate", "x.txt", "--out", "o", "--gamma", "1.5"], "gamma"),
 ])
 def test_usage_errors_are_one_line(args, needle):

@@ -136,3 +136,27 @@ def segment(
     threads: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
 # ----- end entropy -----
+
+# ----- ranks (evaluation) -----
+def rank_counts(
+    scores: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    targets: npt.NDArray[np.int64],
+    thresholds: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    ex_offsets: npt.NDArray[np.int64],
+    ex_items: npt.NDArray[np.int64],
+    c0: int,
+    n_columns: int,
+    lo: npt.NDArray[np.float32] | npt.NDArray[np.float64] | None = None,
+    threads: int = 0,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float32] | npt.NDArray[np.float64],
+]:
+    """Per-row counts of a block [c0, c0 + width) of scores: (count, excluded, band_rows, band_values).
+
+    ``count[r] = #{j in block: j != 0, j != targets[r], j not excluded: scores[r, j - c0] >= thresholds[r]}``;
+    see ``fastregen.reference.ranks.rank_counts``.
+    """
+# ----- end ranks -----

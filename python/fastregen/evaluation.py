@@ -16,10 +16,16 @@ scoring everything 0 gets the worst rank, not an id-dependent one).
 
 History exclusion: with ``exclude_history=True`` (the default, what DR4SR's
 and RecBole's code do) the items already in the user's history are removed
-from the candidates, except the target itself, which is always ranked (DR4SR
-masks a repeated target too, which only matters for repeat consumption).
-Pass ``exclude_history=False`` for repeat-consumption data. Padding (id 0)
-is never a candidate.
+from the candidates, except the target itself, which is ranked with
+``repeated_target="keep"`` (the default); ``"mask"`` masks it too, as
+DR4SR's evaluator does (see `REPEATED_TARGET`), which only matters for
+repeat consumption. Pass ``exclude_history=False`` for repeat-consumption
+data. Padding (id 0) is never a candidate.
+
+Backends: on CPU the ranks are counted by a compiled kernel
+(`fastregen._core.rank_counts`, reference `fastregen.reference.ranks`)
+without the ``B x C`` comparison matrix; ``backend="torch"`` is the tensor
+path (any device) it is tested against; both give identical ranks.
 
 For the fine-ranking stage (pointwise labels), `binary_metrics` gives AUC
 and Logloss. `evaluate_stages` reports UniDS's three stages (recall: MRR,
@@ -39,6 +45,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import _core
+
 __all__ = [
     "target_ranks",
     "ranking_metrics",
@@ -50,6 +58,7 @@ __all__ = [
     "evaluate",
     "item_ranks",
     "FULL_SCORES_LIMIT",
+    "REPEATED_TARGET",
     "DEFAULT_KS",
     "STAGE_METRICS",
     "stage_metrics",
@@ -62,10 +71,24 @@ DEFAULT_KS = (10, 20, 50)
 FULL_SCORES_LIMIT = 1 << 25
 #: Scores per chunk (batch x chunk) above the limit: 16 MiB of float32.
 _CHUNK_ELEMENTS = 1 << 22
+#: The native path of `item_ranks` scores this many items x users at a time (4 MiB of float32: an L2 cache).
+_SCORE_BLOCK = 1 << 20
+#: ... in blocks of at least this many users (see `_full_ranks_native`).
+_MIN_BLOCK_ROWS = 16
+#: `evaluate`'s ``repeated_target`` modes: what happens to a target that is also in the user's history.
+#: ``"keep"`` ranks it among the candidates (the history is excluded, the target never is).
+#: ``"mask"`` masks the whole history, target included, as DR4SR's evaluator does
+#: (USTC-StarTeam/DR4SR, model/basemodel.py:361 in `topk`,
+#: ``masked_score = torch.scatter(masked_score, 1, user_h, -torch.inf)``): such a target can never
+#: be hit. It then gets the worst rank, ``n_candidates - 1`` (every other candidate ahead of it; it
+#: still counts in ``n_candidates``): a miss at every K < n_candidates, ``auc`` 0, ``mrr``
+#: ``1 / n_candidates``.
+REPEATED_TARGET = ("keep", "mask")
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude_rows=None, exclude_cols=None,
-                 inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                 inplace: bool = False, *, backend: str = "auto",
+                 threads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """0-based rank of each target among the candidates (pessimistic ties).
 
     Parameters
@@ -78,45 +101,115 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude_rows=None,
         (row, item) pairs removed from the candidates (history items); a pair
         naming the row's target is ignored, duplicates count once.
     inplace : bool, default False
-        Allow overwriting ``scores`` (saves a copy of a B x C matrix).
+        Kept for callers of earlier versions; neither backend writes ``scores``.
+    backend : {"auto", "torch", "native"}, default "auto"
+        ``"native"``: the compiled kernel (`fastregen._core.rank_counts`,
+        OpenMP over rows), which counts without materialising the ``B x C``
+        comparison; CPU float32 / float64 scores only. ``"torch"``: tensor
+        operations on any device (the reference the kernel is tested
+        against). ``"auto"``: native for CPU float32 / float64 scores, else
+        torch. Both give identical ranks.
+    threads : int, optional
+        Threads of the native kernel; default ``torch.get_num_threads()``.
 
     Returns
     -------
     ranks : torch.Tensor of int64, shape (B,)
-        ``#{j candidate, j != target : s_j >= s_target}``.
+        ``#{j candidate, j != target : s_j >= s_target}``; comparisons are
+        IEEE ``>=`` (false with a NaN), so a NaN target score ranks 0 and a
+        NaN candidate never counts.
     n_candidates : torch.Tensor of int64, shape (B,)
         Candidates per row, target included.
     """
     if scores.dim() != 2 or targets.dim() != 1 or scores.size(0) != targets.size(0):
         raise ValueError(f"scores (B, C) and targets (B,) do not match: {tuple(scores.shape)} vs {tuple(targets.shape)}")
     B, C = scores.shape
-    if targets.numel() and (int(targets.min()) < 1 or int(targets.max()) >= C):
-        raise ValueError(f"targets must be item ids in 1..{C - 1}, got range [{int(targets.min())}, {int(targets.max())}]")
+    _check_targets(targets, C)
+    er, ec = _checked_exclusions(exclude_rows, exclude_cols, B, C)
+    if _use_native(backend, scores):
+        s = scores.detach().contiguous().numpy()
+        t = targets.long().cpu().numpy()
+        ex_offsets, ex_items = _exclusion_csr(er, ec, B, C)
+        count, excluded, _, _ = _core.rank_counts(s, t, s[np.arange(B), t], ex_offsets, ex_items, 0, C, None,
+                                                  _threads(threads))
+        return torch.from_numpy(count), torch.from_numpy(C - 1 - excluded)
     s = scores.detach()
-    if not inplace:
-        s = s.clone()
+    targets = targets.long().to(s.device)
     rows = torch.arange(B, device=s.device)
-    target_score = s[rows, targets].clone()
+    target_score = s[rows, targets]
     n_candidates = torch.full((B,), C - 1, dtype=torch.long, device=s.device)
-    if exclude_rows is not None and exclude_rows.numel():
-        er = exclude_rows.long()
-        ec = exclude_cols.long()
-        if int(ec.min()) < 1 or int(ec.max()) >= C:
-            raise ValueError(f"excluded items must be ids in 1..{C - 1}")
+    # the comparison of every score, then padding, the target and the excluded pairs taken out
+    # (rather than their scores set to -inf: a -inf or NaN target score must not count them)
+    ge = s >= target_score[:, None]
+    ge[:, 0] = False
+    ge[rows, targets] = False
+    if er is not None:
         # distinct (row, item) pairs other than the row's target
-        key = torch.unique(er * C + ec)
+        key = torch.unique(er.to(s.device) * C + ec.to(s.device))
         kr, kc = key // C, key % C
         drop = kc != targets[kr]
         kr, kc = kr[drop], kc[drop]
-        s[kr, kc] = float("-inf")
+        ge[kr, kc] = False
         n_candidates -= torch.bincount(kr, minlength=B)
-    s[:, 0] = float("-inf")
-    ranks = (s >= target_score[:, None]).sum(1) - 1
-    return ranks, n_candidates
+    return ge.sum(1), n_candidates
+
+
+_BACKENDS = ("auto", "torch", "native")
+
+
+def _use_native(backend: str, scores: torch.Tensor) -> bool:
+    """Whether ``backend`` runs the compiled kernel on ``scores``; ValueError for what it cannot run."""
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}, got {backend!r}")
+    fits = scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64)
+    if backend == "native" and not fits:
+        raise ValueError(f"backend='native' ranks CPU float32/float64 scores, got {scores.dtype} on {scores.device}")
+    return backend == "native" or (backend == "auto" and fits)
+
+
+def _threads(threads: int | None) -> int:
+    return torch.get_num_threads() if threads is None else int(threads)
+
+
+def _check_targets(targets: torch.Tensor, C: int) -> None:
+    if targets.numel() and (int(targets.min()) < 1 or int(targets.max()) >= C):
+        raise ValueError(f"targets must be item ids in 1..{C - 1}, got range [{int(targets.min())}, {int(targets.max())}]")
+
+
+def _checked_exclusions(exclude_rows, exclude_cols, B: int, C: int):
+    """``(rows, items)`` int64 tensors of the excluded pairs, or ``(None, None)`` when there are none."""
+    if exclude_rows is None or exclude_cols is None:
+        if (exclude_rows is None) != (exclude_cols is None):
+            raise ValueError("exclude_rows and exclude_cols go together")
+        return None, None
+    er, ec = torch.as_tensor(exclude_rows).long(), torch.as_tensor(exclude_cols).long()
+    if er.shape != ec.shape or er.dim() != 1:
+        raise ValueError(f"exclude_rows and exclude_cols must be 1-D of equal length, got {tuple(er.shape)} "
+                         f"and {tuple(ec.shape)}")
+    if not er.numel():
+        return None, None
+    if int(ec.min()) < 1 or int(ec.max()) >= C:
+        raise ValueError(f"excluded items must be ids in 1..{C - 1}")
+    if int(er.min()) < 0 or int(er.max()) >= B:
+        raise ValueError(f"exclude_rows must be rows in 0..{B - 1}, got range [{int(er.min())}, {int(er.max())}]")
+    return er, ec
+
+
+def _exclusion_csr(er, ec, B: int, C: int) -> tuple[np.ndarray, np.ndarray]:
+    """The excluded pairs as per-row CSR (``ex_offsets`` (B + 1,), ``ex_items``), each row's items
+    distinct and ascending (the kernel then cuts a row's items for a block of columns by binary search)."""
+    if er is None:
+        return np.zeros(B + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    key = np.unique(er.cpu().numpy() * C + ec.cpu().numpy())
+    rows = key // C
+    offsets = np.zeros(B + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=B), out=offsets[1:])
+    return offsets, key % C
 
 
 def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, exclude_rows=None,
-               exclude_cols=None, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               exclude_cols=None, chunk_size: int | None = None, *, backend: str = "auto",
+               threads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`target_ranks` of the scores ``hidden @ table.T``, computed a chunk of items at a time.
 
     Parameters
@@ -144,6 +237,9 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
         shape may round a score differently in its last bit (matrix
         kernels pick their blocking by shape), so a near-tie may rank
         differently than in one product of all items.
+    backend, threads
+        As in `target_ranks` (``"native"``: the compiled kernel counts each
+        chunk, CPU only); both backends give identical ranks.
     """
     if hidden.dim() != 2 or table.dim() != 2 or hidden.shape[1] != table.shape[1]:
         raise ValueError(f"hidden (B, d) and table (C, d) do not match: {tuple(hidden.shape)} vs {tuple(table.shape)}")
@@ -153,25 +249,17 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     hidden, table = hidden.detach(), table.detach()
+    if chunk_size >= C and B >= _MIN_BLOCK_ROWS and _use_native(backend, hidden.new_empty(0, dtype=torch.result_type(hidden, table))):
+        return _full_ranks_native(hidden, table, targets, exclude_rows, exclude_cols, _threads(threads))
     if chunk_size >= C:
-        return target_ranks(hidden @ table.T, targets, exclude_rows, exclude_cols, inplace=True)
+        return target_ranks(hidden @ table.T, targets, exclude_rows, exclude_cols, inplace=True, backend=backend,
+                            threads=threads)
     if targets.dim() != 1 or targets.size(0) != B:
         raise ValueError(f"hidden (B, d) and targets (B,) do not match: {tuple(hidden.shape)} vs {tuple(targets.shape)}")
-    if targets.numel() and (int(targets.min()) < 1 or int(targets.max()) >= C):
-        raise ValueError(f"targets must be item ids in 1..{C - 1}, got range [{int(targets.min())}, {int(targets.max())}]")
+    _check_targets(targets, C)
+    er, ec = _checked_exclusions(exclude_rows, exclude_cols, B, C)
     dev = hidden.device
     targets = targets.long()
-    n_candidates = torch.full((B,), C - 1, dtype=torch.long, device=dev)
-    kr = kc = torch.zeros(0, dtype=torch.long, device=dev)
-    if exclude_rows is not None and exclude_rows.numel():
-        er, ec = exclude_rows.long(), exclude_cols.long()
-        if int(ec.min()) < 1 or int(ec.max()) >= C:
-            raise ValueError(f"excluded items must be ids in 1..{C - 1}")
-        key = torch.unique(ec * B + er)  # distinct pairs, sorted by item: each chunk takes a slice
-        kc, kr = key // B, key % B
-        keep = kc != targets[kr]
-        kc, kr = kc[keep], kr[keep]
-        n_candidates -= torch.bincount(kr, minlength=B)
     # float64 estimate of each target's score and a bound on the float32 product's error
     # (|fl(h.e) - h.e| <= gamma_d sum |h_k e_k|, gamma_d ~ d 2^-24; doubled for safety)
     h64, e64 = hidden.double(), table[targets].double()
@@ -179,6 +267,16 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
     bound = 2.0 * (hidden.shape[1] + 2) * 2.0**-24 * (h64.abs() * e64.abs()).sum(1) + 1e-30
     hi = _round_out(approx + bound, up=True)
     lo = _round_out(approx - bound, up=False)
+    if _use_native(backend, hidden.float()):
+        return _item_ranks_native(hidden.float(), table, targets, er, ec, chunk_size, hi, lo, _threads(threads))
+    n_candidates = torch.full((B,), C - 1, dtype=torch.long, device=dev)
+    kr = kc = torch.zeros(0, dtype=torch.long, device=dev)
+    if er is not None:
+        key = torch.unique(ec * B + er)  # distinct pairs, sorted by item: each chunk takes a slice
+        kc, kr = key // B, key % B
+        keep = kc != targets[kr]
+        kc, kr = kc[keep], kr[keep]
+        n_candidates -= torch.bincount(kr, minlength=B)
     ahead = torch.zeros(B, dtype=torch.long, device=dev)
     exact = torch.full((B,), float("nan"), dtype=torch.float32, device=dev)
     near_rows, near_vals = [], []
@@ -220,6 +318,87 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
         r, v = torch.cat(near_rows), torch.cat(near_vals)
         ahead += torch.bincount(r[v >= exact[r]], minlength=B)
     return ahead, n_candidates
+
+
+def _full_ranks_native(hidden, table, targets, exclude_rows, exclude_cols, threads):
+    """`target_ranks` of ``hidden @ table.T`` with the compiled count, the scores computed a block of
+    rows at a time (`_SCORE_BLOCK` scores): the block stays in cache between the product that writes
+    it and the count that reads it (on Beauty's 12k items, one thread, this more than halves the
+    product's time: `benchmarks/engine.py validation`, benchmarks/results/engine.csv). Blocks have at least
+    `_MIN_BLOCK_ROWS` rows: matrix kernels treat very thin products differently and may round a
+    score otherwise in its last bit."""
+    B, C = hidden.shape[0], table.shape[0]
+    dtype = torch.result_type(hidden, table)
+    if targets.dim() != 1 or targets.size(0) != B:
+        raise ValueError(f"hidden (B, d) and targets (B,) do not match: {tuple(hidden.shape)} vs {tuple(targets.shape)}")
+    _check_targets(targets, C)
+    er, ec = _checked_exclusions(exclude_rows, exclude_cols, B, C)
+    ex_offsets, ex_items = _exclusion_csr(er, ec, B, C)
+    t = targets.long().cpu().numpy()
+    h, table_t = hidden.to(dtype), table.to(dtype).T.contiguous()
+    bounds = _row_blocks(B, C)
+    count = np.empty(B, dtype=np.int64)
+    excluded = np.empty(B, dtype=np.int64)
+    buf = torch.empty(int(np.diff(bounds).max()) * C, dtype=dtype)
+    for r0, r1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        s = buf[: (r1 - r0) * C].view(r1 - r0, C)
+        torch.mm(h[r0:r1], table_t, out=s)
+        s_np = s.numpy()
+        tt = t[r0:r1]
+        o = ex_offsets[r0 : r1 + 1]
+        count[r0:r1], excluded[r0:r1], _, _ = _core.rank_counts(
+            s_np, tt, s_np[np.arange(r1 - r0), tt], o - o[0], ex_items[o[0] : o[-1]], 0, C, None, threads)
+    return torch.from_numpy(count), torch.from_numpy(C - 1 - excluded)
+
+
+def _row_blocks(B: int, width: int) -> np.ndarray:
+    """Bounds of near-equal blocks of the ``B`` rows, each of at least `_MIN_BLOCK_ROWS` rows (or all
+    of them) and about `_SCORE_BLOCK` scores of ``width`` columns."""
+    n_blocks = max(1, B // max(_MIN_BLOCK_ROWS, _SCORE_BLOCK // max(width, 1)))
+    return np.linspace(0, B, n_blocks + 1).astype(np.int64)
+
+
+def _item_ranks_native(h32, table, targets, er, ec, chunk_size, hi, lo, threads):
+    """`item_ranks`' chunk loop with the compiled count: per chunk, rows whose target lies in it or
+    before compare against the target's exact score; rows whose target comes later count the scores
+    above ``hi`` and keep those in ``[lo, hi]`` for after (see `item_ranks`)."""
+    B, C = h32.shape[0], table.shape[0]
+    ex_offsets, ex_items = _exclusion_csr(er, ec, B, C)
+    t = targets.numpy()
+    hi, lo = hi.numpy(), lo.numpy()
+    above_hi = np.nextafter(hi, np.float32(np.inf))  # s >= above_hi  <=>  s > hi
+    exact = np.full(B, np.nan, dtype=np.float32)
+    ahead = np.zeros(B, dtype=np.int64)
+    excluded = np.zeros(B, dtype=np.int64)
+    band_rows, band_values = [], []
+    width = min(chunk_size, C)
+    # each chunk's product a block of users at a time, cache-sized as in `_full_ranks_native`
+    bounds = _row_blocks(B, width)
+    buf = torch.empty(int(np.diff(bounds).max(initial=0)) * width, dtype=torch.float32)  # one for every chunk
+    for c0 in range(0, C, chunk_size):
+        c1 = min(c0 + chunk_size, C)
+        part_t = table[c0:c1].float().T  # (a contiguous copy per chunk costs more than it saves here)
+        for r0, r1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            s = buf[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0)
+            torch.mm(h32[r0:r1], part_t, out=s)
+            s_np = s.numpy()
+            tt = t[r0:r1]
+            here = np.flatnonzero((tt >= c0) & (tt < c1))
+            exact[r0 + here] = s_np[here, tt[here] - c0]
+            known = tt < c1
+            thr = np.where(known, exact[r0:r1], above_hi[r0:r1])
+            o = ex_offsets[r0 : r1 + 1]
+            count, n_ex, br, bv = _core.rank_counts(s_np, tt, thr, o - o[0], ex_items[o[0] : o[-1]], c0, C,
+                                                    np.where(known, thr, lo[r0:r1]), threads)
+            ahead[r0:r1] += count
+            excluded[r0:r1] += n_ex
+            if br.size:
+                band_rows.append(br + r0)
+                band_values.append(bv)
+    if band_rows:
+        r, v = np.concatenate(band_rows), np.concatenate(band_values)
+        ahead += np.bincount(r[v >= exact[r]], minlength=B)
+    return torch.from_numpy(ahead), torch.from_numpy(C - 1 - excluded)
 
 
 def _round_out(x: torch.Tensor, *, up: bool) -> torch.Tensor:
@@ -308,6 +487,19 @@ def binary_metrics(scores, labels) -> dict[str, float]:
     return {"auc": float(auc), "logloss": logloss}
 
 
+def _check_repeated_target(mode) -> None:
+    if mode not in REPEATED_TARGET:
+        raise ValueError(f"repeated_target must be one of {', '.join(REPEATED_TARGET)}, got {mode!r}")
+
+
+def _in_history(offsets: np.ndarray, items: np.ndarray, targets: np.ndarray, b: int, e: int) -> np.ndarray:
+    """Whether each of the users ``b..e-1`` (CSR ``offsets``/``items``) has its target in its own history."""
+    lengths = np.diff(offsets[b : e + 1])
+    row = np.repeat(np.arange(e - b), lengths)
+    same = items[offsets[b] : offsets[e]] == np.repeat(targets[b:e], lengths)
+    return np.bincount(row[same], minlength=e - b) > 0
+
+
 def _checked_split(model, split):
     """``(history, targets int64)`` of an evaluation split, refused when empty or beyond the model's items."""
     hist = split.history
@@ -324,7 +516,8 @@ def _checked_split(model, split):
 
 @torch.no_grad()
 def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_size: int = 1024,
-             device=None, return_ranks: bool = False, *, chunk_size: int | None = None) -> dict:
+             device=None, return_ranks: bool = False, *, chunk_size: int | None = None,
+             repeated_target: str = "keep", backend: str = "auto") -> dict:
     """Full-ranking metrics of ``model`` on a leave-one-out split.
 
     Parameters
@@ -347,6 +540,12 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     chunk_size : int, optional
         Items scored at once (`item_ranks`); default: the whole vocabulary
         up to `FULL_SCORES_LIMIT` scores per batch, chunks above.
+    repeated_target : {"keep", "mask"}, default "keep"
+        A target that also occurs in the user's history: ``"keep"`` ranks it
+        like any target; ``"mask"`` gives it the worst rank (see
+        `REPEATED_TARGET`), what DR4SR's evaluator does.
+    backend : {"auto", "torch", "native"}, default "auto"
+        How ranks are counted (`target_ranks`); identical results.
 
     Returns
     -------
@@ -355,6 +554,7 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_repeated_target(repeated_target)
     hist, targets = _checked_split(model, split)
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -384,11 +584,14 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
                 lengths = np.diff(offsets[b : e + 1])
                 rows = torch.from_numpy(np.repeat(np.arange(e - b), lengths)).to(device)
                 cols = torch.from_numpy(items[offsets[b] : offsets[e]].astype(np.int64)).to(device)
-                r, c = item_ranks(h, table, t, rows, cols, chunk_size=chunk_size)
+                r, c = item_ranks(h, table, t, rows, cols, chunk_size=chunk_size, backend=backend)
             else:
-                r, c = item_ranks(h, table, t, chunk_size=chunk_size)
-            ranks[order[b:e]] = r.cpu().numpy()
-            cands[order[b:e]] = c.cpu().numpy()
+                r, c = item_ranks(h, table, t, chunk_size=chunk_size, backend=backend)
+            r, c = r.cpu().numpy(), c.cpu().numpy()
+            if repeated_target == "mask":
+                r = np.where(_in_history(offsets, items, targets, b, e), c - 1, r)
+            ranks[order[b:e]] = r
+            cands[order[b:e]] = c
     finally:
         model.train(was_training)
     out = ranking_metrics(ranks, cands, ks)
@@ -441,7 +644,8 @@ def stage_metrics(ranks, n_candidates, logloss, ks=(10, 50)) -> dict[str, float]
 
 @torch.no_grad()
 def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 256, item_chunk: int = 65536,
-                 temperature: float = 1.0, device=None) -> dict[str, np.ndarray]:
+                 temperature: float = 1.0, device=None, *, repeated_target: str = "keep",
+                 backend: str = "auto") -> dict[str, np.ndarray]:
     """Per-user rank, candidate count and log loss of the held-out target, scoring items in chunks.
 
     Each user's representation ``h = model(history, timestamps)[:, -1]`` is
@@ -469,6 +673,12 @@ def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 2
         Scores are divided by it before the softmax of the log loss (ranks
         do not depend on it).
     device : torch.device, optional
+    repeated_target : {"keep", "mask"}, default "keep"
+        As in `evaluate`: with ``"mask"`` a target found in the user's
+        history gets rank ``n_candidates - 1``. Its ``logloss`` stays that of
+        the target among the candidates (a masked target's would be infinite).
+    backend : {"auto", "torch", "native"}, default "auto"
+        How the second pass counts (`target_ranks`); identical ranks.
 
     Returns
     -------
@@ -481,6 +691,7 @@ def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 2
         raise ValueError(f"batch_size and item_chunk must be >= 1, got {batch_size}, {item_chunk}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    _check_repeated_target(repeated_target)
     hist, targets = _checked_split(model, split)
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -533,12 +744,26 @@ def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 2
                 inside = (t >= c0) & (t < c1)
                 target_score[inside] = s[rows[inside], t[inside] - c0]
                 lse = torch.logaddexp(lse, torch.logsumexp(s.double() / temperature, 1))
-            ge = torch.zeros(B, dtype=torch.long, device=device)
-            for c0, c1, s in chunks():
-                ge += (s >= target_score[:, None]).sum(1)
-            ranks[order[b:e]] = (ge - 1).cpu().numpy()
             n_ex = torch.bincount(er, minlength=B) if er.numel() else torch.zeros(B, dtype=torch.long, device=device)
-            cands[order[b:e]] = (C - 1 - n_ex).cpu().numpy()
+            c = (C - 1 - n_ex).cpu().numpy()
+            if _use_native(backend, target_score):
+                # er, ec: distinct pairs sorted by row, then item: the kernel's CSR as they are
+                ex_offsets = np.zeros(B + 1, dtype=np.int64)
+                np.cumsum(np.bincount(er.numpy(), minlength=B), out=ex_offsets[1:])
+                ex_items, t_np, ts_np = ec.numpy(), t.numpy(), target_score.numpy()
+                r = np.zeros(B, dtype=np.int64)
+                for c0, c1, s in chunks():
+                    r += _core.rank_counts(s.contiguous().numpy(), t_np, ts_np, ex_offsets, ex_items, c0, C, None,
+                                           _threads(None))[0]
+            else:
+                ge = torch.zeros(B, dtype=torch.long, device=device)
+                for c0, c1, s in chunks():
+                    ge += (s >= target_score[:, None]).sum(1)
+                r = (ge - 1).cpu().numpy()
+            if repeated_target == "mask":
+                r = np.where(_in_history(hist.offsets, hist.items, targets, b, e), c - 1, r)
+            ranks[order[b:e]] = r
+            cands[order[b:e]] = c
             loss[order[b:e]] = (lse - target_score.double() / temperature).cpu().numpy()
     finally:
         model.train(was_training)
@@ -547,7 +772,7 @@ def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 2
 
 def evaluate_stages(model, split, ks=(10, 50), exclude_history: bool = True, batch_size: int = 256,
                     item_chunk: int = 65536, temperature: float = 1.0, device=None,
-                    return_per_user: bool = False) -> dict:
+                    return_per_user: bool = False, *, repeated_target: str = "keep", backend: str = "auto") -> dict:
     """UniDS's multi-stage metrics on a leave-one-out split, full ranking over all items.
 
     * Recall stage: ``mrr``, ``hr@10``, ``hr@50`` (HR@K = Recall@K with one
@@ -575,7 +800,7 @@ def evaluate_stages(model, split, ks=(10, 50), exclude_history: bool = True, bat
 
     Parameters
     ----------
-    model, split, exclude_history, batch_size, item_chunk, temperature, device
+    model, split, exclude_history, batch_size, item_chunk, temperature, device, repeated_target, backend
         See `stage_scores`.
     ks : tuple of int, default (10, 50)
     return_per_user : bool, default False
@@ -586,7 +811,8 @@ def evaluate_stages(model, split, ks=(10, 50), exclude_history: bool = True, bat
     dict
         ``mrr``, ``hr@K``, ``ndcg@K``, ``auc``, ``logloss``, ``n_users``.
     """
-    per = stage_scores(model, split, exclude_history, batch_size, item_chunk, temperature, device)
+    per = stage_scores(model, split, exclude_history, batch_size, item_chunk, temperature, device,
+                       repeated_target=repeated_target, backend=backend)
     out = stage_metrics(per["ranks"], per["n_candidates"], per["logloss"], ks)
     out["n_users"] = int(per["ranks"].size)
     if return_per_user:

@@ -77,6 +77,10 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="bce | sampled_softmax | softmax."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default 2)."),
+    repeated_target: Optional[str] = typer.Option(
+        None, "--repeated-target",
+        help="keep | mask: rank a validation/test target that is also in the user's history (keep, default) or "
+             "give it the worst rank (mask: DR4SR's evaluator, whose paper tables used it)."),
     format: str = FormatOpt,
     user: Optional[str] = UserOpt,
     item: Optional[str] = ItemOpt,
@@ -98,7 +102,8 @@ def train(
     if config is not None:
         values.update(config_to_dict(load_config(TrainConfig, config)))
     values.update(_parse_sets(sets))
-    for key, val in (("epochs", epochs), ("loss", loss), ("num_threads", threads)):
+    for key, val in (("epochs", epochs), ("loss", loss), ("num_threads", threads),
+                     ("repeated_target", repeated_target)):
         if val is not None:
             values[key] = val
     values["progress"] = progress and not quiet

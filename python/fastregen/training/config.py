@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..evaluation import DEFAULT_KS
+from ..evaluation import DEFAULT_KS, REPEATED_TARGET
 
 __all__ = ["TrainConfig", "LOSSES", "TRAIN_TARGETS"]
 
@@ -63,6 +63,10 @@ class TrainConfig:
     ks : tuple of int, default (10, 20, 50)
     exclude_history : bool, default True
         Remove history items from the ranking (see `fastregen.evaluation`).
+    repeated_target : {"keep", "mask"}, default "keep"
+        A validation / test target that also occurs in the user's history:
+        ranked (``keep``) or given the worst rank (``mask``, DR4SR's
+        evaluator); see `fastregen.evaluation.REPEATED_TARGET`.
     num_threads : int, default 2
         torch intra-op threads (0 leaves torch's setting alone).
     length_bucketing : bool, default True
@@ -101,6 +105,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     ks: tuple = DEFAULT_KS
     exclude_history: bool = True
+    repeated_target: str = "keep"
     num_threads: int = 2
     length_bucketing: bool = True
     reppad: int = 0
@@ -114,6 +119,8 @@ class TrainConfig:
         model_class(self.model)  # unknown names fail here, listing the valid ones
         if self.loss not in LOSSES + ("auto",):
             raise ValueError(f"unknown loss {self.loss!r}; valid: auto, {', '.join(LOSSES)}")
+        if self.repeated_target not in REPEATED_TARGET:
+            raise ValueError(f"repeated_target must be one of {', '.join(REPEATED_TARGET)}, got {self.repeated_target!r}")
         if self.train_targets not in TRAIN_TARGETS:
             raise ValueError(f"train_targets must be one of {', '.join(map(repr, TRAIN_TARGETS))}, "
                              f"got {self.train_targets!r}")

@@ -124,7 +124,8 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
     loss_name, negatives = resolve_loss(cfg)
     objective = objective or NextItemLoss(loss_name, negatives, cfg.temperature)
     stopper = EarlyStopping(
-        lambda m: evaluate(m, valid, cfg.ks, cfg.exclude_history, cfg.eval_batch_size),
+        lambda m: evaluate(m, valid, cfg.ks, cfg.exclude_history, cfg.eval_batch_size,
+                           repeated_target=cfg.repeated_target),
         cfg.valid_metric, mode="max", patience=cfg.patience, every=cfg.eval_every)
     trainer = Trainer(model, objective, optimizer=optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=[stopper, *hooks],
                       batch_size=cfg.batch_size, bucketing=cfg.length_bucketing, seed=cfg.seed, device=cfg.device,
@@ -269,7 +270,8 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
     if not main:
         result.update(test=None, test_ranks=None, seconds=time.perf_counter() - t0)
         return result
-    test = evaluate(net, split.test, cfg.ks, cfg.exclude_history, cfg.eval_batch_size, return_ranks=True)
+    test = evaluate(net, split.test, cfg.ks, cfg.exclude_history, cfg.eval_batch_size, return_ranks=True,
+                    repeated_target=cfg.repeated_target)
     result["test_ranks"] = test.pop("ranks")
     result["test"] = test
     result["seconds"] = time.perf_counter() - t0

@@ -1,0 +1,235 @@
+"""Evaluation engine speed: the compiled rank count against the torch one, before/after (issues 25, 28).
+
+    # (a) rank counting alone on Beauty's shape: the base commit's target_ranks vs the kernel, same scores
+    python benchmarks/engine.py ranks --data ../shared/data/beauty.txt
+    # (b) a whole validation pass: the base commit's evaluate vs today's, SASRec (untrained), valid split
+    python benchmarks/engine.py validation --data ../shared/data/beauty.txt
+    # (c) Books' shape: item_ranks over a 700k-item table for 2,000 users (synthetic, d = 64)
+    python benchmarks/engine.py books --users 2000 --items 700000
+
+Every measurement runs in its own process (``engine.py _measure ...``), one
+thread (``OMP_NUM_THREADS=1``, ``torch.set_num_threads(1)``), before and
+after alternating, ``--reps`` times each; the rows hold the medians (and
+every repetition). "before" is the code of ``--before`` (a commit, default
+the last one without the compiled count): its ``evaluation.py`` is read
+from git and imported on its own, so both sides run in today's
+environment. Each process saves its ranks and the parent asserts that both
+sides gave identical ranks before it writes a row. The machine's load
+(1-minute load average, and the nice'd study workers found running) is
+recorded in each row's ``load`` column.
+
+Rows are appended to ``benchmarks/results/engine.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
+from _results import append_row  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "engine.csv"
+COLUMNS = ["date", "commit", "machine", "device", "threads", "load", "benchmark", "dataset", "shape", "variant",
+           "metric", "value", "unit", "reps", "values", "identical_ranks", "before", "note"]
+#: The last commit whose evaluation counts ranks with torch only.
+BASE = "14f6ae4"
+BATCH = 1024
+
+
+def _before_module(rev: str, workdir: Path):
+    """``fastregen.evaluation`` as it was at ``rev``, imported under another name."""
+    src = subprocess.run(["git", "show", f"{rev}:python/fastregen/evaluation.py"], cwd=HERE, capture_output=True,
+                         text=True, check=True).stdout
+    path = workdir / "evaluation_before.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("evaluation_before", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _model_and_split(data_path: str, seed: int):
+    import torch
+
+    from fastregen.data import leave_one_out, load
+    from fastregen.models import build_model
+
+    data = load(data_path)
+    split = leave_one_out(data)
+    torch.manual_seed(seed)
+    model = build_model("sasrec", data.num_items, embed_dim=64, max_len=50).eval()
+    return model, split.valid
+
+
+def _measure(args) -> dict:
+    """One timed run in this process; saves the ranks to ``args.out`` and returns the seconds."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    work = Path(args.out).parent
+    before = _before_module(args.before, work) if args.variant == "before" else None
+    from fastregen import evaluation
+
+    if args.kind == "validation":
+        model, split = _model_and_split(args.data, args.seed)
+        ev = before.evaluate if before else evaluation.evaluate
+        t0 = time.perf_counter()
+        res = ev(model, split, return_ranks=True)
+        seconds = time.perf_counter() - t0
+        ranks = res["ranks"]
+    elif args.kind == "ranks":
+        # the validation pass's score batches, computed untimed; only the rank count is timed
+        model, split = _model_and_split(args.data, args.seed)
+        hist, targets = split.history, np.asarray(split.target, dtype=np.int64)
+        table = model.item_weight().detach()
+        ranks = np.empty(targets.size, dtype=np.int64)
+        seconds = 0.0
+        with torch.no_grad():
+            for b in range(0, targets.size, BATCH):
+                e = min(b + BATCH, targets.size)
+                part = hist.subset(np.arange(b, e))
+                x = torch.from_numpy(part.padded(model.max_len, side="left"))
+                scores = model(x)[:, -1] @ table.T
+                lengths = np.diff(hist.offsets[b : e + 1])
+                rows = torch.from_numpy(np.repeat(np.arange(e - b), lengths))
+                cols = torch.from_numpy(hist.items[hist.offsets[b] : hist.offsets[e]].astype(np.int64))
+                t = torch.from_numpy(targets[b:e])
+                t0 = time.perf_counter()
+                if before:
+                    r, _ = before.target_ranks(scores, t, rows, cols, inplace=True)
+                else:
+                    r, _ = evaluation.target_ranks(scores, t, rows, cols, backend="native")
+                seconds += time.perf_counter() - t0
+                ranks[b:e] = r.numpy()
+    else:  # books: item_ranks over a synthetic 700k-item table, the automatic item chunks
+        g = torch.Generator().manual_seed(args.seed)
+        hidden = torch.randn(args.users, 64, generator=g)
+        table = torch.randn(args.items + 1, 64, generator=g) / 8
+        t = torch.randint(1, args.items + 1, (args.users,), generator=g)
+        rows = torch.arange(args.users).repeat_interleave(20)
+        cols = torch.randint(1, args.items + 1, (20 * args.users,), generator=g)
+        ranks = np.empty(args.users, dtype=np.int64)
+        ir = before.item_ranks if before else evaluation.item_ranks
+        t0 = time.perf_counter()
+        for b in range(0, args.users, BATCH):  # evaluate's batches
+            e = min(b + BATCH, args.users)
+            sel = (rows >= b) & (rows < e)
+            r, _ = ir(hidden[b:e], table, t[b:e], rows[sel] - b, cols[sel])
+            ranks[b:e] = r.numpy()
+        seconds = time.perf_counter() - t0
+    np.save(args.out, ranks)
+    return {"seconds": seconds}
+
+
+def _load() -> str:
+    workers = subprocess.run(["pgrep", "-fc", "dr4sr_study.py"], capture_output=True, text=True).stdout.strip()
+    return f"loadavg {os.getloadavg()[0]:.1f}; {workers or 0} nice'd 1-thread dr4sr_study workers running"
+
+
+def _compare(args, shape: str, dataset: str) -> None:
+    import numpy as np
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    times = {"before": [], "after": []}
+    load_start = _load()
+    with tempfile.TemporaryDirectory() as tmp:
+        ranks = {}
+        for rep in range(args.reps):
+            for variant in ("before", "after") if rep % 2 == 0 else ("after", "before"):
+                out = Path(tmp) / f"{variant}{rep}" / "ranks.npy"
+                out.parent.mkdir()
+                cmd = [sys.executable, str(Path(__file__).resolve()), "_measure", "--kind", args.command,
+                       "--variant", variant, "--out", str(out), "--before", args.before, "--seed", str(args.seed)]
+                if args.command == "books":
+                    cmd += ["--users", str(args.users), "--items", str(args.items)]
+                else:
+                    cmd += ["--data", args.data]
+                r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=HERE.parent)
+                if r.returncode != 0:
+                    raise SystemExit(f"{variant} run failed:\n{r.stderr[-3000:]}")
+                times[variant].append(json.loads(r.stdout.strip().splitlines()[-1])["seconds"])
+                got = np.load(out)
+                if variant in ranks and not np.array_equal(ranks[variant], got):
+                    raise SystemExit(f"{variant}: ranks differ between repetitions")
+                ranks[variant] = got
+                print(f"{args.command} rep {rep} {variant}: {times[variant][-1]:.3f} s", flush=True)
+        identical = bool(np.array_equal(ranks["before"], ranks["after"]))
+        if not identical:
+            raise SystemExit(f"before and after ranks differ for {int((ranks['before'] != ranks['after']).sum())} "
+                             f"of {ranks['before'].size} users; no row written")
+    load = f"{load_start} (start), {_load()} (end)"
+    what = {"ranks": "target_ranks (base: torch, inplace) vs target_ranks(backend='native'), score batches of "
+                     f"{BATCH} users of an untrained SASRec (d=64, max_len=50), history excluded; only the count timed",
+            "validation": "evaluate() of an untrained SASRec (d=64, max_len=50, seed "
+                          f"{args.seed}) on the leave-one-out valid split, batch {BATCH}, history excluded, "
+                          "forward pass included",
+            "books": f"item_ranks (automatic item chunks) in batches of {BATCH} users, 20 excluded items per user, "
+                     "random hidden/table (seeded), float32"}[args.command]
+    base = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": git_commit(HERE),
+            "machine": f"{cpu_model()}, {os.cpu_count()} cores", "device": "cpu", "threads": 1, "load": load,
+            "benchmark": args.command, "dataset": dataset, "shape": shape, "reps": args.reps,
+            "identical_ranks": identical, "before": args.before, "note": what}
+    med = {}
+    for variant in ("before", "after"):
+        med[variant] = statistics.median(times[variant])
+        append_row(RESULTS, {**base, "variant": variant, "metric": "seconds_median", "value": f"{med[variant]:.4f}",
+                             "unit": "s", "values": ";".join(f"{x:.4f}" for x in times[variant])}, COLUMNS)
+    append_row(RESULTS, {**base, "variant": "after/before", "metric": "speedup",
+                         "value": f"{med['before'] / med['after']:.2f}", "unit": "x", "values": ""}, COLUMNS)
+    print(f"{args.command}: before {med['before']:.3f} s, after {med['after']:.3f} s, "
+          f"speedup {med['before'] / med['after']:.2f}x, identical ranks: {identical}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("ranks", "validation"):
+        p = sub.add_parser(name)
+        p.add_argument("--data", required=True, help="a `user item item ...` file (Beauty)")
+    p = sub.add_parser("books")
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--items", type=int, default=700_000)
+    for p in sub.choices.values():
+        p.add_argument("--reps", type=int, default=5, help="runs of each side, alternating (default 5)")
+        p.add_argument("--before", default=BASE, help=f"the commit measured as 'before' (default {BASE})")
+        p.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("_measure")  # one run, in its own process
+    m.add_argument("--kind", choices=["ranks", "validation", "books"], required=True)
+    m.add_argument("--variant", choices=["before", "after"], required=True)
+    m.add_argument("--out", required=True)
+    m.add_argument("--before", default=BASE)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--data")
+    m.add_argument("--users", type=int, default=2000)
+    m.add_argument("--items", type=int, default=700_000)
+    args = parser.parse_args(argv)
+    if args.command == "_measure":
+        print(json.dumps(_measure(args)))
+        return
+    if args.reps < 1:
+        parser.error(f"--reps must be >= 1, got {args.reps}")
+    if args.command == "books":
+        _compare(args, f"{args.users} users x {args.items + 1} columns, d=64", "synthetic (Books shape)")
+    else:
+        if not Path(args.data).is_file():
+            parser.error(f"--data: no such file: {args.data}")
+        from fastregen.data import load
+
+        data = load(args.data)
+        _compare(args, f"{data.num_sequences:,} users x {data.num_items + 1:,} columns", Path(args.data).stem)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""NumPy reference of the rank-counting kernel in ``csrc/ranks.hpp``.
+
+`rank_counts` is the test oracle of the compiled ``fastregen._core.rank_counts``
+(what `fastregen.evaluation.target_ranks` and `item_ranks` call on CPU): the
+same counts, written the plain way, with the ``B x width`` comparison matrix
+the kernel avoids.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["rank_counts"]
+
+
+def rank_counts(scores, targets, thresholds, ex_offsets, ex_items, c0: int = 0, n_columns: int | None = None,
+                lo=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row candidate counts of the block of columns ``[c0, c0 + width)`` of a score matrix.
+
+    Parameters
+    ----------
+    scores : np.ndarray of float32 or float64, shape (B, width)
+        ``scores[r, j - c0]`` is row r's score of item j.
+    targets : array of int64, shape (B,)
+        Each row's target item, in ``1..n_columns - 1``.
+    thresholds : array of float, shape (B,)
+        Each row's comparison value (the target's score for a rank).
+    ex_offsets : array of int64, shape (B + 1,)
+    ex_items : array of int64, shape (ex_offsets[-1],)
+        Row r's excluded items are ``ex_items[ex_offsets[r]:ex_offsets[r + 1]]``
+        (ids in ``1..n_columns - 1``, any order, repeats allowed).
+    c0 : int, default 0
+    n_columns : int, optional
+        Columns of the whole matrix (item ids ``0..n_columns - 1``); default
+        ``c0 + width``.
+    lo : array of float, shape (B,), optional
+        Also return the candidates scoring in ``[lo[r], thresholds[r])``.
+
+    Returns
+    -------
+    count : np.ndarray of int64, shape (B,)
+        ``#{j in block : j != 0, j != targets[r], j not excluded,
+        scores[r, j - c0] >= thresholds[r]}`` (IEEE ``>=``: false with a NaN).
+    excluded : np.ndarray of int64, shape (B,)
+        Distinct excluded items of the row inside the block, target aside.
+    band_rows : np.ndarray of int64, band_values : np.ndarray of the scores' dtype
+        The (row, score) pairs of the band, ordered by row then column
+        (empty without ``lo``).
+    """
+    scores = np.asarray(scores)
+    B, width = scores.shape
+    n_columns = c0 + width if n_columns is None else n_columns
+    targets = np.asarray(targets, dtype=np.int64)
+    thr = np.asarray(thresholds, dtype=scores.dtype)
+    ex_offsets = np.asarray(ex_offsets, dtype=np.int64)
+    ex_items = np.asarray(ex_items, dtype=np.int64)
+    if targets.size and (targets.min() < 1 or targets.max() >= n_columns):
+        raise ValueError(f"targets must be item ids in 1..{n_columns - 1}")
+    if ex_items.size and (ex_items.min() < 1 or ex_items.max() >= n_columns):
+        raise ValueError(f"ex_items must be item ids in 1..{n_columns - 1}")
+    items = np.arange(c0, c0 + width)
+    candidate = np.broadcast_to(items != 0, (B, width)).copy()
+    candidate &= items[None, :] != targets[:, None]
+    excluded = np.zeros(B, dtype=np.int64)
+    for r in range(B):
+        ex = np.unique(ex_items[ex_offsets[r] : ex_offsets[r + 1]])
+        ex = ex[(ex >= c0) & (ex < c0 + width) & (ex != targets[r])]
+        candidate[r, ex - c0] = False
+        excluded[r] = ex.size
+    with np.errstate(invalid="ignore"):
+        count = (candidate & (scores >= thr[:, None])).sum(1).astype(np.int64)
+        if lo is None:
+            band = np.zeros((B, width), dtype=bool)
+        else:
+            lo = np.asarray(lo, dtype=scores.dtype)
+            band = candidate & (scores >= lo[:, None]) & (scores < thr[:, None])
+    rows, cols = np.nonzero(band)
+    return count, excluded, rows.astype(np.int64), scores[rows, cols]

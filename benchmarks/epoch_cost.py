@@ -32,8 +32,7 @@ from _results import append_row  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "engine.csv"
-COLUMNS = ["benchmark", "dataset", "variant", "metric", "value", "unit", "threads", "device", "machine", "commit",
-           "date", "load", "note"]
+from engine import COLUMNS  # noqa: E402 (one schema for results/engine.csv)
 
 WORKER = r"""
 import json, sys, time
@@ -107,9 +106,13 @@ def main(argv=None) -> int:
         note = (f"SASRec all-targets epoch, median of {args.repeats} alternating processes; examples {r0['examples']}, "
                 f"batches {r0['batches']}, targets {r0['targets']}, sequences {r0['sequences']}, "
                 f"interactions {r0['interactions']}. {args.note}").strip()
-        for metric, value in (("train_cpu_seconds", cpu), ("train_wall_seconds", wall)):
-            append_row(args.results, {**common, "variant": s, "metric": metric, "value": round(value, 3),
-                                      "unit": "s", "note": note}, COLUMNS)
+        for metric, key in (("train_cpu_seconds", "cpu"), ("train_wall_seconds", "wall")):
+            values = [r[key] for r in runs[s]]
+            append_row(args.results, {**common, "variant": s, "metric": metric,
+                                      "value": round(statistics.median(values), 3), "unit": "s",
+                                      "shape": f"{r0['examples']}x50", "reps": len(values),
+                                      "values": " ".join(f"{v:.3f}" for v in values), "identical_ranks": "",
+                                      "before": "", "note": note}, COLUMNS)
     return 0
 
 

@@ -116,6 +116,22 @@ def test_evaluate_rejects_ids_beyond_the_model():
         evaluate(model, leave_one_out(ds).test)
 
 
+def test_evaluate_refuses_a_diverged_model():
+    # a NaN score compares false with every other, so without the check its target would rank 0
+    ds = _data()
+    split = leave_one_out(ds).test
+    model = build_model("sasrec", ds.num_items, embed_dim=8, max_len=6)
+    with torch.no_grad():
+        model.item_embedding.weight[3, 0] = float("nan")
+    with pytest.raises(ValueError, match="item table holds NaN"):
+        evaluate(model, split)
+    model = build_model("sasrec", ds.num_items, embed_dim=8, max_len=6)
+    with torch.no_grad():
+        model.position_embedding.weight.fill_(float("inf"))
+    with pytest.raises(ValueError, match="user row .* is not finite"):
+        evaluate(model, split)
+
+
 def test_excluding_history_never_lowers_metrics():
     ds = _data(seed=3)
     split = leave_one_out(ds).test

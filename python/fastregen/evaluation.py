@@ -568,6 +568,8 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     ranks = np.empty(targets.size, dtype=np.int64)
     cands = np.empty(targets.size, dtype=np.int64)
     table = model.item_weight()
+    if not bool(torch.isfinite(table).all()):
+        raise ValueError("the model's item table holds NaN or inf: the model diverged; lower the learning rate")
     try:
         for b in range(0, targets.size, batch_size):
             e = min(b + batch_size, targets.size)
@@ -579,6 +581,12 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
             ts = None if part.timestamps is None else torch.from_numpy(
                 part.padded(width, side="left", values=part.timestamps)).to(device)
             h = model(x, timestamps=ts)[:, -1]
+            if not bool(torch.isfinite(h).all()):
+                # a NaN score compares false with everything, so its target would rank first: a
+                # diverged model must not look perfect
+                bad = int(order[b + int((~torch.isfinite(h)).any(1).nonzero()[0])])
+                raise ValueError(f"the model's representation of user row {bad} is not finite (NaN or inf): "
+                                 "the model diverged; lower the learning rate or check the inputs")
             t = torch.from_numpy(targets[b:e]).to(device)
             if exclude_history:
                 lengths = np.diff(offsets[b : e + 1])

@@ -264,3 +264,49 @@ def test_trainer_checkpoint_restores_hooks_and_refuses_other_trainers(tmp_path):
     t4.checkpoint.on_mismatch = "restart"
     t4.fit(ex, 1)
     assert t4.resumed_epochs == 0 and Checkpoint(tmp_path / "c.pt").read()["fingerprint"]["trainer"]["batch_size"] == 8
+
+
+def test_pretrain_resume_refuses_or_restarts_on_another_config(tmp_path, monkeypatch):
+    """`pretrain` alone refuses another config's epoch checkpoint; pipelines (DR4SR, UniDS) pass
+    ``on_mismatch="restart"`` and train from scratch, as they redo a changed stage anyway."""
+    from fastregen.dr4sr import RegenConfig, pretrain
+    from fastregen.dr4sr.pretrain import resume_path
+    from fastregen.training import Trainer
+
+    from test_dr4sr_model import TINY, toy_pairs
+
+    pairs = toy_pairs(n=60)
+    cfg = RegenConfig(**{**TINY, "epochs": 3, "valid_fraction": 0.1})
+    full, _ = pretrain(pairs, 30, cfg)
+
+    real = Trainer.step
+
+    def dying(self, batch):  # the second epoch's first step: the first epoch's checkpoint is written
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(Trainer, "step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(pairs, 30, cfg, checkpoint=tmp_path / "r.pt")
+    monkeypatch.setattr(Trainer, "step", real)
+    assert resume_path(tmp_path / "r.pt") == tmp_path / "r.resume.pt" and (tmp_path / "r.resume.pt").exists()
+    before = _snapshot(tmp_path)
+    with pytest.raises(ValueError, match=r"config\.lr: 0\.001 in the checkpoint, 0\.002 now"):
+        pretrain(pairs, 30, RegenConfig(**{**TINY, "epochs": 3, "valid_fraction": 0.1, "lr": 2e-3}),
+                 checkpoint=tmp_path / "r.pt")
+    # a decoding option is no part of pre-training: the run resumes
+    m, hist = pretrain(pairs, 30, RegenConfig(**{**TINY, "epochs": 3, "valid_fraction": 0.1, "gamma": 0.5}),
+                       checkpoint=tmp_path / "r.pt")
+    assert before != _snapshot(tmp_path) and not (tmp_path / "r.resume.pt").exists() and len(hist) == 3
+    _same_tensors(full.state_dict(), m.state_dict())
+    # restart: an epoch checkpoint of another config is replaced by a fresh run
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(Trainer, "step", dying)
+        pretrain(pairs, 30, cfg, checkpoint=tmp_path / "s.pt")
+    monkeypatch.setattr(Trainer, "step", real)
+    other = RegenConfig(**{**TINY, "epochs": 2, "valid_fraction": 0.1})
+    fresh, _ = pretrain(pairs, 30, other)
+    m, hist = pretrain(pairs, 30, other, checkpoint=tmp_path / "s.pt", on_mismatch="restart")
+    assert len(hist) == 2
+    _same_tensors(fresh.state_dict(), m.state_dict())

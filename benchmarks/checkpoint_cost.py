@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -29,25 +28,25 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    saves: list[float] = []
+    saves: list[tuple[float, int]] = []
     real = ckpt_mod.Checkpoint.save
 
     def timed(self, state):
         t0 = time.perf_counter()
         real(self, state)
-        saves.append(time.perf_counter() - t0)
+        saves.append((time.perf_counter() - t0, self.path.stat().st_size))
 
     ckpt_mod.Checkpoint.save = timed
     with tempfile.TemporaryDirectory() as out:
         res = fit_and_evaluate(args.data, model=args.model, seed=0, out_dir=out, epochs=args.epochs, num_threads=1,
                                progress=False)
-        size = (Path(out) / "checkpoint.pt").stat().st_size
-    print(f"{args.model} on {args.data}: checkpoint {size / 2**20:.1f} MiB when finished")
-    for rec, s in zip(res["history"], saves):
+    print(f"{args.model} on {args.data}, {torch.get_num_threads()} thread(s)")
+    for rec, (s, size) in zip(res["history"], saves):
         epoch = rec["train_seconds"] + rec.get("eval_seconds", 0.0)
         print(f"epoch {rec['epoch']}: train {rec['train_seconds']:.2f} s, valid {rec.get('eval_seconds', 0.0):.2f} s, "
-              f"checkpoint {s:.3f} s ({100 * s / epoch:.2f}% of the epoch)")
-    print(f"final (finished) checkpoint write {saves[-1]:.3f} s")
+              f"checkpoint {s:.3f} s, {size / 2**20:.1f} MiB ({100 * s / epoch:.2f}% of the epoch)")
+    s, size = saves[-1]
+    print(f"final (finished) checkpoint: {s:.3f} s, {size / 2**20:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -245,6 +245,10 @@ class Checkpoint:
         # not cached: a state dict holds the live parameters, which move on after this
         self._cache, self._loaded = None, False
 
+    def forget(self) -> None:
+        """Drop the state `read` cached (once restored it is only memory)."""
+        self._cache, self._loaded = None, False
+
     def remove(self) -> None:
         """Delete the file (a finished run that keeps its result elsewhere)."""
         self.path.unlink(missing_ok=True)

@@ -467,6 +467,8 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
             self.resumed_epochs, self.finished = len(self.history), bool(resume["finished"])
+            self.checkpoint.forget()
+            resume = None
         if not self.finished:
             for epoch in range(self.resumed_epochs, epochs):
                 if self.stop:  # a resumed run whose last epoch stopped it

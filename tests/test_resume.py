@@ -127,6 +127,20 @@ def small_data():
     return synthetic("demo", n_users=60, n_items=40, avg_len=6, n_patterns=5, pattern_len=3, seed=1)
 
 
+def _count_steps(monkeypatch):
+    """Patch `Trainer.step` to count its calls; returns the list it appends to."""
+    from fastregen.training import Trainer
+
+    real, calls = Trainer.step, []
+
+    def counting(self, batch):
+        calls.append(self.epoch)
+        return real(self, batch)
+
+    monkeypatch.setattr(Trainer, "step", counting)
+    return calls
+
+
 def _snapshot(folder: Path) -> dict:
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
 
@@ -296,8 +310,11 @@ def test_pretrain_resume_refuses_or_restarts_on_another_config(tmp_path, monkeyp
         pretrain(pairs, 30, RegenConfig(**{**TINY, "epochs": 3, "valid_fraction": 0.1, "lr": 2e-3}),
                  checkpoint=tmp_path / "r.pt")
     # a decoding option is no part of pre-training: the run resumes
+    calls = _count_steps(monkeypatch)
     m, hist = pretrain(pairs, 30, RegenConfig(**{**TINY, "epochs": 3, "valid_fraction": 0.1, "gamma": 0.5}),
                        checkpoint=tmp_path / "r.pt")
+    monkeypatch.setattr(Trainer, "step", real)
+    assert calls and min(calls) == 1  # epoch 0 came from the checkpoint
     assert before != _snapshot(tmp_path) and not (tmp_path / "r.resume.pt").exists() and len(hist) == 3
     _same_tensors(full.state_dict(), m.state_dict())
     # restart: an epoch checkpoint of another config is replaced by a fresh run
@@ -307,6 +324,50 @@ def test_pretrain_resume_refuses_or_restarts_on_another_config(tmp_path, monkeyp
     monkeypatch.setattr(Trainer, "step", real)
     other = RegenConfig(**{**TINY, "epochs": 2, "valid_fraction": 0.1})
     fresh, _ = pretrain(pairs, 30, other)
+    calls = _count_steps(monkeypatch)
     m, hist = pretrain(pairs, 30, other, checkpoint=tmp_path / "s.pt", on_mismatch="restart")
+    assert min(calls) == 0
     assert len(hist) == 2
     _same_tensors(fresh.state_dict(), m.state_dict())
+
+
+def test_unids_generator_resumes_and_a_changed_generator_restarts(tmp_path, monkeypatch):
+    from fastregen.training import Trainer
+    from fastregen.unids import UniDS
+
+    from test_unids import TINY_GEN, cfg, planted
+
+    ds = planted()
+    gen = {**TINY_GEN, "epochs": 3}
+    full = UniDS(cfg(generator=gen)).fit(ds, out_dir=tmp_path / "full")
+    real = Trainer.step
+
+    def dying(self, batch):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    def interrupted(out, generator):
+        monkeypatch.setattr(Trainer, "step", dying)
+        with pytest.raises(KeyboardInterrupt):
+            UniDS(cfg(generator=generator)).fit(ds, out_dir=out)
+        monkeypatch.setattr(Trainer, "step", real)
+        assert (out / "generator.resume.pt").exists()
+
+    interrupted(tmp_path / "run", gen)
+    calls = _count_steps(monkeypatch)
+    run = UniDS(cfg(generator=gen)).fit(ds, out_dir=tmp_path / "run")
+    monkeypatch.setattr(Trainer, "step", real)
+    assert calls and min(calls) == 1  # epoch 0 came from the checkpoint
+    _same_tensors(full.generator.state_dict(), run.generator.state_dict())
+    assert [h["train_loss"] for h in run.history] == [h["train_loss"] for h in full.history]
+    assert not (tmp_path / "run" / "generator.resume.pt").exists()
+    # the pipeline redoes a stage whose options changed: another generator config trains from scratch
+    interrupted(tmp_path / "other", gen)
+    changed = {**gen, "lr": 2e-3}
+    calls = _count_steps(monkeypatch)
+    other = UniDS(cfg(generator=changed)).fit(ds, out_dir=tmp_path / "other")
+    monkeypatch.setattr(Trainer, "step", real)
+    assert min(calls) == 0
+    fresh = UniDS(cfg(generator=changed)).fit(ds, out_dir=tmp_path / "fresh")
+    _same_tensors(fresh.generator.state_dict(), other.generator.state_dict())

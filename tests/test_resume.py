@@ -181,7 +181,7 @@ def test_config_change_is_refused_naming_the_field_and_nothing_is_written(tmp_pa
 
 
 def test_an_interrupted_run_with_another_config_is_refused_too(tmp_path, small_data):
-    from fastregen.training import fit_and_evaluate
+    from fastregen.training import CallbackHook, fit_and_evaluate
 
     Killed, log = _interrupt_at(1)
     out = tmp_path / "run"
@@ -190,6 +190,10 @@ def test_an_interrupted_run_with_another_config_is_refused_too(tmp_path, small_d
     before = _snapshot(out)
     with pytest.raises(ValueError, match=r"config\.epochs: 3 in the checkpoint, 4 now"):
         fit_and_evaluate(small_data, "sasrec", seed=0, out_dir=out, **{**SMALL, "epochs": 4})
+    # what the Trainer adds to the fingerprint (here its hooks) is checked before anything is written too
+    with pytest.raises(ValueError, match=r"trainer\.hooks: \['EarlyStopping'\] in the checkpoint, "
+                                         r"\['EarlyStopping', 'CallbackHook'\] now"):
+        fit_and_evaluate(small_data, "sasrec", seed=0, out_dir=out, hooks=[CallbackHook()], **{**SMALL, "epochs": 3})
     assert _snapshot(out) == before
     res = fit_and_evaluate(small_data, "sasrec", seed=0, out_dir=out, **{**SMALL, "epochs": 3})
     assert res["resumed_epochs"] == 1 and res["epochs"] == 3

@@ -287,7 +287,8 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
     weights = train.meta.get("weights") if train_data is not None else None
 
     main = distributed.is_main()  # under torch.distributed rank 0 alone writes and tests
-    log_file = ckpt = None
+    log_file = log_path = ckpt = None
+    kept: list = []  # the epochs a resumed run keeps, written again to metrics.jsonl before its own
     finished = False
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -300,14 +301,18 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
             out_dir.mkdir(parents=True, exist_ok=True)
             if state is None:
                 save_config(cfg, out_dir / "config.yaml")
-            if state is None or not state["finished"]:
                 log_file = open(out_dir / "metrics.jsonl", "w")
-                for record in [] if state is None else state["history"]:  # the epochs the run keeps
-                    log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-            state = None  # the Trainer reads it from the checkpoint's cache
+            elif not state["finished"]:
+                # rewritten at the first new epoch, once the Trainer has checked the rest of the fingerprint
+                log_path, kept = out_dir / "metrics.jsonl", list(state["history"])
+        state = None  # the Trainer reads it from the checkpoint's cache
 
     def write_log(record):
+        nonlocal log_file
+        if log_file is None and log_path is not None:
+            log_file = open(log_path, "w")
+            for old in kept:
+                log_file.write(json.dumps(old) + "\n")
         if log_file is not None:
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()

@@ -16,7 +16,6 @@ import tempfile
 import time
 
 import torch
-
 from fastregen.training import checkpoint as ckpt_mod
 from fastregen.training import fit_and_evaluate
 

@@ -61,7 +61,7 @@ def _data():
     return synthetic("demo", n_users=150, n_items=80, avg_len=8, n_patterns=10, pattern_len=4, seed=3)
 
 
-SMALL = dict(progress=False, embed_dim=16, max_len=12, batch_size=32, num_threads=1)
+SMALL = {"progress": False, "embed_dim": 16, "max_len": 12, "batch_size": 32, "num_threads": 1}
 
 
 def main(kind: str, out: str, result: str, kill: str | None = None) -> None:

@@ -42,8 +42,8 @@ def _finish(proc, result, killed=False, timeout=180):
 
 def _same_tensors(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k
 
 
 def _lines(path):
@@ -118,7 +118,7 @@ def test_dr4sr_plus_bilevel_killed_and_resumed_is_bit_identical(tmp_path):
 
 
 # ------------------------------------------------------------------ in-process: refusal, atomicity, hooks
-SMALL = dict(progress=False, embed_dim=8, max_len=8, batch_size=32, num_threads=1, epochs=2)
+SMALL = {"progress": False, "embed_dim": 8, "max_len": 8, "batch_size": 32, "num_threads": 1, "epochs": 2}
 
 
 @pytest.fixture
@@ -291,7 +291,6 @@ def test_pretrain_resume_refuses_or_restarts_on_another_config(tmp_path, monkeyp
     from fastregen.dr4sr import RegenConfig, pretrain
     from fastregen.dr4sr.pretrain import resume_path
     from fastregen.training import Trainer
-
     from test_dr4sr_model import TINY, toy_pairs
 
     pairs = toy_pairs(n=60)
@@ -339,7 +338,6 @@ def test_pretrain_resume_refuses_or_restarts_on_another_config(tmp_path, monkeyp
 def test_unids_generator_resumes_and_a_changed_generator_restarts(tmp_path, monkeypatch):
     from fastregen.training import Trainer
     from fastregen.unids import UniDS
-
     from test_unids import TINY_GEN, cfg, planted
 
     ds = planted()

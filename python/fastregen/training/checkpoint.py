@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["Checkpoint", "rng_state", "set_rng_state", "fingerprint_diff", "array_sha256"]
+__all__ = ["Checkpoint", "array_sha256", "fingerprint_diff", "rng_state", "set_rng_state"]
 
 FORMAT = 1
 
@@ -149,7 +149,7 @@ def fingerprint_diff(old: dict, new: dict, only=None) -> list[str]:
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k, missing), b.get(k, missing)
         if _normal(va) != _normal(vb):
-            show = lambda v: "(absent)" if v is missing else repr(v)  # noqa: E731
+            show = lambda v: "(absent)" if v is missing else repr(v)
             diff.append(f"{k}: {show(va)} in the checkpoint, {show(vb)} now")
     return diff
 

@@ -311,8 +311,7 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
         nonlocal log_file
         if log_file is None and log_path is not None:
             log_file = open(log_path, "w")
-            for old in kept:
-                log_file.write(json.dumps(old) + "\n")
+            log_file.writelines(json.dumps(old) + "\n" for old in kept)
         if log_file is not None:
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()

@@ -445,10 +445,9 @@ class Trainer:
             raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
         if len(data) == 0 or data.total_targets == 0:
             raise ValueError("the training data holds no target: nothing to learn")
-        if self.world is not None:
-            if len(data) < self.world.size:
-                raise ValueError(f"{len(data)} training examples cannot be shared by {self.world.size} processes; "
-                                 "run fewer processes (--nproc-per-node)")
+        if self.world is not None and len(data) < self.world.size:
+            raise ValueError(f"{len(data)} training examples cannot be shared by {self.world.size} processes; "
+                             "run fewer processes (--nproc-per-node)")
         # read (and check) the checkpoint before anything moves: a run of another config raises here
         resume = None if self.checkpoint is None else self.checkpoint.load(self.fingerprint(data, epochs))
         if self.world is not None:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -99,7 +100,7 @@ real = infer._decode_batch if stage == "inference" else Trainer.step
 calls = []
 def dying(*args, **kwargs):
     calls.append(1)
-    if os.environ.get("RANK") == "1" and len(calls) == 2:
+    if os.environ.get("RANK") == "1" and len(calls) == int(os.environ.get("FAULT_AT", "2")):
         os._exit(3)  # a rank killed mid-stage
     return real(*args, **kwargs)
 if stage == "inference":
@@ -202,7 +203,25 @@ def test_train_under_torchrun_writes_one_run_folder(finished_run):
     assert out.returncode == 0, out.stderr
     assert out.stdout.count('"test"') == 1
     assert sorted(p.name for p in (root / "train").iterdir()) == [
-        "config.yaml", "metrics.jsonl", "model.pt", "provenance.json", "result.json", "test_ranks.npy"]
+        "checkpoint.pt", "config.yaml", "metrics.jsonl", "model.pt", "provenance.json", "result.json",
+        "test_ranks.npy"]
     assert len((root / "train" / "metrics.jsonl").read_text().splitlines()) == 2
+    # rank 1 killed in the second epoch (two global batches per epoch): the rerun goes on from rank 0's
+    # checkpoint of the first, every rank taking its own random states, and ends as the uninterrupted run
+    script = root / "fault.py"
+    script.write_text(FAULT)
+    args = ("train", "--data", str(root / "data.txt"), "--out", str(root / "resumed"), "--epochs", "2", "--threads",
+            "1", "--no-progress", "--set", "embed_dim=8", "--set", "max_len=8")
+    died = fastregen(*args, nproc=2, script=script, env={"FAULT_STAGE": "train", "FAULT_AT": "3"})
+    assert died.returncode != 0 and (root / "resumed" / "checkpoint.pt").exists()
+    assert not (root / "resumed" / "result.json").exists()
+    again = fastregen(*args, nproc=2)
+    assert again.returncode == 0, again.stderr
+    a, b = (json.loads((root / d / "result.json").read_text()) for d in ("train", "resumed"))
+    assert b["resumed_epochs"] == 1 and a["test"] == b["test"] and a["valid"] == b["valid"]
+    from fastregen.models import load_model
+
+    m1, m2 = load_model(root / "train" / "model.pt"), load_model(root / "resumed" / "model.pt")
+    assert all(torch.equal(x, y) for x, y in zip(m1.state_dict().values(), m2.state_dict().values()))
     ds = load(root / "data.txt")
     assert len(np.load(root / "train" / "test_ranks.npy")) == len(ds)

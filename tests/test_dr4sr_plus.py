@@ -512,7 +512,8 @@ def test_personalize_run_folder_resumes_and_refuses_other_settings(tmp_path):
     with pytest.raises(ValueError, match="init_sha256"):
         personalize(data, train, "sasrec", plus=plus, init=tmp_path / "p2.pt", out_dir=tmp_path / "warm", epochs=1,
                     **SMALL)
-    # an interrupted run (no personalize.json) is trained again, with the same result (same seeds)
+    # a run interrupted after its training (no personalize.json) restores the finished training from
+    # checkpoint.pt (phi included) instead of training again: the same result
     (out / "personalize.json").unlink()
     redo = personalize(data, train, "sasrec", plus=plus, out_dir=out, epochs=2, **SMALL)
     assert not redo["resumed"] and redo["test"] == res["test"]

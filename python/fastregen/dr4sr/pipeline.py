@@ -2,8 +2,10 @@
 
 `DR4SR` is the Python entry point; with an ``out_dir`` every stage writes its
 artifact there atomically and a rerun skips the stages already finished, so
-an interrupted run resumes where it stopped (a half-trained regenerator is
-retrained from scratch: only finished stages are reused). `DR4SR.mine` runs
+an interrupted run resumes where it stopped (a half-trained regenerator
+goes on from its last epoch, ``regenerator.resume.pt``, see
+`fastregen.dr4sr.pretrain`; an epoch checkpoint of another config is
+discarded, as changed stages are redone). `DR4SR.mine` runs
 the first stage alone, for the training sets that need no regenerator.
 
 Artifacts in ``out_dir``:
@@ -16,6 +18,7 @@ Artifacts in ``out_dir``:
 ``patterns.txt``               mined patterns (`fastregen.patterns.Patterns`)
 ``pairs.npz``                  pre-training pairs
 ``regenerator.pt``             the pre-trained regenerator (+ loss history)
+``regenerator.resume.pt``      while pre-training: its epoch checkpoint
 ``regenerated_patterns.npz``   decoded, deduplicated patterns
 ``regenerated.txt``            the training set (``config.training_set``),
                                one line per sequence, loadable by
@@ -219,7 +222,7 @@ class DR4SR:
                 first = i
                 break
         files = {
-            "patterns": ["patterns.txt"], "pairs": ["pairs.npz"], "regenerator": ["regenerator.pt"],
+            "patterns": ["patterns.txt"], "pairs": ["pairs.npz"], "regenerator": ["regenerator.pt", "regenerator.resume.pt"],
             "inference": ["regenerated_patterns.npz"],
             "write": ["regenerated.txt", "regenerated_patterns.txt", "regenerated.json"],
         }
@@ -390,7 +393,8 @@ class DR4SR:
                 self.stage_seconds["regenerator"] = 0.0
         if not done:
             self.regenerator, self.history = self._timed("regenerator", lambda: pretrain(
-                self.pairs, data.num_items, cfg, item_embedding=item_embedding, checkpoint=path))
+                self.pairs, data.num_items, cfg, item_embedding=item_embedding, checkpoint=path,
+                on_mismatch="restart"))
         return self
 
     def _infer(self) -> SequenceDataset:

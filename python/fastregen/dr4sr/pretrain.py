@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,32 @@ from .config import RegenConfig
 from .model import PAD, Regenerator, save_checkpoint
 
 __all__ = ["pretrain", "PairData", "PairBatch", "pair_data", "RegeneratorLoss", "validation_losses",
-           "balance_penalty"]
+           "balance_penalty", "resume_path"]
+
+# RegenConfig fields pre-training never reads (run time, decoding, the written set): a run resumes whatever they are.
+_NOT_PRETRAINING = {"progress", "device", "backend", "decode_batch_size", "gamma", "schedule", "restrict",
+                    "min_pattern_len", "training_set"}
+
+
+def resume_path(checkpoint) -> Path:
+    """The epoch checkpoint of the pre-training that writes ``checkpoint`` (``regenerator.pt`` ->
+    ``regenerator.resume.pt``), removed once the complete regenerator is written."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".resume" + (checkpoint.suffix or ".pt"))
+
+
+def _fingerprint(config: RegenConfig, data: PairData, num_items: int, item_embedding) -> dict:
+    """What a resumed pre-training must share with the one that wrote the epoch checkpoint."""
+    from ..config import config_to_dict
+    from ..training.checkpoint import array_sha256
+
+    return {
+        "config": {k: v for k, v in config_to_dict(config).items() if k not in _NOT_PRETRAINING},
+        "num_items": int(num_items),
+        "pairs_sha256": array_sha256(data.sources, data.source_of, data.patterns, data.rows, data.segments),
+        "item_embedding_sha256": None if item_embedding is None or not config.init_item_embedding
+        else array_sha256(item_embedding.float()),
+    }
 
 
 def _trim(x: torch.Tensor) -> torch.Tensor:
@@ -214,8 +240,16 @@ class _PretrainRecord(Hook):
     """Anneals the Gumbel temperature per step; turns each epoch's record into the history format and
     writes the (incomplete) checkpoint."""
 
-    def __init__(self, config: RegenConfig, checkpoint, history: list) -> None:
-        self.config, self.checkpoint, self.history = config, checkpoint, history
+    def __init__(self, config: RegenConfig, checkpoint, history: list, model: Regenerator) -> None:
+        self.config, self.checkpoint, self.history, self.model = config, checkpoint, history, model
+
+    def state_dict(self) -> dict:
+        """The history so far and the Gumbel temperature (a plain attribute, not in the model's state)."""
+        return {"history": list(self.history), "tau": float(self.model.tau)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history[:] = state["history"]
+        self.model.tau = float(state["tau"])
 
     def on_step_end(self, trainer, batch, loss):
         if self.config.diversity == "gumbel":
@@ -240,7 +274,7 @@ class _PretrainRecord(Hook):
 
 def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
              item_embedding: torch.Tensor | None = None, checkpoint=None,
-             model: Regenerator | None = None) -> tuple[Regenerator, list[dict]]:
+             model: Regenerator | None = None, on_mismatch: str = "raise") -> tuple[Regenerator, list[dict]]:
     """Pre-train a `Regenerator` on pre-training pairs.
 
     Parameters
@@ -258,9 +292,21 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
         ``config.init_item_embedding``).
     checkpoint : path-like, optional
         Where to write the regenerator after every epoch (atomically); the
-        final file holds the selected weights and ``complete=True``.
+        final file holds the selected weights and ``complete=True``. Beside
+        it (`resume_path`: ``NAME.resume.pt``) goes the Trainer's epoch
+        checkpoint (optimizer, schedule, early-stopping state, random
+        states, `fastregen.training.checkpoint`): a pre-training killed at
+        any point and rerun with the same arguments goes on from its last
+        epoch and ends with the weights of an uninterrupted run. It is
+        removed once the complete regenerator is written.
     model : Regenerator, optional
-        Continue training this model instead of a fresh one.
+        Continue training this model instead of a fresh one (its weights are
+        not part of the resume check).
+    on_mismatch : {"raise", "restart"}, default "raise"
+        An epoch checkpoint of another pre-training (other config fields
+        that pre-training reads, other pairs, vocabulary or initial item
+        embedding): refused with a ValueError naming the fields, or
+        ignored and overwritten (pipelines that redo changed stages anyway).
 
     Returns
     -------
@@ -314,17 +360,24 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     if len(valid):
         hooks.append(EarlyStopping(lambda m: _evaluate(m, valid, config.batch_size), "valid_best_memory_loss",
                                    mode="min", patience=None, prefix=""))
-    hooks.append(_PretrainRecord(config, checkpoint, history))
+    hooks.append(_PretrainRecord(config, checkpoint, history, model))
     optimizer = adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98), eps=1e-9)
 
     def cosine(opt, total):
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
 
+    resume = None
+    if checkpoint is not None:
+        from ..training.checkpoint import Checkpoint
+
+        resume = Checkpoint(resume_path(checkpoint), _fingerprint(config, data, num_items, item_embedding),
+                            on_mismatch=on_mismatch)
     trainer = Trainer(model, RegeneratorLoss(config), optimizer=optimizer, scheduler=cosine, hooks=hooks,
                       batch_size=config.batch_size, bucketing=True, seed=config.seed, device=config.device,
-                      progress=config.progress, desc="regenerator")
+                      progress=config.progress, desc="regenerator", checkpoint=resume)
     trainer.fit(train, config.epochs)
     model.eval()
     if checkpoint is not None and trainer.is_main:
         save_checkpoint(model, checkpoint, history=history, complete=True)
+        resume.remove()  # the complete regenerator is the finished run's marker
     return model, history

@@ -11,13 +11,17 @@
   or your own) for evaluation, checkpoints and outer loops.
 * `RepPad` -- repeated padding of short sequences (RecSys'24), the
   ``TrainConfig.reppad`` option.
+* `Checkpoint` -- the epoch checkpoint a `Trainer` writes and resumes
+  from (a run killed anywhere loses at most one epoch and ends as an
+  uninterrupted one).
 * `fit` / `fit_and_evaluate` -- a target model end to end on a
-  leave-one-out split.
+  leave-one-out split (a run folder resumes).
 
 >>> from fastregen.training import fit_and_evaluate          # doctest: +SKIP
 >>> res = fit_and_evaluate("beauty.txt", model="sasrec")       # doctest: +SKIP
 """
 
+from .checkpoint import Checkpoint
 from .config import LOSSES, TRAIN_TARGETS, TrainConfig
 from .examples import Batch, Examples, build_examples, gather_windows, pack_segments
 from .fit import build_target_model, fit, fit_and_evaluate, resolve_loss, seed_everything, union
@@ -58,6 +62,7 @@ __all__ = [
     "Hook",
     "CallbackHook",
     "EarlyStopping",
+    "Checkpoint",
     "fit",
     "fit_and_evaluate",
     "build_target_model",

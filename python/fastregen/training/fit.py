@@ -18,16 +18,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import config_from_dict, provenance, save_config
+from ..config import config_from_dict, config_to_dict, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat, leave_one_out
 from ..evaluation import evaluate
 from . import distributed
+from .checkpoint import Checkpoint, array_sha256
 from .config import TrainConfig
 from .examples import Examples
 from .losses import NextItemLoss
 from .trainer import EarlyStopping, Hook, Trainer
 
-__all__ = ["fit", "fit_and_evaluate", "union", "seed_everything", "resolve_loss", "build_target_model"]
+__all__ = ["fit", "fit_and_evaluate", "union", "seed_everything", "resolve_loss", "build_target_model",
+           "run_fingerprint", "CHECKPOINT"]
+
+#: The epoch checkpoint in a `fit_and_evaluate` run folder.
+CHECKPOINT = "checkpoint.pt"
+
+# TrainConfig fields that change no result: a run resumes whatever they are.
+_RUNTIME_FIELDS = {"progress", "num_threads", "device", "eval_batch_size"}
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -60,8 +68,25 @@ def build_target_model(cfg: TrainConfig, num_items: int, train_data: SequenceDat
     return model
 
 
+def run_fingerprint(cfg: TrainConfig, data: SequenceDataset, train_data: SequenceDataset, sequence_weights=None) -> dict:
+    """What a resumed `fit_and_evaluate` run must share with the run that wrote its checkpoint.
+
+    The config (less the fields that change no result: ``progress``,
+    ``num_threads``, ``device``, ``eval_batch_size``) and content hashes of
+    the data (offsets and items) and of the training data (with its
+    sequence weights).
+    """
+    return {
+        "config": {k: v for k, v in config_to_dict(cfg).items() if k not in _RUNTIME_FIELDS},
+        "data_sha256": array_sha256(data.offsets, data.items),
+        "train_data_sha256": array_sha256(train_data.offsets, train_data.items,
+                                          None if sequence_weights is None else np.asarray(sequence_weights)),
+    }
+
+
 def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | None = None,
-        sequence_weights=None, log=None, hooks=(), objective=None, model=None, optimizer=None) -> dict:
+        sequence_weights=None, log=None, hooks=(), objective=None, model=None, optimizer=None,
+        checkpoint=None) -> dict:
     """Train ``cfg.model`` on ``train_data``, early-stopping on ``valid`` (an `EvalSplit`).
 
     Parameters
@@ -90,6 +115,9 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         Replaces the default Adam(``cfg.lr``, ``cfg.weight_decay``) over the
         model's parameters (e.g. one that also owns an objective's own
         parameters).
+    checkpoint : Checkpoint or path-like, optional
+        The epoch checkpoint of the run (`fastregen.training.Trainer`):
+        written after every epoch, resumed from when it holds this run.
 
     Returns
     -------
@@ -97,7 +125,8 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         ``model`` (best state loaded, eval mode), ``valid`` (best validation
         metrics), ``best_epoch``, ``epochs``, ``seconds_per_epoch`` (median
         training time), ``history``, ``train_examples``, ``train_targets``,
-        ``loss``, ``num_negatives``, ``trainer``.
+        ``loss``, ``num_negatives``, ``trainer``, ``resumed_epochs`` (epochs
+        found done in the checkpoint).
     """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -129,7 +158,7 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         cfg.valid_metric, mode="max", patience=cfg.patience, every=cfg.eval_every)
     trainer = Trainer(model, objective, optimizer=optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=[stopper, *hooks],
                       batch_size=cfg.batch_size, bucketing=cfg.length_bucketing, seed=cfg.seed, device=cfg.device,
-                      progress=cfg.progress, desc=cfg.model, log=log)
+                      progress=cfg.progress, desc=cfg.model, log=log, checkpoint=checkpoint)
     history = trainer.fit(examples, cfg.epochs)
     return {
         "model": model,
@@ -143,6 +172,7 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         "loss": loss_name,
         "num_negatives": negatives,
         "trainer": trainer,
+        "resumed_epochs": trainer.resumed_epochs,
     }
 
 
@@ -179,7 +209,8 @@ def union(*datasets: SequenceDataset, weights=None) -> SequenceDataset:
 
 
 def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_dir=None, *,
-                     hooks=(), log=None, objective=None, optimizer=None, **config) -> dict:
+                     hooks=(), log=None, objective=None, optimizer=None, fingerprint: dict | None = None,
+                     **config) -> dict:
     """Split ``data`` leave-one-out, train, early-stop on validation, test.
 
     Parameters
@@ -201,7 +232,16 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
         Writes ``config.yaml``, ``provenance.json``, ``metrics.jsonl`` (one
         line per epoch), ``result.json``, ``test_ranks.npy`` (each test
         user's 0-based rank of the target, for paired significance tests)
-        and ``model.pt`` (reload with `fastregen.models.load_model`).
+        and ``model.pt`` (reload with `fastregen.models.load_model`), and
+        ``checkpoint.pt``, the epoch checkpoint (`fastregen.training.checkpoint`).
+        A rerun into the same folder resumes: an interrupted run goes on
+        from its last finished epoch (``metrics.jsonl`` is rewritten with
+        the epochs the checkpoint holds; the result is the one of an
+        uninterrupted run, bit for bit on the CPU), a finished one
+        (``result.json`` written) trains and writes nothing and returns
+        what is in the folder. A rerun with another config or other data
+        raises a one-line ValueError naming the differing fields, and
+        leaves the folder as it was.
     hooks : sequence of `fastregen.training.Hook`, optional
         Extra hooks for the Trainer.
     log : callable, optional
@@ -209,6 +249,10 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
     objective, optimizer : optional
         Passed to `fit` (a weighted objective, an optimizer that also owns
         the objective's parameters).
+    fingerprint : dict, optional
+        More of the run's identity for the resume check (e.g. the config of
+        a hook's method), beside the config and data hashes
+        (`run_fingerprint`).
     **config
         `TrainConfig` fields (``epochs``, ``loss``, ``lr``, ...), and/or
         ``config=TrainConfig(...)`` as the base they override. The ``model``
@@ -225,7 +269,8 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
         ``mrr``, ``auc``, ...); ``test_ranks``: np.int64 (n_test_users,);
         ``model``: the trained model (best validation state); ``checkpoint``:
         path of ``model.pt`` or None; ``best_epoch``, ``epochs``,
-        ``seconds_per_epoch``, ``seconds``, ``config`` (dict) and ``history``.
+        ``seconds_per_epoch``, ``seconds``, ``config`` (dict), ``history``
+        and ``resumed_epochs`` (epochs found done in ``out_dir``).
     """
     base = config.pop("config", None)
     values = dataclasses.asdict(base) if base is not None else {}
@@ -243,14 +288,31 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
     weights = train.meta.get("weights") if train_data is not None else None
 
     main = distributed.is_main()  # under torch.distributed rank 0 alone writes and tests
-    log_file = None
-    if out_dir is not None and main:
+    log_file = log_path = ckpt = None
+    kept: list = []  # the epochs a resumed run keeps, written again to metrics.jsonl before its own
+    finished = False
+    if out_dir is not None:
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
-        log_file = open(out_dir / "metrics.jsonl", "w")
+        ident = {**run_fingerprint(cfg, data, train, weights), **(fingerprint or {})}
+        ckpt = Checkpoint(out_dir / CHECKPOINT, ident)
+        # checked before anything is written: a run of another config leaves the folder untouched
+        state = ckpt.load(only=ident)
+        finished = state is not None and state["finished"] and (out_dir / "result.json").is_file()
+        if main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if state is None:
+                save_config(cfg, out_dir / "config.yaml")
+                log_file = open(out_dir / "metrics.jsonl", "w")
+            elif not state["finished"]:
+                # rewritten at the first new epoch, once the Trainer has checked the rest of the fingerprint
+                log_path, kept = out_dir / "metrics.jsonl", list(state["history"])
+        state = None  # the Trainer reads it from the checkpoint's cache
 
     def write_log(record):
+        nonlocal log_file
+        if log_file is None and log_path is not None:
+            log_file = open(log_path, "w")
+            log_file.writelines(json.dumps(old) + "\n" for old in kept)
         if log_file is not None:
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
@@ -260,7 +322,7 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
     t0 = time.perf_counter()
     try:
         result = fit(cfg, train, split.valid, num_items=num_items, sequence_weights=weights, log=write_log,
-                     hooks=hooks, objective=objective, model=net, optimizer=optimizer)
+                     hooks=hooks, objective=objective, model=net, optimizer=optimizer, checkpoint=ckpt)
     finally:
         if log_file is not None:
             log_file.close()
@@ -269,6 +331,11 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
     result["checkpoint"] = None
     if not main:
         result.update(test=None, test_ranks=None, seconds=time.perf_counter() - t0)
+        return result
+    if finished:  # the folder holds the finished run: what it wrote, nothing rewritten
+        saved = json.loads((out_dir / "result.json").read_text())
+        result.update(test=saved["test"], test_ranks=np.load(out_dir / "test_ranks.npy"),
+                      seconds=saved.get("seconds"), checkpoint=os.fspath(out_dir / "model.pt"))
         return result
     test = evaluate(net, split.test, cfg.ks, cfg.exclude_history, cfg.eval_batch_size, return_ranks=True,
                     repeated_target=cfg.repeated_target)

@@ -30,12 +30,22 @@ one of the whole global batch. Hooks run on every rank; `EarlyStopping`
 evaluates on rank 0 only, whose ``stop`` is broadcast after each epoch and
 whose weights are broadcast at the end of `fit`. Alone, nothing of this
 runs and results are as before.
+
+Resuming
+--------
+Given a ``checkpoint`` (`fastregen.training.checkpoint.Checkpoint`, or a
+path), `Trainer.fit` writes the whole state of the run at the end of every
+epoch, and a `fit` that finds the checkpoint of the same run there goes on
+from it: a run killed at any point loses at most the epoch under way, and
+ends (on the CPU) with the weights and metrics of an uninterrupted one.
+Hooks take part through `Hook.state_dict` / `Hook.load_state_dict`.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from typing import Callable, Iterable, Protocol, Sequence
 
@@ -43,6 +53,7 @@ import numpy as np
 import torch
 
 from . import distributed
+from .checkpoint import Checkpoint, rng_state, set_rng_state
 
 __all__ = ["Trainer", "Hook", "EarlyStopping", "CallbackHook", "TrainingData", "adam"]
 
@@ -73,7 +84,21 @@ class TrainingData(Protocol):
 
 
 class Hook:
-    """Override any of these to act at a point of the loop; ``trainer.stop = True`` ends it."""
+    """Override any of these to act at a point of the loop; ``trainer.stop = True`` ends it.
+
+    A hook that keeps state across epochs (best weights, its own optimizer
+    or generator) returns it from `state_dict` so that a resumed run
+    (`Trainer` with a ``checkpoint``) restores it: `load_state_dict` is
+    called after `on_fit_start`. A hook without state need not override
+    them.
+    """
+
+    def state_dict(self) -> dict | None:
+        """What the epoch checkpoint stores of this hook (None: nothing); tensors, NumPy arrays and plain data."""
+        return None
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """Restore what `state_dict` returned (called after `on_fit_start` on a resumed run)."""
 
     def on_fit_start(self, trainer: "Trainer") -> None: ...
 
@@ -166,6 +191,15 @@ class EarlyStopping(Hook):
         if self.patience is not None and self._state is not None and self._since > self.patience:
             trainer.stop = True
 
+    def state_dict(self) -> dict:
+        """The best evaluation (metrics, epoch, score, weights) and the evaluations since it."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_score": self._best_score,
+                "weights": self._state, "since": self._since}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self._best_score = state["best"], state["best_epoch"], state["best_score"]
+        self._state, self._since = state["weights"], state["since"]
+
     def on_fit_end(self, trainer):
         if not trainer.history or not trainer.is_main:  # epochs=0; or not rank 0, which gets rank 0's weights
             return
@@ -210,6 +244,12 @@ class Trainer:
         Called with each epoch's record (a dict) once the hooks have run.
     grad_clip : float, optional
         Clip the gradient norm to this value before each optimizer step.
+    checkpoint : Checkpoint or path-like, optional
+        Write the run's state there at the end of every epoch, and resume
+        from it when it holds this run's (module docstring, "Resuming"). A
+        checkpoint of another run (another fingerprint: the caller's
+        `Checkpoint.fingerprint` and this Trainer's settings) is refused
+        with a ValueError before anything is written.
 
     Attributes
     ----------
@@ -230,12 +270,18 @@ class Trainer:
         their own batches from it (a DR4SR+ upper level does).
     world : fastregen.training.distributed.World or None
         The torch.distributed group when there is one of more than one rank.
+    resumed_epochs : int
+        Epochs the last `fit` found done in its checkpoint (0: a fresh run).
+    finished : bool
+        Whether the last `fit` found a finished run in its checkpoint (it
+        then trained nothing: the final model and hooks were restored).
     """
 
     def __init__(self, model: torch.nn.Module, objective, *, optimizer: torch.optim.Optimizer | None = None,
                  lr: float = 1e-3, weight_decay: float = 0.0, scheduler=None, hooks: Sequence[Hook] = (),
                  batch_size: int = 256, bucketing: bool = True, seed: int = 0, device="cpu", progress: bool = True,
-                 desc: str = "train", log: Callable[[dict], None] | None = None, grad_clip: float | None = None) -> None:
+                 desc: str = "train", log: Callable[[dict], None] | None = None, grad_clip: float | None = None,
+                 checkpoint: Checkpoint | str | os.PathLike | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if grad_clip is not None and not grad_clip > 0:
@@ -262,6 +308,10 @@ class Trainer:
         self.stop = False
         self.data: TrainingData | None = None
         self._grad_buffers: dict[torch.nn.Parameter, torch.Tensor] = {}
+        if checkpoint is not None and not isinstance(checkpoint, Checkpoint):
+            checkpoint = Checkpoint(checkpoint)
+        self.checkpoint = checkpoint
+        self.resumed_epochs, self.finished = 0, False
 
     @property
     def is_main(self) -> bool:
@@ -385,15 +435,22 @@ class Trainer:
         return record
 
     def fit(self, data: TrainingData, epochs: int) -> list[dict]:
-        """Train for up to ``epochs`` epochs (hooks may stop earlier); returns the history."""
+        """Train for up to ``epochs`` epochs (hooks may stop earlier); returns the history.
+
+        With a ``checkpoint`` holding this run's state, training goes on
+        from the epoch after the one it holds (or, for a finished run, the
+        final model and hooks are restored and nothing is trained).
+        """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
         if len(data) == 0 or data.total_targets == 0:
             raise ValueError("the training data holds no target: nothing to learn")
+        if self.world is not None and len(data) < self.world.size:
+            raise ValueError(f"{len(data)} training examples cannot be shared by {self.world.size} processes; "
+                             "run fewer processes (--nproc-per-node)")
+        # read (and check) the checkpoint before anything moves: a run of another config raises here
+        resume = None if self.checkpoint is None else self.checkpoint.load(self.fingerprint(data, epochs))
         if self.world is not None:
-            if len(data) < self.world.size:
-                raise ValueError(f"{len(data)} training examples cannot be shared by {self.world.size} processes; "
-                                 "run fewer processes (--nproc-per-node)")
             distributed.broadcast_module(self.model)  # every rank starts from rank 0's weights
             torch.manual_seed(distributed.rank_seed(self.seed + 1, self.world.rank))  # own dropout masks
         self.set_normaliser(data)
@@ -405,24 +462,97 @@ class Trainer:
         self.stop = False
         for hook in self.hooks:
             hook.on_fit_start(self)
-        for epoch in range(epochs):
-            self.epoch = epoch
-            record = self.run_epoch(data)
+        self.resumed_epochs, self.finished = 0, False
+        if resume is not None:
+            self._restore(resume)
+            self.resumed_epochs, self.finished = len(self.history), bool(resume["finished"])
+            self.checkpoint.forget()
+            resume = None
+        if not self.finished:
+            for epoch in range(self.resumed_epochs, epochs):
+                if self.stop:  # a resumed run whose last epoch stopped it
+                    break
+                self.epoch = epoch
+                record = self.run_epoch(data)
+                for hook in self.hooks:
+                    hook.on_epoch_end(self, record)
+                self.history.append(record)
+                if self.log is not None and self.is_main:
+                    self.log(record)
+                if self.world is not None:
+                    self.stop = bool(distributed.broadcast_object(self.stop))
+                if self.checkpoint is not None:
+                    self._save(data, epochs, finished=False)
             for hook in self.hooks:
-                hook.on_epoch_end(self, record)
-            self.history.append(record)
-            if self.log is not None and self.is_main:
-                self.log(record)
+                hook.on_fit_end(self)
             if self.world is not None:
-                self.stop = bool(distributed.broadcast_object(self.stop))
-            if self.stop:
-                break
-        for hook in self.hooks:
-            hook.on_fit_end(self)
-        if self.world is not None:
-            distributed.broadcast_module(self.model)  # rank 0's (best) weights everywhere
+                distributed.broadcast_module(self.model)  # rank 0's (best) weights everywhere
+            if self.checkpoint is not None:
+                self._save(data, epochs, finished=True)
         # the last step's gradients are of no further use; at 700k items they are 180 MB per table
         self.optimizer.zero_grad(set_to_none=True)
         self._grad_buffers.clear()
         self.model.eval()
         return self.history
+
+    # ------------------------------------------------------------ checkpoints
+    def fingerprint(self, data: TrainingData, epochs: int) -> dict:
+        """This run's fingerprint: the checkpoint's (the caller's part) and, under ``"trainer"``, the
+        settings and data sizes of this Trainer that a resumed run must share."""
+        own = {
+            "epochs": int(epochs), "batch_size": self.batch_size, "bucketing": self.bucketing, "seed": self.seed,
+            "grad_clip": self.grad_clip, "examples": len(data), "total_targets": float(data.total_targets),
+            "model": type(self.model).__name__, "parameters": [list(p.shape) for p in self.model.parameters()],
+            "optimizer": type(self.optimizer).__name__, "hooks": [type(h).__name__ for h in self.hooks],
+        }
+        base = {} if self.checkpoint is None else self.checkpoint.fingerprint
+        return {**base, "trainer": own}
+
+    def _save(self, data: TrainingData, epochs: int, finished: bool) -> None:
+        """Write the checkpoint (rank 0, with every rank's random states); see `fastregen.training.checkpoint`."""
+        rng = None if finished else rng_state(self._generators())
+        ranks = distributed.gather_object(rng) if self.world is not None else [rng]
+        if not self.is_main:
+            return
+        state = {
+            "fingerprint": self.fingerprint(data, epochs),
+            "finished": finished,
+            "step_count": self.step_count,
+            "stop": self.stop,
+            "history": self.history,
+            "model": self.model.state_dict(),
+            "hooks": [h.state_dict() for h in self.hooks],
+        }
+        if not finished:  # what only the rest of the training needs
+            state.update(optimizer=self.optimizer.state_dict(), rng=ranks,
+                         scheduler=None if self.scheduler is None else self.scheduler.state_dict())
+        self.checkpoint.save(state)
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        gens = {"generator": self.generator}
+        if self.order_generator is not self.generator:
+            gens["order_generator"] = self.order_generator
+        return gens
+
+    def _restore(self, state: dict) -> None:
+        """Put the model, optimizer, scheduler, hooks, counters and random states back as `_save` wrote them."""
+        self.model.load_state_dict(state["model"])
+        self.history = list(state["history"])
+        self.step_count, self.stop = int(state["step_count"]), bool(state["stop"])
+        self.epoch = max(len(self.history) - 1, 0)
+        for hook, hook_state in zip(self.hooks, state["hooks"]):
+            if hook_state is not None:
+                hook.load_state_dict(hook_state)
+        if state["finished"]:
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        ranks = state["rng"]
+        rank = 0 if self.world is None else self.world.rank
+        if len(ranks) == (1 if self.world is None else self.world.size):
+            set_rng_state(ranks[rank], self._generators())
+        else:
+            # another number of processes: the shared batch order goes on; per-rank draws keep their fresh seeds
+            self.order_generator.set_state(ranks[0]["generators"].get("order_generator",
+                                                                       ranks[0]["generators"]["generator"]))

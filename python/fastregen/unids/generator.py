@@ -186,9 +186,13 @@ def build_pairs(sources: SequenceDataset, info: dict, *, target: str = "segment"
 def train_generator(pairs: PretrainPairs, vocab: TokenVocab, config: RegenConfig, checkpoint=None):
     """Pre-train the generator (`fastregen.dr4sr.pretrain`) and save it with its vocabulary.
 
+    With a ``checkpoint`` an interrupted pre-training resumes from its epoch
+    checkpoint (``generator.resume.pt``); one of another config or other
+    pairs is discarded (the pipeline redoes a stage whose options changed).
+
     Returns ``(model, history)``.
     """
-    model, history = pretrain(pairs, vocab.size, config, checkpoint=checkpoint)
+    model, history = pretrain(pairs, vocab.size, config, checkpoint=checkpoint, on_mismatch="restart")
     if checkpoint is not None:
         save_checkpoint(model, checkpoint, history=history, complete=True, vocab=vocab.to_dict())
     return model, history

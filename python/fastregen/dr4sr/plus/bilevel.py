@@ -366,6 +366,36 @@ class PersonalizerHook(Hook):
         if self._best_state is not None:
             self.personalizer.load_state_dict(self._best_state)
 
+    # ------------------------------------------------------------ resuming
+    def state_dict(self) -> dict:
+        """phi (and tau), its optimizer, the generator of the upper level's draws, the dev and training
+        batches still to come in their current passes, the step counts, phi at the best epoch and whether
+        the warm-up is over: all a resumed run needs to take the upper steps an uninterrupted one takes."""
+        state = {
+            "personalizer": self.personalizer.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "upper_steps": self.upper_steps, "upper_skipped": self.upper_skipped,
+            "best_state": self._best_state, "active": self.weights.active,
+            "generator": self.generator.get_state() if hasattr(self, "generator") else None,
+        }
+        if hasattr(self, "_train_batches"):
+            state["train_order"] = list(self._train_batches._order)
+            state["dev_order"] = list(self._dev_batches._order)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict` (after `on_fit_start`, which made the generator and batch cycles)."""
+        self.personalizer.load_state_dict(state["personalizer"])
+        if self.optimizer is not None and state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.upper_steps, self.upper_skipped = int(state["upper_steps"]), int(state["upper_skipped"])
+        self._best_state, self.weights.active = state["best_state"], bool(state["active"])
+        if state["generator"] is not None and hasattr(self, "generator"):
+            self.generator.set_state(state["generator"])
+        if "train_order" in state and hasattr(self, "_train_batches"):
+            self._train_batches._order = list(state["train_order"])
+            self._dev_batches._order = list(state["dev_order"])
+
 
 def joint_parameters(model, personalizer: Personalizer):
     """theta and phi, for the end-to-end mode's single optimizer."""

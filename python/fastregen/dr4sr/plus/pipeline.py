@@ -25,9 +25,14 @@ personalizer's per-epoch figures, ``result.json``, ``test_ranks.npy``,
                        ``fastregen plot weights``)
 ``personalize.json``   written last: the run is finished; a rerun with the
                        same configs and data loads it instead of training
+``checkpoint.pt``      the epoch checkpoint (`fit_and_evaluate`), with phi,
+                       its optimizer and the upper level's random state
 =====================  ========================================================
 
-A run interrupted before ``personalize.json`` is trained again from scratch.
+A run interrupted before ``personalize.json`` resumes from its last epoch
+(the lower and upper levels both: the result is the one of an
+uninterrupted run); one with another `PlusConfig`, config or data is
+refused with a ValueError naming the differing fields.
 """
 
 from __future__ import annotations
@@ -267,7 +272,8 @@ def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus:
             optimizer = adam(joint_parameters(net, personalizer), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = fit_and_evaluate(data, model=net, seed=cfg.seed, train_data=lower, out_dir=out,
                               hooks=() if hook is None else (hook,), log=log, objective=objective,
-                              optimizer=optimizer, config=cfg)
+                              optimizer=optimizer, config=cfg,
+                              fingerprint={k: fingerprint[k] for k in ("plus_config", "init_sha256")})
     net = result["model"]
     extra = {
         "train_sequences": len(lower),

@@ -5,7 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["RegenConfig", "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS"]
+__all__ = ["RegenConfig", "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS", "RUNTIME_FIELDS"]
+
+#: RegenConfig fields that change how the pipeline executes, never what it computes (no stage is
+#: redone when only these change).
+RUNTIME_FIELDS = frozenset({"progress", "device", "backend", "decode_batch_size"})
 
 SCHEDULES = ("paper", "released")
 RESTRICT = ("items", "ordered", "span")

@@ -53,7 +53,7 @@ from .._io import atomic_open
 from ..training import distributed
 from ..config import config_to_dict, file_sha256, load_config, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat
-from .config import TRAINING_SETS, RegenConfig
+from .config import RUNTIME_FIELDS, TRAINING_SETS, RegenConfig
 from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
 from .model import Regenerator, load_checkpoint
 from .pretrain import pretrain
@@ -63,7 +63,6 @@ __all__ = ["DR4SR", "STAGES", "combine"]
 STAGES = ("patterns", "pairs", "regenerator", "inference", "write")
 
 # Fields that do not change any artifact: a resumed run may differ in these.
-_RUNTIME_FIELDS = {"progress", "device", "backend", "decode_batch_size"}
 # Fields each stage's artifact depends on (a later stage depends on the earlier ones too).
 _STAGE_FIELDS = {
     "patterns": {"max_span", "min_support"},
@@ -197,7 +196,7 @@ class DR4SR:
         # Mining alone reads only the mining fields: it must not throw away a
         # finished regenerator that differs in a field mining never reads.
         new = config_to_dict(self.config)
-        relevant = set(new) - _RUNTIME_FIELDS if whole_pipeline else _STAGE_FIELDS["patterns"]
+        relevant = set(new) - RUNTIME_FIELDS if whole_pipeline else _STAGE_FIELDS["patterns"]
         keep_config = False
         if cfg_path.exists():
             old = config_to_dict(load_config(RegenConfig, cfg_path))
@@ -216,7 +215,7 @@ class DR4SR:
         for i, stage in enumerate(order):
             fields = _STAGE_FIELDS.get(stage, set())
             if stage == "regenerator":
-                fields = {f.name for f in dataclasses.fields(RegenConfig)} - _RUNTIME_FIELDS - set().union(
+                fields = {f.name for f in dataclasses.fields(RegenConfig)} - RUNTIME_FIELDS - set().union(
                     *_STAGE_FIELDS.values())
             if set(changed) & fields:
                 first = i
@@ -387,7 +386,7 @@ class DR4SR:
         done = False
         if self._exists(path):
             model, record = load_checkpoint(path, num_items=data.num_items, device=cfg.device,
-                                            **{k: getattr(cfg, k) for k in _RUNTIME_FIELDS if k != "device"})
+                                            **{k: getattr(cfg, k) for k in RUNTIME_FIELDS if k != "device"})
             if record.get("complete"):
                 self.regenerator, self.history, done = model, list(record.get("history", [])), True
                 self.stage_seconds["regenerator"] = 0.0

@@ -18,16 +18,19 @@ import hashlib
 import itertools
 import json
 
+from ..dr4sr.config import RUNTIME_FIELDS as REGEN_RUNTIME_FIELDS
+from ..training.config import RUNTIME_FIELDS as TRAIN_RUNTIME_FIELDS
+
 __all__ = ["METHODS", "CompareConfig", "Run", "declare_runs", "method_config"]
 
 #: The methods `fastregen compare` knows, in report order. ``original`` is the
 #: baseline every other method is paired with.
 METHODS = ("original", "dr4sr", "dr4sr+", "unids", "reppad")
 
-# TrainConfig fields that change how a run executes, not what it computes:
-# they stay out of the run id (so a run done on 4 threads is the run on 1).
-_RUNTIME_TRAIN_FIELDS = ("progress", "num_threads", "device", "eval_batch_size")
-_RUNTIME_REGEN_FIELDS = ("progress", "device", "backend", "threads", "num_threads", "decode_batch_size")
+# Fields that change how a run executes, not what it computes, stay out of the run id (a run
+# done on 4 threads is the run on 1): TrainConfig's and RegenConfig's own lists, and the UniDS
+# miner's threads.
+_RUNTIME_REGEN_FIELDS = REGEN_RUNTIME_FIELDS | {"threads", "num_threads"}
 
 
 @dataclasses.dataclass
@@ -143,7 +146,7 @@ def method_config(cfg: CompareConfig, method: str, setting: dict) -> dict:
     train_setting = setting if method in ("original", "reppad") else {}
     extra = {"reppad": cfg.reppad} if method == "reppad" else {}
     train = config_to_dict(cfg.train_config(**extra, **train_setting))
-    for k in _RUNTIME_TRAIN_FIELDS + ("seed",):
+    for k in (*sorted(TRAIN_RUNTIME_FIELDS), "seed"):
         train.pop(k, None)
     out = {"train": train}
     if method in ("dr4sr", "dr4sr+"):

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 
 from ..evaluation import DEFAULT_KS, REPEATED_TARGET
 
-__all__ = ["TrainConfig", "LOSSES", "TRAIN_TARGETS"]
+__all__ = ["TrainConfig", "LOSSES", "TRAIN_TARGETS", "RUNTIME_FIELDS"]
+
+#: TrainConfig fields that change how a run executes, never what it computes: left out of the
+#: checkpoint's config check (a run may resume with other threads or without progress bars) and out
+#: of run ids.
+RUNTIME_FIELDS = frozenset({"progress", "num_threads", "device", "eval_batch_size"})
 
 LOSSES = ("bce", "sampled_softmax", "softmax")
 #: How a training sequence becomes examples (`fastregen.training.Examples`).

@@ -23,7 +23,7 @@ from ..data import SequenceDataset, as_dataset, concat, leave_one_out
 from ..evaluation import evaluate
 from . import distributed
 from .checkpoint import Checkpoint, array_sha256
-from .config import TrainConfig
+from .config import RUNTIME_FIELDS, TrainConfig
 from .examples import Examples
 from .losses import NextItemLoss
 from .trainer import EarlyStopping, Hook, Trainer
@@ -35,7 +35,6 @@ __all__ = ["fit", "fit_and_evaluate", "union", "seed_everything", "resolve_loss"
 CHECKPOINT = "checkpoint.pt"
 
 # TrainConfig fields that change no result: a run resumes whatever they are.
-_RUNTIME_FIELDS = {"progress", "num_threads", "device", "eval_batch_size"}
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -77,7 +76,7 @@ def run_fingerprint(cfg: TrainConfig, data: SequenceDataset, train_data: Sequenc
     sequence weights).
     """
     return {
-        "config": {k: v for k, v in config_to_dict(cfg).items() if k not in _RUNTIME_FIELDS},
+        "config": {k: v for k, v in config_to_dict(cfg).items() if k not in RUNTIME_FIELDS},
         "data_sha256": array_sha256(data.offsets, data.items),
         "train_data_sha256": array_sha256(train_data.offsets, train_data.items,
                                           None if sequence_weights is None else np.asarray(sequence_weights)),

@@ -40,7 +40,7 @@ def personalize(
     sets: List[str] = typer.Option([], "--set", help="A TrainConfig field, KEY=VALUE (YAML value); repeatable."),
     seed: int = typer.Option(0, "--seed", help="Target-model seed."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default 2)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores no other process is busy on at the start)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (the epoch lines stay)."),
 ) -> None:
     """Train MODEL on a regenerated training set with the DR4SR+ personalizer; print test metrics as JSON."""

@@ -87,7 +87,7 @@ def regenerate(
     embedding: Optional[Path] = typer.Option(None, "--embedding",
                                              help="Target-model checkpoint (model.pt) whose item table initialises the regenerator."),
     backend: Optional[str] = typer.Option(None, "--backend", help="auto, torch or triton."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's own)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: the cores no other process is busy on at the start)."),
     format: str = FormatOpt,
     user: Optional[str] = UserOpt,
     item: Optional[str] = ItemOpt,
@@ -114,10 +114,9 @@ def regenerate(
     values.update(overrides)
     cfg = config_from_dict(RegenConfig, values)
     check_output_dir(out, "--out")
-    if threads is not None:
-        import torch
+    from .._threads import apply_threads
 
-        torch.set_num_threads(threads)
+    apply_threads("auto" if threads is None else threads)
     from .. import memory
     from ..training import distributed
 

@@ -76,7 +76,7 @@ def train(
     seed: int = typer.Option(0, "--seed", min=0),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="bce | sampled_softmax | softmax."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default 2)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: the cores no other process is busy on at the start)."),
     format: str = FormatOpt,
     user: Optional[str] = UserOpt,
     item: Optional[str] = ItemOpt,

@@ -42,7 +42,7 @@ def unids_cmd(
                                            "original + generated and print the stage metrics on test."),
     backbone_epochs: int = typer.Option(200, "--backbone-epochs", help="Backbone epochs (early stopping on valid)."),
     max_len: int = typer.Option(200, "--backbone-max-len", help="Backbone's longest history."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's own)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores no other process is busy on at the start)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Synthesise training data for the recall, coarse and fine stages of DATA with UniDS into OUT."""
@@ -63,10 +63,9 @@ def unids_cmd(
     if quiet:
         values["progress"] = False
     cfg = UniDSConfig(**values)
-    if threads is not None:
-        import torch
+    from .._threads import apply_threads
 
-        torch.set_num_threads(threads)
+    apply_threads("auto" if threads is None else threads)
     check_output_dir(out, "--out")
     ds = _dataset(data, format, quiet)
     t0 = time.perf_counter()
@@ -88,6 +87,6 @@ def unids_cmd(
 
     res = fit_and_evaluate(run.data, model=backbone, seed=cfg.seed, train_data=train_set,
                            out_dir=out / f"backbone-{backbone}", epochs=backbone_epochs, max_len=max_len,
-                           valid_metric="ndcg@10", progress=not quiet, num_threads=threads or 0)
+                           valid_metric="ndcg@10", progress=not quiet, num_threads=threads or "auto")
     metrics = evaluate_stages(res["model"], leave_one_out(run.data).test)
     typer.echo(json.dumps({"backbone": backbone, "best_epoch": res["best_epoch"], "test": metrics}, indent=2))

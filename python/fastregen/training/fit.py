@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._threads import apply_threads
 from ..config import config_from_dict, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat, leave_one_out
 from ..evaluation import evaluate
@@ -99,8 +100,7 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         training time), ``history``, ``train_examples``, ``train_targets``,
         ``loss``, ``num_negatives``, ``trainer``.
     """
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    apply_threads(cfg.num_threads)  # "auto": the cores free now (fastregen._threads)
     num_items = int(num_items or train_data.num_items)
     if train_data.num_items > num_items:
         raise ValueError(f"training data holds item id {train_data.num_items} > num_items = {num_items}")

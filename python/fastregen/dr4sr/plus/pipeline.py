@@ -239,8 +239,9 @@ def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus:
     t0 = time.perf_counter()
     lower, dev = split_dev(train, plus)
     num_items = max(data.num_items, train.num_items)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    from ..._threads import apply_threads
+
+    apply_threads(cfg.num_threads)
     seed_everything(cfg.seed)  # the same initialisation as a plain fit_and_evaluate of this config
     net = build_target_model(cfg, num_items, lower)
     personalizer = hook = objective = optimizer = None

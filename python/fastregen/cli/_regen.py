@@ -55,6 +55,8 @@ def run_regenerate(data, out: Path, config, embedding: Optional[Path] = None, qu
     table = None if embedding is None else _load_embedding(embedding)
     dr = DR4SR(config)
     dr.measure_memory = True
+    if not quiet:  # where the run is, in a log too (bars are lines there: fastregen._progress)
+        dr.log = lambda line: typer.echo(line, err=True)
     dr.fit(data, out_dir=out, item_embedding=table)
     dr.regenerate()
     if not distributed.is_main():

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from . import app
-from ._options import FormatOpt, ItemOpt, QuietOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
+from ._options import FormatOpt, ModelOpt, ItemOpt, QuietOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
 
 
 def _parse_sets(pairs: list[str]) -> dict:
@@ -66,7 +66,7 @@ class EpochEstimate:
 @app.command()
 def train(
     data: Path = typer.Option(..., "--data", "-d", help="Dataset file (one user per line: user item item ...)."),
-    model: str = typer.Option("sasrec", "--model", "-m", help="Target model (see `fastregen models`)."),
+    model: str = ModelOpt,
     train_data: Optional[Path] = typer.Option(
         None, "--train-data",
         help="Train on this dataset instead of DATA's train split (e.g. a regenerated one); its item ids are "

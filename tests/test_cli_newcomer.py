@@ -1,0 +1,53 @@
+"""A newcomer's first run, second round (issue 29): one test per item of the list."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from fastregen import data
+from fastregen.cli import app
+
+from test_cli_errors import GOOD_DATA, assert_one_line_error
+
+runner = CliRunner()
+
+
+# 1. every option checked before any work
+def test_unids_refuses_an_unknown_backbone_before_reading_data(tmp_path):
+    # the data file does not exist: the backbone must be refused first
+    res = _invoke(["unids", tmp_path / "missing.txt", "--backbone", "nosuchmodel", "--out", tmp_path / "u"])
+    assert_one_line_error(res, "unknown model 'nosuchmodel'", "valid models: ")
+    res = _invoke(["unids", _good(tmp_path), "--backbone", "sasrec", "--backbone-epochs", "0", "--out", tmp_path / "u"])
+    assert_one_line_error(res, "epochs must be a positive int, got 0")
+    assert not (tmp_path / "u").exists()
+
+
+# 6. --plus names unknown keys like --plus-config
+def test_personalize_plus_unknown_key_is_named(tmp_path):
+    res = _invoke(["personalize", _good(tmp_path), "--regen", tmp_path, "--out", tmp_path / "p", "--plus", "nosuch=1"])
+    assert_one_line_error(res, "unknown PlusConfig option(s): nosuch; valid: ")
+    res = _invoke(["personalize", _good(tmp_path), "--regen", tmp_path, "--out", tmp_path / "p", "--set", "lr=-1"])
+    assert_one_line_error(res, "lr must be > 0")
+
+
+# 9. the help lists what is accepted
+def test_model_help_lists_every_registered_model():
+    from fastregen.cli._options import MODEL_NAMES
+    from fastregen.models import available_models
+
+    assert list(MODEL_NAMES) == available_models()
+    for command in ("personalize", "train"):
+        res = _invoke([command, "--help"], env={"COLUMNS": "400"})
+        assert res.exit_code == 0
+        text = " ".join(res.output.split())
+        assert ", ".join(MODEL_NAMES) in text, text
+
+

@@ -30,6 +30,25 @@ def test_unids_refuses_an_unknown_backbone_before_reading_data(tmp_path):
     assert not (tmp_path / "u").exists()
 
 
+# 2. outputs written before stdout; a closed stdout ends the run quietly
+@pytest.mark.parametrize("command", ["mine", "pairs"])
+def test_a_closed_stdout_loses_no_output_file(tmp_path, command):
+    good = _good(tmp_path)
+    pats = tmp_path / "p.tsv"
+    assert _invoke(["mine", good, "--out", pats, "--drop-last", "0", "-q"]).exit_code == 0
+    out = tmp_path / ("closed.tsv" if command == "mine" else "closed.txt")
+    args = ["mine", good, "--drop-last", "0"] if command == "mine" else ["pairs", good, "-p", pats]
+    p = _cli(*args, "--out", out, "-q")
+    p.stdout.close()  # the reader is gone before the command prints (`| head -0`)
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    p.wait(timeout=120)
+    assert p.returncode == 1 and err == "", (p.returncode, err)
+    ref = tmp_path / ("ref.tsv" if command == "mine" else "ref.txt")
+    assert _invoke([*args, "--out", ref, "-q"]).exit_code == 0
+    assert out.read_bytes() == ref.read_bytes()
+
+
 # 6. --plus names unknown keys like --plus-config
 def test_personalize_plus_unknown_key_is_named(tmp_path):
     res = _invoke(["personalize", _good(tmp_path), "--regen", tmp_path, "--out", tmp_path / "p", "--plus", "nosuch=1"])

@@ -131,6 +131,8 @@ class FastregenGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, _UserError):
             raise
+        except BrokenPipeError:  # stdout's reader went away (`| head -1`): click exits 1, quietly
+            raise
         except ClickException as e:
             raise _UserError(_usage_message(e)) from e
         except USER_ERRORS as e:

@@ -49,6 +49,18 @@ def test_a_closed_stdout_loses_no_output_file(tmp_path, command):
     assert out.read_bytes() == ref.read_bytes()
 
 
+# 5. a RecBole atomic file under --format auto has its header checked
+def test_auto_format_reads_inter_files_as_recbole(tmp_path):
+    weird = tmp_path / "w.inter"
+    weird.write_text("user_id:token\titem_id:weird\n1\t2\n")
+    with pytest.raises(ValueError, match=r"w.inter: header column 'item_id:weird' has type 'weird'"):
+        data.load(weird)
+    assert_one_line_error(_invoke(["stats", weird]), "w.inter", "'weird'")
+    ok = tmp_path / "ok.inter"
+    ok.write_text("user_id:token\titem_id:token\ttimestamp:float\n7\ta\t2\n7\tb\t1\n8\ta\t5\n")
+    assert data.load(ok).to_lists() == data.load(ok, format="recbole").to_lists()
+
+
 # 6. --plus names unknown keys like --plus-config
 def test_personalize_plus_unknown_key_is_named(tmp_path):
     res = _invoke(["personalize", _good(tmp_path), "--regen", tmp_path, "--out", tmp_path / "p", "--plus", "nosuch=1"])

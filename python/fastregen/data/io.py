@@ -18,11 +18,12 @@ Formats
     A RecBole atomic ``.inter`` file (typed header ``user_id:token
     item_id:token rating:float timestamp:float``): ids renumbered, ordered by
     time, timestamps kept, item categories from a ``.item`` file beside it
-    (`fastregen.data.recbole`). ``format="auto"`` reads ``.inter`` as plain
-    TSV; pass ``format="recbole"`` for the typed reading.
+    (`fastregen.data.recbole`), its typed header checked. ``format="auto"``
+    reads every ``.inter`` file so (RecBole names its atomic files by their
+    suffix); pass ``format="tsv"`` to read one as a plain table.
 ``"csv"``, ``"tsv"``, ``"parquet"``
-    Tables with a header (RecBole ``.inter`` files read as TSV, their ``:token``
-    type suffixes are ignored). The ``user``/``item``/``timestamp`` keyword
+    Tables with a header (an ``.inter`` file read with ``format="tsv"`` has
+    its ``:token`` type suffixes ignored). The ``user``/``item``/``timestamp`` keyword
     arguments name the columns (defaults: the first present of
     ``user_id, user, userId, uid`` / ``item_id, item, itemId, iid`` /
     ``timestamp, ts, time``; no timestamp column means file order). Ids may
@@ -33,7 +34,7 @@ Formats
     and otherwise fall back to Python's ``csv`` module (same results, slow,
     no date/time parsing).
 
-``format="auto"`` picks by extension: ``.csv``, ``.tsv``/``.inter``,
+``format="auto"`` picks by extension: ``.csv``, ``.tsv``, ``.inter`` (recbole),
 ``.parquet``/``.pq``; anything else (``.txt``, ...) is a text file of
 integers, read as ``"pairs"`` when the first complete lines (up to 64 KiB)
 all hold exactly two tokens *and* some user occurs on two of them (which a
@@ -124,7 +125,7 @@ def _format_from_suffix(path: Path) -> str | None:
     return {
         ".csv": "csv",
         ".tsv": "tsv",
-        ".inter": "tsv",
+        ".inter": "recbole",  # RecBole's atomic files: the typed header is checked
         ".parquet": "parquet",
         ".pq": "parquet",
     }.get(suffix)

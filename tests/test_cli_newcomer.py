@@ -82,3 +82,15 @@ def test_model_help_lists_every_registered_model():
         assert ", ".join(MODEL_NAMES) in text, text
 
 
+# 10. "-" is standard input; gzip is recognised on a pipe
+def test_stats_reads_stdin_and_gzip_pipes(tmp_path):
+    for payload in (GOOD_DATA.encode(), gzip.compress(GOOD_DATA.encode())):
+        p = _cli("stats", "-", "--json", stdin=subprocess.PIPE)
+        out, err = p.communicate(payload, timeout=120)  # closes the pipes
+        assert p.returncode == 0, err
+        assert b'"users": 20' in out
+    gz_no_suffix = tmp_path / "plain-name.txt"
+    gz_no_suffix.write_bytes(gzip.compress(GOOD_DATA.encode()))
+    assert data.load(gz_no_suffix).to_lists() == data.load(_good(tmp_path)).to_lists()
+
+

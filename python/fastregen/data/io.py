@@ -202,8 +202,11 @@ def _decompression_errors(path: Path):
                          "suffix if it is not compressed") from None
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 class _TextInput:
-    """A text input opened once and read once, front to back.
+    """A text input opened once and read once, front to back (``"-"``: standard input).
 
     The first `_SNIFF_BYTES` are read at open time (format and line-ending
     detection) and kept, and `readinto` serves them before reading on, so a
@@ -223,16 +226,19 @@ class _TextInput:
     """
 
     def __init__(self, path):
-        self.path = Path(path)
+        self.path = Path("/dev/stdin") if os.fspath(path) == "-" else Path(path)
         st = _check_input(self.path)
-        gz = self.path.suffix == ".gz"
-        self.size = st.st_size if stat.S_ISREG(st.st_mode) and not gz else None
-        self._f = gzip.open(self.path, "rb") if gz else open(self.path, "rb")
+        self._raw = open(self.path, "rb")
         try:
+            # gzip by its magic bytes too: a pipe (`zcat`-less `cat x.gz |`) has no suffix.
+            # peek() does not consume, so a pipe loses nothing.
+            gz = self.path.suffix == ".gz" or self._raw.peek(2)[:2] == _GZIP_MAGIC
+            self.size = st.st_size if stat.S_ISREG(st.st_mode) and not gz else None
+            self._f = gzip.GzipFile(fileobj=self._raw, mode="rb") if gz else self._raw
             with _decompression_errors(self.path):
                 head = self._f.read(_SNIFF_BYTES)
         except BaseException:
-            self._f.close()
+            self._raw.close()
             raise
         self.cr_only = b"\r" in head and b"\n" not in head
         self.head = head.replace(b"\r", b"\n") if self.cr_only else head
@@ -243,6 +249,7 @@ class _TextInput:
 
     def __exit__(self, *exc):
         self._f.close()
+        self._raw.close()
         return False
 
     def readinto(self, view) -> int:
@@ -1058,7 +1065,9 @@ def load(
     Parameters
     ----------
     path : str or Path
-        The file. See the module docs for the formats and ``format="auto"``.
+        The file; ``"-"`` reads a text format from standard input (gzip
+        recognised by its first bytes). See the module docs for the formats
+        and ``format="auto"``.
     format : {"auto", "lines", "pairs", "csv", "tsv", "parquet", "recbole"}, default "auto"
     user, item, timestamp : str, optional
         Column names of tables (csv/tsv/parquet/recbole; RecBole names

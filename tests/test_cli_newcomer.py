@@ -20,6 +20,21 @@ from test_cli_errors import GOOD_DATA, assert_one_line_error
 runner = CliRunner()
 
 
+def _invoke(args, **kw):
+    return runner.invoke(app, [os.fspath(a) for a in args], **kw)
+
+
+def _good(tmp_path):
+    path = tmp_path / "good.txt"
+    path.write_text(GOOD_DATA)
+    return path
+
+
+def _cli(*args, stdin=None, stdout=subprocess.PIPE):
+    return subprocess.Popen([sys.executable, "-m", "fastregen", *map(os.fspath, args)], stdin=stdin, stdout=stdout,
+                            stderr=subprocess.PIPE)
+
+
 # 1. every option checked before any work
 def test_unids_refuses_an_unknown_backbone_before_reading_data(tmp_path):
     # the data file does not exist: the backbone must be refused first
@@ -94,3 +109,44 @@ def test_stats_reads_stdin_and_gzip_pipes(tmp_path):
     assert data.load(gz_no_suffix).to_lists() == data.load(_good(tmp_path)).to_lists()
 
 
+# 11. minor
+def test_drop_last_that_empties_everything_names_file_and_option(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("1 2 3\n2 4 5 6\n")
+    assert_one_line_error(_invoke(["mine", short, "--drop-last", "4"]), "short.txt: --drop-last 4 leaves no item",
+                          "at most 3 items")
+
+
+def test_column_count_error_names_the_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,item_id\n1,2\n1,3,4\n")
+    assert_one_line_error(_invoke(["stats", bad]), "bad.csv: line 3: expected 2 columns, got 3")
+
+
+def test_ctrl_c_while_the_cli_loads_prints_no_traceback():
+    code = textwrap.dedent("""
+        import builtins, sys
+        real = builtins.__import__
+        def interrupting(name, globals=None, locals=None, fromlist=(), level=0):
+            if fromlist and "_mining" in fromlist:
+                raise KeyboardInterrupt
+            return real(name, globals, locals, fromlist, level)
+        builtins.__import__ = interrupting
+        sys.argv = ["fastregen", "--help"]
+        from fastregen.cli import main
+        main()
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130 and r.stderr.strip() == "interrupted" and r.stdout == "", r.stderr
+
+
+def test_provenance_records_absolute_path_size_and_hash(tmp_path, monkeypatch):
+    from fastregen.config import data_source
+
+    monkeypatch.chdir(tmp_path)
+    _good(tmp_path)
+    ds = data.load("good.txt")
+    src = data_source(ds)
+    assert src == {"path": os.fspath(tmp_path / "good.txt"), "bytes": len(GOOD_DATA),
+                   "file_sha256": hashlib.sha256(GOOD_DATA.encode()).hexdigest()}
+    assert data_source(data.SequenceDataset.from_lists([[1, 2]])) == {"path": "<in-memory>"}

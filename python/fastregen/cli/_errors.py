@@ -152,9 +152,16 @@ class FastregenGroup(TyperGroup):
             if e.format_message().strip():  # (a bare `fastregen` has printed its help instead)
                 typer.echo(f"error: {_usage_message(e)}", err=True)
             code = e.exit_code
-        except typer.Abort:
-            typer.echo("error: aborted", err=True)
-            code = 1
+        except typer.Abort as e:
+            if isinstance(e.__cause__, KeyboardInterrupt):  # click's own Ctrl-C handling (a command's imports)
+                typer.echo("interrupted", err=True)
+                code = 130
+            else:
+                typer.echo("error: aborted", err=True)
+                code = 1
+        except KeyboardInterrupt:  # Ctrl-C, even while torch is being imported: no traceback
+            typer.echo("\ninterrupted", err=True)
+            code = 130
         if standalone_mode:
             sys.exit(code)
         return code

@@ -34,7 +34,13 @@ def _load_input(data: Path, drop_last: int, progress: bool, fmt="auto", user=Non
                 remap=None):
     # Same reader and options as the data commands.
     ds = load_dataset(data, fmt, user, item, timestamp, remap, quiet=not progress)
-    return ds.slice_sequences(0, -drop_last) if drop_last else ds
+    if not drop_last:
+        return ds
+    cut = ds.slice_sequences(0, -drop_last)
+    if len(ds) and cut.num_interactions == 0:
+        raise ValueError(f"{data}: --drop-last {drop_last} leaves no item: its {len(ds):,} sequences hold at most "
+                         f"{int(ds.lengths.max())} items; pass a smaller --drop-last (0 uses them whole)")
+    return cut
 
 
 @app.command()

@@ -55,8 +55,9 @@ class EpochEstimate:
         train = float(record.get("train_seconds", 0.0))
         valid = float(record.get("eval_seconds", 0.0))
         per = train + valid
+        # Epochs are numbered from 0, as in metrics.jsonl and the JSON summary.
         self.line = (
-            f"epoch 1 took {per:.1f} s ({train:.1f} s training, {valid:.1f} s validation): "
+            f"epoch 0 (the first) took {per:.1f} s ({train:.1f} s training, {valid:.1f} s validation): "
             f"{self.max_epochs} epochs at most would take about {_duration(per * self.max_epochs)} "
             "(early stopping usually ends sooner; --epochs sets the budget)"
         )

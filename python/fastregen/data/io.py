@@ -867,6 +867,10 @@ def _read_table(path: Path, fmt: str, columns: list[str], sep: str, roles: list[
     except (pa.ArrowInvalid, OSError) as e:
         if "UTF8" in str(e):
             raise _not_utf8(path) from None
+        if fmt != "parquet" and "columns, got" in str(e):
+            # pyarrow names the row's text but not its line: the Python reader
+            # stops at that line and says which (an error path, read twice).
+            _read_csv_python(path, columns, sep, roles)
         raise ValueError(f"{path}: {e}") from None
 
 

@@ -48,7 +48,7 @@ import torch
 
 from .._io import atomic_open
 from ..training import distributed
-from ..config import config_to_dict, file_sha256, load_config, provenance, save_config
+from ..config import config_to_dict, data_source, load_config, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat
 from .config import TRAINING_SETS, RegenConfig
 from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
@@ -177,10 +177,7 @@ class DR4SR:
     # ---------------------------------------------------------------- stages
     def _prepare_dir(self, out_dir, data, data_path, *, whole_pipeline: bool) -> None:
         out = Path(out_dir)
-        src = {"path": os.fspath(data_path) if data_path is not None else getattr(data, "name", ""),
-               "sha256": dataset_sha256(data)}
-        if data_path is not None:
-            src["file_sha256"] = file_sha256(data_path)
+        src = {**data_source(data, data_path), "sha256": dataset_sha256(data)}  # absolute path, size, file hash
         # rank 0 checks and rewrites the folder; the other ranks wait for it
         distributed.main_first(lambda: self._write_dir(out, src, whole_pipeline), lambda: None)
         self.out_dir, self._source = out, src

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .._threads import apply_threads
-from ..config import config_from_dict, provenance, save_config
+from ..config import config_from_dict, data_source, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat, leave_one_out
 from ..evaluation import evaluate
 from . import distributed
@@ -286,8 +286,8 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
         atomic_write_text(out_dir / "result.json", json.dumps(summary, indent=2, default=str) + "\n")
         prov = provenance(
             cfg,
-            data=getattr(data, "name", ""),
-            train_data=None if train_data is None else getattr(train, "name", "<in-memory>"),
+            data=data_source(data),
+            train_data=None if train_data is None else data_source(train),
             command="fastregen.training.fit_and_evaluate",
             processes=1 if result["trainer"].world is None else result["trainer"].world.size,
             torch=torch.__version__,

@@ -4,15 +4,16 @@ torch's intra-op parallelism is OpenMP: every operator ends at a barrier
 where each thread waits for the others. When another process runs on one of
 the cores, one of our threads is descheduled for a whole time slice at each
 barrier while the others wait for it: on the project's 2-core machine with
-other jobs running, a Beauty SASRec epoch took 38-44 s on two threads
-against 4.2-5.0 s on one (``benchmarks/threads.py``, rows in
-``benchmarks/results/threads.csv``). A second thread pays only on a core
-that is actually free, so ``"auto"`` (the default of every training entry
-point) counts the free cores when a run starts.
+other jobs running, a Beauty SASRec epoch took 169 s on two threads with
+OpenMP's default wait against 10.1 s on one (``benchmarks/threads.py``,
+rows in ``benchmarks/results/threads.csv``). A second thread pays only on
+a core that is actually free, so ``"auto"`` (the default of every training
+entry point) counts the free cores when a run starts.
 
 OpenMP's default wait policy also spins on a waiting thread's core, taking
-it from the very process the barrier waits for; `passive_wait_policy` asks
-for a sleeping wait instead. It must be set before the OpenMP runtime
+it from the very thread the barrier waits for; `passive_wait_policy` asks
+for a sleeping wait instead (two threads under the same load: 9.2 s, so
+load arriving after the start no longer costs 17x). It must be set before the OpenMP runtime
 loads, i.e. before ``import torch``: ``import fastregen`` does it (the user's
 own ``OMP_WAIT_POLICY`` wins).
 """

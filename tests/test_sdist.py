@@ -71,3 +71,12 @@ def test_the_test_extra_holds_what_tools_asan_needs():
     script = (ROOT / "tools" / "asan.sh").read_text()
     assert "-m pybind11 --cmakedir" in script and "pybind11" in names
     assert "hypothesis" in names
+
+
+def test_wheels_exclude_libgomp_everywhere_they_are_repaired():
+    # one OpenMP runtime per process: the system's, beside torch's own (README, "Wheels and platforms")
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["cibuildwheel"]
+    assert "--exclude libgomp.so.1" in cfg["linux"]["repair-wheel-command"]
+    run_sh = (ROOT / "run.sh").read_text()
+    repairs = [line for line in run_sh.splitlines() if line.strip().startswith("auditwheel repair")]
+    assert repairs and all("--exclude libgomp.so.1" in line for line in repairs), repairs

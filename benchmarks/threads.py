@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
+from _harness import cpu_model, git_commit, save_pairs  # noqa: E402 (this folder is on sys.path)
 from _results import append_row
 
 RESULTS = Path(__file__).parent / "results" / "threads.csv"
@@ -77,21 +77,14 @@ if bench == "sasrec":
     t0 = time.perf_counter()
     tr.run_epoch(ex)
 else:
-    import numpy as np
-    from fastregen.data import SequenceDataset
+    sys.path.insert(0, os.environ["FASTREGEN_BENCH_DIR"])
+    from _harness import load_pairs
     from fastregen.dr4sr import RegenConfig, pretrain
-    z = np.load(pairs)
-    k = int(z["num_items"])
-    class Pairs:
-        sequences = SequenceDataset(z["seq_offsets"], z["seq_items"], num_items=k)
-        patterns = SequenceDataset(z["pat_offsets"], z["pat_items"], num_items=k)
-        source = z["source"]
-        def __len__(self):
-            return len(self.source)
+    train_pairs, k = load_pairs(pairs)
     cfg = RegenConfig(epochs=1, valid_fraction=0.0, progress=False, seed=0)
     n = apply_threads(threads)  # as `fastregen regenerate` does
     t0 = time.perf_counter()
-    pretrain(Pairs(), k, cfg)
+    pretrain(train_pairs, k, cfg)
 print(json.dumps({"seconds": time.perf_counter() - t0, "threads": n}))
 """
 
@@ -158,6 +151,7 @@ def _loadavg() -> str:
 
 def _run(bench: str, variant: str, data: str, pairs: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env["FASTREGEN_BENCH_DIR"] = os.fspath(Path(__file__).resolve().parent)
     out = subprocess.run([sys.executable, "-c", WORKER, bench, variant, data, pairs], env=env, check=True,
                          capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -225,9 +219,7 @@ def main(argv=None) -> int:
         train = dr4sr_input(data).subset(np.arange(min(args.regen_users, len(data))))
         pairs = pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2, threads=1),
                                max_per_sequence=10, seed=0, max_len=50, threads=1)
-        np.savez(npz, seq_offsets=pairs.sequences.offsets, seq_items=pairs.sequences.items,
-                 pat_offsets=pairs.patterns.offsets, pat_items=pairs.patterns.items, source=pairs.source,
-                 num_items=np.int64(data.num_items))
+        save_pairs(pairs, data.num_items, npz)
         print(f"regen: {len(pairs):,} pairs from {len(train):,} sequences", flush=True)
         workers = len(_study_pids())
         loaded = f"as found ({workers} nice'd one-thread study workers running)"

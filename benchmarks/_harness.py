@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-__all__ = ["config_overrides", "cpu_model", "git_commit"]
+__all__ = ["config_overrides", "cpu_model", "git_commit", "save_pairs", "load_pairs"]
 
 
 def cpu_model() -> str:
@@ -46,3 +46,36 @@ def config_overrides(pairs: list[str], flag: str) -> dict:
             raise SystemExit(f"{flag} takes KEY=VALUE, got {pair!r}")
         out[key] = yaml.safe_load(value)
     return out
+
+
+def save_pairs(pairs, num_items: int, path) -> None:
+    """Write `fastregen.patterns.PretrainPairs` to ``path`` (.npz) for a worker process (`load_pairs`)."""
+    import numpy as np
+
+    np.savez(path, seq_offsets=pairs.sequences.offsets, seq_items=pairs.sequences.items,
+             pat_offsets=pairs.patterns.offsets, pat_items=pairs.patterns.items, source=pairs.source,
+             num_items=np.int64(num_items))
+
+
+def load_pairs(path):
+    """``(pairs, num_items)`` from `save_pairs`' file: pairs as `fastregen.dr4sr.pretrain` takes them.
+
+    Imports ``fastregen`` when called, so a worker that put another version
+    of the package first on ``sys.path`` gets that version's datasets.
+    """
+    import numpy as np
+
+    from fastregen.data import SequenceDataset
+
+    z = np.load(path)
+    n = int(z["num_items"])
+
+    class Pairs:
+        sequences = SequenceDataset(z["seq_offsets"], z["seq_items"], num_items=n)
+        patterns = SequenceDataset(z["pat_offsets"], z["pat_items"], num_items=n)
+        source = z["source"]
+
+        def __len__(self):
+            return len(self.source)
+
+    return Pairs(), n

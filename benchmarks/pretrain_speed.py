@@ -28,7 +28,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
+from _harness import cpu_model, git_commit, save_pairs  # noqa: E402 (this folder is on sys.path)
 
 RESULTS = Path(__file__).parent / "results" / "pretrain_speed.csv"
 
@@ -47,18 +47,12 @@ try:
     from fastregen.dr4sr import RegenConfig, pretrain
 except ImportError:  # commits before the move of fastregen.regen
     from fastregen.regen import RegenConfig, pretrain
-from fastregen.data import SequenceDataset
-z = np.load(sys.argv[1])
-n = int(z["num_items"])
-class Pairs:
-    sequences = SequenceDataset(z["seq_offsets"], z["seq_items"], num_items=n)
-    patterns = SequenceDataset(z["pat_offsets"], z["pat_items"], num_items=n)
-    source = z["source"]
-    def __len__(self):
-        return len(self.source)
+sys.path.insert(0, os.environ["FASTREGEN_BENCH_DIR"])  # no package there: fastregen stays the chosen one
+from _harness import load_pairs
+pairs, n = load_pairs(sys.argv[1])
 cfg = RegenConfig(epochs=1, valid_fraction=0.0, progress=False, seed=0)
 t0 = time.perf_counter()
-model, history = pretrain(Pairs(), n, cfg)
+model, history = pretrain(pairs, n, cfg)
 print(json.dumps({"seconds": time.perf_counter() - t0, "train_loss": history[-1]["train_loss"]}))
 """
 
@@ -80,6 +74,7 @@ def _baseline_tree(commit: str, into: Path) -> Path:
 def _run(pythonpath: str | None, pairs: Path, threads: int) -> dict:
     env = dict(os.environ)
     env.pop("FASTREGEN_BASELINE", None)
+    env["FASTREGEN_BENCH_DIR"] = os.fspath(Path(__file__).resolve().parent)
     if pythonpath is not None:
         env["FASTREGEN_BASELINE"] = pythonpath
     out = subprocess.run([sys.executable, "-c", WORKER, str(pairs), str(threads)], env=env, check=True,
@@ -88,8 +83,6 @@ def _run(pythonpath: str | None, pairs: Path, threads: int) -> dict:
 
 
 def main(argv=None) -> int:
-    import numpy as np
-
     from fastregen.data import load
     from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
 
@@ -110,9 +103,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         npz = tmp / "pairs.npz"
-        np.savez(npz, seq_offsets=pairs.sequences.offsets, seq_items=pairs.sequences.items,
-                 pat_offsets=pairs.patterns.offsets, pat_items=pairs.patterns.items, source=pairs.source,
-                 num_items=np.int64(data.num_items))
+        save_pairs(pairs, data.num_items, npz)
         old_path = os.fspath(_baseline_tree(args.baseline, tmp))
         for r in range(args.repeats):
             for name, path in (("baseline", old_path), ("current", None)):

@@ -11,7 +11,7 @@ def test_estimate_after_the_first_epoch_only():
     est({"epoch": 0, "loss": 1.0, "train_seconds": 10.0, "eval_seconds": 2.0})
     est({"epoch": 1, "loss": 0.9, "train_seconds": 10.0, "eval_seconds": 2.0})
     assert lines == [
-        "epoch 1 took 12.0 s (10.0 s training, 2.0 s validation): 200 epochs at most would take about 40 min "
+        "epoch 0 (the first) took 12.0 s (10.0 s training, 2.0 s validation): 200 epochs at most would take about 40 min "
         "(early stopping usually ends sooner; --epochs sets the budget)"
     ]
 

@@ -6,7 +6,12 @@ so that any model trained on it recommends better.
 
 from __future__ import annotations
 
+from ._threads import passive_wait_policy as _passive_wait_policy
 from ._version import __version__
+
+# Before anything imports torch (whose OpenMP runtime reads it once, when it
+# loads): waiting threads sleep instead of spinning, see fastregen._threads.
+_passive_wait_policy()
 
 __all__ = ["__version__", "show_config", "config_info", "DR4SR", "RegenConfig", "UniDS", "UniDSConfig"]
 

@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import os
 import platform
+import stat
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +21,8 @@ import yaml
 
 from ._version import __version__
 
-__all__ = ["config_to_dict", "config_from_dict", "save_config", "load_config", "provenance", "file_sha256"]
+__all__ = ["config_to_dict", "config_from_dict", "save_config", "load_config", "provenance", "file_sha256",
+           "data_source"]
 
 C = TypeVar("C")
 
@@ -100,6 +102,25 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def data_source(data, path=None) -> dict:
+    """Where a dataset came from, for a provenance record.
+
+    ``path`` (else ``data.name``, the path a dataset was loaded from) as an
+    absolute path with the file's size in bytes and SHA-256 when it names
+    a regular file: a relative path means nothing once the run folder moves,
+    and the hash tells whether the file changed since. Otherwise just the
+    name (``{"path": "<in-memory>"}`` for a dataset built in memory).
+    """
+    name = os.fspath(path) if path is not None else (getattr(data, "name", "") or "<in-memory>")
+    try:
+        st = os.stat(name)
+    except (OSError, ValueError):
+        return {"path": name}
+    if not stat.S_ISREG(st.st_mode):  # a pipe or device: no size or hash to record
+        return {"path": os.path.abspath(name)}
+    return {"path": os.path.abspath(name), "bytes": st.st_size, "file_sha256": file_sha256(name)}
 
 
 def provenance(config=None, **extra: Any) -> dict:

@@ -9,9 +9,21 @@ do not catch them one by one.
 
 from __future__ import annotations
 
-import typer
+import sys
 
-from ._errors import FastregenGroup
+
+def _interrupted() -> None:
+    # Ctrl-C while the CLI's modules load (typer, the topics): no traceback.
+    sys.stderr.write("\ninterrupted\n")
+    raise SystemExit(130)
+
+
+try:
+    import typer
+
+    from ._errors import FastregenGroup
+except KeyboardInterrupt:
+    _interrupted()
 
 app = typer.Typer(
     name="fastregen",
@@ -41,16 +53,19 @@ def _root(
 
 
 # Topic modules register their commands on `app` when imported.
-from . import _data  # noqa: E402,F401
-from . import _entropy  # noqa: E402,F401
-from . import _mining  # noqa: E402,F401
-from . import _regen  # noqa: E402,F401
-from . import _train  # noqa: E402,F401
-from . import _personalize  # noqa: E402,F401
-from . import _unids  # noqa: E402,F401
-from . import _compare  # noqa: E402,F401
-from . import _plot  # noqa: E402,F401  (the `plot` sub-app)
-from . import _demo  # noqa: E402,F401  (registers the demo stages; after the topics)
+try:
+    from . import _data  # noqa: E402,F401
+    from . import _entropy  # noqa: E402,F401
+    from . import _mining  # noqa: E402,F401
+    from . import _regen  # noqa: E402,F401
+    from . import _train  # noqa: E402,F401
+    from . import _personalize  # noqa: E402,F401
+    from . import _unids  # noqa: E402,F401
+    from . import _compare  # noqa: E402,F401
+    from . import _plot  # noqa: E402,F401  (the `plot` sub-app)
+    from . import _demo  # noqa: E402,F401  (registers the demo stages; after the topics)
+except KeyboardInterrupt:
+    _interrupted()
 
 
 def main() -> None:

@@ -131,6 +131,8 @@ class FastregenGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, _UserError):
             raise
+        except BrokenPipeError:  # stdout's reader went away (`| head -1`): click exits 1, quietly
+            raise
         except ClickException as e:
             raise _UserError(_usage_message(e)) from e
         except USER_ERRORS as e:
@@ -150,9 +152,16 @@ class FastregenGroup(TyperGroup):
             if e.format_message().strip():  # (a bare `fastregen` has printed its help instead)
                 typer.echo(f"error: {_usage_message(e)}", err=True)
             code = e.exit_code
-        except typer.Abort:
-            typer.echo("error: aborted", err=True)
-            code = 1
+        except typer.Abort as e:
+            if isinstance(e.__cause__, KeyboardInterrupt):  # click's own Ctrl-C handling (a command's imports)
+                typer.echo("interrupted", err=True)
+                code = 130
+            else:
+                typer.echo("error: aborted", err=True)
+                code = 1
+        except KeyboardInterrupt:  # Ctrl-C, even while torch is being imported: no traceback
+            typer.echo("\ninterrupted", err=True)
+            code = 130
         if standalone_mode:
             sys.exit(code)
         return code

@@ -34,7 +34,13 @@ def _load_input(data: Path, drop_last: int, progress: bool, fmt="auto", user=Non
                 remap=None):
     # Same reader and options as the data commands.
     ds = load_dataset(data, fmt, user, item, timestamp, remap, quiet=not progress)
-    return ds.slice_sequences(0, -drop_last) if drop_last else ds
+    if not drop_last:
+        return ds
+    cut = ds.slice_sequences(0, -drop_last)
+    if len(ds) and cut.num_interactions == 0:
+        raise ValueError(f"{data}: --drop-last {drop_last} leaves no item: its {len(ds):,} sequences hold at most "
+                         f"{int(ds.lengths.max())} items; pass a smaller --drop-last (0 uses them whole)")
+    return cut
 
 
 @app.command()
@@ -71,6 +77,8 @@ def mine(
         threads=threads, progress=progress, max_patterns=max_patterns or None,
     )
     seconds = time.perf_counter() - t0
+    if out is not None:  # written before anything is printed: a closed stdout (`| head`) must not lose it
+        pats.save(out)
     typer.echo(
         f"{len(pats):,} patterns from {len(ds):,} sequences ({ds.num_interactions:,} interactions) "
         f"in {seconds:.2f} s (max_span={max_span}, min_support={min_support})"
@@ -82,7 +90,6 @@ def mine(
         for pattern, support in pats.top(top):
             typer.echo(f"  {support:>8,}  {' '.join(map(str, pattern))}")
     if out is not None:
-        pats.save(out)
         typer.echo(f"wrote {out}")
 
 
@@ -137,6 +144,24 @@ def pairs(
         ds, pats, max_per_sequence=max_per_sequence, seed=seed, max_len=max_len,
         span=span_arg, threads=threads, progress=progress,
     )
+    if out is not None:  # written before anything is printed (see `mine`)
+        if out.suffix == ".npz":
+            with atomic_open(out, "wb") as f:
+                np.savez(
+                    f,
+                    sequence_offsets=result.sequences.offsets,
+                    sequence_items=result.sequences.items,
+                    pattern_offsets=result.patterns.offsets,
+                    pattern_items=result.patterns.items,
+                    source=result.source,
+                    pattern_index=result.pattern_index,
+                )
+        else:
+            with atomic_open(out, "w") as f:
+                for r in range(len(result)):
+                    seq = " ".join(map(str, result.sequences[r].tolist()))
+                    pat = " ".join(map(str, result.patterns[r].tolist()))
+                    f.write(f"{int(result.source[r])}\t{seq}\t{pat}\n")
     covered = int(np.unique(result.source).size)
     typer.echo(
         f"{len(result):,} pairs from {covered:,} of {len(ds):,} sequences "
@@ -144,21 +169,4 @@ def pairs(
     )
     if out is None:
         return
-    if out.suffix == ".npz":
-        with atomic_open(out, "wb") as f:
-            np.savez(
-                f,
-                sequence_offsets=result.sequences.offsets,
-                sequence_items=result.sequences.items,
-                pattern_offsets=result.patterns.offsets,
-                pattern_items=result.patterns.items,
-                source=result.source,
-                pattern_index=result.pattern_index,
-            )
-    else:
-        with atomic_open(out, "w") as f:
-            for r in range(len(result)):
-                seq = " ".join(map(str, result.sequences[r].tolist()))
-                pat = " ".join(map(str, result.patterns[r].tolist()))
-                f.write(f"{int(result.source[r])}\t{seq}\t{pat}\n")
     typer.echo(f"wrote {out}")

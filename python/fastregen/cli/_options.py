@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 
 __all__ = [
-    "FormatOpt", "UserOpt", "ItemOpt", "TimeOpt", "RemapOpt", "QuietOpt",
+    "FormatOpt", "UserOpt", "ItemOpt", "TimeOpt", "RemapOpt", "QuietOpt", "ModelOpt", "MODEL_NAMES",
     "load_dataset", "check_output_file", "check_output_dir",
 ]
 
@@ -31,6 +31,12 @@ RemapOpt = typer.Option(
          "outputs then use the new ids). Default: only for tables.",
 )
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+#: The registered target models (`fastregen.models.available_models`), spelled
+#: out so that ``--help`` needs no torch import; a test keeps them equal.
+MODEL_NAMES = ("cl4srec", "fmlp", "gnn", "gru4rec", "hstu", "llama", "sasrec")
+ModelOpt = typer.Option("sasrec", "--model", "-m",
+                        help=f"Target model: {', '.join(MODEL_NAMES)} (`fastregen models` lists them).")
 
 
 def load_dataset(path: Path, fmt: str = "auto", user=None, item=None, timestamp=None, remap=None,

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from . import app
-from ._options import check_output_dir, load_dataset
+from ._options import FormatOpt, ItemOpt, ModelOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
 from ._train import _parse_sets
 
 
@@ -30,7 +30,7 @@ def personalize(
     data: Path = typer.Argument(..., help="Dataset file (one user per line: user item item ...)."),
     regen: Path = typer.Option(..., "--regen", help="A finished `fastregen regenerate` output folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (a finished run there is reused)."),
-    model: str = typer.Option("sasrec", "--model", "-m", help="Target model: sasrec, gru4rec, fmlp, gnn, cl4srec."),
+    model: str = ModelOpt,
     training_set: Optional[str] = typer.Option(None, "--training-set",
                                                help="Training set of the folder (default: the one it wrote)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="bilevel, end_to_end (ablation C) or off."),
@@ -40,11 +40,16 @@ def personalize(
     sets: List[str] = typer.Option([], "--set", help="A TrainConfig field, KEY=VALUE (YAML value); repeatable."),
     seed: int = typer.Option(0, "--seed", help="Target-model seed."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default 2)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores no other process is busy on at the start)."),
+    format: str = FormatOpt,
+    user: Optional[str] = UserOpt,
+    item: Optional[str] = ItemOpt,
+    timestamp: Optional[str] = TimeOpt,
+    remap: Optional[bool] = RemapOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (the epoch lines stay)."),
 ) -> None:
     """Train MODEL on a regenerated training set with the DR4SR+ personalizer; print test metrics as JSON."""
-    from ..config import config_to_dict, load_config
+    from ..config import config_from_dict, config_to_dict, load_config
     from ..dr4sr.plus import PlusConfig, load_training_set, personalize as run
     from ..training import TrainConfig
 
@@ -52,7 +57,7 @@ def personalize(
     plus_values.update(_parse_sets(plus_sets))
     if mode is not None:
         plus_values["mode"] = mode
-    plus = PlusConfig(**plus_values)
+    plus = config_from_dict(PlusConfig, plus_values)  # unknown keys named, as --plus-config's
     values = config_to_dict(load_config(TrainConfig, config)) if config is not None else {}
     values.update(_parse_sets(sets))
     for key, val in (("epochs", epochs), ("num_threads", threads)):
@@ -61,9 +66,11 @@ def personalize(
     values["progress"] = not quiet
     values.pop("seed", None)
     values.pop("model", None)
+    config_from_dict(TrainConfig, {**values, "model": model})  # every option checked before any data is read
     check_output_dir(out, "--out")
     # Read DATA here so its errors name the file, as every command's do.
-    dataset, train, name = load_training_set(load_dataset(data, quiet=quiet), regen, training_set)
+    dataset, train, name = load_training_set(
+        load_dataset(data, format, user, item, timestamp, remap, quiet), regen, training_set)
 
     def log(record):
         typer.echo(_epoch_line(record))

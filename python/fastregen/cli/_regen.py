@@ -55,6 +55,8 @@ def run_regenerate(data, out: Path, config, embedding: Optional[Path] = None, qu
     table = None if embedding is None else _load_embedding(embedding)
     dr = DR4SR(config)
     dr.measure_memory = True
+    if not quiet:  # where the run is, in a log too (bars are lines there: fastregen._progress)
+        dr.log = lambda line: typer.echo(line, err=True)
     dr.fit(data, out_dir=out, item_embedding=table)
     dr.regenerate()
     if not distributed.is_main():
@@ -87,7 +89,7 @@ def regenerate(
     embedding: Optional[Path] = typer.Option(None, "--embedding",
                                              help="Target-model checkpoint (model.pt) whose item table initialises the regenerator."),
     backend: Optional[str] = typer.Option(None, "--backend", help="auto, torch or triton."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: torch's own)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: the cores no other process is busy on at the start)."),
     format: str = FormatOpt,
     user: Optional[str] = UserOpt,
     item: Optional[str] = ItemOpt,
@@ -114,10 +116,9 @@ def regenerate(
     values.update(overrides)
     cfg = config_from_dict(RegenConfig, values)
     check_output_dir(out, "--out")
-    if threads is not None:
-        import torch
+    from .._threads import apply_threads
 
-        torch.set_num_threads(threads)
+    apply_threads("auto" if threads is None else threads)
     from .. import memory
     from ..training import distributed
 

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from . import app
-from ._options import FormatOpt, ItemOpt, QuietOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
+from ._options import FormatOpt, ModelOpt, ItemOpt, QuietOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
 
 
 def _parse_sets(pairs: list[str]) -> dict:
@@ -55,8 +55,9 @@ class EpochEstimate:
         train = float(record.get("train_seconds", 0.0))
         valid = float(record.get("eval_seconds", 0.0))
         per = train + valid
+        # Epochs are numbered from 0, as in metrics.jsonl and the JSON summary.
         self.line = (
-            f"epoch 1 took {per:.1f} s ({train:.1f} s training, {valid:.1f} s validation): "
+            f"epoch 0 (the first) took {per:.1f} s ({train:.1f} s training, {valid:.1f} s validation): "
             f"{self.max_epochs} epochs at most would take about {_duration(per * self.max_epochs)} "
             "(early stopping usually ends sooner; --epochs sets the budget)"
         )
@@ -66,7 +67,7 @@ class EpochEstimate:
 @app.command()
 def train(
     data: Path = typer.Option(..., "--data", "-d", help="Dataset file (one user per line: user item item ...)."),
-    model: str = typer.Option("sasrec", "--model", "-m", help="Target model (see `fastregen models`)."),
+    model: str = ModelOpt,
     train_data: Optional[Path] = typer.Option(
         None, "--train-data",
         help="Train on this dataset instead of DATA's train split (e.g. a regenerated one); its item ids are "
@@ -76,7 +77,7 @@ def train(
     seed: int = typer.Option(0, "--seed", min=0),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="bce | sampled_softmax | softmax."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default 2)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: the cores no other process is busy on at the start)."),
     repeated_target: Optional[str] = typer.Option(
         None, "--repeated-target",
         help="keep | mask: rank a validation/test target that is also in the user's history (keep, default) or "

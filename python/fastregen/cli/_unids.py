@@ -10,10 +10,10 @@ from typing import Optional
 import typer
 
 from . import app
-from ._options import check_output_dir
+from ._options import FormatOpt, ItemOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir
 
 
-def _dataset(data: str, fmt: str, quiet: bool):
+def _dataset(data: str, fmt: str, quiet: bool, user=None, item=None, timestamp=None, remap=None):
     """A file, or the name of a dataset `fastregen.data.datasets` can fetch (``ml-100k``)."""
     from ..data import datasets
     from ._data import _load
@@ -24,14 +24,18 @@ def _dataset(data: str, fmt: str, quiet: bool):
             return datasets.load(data)
         except datasets.FetchError as err:
             raise typer.BadParameter(str(err)) from None
-    return _load(path, fmt, None, None, None, quiet=quiet)
+    return _load(path, fmt, user, item, timestamp, quiet=quiet, remap=remap)
 
 
 @app.command("unids")
 def unids_cmd(
     data: str = typer.Argument(..., help="Dataset file, or a dataset name to fetch (ml-100k)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (stage artifacts; a rerun resumes)."),
-    format: str = typer.Option("auto", "--format", "-f", help="Input format: auto, lines, pairs, csv, tsv, parquet, recbole."),
+    format: str = FormatOpt,
+    user: Optional[str] = UserOpt,
+    item: Optional[str] = ItemOpt,
+    timestamp: Optional[str] = TimeOpt,
+    remap: Optional[bool] = RemapOpt,
     config: Optional[Path] = typer.Option(None, "--config", help="UniDSConfig YAML (the options below override it)."),
     no_tc: bool = typer.Option(False, "--no-tc", help="Ablation w/o TC: one theta for every stage."),
     no_uf: bool = typer.Option(False, "--no-uf", help="Ablation w/o UF: no T or stage tokens."),
@@ -42,11 +46,11 @@ def unids_cmd(
                                            "original + generated and print the stage metrics on test."),
     backbone_epochs: int = typer.Option(200, "--backbone-epochs", help="Backbone epochs (early stopping on valid)."),
     max_len: int = typer.Option(200, "--backbone-max-len", help="Backbone's longest history."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's own)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: the cores no other process is busy on at the start)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Synthesise training data for the recall, coarse and fine stages of DATA with UniDS into OUT."""
-    from ..config import config_to_dict, load_config
+    from ..config import config_from_dict, config_to_dict, load_config
     from ..unids import UniDS, UniDSConfig
 
     values = config_to_dict(load_config(UniDSConfig, config)) if config is not None else {}
@@ -62,13 +66,16 @@ def unids_cmd(
         values["seed"] = seed
     if quiet:
         values["progress"] = False
-    cfg = UniDSConfig(**values)
-    if threads is not None:
-        import torch
+    cfg = config_from_dict(UniDSConfig, values)
+    if backbone is not None:  # checked now, not after the generator's hours of pre-training
+        from ..training import TrainConfig
 
-        torch.set_num_threads(threads)
+        TrainConfig(model=backbone, epochs=backbone_epochs, max_len=max_len, valid_metric="ndcg@10")
+    from .._threads import apply_threads
+
+    apply_threads("auto" if threads is None else threads)
     check_output_dir(out, "--out")
-    ds = _dataset(data, format, quiet)
+    ds = _dataset(data, format, quiet, user, item, timestamp, remap)
     t0 = time.perf_counter()
     run = UniDS(cfg, log=typer.echo).fit(ds, out_dir=out)
     train_set = run.generate()
@@ -88,6 +95,6 @@ def unids_cmd(
 
     res = fit_and_evaluate(run.data, model=backbone, seed=cfg.seed, train_data=train_set,
                            out_dir=out / f"backbone-{backbone}", epochs=backbone_epochs, max_len=max_len,
-                           valid_metric="ndcg@10", progress=not quiet, num_threads=threads or 0)
+                           valid_metric="ndcg@10", progress=not quiet, num_threads=threads or "auto")
     metrics = evaluate_stages(res["model"], leave_one_out(run.data).test)
     typer.echo(json.dumps({"backbone": backbone, "best_epoch": res["best_epoch"], "test": metrics}, indent=2))

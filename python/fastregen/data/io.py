@@ -18,11 +18,12 @@ Formats
     A RecBole atomic ``.inter`` file (typed header ``user_id:token
     item_id:token rating:float timestamp:float``): ids renumbered, ordered by
     time, timestamps kept, item categories from a ``.item`` file beside it
-    (`fastregen.data.recbole`). ``format="auto"`` reads ``.inter`` as plain
-    TSV; pass ``format="recbole"`` for the typed reading.
+    (`fastregen.data.recbole`), its typed header checked. ``format="auto"``
+    reads every ``.inter`` file so (RecBole names its atomic files by their
+    suffix); pass ``format="tsv"`` to read one as a plain table.
 ``"csv"``, ``"tsv"``, ``"parquet"``
-    Tables with a header (RecBole ``.inter`` files read as TSV, their ``:token``
-    type suffixes are ignored). The ``user``/``item``/``timestamp`` keyword
+    Tables with a header (an ``.inter`` file read with ``format="tsv"`` has
+    its ``:token`` type suffixes ignored). The ``user``/``item``/``timestamp`` keyword
     arguments name the columns (defaults: the first present of
     ``user_id, user, userId, uid`` / ``item_id, item, itemId, iid`` /
     ``timestamp, ts, time``; no timestamp column means file order). Ids may
@@ -33,7 +34,7 @@ Formats
     and otherwise fall back to Python's ``csv`` module (same results, slow,
     no date/time parsing).
 
-``format="auto"`` picks by extension: ``.csv``, ``.tsv``/``.inter``,
+``format="auto"`` picks by extension: ``.csv``, ``.tsv``, ``.inter`` (recbole),
 ``.parquet``/``.pq``; anything else (``.txt``, ...) is a text file of
 integers, read as ``"pairs"`` when the first complete lines (up to 64 KiB)
 all hold exactly two tokens *and* some user occurs on two of them (which a
@@ -124,7 +125,7 @@ def _format_from_suffix(path: Path) -> str | None:
     return {
         ".csv": "csv",
         ".tsv": "tsv",
-        ".inter": "tsv",
+        ".inter": "recbole",  # RecBole's atomic files: the typed header is checked
         ".parquet": "parquet",
         ".pq": "parquet",
     }.get(suffix)
@@ -201,8 +202,11 @@ def _decompression_errors(path: Path):
                          "suffix if it is not compressed") from None
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 class _TextInput:
-    """A text input opened once and read once, front to back.
+    """A text input opened once and read once, front to back (``"-"``: standard input).
 
     The first `_SNIFF_BYTES` are read at open time (format and line-ending
     detection) and kept, and `readinto` serves them before reading on, so a
@@ -222,16 +226,19 @@ class _TextInput:
     """
 
     def __init__(self, path):
-        self.path = Path(path)
+        self.path = Path("/dev/stdin") if os.fspath(path) == "-" else Path(path)
         st = _check_input(self.path)
-        gz = self.path.suffix == ".gz"
-        self.size = st.st_size if stat.S_ISREG(st.st_mode) and not gz else None
-        self._f = gzip.open(self.path, "rb") if gz else open(self.path, "rb")
+        self._raw = open(self.path, "rb")
         try:
+            # gzip by its magic bytes too: a pipe (`zcat`-less `cat x.gz |`) has no suffix.
+            # peek() does not consume, so a pipe loses nothing.
+            gz = self.path.suffix == ".gz" or self._raw.peek(2)[:2] == _GZIP_MAGIC
+            self.size = st.st_size if stat.S_ISREG(st.st_mode) and not gz else None
+            self._f = gzip.GzipFile(fileobj=self._raw, mode="rb") if gz else self._raw
             with _decompression_errors(self.path):
                 head = self._f.read(_SNIFF_BYTES)
         except BaseException:
-            self._f.close()
+            self._raw.close()
             raise
         self.cr_only = b"\r" in head and b"\n" not in head
         self.head = head.replace(b"\r", b"\n") if self.cr_only else head
@@ -242,6 +249,7 @@ class _TextInput:
 
     def __exit__(self, *exc):
         self._f.close()
+        self._raw.close()
         return False
 
     def readinto(self, view) -> int:
@@ -859,6 +867,10 @@ def _read_table(path: Path, fmt: str, columns: list[str], sep: str, roles: list[
     except (pa.ArrowInvalid, OSError) as e:
         if "UTF8" in str(e):
             raise _not_utf8(path) from None
+        if fmt != "parquet" and "columns, got" in str(e):
+            # pyarrow names the row's text but not its line: the Python reader
+            # stops at that line and says which (an error path, read twice).
+            _read_csv_python(path, columns, sep, roles)
         raise ValueError(f"{path}: {e}") from None
 
 
@@ -1057,7 +1069,9 @@ def load(
     Parameters
     ----------
     path : str or Path
-        The file. See the module docs for the formats and ``format="auto"``.
+        The file; ``"-"`` reads a text format from standard input (gzip
+        recognised by its first bytes). See the module docs for the formats
+        and ``format="auto"``.
     format : {"auto", "lines", "pairs", "csv", "tsv", "parquet", "recbole"}, default "auto"
     user, item, timestamp : str, optional
         Column names of tables (csv/tsv/parquet/recbole; RecBole names

@@ -51,7 +51,7 @@ import torch
 
 from .._io import atomic_open
 from ..training import distributed
-from ..config import config_to_dict, file_sha256, load_config, provenance, save_config
+from ..config import config_to_dict, data_source, load_config, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat
 from .config import RUNTIME_FIELDS, TRAINING_SETS, RegenConfig
 from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
@@ -154,6 +154,9 @@ class DR4SR:
     """
 
     measure_memory = False
+    #: Called with one line at each stage's start and end (and for a reused
+    #: stage); the CLI prints them on stderr, so that a log shows where a run is.
+    log = None
 
     def __init__(self, config: RegenConfig | None = None, **overrides) -> None:
         config = RegenConfig() if config is None else config
@@ -176,10 +179,7 @@ class DR4SR:
     # ---------------------------------------------------------------- stages
     def _prepare_dir(self, out_dir, data, data_path, *, whole_pipeline: bool) -> None:
         out = Path(out_dir)
-        src = {"path": os.fspath(data_path) if data_path is not None else getattr(data, "name", ""),
-               "sha256": dataset_sha256(data)}
-        if data_path is not None:
-            src["file_sha256"] = file_sha256(data_path)
+        src = {**data_source(data, data_path), "sha256": dataset_sha256(data)}  # absolute path, size, file hash
         # rank 0 checks and rewrites the folder; the other ranks wait for it
         distributed.main_first(lambda: self._write_dir(out, src, whole_pipeline), lambda: None)
         self.out_dir, self._source = out, src
@@ -233,11 +233,21 @@ class DR4SR:
         return None if self.out_dir is None else self.out_dir / name
 
     def _timed(self, stage: str, fn):
+        self._log(f"{stage}: started")
         t0 = time.perf_counter()
         with self._measure(stage):
             result = fn()
         self.stage_seconds[stage] = time.perf_counter() - t0
+        self._log(f"{stage}: done in {self.stage_seconds[stage]:.1f} s")
         return result
+
+    def _reused(self, stage: str) -> None:
+        self.stage_seconds[stage] = 0.0
+        self._log(f"{stage}: reused")
+
+    def _log(self, line: str) -> None:
+        if self.log is not None and distributed.is_main():
+            self.log(line)
 
     @contextlib.contextmanager
     def _measure(self, stage: str):
@@ -264,7 +274,7 @@ class DR4SR:
         every rank computes (the stages are deterministic).
         """
         if self._exists(path):
-            self.stage_seconds[stage] = 0.0
+            self._reused(stage)
             return load(path)
 
         def run():
@@ -389,7 +399,7 @@ class DR4SR:
                                             **{k: getattr(cfg, k) for k in RUNTIME_FIELDS if k != "device"})
             if record.get("complete"):
                 self.regenerator, self.history, done = model, list(record.get("history", [])), True
-                self.stage_seconds["regenerator"] = 0.0
+                self._reused("regenerator")
         if not done:
             self.regenerator, self.history = self._timed("regenerator", lambda: pretrain(
                 self.pairs, data.num_items, cfg, item_embedding=item_embedding, checkpoint=path,
@@ -408,7 +418,7 @@ class DR4SR:
                 self.regenerated = SequenceDataset(z["offsets"], z["items"], num_items=self.data.num_items,
                                                    item_ids=self.data.item_ids, name="regenerated")
                 self.inference_info = json.loads(str(z["info"]))
-            self.stage_seconds["inference"] = 0.0
+            self._reused("inference")
             return self.regenerated
         self.regenerated, self.inference_info = self._timed(
             "inference", lambda: hybrid_inference(
@@ -504,13 +514,15 @@ class DR4SR:
 
         out = self.out_dir
         if (out / "regenerated.txt").exists() and (out / "regenerated.json").exists():
-            self.stage_seconds["write"] = 0.0
+            self._reused("write")
             return
+        self._log("write: started")
         t0 = time.perf_counter()
         chosen = sets[self.config.training_set]
         save(sets["regenerated"], out / "regenerated_patterns.txt", drop_empty=True)
         save(chosen, out / "regenerated.txt", drop_empty=True)
         self.stage_seconds["write"] = time.perf_counter() - t0
+        self._log(f"write: done in {self.stage_seconds['write']:.1f} s")
         record = provenance(
             self.config,
             seed=self.config.seed,

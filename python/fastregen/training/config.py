@@ -72,8 +72,11 @@ class TrainConfig:
         A validation / test target that also occurs in the user's history:
         ranked (``keep``) or given the worst rank (``mask``, DR4SR's
         evaluator); see `fastregen.evaluation.REPEATED_TARGET`.
-    num_threads : int, default 2
-        torch intra-op threads (0 leaves torch's setting alone).
+    num_threads : int or "auto", default "auto"
+        torch intra-op threads; "auto" counts the cores no other process is
+        busy on when the run starts (`fastregen._threads.free_cores`: one
+        thread on a loaded machine, where a second one makes an epoch
+        several times slower); 0 leaves torch's setting alone.
     length_bucketing : bool, default True
         Group examples of similar length into batches and drop all-padding
         columns. Several times faster on short-sequence data (Amazon
@@ -111,7 +114,7 @@ class TrainConfig:
     ks: tuple = DEFAULT_KS
     exclude_history: bool = True
     repeated_target: str = "keep"
-    num_threads: int = 2
+    num_threads: int | str = "auto"
     length_bucketing: bool = True
     reppad: int = 0
     seed: int = 0
@@ -149,6 +152,10 @@ class TrainConfig:
             raise ValueError(f"valid_metric {self.valid_metric!r} is not computed; choose one of {sorted(metric_names)}")
         if isinstance(self.reppad, bool) or self.reppad not in (0, 1, 2):
             raise ValueError(f"reppad must be 0 (off), 1 (repeat) or 2 (repeat with delimiter 0), got {self.reppad!r}")
+        if self.num_threads != "auto" and (isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int)
+                                           or self.num_threads < 0):
+            raise ValueError(f"num_threads must be 'auto' or an int >= 0 (0: torch's own setting), "
+                             f"got {self.num_threads!r}")
         if not isinstance(self.model_kwargs, dict):
             raise TypeError(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import config_from_dict, config_to_dict, provenance, save_config
+from .._threads import apply_threads
+from ..config import config_from_dict, config_to_dict, data_source, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat, leave_one_out
 from ..evaluation import evaluate
 from . import distributed
@@ -127,8 +128,7 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         ``loss``, ``num_negatives``, ``trainer``, ``resumed_epochs`` (epochs
         found done in the checkpoint).
     """
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    apply_threads(cfg.num_threads)  # "auto": the cores free now (fastregen._threads)
     num_items = int(num_items or train_data.num_items)
     if train_data.num_items > num_items:
         raise ValueError(f"training data holds item id {train_data.num_items} > num_items = {num_items}")
@@ -354,8 +354,8 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
         atomic_write_text(out_dir / "result.json", json.dumps(summary, indent=2, default=str) + "\n")
         prov = provenance(
             cfg,
-            data=getattr(data, "name", ""),
-            train_data=None if train_data is None else getattr(train, "name", "<in-memory>"),
+            data=data_source(data),
+            train_data=None if train_data is None else data_source(train),
             command="fastregen.training.fit_and_evaluate",
             processes=1 if result["trainer"].world is None else result["trainer"].world.size,
             torch=torch.__version__,

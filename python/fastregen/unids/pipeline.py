@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import config_to_dict, file_sha256, provenance, save_config
+from ..config import config_to_dict, data_source, provenance, save_config
 from ..data import SequenceDataset, as_dataset, leave_one_out
 from ..dr4sr.infer import dataset_sha256, table2, write_provenance
 from ..patterns import Patterns, segment
@@ -142,10 +142,7 @@ class UniDS:
     def _prepare_dir(self, out_dir, data, data_path) -> None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        src = {"path": os.fspath(data_path) if data_path is not None else getattr(data, "name", ""),
-               "sha256": dataset_sha256(data)}
-        if data_path is not None:
-            src["file_sha256"] = file_sha256(data_path)
+        src = {**data_source(data, data_path), "sha256": dataset_sha256(data)}  # absolute path, size, file hash
         src_path = out / "source.json"
         if src_path.exists():
             old = json.loads(src_path.read_text())

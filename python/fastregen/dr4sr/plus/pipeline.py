@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from ..._io import atomic_open, atomic_write_text
-from ...config import config_from_dict, config_to_dict, file_sha256, load_config, provenance, save_config
+from ...config import config_from_dict, config_to_dict, data_source, file_sha256, load_config, provenance, save_config
 from ...data import SequenceDataset, as_dataset
 from ...training import Examples, NextItemLoss, TrainConfig, adam, fit_and_evaluate
 from ...training.fit import build_target_model, resolve_loss, seed_everything
@@ -244,8 +244,9 @@ def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus:
     t0 = time.perf_counter()
     lower, dev = split_dev(train, plus)
     num_items = max(data.num_items, train.num_items)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    from ..._threads import apply_threads
+
+    apply_threads(cfg.num_threads)
     seed_everything(cfg.seed)  # the same initialisation as a plain fit_and_evaluate of this config
     net = build_target_model(cfg, num_items, lower)
     personalizer = hook = objective = optimizer = None
@@ -307,8 +308,8 @@ def _write(out: Path, result, net, personalizer, lower, plus, cfg, fingerprint, 
         **extra,
         "seconds": result["seconds"],
         "fingerprint": fingerprint,
-        "provenance": provenance(plus, train_config=config_to_dict(cfg), data=getattr(data, "name", ""),
-                                 train_data=getattr(train, "name", ""), command="fastregen.dr4sr.plus.personalize",
+        "provenance": provenance(plus, train_config=config_to_dict(cfg), data=data_source(data),
+                                 train_data=data_source(train), command="fastregen.dr4sr.plus.personalize",
                                  torch=torch.__version__, torch_threads=torch.get_num_threads()),
     }
     # the summary fit_and_evaluate wrote, with DR4SR+'s figures added

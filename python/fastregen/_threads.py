@@ -1,0 +1,123 @@
+"""How many threads a run uses by default: the cores no other process is busy on.
+
+torch's intra-op parallelism is OpenMP: every operator ends at a barrier
+where each thread waits for the others. When another process runs on one of
+the cores, one of our threads is descheduled for a whole time slice at each
+barrier while the others wait for it: on the project's 2-core machine with
+other jobs running, a Beauty SASRec epoch took 169 s on two threads with
+OpenMP's default wait against 10.1 s on one (``benchmarks/threads.py``,
+rows in ``benchmarks/results/threads.csv``). A second thread pays only on
+a core that is actually free, so ``"auto"`` (the default of every training
+entry point) counts the free cores when a run starts.
+
+OpenMP's default wait policy also spins on a waiting thread's core, taking
+it from the very thread the barrier waits for; `passive_wait_policy` asks
+for a sleeping wait instead (two threads under the same load: 9.2 s, so
+load arriving after the start no longer costs 17x). It must be set before the OpenMP runtime
+loads, i.e. before ``import torch``: ``import fastregen`` does it (the user's
+own ``OMP_WAIT_POLICY`` wins).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+__all__ = ["AUTO", "free_cores", "resolve_threads", "apply_threads", "passive_wait_policy"]
+
+#: The ``num_threads`` value that means "the free cores, counted at the start of the run".
+AUTO = "auto"
+
+
+def passive_wait_policy() -> None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it (effective only before torch is imported)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _allowed_cpus() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    try:  # a cgroup v2 CPU quota ("max 100000" when unlimited)
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat, or None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:  # pragma: no cover - not Linux
+        return None
+    if not fields or fields[0] != "cpu":  # pragma: no cover
+        return None
+    values = [int(v) for v in fields[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user time
+    return total - idle, total
+
+
+def free_cores(window: float = 0.1) -> int:
+    """CPUs this process may use that other processes left idle over the last ``window`` seconds (>= 1).
+
+    Busy time is read from ``/proc/stat`` while this thread sleeps, so it
+    is the other processes' (nice'd ones included: a nice'd process still
+    holds its core whenever our thread is not runnable, and that is exactly
+    when a barrier waits). Without ``/proc/stat`` every allowed CPU counts
+    as free.
+    """
+    allowed = _allowed_cpus()
+    before = _cpu_times()
+    if before is None:  # pragma: no cover - not Linux
+        return allowed
+    time.sleep(window)
+    after = _cpu_times()
+    busy, total = after[0] - before[0], after[1] - before[1]
+    if total <= 0:
+        return allowed
+    machine = os.cpu_count() or allowed
+    busy_cores = machine * busy / total
+    return max(1, min(allowed, int(round(machine - busy_cores))))
+
+
+def resolve_threads(num_threads) -> int:
+    """The thread count ``num_threads`` means: ``"auto"`` -> `free_cores` (at most torch's own default), an int as is.
+
+    0 means "leave torch's setting alone" and is returned as 0.
+    """
+    if num_threads == AUTO:
+        import torch
+
+        return min(free_cores(), _default_torch_threads(torch))
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
+        raise ValueError(f"num_threads must be 'auto' or an int >= 0 (0: torch's own setting), got {num_threads!r}")
+    return num_threads
+
+
+_TORCH_DEFAULT: int | None = None
+
+
+def _default_torch_threads(torch) -> int:
+    # torch's own choice (one per physical core), before any set_num_threads of ours.
+    global _TORCH_DEFAULT
+    if _TORCH_DEFAULT is None:
+        _TORCH_DEFAULT = max(1, torch.get_num_threads())
+    return _TORCH_DEFAULT
+
+
+def apply_threads(num_threads) -> int:
+    """`resolve_threads` and set torch's intra-op threads to it (0: left alone); returns torch's count."""
+    import torch
+
+    _default_torch_threads(torch)
+    n = resolve_threads(num_threads)
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()

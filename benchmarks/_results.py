@@ -10,33 +10,17 @@ Recall@K for K <= 50 need (~10 KB per run on Beauty).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import fcntl
 import os
 from pathlib import Path
 
 import numpy as np
+from fastregen.study.stats import paired_p  # noqa: F401 (the one implementation; re-used by report.py)
+from fastregen.study.stats import per_user as _per_user
+from fastregen.study.store import file_lock  # noqa: F401 (the one run lock of the studies)
 
 __all__ = ["file_lock", "append_row", "read_rows", "save_ranks", "load_ranks", "per_user", "paired_p"]
-
-
-@contextlib.contextmanager
-def file_lock(path, blocking: bool = True):
-    """An exclusive lock on ``path`` (created with its folders) for the block: one worker per run.
-
-    With ``blocking=False`` the block runs at once and receives False when
-    another process holds the lock (True when this one took it).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
 
 
 def append_row(path, row: dict, columns: list[str]) -> None:
@@ -102,25 +86,10 @@ def load_ranks(path) -> tuple[np.ndarray, int]:
 
 
 def per_user(ranks: np.ndarray, metric: str, cutoff: int = 50) -> np.ndarray:
-    """Each user's ``ndcg@K`` or ``recall@K`` (K <= cutoff) from 0-based ranks."""
+    """Each user's ``ndcg@K`` or ``recall@K`` (K <= cutoff) from ranks stored below ``cutoff``."""
     name, _, k = metric.partition("@")
-    k = int(k)
-    if k > cutoff:
+    if name not in ("ndcg", "recall"):
+        raise ValueError(f"unknown metric {metric!r}; ndcg@K or recall@K")
+    if int(k) > cutoff:
         raise ValueError(f"{metric}: ranks were stored below {cutoff} only")
-    hit = ranks < k
-    if name == "ndcg":
-        return np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)
-    if name == "recall":
-        return hit.astype(np.float64)
-    raise ValueError(f"unknown metric {metric!r}; ndcg@K or recall@K")
-
-
-def paired_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of per-user differences ``b - a`` (users where both
-    are equal drop out, scipy's default); 1.0 when no user differs."""
-    from scipy.stats import wilcoxon
-
-    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
-    if not np.any(d != 0):
-        return 1.0
-    return float(wilcoxon(d).pvalue)
+    return _per_user(ranks, metric)

@@ -408,7 +408,62 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report, "scale": scale_report}
+def engine_report(results: Path, ranks_dir: Path) -> str:
+    """results/engine.csv: the compiled rank count and the validation pass before/after (`engine.py`),
+    and the training epoch's CPU time per training set (`epoch_cost.py`); the latest measurement of each."""
+    sys.path.insert(0, str(HERE))
+    from engine import COLUMNS
+
+    rows = read_rows(results, COLUMNS)
+    if not rows:
+        return "_No engine rows yet (`python benchmarks/engine.py ranks ...`)._\n"
+    out = []
+    timed = [r for r in rows if r["benchmark"] in ("ranks", "validation", "books")]
+    latest: dict[tuple, dict] = {}
+    for r in timed:  # rows come in order: a later measurement of the same case replaces an earlier one
+        latest[(r["benchmark"], r["dataset"], r["shape"], r["variant"], r["metric"])] = r
+    cases = sorted({k[:3] for k in latest}, key=lambda k: ("ranks", "validation", "books").index(k[0]))
+    if cases:
+        out.append("Before (torch: the comparison matrix, `evaluation.py` of the commit in *before*) and after "
+                   "(the compiled count), alternating one-thread processes, medians; ranks identical in every "
+                   "repetition.\n")
+        out.append("| benchmark | data | shape | before (s) | after (s) | speed-up | reps | ranks identical | "
+                   "before | commit | date | load |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for b, d, shape in cases:
+            before = latest.get((b, d, shape, "before", "seconds_median"))
+            after = latest.get((b, d, shape, "after", "seconds_median"))
+            ratio = latest.get((b, d, shape, "after/before", "speedup"))
+            if not (before and after and ratio):
+                continue
+            out.append(f"| {b} | {d} | {shape} | {float(before['value']):.2f} | {float(after['value']):.2f} | "
+                       f"**{float(ratio['value']):.2f}x** | {after['reps']} | {after['identical_ranks']} | "
+                       f"{after['before']} | {after['commit']} | {after['date'][:10]} | "
+                       f"{_cell(after['load'].split(';')[0])} |")
+    cost = [r for r in rows if r["benchmark"] == "epoch_cost"]
+    if cost:
+        last_date = max(r["date"] for r in cost)
+        run = [r for r in cost if r["date"] == last_date]
+        out.append("\nA SASRec training epoch per training set (`train_targets=\"all\"`, batch 256, length "
+                   f"bucketing, one thread; `epoch_cost.py`, {run[0]['commit']}, {last_date[:10]}, load "
+                   f"{run[0]['load']}): CPU time, which a loaded machine does not inflate, beside wall time.\n")
+        out.append("| training set | examples | batches | targets | CPU s (median) | wall s (median) | "
+                   "CPU ms per batch |")
+        out.append("|---|---|---|---|---|---|---|")
+        for r in run:
+            if r["metric"] != "train_cpu_seconds":
+                continue
+            info = dict(re.findall(r"(examples|batches|targets) (\d+)", r["note"]))
+            wall = next(w for w in run if w["variant"] == r["variant"] and w["metric"] == "train_wall_seconds")
+            cpu = float(r["value"])
+            out.append(f"| {r['variant']} | {int(info['examples']):,} | {info['batches']} | "
+                       f"{int(info['targets']):,} | {cpu:.2f} | {float(wall['value']):.2f} | "
+                       f"{1000 * cpu / int(info['batches']):.1f} |")
+    return "\n".join(out) + "\n"
+
+
+REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report, "scale": scale_report,
+           "engine": engine_report}
 
 
 def write_block(path: Path, name: str, text: str) -> None:

@@ -462,8 +462,88 @@ def engine_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _paired(base: list[dict], method: list[dict], seed_key: str) -> tuple[list[dict], list[dict]]:
+    """The rows of both arms at the seeds both ran (each side's other seeds are left out)."""
+    common = {r[seed_key] for r in base} & {r[seed_key] for r in method}
+    return [r for r in base if r[seed_key] in common], [r for r in method if r[seed_key] in common]
+
+
+def _verdict_row(label, dataset, model, metric, base, method, user_metric, paper_gain: str) -> str:
+    from fastregen.study.stats import bootstrap_gain
+
+    a, b = user_metric(base, metric), user_metric(method, metric)
+    g = bootstrap_gain(a, b, resamples=2000, seed=0)
+    ours = [float(r[f"test_{metric}"]) for r in method]
+    orig = [float(r[f"test_{metric}"]) for r in base]
+    return (f"| {label} | {dataset} | {model} | {metric.replace('ndcg', 'N')} | {len(method)} | {_mean_sd(orig)} | "
+            f"{_mean_sd(ours)} | **{100 * g['relative']:+.1f}%** | [{100 * g['relative_lo']:+.1f}%, "
+            f"{100 * g['relative_hi']:+.1f}%] | {_fmt_p(paired_p(a, b))} | {paper_gain} |")
+
+
+def verdict_report(results: Path, ranks_dir: Path) -> str:
+    """README's "Does regeneration help?": every method against the original data, from all study rows.
+
+    ``results`` and ``ranks_dir`` are the results folder and its ranks folder (the report reads
+    dr4sr.csv, unids.csv and dr4srplus.csv there)."""
+    sys.path.insert(0, str(HERE))
+    import dr4sr_study as study
+    import unids as unids_bench
+
+    from paper_tables import unids_table1
+
+    folder = results if results.is_dir() else results.parent
+    ranks_root = ranks_dir if ranks_dir.name == "ranks" else ranks_dir.parent
+    out = ["Test split, full ranking; each row pairs a method with the original data at the seeds both "
+           "ran (target-model seeds); gain: relative change of the mean, its 95% interval a percentile "
+           "bootstrap over test users (2,000 resamples, seed 0); p: two-sided Wilcoxon signed-rank over "
+           "test users, each user's metric averaged over the seeds. Settings were selected on validation.\n",
+           "| method | data | model | metric | seeds | original | method | gain | 95% interval | p | paper's gain |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    n = len(out)
+    rows = read_rows(folder / "dr4sr.csv", study.COLUMNS)
+    setting = study.selected_setting(rows)
+    dr_user = lambda rs, m: _user_metric(rs, ranks_root / "dr4sr", m)  # noqa: E731
+    if setting is not None:
+        variant, K, gamma = setting
+        for dataset in ("beauty", "toys", "sports"):
+            for model in ("sasrec", "gru4rec"):
+                here = [r for r in rows if (r["dataset"], r["model"]) == (dataset, model)
+                        and r.get("scheme", "") in ("", "fastregen")]
+                base = [r for r in here if r["train_set"] == "original"]
+                dr = [r for r in here if r["train_set"] == "dr4sr" and r["regen_seed"] == "0"
+                      and (r["variant"], int(r["K"]), float(r["gamma"])) == setting]
+                base, dr = _paired(base, dr, "target_seed")
+                if not dr:
+                    continue
+                pb, pd = table3(model, "base", dataset), table3(model, "dr4sr", dataset)
+                paper = f"{100 * (pd['ndcg@20'] / pb['ndcg@20'] - 1):+.1f}%" if pb and pd else "—"
+                out.append(_verdict_row(f"DR4SR ({variant}, K={K}, γ={gamma})", dataset, model, "ndcg@20",
+                                        base, dr, dr_user, paper))
+    rows = read_rows(folder / "unids.csv", unids_bench.COLUMNS)
+    compare = [r for r in rows if r["experiment"] == "compare"]
+    st_user = lambda rs, m: _stage_user(rs, ranks_root / "unids", m)  # noqa: E731
+    for dataset, model in sorted({(r["dataset"], r["model"]) for r in compare}):
+        here = [r for r in compare if (r["dataset"], r["model"]) == (dataset, model)]
+        base = [r for r in here if r["variant"] == "original"]
+        for variant, label in (("unids", "UniDS"), ("reppad", "RepPad"), ("dr4sr", "DR4SR (UniDS's variant)")):
+            g = _unids_selected(here, variant)
+            b, g = _paired(base, g, "seed")
+            if not g:
+                continue
+            pb, pm = unids_table1("ml-1m", "hstu", "base"), unids_table1("ml-1m", "hstu", variant)
+            paper = (f"{100 * (pm['ndcg@10'] / pb['ndcg@10'] - 1):+.1f}% (ML-1M)" if pb and pm and "ndcg@10" in pm
+                     else "—")
+            out.append(_verdict_row(label, dataset, model, "ndcg@10", b, g, st_user, paper))
+    if len(out) == n:
+        out.append("| (no paired rows yet) | | | | | | | | | | |")
+    plus = folder / "dr4srplus.csv"
+    if not plus.exists():
+        out.append("\nDR4SR+: no run has finished yet (`python benchmarks/dr4srplus.py plan`).")
+    return "\n".join(out) + "\n"
+
+
 REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report, "scale": scale_report,
-           "engine": engine_report}
+           "engine": engine_report, "verdict": verdict_report}
 
 
 def write_block(path: Path, name: str, text: str) -> None:
@@ -486,8 +566,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.report not in REPORTS:
         raise SystemExit(f"unknown report {args.report!r}; choose one of: {', '.join(REPORTS)}")
-    results = Path(args.results) if args.results else HERE / "results" / f"{args.report}.csv"
-    ranks = Path(args.ranks) if args.ranks else HERE / "results" / "ranks" / args.report
+    default = HERE / "results" if args.report == "verdict" else HERE / "results" / f"{args.report}.csv"
+    results = Path(args.results) if args.results else default
+    ranks = Path(args.ranks) if args.ranks else HERE / "results" / "ranks" / ("" if args.report == "verdict" else args.report)
     try:
         text = REPORTS[args.report](results, ranks)
     except ValueError as err:  # a results file with other columns, say

@@ -291,6 +291,8 @@ class Study:
         print(f"[{time.strftime('%H:%M:%S')}] {run.label()} ({run.run_id})", flush=True)
         res = fit_and_evaluate(self.data(run.dataset), model=run.model, seed=run.target_seed, train_data=train,
                                out_dir=out, **self._train_kwargs(run))
+        if res.get("resumed_epochs"):  # a run killed earlier continued from its last epoch checkpoint
+            print(f"   resumed after epoch {res['resumed_epochs'] - 1} (from {out / 'checkpoint.pt'})", flush=True)
         if not append:
             return res
         RANKS.mkdir(parents=True, exist_ok=True)

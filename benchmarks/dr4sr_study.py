@@ -194,6 +194,13 @@ def _regen_config(run: Run, progress: bool):
                           "training_set": VARIANTS[run.variant]["train_set"], "progress": progress})
 
 
+def _epoch_line(record: dict) -> None:
+    """One log line per finished epoch (a run killed and restarted shows where it went on)."""
+    valid = record.get("valid_ndcg@20")
+    print(f"   [{time.strftime('%H:%M:%S')}] epoch {record['epoch']}: loss {record['loss']:.4f}"
+          + ("" if valid is None else f", valid N@20 {valid:.4f}"), flush=True)
+
+
 class Study:
     def __init__(self, data_dir: Path, work: Path, threads: int, results: Path, progress: bool,
                  smoke: int = 0) -> None:
@@ -290,7 +297,7 @@ class Study:
         out = self.work / "runs" / run.run_id
         print(f"[{time.strftime('%H:%M:%S')}] {run.label()} ({run.run_id})", flush=True)
         res = fit_and_evaluate(self.data(run.dataset), model=run.model, seed=run.target_seed, train_data=train,
-                               out_dir=out, **self._train_kwargs(run))
+                               out_dir=out, log=_epoch_line, **self._train_kwargs(run))
         if res.get("resumed_epochs"):  # a run killed earlier continued from its last epoch checkpoint
             print(f"   resumed after epoch {res['resumed_epochs'] - 1} (from {out / 'checkpoint.pt'})", flush=True)
         if not append:

@@ -199,6 +199,28 @@ def test_an_interrupted_run_with_another_config_is_refused_too(tmp_path, small_d
     assert res["resumed_epochs"] == 1 and res["epochs"] == 3
 
 
+def test_a_checkpoint_of_a_version_without_an_option_resumes_at_its_default(tmp_path, small_data):
+    # a run in progress must survive an upgrade that adds an option: the option, absent from the
+    # checkpoint, matches when it is at its default, and is refused when it is set otherwise
+    import torch
+
+    from fastregen.training import fit_and_evaluate
+
+    Killed, log = _interrupt_at(1)
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        fit_and_evaluate(small_data, "sasrec", seed=0, out_dir=out, log=log, **{**SMALL, "epochs": 3})
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    del state["fingerprint"]["config"]["repeated_target"]  # as a version before that option wrote it
+    torch.save(state, out / "checkpoint.pt")
+    before = _snapshot(out)
+    with pytest.raises(ValueError, match=r"config\.repeated_target: \(absent\) in the checkpoint, 'mask' now"):
+        fit_and_evaluate(small_data, "sasrec", seed=0, out_dir=out, **{**SMALL, "epochs": 3, "repeated_target": "mask"})
+    assert _snapshot(out) == before
+    res = fit_and_evaluate(small_data, "sasrec", seed=0, out_dir=out, **{**SMALL, "epochs": 3})
+    assert res["resumed_epochs"] == 1 and res["epochs"] == 3
+
+
 def test_a_kill_while_writing_leaves_the_previous_checkpoint(tmp_path, small_data, monkeypatch):
     from fastregen.training import checkpoint as ckpt_mod
     from fastregen.training import fit_and_evaluate

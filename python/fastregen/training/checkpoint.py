@@ -135,19 +135,25 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def fingerprint_diff(old: dict, new: dict, only=None) -> list[str]:
+def fingerprint_diff(old: dict, new: dict, only=None, defaults: dict | None = None) -> list[str]:
     """``"field: OLD in the checkpoint, NEW now"`` for each field (dotted path) where two fingerprints differ.
 
-    ``only``: top-level keys to compare (default all of both).
+    ``only``: top-level keys to compare (default all of both). ``defaults``: a
+    fingerprint of default values; a field the checkpoint lacks (written by a
+    version without that option) matches when its value now is the default,
+    so adding an option with a default never orphans a run in progress.
     """
     if only is not None:
         old = {k: v for k, v in old.items() if k in only}
         new = {k: v for k, v in new.items() if k in only}
     a, b = _flatten(_pack(old)), _flatten(_pack(new))
+    d = _flatten(_pack(defaults or {}))
     missing = object()
     diff = []
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k, missing), b.get(k, missing)
+        if va is missing and k in d and _normal(d[k]) == _normal(vb):
+            continue
         if _normal(va) != _normal(vb):
             show = lambda v: "(absent)" if v is missing else repr(v)
             diff.append(f"{k}: {show(va)} in the checkpoint, {show(vb)} now")
@@ -176,17 +182,23 @@ class Checkpoint:
         What a checkpoint of another run does: refused with a ValueError
         naming the differing fields, or ignored (training starts over and
         replaces it).
+    defaults : dict, optional
+        Default values in the fingerprint's shape: a field the stored
+        fingerprint lacks matches when its value now is the default (see
+        `fingerprint_diff`).
 
     Attributes
     ----------
     path : pathlib.Path
     """
 
-    def __init__(self, path, fingerprint: dict | None = None, *, on_mismatch: str = "raise") -> None:
+    def __init__(self, path, fingerprint: dict | None = None, *, on_mismatch: str = "raise",
+                 defaults: dict | None = None) -> None:
         if on_mismatch not in ("raise", "restart"):
             raise ValueError(f"on_mismatch must be 'raise' or 'restart', got {on_mismatch!r}")
         self.path = Path(path)
         self.fingerprint = dict(fingerprint or {})
+        self.defaults = dict(defaults or {})
         self.on_mismatch = on_mismatch
         self._cache: dict | None = None
         self._loaded = False
@@ -227,7 +239,7 @@ class Checkpoint:
         if state is None:
             return None
         fingerprint = self.fingerprint if fingerprint is None else fingerprint
-        diff = fingerprint_diff(state.get("fingerprint", {}), fingerprint, only)
+        diff = fingerprint_diff(state.get("fingerprint", {}), fingerprint, only, self.defaults)
         if diff:
             if self.on_mismatch == "restart":
                 return None

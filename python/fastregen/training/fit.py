@@ -293,7 +293,7 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
     if out_dir is not None:
         out_dir = Path(out_dir)
         ident = {**run_fingerprint(cfg, data, train, weights), **(fingerprint or {})}
-        ckpt = Checkpoint(out_dir / CHECKPOINT, ident)
+        ckpt = Checkpoint(out_dir / CHECKPOINT, ident, defaults={"config": config_to_dict(TrainConfig())})
         # checked before anything is written: a run of another config leaves the folder untouched
         state = ckpt.load(only=ident)
         finished = state is not None and state["finished"] and (out_dir / "result.json").is_file()

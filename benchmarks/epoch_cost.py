@@ -41,7 +41,7 @@ torch.set_num_threads(1)
 from fastregen.data import load, leave_one_out
 from fastregen.training import Examples, Trainer
 from fastregen.training.fit import fit_and_evaluate
-data_path, which, regen = sys.argv[1], sys.argv[2], sys.argv[3]
+data_path, which, regen, window = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 ds = load(data_path)
 if which == "original":
     train = None
@@ -66,7 +66,7 @@ def timed(self, data, order=None):
     return r
 Trainer.run_epoch = timed
 fit_and_evaluate(ds, model="sasrec", seed=0, train_data=train, epochs=2, num_threads=1, progress=False,
-                 train_targets="all", eval_every=1000)
+                 train_targets="all", eval_every=1000, **({} if window == 32 else {"bucket_window": window}))
 ex = Examples(ex_data, 50, "all")
 print(json.dumps({"cpu": times[-1][0], "wall": times[-1][1], "examples": len(ex), "targets": ex.total_targets,
                   "batches": -(-len(ex) // 256), "sequences": len(ex_data), "interactions": ex_data.num_interactions}))
@@ -79,15 +79,19 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", nargs="+", default=["original", "patterns", "original+patterns"])
     ap.add_argument("--regen", default="", help="a DR4SR output folder: also its regenerated and composed sets")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--windows", type=int, nargs="+", default=[32],
+                    help="bucket_window values to compare (batches per length-sorting window; 0: the whole epoch)")
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
-    sets = list(args.sets)
+    sets = [s if w == 32 else f"{s} (bucket_window={w})" for s in args.sets for w in args.windows]
+    what = {(s if w == 32 else f"{s} (bucket_window={w})"): (s, w) for s in args.sets for w in args.windows}
     runs: dict[str, list[dict]] = {s: [] for s in sets}
     for _ in range(args.repeats):
-        for s in sets:  # alternating, so every set meets the same drift of the machine's load
-            out = subprocess.run([sys.executable, "-c", WORKER, args.data, s, args.regen], capture_output=True,
-                                 text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        for s in sets:  # alternating, so every variant meets the same drift of the machine's load
+            name, window = what[s]
+            out = subprocess.run([sys.executable, "-c", WORKER, args.data, name, args.regen, str(window)],
+                                 capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
             if out.returncode:
                 raise SystemExit(f"{s}: {out.stderr.strip().splitlines()[-1]}")
             runs[s].append(json.loads(out.stdout.strip().splitlines()[-1]))

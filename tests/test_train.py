@@ -298,7 +298,7 @@ def test_beauty_examples_cover_every_training_target(beauty_path):
 # -- length-bucketed batch order (shared by this trainer and the regenerator) --
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(0, 300), batch_size=st.integers(1, 40), bucket=st.integers(1, 4), seed=st.integers(0, 3))
+@given(n=st.integers(0, 300), batch_size=st.integers(1, 40), bucket=st.integers(0, 4), seed=st.integers(0, 3))
 def test_length_bucketed_batches_partition_and_buckets(n, batch_size, bucket, seed):
     lengths = np.random.default_rng(seed).integers(1, 9, size=n)
     rng = np.random.default_rng(seed)
@@ -335,3 +335,44 @@ def test_trainer_batches_reduce_padding_with_bucketing():
     assert sorted(np.concatenate(bucketed).tolist()) == list(range(len(ex)))
     assert len(plain) == len(bucketed) == -(-len(ex) // 64)
     assert width(bucketed) < 0.7 * width(plain)
+
+
+def test_a_whole_epoch_window_pads_least_on_mixed_lengths():
+    # long sequences among many short patterns: a window of 32 batches sorts the long ones coarsely
+    from fastregen.training import Examples
+
+    rng = np.random.default_rng(0)
+    long = [rng.integers(1, 9, n) for n in rng.integers(2, 52, size=1500)]
+    short = [rng.integers(1, 9, n) for n in rng.integers(2, 5, size=3500)]
+    ex = Examples(SequenceDataset.from_lists(long + short, num_items=8), 50, "all")
+
+    def cells(window):
+        batches = ex.batch_order(64, torch.Generator().manual_seed(0), True, window=window)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(len(ex)))
+        return sum(len(b) * int(ex.lengths[b].max()) for b in batches)
+    assert cells(0) < cells(32) < cells(1)
+    with pytest.raises(ValueError, match="bucket must be an int >= 0"):
+        ex.batch_order(64, None, True, window=-1)
+
+
+def test_bucket_window_reaches_the_trainer_and_is_checked(tmp_path):
+    from fastregen.training import TrainConfig, fit_and_evaluate
+
+    with pytest.raises(ValueError, match="bucket_window must be an int >= 0"):
+        TrainConfig(bucket_window=-2)
+    rng = np.random.default_rng(0)
+    ds = SequenceDataset.from_lists([rng.integers(1, 30, n) for n in rng.integers(4, 20, size=80)], num_items=30)
+    seen = []
+    from fastregen.training import Examples
+    orig = Examples.batch_order
+
+    def spy(self, *a, **k):
+        seen.append(k.get("window"))
+        return orig(self, *a, **k)
+    Examples.batch_order = spy
+    try:
+        fit_and_evaluate(ds, "sasrec", epochs=1, embed_dim=8, max_len=10, bucket_window=0, progress=False,
+                         num_threads=1)
+    finally:
+        Examples.batch_order = orig
+    assert seen == [0]

@@ -29,7 +29,9 @@ def length_bucketed_batches(n: int, batch_size: int, permutation: Callable[[int]
         sequences of similar length, so little of them is padding, while
         every epoch still sees a fresh random grouping.
     bucket : int, default 32
-        Batches per sorting window.
+        Batches per sorting window; 0 sorts the whole epoch at once (the
+        least padding: batches then hold examples of one length where they
+        can, still drawn at random among the examples of that length).
     groups : np.ndarray of int, shape (n,), optional
         Group of each example (e.g. the source sequence of a regenerator
         pre-training pair). The shuffle then permutes groups and keeps each
@@ -55,7 +57,9 @@ def length_bucketed_batches(n: int, batch_size: int, permutation: Callable[[int]
         order = np.asarray(permutation(n), dtype=np.int64) if permutation is not None else np.arange(n)
     if lengths is not None:
         lengths = np.asarray(lengths)
-        window = batch_size * bucket
+        if isinstance(bucket, bool) or not isinstance(bucket, (int, np.integer)) or bucket < 0:
+            raise ValueError(f"bucket must be an int >= 0 (0: the whole epoch), got {bucket!r}")
+        window = batch_size * bucket if bucket else max(n, 1)
         for i in range(0, n, window):
             part = order[i : i + window]
             order[i : i + window] = part[np.argsort(lengths[part], kind="stable")]

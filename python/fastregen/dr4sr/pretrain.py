@@ -129,11 +129,12 @@ class PairData:
         return PairBatch(_trim(self.sources[torch.from_numpy(uniq)]), torch.from_numpy(inverse.astype(np.int64)),
                          pattern, segments)
 
-    def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True):
+    def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True,
+                    window: int = 32):
         """Batches of pairs, one source's pairs together, sources shuffled (and bucketed by length)."""
         perm = None if generator is None else (lambda m: torch.randperm(m, generator=generator).numpy())
         return length_bucketed_batches(len(self), batch_size, perm, self.lengths if bucketing else None,
-                                       groups=self.source_of[self.rows])
+                                       bucket=window, groups=self.source_of[self.rows])
 
 
 def pair_data(pairs, config: RegenConfig) -> PairData:

@@ -232,15 +232,18 @@ class Examples:
             timestamps=None if ts is None else torch.from_numpy(np.ascontiguousarray(ts, dtype=np.int64)),
         )
 
-    def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True) -> list[np.ndarray]:
+    def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True,
+                    window: int = 32) -> list[np.ndarray]:
         """Example indices of each batch of one epoch (`length_bucketed_batches`).
 
         A ``generator`` shuffles (None keeps the order); ``bucketing`` groups
-        examples of similar length. The number of batches is
+        examples of similar length, sorting windows of ``window`` batches
+        (0: the whole epoch). The number of batches is
         ``ceil(len(self) / batch_size)`` either way.
         """
         perm = None if generator is None else (lambda m: torch.randperm(m, generator=generator).numpy())
-        return length_bucketed_batches(len(self), batch_size, perm, self.lengths if bucketing else None)
+        return length_bucketed_batches(len(self), batch_size, perm, self.lengths if bucketing else None,
+                                       bucket=window)
 
 
 def build_examples(data: SequenceDataset, max_len: int, mode: str = "all", sequence_weights=None):

@@ -156,7 +156,8 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
                            repeated_target=cfg.repeated_target),
         cfg.valid_metric, mode="max", patience=cfg.patience, every=cfg.eval_every)
     trainer = Trainer(model, objective, optimizer=optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=[stopper, *hooks],
-                      batch_size=cfg.batch_size, bucketing=cfg.length_bucketing, seed=cfg.seed, device=cfg.device,
+                      batch_size=cfg.batch_size, bucketing=cfg.length_bucketing, bucket_window=cfg.bucket_window,
+                      seed=cfg.seed, device=cfg.device,
                       progress=cfg.progress, desc=cfg.model, log=log, checkpoint=checkpoint)
     history = trainer.fit(examples, cfg.epochs)
     return {

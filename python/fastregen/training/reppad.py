@@ -156,11 +156,13 @@ class RepPad:
         d = 1 if self.mode == 2 else 0
         return np.minimum((p + 1) * n + p * d, self.max_len)
 
-    def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True):
+    def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True,
+                    window: int = 32):
         """Draw the epoch's ``p`` (from ``generator``), then batches bucketed by the padded lengths."""
         self.draw(generator)
         perm = None if generator is None else (lambda m: torch.randperm(m, generator=generator).numpy())
-        return length_bucketed_batches(len(self), batch_size, perm, self.padded_lengths() if bucketing else None)
+        return length_bucketed_batches(len(self), batch_size, perm, self.padded_lengths() if bucketing else None,
+                                       bucket=window)
 
     def batch(self, idx) -> Batch:
         """The rows of examples ``idx`` with their current repetitions, trimmed to the longest."""

@@ -80,7 +80,8 @@ class TrainingData(Protocol):
 
     def batch(self, idx: np.ndarray): ...
 
-    def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True) -> list[np.ndarray]: ...
+    def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True,
+                    window: int = 32) -> list[np.ndarray]: ...
 
 
 class Hook:
@@ -230,6 +231,9 @@ class Trainer:
     batch_size : int, default 256
     bucketing : bool, default True
         Length-bucketed batches (`TrainingData.batch_order`).
+    bucket_window : int, default 32
+        Batches per length-sorting window; 0 sorts the whole epoch (least
+        padding; see `TrainConfig.bucket_window`).
     seed : int, default 0
         Seeds the trainer's generator: batch order and the objective's draws
         (negatives, augmentations). Under torch.distributed the order
@@ -279,7 +283,8 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, objective, *, optimizer: torch.optim.Optimizer | None = None,
                  lr: float = 1e-3, weight_decay: float = 0.0, scheduler=None, hooks: Sequence[Hook] = (),
-                 batch_size: int = 256, bucketing: bool = True, seed: int = 0, device="cpu", progress: bool = True,
+                 batch_size: int = 256, bucketing: bool = True, bucket_window: int = 32, seed: int = 0, device="cpu",
+                 progress: bool = True,
                  desc: str = "train", log: Callable[[dict], None] | None = None, grad_clip: float | None = None,
                  checkpoint: Checkpoint | str | os.PathLike | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -292,7 +297,10 @@ class Trainer:
         self._make_scheduler = scheduler
         self.scheduler = None
         self.hooks = list(hooks)
+        if isinstance(bucket_window, bool) or not isinstance(bucket_window, int) or bucket_window < 0:
+            raise ValueError(f"bucket_window must be an int >= 0 (0: the whole epoch), got {bucket_window!r}")
         self.batch_size, self.bucketing, self.device = batch_size, bucketing, torch.device(device)
+        self.bucket_window = bucket_window
         self.progress, self.desc, self.log, self.grad_clip = progress, desc, log, grad_clip
         self.seed = int(seed)
         self.world = distributed.current()
@@ -411,7 +419,8 @@ class Trainer:
 
         self.model.train()
         if order is None:
-            order = data.batch_order(self.global_batch_size, self.order_generator, self.bucketing)
+            order = data.batch_order(self.global_batch_size, self.order_generator, self.bucketing,
+                                     window=self.bucket_window)
         t0 = time.perf_counter()
         total, batches, logs = 0.0, 0, {}
         show = self.progress and self.is_main
@@ -505,6 +514,8 @@ class Trainer:
             "model": type(self.model).__name__, "parameters": [list(p.shape) for p in self.model.parameters()],
             "optimizer": type(self.optimizer).__name__, "hooks": [type(h).__name__ for h in self.hooks],
         }
+        if self.bucket_window != 32:  # recorded when set, so checkpoints from before the option still match
+            own["bucket_window"] = self.bucket_window
         base = {} if self.checkpoint is None else self.checkpoint.fingerprint
         return {**base, "trainer": own}
 

@@ -41,6 +41,25 @@ Declared before any test figure is read:
   (``warmup_epochs=0``: with the warm-up, early stopping would return the
   unweighted warm-up model), Beauty SASRec seed 0.
 
+Issue 26, stage 5 (``queue``; declared in this commit, before any of its
+runs): Beauty, on the DR4SR regenerator of ``dr4sr_study.py``'s selected
+setting (V1, K = 5, gamma = 0.3, regenerator seed 0; its folder is the
+default ``--regen beauty=``), at most three upper-level settings, the SGD
+learning rate of phi with everything else at `PlusConfig`'s defaults:
+
+* ``upper_lr = 1e-3``: the released code's setting;
+* ``upper_lr = 1e-2`` and ``1e-1``: the smoke run found phi hardly moving at
+  1e-3 (mean w 0.500 -> 0.501 over six bi-level epochs, the variance that of
+  the Gumbel noise alone), i.e. the hypergradient steps are too small to
+  change the weights within a run; ten and a hundred times the step are the
+  paper's own grid values (App. A.4) and the smallest that can let phi
+  depart from uniform weights within the run's upper steps.
+
+The one with the best validation NDCG@20 of SASRec at target seed 0 is
+selected; then SASRec at seeds 1-2 with it, then GRU4Rec at seeds 0-2 with
+it. The original and DR4SR rows these are compared with are
+``dr4sr_study.py``'s (stages 1 and 3), on the same seeds.
+
 Each finished run appends one row to ``results/dr4srplus.csv`` and its
 per-user test ranks to ``results/ranks/dr4srplus/RUN_ID.npz``; run folders
 live under ``--work`` and a finished one is reused, so the study resumes.
@@ -151,6 +170,28 @@ def selected(rows: list[dict], dataset: str, model: str, regen: str | None = Non
     return float(best[grid]), float(best["upper_weight_decay"])
 
 
+#: Issue 26's declared upper-level settings (SGD learning rate of phi; the rest PlusConfig defaults).
+ISSUE26_RATES = (1e-3, 1e-2, 1e-1)
+#: dr4sr_study.py's selected DR4SR regenerator folder on Beauty: the default ``--regen beauty=``.
+STUDY_REGEN = HERE.parent / "runs" / "dr4sr-study" / "decode" / "beauty-V1-K5-s0-g0.3"
+
+
+def issue26_runs(rows, regen: str = "") -> list[Run]:
+    """Issue 26 stage 5, in order: the three settings at seed 0, then (once all three ran) SASRec
+    seeds 1-2 and GRU4Rec seeds 0-2 at the validation-selected one."""
+    from fastregen.dr4sr.plus import PlusConfig
+
+    wd = PlusConfig().upper_weight_decay
+    runs = [Run("issue26", "beauty", "sasrec", "dr4sr+", 0, "upper_lr", r, wd) for r in ISSUE26_RATES]
+    ids = {r.run_id(regen): r for r in runs}
+    done = [row for row in rows if row["run_id"] in ids]
+    if len(done) == len(runs):
+        best = ids[max(done, key=lambda row: float(row["valid_ndcg@20"]))["run_id"]]
+        runs += [dataclasses.replace(best, target_seed=s) for s in (1, 2)]
+        runs += [dataclasses.replace(best, model="gru4rec", target_seed=s) for s in (0, 1, 2)]
+    return runs
+
+
 def replication_runs(rows, regen=lambda dataset: None, grid: str = "upper_lr") -> list[Run]:
     runs = []
     for dataset in ("beauty", "toys"):
@@ -222,6 +263,18 @@ class Study:
             if rid in self.done():
                 return
             self._train(run, rid, regen)
+
+    def run_next(self, runs: list[Run]) -> bool:
+        """Train the first of ``runs`` neither done nor held by another worker; False when none is left."""
+        for run in runs:
+            rid = run.run_id(self.regen_id(run.dataset))
+            if rid in self.done():
+                continue
+            with file_lock(self.work / "locks" / f"{rid}.lock", blocking=False) as held:
+                if held and rid not in self.done():
+                    self._train(run, rid, self.regen_id(run.dataset))
+                    return True
+        return False
 
     def _train(self, run: Run, rid: str, regen: str) -> None:
         import torch
@@ -338,7 +391,8 @@ def overhead(study: Study, dataset: str, model: str, epochs: int, results: Path,
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["plan", "select", "replicate", "others", "ablation", "overhead"])
+    ap.add_argument("stage", choices=["plan", "select", "replicate", "others", "ablation", "overhead", "queue"])
+    ap.add_argument("--max-runs", type=int, default=0, help="queue: stop after this many runs (0: until none is left)")
     ap.add_argument("--regen", action="append", default=[], metavar="DATASET=DIR",
                     help="finished `fastregen regenerate` folder of a dataset (repeatable)")
     ap.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
@@ -357,6 +411,9 @@ def main(argv=None) -> int:
     for kv in args.regen:
         if "=" not in kv or kv.split("=", 1)[0] not in DATA:
             raise SystemExit(f"--regen takes DATASET=DIR with DATASET in {sorted(DATA)}, got {kv!r}")
+    if args.stage in ("plan", "queue") and not any(kv.startswith("beauty=") for kv in args.regen) \
+            and (STUDY_REGEN / "regenerated.json").exists():
+        args.regen.append(f"beauty={STUDY_REGEN}")
     study = Study(args)
     if args.stage == "overhead":
         overhead(study, args.dataset, args.model, args.epochs, OVERHEAD if args.results == str(RESULTS)
@@ -372,7 +429,22 @@ def main(argv=None) -> int:
         "replicate": replication_runs(rows, study.regen_id, args.grid),
         "others": other_runs(rows, study.regen_id, args.grid),
         "ablation": [Run("ablation", "beauty", "sasrec", "dr4sr+e2e", 0)],
+        "queue": issue26_runs(rows, study.regen_id("beauty")),
     }
+    if args.stage == "queue":  # exit 0 after a run, 3: every pending run is held elsewhere, 4: none pending
+        if not study.regen_id("beauty"):
+            raise SystemExit(f"the queue needs the study's DR4SR folder ({STUDY_REGEN}) or --regen beauty=DIR")
+        import torch
+
+        torch.set_num_threads(args.threads)
+        n_runs = 0
+        while not args.max_runs or n_runs < args.max_runs:
+            runs = issue26_runs(list(study.done().values()), study.regen_id("beauty"))
+            if not study.run_next(runs):
+                pending = [r for r in runs if r.run_id(study.regen_id("beauty")) not in study.done()]
+                return 3 if pending or len(runs) == len(ISSUE26_RATES) else 4
+            n_runs += 1
+        return 0
     if args.stage == "plan":
         done = study.done()
         for stage, runs in plan.items():

@@ -536,9 +536,39 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
             out.append(_verdict_row(label, dataset, model, "ndcg@10", b, g, st_user, paper))
     if len(out) == n:
         out.append("| (no paired rows yet) | | | | | | | | | | |")
-    plus = folder / "dr4srplus.csv"
-    if not plus.exists():
-        out.append("\nDR4SR+: no run has finished yet (`python benchmarks/dr4srplus.py plan`).")
+    import dr4srplus as plus_bench
+
+    plus_rows = []
+    if (folder / "dr4srplus.csv").exists():
+        plus_rows = [r for r in read_rows(folder / "dr4srplus.csv", plus_bench.COLUMNS) if r["stage"] == "issue26"]
+    sel = [r for r in plus_rows if r["model"] == "sasrec" and r["target_seed"] == "0"]
+    if len(sel) == len(plus_bench.ISSUE26_RATES) and setting is not None:
+        best = max(sel, key=lambda r: float(r["valid_ndcg@20"]))
+        chosen = [r for r in plus_rows if (r["upper_lr"], r["upper_weight_decay"])
+                  == (best["upper_lr"], best["upper_weight_decay"])]
+        plus_user = lambda rs, m: _user_metric(rs, ranks_root / "dr4srplus", m)  # noqa: E731
+        dr_rows = read_rows(folder / "dr4sr.csv", study.COLUMNS)
+        for model in ("sasrec", "gru4rec"):
+            base = [r for r in dr_rows if (r["dataset"], r["model"], r["train_set"]) == ("beauty", model, "original")
+                    and r.get("scheme", "") in ("", "fastregen")]
+            g = [r for r in chosen if r["model"] == model]
+            base, g = _paired(base, g, "target_seed")
+            if not g:
+                continue
+            pb, pp = table3(model, "base", "beauty"), table3(model, "dr4sr+", "beauty")
+            paper = f"{100 * (pp['ndcg@20'] / pb['ndcg@20'] - 1):+.1f}%" if pb and pp else "—"
+            a, b = dr_user(base, "ndcg@20"), plus_user(g, "ndcg@20")
+            from fastregen.study.stats import bootstrap_gain
+
+            gain = bootstrap_gain(a, b, resamples=2000, seed=0)
+            out.append(f"| DR4SR+ (upper lr {float(best['upper_lr']):g}) | beauty | {model} | N@20 | {len(g)} | "
+                       f"{_mean_sd([float(r['test_ndcg@20']) for r in base])} | "
+                       f"{_mean_sd([float(r['test_ndcg@20']) for r in g])} | **{100 * gain['relative']:+.1f}%** | "
+                       f"[{100 * gain['relative_lo']:+.1f}%, {100 * gain['relative_hi']:+.1f}%] | "
+                       f"{_fmt_p(paired_p(a, b))} | {paper} |")
+    else:
+        out.append(f"\nDR4SR+: {len(sel)} of its 3 declared selection runs have finished "
+                   "(`python benchmarks/dr4srplus.py plan`).")
     return "\n".join(out) + "\n"
 
 

@@ -164,7 +164,7 @@ def replication_runs(setting) -> list[Run]:
     return runs
 
 
-def queued_runs(setting) -> list[Run]:
+def queued_runs(setting, core_only: bool = False) -> list[Run]:
     """Every replication run, in the order issue 26 declares (each stage's rows are useful alone).
 
     1. Beauty SASRec: original and DR4SR (regenerator seed 0) at target seeds 1, 2;
@@ -182,6 +182,8 @@ def queued_runs(setting) -> list[Run]:
     order = [r for s in (1, 2) for r in pair("beauty", "sasrec", s)]
     order += [r for s in (0, 1, 2) for r in pair("beauty", "gru4rec", s)]
     order += [r for d in ("toys", "sports") for s in (0, 1, 2) for r in pair(d, "sasrec", s)]
+    if core_only:  # stages 1, 3 and 4 alone: the workers run DR4SR+ (stage 5) before the rest
+        return order
     seen = {r.run_id for r in order}
     return order + [r for r in replication_runs(setting) if r.run_id not in seen]
 
@@ -331,11 +333,24 @@ class Study:
                 return
             self._train(run)
 
+    def _prerequisite_busy(self, run: Run) -> bool:
+        """Whether another worker is building what ``run`` needs (its regenerator or the baseline model
+        that initialises it): a worker takes a run it can start at once rather than wait on a lock."""
+        if not run.needs_regenerator:
+            return False
+        base = Run("select" if run.dataset == "beauty" else "replicate", run.dataset, "sasrec", "original")
+        names = [f"{run.dataset}-{run.variant}-K{run.K}-s{run.regen_seed}", base.run_id]
+        for name in names:
+            with file_lock(self.work / "locks" / f"{name}.lock", blocking=False) as held:
+                if not held:
+                    return True
+        return False
+
     def run_next(self, runs: list[Run]) -> bool:
         """Train the first run of ``runs`` that is neither done nor held by another worker;
         False when there is none."""
         for run in runs:
-            if run.run_id in self.done():
+            if run.run_id in self.done() or self._prerequisite_busy(run):
                 continue
             with file_lock(self.work / "locks" / f"{run.run_id}.lock", blocking=False) as held:
                 if not held or run.run_id in self.done():
@@ -375,6 +390,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--worker", default="0/1", metavar="K/N", help="take every N-th run starting at K")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--core-only", action="store_true",
+                    help="queue: issue 26's stages 1, 3 and 4 only (not the rest of the replication plan)")
     ap.add_argument("--max-runs", type=int, default=0, help="queue: stop after this many runs (0: until none is left)")
     ap.add_argument("--smoke", type=int, default=0, metavar="USERS",
                     help="plumbing check: the first USERS users, 1 epoch everywhere (needs --results elsewhere)")
@@ -401,7 +418,8 @@ def main(argv=None) -> int:
             if args.stage != "plan":
                 raise SystemExit("the selection stage has not finished: run `select` first")
         else:
-            runs += [r for r in queued_runs(setting) if r.run_id not in {x.run_id for x in runs}]
+            runs += [r for r in queued_runs(setting, args.core_only and args.stage == "queue")
+                     if r.run_id not in {x.run_id for x in runs}]
     if args.stage == "plan":
         print(f"selected setting: {setting or 'not yet (selection unfinished)'}")
         pending_s = 0.0

@@ -1,33 +1,51 @@
 #!/usr/bin/env bash
 # Two one-thread, nice'd study workers in the background (DEVELOPERS.md's compute rule).
 #
-#   benchmarks/study_workers.sh [SCRIPT ARGS...]   # default: dr4sr_study.py queue
+#   benchmarks/study_workers.sh
 #
-# Each worker takes one pending run at a time (`--max-runs 1`), so a new commit's code is
-# picked up between runs. The interpreter is read anew before every run from
-# benchmarks/runs/python (one line: a python whose fastregen is installed from a fixed
-# commit; default `python`), so reinstalling a dev tree never changes a run in progress.
-# The script exits 0 after a run, 3 when every pending run is held by another worker,
-# 4 when none is pending. Logs: benchmarks/runs/logs/worker-K.log.
+# Each worker takes one pending run at a time from the first queue below that has one, in
+# issue 26's order: DR4SR stages 1, 3, 4 (Beauty SASRec seeds, Beauty GRU4Rec, Toys/Sports),
+# then DR4SR+ (stage 5), then the rest of the DR4SR replication plan. A queue script exits 0
+# after a run, 3 when every pending run is held by the other worker (or not ready), 4 when it
+# has none pending. After every run the worker starts again from the first queue, so new
+# commits' code and declarations are picked up between runs. The interpreter is read anew
+# before every run from benchmarks/runs/python (one line: a python whose fastregen is installed
+# from a fixed commit; default `python`), so reinstalling a dev tree never changes a run in
+# progress. A killed run resumes from its last epoch (fit_and_evaluate's checkpoint).
+# Logs: benchmarks/runs/logs/worker-K.log.
 set -uo pipefail
 cd "$(dirname "$0")"
 mkdir -p runs/logs
-args=("$@")
-[ ${#args[@]} -gt 0 ] || args=(dr4sr_study.py queue)
+QUEUES=(
+  "dr4sr_study.py queue --core-only"
+  "dr4srplus.py queue"
+  "dr4sr_study.py queue"
+)
 for k in 0 1; do
   (
     failures=0
     while true; do
       py=$(cat runs/python 2>/dev/null || echo python)
-      echo "[$(date -u +%FT%TZ)] worker $k: $py ${args[*]}"
-      OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 "$py" "${args[@]}" --threads 1 --max-runs 1
-      rc=$?
-      case $rc in
-        0) failures=0 ;;
-        3) sleep 120 ;;
-        4) echo "worker $k: nothing pending"; break ;;
-        *) failures=$((failures + 1)); [ $failures -ge 3 ] && { echo "worker $k: 3 failures in a row"; break; }; sleep 60 ;;
-      esac
+      ran=0; waiting=0; failed=0
+      for q in "${QUEUES[@]}"; do
+        echo "[$(date -u +%FT%TZ)] worker $k: $py $q"
+        # shellcheck disable=SC2086
+        OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 "$py" $q --threads 1 --max-runs 1
+        case $? in
+          0) ran=1; break ;;
+          3) waiting=1 ;;
+          4) ;;
+          *) failed=1 ;;
+        esac
+      done
+      if [ $ran = 1 ]; then failures=0; continue; fi
+      if [ $failed = 1 ]; then
+        failures=$((failures + 1))
+        [ $failures -ge 3 ] && { echo "worker $k: 3 failing rounds in a row, stopping"; break; }
+        sleep 60
+      elif [ $waiting = 1 ]; then sleep 120
+      else echo "worker $k: nothing pending"; break
+      fi
     done
   ) >> "runs/logs/worker-$k.log" 2>&1 &
   echo "worker $k: pid $!, log benchmarks/runs/logs/worker-$k.log"

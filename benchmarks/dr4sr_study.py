@@ -313,7 +313,9 @@ class Study:
             "gamma": run.gamma if run.needs_regenerator else "", "regen_seed": run.regen_seed if run.needs_regenerator else "",
             "target_seed": run.target_seed, "protocol": res["train_targets"], "epochs": res["epochs"],
             "best_epoch": res["best_epoch"], "seconds_per_epoch": round(res["seconds_per_epoch"], 2),
-            "seconds": round(res["seconds"], 1),
+            # a resumed run's own call timed only its part: the epochs' recorded times cover all of them
+            "seconds": round(res["seconds"] if not res.get("resumed_epochs") else sum(
+                e.get("train_seconds", 0) + e.get("eval_seconds", 0) for e in res["history"]), 1),
             "train_sequences": "" if split_train is None else len(split_train),
             "train_interactions": "" if split_train is None else split_train.num_interactions,
             **{f"valid_{m}": res["valid"][m] for m in METRICS}, **{f"test_{m}": res["test"][m] for m in METRICS},

@@ -16,6 +16,16 @@
 
 namespace fastregen {
 
+// The calling thread's index in the enclosing OpenMP parallel region (0 without OpenMP), for
+// per-thread buffers.
+inline int thread_index() {
+#if FASTREGEN_HAVE_OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 struct CsrView {
   const int64_t* offsets = nullptr;
   const int32_t* items = nullptr;

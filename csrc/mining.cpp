@@ -376,11 +376,7 @@ PatternSet mine_patterns(const CsrView& data, const MiningParams& params, int64_
 #pragma omp parallel num_threads(threads)
 #endif
   {
-#if FASTREGEN_HAVE_OPENMP
-    const int tid = omp_get_thread_num();
-#else
-    const int tid = 0;
-#endif
+    const int tid = thread_index();
     try {
       Miner miner(data, p, max_item, found);
       MinerOutput& out = buffer[tid].out;

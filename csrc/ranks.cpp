@@ -81,11 +81,7 @@ RankCounts<T> rank_counts(const RankBlock<T>& k, int threads) {
 #pragma omp parallel num_threads(nt)
 #endif
   {
-#if FASTREGEN_HAVE_OPENMP
-    const int tid = omp_get_thread_num();
-#else
-    const int tid = 0;
-#endif
+    const int tid = thread_index();
     std::vector<int64_t> ex;
     std::vector<int64_t>& my_rows = band_rows[static_cast<size_t>(tid)];
     std::vector<T>& my_values = band_values[static_cast<size_t>(tid)];

@@ -78,7 +78,7 @@ class SASRec(SequentialRecommender):
         return self.item_embedding(seqs)
 
     def encode(self, seqs, timestamps=None):
-        x = self.item_inputs(seqs) + self.position_embedding(self.positions(seqs.size(1), seqs.device))
+        x = self.item_inputs(seqs) + self.position_embedding(self.position_ids(seqs))
         x = self.input_dropout(x)
         mask = self.attention_mask(seqs, causal=True)
         for block in self.blocks:
@@ -294,7 +294,7 @@ class GNN(SASRec):
 
     def encode(self, seqs, timestamps=None):
         table = self.item_weight()
-        x = F.embedding(seqs, table) + self.position_embedding(self.positions(seqs.size(1), seqs.device))
+        x = F.embedding(seqs, table) + self.position_embedding(self.position_ids(seqs))
         x = self.input_dropout(x)
         mask = self.attention_mask(seqs, causal=True)
         for block in self.blocks:

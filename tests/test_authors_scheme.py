@@ -201,3 +201,17 @@ def test_study_declares_the_authors_scheme_without_moving_existing_run_ids():
     plain = study.Run("replicate", "beauty", "sasrec", "original", target_seed=0)
     assert "scheme" not in plain.key() and plain.protocol == "all"
     assert authors_runs[0].protocol == "all/authors" and authors_runs[0].run_id != plain.run_id
+
+
+def test_xavier_qkv_init_matches_pytorch_attention():
+    torch.manual_seed(0)
+    m = build_model("sasrec", 50, embed_dim=16, qkv_init="xavier")
+    w = m.blocks[0].qkv.weight.detach()
+    bound = (6 / (w.size(0) + w.size(1))) ** 0.5  # xavier-uniform over the stacked (3d, d) matrix
+    assert 0.5 * bound < float(w.abs().max()) <= bound * (1 + 1e-6)
+    assert float(m.blocks[0].out.weight.detach().std()) < 0.03  # every other weight keeps N(0, 0.02)
+    assert m.init_kwargs["qkv_init"] == "xavier" and "qkv_init" not in build_model("sasrec", 50).init_kwargs
+    ref = torch.nn.MultiheadAttention(16, 2)
+    assert ref.in_proj_weight.shape == w.shape  # the matrix PyTorch's default initialises as one
+    with pytest.raises(ValueError, match="qkv_init must be 'normal' or 'xavier', got 'he'"):
+        build_model("sasrec", 50, qkv_init="he")

@@ -298,9 +298,16 @@ def load_training_set(spec: str, data, training_set: str):
     if path.is_dir():
         if not (path / "regenerated.json").exists():
             raise UsageError(f"--train {spec}: not a finished DR4SR folder (no regenerated.json)")
+        import tempfile
+
         from fastregen.dr4sr.plus.pipeline import load_training_set as load_dr4sr
 
-        _, train, name = load_dr4sr(data, path, training_set)
+        # loading rewrites the folder's config.yaml / source.json: read a copy, so that a folder
+        # the study's workers are using is never written
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / path.name
+            shutil.copytree(path, copy)
+            _, train, name = load_dr4sr(data, copy, training_set)
         return f"dr4sr:{name}", train
     if path.is_file():
         from fastregen.data import load

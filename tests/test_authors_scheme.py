@@ -215,3 +215,19 @@ def test_xavier_qkv_init_matches_pytorch_attention():
     assert ref.in_proj_weight.shape == w.shape  # the matrix PyTorch's default initialises as one
     with pytest.raises(ValueError, match="qkv_init must be 'normal' or 'xavier', got 'he'"):
         build_model("sasrec", 50, qkv_init="he")
+
+
+def test_a_dr4sr_folder_is_read_from_a_copy(tmp_path):
+    from test_dr4sr_pipeline import TINY, planted_data
+
+    from fastregen.dr4sr import DR4SR, RegenConfig
+
+    data = planted_data(n=60)
+    regen = tmp_path / "regen"
+    DR4SR(RegenConfig(**TINY)).fit(data, out_dir=regen).regenerate()
+    before = {p.name: p.stat().st_mtime_ns for p in regen.iterdir()}
+    name, train = authors.load_training_set(str(regen), data, "combined_authors")
+    assert name == "dr4sr:combined_authors" and len(train) > 2 * len(data)  # the original sequences twice, and more
+    assert {p.name: p.stat().st_mtime_ns for p in regen.iterdir()} == before  # the study's folder is never written
+    with pytest.raises(authors.UsageError, match="not a finished DR4SR folder"):
+        authors.load_training_set(str(tmp_path), data, "combined_authors")

@@ -9,10 +9,15 @@ and runs their trainer on a converted set, one result row per run:
     AUTH=/work/.mirror/USTC-StarTeam+DR4SR/repo     # `fetch github:USTC-StarTeam/DR4SR` (or a checkout)
     python benchmarks/authors.py convert --authors $AUTH --train original \\
         --out benchmarks/runs/authors/data/beauty-original
-    python benchmarks/authors.py convert --authors $AUTH --train benchmarks/runs/dr4sr-study/decode/beauty-V1-K5-s0-g0.3 \\
+    python benchmarks/authors.py convert --authors $AUTH --train runs/dr4sr-study/decode/beauty-V1-K5-s0-g0.3 \\
         --out benchmarks/runs/authors/data/beauty-dr4sr        # a DR4SR folder (its combined_authors set)
     python benchmarks/authors.py check --authors $AUTH --converted benchmarks/runs/authors/data/beauty-original
-    python benchmarks/authors.py run --authors $AUTH --converted benchmarks/runs/authors/data/beauty-original
+    OMP_NUM_THREADS=1 nice python benchmarks/authors.py run --authors $AUTH \\
+        --converted benchmarks/runs/authors/data/beauty-original   # ~75 min on one thread
+
+Their code also needs ``pip install pandas torchmetrics matplotlib`` (with
+pyyaml and tqdm, which fastregen already pulls in); faiss and wandb are
+stubbed (below).
 
 ``convert``
     Validation and test rows are cell 20's: each user's sequence cut to its
@@ -471,7 +476,17 @@ def setup_code(authors: Authors, converted: Path, name: str, epochs: int | None,
     return code
 
 
-def _driver(code: Path, threads: int, result: Path, mode: str, *extra: str, quiet: bool = True) -> None:
+def _needs() -> None:
+    """One line naming what their code imports and this interpreter lacks."""
+    import importlib.util
+
+    missing = [m for m in ("pandas", "torchmetrics", "matplotlib", "yaml", "tqdm") if importlib.util.find_spec(m) is None]
+    if missing:
+        names = " ".join("pyyaml" if m == "yaml" else m for m in missing)
+        raise UsageError(f"the authors' code needs {', '.join(missing)}: pip install {names}")
+
+
+def _driver(code: Path, threads: int, result: Path, mode: str, *extra: str) -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg",
                TQDM_DISABLE="1", PYTHONPATH=str(code))
     cmd = [sys.executable, "_fastregen_driver.py", str(threads), str(result), mode, *extra]
@@ -492,6 +507,7 @@ def _converted(path) -> tuple[Path, dict]:
 
 def check(args) -> int:
     authors = Authors(args.authors)
+    _needs()
     converted, _ = _converted(args.converted)
     name = "fr-check"
     code = setup_code(authors, converted, name, None, None)
@@ -509,6 +525,7 @@ def check(args) -> int:
 
 def run(args) -> int:
     authors = Authors(args.authors)
+    _needs()
     converted, meta = _converted(args.converted)
     seed = 2023 if args.seed is None else args.seed
     key = {"dataset": args.dataset, "trainer": "authors", "train_set": meta["train_set"], "seed": seed,

@@ -64,9 +64,10 @@ class SASRec(SequentialRecommender):
     qkv_init : {"normal", "xavier"}, default "normal"
         Initial q/k/v projection: N(0, 0.02) as every other weight, or
         PyTorch's ``MultiheadAttention`` default (xavier-uniform over the
-        stacked (3 d, d) matrix), which the DR4SR authors' SASRec keeps
-        because their N(0, 0.02) initialiser only visits ``nn.Linear``
-        and ``nn.Embedding`` modules.
+        stacked (3 d, d) matrix), which the DR4SR authors' SASRec keeps:
+        their N(0, 0.02) initialiser visits ``nn.Linear`` and
+        ``nn.Embedding`` modules, and ``MultiheadAttention`` holds q/k/v
+        as one bare parameter.
     """
 
     def __init__(self, num_items: int, embed_dim: int = 64, max_len: int = 50, dropout: float = 0.5,

@@ -26,7 +26,8 @@ LOSS_NORMALISATIONS = ("constant", "batch_mean")
 #: one training row of at most 48 items. Not included, because they are
 #: not the trainer: their evaluator masks a test target that repeats a
 #: history item (fastregen ranks it), and their attention's q/k/v weights
-#: keep PyTorch's xavier initialisation.
+#: keep PyTorch's xavier initialisation (SASRec's
+#: ``model_kwargs={"qkv_init": "xavier"}``).
 AUTHORS_SCHEME = dict(positions="oldest", length_bucketing=False, loss_normalisation="batch_mean",
                       truncate_before_split=50)
 

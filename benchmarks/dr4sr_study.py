@@ -30,6 +30,13 @@ targets-per-batch normalisation.
   60 so its slow start is not cut) on Beauty and Toys. Controls on the same
   protocol and seeds: original, original+patterns, patterns, regenerated
   only (GRU4Rec: original and original+patterns).
+* The authors' training scheme (issue 26, stage 2): Beauty SASRec, original
+  and the selected DR4SR set (regenerator seed 0) at target seeds 0-2, trained
+  with ``SCHEMES["authors"]`` (= ``fastregen.training.AUTHORS_SCHEME``:
+  positions from each row's oldest item, random batches with a per-batch mean
+  loss, sequences cut to their last 50 items before the split); their rows
+  say ``protocol = "all/authors"``. Random batches are padded to their longest
+  row, so an epoch costs ~20x fastregen's length-bucketed one on Beauty.
 
 Every finished run appends one row to ``benchmarks/results/dr4sr.csv`` and
 its test ranks to ``benchmarks/results/ranks/dr4sr/RUN_ID.npz`` at once, so

@@ -30,6 +30,15 @@ targets-per-batch normalisation.
   60 so its slow start is not cut) on Beauty and Toys. Controls on the same
   protocol and seeds: original, original+patterns, patterns, regenerated
   only (GRU4Rec: original and original+patterns).
+* The authors' training scheme (issue 26, stage 2): Beauty SASRec, original
+  and the selected DR4SR set (regenerator seed 0) at target seeds 0-2, trained
+  with ``SCHEMES["authors"]`` (= ``fastregen.training.AUTHORS_SCHEME``:
+  positions from each row's oldest item, random batches with a per-batch mean
+  loss, sequences cut to their last 50 items before the split); their rows
+  say ``protocol = "all/authors"``. Random batches are padded to their longest
+  row, so an epoch costs more than a length-bucketed one (1.5-7x in epochs
+  timed side by side on the shared 2-core machine; the original at seed 0 took
+  136 epochs, 75 min), and the DR4SR set has 5x the original's rows.
 
 Every finished run appends one row to ``benchmarks/results/dr4sr.csv`` and
 its test ranks to ``benchmarks/results/ranks/dr4sr/RUN_ID.npz`` at once, so
@@ -88,6 +97,11 @@ TARGET = {
 }
 CONTROLS = {"sasrec": ("original", "original+patterns", "patterns", "regenerated"),
             "gru4rec": ("original", "original+patterns")}
+# Training schemes other than fastregen's own (issue 26, stage 2): TrainConfig fields, frozen here
+# as declared (a test checks "authors" against fastregen.training.AUTHORS_SCHEME). A run's scheme
+# enters its key only when it is not the default, so the ids of the runs declared before stay put.
+SCHEMES = {"authors": dict(positions="oldest", length_bucketing=False, loss_normalisation="batch_mean",
+                           truncate_before_split=50)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +117,7 @@ class Run:
     gamma: float = 0.0
     regen_seed: int = -1
     target_seed: int = 0
+    scheme: str = ""  # "" (fastregen's) or a key of SCHEMES
 
     @property
     def needs_regenerator(self) -> bool:
@@ -114,7 +129,14 @@ class Run:
         if self.needs_regenerator:
             k.update(variant=self.variant, K=self.K, gamma=self.gamma, regen_seed=self.regen_seed,
                      regen=VARIANTS[self.variant]["regen"])
+        if self.scheme:
+            k.update(scheme=self.scheme, scheme_config=SCHEMES[self.scheme])
         return k
+
+    @property
+    def protocol(self) -> str:
+        """The ``protocol`` column: "all", or "all/SCHEME" under another training scheme."""
+        return "all" + (f"/{self.scheme}" if self.scheme else "")
 
     @property
     def run_id(self) -> str:
@@ -124,7 +146,7 @@ class Run:
         s = f"{self.dataset}/{self.model}/{self.train_set}"
         if self.needs_regenerator:
             s += f"[{self.variant} K={self.K} g={self.gamma} r{self.regen_seed}]"
-        return s + f" seed {self.target_seed}"
+        return s + f" seed {self.target_seed}" + (f" ({self.scheme}' scheme)" if self.scheme else "")
 
 
 def selection_runs() -> list[Run]:
@@ -168,18 +190,22 @@ def queued_runs(setting, core_only: bool = False) -> list[Run]:
     """Every replication run, in the order issue 26 declares (each stage's rows are useful alone).
 
     1. Beauty SASRec: original and DR4SR (regenerator seed 0) at target seeds 1, 2;
+    2. (the cheap half of stage 2) Beauty SASRec under the authors' training scheme (SCHEMES):
+       original and DR4SR (regenerator seed 0) at target seeds 0-2;
     3. Beauty GRU4Rec: original and DR4SR at target seeds 0-2;
     4. Toys and Sports SASRec: original and DR4SR at target seeds 0-2;
     7. then the rest of the replication plan (regenerator seeds 1-2, the controls).
-    (Stages 2, 5 and 6 are other scripts: the authors' trainer, DR4SR+ and UniDS.)
+    (Stages 2, 5 and 6 are also other scripts: the authors' own trainer, benchmarks/authors.py;
+    DR4SR+ and UniDS.)
     """
     variant, K, gamma = setting
 
-    def pair(dataset, model, seed):
-        return [Run("replicate", dataset, model, "original", target_seed=seed),
-                Run("replicate", dataset, model, "dr4sr", variant, K, gamma, 0, seed)]
+    def pair(dataset, model, seed, scheme=""):
+        return [Run("replicate", dataset, model, "original", target_seed=seed, scheme=scheme),
+                Run("replicate", dataset, model, "dr4sr", variant, K, gamma, 0, seed, scheme=scheme)]
 
     order = [r for s in (1, 2) for r in pair("beauty", "sasrec", s)]
+    order += [r for s in (0, 1, 2) for r in pair("beauty", "sasrec", s, "authors")]
     order += [r for s in (0, 1, 2) for r in pair("beauty", "gru4rec", s)]
     order += [r for d in ("toys", "sports") for s in (0, 1, 2) for r in pair(d, "sasrec", s)]
     if core_only:  # stages 1, 3 and 4 alone: the workers run DR4SR+ (stage 5) before the rest
@@ -227,7 +253,8 @@ class Study:
         return {row["run_id"]: row for row in read_rows(self.results, COLUMNS)}
 
     def _train_kwargs(self, run: Run) -> dict:
-        return dict(TARGET[run.model], train_targets="all", num_threads=self.threads, progress=self.progress)
+        return dict(TARGET[run.model], train_targets="all", num_threads=self.threads, progress=self.progress,
+                    **SCHEMES.get(run.scheme, {}))
 
     def baseline_model(self, dataset: str) -> Path:
         """The SASRec trained on ``dataset``'s original split (target seed 0), whose item table
@@ -311,7 +338,7 @@ class Study:
             "run_id": run.run_id, "stage": run.stage, "dataset": run.dataset, "model": run.model,
             "train_set": run.train_set, "variant": run.variant, "K": run.K if run.needs_regenerator else "",
             "gamma": run.gamma if run.needs_regenerator else "", "regen_seed": run.regen_seed if run.needs_regenerator else "",
-            "target_seed": run.target_seed, "protocol": res["train_targets"], "epochs": res["epochs"],
+            "target_seed": run.target_seed, "protocol": run.protocol, "epochs": res["epochs"],
             "best_epoch": res["best_epoch"], "seconds_per_epoch": round(res["seconds_per_epoch"], 2),
             # a resumed run's own call timed only its part: the epochs' recorded times cover all of them
             "seconds": round(res["seconds"] if not res.get("resumed_epochs") else sum(
@@ -369,7 +396,9 @@ def estimate_seconds(run: Run, done: dict[str, dict]) -> float:
     import statistics
 
     rows = list(done.values())
-    for match in (lambda r: (r["dataset"], r["model"], r["train_set"]) == (run.dataset, run.model, run.train_set),
+    for match in (lambda r: (r["dataset"], r["model"], r["train_set"], r["protocol"])
+                  == (run.dataset, run.model, run.train_set, run.protocol),
+                  lambda r: (r["dataset"], r["model"], r["train_set"]) == (run.dataset, run.model, run.train_set),
                   lambda r: (r["model"], r["train_set"]) == (run.model, run.train_set)):
         secs = [float(r["seconds"]) for r in rows if match(r)]
         if secs:

@@ -81,9 +81,19 @@ def build_model(name: str, num_items: int, **kwargs) -> "SequentialRecommender":
         Largest item id; the embedding table has ``num_items + 1`` rows.
     **kwargs
         Model hyper-parameters (``embed_dim``, ``max_len``, ``dropout``, ...).
-        Unknown names raise TypeError naming them.
+        Unknown names raise TypeError naming them. ``positions`` ("recent",
+        the default, or "oldest") sets `SequentialRecommender.position_origin`
+        for any model and is kept in its ``init_kwargs`` (so checkpoints
+        reload it); models without absolute positions ignore it.
     """
-    return model_class(name)(num_items=num_items, **kwargs)
+    positions = kwargs.pop("positions", "recent")
+    if positions not in ("recent", "oldest"):
+        raise ValueError(f"positions must be 'recent' or 'oldest', got {positions!r}")
+    model = model_class(name)(num_items=num_items, **kwargs)
+    if positions != "recent":  # default checkpoints keep their init_kwargs as before
+        model.position_origin = positions
+        model.init_kwargs["positions"] = positions
+    return model
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -126,6 +136,8 @@ class SequentialRecommender(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    #: "recent" or "oldest": see `position_ids` (set through `build_model`'s ``positions``).
+    position_origin: str = "recent"
     causal: ClassVar[bool] = True
     padding_side: ClassVar[str] = "left"
     default_loss: ClassVar[str] = "bce"
@@ -220,6 +232,22 @@ class SequentialRecommender(nn.Module):
         # Right-aligned absolute positions: the most recent item always gets
         # position max_len - 1, whatever the batch width.
         return torch.arange(self.max_len - length, self.max_len, device=device)
+
+    def position_ids(self, seqs: torch.Tensor) -> torch.Tensor:
+        """Absolute position of each column of a batch, per `position_origin`.
+
+        "recent": `positions` (shape (L,)), the most recent item at
+        ``max_len - 1``. "oldest": shape (B, L), 0 at each row's first
+        non-padding column and counting up from there (padding columns
+        before it get 0; they are masked as keys and carry no target). That
+        is the numbering of post-padded rows, which the DR4SR authors'
+        code uses; a post-padded row passed in gets exactly it.
+        """
+        L = seqs.size(1)
+        if self.position_origin == "recent":
+            return self.positions(L, seqs.device)
+        first = (seqs > 0).to(torch.int8).argmax(1, keepdim=True)  # first real column (0 for empty rows)
+        return (torch.arange(L, device=seqs.device)[None, :] - first).clamp(min=0)
 
     @staticmethod
     def attention_mask(seqs: torch.Tensor, causal: bool = True) -> torch.Tensor:

@@ -85,7 +85,7 @@ class HSTU(SequentialRecommender):
         B, L = seqs.shape
         dev = seqs.device
         x = self.item_embedding(seqs) * math.sqrt(self.embed_dim)
-        x = self.input_dropout(x + self.position_embedding(self.positions(L, dev)))
+        x = self.input_dropout(x + self.position_embedding(self.position_ids(seqs)))
         idx = torch.arange(L, device=dev)
         bias = self.rel_pos[(idx[None, :] - idx[:, None]) + self.max_len - 1][None, None]
         if timestamps is not None:

@@ -61,24 +61,39 @@ class SASRec(SequentialRecommender):
     num_heads : int, default 2
     hidden_size : int, default 128
         Width of the feed-forward layer (DR4SR's ``hidden_size``).
+    qkv_init : {"normal", "xavier"}, default "normal"
+        Initial q/k/v projection: N(0, 0.02) as every other weight, or
+        PyTorch's ``MultiheadAttention`` default (xavier-uniform over the
+        stacked (3 d, d) matrix), which the DR4SR authors' SASRec keeps:
+        their N(0, 0.02) initialiser visits ``nn.Linear`` and
+        ``nn.Embedding`` modules, and ``MultiheadAttention`` holds q/k/v
+        as one bare parameter.
     """
 
     def __init__(self, num_items: int, embed_dim: int = 64, max_len: int = 50, dropout: float = 0.5,
-                 num_layers: int = 2, num_heads: int = 2, hidden_size: int = 128) -> None:
+                 num_layers: int = 2, num_heads: int = 2, hidden_size: int = 128, qkv_init: str = "normal") -> None:
         super().__init__(num_items, embed_dim, max_len, dropout)
+        if qkv_init not in ("normal", "xavier"):
+            raise ValueError(f"qkv_init must be 'normal' or 'xavier', got {qkv_init!r}")
         self.init_kwargs.update(num_layers=num_layers, num_heads=num_heads, hidden_size=hidden_size)
+        if qkv_init != "normal":  # default checkpoints keep their init_kwargs as before
+            self.init_kwargs["qkv_init"] = qkv_init
+        self.qkv_init = qkv_init
         self.position_embedding = nn.Embedding(max_len, embed_dim)
         self.input_dropout = Dropout(dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(embed_dim, num_heads, hidden_size, dropout) for _ in range(num_layers)
         )
         self.reset_parameters()
+        if qkv_init == "xavier":
+            for block in self.blocks:
+                nn.init.xavier_uniform_(block.qkv.weight)
 
     def item_inputs(self, seqs: torch.Tensor) -> torch.Tensor:
         return self.item_embedding(seqs)
 
     def encode(self, seqs, timestamps=None):
-        x = self.item_inputs(seqs) + self.position_embedding(self.positions(seqs.size(1), seqs.device))
+        x = self.item_inputs(seqs) + self.position_embedding(self.position_ids(seqs))
         x = self.input_dropout(x)
         mask = self.attention_mask(seqs, causal=True)
         for block in self.blocks:
@@ -294,7 +309,7 @@ class GNN(SASRec):
 
     def encode(self, seqs, timestamps=None):
         table = self.item_weight()
-        x = F.embedding(seqs, table) + self.position_embedding(self.positions(seqs.size(1), seqs.device))
+        x = F.embedding(seqs, table) + self.position_embedding(self.position_ids(seqs))
         x = self.input_dropout(x)
         mask = self.attention_mask(seqs, causal=True)
         for block in self.blocks:

@@ -1,6 +1,7 @@
 """Training: one `Trainer` loop for every model fastregen trains.
 
-* `TrainConfig` -- a target-model run (model, loss, protocol, budget).
+* `TrainConfig` -- a target-model run (model, loss, protocol, budget);
+  ``TrainConfig(**AUTHORS_SCHEME)`` trains as the DR4SR authors' code does.
 * `Examples` / `Batch` -- the training examples of a dataset under a
   protocol (``"all"``, ``"last"``, ``"packed"``), gathered batch by batch,
   each target traceable to its source sequence.
@@ -22,7 +23,7 @@
 """
 
 from .checkpoint import Checkpoint
-from .config import LOSSES, TRAIN_TARGETS, TrainConfig
+from .config import AUTHORS_SCHEME, LOSSES, TRAIN_TARGETS, TrainConfig
 from .examples import Batch, Examples, build_examples, gather_windows, pack_segments
 from .fit import build_target_model, fit, fit_and_evaluate, resolve_loss, seed_everything, union
 from .losses import (
@@ -40,6 +41,7 @@ from .trainer import CallbackHook, EarlyStopping, Hook, Trainer, TrainingData, a
 
 __all__ = [
     "TrainConfig",
+    "AUTHORS_SCHEME",
     "LOSSES",
     "TRAIN_TARGETS",
     "Batch",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..evaluation import DEFAULT_KS, REPEATED_TARGET
 
-__all__ = ["TrainConfig", "LOSSES", "TRAIN_TARGETS", "RUNTIME_FIELDS"]
+__all__ = ["TrainConfig", "LOSSES", "TRAIN_TARGETS", "RUNTIME_FIELDS", "AUTHORS_SCHEME"]
 
 #: TrainConfig fields that change how a run executes, never what it computes: left out of the
 #: checkpoint's config check (a run may resume with other threads or without progress bars) and out
@@ -16,6 +16,25 @@ RUNTIME_FIELDS = frozenset({"progress", "num_threads", "device", "eval_batch_siz
 LOSSES = ("bce", "sampled_softmax", "softmax")
 #: How a training sequence becomes examples (`fastregen.training.Examples`).
 TRAIN_TARGETS = ("auto", "all", "last", "packed")
+POSITIONS = ("recent", "oldest")
+LOSS_NORMALISATIONS = ("constant", "batch_mean")
+
+#: The DR4SR authors' training scheme (their ``run.py`` with the released
+#: configs), as `TrainConfig` fields: ``TrainConfig(**AUTHORS_SCHEME)``.
+#: Their rows are post-padded, so position 0 is each row's oldest item
+#: (``positions="oldest"``; with causal attention that hides padding keys,
+#: post-padding itself changes nothing else); their batches are drawn at
+#: random (``length_bucketing=False``) and each batch's loss is the mean
+#: over its own targets (``loss_normalisation="batch_mean"``); their
+#: preprocessing cuts every sequence to its last 50 items before the
+#: leave-one-out split (``truncate_before_split=50``), so each user gives
+#: one training row of at most 48 items. Not included, because they are
+#: not the trainer: their evaluator masks a test target that repeats a
+#: history item (fastregen ranks it), and their attention's q/k/v weights
+#: keep PyTorch's xavier initialisation (SASRec's
+#: ``model_kwargs={"qkv_init": "xavier"}``).
+AUTHORS_SCHEME = dict(positions="oldest", length_bucketing=False, loss_normalisation="batch_mean",
+                      truncate_before_split=50)
 
 
 @dataclass
@@ -91,6 +110,23 @@ class TrainConfig:
         Beauty); the loss is normalised by a constant number of targets per
         batch (`fastregen.training.Trainer`), so every target keeps the same
         weight whatever batch it lands in.
+    positions : {"recent", "oldest"}, default "recent"
+        How models with absolute position embeddings (SASRec, CL4SRec, GNN,
+        HSTU) number a row's items: "recent" gives the most recent item the
+        last position whatever the row's length; "oldest" numbers from each
+        row's oldest item (0), as post-padded rows do in the DR4SR authors'
+        code. Stored with the model (`fastregen.models.build_model`).
+    loss_normalisation : {"constant", "batch_mean"}, default "constant"
+        "constant": every batch's loss sum is divided by one constant, the
+        mean targets per batch (`fastregen.training.Trainer`), so each
+        target weighs the same; "batch_mean": by the batch's own number of
+        targets, as the DR4SR authors' code (a target in a small batch then
+        weighs more).
+    truncate_before_split : int, default 0
+        When > 0, every sequence is cut to its last ``truncate_before_split``
+        items before the leave-one-out split (the DR4SR authors'
+        preprocessing, 50), and so is every sequence of a ``train_data``
+        given to `fit_and_evaluate`. 0 keeps whole sequences.
     reppad : {0, 1, 2}, default 0
         RepPad (`fastregen.training.reppad`): pad each training sequence
         shorter than ``max_len`` with copies of itself, 1 back to back, 2
@@ -125,6 +161,9 @@ class TrainConfig:
     num_threads: int | str = "auto"
     length_bucketing: bool = True
     bucket_window: int = 32
+    positions: str = "recent"
+    loss_normalisation: str = "constant"
+    truncate_before_split: int = 0
     reppad: int = 0
     seed: int = 0
     progress: bool = True
@@ -161,6 +200,15 @@ class TrainConfig:
         metric_names = {f"{m}@{k}" for m in ("recall", "ndcg") for k in self.ks} | {"mrr", "auc"}
         if self.valid_metric not in metric_names:
             raise ValueError(f"valid_metric {self.valid_metric!r} is not computed; choose one of {sorted(metric_names)}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {', '.join(map(repr, POSITIONS))}, got {self.positions!r}")
+        if self.loss_normalisation not in LOSS_NORMALISATIONS:
+            raise ValueError(f"loss_normalisation must be one of {', '.join(map(repr, LOSS_NORMALISATIONS))}, "
+                             f"got {self.loss_normalisation!r}")
+        if (isinstance(self.truncate_before_split, bool) or not isinstance(self.truncate_before_split, int)
+                or self.truncate_before_split in (1, 2) or self.truncate_before_split < 0):
+            raise ValueError("truncate_before_split must be 0 (off) or an int >= 3 (a split needs 3 items), "
+                             f"got {self.truncate_before_split!r}")
         if isinstance(self.reppad, bool) or self.reppad not in (0, 1, 2):
             raise ValueError(f"reppad must be 0 (off), 1 (repeat) or 2 (repeat with delimiter 0), got {self.reppad!r}")
         if self.num_threads != "auto" and (isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int)

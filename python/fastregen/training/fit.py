@@ -62,6 +62,8 @@ def build_target_model(cfg: TrainConfig, num_items: int, train_data: SequenceDat
     kwargs = dict(cfg.model_kwargs)
     kwargs.setdefault("embed_dim", cfg.embed_dim)
     kwargs.setdefault("max_len", cfg.max_len)
+    if cfg.positions != "recent":
+        kwargs.setdefault("positions", cfg.positions)
     model = build_model(cfg.model, num_items, **kwargs)
     if train_data is not None and hasattr(model, "set_graph"):
         model.set_graph(train_data.replace(num_items=num_items))
@@ -159,6 +161,7 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
                       batch_size=cfg.batch_size, bucketing=cfg.length_bucketing, bucket_window=cfg.bucket_window,
                       seed=cfg.seed, device=cfg.device,
                       progress=cfg.progress, desc=cfg.model, log=log, checkpoint=checkpoint)
+    trainer.normalisation = cfg.loss_normalisation
     history = trainer.fit(examples, cfg.epochs)
     return {
         "model": model,
@@ -282,8 +285,12 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
     values["seed"] = seed
     cfg = config_from_dict(TrainConfig, values)
     data = as_dataset(data)
+    if cfg.truncate_before_split:  # the DR4SR authors' preprocessing: cut, then split
+        data = data.truncate(cfg.truncate_before_split)
     split = leave_one_out(data)
     train = split.train if train_data is None else as_dataset(train_data)
+    if cfg.truncate_before_split and train_data is not None:
+        train = train.truncate(cfg.truncate_before_split)
     num_items = max(data.num_items, train.num_items)
     weights = train.meta.get("weights") if train_data is not None else None
 

@@ -18,6 +18,9 @@ the weight of one in a long batch (on Beauty's original + mined patterns,
 the patterns' ~30% of the targets would get ~64% of the update). With the
 constant, every target of an epoch has weight ``w / C`` whatever batch it
 lands in, and the loss scale matches a per-batch mean on average.
+``Trainer.normalisation = "batch_mean"`` divides by the batch's own number
+of targets instead, as the DR4SR authors' code does (their scheme,
+`fastregen.training.AUTHORS_SCHEME`).
 
 Several processes
 -----------------
@@ -332,6 +335,10 @@ class Trainer:
         return self.batch_size * (1 if self.world is None else self.world.size)
 
     # ------------------------------------------------------------------ steps
+    #: "constant" (the targets-per-batch constant, see the module docstring) or "batch_mean"
+    #: (each batch over its own number of targets; needs batches with ``num_targets``).
+    normalisation: str = "constant"
+
     def loss(self, batch, generator: torch.Generator | None = None):
         """The normalised loss of a batch (a scalar tensor with its graph) and the objective's `LossTerms`.
 
@@ -340,7 +347,10 @@ class Trainer:
         steps see the same random stream with or without it.
         """
         terms = self.objective(self.model, batch, self.generator if generator is None else generator)
-        loss = terms.total / self.targets_per_batch
+        if self.normalisation == "batch_mean":
+            loss = terms.total / max(batch.num_targets, 1)
+        else:
+            loss = terms.total / self.targets_per_batch
         if terms.aux is not None:
             loss = loss + terms.aux
         return loss, terms

@@ -48,13 +48,15 @@ from _results import append_row
 RESULTS = Path(__file__).parent / "results" / "threads.csv"
 COLUMNS = ["benchmark", "dataset", "variant", "metric", "value", "unit", "threads", "device", "machine", "commit",
            "date", "load", "repeats", "all_values"]
-VARIANTS = ("default", "1", "2", "2-spin")
+VARIANTS = ("default", "1", "2", "2-spin", "2-short")
 
 WORKER = r"""
 import json, os, sys, time
 bench, variant, data, pairs = sys.argv[1:5]
-if variant == "2-spin":
+if variant in ("2-spin", "2-short"):
     os.environ.pop("OMP_WAIT_POLICY", None)
+    if variant == "2-short":  # libgomp's spin before a waiting thread sleeps: 10,000 polls, not 300,000
+        os.environ["GOMP_SPINCOUNT"] = "10000"
     import torch  # loads OpenMP before fastregen can ask for a passive wait
 import fastregen
 import torch
@@ -161,7 +163,7 @@ def _measure(args, pairs: str, deadline: float | None) -> dict:
     times: dict = {}
     for r in range(args.repeats):
         for bench in args.benchmarks:
-            for variant in VARIANTS:
+            for variant in args.variants:
                 if deadline is not None and time.monotonic() > deadline:
                     print("pause budget spent: stopping this load condition", flush=True)
                     return times
@@ -202,6 +204,11 @@ def main(argv=None) -> int:
     ap.add_argument("--benchmarks", nargs="+", default=["sasrec", "regen"], choices=["sasrec", "regen"])
     ap.add_argument("--regen-users", type=int, default=4000, help="sequences whose pairs the regenerator trains on")
     ap.add_argument("--idle", action="store_true", help="also measure with the study workers paused")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="with --idle: seconds to wait after pausing, so the 1-minute load average the default's "
+                         "wait policy reads has decayed as on a machine idle for a while")
+    ap.add_argument("--idle-only", action="store_true", help="with --idle: skip the measurement under load")
     ap.add_argument("--max-pause", type=float, default=180.0,
                     help="no run starts after the study workers have been paused this long (they resume 60 s later)")
     ap.add_argument("--results", default=str(RESULTS))
@@ -223,10 +230,12 @@ def main(argv=None) -> int:
         print(f"regen: {len(pairs):,} pairs from {len(train):,} sequences", flush=True)
         workers = len(_study_pids())
         loaded = f"as found ({workers} nice'd one-thread study workers running)"
-        _rows(_measure(args, npz, None), args, loaded, commit)
+        if not (args.idle and args.idle_only):
+            _rows(_measure(args, npz, None), args, loaded, commit)
         if args.idle:
             # runs start until max-pause; the workers resume at max-pause + 60 s even mid-run
             with Paused(args.max_pause + 60) as p:
+                time.sleep(args.settle)
                 idle = _measure(args, npz, p.t0 + args.max_pause)
             _rows(idle, args, f"study workers paused ({len(p.pids)})", commit)
     return 0

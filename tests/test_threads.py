@@ -71,14 +71,21 @@ def test_train_config_default_is_auto_and_checked():
 
 def _child(code: str, **env) -> str:
     # Not conftest.run_python: it adds this process's environment, where `import fastregen` set the policy.
-    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     r = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
 
-def test_import_asks_for_a_passive_wait_before_torch_loads():
-    code = "import os, sys, fastregen; assert 'torch' not in sys.modules; print(os.environ['OMP_WAIT_POLICY'])"
-    assert _child(code) == "PASSIVE"
-    assert _child(code, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"  # the user's own choice wins
+def test_import_chooses_the_wait_policy_from_the_load_before_torch_loads():
+    # the policy follows the load average at import: fake it, in a child that imports nothing else first
+    code = ("import os, sys; os.getloadavg = lambda: ({load}, 0.0, 0.0); import fastregen; "
+            "assert 'torch' not in sys.modules; "
+            "print(os.environ.get('OMP_WAIT_POLICY', '-'), os.environ.get('GOMP_SPINCOUNT', '-'))")
+    busy, idle = code.format(load=50.0), code.format(load=0.0)
+    assert _child(busy) == "PASSIVE -"
+    assert _child(idle) == "- 10000"
+    # the user's own choice wins, either variable
+    assert _child(busy, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE -"
+    assert _child(idle, GOMP_SPINCOUNT="5") == "- 5"

@@ -5,7 +5,7 @@
 #
 # Each worker takes one pending run at a time from the first queue below that has one, in
 # issue 26's order: DR4SR stages 1, 3, 4 (Beauty SASRec seeds, Beauty GRU4Rec, Toys/Sports),
-# then DR4SR+ (stage 5), then the rest of the DR4SR replication plan. A queue script exits 0
+# then DR4SR+ (stage 5), then UniDS on ml-100k (stage 6), then the rest of the DR4SR plan. A queue script exits 0
 # after a run, 3 when every pending run is held by the other worker (or not ready), 4 when it
 # has none pending. After every run the worker starts again from the first queue, so new
 # commits' code and declarations are picked up between runs. The interpreter is read anew
@@ -19,6 +19,7 @@ mkdir -p runs/logs
 QUEUES=(
   "dr4sr_study.py queue --core-only"
   "dr4srplus.py queue"
+  "unids.py queue"
   "dr4sr_study.py queue"
 )
 for k in 0 1; do

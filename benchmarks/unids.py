@@ -3,7 +3,8 @@
     python benchmarks/unids.py compare --dataset ml-100k --model hstu --seeds 0 1 2 --threads 1
     python benchmarks/unids.py compare --dataset ml-100k --model hstu --variants no_tc no_uf no_ug --seeds 0
     python benchmarks/unids.py theta --dataset ml-100k --model hstu --scales 1.1 1.2 1.3 1.4 1.5 --seeds 0
-    python benchmarks/unids.py plan                       # the rows so far
+    python benchmarks/unids.py plan                       # issue 26's declared runs: done / pending / hours
+    python benchmarks/unids.py queue --threads 1          # the next of them nobody holds (two workers side by side)
     python benchmarks/report.py unids                     # tables + paired p-values from the rows
 
 Every finished run appends one row to ``benchmarks/results/unids.csv``
@@ -48,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from _harness import config_overrides, cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row, read_rows, save_ranks  # noqa: E402
+from _results import append_row, file_lock, read_rows, save_ranks  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "unids.csv"
@@ -210,9 +211,34 @@ class Bench:
         return row
 
 
+#: The UniDS setting of the seed-0 comparison row (the only one run, so the validation choice), kept for
+#: the other seeds.
+ISSUE26_SETTING = json.dumps({"generator": {"epochs": 10}}, sort_keys=True)
+
+
+def issue26_runs() -> list[Run]:
+    """Issue 26, stage 6 (ml-100k, HSTU), in order: original, UniDS and RepPad at seeds 1-2; then the DR4SR
+    variant and the three ablations at seeds 0-2 (UniDS-family variants at `ISSUE26_SETTING`)."""
+    runs = []
+    for seed in (1, 2):
+        for v in ("original", "unids", "reppad"):
+            runs.append(Run("compare", "ml-100k", "hstu", v, seed, 0, ISSUE26_SETTING if v == "unids" else "{}"))
+    for seed in (0, 1, 2):
+        for v in ("dr4sr", "no_tc", "no_uf", "no_ug"):
+            runs.append(Run("compare", "ml-100k", "hstu", v, seed, 0, "{}" if v == "dr4sr" else ISSUE26_SETTING))
+    return runs
+
+
+def _estimate(run: Run, rows: list[dict]) -> float:
+    """One-thread seconds of a pending run: the median of done rows of its variant (else of any), else 30 min."""
+    secs = [float(r["seconds"]) for r in rows if r["variant"] == run.variant] or [float(r["seconds"]) for r in rows]
+    return float(np.median(secs)) if secs else 1800.0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("compare", "theta", "plan"))
+    ap.add_argument("command", choices=("compare", "theta", "plan", "queue"))
+    ap.add_argument("--max-runs", type=int, default=0, help="queue: stop after this many runs (0: until none is left)")
     ap.add_argument("--dataset", default="ml-100k", choices=sorted(BACKBONE))
     ap.add_argument("--model", default="hstu")
     ap.add_argument("--variants", nargs="+", default=["original", "unids", "reppad"], choices=VARIANTS)
@@ -228,10 +254,34 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sys.path.insert(0, str(HERE))
     if args.command == "plan":
-        for r in read_rows(RESULTS, COLUMNS):
-            print(f"{r['run_id']} {r['experiment']:<8}{r['dataset']:<9}{r['model']:<6}{r['variant']:<9}"
+        rows = read_rows(RESULTS, COLUMNS)
+        for r in rows:
+            print(f"done  {r['run_id']} {r['experiment']:<8}{r['dataset']:<9}{r['model']:<6}{r['variant']:<9}"
                   f"theta {r['theta']:<5} seed {r['seed']}  valid N@10 {float(r['valid_ndcg@10']):.4f}  "
                   f"{r['setting']}")
+        done = {r["run_id"] for r in rows}
+        pending = [r for r in issue26_runs() if r.run_id not in done]
+        for r in pending:
+            print(f"      {r.run_id} {r.label():<60} ~{_estimate(r, rows) / 3600:.1f} h")
+        print(f"issue 26 stage 6: {len(issue26_runs()) - len(pending)}/{len(issue26_runs())} done; pending "
+              f"~{sum(_estimate(r, rows) for r in pending) / 3600:.1f} one-thread hours (estimated from the done rows)")
+        return 0
+    if args.command == "queue":  # exit 0 after a run, 3: every pending run is held elsewhere, 4: none pending
+        bench = Bench(Path(args.work), args.threads, not args.quiet)
+        n_runs = 0
+        while not args.max_runs or n_runs < args.max_runs:
+            done = {r["run_id"] for r in read_rows(RESULTS, COLUMNS)}
+            pending = [r for r in issue26_runs() if r.run_id not in done]
+            if not pending:
+                return 4
+            for r in pending:
+                with file_lock(Path(args.work) / "locks" / f"{r.run_id}.lock", blocking=False) as held:
+                    if held:
+                        bench.run(r)
+                        break
+            else:
+                return 3
+            n_runs += 1
         return 0
     setting = json.dumps(config_overrides(args.set, "--set"), sort_keys=True)
     bench = Bench(Path(args.work), args.threads, not args.quiet)

@@ -108,3 +108,47 @@ def test_report_cli_errors(tmp_path, capsys):
     assert doc.read_text().startswith("head\n<!-- report:dr4sr -->\n<!-- generated") and "old" not in doc.read_text()
     with pytest.raises(SystemExit, match="no <!-- report:unids -->"):
         report.write_block(doc, "unids", "x")
+
+
+def test_verdict_pairs_matched_seeds_and_reports_interval_and_p(tmp_path):
+    # the selection finished, then DR4SR at seeds 0-1 and the original at seeds 0-2: only seeds 0-1 pair
+    results, ranks = tmp_path / "dr4sr.csv", tmp_path / "ranks" / "dr4sr"
+    rng = np.random.default_rng(1)
+    base_ranks = rng.integers(0, 60, 400)
+    runs = dr4sr_study.selection_runs()
+    for i, run in enumerate(runs):
+        valid = 0.09 if i == 3 else 0.05
+        _results.append_row(results, _row(run, valid, 0.04, 0), dr4sr_study.COLUMNS)
+        _results.save_ranks(ranks / f"{run.run_id}.npz", base_ranks)
+    setting = dr4sr_study.selected_setting(_results.read_rows(results, dr4sr_study.COLUMNS))
+    for seed in (1, 2):
+        run = dr4sr_study.Run("replicate", "beauty", "sasrec", "original", target_seed=seed)
+        _results.append_row(results, _row(run, 0.05, 0.04, 0), dr4sr_study.COLUMNS)
+        _results.save_ranks(ranks / f"{run.run_id}.npz", base_ranks)
+    run = dr4sr_study.Run("replicate", "beauty", "sasrec", "dr4sr", *setting, 0, 1)
+    _results.append_row(results, _row(run, 0.05, 0.04, 0), dr4sr_study.COLUMNS)
+    _results.save_ranks(ranks / f"{run.run_id}.npz", np.maximum(base_ranks - 3, 0))  # better at seed 1
+    text = report.verdict_report(tmp_path, tmp_path / "ranks")
+    line = next(ln for ln in text.splitlines() if ln.startswith("| DR4SR ("))
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[5] == "2"  # seeds 0 and 1 pair; the original's seed 2 has no DR4SR partner
+    lo, hi = (float(x.strip("%")) for x in cells[9].strip("[]").split(", "))
+    assert 0 < lo <= float(cells[8].strip("*%")) <= hi  # every user's rank improved at seed 1
+    assert float(cells[10]) < 0.05
+    assert "DR4SR+: 0 of its 3 declared selection runs" in text
+
+
+def test_engine_report_reads_the_latest_measurements(tmp_path):
+    import engine
+
+    path = tmp_path / "engine.csv"
+    common = dict(commit="abc", machine="m", device="cpu", threads=1, load="loadavg 1.0", dataset="beauty",
+                  shape="10 x 20", reps=3, values="", identical_ranks=True, before="0000000", note="")
+    for date, before, after in (("2026-01-01", 4.0, 2.0), ("2026-01-02", 3.0, 0.5)):
+        for variant, metric, value in (("before", "seconds_median", before), ("after", "seconds_median", after),
+                                       ("after/before", "speedup", before / after)):
+            _results.append_row(path, {**common, "date": date, "benchmark": "ranks", "variant": variant,
+                                       "metric": metric, "value": value, "unit": "s"}, engine.COLUMNS)
+    text = report.engine_report(path, tmp_path)
+    row = next(ln for ln in text.splitlines() if ln.startswith("| ranks"))
+    assert "| 3.00 | 0.50 | **6.00x** |" in row  # the later measurement replaces the earlier one

@@ -20,9 +20,9 @@ from ._options import (
     TimeOpt,
     UserOpt,
     check_output_dir,
+    config_values,
     load_dataset,
 )
-from ._train import _parse_sets
 
 
 def _parse_grid(pairs: list[str]) -> dict:
@@ -89,7 +89,6 @@ def compare(
 
     The report gives each method's test metrics (mean ± sd over seeds) and its gain over original with a paired two-sided Wilcoxon p over test users and a bootstrap 95% interval. Validation selects among --grid settings; test metrics are only read for the report. A rerun trains only the runs without a row.
     """
-    from ..config import config_to_dict, load_config
     from ..dr4sr import RegenConfig
     from ..dr4sr.plus import PlusConfig
     from ..study import CompareConfig
@@ -97,21 +96,16 @@ def compare(
     from ..training import TrainConfig
     from ..unids import UniDSConfig
 
-    def values(cls, path, pairs):
-        v = config_to_dict(load_config(cls, path)) if path is not None else {}
-        v.update(_parse_sets(pairs))
-        return v
-
-    train = values(TrainConfig, config, sets)
+    train = config_values(TrainConfig, config, sets)
     for k in ("model", "seed", "device", "num_threads", "progress"):  # the command's own options decide these
         train.pop(k, None)
     if epochs is not None:
         train["epochs"] = epochs
     # Every option is checked here, before DATA is read or OUT written.
     cfg = CompareConfig(methods=_methods(list(methods) + list(ctx.args)), model=model, seeds=seeds, train=train,
-                        regen=values(RegenConfig, regen_config, regen_sets),
-                        plus=values(PlusConfig, plus_config, plus_sets),
-                        unids=values(UniDSConfig, unids_config, unids_sets), reppad=reppad, grid=_parse_grid(grid))
+                        regen=config_values(RegenConfig, regen_config, regen_sets),
+                        plus=config_values(PlusConfig, plus_config, plus_sets),
+                        unids=config_values(UniDSConfig, unids_config, unids_sets), reppad=reppad, grid=_parse_grid(grid))
     check_output_dir(out, "--out")
     ds = load_dataset(data, format, user, item, timestamp, remap, quiet=True)
     result = run_compare(ds, out, cfg, workers=workers, device=device, threads=threads, regen_dir=regen,

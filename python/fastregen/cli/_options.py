@@ -39,6 +39,33 @@ ModelOpt = typer.Option("sasrec", "--model", "-m",
                         help=f"Target model: {', '.join(MODEL_NAMES)} (`fastregen models` lists them).")
 
 
+def parse_sets(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` options (``--set`` and its kin) -> ``{key: YAML value}``; BadParameter names a bad pair."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise typer.BadParameter(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise typer.BadParameter(f"--set {key.strip()}: {value!r} is not a YAML value") from None
+    return out
+
+
+def config_values(cls, path: Path | None, pairs: list[str] = ()) -> dict:
+    """The fields of a config file of dataclass ``cls`` (``--config``; none when ``path`` is None),
+    then the ``KEY=VALUE`` pairs over them (unchecked: `fastregen.config.config_from_dict` names
+    unknown keys)."""
+    from ..config import config_to_dict, load_config
+
+    values = config_to_dict(load_config(cls, path)) if path is not None else {}
+    values.update(parse_sets(list(pairs)))
+    return values
+
+
 def load_dataset(path: Path, fmt: str = "auto", user=None, item=None, timestamp=None, remap=None,
                  quiet: bool = False):
     """`fastregen.data.load` with the command's reading options."""

@@ -9,8 +9,8 @@ from typing import List, Optional
 import typer
 
 from . import app
-from ._options import FormatOpt, ItemOpt, ModelOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
-from ._train import _parse_sets
+from ._options import (FormatOpt, ItemOpt, ModelOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, config_values,
+                       load_dataset)
 
 
 def _epoch_line(record: dict) -> str:
@@ -49,17 +49,15 @@ def personalize(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (the epoch lines stay)."),
 ) -> None:
     """Train MODEL on a regenerated training set with the DR4SR+ personalizer; print test metrics as JSON."""
-    from ..config import config_from_dict, config_to_dict, load_config
+    from ..config import config_from_dict
     from ..dr4sr.plus import PlusConfig, load_training_set, personalize as run
     from ..training import TrainConfig
 
-    plus_values = config_to_dict(load_config(PlusConfig, plus_config)) if plus_config is not None else {}
-    plus_values.update(_parse_sets(plus_sets))
+    plus_values = config_values(PlusConfig, plus_config, plus_sets)
     if mode is not None:
         plus_values["mode"] = mode
     plus = config_from_dict(PlusConfig, plus_values)  # unknown keys named, as --plus-config's
-    values = config_to_dict(load_config(TrainConfig, config)) if config is not None else {}
-    values.update(_parse_sets(sets))
+    values = config_values(TrainConfig, config, sets)
     for key, val in (("epochs", epochs), ("num_threads", threads)):
         if val is not None:
             values[key] = val

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from . import app
-from ._options import FormatOpt, ItemOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
+from ._options import FormatOpt, ItemOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, config_values, load_dataset
 
 
 def _echo_stats(stats: dict) -> None:
@@ -104,7 +104,7 @@ def regenerate(
     Under ``torchrun --nproc-per-node N -m fastregen regenerate ...`` pre-training is data-parallel and
     hybrid inference sharded over N processes; rank 0 writes OUT (same regenerated data as one process).
     """
-    from ..config import config_from_dict, config_to_dict, load_config
+    from ..config import config_from_dict
     from ..dr4sr import RegenConfig
 
     overrides = {k: v for k, v in dict(epochs=epochs, K=K, gamma=gamma, schedule=schedule, restrict=restrict,
@@ -112,7 +112,7 @@ def regenerate(
                  if v is not None}
     if quiet:
         overrides["progress"] = False
-    values = config_to_dict(load_config(RegenConfig, config)) if config is not None else {}
+    values = config_values(RegenConfig, config)
     values.update(overrides)
     cfg = config_from_dict(RegenConfig, values)
     check_output_dir(out, "--out")

@@ -9,22 +9,8 @@ from typing import List, Optional
 import typer
 
 from . import app
-from ._options import FormatOpt, ModelOpt, ItemOpt, QuietOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, load_dataset
-
-
-def _parse_sets(pairs: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise typer.BadParameter(f"--set expects KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise typer.BadParameter(f"--set {key.strip()}: {value!r} is not a YAML value") from None
-    return out
+from ._options import (FormatOpt, ItemOpt, ModelOpt, QuietOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir,
+                       config_values, load_dataset)
 
 
 def _duration(seconds: float) -> str:
@@ -96,13 +82,10 @@ def train(
     Under ``torchrun --nproc-per-node N -m fastregen train ...`` the training is data-parallel over N
     processes (batch_size per process); rank 0 evaluates, writes OUT and prints.
     """
-    from ..config import config_from_dict, config_to_dict, load_config
+    from ..config import config_from_dict
     from ..training import TrainConfig, fit_and_evaluate
 
-    values: dict = {}
-    if config is not None:
-        values.update(config_to_dict(load_config(TrainConfig, config)))
-    values.update(_parse_sets(sets))
+    values = config_values(TrainConfig, config, sets)
     for key, val in (("epochs", epochs), ("loss", loss), ("num_threads", threads),
                      ("repeated_target", repeated_target)):
         if val is not None:

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from . import app
-from ._options import FormatOpt, ItemOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir
+from ._options import FormatOpt, ItemOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, config_values
 
 
 def _dataset(data: str, fmt: str, quiet: bool, user=None, item=None, timestamp=None, remap=None):
@@ -50,10 +50,10 @@ def unids_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Synthesise training data for the recall, coarse and fine stages of DATA with UniDS into OUT."""
-    from ..config import config_from_dict, config_to_dict, load_config
+    from ..config import config_from_dict
     from ..unids import UniDS, UniDSConfig
 
-    values = config_to_dict(load_config(UniDSConfig, config)) if config is not None else {}
+    values = config_values(UniDSConfig, config)
     if no_tc:
         values["threshold_control"] = False
     if no_uf:

@@ -61,7 +61,7 @@ import time
 from pathlib import Path
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row, file_lock, read_rows, save_ranks  # noqa: E402
+from _results import append_row, file_lock, read_rows, run_queue, save_ranks  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "dr4sr.csv"
@@ -375,19 +375,6 @@ class Study:
                     return True
         return False
 
-    def run_next(self, runs: list[Run]) -> bool:
-        """Train the first run of ``runs`` that is neither done nor held by another worker;
-        False when there is none."""
-        for run in runs:
-            if run.run_id in self.done() or self._prerequisite_busy(run):
-                continue
-            with file_lock(self.work / "locks" / f"{run.run_id}.lock", blocking=False) as held:
-                if not held or run.run_id in self.done():
-                    continue
-                self._train(run)
-                return True
-        return False
-
 
 def estimate_seconds(run: Run, done: dict[str, dict]) -> float:
     """A pending run's one-thread seconds: the median of done rows with its (dataset, model,
@@ -465,12 +452,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     if args.stage == "queue":  # exit 0 after a run, 3: every pending run is held elsewhere, 4: none pending
-        n_runs = 0
-        while not args.max_runs or n_runs < args.max_runs:
-            if not study.run_next(runs):
-                return 3 if any(r.run_id not in study.done() for r in runs) else 4
-            n_runs += 1
-        return 0
+        return run_queue(lambda: runs, lambda r: r.run_id, study.done, study.work / "locks", study._train,
+                         max_runs=args.max_runs, skip=study._prerequisite_busy)
     for i, r in enumerate(runs):
         if i % n == k:
             study.run(r)

@@ -80,7 +80,7 @@ import time
 from pathlib import Path
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row, file_lock, read_rows, save_ranks  # noqa: E402
+from _results import append_row, file_lock, read_rows, run_queue, save_ranks  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "dr4srplus.csv"
@@ -264,18 +264,6 @@ class Study:
                 return
             self._train(run, rid, regen)
 
-    def run_next(self, runs: list[Run]) -> bool:
-        """Train the first of ``runs`` neither done nor held by another worker; False when none is left."""
-        for run in runs:
-            rid = run.run_id(self.regen_id(run.dataset))
-            if rid in self.done():
-                continue
-            with file_lock(self.work / "locks" / f"{rid}.lock", blocking=False) as held:
-                if held and rid not in self.done():
-                    self._train(run, rid, self.regen_id(run.dataset))
-                    return True
-        return False
-
     def _train(self, run: Run, rid: str, regen: str) -> None:
         import torch
         from fastregen.dr4sr.plus import PlusConfig, personalize
@@ -437,14 +425,10 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-        n_runs = 0
-        while not args.max_runs or n_runs < args.max_runs:
-            runs = issue26_runs(list(study.done().values()), study.regen_id("beauty"))
-            if not study.run_next(runs):
-                pending = [r for r in runs if r.run_id(study.regen_id("beauty")) not in study.done()]
-                return 3 if pending or len(runs) == len(ISSUE26_RATES) else 4
-            n_runs += 1
-        return 0
+        regen = study.regen_id("beauty")
+        return run_queue(lambda: issue26_runs(list(study.done().values()), regen), lambda r: r.run_id(regen),
+                         study.done, study.work / "locks", lambda r: study._train(r, r.run_id(regen), regen),
+                         max_runs=args.max_runs)
     if args.stage == "plan":
         done = study.done()
         for stage, runs in plan.items():

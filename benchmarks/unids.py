@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from _harness import config_overrides, cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row, file_lock, read_rows, save_ranks  # noqa: E402
+from _results import append_row, read_rows, run_queue, save_ranks  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "unids.csv"
@@ -268,21 +268,8 @@ def main(argv=None) -> int:
         return 0
     if args.command == "queue":  # exit 0 after a run, 3: every pending run is held elsewhere, 4: none pending
         bench = Bench(Path(args.work), args.threads, not args.quiet)
-        n_runs = 0
-        while not args.max_runs or n_runs < args.max_runs:
-            done = {r["run_id"] for r in read_rows(RESULTS, COLUMNS)}
-            pending = [r for r in issue26_runs() if r.run_id not in done]
-            if not pending:
-                return 4
-            for r in pending:
-                with file_lock(Path(args.work) / "locks" / f"{r.run_id}.lock", blocking=False) as held:
-                    if held:
-                        bench.run(r)
-                        break
-            else:
-                return 3
-            n_runs += 1
-        return 0
+        return run_queue(issue26_runs, lambda r: r.run_id, lambda: {r["run_id"] for r in read_rows(RESULTS, COLUMNS)},
+                         Path(args.work) / "locks", bench.run, max_runs=args.max_runs)
     setting = json.dumps(config_overrides(args.set, "--set"), sort_keys=True)
     bench = Bench(Path(args.work), args.threads, not args.quiet)
     runs = []

@@ -218,7 +218,7 @@ class Checkpoint:
             self._loaded = True
         return self._cache
 
-    def load(self, fingerprint: dict | None = None, only=None) -> dict | None:
+    def load(self, fingerprint: dict | None = None, only=None, defaults: dict | None = None) -> dict | None:
         """The stored state if it belongs to this run, None when there is none (or it is ignored).
 
         Parameters
@@ -228,6 +228,9 @@ class Checkpoint:
         only : iterable of str, optional
             Compare these top-level fields alone (a caller checking its own
             part before the Trainer adds its settings).
+        defaults : dict, optional
+            Defaults of further top-level fields (the Trainer's own), merged
+            over this object's ``defaults``.
 
         Raises
         ------
@@ -239,7 +242,7 @@ class Checkpoint:
         if state is None:
             return None
         fingerprint = self.fingerprint if fingerprint is None else fingerprint
-        diff = fingerprint_diff(state.get("fingerprint", {}), fingerprint, only, self.defaults)
+        diff = fingerprint_diff(state.get("fingerprint", {}), fingerprint, only, {**self.defaults, **(defaults or {})})
         if diff:
             if self.on_mismatch == "restart":
                 return None

@@ -27,7 +27,7 @@ from .checkpoint import Checkpoint, array_sha256
 from .config import RUNTIME_FIELDS, TrainConfig
 from .examples import Examples
 from .losses import NextItemLoss
-from .trainer import EarlyStopping, Hook, Trainer
+from .trainer import EarlyStopping, Trainer
 
 __all__ = ["fit", "fit_and_evaluate", "union", "seed_everything", "resolve_loss", "build_target_model",
            "run_fingerprint", "CHECKPOINT"]
@@ -159,9 +159,8 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         cfg.valid_metric, mode="max", patience=cfg.patience, every=cfg.eval_every)
     trainer = Trainer(model, objective, optimizer=optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=[stopper, *hooks],
                       batch_size=cfg.batch_size, bucketing=cfg.length_bucketing, bucket_window=cfg.bucket_window,
-                      seed=cfg.seed, device=cfg.device,
+                      normalisation=cfg.loss_normalisation, seed=cfg.seed, device=cfg.device,
                       progress=cfg.progress, desc=cfg.model, log=log, checkpoint=checkpoint)
-    trainer.normalisation = cfg.loss_normalisation
     history = trainer.fit(examples, cfg.epochs)
     return {
         "model": model,

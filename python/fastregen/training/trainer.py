@@ -18,7 +18,7 @@ the weight of one in a long batch (on Beauty's original + mined patterns,
 the patterns' ~30% of the targets would get ~64% of the update). With the
 constant, every target of an epoch has weight ``w / C`` whatever batch it
 lands in, and the loss scale matches a per-batch mean on average.
-``Trainer.normalisation = "batch_mean"`` divides by the batch's own number
+``Trainer(normalisation="batch_mean")`` divides by the batch's own number
 of targets instead, as the DR4SR authors' code does (their scheme,
 `fastregen.training.AUTHORS_SCHEME`).
 
@@ -57,6 +57,7 @@ import torch
 
 from . import distributed
 from .checkpoint import Checkpoint, rng_state, set_rng_state
+from .config import LOSS_NORMALISATIONS
 
 __all__ = ["Trainer", "Hook", "EarlyStopping", "CallbackHook", "TrainingData", "adam"]
 
@@ -85,6 +86,11 @@ class TrainingData(Protocol):
 
     def batch_order(self, batch_size: int, generator: torch.Generator | None, bucketing: bool = True,
                     window: int = 32) -> list[np.ndarray]: ...
+
+
+#: Trainer settings added to the fingerprint after checkpoints were first written, at the values
+#: those checkpoints trained with (a checkpoint without one of them matches at this value).
+_FINGERPRINT_DEFAULTS = {"bucket_window": 32, "normalisation": "constant"}
 
 
 class Hook:
@@ -237,6 +243,10 @@ class Trainer:
     bucket_window : int, default 32
         Batches per length-sorting window; 0 sorts the whole epoch (least
         padding; see `TrainConfig.bucket_window`).
+    normalisation : {"constant", "batch_mean"}, default "constant"
+        What a batch's summed loss is divided by: the run's targets-per-batch
+        constant (module docstring) or the batch's own number of targets
+        (the DR4SR authors' scheme; needs batches with ``num_targets``).
     seed : int, default 0
         Seeds the trainer's generator: batch order and the objective's draws
         (negatives, augmentations). Under torch.distributed the order
@@ -286,8 +296,8 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, objective, *, optimizer: torch.optim.Optimizer | None = None,
                  lr: float = 1e-3, weight_decay: float = 0.0, scheduler=None, hooks: Sequence[Hook] = (),
-                 batch_size: int = 256, bucketing: bool = True, bucket_window: int = 32, seed: int = 0, device="cpu",
-                 progress: bool = True,
+                 batch_size: int = 256, bucketing: bool = True, bucket_window: int = 32,
+                 normalisation: str = "constant", seed: int = 0, device="cpu", progress: bool = True,
                  desc: str = "train", log: Callable[[dict], None] | None = None, grad_clip: float | None = None,
                  checkpoint: Checkpoint | str | os.PathLike | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -303,7 +313,10 @@ class Trainer:
         if isinstance(bucket_window, bool) or not isinstance(bucket_window, int) or bucket_window < 0:
             raise ValueError(f"bucket_window must be an int >= 0 (0: the whole epoch), got {bucket_window!r}")
         self.batch_size, self.bucketing, self.device = batch_size, bucketing, torch.device(device)
-        self.bucket_window = bucket_window
+        if normalisation not in LOSS_NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {', '.join(map(repr, LOSS_NORMALISATIONS))}, "
+                             f"got {normalisation!r}")
+        self.bucket_window, self.normalisation = bucket_window, normalisation
         self.progress, self.desc, self.log, self.grad_clip = progress, desc, log, grad_clip
         self.seed = int(seed)
         self.world = distributed.current()
@@ -335,10 +348,6 @@ class Trainer:
         return self.batch_size * (1 if self.world is None else self.world.size)
 
     # ------------------------------------------------------------------ steps
-    #: "constant" (the targets-per-batch constant, see the module docstring) or "batch_mean"
-    #: (each batch over its own number of targets; needs batches with ``num_targets``).
-    normalisation: str = "constant"
-
     def loss(self, batch, generator: torch.Generator | None = None):
         """The normalised loss of a batch (a scalar tensor with its graph) and the objective's `LossTerms`.
 
@@ -468,7 +477,8 @@ class Trainer:
             raise ValueError(f"{len(data)} training examples cannot be shared by {self.world.size} processes; "
                              "run fewer processes (--nproc-per-node)")
         # read (and check) the checkpoint before anything moves: a run of another config raises here
-        resume = None if self.checkpoint is None else self.checkpoint.load(self.fingerprint(data, epochs))
+        resume = None if self.checkpoint is None else self.checkpoint.load(
+            self.fingerprint(data, epochs), defaults={"trainer": _FINGERPRINT_DEFAULTS})
         if self.world is not None:
             distributed.broadcast_module(self.model)  # every rank starts from rank 0's weights
             torch.manual_seed(distributed.rank_seed(self.seed + 1, self.world.rank))  # own dropout masks
@@ -523,9 +533,8 @@ class Trainer:
             "grad_clip": self.grad_clip, "examples": len(data), "total_targets": float(data.total_targets),
             "model": type(self.model).__name__, "parameters": [list(p.shape) for p in self.model.parameters()],
             "optimizer": type(self.optimizer).__name__, "hooks": [type(h).__name__ for h in self.hooks],
+            "bucket_window": self.bucket_window, "normalisation": self.normalisation,
         }
-        if self.bucket_window != 32:  # recorded when set, so checkpoints from before the option still match
-            own["bucket_window"] = self.bucket_window
         base = {} if self.checkpoint is None else self.checkpoint.fingerprint
         return {**base, "trainer": own}
 

@@ -473,10 +473,13 @@ def _paired(base: list[dict], method: list[dict], seed_key: str) -> tuple[list[d
     return [r for r in base if r[seed_key] in common], [r for r in method if r[seed_key] in common]
 
 
-def _verdict_row(label, dataset, model, metric, base, method, user_metric, paper_gain: str) -> str:
+def _verdict_row(label, dataset, model, metric, base, method, user_metric, paper_gain: str,
+                 method_user_metric=None) -> str:
+    """One line of the verdict table; ``method_user_metric`` reads the method's per-user values where its
+    ranks live elsewhere than the baseline's (default ``user_metric``)."""
     from fastregen.study.stats import bootstrap_gain
 
-    a, b = user_metric(base, metric), user_metric(method, metric)
+    a, b = user_metric(base, metric), (method_user_metric or user_metric)(method, metric)
     g = bootstrap_gain(a, b, resamples=2000, seed=0)
     ours = [float(r[f"test_{metric}"]) for r in method]
     orig = [float(r[f"test_{metric}"]) for r in base]
@@ -562,15 +565,8 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
                 continue
             pb, pp = table3(model, "base", "beauty"), table3(model, "dr4sr+", "beauty")
             paper = f"{100 * (pp['ndcg@20'] / pb['ndcg@20'] - 1):+.1f}%" if pb and pp else "—"
-            a, b = dr_user(base, "ndcg@20"), plus_user(g, "ndcg@20")
-            from fastregen.study.stats import bootstrap_gain
-
-            gain = bootstrap_gain(a, b, resamples=2000, seed=0)
-            out.append(f"| DR4SR+ (upper lr {float(best['upper_lr']):g}) | beauty | {model} | N@20 | {len(g)} | "
-                       f"{_mean_sd([float(r['test_ndcg@20']) for r in base])} | "
-                       f"{_mean_sd([float(r['test_ndcg@20']) for r in g])} | **{100 * gain['relative']:+.1f}%** | "
-                       f"[{100 * gain['relative_lo']:+.1f}%, {100 * gain['relative_hi']:+.1f}%] | "
-                       f"{_fmt_p(paired_p(a, b))} | {paper} |")
+            out.append(_verdict_row(f"DR4SR+ (upper lr {float(best['upper_lr']):g})", "beauty", model, "ndcg@20",
+                                    base, g, dr_user, paper, method_user_metric=plus_user))
     else:
         out.append(f"\nDR4SR+: {len(sel)} of its 3 declared selection runs have finished "
                    "(`python benchmarks/dr4srplus.py plan`).")

@@ -136,6 +136,19 @@ def test_verdict_pairs_matched_seeds_and_reports_interval_and_p(tmp_path):
     assert 0 < lo <= float(cells[8].strip("*%")) <= hi  # every user's rank improved at seed 1
     assert float(cells[10]) < 0.05
     assert "DR4SR+: 0 of its 3 declared selection runs" in text
+    # DR4SR+: the rate with the best validation figure at seed 0 is reported, paired with the original
+    import dr4srplus
+
+    for i, rate in enumerate(dr4srplus.ISSUE26_RATES):
+        row = {c: "" for c in dr4srplus.COLUMNS}
+        row.update(run_id=f"plus{i}", stage="issue26", dataset="beauty", model="sasrec", train_set="dr4sr+",
+                   upper_lr=rate, upper_weight_decay=0.001, target_seed=0,
+                   **{"valid_ndcg@20": 0.09 if i == 1 else 0.05, "test_ndcg@20": 0.01 if i == 1 else 0.09})
+        _results.append_row(tmp_path / "dr4srplus.csv", row, dr4srplus.COLUMNS)
+        _results.save_ranks(tmp_path / "ranks" / "dr4srplus" / f"plus{i}.npz", base_ranks)
+    text = report.verdict_report(tmp_path, tmp_path / "ranks")
+    line = next(ln for ln in text.splitlines() if ln.startswith("| DR4SR+"))
+    assert f"upper lr {dr4srplus.ISSUE26_RATES[1]:g}" in line and "| 0.0100 |" in line
 
 
 def test_engine_report_reads_the_latest_measurements(tmp_path):

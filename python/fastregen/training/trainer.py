@@ -542,8 +542,15 @@ class Trainer:
         """Write the checkpoint (rank 0, with every rank's random states); see `fastregen.training.checkpoint`."""
         rng = None if finished else rng_state(self._generators())
         ranks = distributed.gather_object(rng) if self.world is not None else [rng]
-        if not self.is_main:
-            return
+        if self.is_main:
+            self._write_checkpoint(data, epochs, finished, ranks)
+        if self.world is not None:
+            # no rank goes on (and may die) while rank 0 is still writing: a rank killed in the next epoch
+            # must find the checkpoint of this one on disk
+            distributed.barrier()
+
+    def _write_checkpoint(self, data: TrainingData, epochs: int, finished: bool, ranks: list) -> None:
+        """Rank 0's part of `_save`: the state, with every rank's random states ``ranks``, written atomically."""
         state = {
             "fingerprint": self.fingerprint(data, epochs),
             "finished": finished,

@@ -19,38 +19,10 @@ import numpy as np
 from fastregen.study.stats import paired_p  # noqa: F401 (the one implementation; re-used by report.py)
 from fastregen.study.stats import per_user as _per_user
 from fastregen.study.store import file_lock  # noqa: F401 (the one run lock of the studies)
+from fastregen.study.store import load_ranks  # noqa: F401 (the one ranks format; re-used by report.py)
+from fastregen.study.store import save_ranks as _save_ranks
 
-__all__ = ["run_queue", "file_lock", "append_row", "read_rows", "save_ranks", "load_ranks", "per_user", "paired_p"]
-
-
-def run_queue(declared, run_id, done, lock_dir, train, *, max_runs: int = 0, skip=None) -> int:
-    """A study worker's loop: train the first declared run that is neither done nor held by another
-    worker (a non-blocking lock per run under ``lock_dir``), again until ``max_runs`` (0: no limit).
-
-    ``declared()`` gives the runs in order (asked anew after each run: a declaration may grow once a
-    selection finishes), ``run_id(run)`` a run's id, ``done()`` the ids that have rows,
-    ``train(run)`` trains one; ``skip(run)`` true passes a run over for now (its prerequisite is
-    being built elsewhere). Returns the exit code of the queue commands: 0 after ``max_runs`` runs,
-    3 when every pending run is held or skipped, 4 when none is pending.
-    """
-    lock_dir = Path(lock_dir)
-    n_runs = 0
-    while not max_runs or n_runs < max_runs:
-        finished = done()
-        pending = [r for r in declared() if run_id(r) not in finished]
-        if not pending:
-            return 4
-        for run in pending:
-            if skip is not None and skip(run):
-                continue
-            with file_lock(lock_dir / f"{run_id(run)}.lock", blocking=False) as held:
-                if held and run_id(run) not in done():
-                    train(run)
-                    break
-        else:
-            return 3
-        n_runs += 1
-    return 0
+__all__ = ["file_lock", "append_row", "read_rows", "save_ranks", "load_ranks", "per_user", "paired_p"]
 
 
 def append_row(path, row: dict, columns: list[str]) -> None:
@@ -96,23 +68,8 @@ def read_rows(path, columns: list[str]) -> list[dict]:
 
 
 def save_ranks(path, ranks: np.ndarray, cutoff: int = 50) -> None:
-    """Store each user's 0-based target rank, keeping only ranks < ``cutoff`` (atomically)."""
-    from fastregen._io import atomic_open
-
-    ranks = np.asarray(ranks, dtype=np.int64)
-    users = np.flatnonzero(ranks < cutoff)
-    with atomic_open(path, "wb") as f:
-        np.savez_compressed(f, users=users.astype(np.uint32), ranks=ranks[users].astype(np.uint8),
-                            n_users=np.int64(ranks.size), cutoff=np.int64(cutoff))
-
-
-def load_ranks(path) -> tuple[np.ndarray, int]:
-    """(ranks, cutoff) from `save_ranks`: ranks >= cutoff come back as ``cutoff``."""
-    with np.load(path) as z:
-        cutoff = int(z["cutoff"])
-        ranks = np.full(int(z["n_users"]), cutoff, dtype=np.int64)
-        ranks[z["users"].astype(np.int64)] = z["ranks"]
-    return ranks, cutoff
+    """Store each user's 0-based target rank, keeping only ranks < ``cutoff`` (atomically): `fastregen.study.save_ranks`."""
+    _save_ranks(path, ranks, cutoff)
 
 
 def per_user(ranks: np.ndarray, metric: str, cutoff: int = 50) -> np.ndarray:

@@ -61,7 +61,7 @@ import time
 from pathlib import Path
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row, file_lock, read_rows, run_queue, save_ranks  # noqa: E402
+from fastregen.study import Store, file_lock, regenerate_once, run_queue  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "dr4sr.csv"
@@ -234,6 +234,11 @@ class Study:
                  smoke: int = 0) -> None:
         self.data_dir, self.work, self.threads, self.results, self.progress = data_dir, work, threads, results, progress
         self.regen_results = results.with_name(results.stem + "_regenerators.csv")
+        # The study declares its rows' columns; the engine (fastregen.study) appends and reads them.
+        self.store = Store(results.parent, results=results, ranks_dir=RANKS, columns=COLUMNS, ranks_cutoff=50,
+                           what="DR4SR study results file", hint="start a new file or migrate it")
+        self.regen_store = Store(results.parent, results=self.regen_results, columns=REGEN_COLUMNS,
+                                 what="DR4SR study regenerators file", hint="start a new file or migrate it")
         self.smoke = smoke
         self.commit = git_commit(HERE)
         self.machine = f"{os.cpu_count()} cores, {cpu_model()}"
@@ -250,7 +255,7 @@ class Study:
         return self._data[name]
 
     def done(self) -> dict[str, dict]:
-        return {row["run_id"]: row for row in read_rows(self.results, COLUMNS)}
+        return self.store.done()
 
     def _train_kwargs(self, run: Run) -> dict:
         return dict(TARGET[run.model], train_targets="all", num_threads=self.threads, progress=self.progress,
@@ -281,24 +286,17 @@ class Study:
         name = f"{run.dataset}-{run.variant}-K{run.K}-s{run.regen_seed}"
         regen_dir = self.work / "regen" / name
         decode_dir = self.work / "decode" / f"{name}-g{run.gamma}"
-        with file_lock(self.work / "locks" / f"{name}.lock"):
-            # pre-train once per regenerator (whatever gamma), decode once per gamma
-            import dataclasses as dc
-
-            DR4SR(dc.replace(cfg, gamma=GAMMAS[0])).fit(data, item_embedding=emb, out_dir=regen_dir)
-            decode_dir.mkdir(parents=True, exist_ok=True)
-            for f in ("config.yaml", "source.json", "patterns.txt", "pairs.npz", "regenerator.pt"):
-                if not (decode_dir / f).exists():
-                    os.link(regen_dir / f, decode_dir / f)
-            dr = DR4SR(cfg).fit(data, item_embedding=emb, out_dir=decode_dir)
-            dr.regenerate()
-            sets = dr.training_sets()
+        # pre-trained once per regenerator (recorded with the first gamma, whatever gamma asks), decoded once per gamma
+        dr = regenerate_once(data, cfg, pretrain_dir=regen_dir, decode_dir=decode_dir, lock_dir=self.work / "locks",
+                             item_embedding=emb, pretrain_config=dataclasses.replace(cfg, gamma=GAMMAS[0]))
+        sets = dr.training_sets()
+        with file_lock(self.work / "locks" / f"{decode_dir.name}.lock"):
             self._record_regenerator(decode_dir.name, run, dr, sets)
         return sets[VARIANTS[run.variant]["train_set"] if run.train_set == "dr4sr" else run.train_set]
 
     def _record_regenerator(self, key: str, run: Run, dr, sets) -> None:
         """One row per (regenerator, gamma) in dr4sr_regenerators.csv: pre-training and decoding figures."""
-        if any(row["decode_key"] == key for row in read_rows(self.regen_results, REGEN_COLUMNS)):
+        if any(row["decode_key"] == key for row in self.regen_store.read()):
             return
         h = dr.history
         best = min(h, key=lambda e: e["valid_best_memory_loss"]) if h and h[0]["valid_best_memory_loss"] is not None else {}
@@ -317,7 +315,7 @@ class Study:
             "commit": self.commit, "machine": self.machine,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        append_row(self.regen_results, row, REGEN_COLUMNS)
+        self.regen_store.append(row)
 
     def _train(self, run: Run, append: bool = True) -> dict:
         from fastregen.training import fit_and_evaluate
@@ -331,8 +329,7 @@ class Study:
             print(f"   resumed after epoch {res['resumed_epochs'] - 1} (from {out / 'checkpoint.pt'})", flush=True)
         if not append:
             return res
-        RANKS.mkdir(parents=True, exist_ok=True)
-        save_ranks(RANKS / f"{run.run_id}.npz", res["test_ranks"])
+        self.store.save_ranks(run.run_id, res["test_ranks"])
         split_train = train if train is not None else None
         row = {
             "run_id": run.run_id, "stage": run.stage, "dataset": run.dataset, "model": run.model,
@@ -352,7 +349,7 @@ class Study:
             "commit": self.commit, "machine": self.machine,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        append_row(self.results, row, COLUMNS)
+        self.store.append(row)
         print(f"   -> valid N@20 {row['valid_ndcg@20']:.4f}, {res['epochs']} epochs, {res['seconds']:.0f} s", flush=True)
         return res
 
@@ -368,7 +365,8 @@ class Study:
         if not run.needs_regenerator:
             return False
         base = Run("select" if run.dataset == "beauty" else "replicate", run.dataset, "sasrec", "original")
-        names = [f"{run.dataset}-{run.variant}-K{run.K}-s{run.regen_seed}", base.run_id]
+        regen = f"{run.dataset}-{run.variant}-K{run.K}-s{run.regen_seed}"
+        names = [regen, f"{regen}-g{run.gamma}", base.run_id]
         for name in names:
             with file_lock(self.work / "locks" / f"{name}.lock", blocking=False) as held:
                 if not held:

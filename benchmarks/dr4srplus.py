@@ -80,7 +80,8 @@ import time
 from pathlib import Path
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row, file_lock, read_rows, run_queue, save_ranks  # noqa: E402
+from _results import append_row  # noqa: E402
+from fastregen.study import Store, file_lock, run_queue  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "dr4srplus.csv"
@@ -222,6 +223,9 @@ class Study:
         self.regen_dirs = dict(kv.split("=", 1) for kv in args.regen)
         self.commit, self.machine = git_commit(HERE), f"{os.cpu_count()} cores, {cpu_model()}"
         self._sets: dict = {}
+        # The study declares its rows' columns; the engine (fastregen.study) appends and reads them.
+        self.store = Store(self.results.parent, results=self.results, ranks_dir=RANKS, columns=COLUMNS, ranks_cutoff=50,
+                           what="DR4SR+ study results file", hint="start a new file or migrate it")
 
     def regen_id(self, dataset: str) -> str:
         d = self.regen_dirs.get(dataset)
@@ -252,7 +256,7 @@ class Study:
         return self._sets[dataset]
 
     def done(self) -> dict:
-        return {row["run_id"]: row for row in read_rows(self.results, COLUMNS)}
+        return self.store.done()
 
     def run(self, run: Run) -> None:
         regen = self.regen_id(run.dataset)
@@ -284,8 +288,7 @@ class Study:
             res = personalize(data, train, run.model, run.target_seed, plus=PlusConfig(**run.plus), out_dir=out,
                               **kwargs)
         last = res["history"][-1] if res["history"] else {}
-        RANKS.mkdir(parents=True, exist_ok=True)
-        save_ranks(RANKS / f"{rid}.npz", res["test_ranks"])
+        self.store.save_ranks(rid, res["test_ranks"])
         row = {
             "run_id": rid, "stage": run.stage, "dataset": run.dataset, "model": run.model,
             "train_set": run.train_set, "mode": (run.plus or {}).get("mode", "off"), "grid": run.grid,
@@ -304,7 +307,7 @@ class Study:
             "commit": self.commit, "machine": self.machine,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        append_row(self.results, row, COLUMNS)
+        self.store.append(row)
         print(f"   -> valid N@20 {row['valid_ndcg@20']:.4f}, {res['epochs']} epochs, {res['seconds']:.0f} s", flush=True)
 
 

@@ -10,7 +10,7 @@
 Every finished run appends one row to ``benchmarks/results/unids.csv``
 (config, seeds, commit, machine, validation and test metrics of the three
 stages) and its test users' ranks to ``benchmarks/results/ranks/unids/RUN.npz``
-(`_results.save_ranks`, ranks below 50) with the per-user fine-ranking and
+(`fastregen.study.Store`, ranks below 50) with the per-user fine-ranking and
 recall values beside it (``RUN.stage.npz``: AUC, log loss, MRR), so
 `report.py` computes paired p-values per user. A run whose row exists is
 skipped; the generators and other artifacts live under ``--work`` (outside
@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from _harness import config_overrides, cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row, read_rows, run_queue, save_ranks  # noqa: E402
+from fastregen.study import Store, run_queue  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "unids.csv"
@@ -120,12 +120,19 @@ class Run:
         return f"{self.dataset}/{self.model}/{self.variant}{extra} {self.setting} seed {self.seed}"
 
 
+def _store(results: Path) -> Store:
+    """The study's rows (its declared `COLUMNS`) and ranks, kept by the engine (fastregen.study)."""
+    return Store(Path(results).parent, results=results, ranks_dir=RANKS, columns=COLUMNS, ranks_cutoff=50,
+                 what="UniDS study results file", hint="start a new file or migrate it")
+
+
 class Bench:
     def __init__(self, work: Path, threads: int, progress: bool, results: Path = RESULTS) -> None:
         self.work, self.threads, self.progress, self.results = work, threads, progress, results
         self.commit = git_commit(HERE)
         self.machine = f"{os.cpu_count()} cores, {cpu_model()}"
         self._data: dict = {}
+        self.store = _store(results)
 
     def data(self, name):
         if name not in self._data:
@@ -166,7 +173,7 @@ class Bench:
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        done = {r["run_id"] for r in read_rows(self.results, COLUMNS)}
+        done = self.store.done()
         if run.run_id in done:
             print(f"skip {run.label()} (row {run.run_id} exists)")
             return None
@@ -198,15 +205,14 @@ class Bench:
             "train_config": json.dumps(res["config"], default=str),
             "commit": self.commit, "machine": self.machine, "date": dt.date.today().isoformat(),
         }
-        RANKS.mkdir(parents=True, exist_ok=True)
-        save_ranks(RANKS / f"{run.run_id}.npz", per["ranks"])
+        self.store.save_ranks(run.run_id, per["ranks"])
         from fastregen._io import atomic_open
         from fastregen.evaluation import auc_from_ranks, mrr
 
         with atomic_open(RANKS / f"{run.run_id}.stage.npz", "wb") as f:
             np.savez_compressed(f, auc=auc_from_ranks(per["ranks"], per["n_candidates"]).astype(np.float32),
                                 logloss=per["logloss"].astype(np.float32), mrr=mrr(per["ranks"]).astype(np.float32))
-        append_row(self.results, row, COLUMNS)
+        self.store.append(row)
         print("     " + "  ".join(f"{m} {test[m]:.4f}" for m in METRICS), flush=True)
         return row
 
@@ -254,7 +260,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sys.path.insert(0, str(HERE))
     if args.command == "plan":
-        rows = read_rows(RESULTS, COLUMNS)
+        rows = _store(RESULTS).read()
         for r in rows:
             print(f"done  {r['run_id']} {r['experiment']:<8}{r['dataset']:<9}{r['model']:<6}{r['variant']:<9}"
                   f"theta {r['theta']:<5} seed {r['seed']}  valid N@10 {float(r['valid_ndcg@10']):.4f}  "
@@ -268,7 +274,7 @@ def main(argv=None) -> int:
         return 0
     if args.command == "queue":  # exit 0 after a run, 3: every pending run is held elsewhere, 4: none pending
         bench = Bench(Path(args.work), args.threads, not args.quiet)
-        return run_queue(issue26_runs, lambda r: r.run_id, lambda: {r["run_id"] for r in read_rows(RESULTS, COLUMNS)},
+        return run_queue(issue26_runs, lambda r: r.run_id, bench.store.done,
                          Path(args.work) / "locks", bench.run, max_runs=args.max_runs)
     setting = json.dumps(config_overrides(args.set, "--set"), sort_keys=True)
     bench = Bench(Path(args.work), args.threads, not args.quiet)

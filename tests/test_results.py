@@ -165,23 +165,3 @@ def test_engine_report_reads_the_latest_measurements(tmp_path):
     text = report.engine_report(path, tmp_path)
     row = next(ln for ln in text.splitlines() if ln.startswith("| ranks"))
     assert "| 3.00 | 0.50 | **6.00x** |" in row  # the later measurement replaces the earlier one
-
-
-def test_run_queue_takes_the_next_unheld_run_and_says_why_it_stops(tmp_path):
-    done, trained = set(), []
-
-    def train(run):
-        trained.append(run)
-        done.add(run)
-    runs = ["a", "b", "c"]
-    locks = tmp_path / "locks"
-    # one run per call, in order; a run held by another worker is passed over
-    with _results.file_lock(locks / "a.lock") as held:
-        assert held
-        assert _results.run_queue(lambda: runs, str, lambda: set(done), locks, train, max_runs=1) == 0
-    assert trained == ["b"]
-    # a skipped run (its prerequisite busy elsewhere) waits: 3 while nothing else can start
-    assert _results.run_queue(lambda: runs, str, lambda: set(done), locks, train,
-                              skip=lambda r: True) == 3
-    assert _results.run_queue(lambda: runs, str, lambda: set(done), locks, train) == 4
-    assert trained == ["b", "a", "c"]

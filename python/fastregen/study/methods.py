@@ -27,7 +27,7 @@ from pathlib import Path
 from .runs import _RUNTIME_REGEN_FIELDS, Run, method_config
 from .store import file_lock
 
-__all__ = ["Context", "check_regen_dir", "train_run"]
+__all__ = ["Context", "check_regen_dir", "regenerate_once", "train_run"]
 
 
 @dataclasses.dataclass
@@ -93,13 +93,52 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _dr4sr_set(ctx: Context, regen: dict):
-    """The DR4SR training set of ``regen`` (RegenConfig fields), its regenerator built once under a lock.
+def regenerate_once(data, config, *, pretrain_dir, decode_dir, lock_dir, item_embedding=None,
+                    pretrain_config=None):
+    """A fitted, regenerated `fastregen.dr4sr.DR4SR` of ``config``, built once however many workers ask.
 
-    The regenerator is pre-trained once per pre-training config
-    (``prereq/dr4sr-pretrain-HASH``) and decoded once per decoding config
-    (``prereq/dr4sr-HASH``, its pre-training files linked in), so a grid
-    over ``gamma`` pre-trains once, as `benchmarks/dr4sr_study.py` does.
+    The regenerator is pre-trained once in ``pretrain_dir`` and decoded in
+    ``decode_dir`` (the pre-training's files hard-linked in), so several
+    decoding settings (a grid over ``gamma``) share one pre-training. Each
+    folder is built under its own file lock in ``lock_dir``: a worker asking
+    for a folder another is building waits for it, then reuses it; a folder
+    already built is only read. `fastregen compare` (``prereq/``) and
+    ``benchmarks/dr4sr_study.py`` (``regen/``, ``decode/``) both build their
+    regenerators here.
+
+    Parameters
+    ----------
+    data : SequenceDataset
+    config : RegenConfig
+        The decoding folder's config.
+    pretrain_dir, decode_dir, lock_dir : path
+    item_embedding : torch.Tensor, optional
+        ``(num_items + 1, d)`` initial item table (DR4SR's baseline SASRec).
+    pretrain_config : RegenConfig, optional
+        The pre-training folder's config (default ``config``); it may differ
+        from ``config`` only in fields the decoding and writing stages read.
+    """
+    from ..dr4sr import DR4SR
+
+    pretrain_dir, decode_dir, lock_dir = Path(pretrain_dir), Path(decode_dir), Path(lock_dir)
+    with file_lock(lock_dir / f"{pretrain_dir.name}.lock"):
+        DR4SR(pretrain_config or config).fit(data, item_embedding=item_embedding, out_dir=pretrain_dir)
+    with file_lock(lock_dir / f"{decode_dir.name}.lock"):
+        decode_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("config.yaml", "source.json", "patterns.txt", "pairs.npz", "regenerator.pt"):
+            if not (decode_dir / name).exists():
+                _link_or_copy(pretrain_dir / name, decode_dir / name)
+        dr = DR4SR(config).fit(data, item_embedding=item_embedding, out_dir=decode_dir)
+        dr.regenerate()  # hybrid inference and the written set, once, under the lock
+    return dr
+
+
+def _dr4sr_set(ctx: Context, regen: dict):
+    """The DR4SR training set of ``regen`` (RegenConfig fields), its regenerator built once (`regenerate_once`).
+
+    Pre-trained once per pre-training config (``prereq/dr4sr-pretrain-HASH``)
+    and decoded once per decoding config (``prereq/dr4sr-HASH``), so a grid
+    over ``gamma`` pre-trains once.
     """
     from ..config import config_from_dict, load_config
     from ..dr4sr import DR4SR, RegenConfig
@@ -109,7 +148,7 @@ def _dr4sr_set(ctx: Context, regen: dict):
 
     runtime = {"progress": ctx.progress, "device": ctx.device}
     if ctx.regen_dir is not None:
-        folder, pre_folder = ctx.regen_dir, None
+        folder = ctx.regen_dir
         cfg = dataclasses.replace(load_config(RegenConfig, folder / "config.yaml"), **runtime)
     else:
         decode_only = _STAGE_FIELDS["inference"] | _STAGE_FIELDS["write"]
@@ -118,18 +157,14 @@ def _dr4sr_set(ctx: Context, regen: dict):
         cfg = config_from_dict(RegenConfig, {**regen, **runtime})
     key = ("dr4sr", os.fspath(folder))
     if key not in ctx._cache:
-        if pre_folder is not None:
-            with file_lock(ctx.root / "locks" / f"prereq-{pre_folder.name}.lock"):
-                DR4SR(cfg).fit(ctx.data, out_dir=pre_folder)
-        with file_lock(ctx.root / "locks" / f"prereq-{folder.name}.lock"):
-            if pre_folder is not None:
-                folder.mkdir(parents=True, exist_ok=True)
-                for name in ("config.yaml", "source.json", "patterns.txt", "pairs.npz", "regenerator.pt"):
-                    if not (folder / name).exists():
-                        _link_or_copy(pre_folder / name, folder / name)
-            dr = DR4SR(cfg).fit(ctx.data, out_dir=folder)
-            dr.regenerate()  # hybrid inference and the written set, once, under the lock
-            ctx._cache[key] = dr.training_sets()[cfg.training_set]
+        if ctx.regen_dir is not None:
+            with file_lock(ctx.root / "locks" / f"prereq-{folder.name}.lock"):
+                dr = DR4SR(cfg).fit(ctx.data, out_dir=folder)
+                dr.regenerate()
+        else:
+            dr = regenerate_once(ctx.data, cfg, pretrain_dir=pre_folder, decode_dir=folder,
+                                 lock_dir=ctx.root / "locks" / "prereq")
+        ctx._cache[key] = dr.training_sets()[cfg.training_set]
     return ctx._cache[key]
 
 

@@ -26,8 +26,9 @@ import time
 from pathlib import Path
 
 from .methods import Context, check_regen_dir, train_run
+from .queue import RAN, run_queue
 from .runs import CompareConfig, Run, declare_runs
-from .store import METRICS, Store, file_lock
+from .store import METRICS, Store
 
 __all__ = ["compare", "device_name"]
 
@@ -98,23 +99,14 @@ class _Worker:
         trained = 0
         try:
             while self.deadline is None or time.time() < self.deadline:
-                if self._take(store) is None:
+                ran = run_queue(lambda: self.runs, lambda r: r.run_id, store.done, self.ctx.root / "locks",
+                                lambda r: self._train(store, r), max_runs=1, lock_prefix="run-")
+                if ran != RAN:
                     break
                 trained += 1
         finally:  # in-process (one worker), the caller's thread setting comes back
             torch.set_num_threads(before)
         return trained
-
-    def _take(self, store: Store) -> Run | None:
-        for run in self.runs:
-            if run.run_id in store.done():
-                continue
-            with file_lock(self.ctx.root / "locks" / f"run-{run.run_id}.lock", blocking=False) as held:
-                if not held or run.run_id in store.done():
-                    continue
-                self._train(store, run)
-                return run
-        return None
 
     def _train(self, store: Store, run: Run) -> None:
         from .. import __version__

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["COLUMNS", "METRICS", "Store", "file_lock"]
+__all__ = ["COLUMNS", "METRICS", "Store", "file_lock", "load_ranks", "save_ranks"]
 
 #: Test/validation metrics every row holds.
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20", "mrr")
@@ -60,12 +60,40 @@ def file_lock(path, blocking: bool = True):
 
 
 class Store:
-    """The results of one comparison folder (see the module docstring)."""
+    """Result rows (one CSV) and per-user test ranks (one ``.npz`` per run) of a set of runs.
 
-    def __init__(self, root) -> None:
+    Parameters
+    ----------
+    root : path
+        A comparison folder (see the module docstring): rows in
+        ``root/results.csv``, ranks in ``root/ranks/``, columns `COLUMNS`.
+    results : path, optional
+        Another CSV for the rows (the studies of ``benchmarks/`` keep theirs
+        in ``benchmarks/results/*.csv``).
+    ranks_dir : path, optional
+        Another folder for the ranks.
+    columns : list of str, default `COLUMNS`
+        The CSV's columns, in order; a file with other columns is refused.
+    ranks_cutoff : int, optional
+        Keep only ranks below this (all that NDCG@K and Recall@K need for
+        K <= cutoff; ~10 KB per run on Beauty instead of ~90 KB); ranks at or
+        above it load back as ``cutoff``. None (default) keeps every rank.
+    what : str, default "fastregen compare results file"
+        How errors name the CSV.
+    hint : str, default "choose another --out folder"
+        What an error about the CSV's columns tells the user to do.
+    """
+
+    def __init__(self, root, *, results=None, ranks_dir=None, columns=None, ranks_cutoff: int | None = None,
+                 what: str = "fastregen compare results file", hint: str = "choose another --out folder") -> None:
         self.root = Path(root)
-        self.results = self.root / "results.csv"
-        self.ranks_dir = self.root / "ranks"
+        self.results = Path(results) if results is not None else self.root / "results.csv"
+        self.ranks_dir = Path(ranks_dir) if ranks_dir is not None else self.root / "ranks"
+        self.columns = list(COLUMNS if columns is None else columns)
+        if ranks_cutoff is not None and not 1 <= ranks_cutoff <= 255:
+            raise ValueError(f"ranks_cutoff must be in 1..255 (ranks are stored as uint8), got {ranks_cutoff!r}")
+        self.ranks_cutoff = ranks_cutoff
+        self.what, self.hint = what, hint
 
     # ------------------------------------------------------------- checks
     def check(self, data_info: dict) -> None:
@@ -95,62 +123,100 @@ class Store:
             atomic_write_text(path, json.dumps(data_info, indent=2) + "\n")
 
     # ------------------------------------------------------------- rows
+    def _check_header(self, found: list[str]) -> None:
+        if found != self.columns:
+            missing = sorted(set(self.columns) - set(found))
+            extra = sorted(set(found) - set(self.columns))
+
+            def names(cols):
+                return ", ".join(cols[:4]) + (f" and {len(cols) - 4} more" if len(cols) > 4 else "") or "-"
+            what = f"missing {names(missing)}; unexpected {names(extra)}" if missing or extra else "reordered"
+            raise ValueError(f"{self.results}: not a {self.what} (its columns differ: {what}); {self.hint}")
+
     def read(self) -> list[dict]:
         """Every row as a dict of strings ([] without a CSV); ValueError naming the file for another schema."""
         if not self.results.exists():
             return []
         with open(self.results, newline="") as f:
             reader = csv.DictReader(f)
-            found = list(reader.fieldnames or [])
-            if found != COLUMNS:
-                missing, extra = sorted(set(COLUMNS) - set(found)), sorted(set(found) - set(COLUMNS))
-
-                def names(cols):
-                    return ", ".join(cols[:4]) + (f" and {len(cols) - 4} more" if len(cols) > 4 else "") or "-"
-                what = f"missing {names(missing)}; unexpected {names(extra)}" if missing or extra else "reordered"
-                raise ValueError(f"{self.results}: not a fastregen compare results file (its columns differ: {what}); "
-                                 "choose another --out folder")
+            self._check_header(list(reader.fieldnames or []))
             return list(reader)
 
     def done(self) -> dict[str, dict]:
+        """Rows by ``run_id``."""
         return {row["run_id"]: row for row in self.read()}
 
     def append(self, row: dict) -> None:
-        """Append ``row`` (keys exactly `COLUMNS`) under the CSV's lock, writing the header first if new."""
-        missing, extra = sorted(set(COLUMNS) - set(row)), sorted(set(row) - set(COLUMNS))
+        """Append ``row`` (keys exactly the columns) under the CSV's lock, writing the header first if new.
+
+        The lock is the CSV's own (``flock``), so worker processes, and
+        machines sharing the folder, append whole rows.
+        """
+        missing, extra = sorted(set(self.columns) - set(row)), sorted(set(row) - set(self.columns))
         if missing or extra:
-            raise ValueError(f"row lacks {missing} / has unknown {extra}")
-        self.root.mkdir(parents=True, exist_ok=True)
+            raise ValueError(f"row for {self.results.name} lacks {missing} / has unknown {extra}")
+        self.results.parent.mkdir(parents=True, exist_ok=True)
         with open(self.results, "a+", newline="") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.seek(0)
             header = f.readline().strip()
-            if header and header.split(",") != COLUMNS:
-                raise ValueError(f"{self.results}: its columns changed while this comparison ran")
+            if header:
+                self._check_header(header.split(","))
             f.seek(0, os.SEEK_END)
             if not header:
-                f.write(",".join(COLUMNS) + "\n")
-            csv.DictWriter(f, fieldnames=COLUMNS).writerow(row)
+                f.write(",".join(self.columns) + "\n")
+            csv.DictWriter(f, fieldnames=self.columns).writerow(row)
             f.flush()
 
     # ------------------------------------------------------------- ranks
-    def save_ranks(self, run_id: str, ranks: np.ndarray) -> None:
-        """Each test user's 0-based rank (all users, int32; atomically). Ranks are written before the
-        row, so a row always has its ranks."""
-        from .._io import atomic_open
+    def ranks_path(self, run_id: str) -> Path:
+        return self.ranks_dir / f"{run_id}.npz"
 
-        ranks = np.asarray(ranks)
-        if ranks.ndim != 1 or (ranks.size and ranks.min() < 0):
-            raise ValueError(f"ranks must be a 1-d array of ranks >= 0, got shape {ranks.shape}")
+    def save_ranks(self, run_id: str, ranks: np.ndarray) -> None:
+        """Each test user's 0-based rank (all users; atomically). Ranks are written before the
+        row, so a row always has its ranks."""
         self.ranks_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_open(self.ranks_dir / f"{run_id}.npz", "wb") as f:
-            np.savez_compressed(f, ranks=ranks.astype(np.int32))
+        save_ranks(self.ranks_path(run_id), ranks, self.ranks_cutoff)
 
     def load_ranks(self, run_id: str) -> np.ndarray:
-        """The ranks `save_ranks` stored for ``run_id`` (np.int64, one per test user)."""
-        path = self.ranks_dir / f"{run_id}.npz"
+        """The ranks `save_ranks` stored for ``run_id`` (np.int64, one per test user; those stored
+        below a cutoff come back as the cutoff when they were at or above it)."""
+        path = self.ranks_path(run_id)
         if not path.exists():
-            raise ValueError(f"{path}: the ranks of a finished run are missing; copy them back beside results.csv "
+            raise ValueError(f"{path}: the ranks of a finished run are missing; copy them back beside {self.results.name} "
                              "or delete the run's row to rerun it")
-        with np.load(path) as z:
-            return z["ranks"].astype(np.int64)
+        return load_ranks(path)[0]
+
+
+def save_ranks(path, ranks: np.ndarray, cutoff: int | None = None) -> None:
+    """Write each user's 0-based target rank to ``path`` (``.npz``, atomically).
+
+    With ``cutoff`` only users whose rank is below it are kept (users as
+    uint32, ranks as uint8), which is all NDCG@K and Recall@K need for
+    K <= cutoff; without, every rank as int32.
+    """
+    from .._io import atomic_open
+
+    ranks = np.asarray(ranks)
+    if ranks.ndim != 1 or (ranks.size and ranks.min() < 0):
+        raise ValueError(f"ranks must be a 1-d array of ranks >= 0, got shape {ranks.shape}")
+    ranks = ranks.astype(np.int64)
+    with atomic_open(path, "wb") as f:
+        if cutoff is None:
+            np.savez_compressed(f, ranks=ranks.astype(np.int32))
+        else:
+            users = np.flatnonzero(ranks < cutoff)
+            np.savez_compressed(f, users=users.astype(np.uint32), ranks=ranks[users].astype(np.uint8),
+                                n_users=np.int64(ranks.size), cutoff=np.int64(cutoff))
+
+
+def load_ranks(path) -> tuple[np.ndarray, int | None]:
+    """``(ranks, cutoff)`` from `save_ranks` (ranks np.int64; cutoff None when every rank was kept,
+    else ranks at or above it come back as ``cutoff``)."""
+    with np.load(path) as z:
+        if "cutoff" not in z:
+            return z["ranks"].astype(np.int64), None
+        cutoff = int(z["cutoff"])
+        ranks = np.full(int(z["n_users"]), cutoff, dtype=np.int64)
+        ranks[z["users"].astype(np.int64)] = z["ranks"]
+    return ranks, cutoff

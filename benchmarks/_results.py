@@ -189,9 +189,6 @@ def append_result(path, *, benchmark: str, dataset: str, variant: str, metric: s
             raise ValueError(f"append_result: {key} must be non-empty, got {row[key]!r}")
     if value is None or value == "":
         raise ValueError(f"append_result: {benchmark}/{metric} has no value ({value!r})")
-    clash = sorted(set(extra) & set(CORE_COLUMNS))
-    if clash:
-        raise ValueError(f"append_result: extra columns {clash} are core columns")
     row.update(extra)
     row = {k: "" if v is None else str(v) for k, v in row.items()}
     _append_core(Path(path), row)
@@ -313,7 +310,8 @@ def _append_core(path: Path, row: dict) -> None:
             return
         if header[:len(CORE_COLUMNS)] != CORE_COLUMNS:
             raise ValueError(f"{path}: its header does not start with the core columns {CORE_COLUMNS} "
-                             f"(found {header[:len(CORE_COLUMNS)]}); migrate it: python benchmarks/migrate_results.py {path}")
+                             f"(found {header[:len(CORE_COLUMNS)]}); migrate it: "
+                             f"python benchmarks/migrate_results.py {path}")
         new = [k for k in row if k not in header]
         if new:  # a new extra column: rewrite the whole file under the wider header
             write_results(path, read_results(path) + [row], header + new)

@@ -21,6 +21,7 @@ averaged over its runs (seeds) first.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from collections import defaultdict
@@ -610,8 +611,9 @@ def threads_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-def measurements_report(results: Path, ranks_dir: Path) -> str:
-    """Any core-schema results file: the latest row of each (benchmark, dataset, variant, metric), in file order."""
+def measurements_report(results: Path, ranks_dir: Path, extras: tuple = ("load", "note")) -> str:
+    """Any core-schema results file: the latest row of each (benchmark, dataset, variant, metric), in file order,
+    with the ``extras`` columns that any of them fills."""
     rows = read_results(results)
     if not rows:
         return f"_No rows yet in `results/{results.name}`._\n"
@@ -619,22 +621,26 @@ def measurements_report(results: Path, ranks_dir: Path) -> str:
     for r in rows:
         latest.pop((r["benchmark"], r["dataset"], r["variant"], r["metric"]), None)
         latest[(r["benchmark"], r["dataset"], r["variant"], r["metric"])] = r
-    extras = [c for c in ("load", "note") if any(r.get(c) for r in latest.values())]
-    out = ["| benchmark | data | variant | metric | value | threads | device | machine | commit | date | "
-           + "".join(f"{c} | " for c in extras),
-           "|---|---|---|---|---:|---|---|---|---|---|" + "---|" * len(extras)]
+    shown = [c for c in extras if any(r.get(c) for r in latest.values())]
+    out = ["| benchmark | data | variant | metric | value | threads | device | machine | commit | date |"
+           + "".join(f" {c} |" for c in shown),
+           "|---|---|---|---|---:|---|---|---|---|---|" + "---|" * len(shown)]
     for r in latest.values():
         out.append(f"| {r['benchmark']} | {r['dataset']} | {_cell(r['variant'])} | {r['metric']} | "
                    f"{r['value']} {r['unit']} | {r['threads']} | {r['device']} | {_cell(r['machine'])} | "
-                   f"{r['commit']} | {r['date'][:10]} | " + "".join(f"{_cell(r.get(c, ''))} | " for c in extras))
+                   f"{r['commit']} | {r['date'][:10]} |" + "".join(f" {_cell(r.get(c, ''))} |" for c in shown))
     return "\n".join(out) + "\n"
 
 
 REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report, "scale": scale_report,
            "engine": engine_report, "verdict": verdict_report, "threads": threads_report}
-#: Measurement files shown as one table of their latest rows (`measurements_report`).
-MEASUREMENTS = ("pretrain_speed", "mining", "entropy", "load", "decode", "train")
-REPORTS.update({name: measurements_report for name in MEASUREMENTS})
+#: Measurement files shown as one table of their latest rows (`measurements_report`), with these extra columns.
+MEASUREMENTS = {"pretrain_speed": ("baseline", "baseline_s", "current_s", "baseline_all", "current_all", "pairs"),
+                "mining": ("runs", "patterns", "identical", "peak_rss_mib", "load"),
+                "entropy": ("runs", "identical", "load"), "load": ("size", "runs", "peak_rss_mib", "rss_before_mib"),
+                "decode": ("extra_peak_mib", "same_ids"), "train": ("epochs", "best_epoch", "note")}
+for _name, _extras in MEASUREMENTS.items():
+    REPORTS[_name] = functools.partial(measurements_report, extras=_extras)
 #: The documents whose ``<!-- report:NAME -->`` blocks `--check` and `--update` regenerate.
 DOCS = (HERE.parent / "BENCHMARKS.md", HERE.parent / "README.md")
 _BLOCK = re.compile(r"<!-- report:([\w-]+) -->.*?<!-- /report:\1 -->", re.S)

@@ -26,9 +26,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from fastregen.study.stats import paired_p  # noqa: F401 (the one implementation; re-used by report.py)
-from fastregen.study.stats import per_user as _per_user
-from fastregen.study.store import file_lock  # noqa: F401 (the one run lock of the studies)
 
 __all__ = ["CORE_COLUMNS", "MIGRATED", "append_result", "read_results", "write_results", "to_core", "run_queue",
            "file_lock", "append_row", "read_rows", "save_ranks", "load_ranks", "per_user", "paired_p"]
@@ -38,6 +35,22 @@ CORE_COLUMNS = ["benchmark", "dataset", "variant", "metric", "value", "unit", "t
                 "commit", "date"]
 #: Measurement files that had their own columns before the core schema (``migrate_results.py`` moved them).
 MIGRATED = ("engine", "threads", "scale", "pretrain_speed", "dr4srplus_overhead")
+
+
+# fastregen.study imports torch (its package runs training); the measurement scripts import this module too,
+# and a torch import would add ~200 MiB to the memory they measure, so the study helpers are reached on call.
+def paired_p(a, b):
+    """`fastregen.study.stats.paired_p` (the one implementation; re-used by report.py)."""
+    from fastregen.study.stats import paired_p as impl
+
+    return impl(a, b)
+
+
+def file_lock(path, blocking: bool = True):
+    """`fastregen.study.store.file_lock` (the one run lock of the studies)."""
+    from fastregen.study.store import file_lock as impl
+
+    return impl(path, blocking)
 
 
 def run_queue(declared, run_id, done, lock_dir, train, *, max_runs: int = 0, skip=None) -> int:
@@ -146,7 +159,9 @@ def per_user(ranks: np.ndarray, metric: str, cutoff: int = 50) -> np.ndarray:
         raise ValueError(f"unknown metric {metric!r}; ndcg@K or recall@K")
     if int(k) > cutoff:
         raise ValueError(f"{metric}: ranks were stored below {cutoff} only")
-    return _per_user(ranks, metric)
+    from fastregen.study.stats import per_user as impl
+
+    return impl(ranks, metric)
 
 
 # ---------------------------------------------------------------- measurement rows (one core schema)

@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 from _harness import cpu_model  # noqa: E402 (this folder is on sys.path)
-from _results import append_result  # noqa: E402
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,6 +125,7 @@ def main(argv=None) -> None:
         ensure_big(args.big)
     files = [("beauty.txt", args.beauty)] + ([] if args.no_big else [(args.big.name, args.big)])
     load_avg = f"{os.getloadavg()[0]:.1f}"
+    rows: list[dict] = []
     print(f"machine: {machine()}")
     print()
     print("| file | size | loader | median load time (s) | speed-up vs naive | peak RSS (MiB) | RSS before load (MiB) | runs |")
@@ -146,13 +146,19 @@ def main(argv=None) -> None:
                 f"| {label} | {size} | {loader} | {r['seconds']:.4f} | {speed} | {r['peak_mb']:.0f} | "
                 f"{r['base_mb']:.0f} | {r['runs']} |"
             )
-            if args.results:
-                append_result(args.results, benchmark="cold load", dataset=label, variant=loader,
-                              metric="seconds_median", value=f"{r['seconds']:.5f}", unit="s",
-                              threads=os.cpu_count() if loader == "fastregen-mt" else 1, size=size, runs=r["runs"],
-                              peak_rss_mib=f"{r['peak_mb']:.0f}", rss_before_mib=f"{r['base_mb']:.0f}",
-                              vs_naive=speed, load=load_avg)
+            rows.append(dict(benchmark="cold load", dataset=label, variant=loader, metric="seconds_median",
+                             value=f"{r['seconds']:.5f}", unit="s",
+                             threads=os.cpu_count() if loader == "fastregen-mt" else 1, size=size, runs=r["runs"],
+                             peak_rss_mib=f"{r['peak_mb']:.0f}", rss_before_mib=f"{r['base_mb']:.0f}",
+                             vs_naive=speed, load=load_avg))
         sys.stdout.flush()
+    if args.results:
+        # imported only now: _results imports fastregen, and Linux hands a parent's peak RSS (ru_maxrss) on to
+        # the workers it starts, which would inflate every worker's "RSS before load"
+        from _results import append_result
+
+        for row in rows:
+            append_result(args.results, **row)
 
 
 if __name__ == "__main__":

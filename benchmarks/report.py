@@ -453,6 +453,19 @@ def engine_report(results: Path, ranks_dir: Path) -> str:
                        f"**{float(ratio['value']):.2f}x** | {after['reps']} | {after['identical_ranks']} | "
                        f"{after['before']} | {after['commit']} | {after['date'][:10]} | "
                        f"{_cell(after['load'].split(';')[0])} |")
+    ckpt = [r for r in rows if r["benchmark"] == "checkpoint"]
+    if ckpt:
+        last = [r for r in ckpt if r["date"] == max(r["date"] for r in ckpt)]
+        by = defaultdict(list)
+        for r in last:
+            by[r["metric"]].append(float(r["value"]))
+        share = [c / e for c, e in zip(by["checkpoint_seconds"], by["epoch_seconds"])]
+        out.append(f"\nThe epoch checkpoint (`checkpoint_cost.py`, {last[0]['dataset']}, {last[0]['variant'].split()[0]}, "
+                   f"{last[0]['commit']}, {last[0]['date'][:10]}, load {last[0]['load']}): "
+                   f"{min(by['checkpoint_seconds']):.3f}-{max(by['checkpoint_seconds']):.3f} s and "
+                   f"{max(by['checkpoint_mib']):.1f} MiB per checkpoint against "
+                   f"{min(by['epoch_seconds']):.1f}-{max(by['epoch_seconds']):.1f} s per epoch (training + "
+                   f"validation): at most {100 * max(share):.2f}% of an epoch.\n")
     cost = [r for r in rows if r["benchmark"] == "epoch_cost"]
     if cost:
         last_date = max(r["date"] for r in cost)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import fcntl
+import functools
 import io
 import os
 from pathlib import Path
@@ -183,7 +184,8 @@ def append_result(path, *, benchmark: str, dataset: str, variant: str, metric: s
         Threads the measured code ran on (``"1/2"`` where repeats differ).
     device : str, default "cpu"
     machine, commit, date : str, optional
-        Default: ``"<nproc> cores, <CPU model>"``, the short hash of this checkout's HEAD, the UTC time now.
+        Default: ``"<nproc> cores, <CPU model>"``, the short hash of this checkout's HEAD when the process
+        first imported this module (the code it runs, even if HEAD moves during a long run), the UTC time now.
     **extra
         Further columns (load, repeats, all values, a note, ...): written after the core columns; a
         column the file lacks widens its header (older rows get an empty cell).
@@ -192,12 +194,12 @@ def append_result(path, *, benchmark: str, dataset: str, variant: str, metric: s
     a new row is one ``write`` of one line, and a widened file is rewritten to a temporary file and
     renamed over the old one, so a crash leaves the file as it was or with the whole row.
     """
-    from _harness import cpu_model, git_commit
+    from _harness import cpu_model
 
     row = {"benchmark": benchmark, "dataset": dataset, "variant": variant, "metric": metric, "value": value,
            "unit": unit, "threads": threads, "device": device,
            "machine": machine if machine is not None else f"{os.cpu_count()} cores, {cpu_model()}",
-           "commit": commit if commit is not None else git_commit(Path(__file__).parent),
+           "commit": commit if commit is not None else _start_commit(),
            "date": date if date is not None else dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     for key in ("benchmark", "metric"):
         if not str(row[key]):
@@ -208,6 +210,16 @@ def append_result(path, *, benchmark: str, dataset: str, variant: str, metric: s
     row = {k: "" if v is None else str(v) for k, v in row.items()}
     _append_core(Path(path), row)
     return row
+
+
+@functools.lru_cache(maxsize=1)
+def _start_commit() -> str:
+    from _harness import git_commit
+
+    return git_commit(Path(__file__).parent)
+
+
+_start_commit()  # at import: a script's rows name the commit it started from
 
 
 def read_results(path) -> list[dict]:

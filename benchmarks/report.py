@@ -624,6 +624,18 @@ def threads_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _value(value: str, unit: str) -> str:
+    """A value with its unit; seconds to 3 significant digits in s, ms or µs."""
+    try:
+        v = float(value)
+    except ValueError:
+        return f"{value} {unit}".strip()
+    if unit == "s" and v != 0:
+        scale, name = next((f, n) for f, n in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")) if abs(v) >= f or n == "µs")
+        return f"{v / scale:#.3g} {name}".replace(". ", " ")
+    return f"{value} {unit}".strip()
+
+
 def measurements_report(results: Path, ranks_dir: Path, extras: tuple = ("load", "note")) -> str:
     """Any core-schema results file: the latest row of each (benchmark, dataset, variant, metric), in file order,
     with the ``extras`` columns that any of them fills."""
@@ -640,7 +652,7 @@ def measurements_report(results: Path, ranks_dir: Path, extras: tuple = ("load",
            "|---|---|---|---|---:|---|---|---|---|---|" + "---|" * len(shown)]
     for r in latest.values():
         out.append(f"| {r['benchmark']} | {r['dataset']} | {_cell(r['variant'])} | {r['metric']} | "
-                   f"{r['value']} {r['unit']} | {r['threads']} | {r['device']} | {_cell(r['machine'])} | "
+                   f"{_value(r['value'], r['unit'])} | {r['threads']} | {r['device']} | {_cell(r['machine'])} | "
                    f"{r['commit']} | {r['date'][:10]} |" + "".join(f" {_cell(r.get(c, ''))} |" for c in shown))
     return "\n".join(out) + "\n"
 

@@ -190,3 +190,19 @@ def test_check_takes_no_report_name_and_unknown_blocks_are_errors(docs):
     bench.write_text(bench.read_text() + "<!-- report:nosuch -->\n<!-- /report:nosuch -->\n")
     with pytest.raises(SystemExit, match="unknown report 'nosuch'"):
         report.main(["--check"])
+
+
+def test_a_measurement_table_shows_the_latest_row_of_each_figure(tmp_path):
+    path = tmp_path / "mining.csv"
+    _results.append_result(path, **{**CORE, "value": 0.5}, runs=3, load="9.0")
+    _results.append_result(path, **{**CORE, "value": 7.7e-05, "date": "2026-01-02T00:00:00+00:00"}, runs=5)
+    _results.append_result(path, **{**CORE, "variant": "reference", "value": 18.5041}, runs=1)
+    text = report.REPORTS["mining"](path, tmp_path)
+    lines = [ln for ln in text.splitlines() if ln.startswith("| mine |")]
+    assert len(lines) == 2  # the later fastregen row replaced the earlier one
+    ours, ref = lines
+    assert "| fastregen |" in ours and "| 77.0 µs |" in ours and "2026-01-02" in ours and "| 5 |" in ours
+    assert "| reference |" in ref and "| 18.5 s |" in ref
+    # the extras a shown row fills: "load" was only in the replaced row
+    assert text.splitlines()[0].endswith("| date | runs |")
+    assert report._value("0.0116226", "s") == "11.6 ms" and report._value("2.66", "x") == "2.66 x"

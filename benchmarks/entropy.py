@@ -174,7 +174,7 @@ def main(argv=None) -> int:
             same = same and all((a == b) or (a != a and b != b) for a, b in zip(ent.tolist(), ent_ref))
         ok = ok and same
         for variant, t, threads in (("fastregen", t1, 1), ("fastregen automaton only", ta, 1),
-                                    ("fastregen", tall, E._core.max_threads()), ("numba O(n^2)", tn, 1),
+                                    ("fastregen (threads=0)", tall, E._core.max_threads()), ("numba O(n^2)", tn, 1),
                                     ("reference", tr, 1)):
             record("lambda_sums", f"{name} ({shape})", variant, t, threads, identical=same,
                    runs=(rr if run_ref else 0) if variant == "reference" else args.repeats)

@@ -637,15 +637,16 @@ def _value(value: str, unit: str) -> str:
 
 
 def measurements_report(results: Path, ranks_dir: Path, extras: tuple = ("load", "note")) -> str:
-    """Any core-schema results file: the latest row of each (benchmark, dataset, variant, metric), in file order,
-    with the ``extras`` columns that any of them fills."""
+    """Any core-schema results file: the latest row of each (benchmark, dataset, variant, metric, threads, device),
+    in file order, with the ``extras`` columns that any of them fills."""
     rows = read_results(results)
     if not rows:
         return f"_No rows yet in `results/{results.name}`._\n"
     latest: dict = {}
     for r in rows:
-        latest.pop((r["benchmark"], r["dataset"], r["variant"], r["metric"]), None)
-        latest[(r["benchmark"], r["dataset"], r["variant"], r["metric"])] = r
+        key = (r["benchmark"], r["dataset"], r["variant"], r["metric"], r["threads"], r["device"])
+        latest.pop(key, None)
+        latest[key] = r
     shown = [c for c in extras if any(r.get(c) for r in latest.values())]
     out = ["| benchmark | data | variant | metric | value | threads | device | machine | commit | date |"
            + "".join(f" {c} |" for c in shown),

@@ -1,4 +1,4 @@
-"""pytest-benchmark entries of the data layer (the figures in results/data.md come from load.py).
+"""pytest-benchmark entries of the data layer (the cold-load rows of results/load.csv come from load.py).
 
 Run: ``python -m pytest benchmarks/bench_load.py --benchmark-enable -p no:cacheprovider``
 """

@@ -9,19 +9,22 @@ peak RSS over the RSS after the inputs were allocated (CPU), or
 decoded for ``--steps`` steps (half the rows generative, half restrictive
 with 50 allowed items, ``--steps`` generated ids excluded per row), so
 sequences/s = batch / (steps x seconds per step), the median of
-``--repeats`` timed runs after one warm-up.
+``--repeats`` timed runs after one warm-up. Each (method, V) is appended as a
+row to ``benchmarks/results/decode.csv`` (``--results``; value = ms per step).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def _rss_kib() -> int:
@@ -103,6 +106,8 @@ def main(argv=None) -> None:
     ap.add_argument("--methods", nargs="+", default=["naive", "torch"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "V"))
+    ap.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "decode.csv"),
+                    help="append result rows to this CSV ('' for none)")
     args = ap.parse_args(argv)
     if args.worker:
         res = worker(args.worker[0], int(args.worker[1]), args.batch, args.dim, args.steps, args.repeats,
@@ -134,6 +139,18 @@ def main(argv=None) -> None:
               f"{r['extra_peak_bytes'] / 2**20:.1f} MiB | {r['logits_bytes'] / 2**20:.1f} MiB | {ratio} |")
     same = all(len(v) == 1 for v in checks.values())
     print(f"\nsame argmax ids across methods: {same}")
+    if args.results:
+        from _results import append_result
+
+        load = f"{os.getloadavg()[0]:.1f}"
+        for r in rows:
+            append_result(args.results, benchmark="constrained_argmax step", dataset=f"synthetic V={r['V']}",
+                          variant=r["method"], metric="ms_per_step", value=f"{1000 * r['seconds_per_step']:.2f}",
+                          unit="ms", threads=args.threads, device=args.device,
+                          extra_peak_mib=f"{r['extra_peak_bytes'] / 2**20:.1f}", same_ids=same,
+                          sequences_per_s=f"{r['sequences_per_s']:.0f}", load=load,
+                          params=f"B={args.batch}, D={args.dim}, steps={args.steps}, chunk={args.chunk}, "
+                                 f"repeats={args.repeats}")
 
 
 if __name__ == "__main__":

@@ -36,12 +36,12 @@ import time
 from pathlib import Path
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row  # noqa: E402
+from _results import append_result  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "engine.csv"
-COLUMNS = ["date", "commit", "machine", "device", "threads", "load", "benchmark", "dataset", "shape", "variant",
-           "metric", "value", "unit", "reps", "values", "identical_ranks", "before", "note"]
+#: The extra columns of an engine row, after the core ones (`_results.CORE_COLUMNS`).
+EXTRA_COLUMNS = ["load", "shape", "reps", "values", "identical_ranks", "before", "note"]
 #: The last commit whose evaluation counts ranks with torch only.
 BASE = "14f6ae4"
 BATCH = 1024
@@ -184,10 +184,10 @@ def _compare(args, shape: str, dataset: str) -> None:
     med = {}
     for variant in ("before", "after"):
         med[variant] = statistics.median(times[variant])
-        append_row(RESULTS, {**base, "variant": variant, "metric": "seconds_median", "value": f"{med[variant]:.4f}",
-                             "unit": "s", "values": ";".join(f"{x:.4f}" for x in times[variant])}, COLUMNS)
-    append_row(RESULTS, {**base, "variant": "after/before", "metric": "speedup",
-                         "value": f"{med['before'] / med['after']:.2f}", "unit": "x", "values": ""}, COLUMNS)
+        append_result(RESULTS, **base, variant=variant, metric="seconds_median", value=f"{med[variant]:.4f}",
+                      unit="s", values=";".join(f"{x:.4f}" for x in times[variant]))
+    append_result(RESULTS, **base, variant="after/before", metric="speedup",
+                  value=f"{med['before'] / med['after']:.2f}", unit="x", values="")
     print(f"{args.command}: before {med['before']:.3f} s, after {med['after']:.3f} s, "
           f"speedup {med['before'] / med['after']:.2f}x, identical ranks: {identical}")
 

@@ -9,7 +9,9 @@ Side by side in one run, on the same inputs:
   (LCP dynamic programme over pairs of positions), compiled with numba.
 
 Every implementation's sum of Lambda is checked against the others before
-timings are reported (the script exits non-zero on a mismatch).
+timings are reported (the script exits non-zero on a mismatch). Every timing
+is also appended as a row to ``benchmarks/results/entropy.csv`` (``--results``;
+the core schema of ``_results.append_result``, value = the median seconds).
 
 Usage::
 
@@ -33,8 +35,10 @@ from fastregen.data import SequenceDataset, load
 from fastregen.reference import entropy as R
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
+from _results import append_result  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "entropy.csv"
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "beauty.txt"
 
 
@@ -112,7 +116,15 @@ def main(argv=None) -> int:
     ap.add_argument("--ref-repeats", type=int, default=3, help="timed runs of the pure-Python reference")
     ap.add_argument("--quick", action="store_true", help="small sizes only (a smoke run)")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown tables here")
+    ap.add_argument("--results", default=str(RESULTS), help="append result rows to this CSV ('' for none)")
     args = ap.parse_args(argv)
+    load_avg = f"{os.getloadavg()[0]:.1f}"
+
+    def record(benchmark: str, dataset: str, variant: str, seconds, threads=1, **extra) -> None:
+        if args.results and seconds is not None:
+            append_result(args.results, benchmark=benchmark, dataset=dataset, variant=variant,
+                          metric="seconds_median", value=f"{seconds:.6g}", unit="s", threads=threads,
+                          load=load_avg, **extra)
 
     lines: list[str] = []
 
@@ -161,6 +173,11 @@ def main(argv=None) -> int:
             ent = E.real_entropy(ds)
             same = same and all((a == b) or (a != a and b != b) for a, b in zip(ent.tolist(), ent_ref))
         ok = ok and same
+        for variant, t, threads in (("fastregen", t1, 1), ("fastregen automaton only", ta, 1),
+                                    ("fastregen (threads=0)", tall, E._core.max_threads()), ("numba O(n^2)", tn, 1),
+                                    ("reference", tr, 1)):
+            record("lambda_sums", f"{name} ({shape})", variant, t, threads, identical=same,
+                   runs=(rr if run_ref else 0) if variant == "reference" else args.repeats)
         emit(
             f"| {name} | {shape} | {fmt(t1)} | {fmt(ta)} | {fmt(tall)} | {fmt(tn)} | {fmt(tr) if run_ref else 'skipped (O(n^3))'} | "
             f"{f'{tr / t1:,.0f}x' if tr else '-'} | {tn / t1:,.1f}x | {'yes' if same else 'NO'} |"
@@ -178,6 +195,7 @@ def main(argv=None) -> int:
             ds = synthetic(kind, n, 1)
             t, _ = median_time(lambda: E.lambda_sums(ds, threads=1), args.repeats)
             row += [fmt(t), f"{t / n * 1e9:.0f}"]
+            record("lambda_sums growth", f"synthetic {kind} (1 x {n:,})", "fastregen", t, runs=args.repeats)
         if n <= 10**5:
             t, nb = median_time(lambda: numba_sums(ds.offsets, ds.items), 1)
             ok = ok and np.array_equal(nb, E.lambda_sums(ds))
@@ -205,8 +223,10 @@ def main(argv=None) -> int:
             diff = float(np.max(np.abs(pi - np.asarray(ref))))
             ok = ok and diff <= 1e-12
             emit(f"| {m:,} | {fmt(tf)} | {fmt(tr)} | {tr / tf:,.0f}x | {diff:.1e} |")
+            record("predictability", f"{m:,} random (S, N) pairs", "reference", tr, runs=1)
         else:
             emit(f"| {m:,} | {fmt(tf)} | - | - | - |")
+        record("predictability", f"{m:,} random (S, N) pairs", "fastregen", tf, runs=args.repeats)
 
     if args.data.is_file():
         ds = load(args.data)
@@ -216,6 +236,7 @@ def main(argv=None) -> int:
         emit("| step | median time | result |")
         emit("|---|---|---|")
         t, model = median_time(lambda: E.MarkovModel(2).fit(ds), args.repeats)
+        record("markov fit (order 2)", args.data.name, "fastregen", t, runs=args.repeats)
         emit(f"| Markov fit (order 2) | {fmt(t)} | {model.num_items:,} items, {model._core.num_tokens:,} tokens |")
         t, rep = median_time(lambda: E.entropy_report(ds), args.repeats)
         emit(f"| entropy + predictability of every sequence | {fmt(t)} | median S {np.nanmedian(rep.entropy):.3f} bits, median Pi {np.nanmedian(rep.predictability):.3f} |")
@@ -223,6 +244,9 @@ def main(argv=None) -> int:
             t, pats = median_time(lambda: E.mine_entropy_patterns(ds, model, stage=stage), args.repeats)
             lens = pats.lengths
             t2, seg = median_time(lambda: E.segment(ds, pats), args.repeats)
+            record(f"mine_entropy_patterns[{stage}]", args.data.name, "fastregen", t, runs=args.repeats,
+                   patterns=len(pats))
+            record(f"segment[{stage}]", args.data.name, "fastregen", t2, runs=args.repeats)
             emit(
                 f"| mine, stage {stage} (theta {pats.theta:.2f}) | {fmt(t)} | {len(pats):,} patterns, "
                 f"{int((lens > 1).sum()):,} multi-item, longest {int(lens.max(initial=0))} |"
@@ -242,6 +266,9 @@ def main(argv=None) -> int:
         got = [(tuple(pats[k].tolist()), float(pats.entropy[k]), int(pats.count[k])) for k in range(len(pats))]
         same = got == ref
         ok = ok and same
+        for variant, t in (("fastregen", tf), ("reference", tr)):
+            record("mine_entropy_patterns[theta]", f"{args.data.name}[:{len(sub)}]", variant, t,
+                   runs=args.repeats if variant == "fastregen" else 1, identical=same, patterns=len(pats))
         emit(
             f"| miner vs reference, first {len(sub):,} users (theta {theta:.2f}) | fastregen {fmt(tf)}, reference {fmt(tr)} "
             f"({tr / tf:,.0f}x) | {len(pats):,} patterns, identical: {'yes' if same else 'NO'} |"

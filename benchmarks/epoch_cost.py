@@ -28,11 +28,10 @@ import sys
 from pathlib import Path
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row  # noqa: E402
+from _results import append_result  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "engine.csv"
-from engine import COLUMNS  # noqa: E402 (one schema for results/engine.csv)
 
 WORKER = r"""
 import json, sys, time
@@ -112,11 +111,10 @@ def main(argv=None) -> int:
                 f"interactions {r0['interactions']}. {args.note}").strip()
         for metric, key in (("train_cpu_seconds", "cpu"), ("train_wall_seconds", "wall")):
             values = [r[key] for r in runs[s]]
-            append_row(args.results, {**common, "variant": s, "metric": metric,
-                                      "value": round(statistics.median(values), 3), "unit": "s",
-                                      "shape": f"{r0['examples']}x50", "reps": len(values),
-                                      "values": " ".join(f"{v:.3f}" for v in values), "identical_ranks": "",
-                                      "before": "", "note": note}, COLUMNS)
+            append_result(args.results, **common, variant=s, metric=metric,
+                          value=round(statistics.median(values), 3), unit="s", shape=f"{r0['examples']}x50",
+                          reps=len(values), values=" ".join(f"{v:.3f}" for v in values), identical_ranks="",
+                          before="", note=note)
     return 0
 
 

@@ -41,6 +41,7 @@ from _harness import cpu_model  # noqa: E402 (this folder is on sys.path)
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BEAUTY = Path(os.environ.get("FASTREGEN_SHARED_DATA", REPO.parent / "shared" / "data")) / "beauty.txt"
 DEFAULT_BIG = Path("/tmp/fastregen_books_10M.txt")
+RESULTS = REPO / "benchmarks" / "results" / "load.csv"
 LOADERS = ("fastregen", "fastregen-mt", "reference", "naive")
 
 
@@ -108,6 +109,8 @@ def machine() -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--beauty", type=Path, default=DEFAULT_BEAUTY, help="beauty.txt (default: ../shared/data)")
+    ap.add_argument("--no-big", action="store_true", help="only beauty.txt (skip the 10 M-interaction file)")
+    ap.add_argument("--results", default=str(RESULTS), help="append result rows to this CSV ('' for none)")
     ap.add_argument("--big", type=Path, default=DEFAULT_BIG, help="10 M-interaction text file (generated if absent)")
     ap.add_argument("--repeats", type=int, default=5, help="runs per fast measurement (median)")
     ap.add_argument("--slow-repeats", type=int, default=1, help="runs of the Python loaders on the big file")
@@ -118,8 +121,11 @@ def main(argv=None) -> None:
         worker(*args.worker)
         return
     loaders = [name for name in args.loaders.split(",") if name]
-    ensure_big(args.big)
-    files = [("beauty.txt", args.beauty), (args.big.name, args.big)]
+    if not args.no_big:
+        ensure_big(args.big)
+    files = [("beauty.txt", args.beauty)] + ([] if args.no_big else [(args.big.name, args.big)])
+    load_avg = f"{os.getloadavg()[0]:.1f}"
+    rows: list[dict] = []
     print(f"machine: {machine()}")
     print()
     print("| file | size | loader | median load time (s) | speed-up vs naive | peak RSS (MiB) | RSS before load (MiB) | runs |")
@@ -140,7 +146,19 @@ def main(argv=None) -> None:
                 f"| {label} | {size} | {loader} | {r['seconds']:.4f} | {speed} | {r['peak_mb']:.0f} | "
                 f"{r['base_mb']:.0f} | {r['runs']} |"
             )
+            rows.append(dict(benchmark="cold load", dataset=label, variant=loader, metric="seconds_median",
+                             value=f"{r['seconds']:.5f}", unit="s",
+                             threads=os.cpu_count() if loader == "fastregen-mt" else 1, size=size, runs=r["runs"],
+                             peak_rss_mib=f"{r['peak_mb']:.0f}", rss_before_mib=f"{r['base_mb']:.0f}",
+                             vs_naive=speed, load=load_avg))
         sys.stdout.flush()
+    if args.results:
+        # imported only now: _results imports fastregen, and Linux hands a parent's peak RSS (ru_maxrss) on to
+        # the workers it starts, which would inflate every worker's "RSS before load"
+        from _results import append_result
+
+        for row in rows:
+            append_result(args.results, **row)
 
 
 if __name__ == "__main__":

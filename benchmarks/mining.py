@@ -13,8 +13,9 @@ supports are identical, and prints a markdown table (median wall time of
 ``--repeats`` runs). ``synthetic`` mines the seeded ~10 M-interaction,
 700k-item synthetic dataset (``fastregen.data.synthetic("books")``), each run
 in a fresh subprocess so that its peak resident memory can be reported.
-``--jsonl FILE`` appends one JSON row per measurement
-(op, provider, size, threads, median_s, machine, commit).
+Every measurement is appended as a row to ``benchmarks/results/mining.csv``
+(``--results``; the core schema of ``_results.append_result``: benchmark = the
+call timed, variant = the provider, value = the median seconds).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
+from _results import append_result  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "mining.csv"
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "beauty.txt"
 
 
@@ -58,12 +61,17 @@ def timed(fn, repeats: int):
     return statistics.median(times), times, result
 
 
-def write_rows(path, rows) -> None:
+def write_rows(path, rows, dataset: str, args) -> None:
+    """Append each measurement of ``rows`` to the results CSV ``path`` ("" writes nothing)."""
     if not path:
         return
-    with open(path, "a") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    load = f"{os.getloadavg()[0]:.1f}"
+    for row in rows:
+        append_result(path, benchmark=row["op"], dataset=dataset, variant=row["provider"], metric="seconds_median",
+                      value=round(row["median_s"], 5), unit="s", threads=row.get("threads", 1),
+                      runs=" ".join(f"{t:.5f}" for t in row["runs"]), patterns=row.get("patterns", ""),
+                      identical=row.get("identical", ""), peak_rss_mib=round(row.get("peak_rss_mib", 0)) or "",
+                      load=load, params=f"max_span={args.max_span}, min_support={args.min_support}; {row['size']}")
 
 
 # ---------------------------------------------------------------- beauty
@@ -123,8 +131,9 @@ def bench_beauty(args) -> None:
         rel = f"{med / one:,.1f}x time" if name != list(results)[0] else "1.0"
         ident = "-" if same is None else ("yes (exact)" if same else "NO")
         print(f"| {name} | {med:.4f} | {len(times)} | {n:,} | {ident} | {speed} | {rel} |")
-        rows.append(dict(op="mine_patterns", provider=name, size=size, median_s=med, runs=times,
-                         machine=machine(), commit=commit()))
+        threads = int(name.split(", ")[1].split()[0]) if name.startswith("fastregen, ") else 1
+        rows.append(dict(op="mine_patterns", provider=name, size=size, median_s=med, runs=times, threads=threads,
+                         patterns=n, identical="" if same is None else same))
 
     # The other kernels of the topic, fastregen only.
     pats = ours
@@ -134,12 +143,12 @@ def bench_beauty(args) -> None:
         )
         print(f"pretrain_pairs span={span!s:5}: {len(pairs):,} pairs, median {med:.4f} s")
         rows.append(dict(op=f"pretrain_pairs[span={span}]", provider="fastregen", size=size, median_s=med,
-                         runs=times, machine=machine(), commit=commit()))
+                         runs=times, threads=1, patterns=len(pairs)))
     med, times, win = timed(lambda: mining.window_counts(train, 3, 2), args.repeats)
     print(f"window_counts window=3 min_count=2: {len(win):,} windows, median {med:.4f} s")
     rows.append(dict(op="window_counts[3,2]", provider="fastregen", size=size, median_s=med, runs=times,
-                     machine=machine(), commit=commit()))
-    write_rows(args.jsonl, rows)
+                     threads=1, patterns=len(win)))
+    write_rows(args.results, rows, Path(args.data).name, args)
 
 
 # ---------------------------------------------------------------- synthetic
@@ -226,9 +235,8 @@ def bench_synthetic(args) -> None:
                 pcpu = statistics.median(r["pairs_cpu_seconds"] for r in runs)
                 ppeak = max(r["pairs_peak"] for r in runs) / 2**20
                 pair_lines.append(f"| {t} | {pmed:.3f} | {pcpu:.3f} | {len(runs)} | {ppeak:,.0f} | {runs[0]['pairs']:,} |")
-            rows.append(dict(op="mine_patterns", provider=f"fastregen, {t} threads", size=size, median_s=med,
-                             runs=[r["seconds"] for r in runs], peak_rss_mib=peak, machine=machine(),
-                             commit=commit()))
+            rows.append(dict(op="mine_patterns", provider="fastregen", size=size, median_s=med, threads=t,
+                             runs=[r["seconds"] for r in runs], peak_rss_mib=peak, patterns=runs[0]["patterns"]))
         print(f"\npatterns by length: {runs[0]['by_length']}")
         print("\nwindow_counts(window=3, min_count=2):\n")
         print("| threads | median wall s | median CPU s | runs | windows |")
@@ -239,7 +247,7 @@ def bench_synthetic(args) -> None:
             print("| threads | median wall s | median CPU s | runs | peak RSS MiB (whole process) | pairs |")
             print("|---:|---:|---:|---:|---:|---:|")
             print("\n".join(pair_lines))
-    write_rows(args.jsonl, rows)
+    write_rows(args.results, rows, f"synthetic {args.preset}", args)
 
 
 def main(argv=None) -> None:
@@ -250,7 +258,7 @@ def main(argv=None) -> None:
         p.add_argument("--max-span", type=int, default=5)
         p.add_argument("--min-support", type=int, default=2)
         p.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
-        p.add_argument("--jsonl", default=None, help="Append result rows (JSON lines) to this file.")
+        p.add_argument("--results", default=str(RESULTS), help="append result rows to this CSV ('' for none)")
 
     b = sub.add_parser("beauty", help="fastregen vs Seq2Pat vs reference on a real dataset")
     common(b)

@@ -7,13 +7,17 @@ then a fully re-validated constructor) is patched back in for the "old" runs.
 Runs alternate old/new in one process; the results are checked identical.
 
     nice python benchmarks/pairs_subset.py [--preset books] [--repeats 3] [--threads 1]
+
+Both medians and the ratio are appended as rows to ``benchmarks/results/mining.csv`` (``--results``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +37,10 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="books")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results", default=str(Path(__file__).resolve().parent / "results" / "mining.csv"),
+                        help="append result rows to this CSV ('' for none)")
     args = parser.parse_args(argv)
+    load = f"{os.getloadavg()[0]:.1f}"
     new_gather = SequenceDataset._gather
     train = mining.dr4sr_input(data.synthetic(args.preset, seed=0))
     pats = mining.mine_patterns(train, max_span=5, min_support=2, threads=args.threads)
@@ -57,6 +64,16 @@ def main(argv=None) -> None:
     for name, v in times.items():
         print(f"{name}: median {statistics.median(v):.3f} s, runs {[round(x, 3) for x in v]}, {len(res[name]):,} pairs")
     print(f"speed-up {statistics.median(times['old']) / statistics.median(times['new']):.2f}x")
+    if args.results:
+        from _results import append_result
+
+        common = dict(benchmark="pretrain_pairs[subset gather]", dataset=f"synthetic {args.preset} (dr4sr_input)",
+                      threads=args.threads, load=load, patterns=len(b))
+        for name, v in times.items():
+            append_result(args.results, **common, variant=name, metric="seconds_median",
+                          value=f"{statistics.median(v):.3f}", unit="s", runs=" ".join(f"{x:.3f}" for x in v))
+        append_result(args.results, **common, variant="old/new", metric="speedup", unit="x",
+                      value=f"{statistics.median(times['old']) / statistics.median(times['new']):.2f}", runs="")
 
 
 if __name__ == "__main__":

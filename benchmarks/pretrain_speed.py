@@ -17,8 +17,6 @@ One row per run is appended to ``benchmarks/results/pretrain_speed.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime as dt
 import json
 import os
 import statistics
@@ -28,7 +26,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from _harness import cpu_model, git_commit, save_pairs  # noqa: E402 (this folder is on sys.path)
+from _harness import git_commit, save_pairs  # noqa: E402 (this folder is on sys.path)
+from _results import append_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "pretrain_speed.csv"
 
@@ -113,22 +112,12 @@ def main(argv=None) -> int:
                       flush=True)
     old, new = statistics.median(times["baseline"]), statistics.median(times["current"])
     print(f"median: baseline {args.baseline} {old:.1f} s, current {commit} {new:.1f} s -> {old / new:.2f}x")
-    row = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "data": Path(args.data).name,
-        "pairs": len(pairs), "baseline": args.baseline, "commit": commit, "threads": args.threads,
-        "repeats": args.repeats, "baseline_s": round(old, 2), "current_s": round(new, 2),
-        "speedup": round(old / new, 2), "baseline_all": " ".join(f"{t:.1f}" for t in times["baseline"]),
-        "current_all": " ".join(f"{t:.1f}" for t in times["current"]),
-        "machine": f"{os.cpu_count()} cores, {cpu_model()}",
-    }
-    path = Path(args.results)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new_file:
-            w.writeheader()
-        w.writerow(row)
+    append_result(args.results, benchmark="pretrain_speed", dataset=Path(args.data).name, variant="current/baseline",
+                  metric="speedup", value=round(old / new, 2), unit="x", threads=args.threads, device="cpu",
+                  commit=commit, pairs=len(pairs), baseline=args.baseline, repeats=args.repeats,
+                  baseline_s=round(old, 2), current_s=round(new, 2),
+                  baseline_all=" ".join(f"{t:.1f}" for t in times["baseline"]),
+                  current_all=" ".join(f"{t:.1f}" for t in times["current"]))
     return 0
 
 

@@ -2,7 +2,13 @@
 
     python benchmarks/report.py dr4sr                       # print the DR4SR study's tables
     python benchmarks/report.py dr4sr --write BENCHMARKS.md # and replace its generated block there
-    python benchmarks/report.py unids --write BENCHMARKS.md # the UniDS tables (results/unids.csv)
+    python benchmarks/report.py --update                    # rewrite every generated block of BENCHMARKS.md, README.md
+    python benchmarks/report.py --check                     # exit 1 naming each block the rows no longer give (CI)
+
+A generated block is the text between ``<!-- report:NAME -->`` and
+``<!-- /report:NAME -->``; NAME is a report of `REPORTS`, rendered from its
+default rows (`default_paths`). Reports read only ``results/`` (no dataset,
+no clock, no machine query), so ``--check`` gives the same answer anywhere.
 
 The DR4SR report reads ``results/dr4sr.csv`` (one row per run, written by
 ``dr4sr_study.py``) and ``results/ranks/dr4sr/*.npz`` (each run's per-user
@@ -15,6 +21,7 @@ averaged over its runs (seeds) first.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from collections import defaultdict
@@ -22,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _results import load_ranks, paired_p, per_user, read_rows  # noqa: E402 (this folder is on sys.path)
+from _results import load_ranks, paired_p, per_user, read_results, read_rows  # noqa: E402 (this folder is on sys.path)
 from paper_tables import TABLE4_END_TO_END, table3  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -141,7 +148,7 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
 
     rows = read_rows(results, study.COLUMNS)
     out = []
-    overhead = read_rows(results.with_name("dr4srplus_overhead.csv"), study.OVERHEAD_COLUMNS)
+    overhead = read_results(results.with_name("dr4srplus_overhead.csv"))
     if overhead:
         out.append("Time cost per training epoch, plain vs bi-level, epochs alternating in one process (medians; "
                    "CPU seconds of the process, which the shared machine's other jobs do not inflate, and wall "
@@ -153,7 +160,7 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
         for r in overhead:
             out.append(f"| {r['dataset']} | {r['model']} | {r['train_set']} | {r['epochs']} | "
                        f"{r['plain_cpu_s_median']} | {r['bilevel_cpu_s_median']} | "
-                       f"{100 * float(r['overhead_cpu']):+.1f}% | {r['plain_s_median']} | {r['bilevel_s_median']} | "
+                       f"{100 * float(r['value']):+.1f}% | {r['plain_s_median']} | {r['bilevel_s_median']} | "
                        f"{100 * float(r['overhead']):+.1f}% | {r['upper_steps_per_epoch']} | {r['upper_s_median']} | "
                        f"{r['threads']} | {r['machine']} | {r['commit']} |")
         out.append("")
@@ -355,12 +362,16 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _scale_view(row: dict) -> dict:
+    """A scale row under the names the tables use: experiment and stage (benchmark ``scale/<experiment>``,
+    variant), data, seconds (the value) and the throughput's unit."""
+    return {**row, "experiment": row["benchmark"].split("/", 1)[-1], "stage": row["variant"], "data": row["dataset"],
+            "seconds": row["value"], "unit": row.get("throughput_unit", "")}
+
+
 def scale_report(results: Path, ranks_dir: Path) -> str:
     """Books scale and torch.distributed: the latest row of each (experiment, data, stage, processes, threads)."""
-    sys.path.insert(0, str(HERE))
-    import scale
-
-    rows = read_rows(results, scale.COLUMNS)
+    rows = [_scale_view(r) for r in read_results(results)]
     if not rows:
         return "_No scale rows yet (`python benchmarks/scale.py pipeline`)._\n"
     # per stage the latest row that ran the whole stage, else the latest row: a later run that measured a
@@ -416,10 +427,7 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
 def engine_report(results: Path, ranks_dir: Path) -> str:
     """results/engine.csv: the compiled rank count and the validation pass before/after (`engine.py`),
     and the training epoch's CPU time per training set (`epoch_cost.py`); the latest measurement of each."""
-    sys.path.insert(0, str(HERE))
-    from engine import COLUMNS
-
-    rows = read_rows(results, COLUMNS)
+    rows = read_results(results)
     if not rows:
         return "_No engine rows yet (`python benchmarks/engine.py ranks ...`)._\n"
     out = []
@@ -445,6 +453,19 @@ def engine_report(results: Path, ranks_dir: Path) -> str:
                        f"**{float(ratio['value']):.2f}x** | {after['reps']} | {after['identical_ranks']} | "
                        f"{after['before']} | {after['commit']} | {after['date'][:10]} | "
                        f"{_cell(after['load'].split(';')[0])} |")
+    ckpt = [r for r in rows if r["benchmark"] == "checkpoint"]
+    if ckpt:
+        last = [r for r in ckpt if r["date"] == max(r["date"] for r in ckpt)]
+        by = defaultdict(list)
+        for r in last:
+            by[r["metric"]].append(float(r["value"]))
+        share = [c / e for c, e in zip(by["checkpoint_seconds"], by["epoch_seconds"])]
+        out.append(f"\nThe epoch checkpoint (`checkpoint_cost.py`, {last[0]['dataset']}, {last[0]['variant'].split()[0]}, "
+                   f"{last[0]['commit']}, {last[0]['date'][:10]}, load {last[0]['load']}): "
+                   f"{min(by['checkpoint_seconds']):.3f}-{max(by['checkpoint_seconds']):.3f} s and "
+                   f"{max(by['checkpoint_mib']):.1f} MiB per checkpoint against "
+                   f"{min(by['epoch_seconds']):.1f}-{max(by['epoch_seconds']):.1f} s per epoch (training + "
+                   f"validation): at most {100 * max(share):.2f}% of an epoch.\n")
     cost = [r for r in rows if r["benchmark"] == "epoch_cost"]
     if cost:
         last_date = max(r["date"] for r in cost)
@@ -573,8 +594,105 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def threads_report(results: Path, ranks_dir: Path) -> str:
+    """results/threads.csv (`threads.py`): each run's variants side by side, as multiples of one thread."""
+    rows = read_results(results)
+    if not rows:
+        return "_No thread rows yet (`python benchmarks/threads.py --data ...`)._\n"
+    variants = [v for v in ("default", "1", "2", "2-spin", "2-short") if any(r["variant"] == v for r in rows)]
+    runs: dict = defaultdict(dict)  # (date, load condition, benchmark) -> variant -> row, in file order
+    for r in rows:
+        runs[(r["date"], r["load"].split(";")[0], r["benchmark"], r["dataset"])][r["variant"]] = r
+    out = ["Seconds per epoch, median of the repeats (x: against one thread in the same run); each run's variants "
+           "alternate in fresh processes.\n",
+           "| run (UTC) | commit | load | benchmark | " + " | ".join(f"{v} thread(s)" if v.isdigit() else v
+                                                                    for v in variants) + " |",
+           "|---|---|---|---|" + "---|" * len(variants)]
+    for (date, load, bench, data), by_variant in runs.items():
+        one = by_variant.get("1")
+        cells = []
+        for v in variants:
+            r = by_variant.get(v)
+            if r is None:
+                cells.append("—")
+                continue
+            ratio = f" ({float(r['value']) / float(one['value']):.2f}x)" if one is not None and v != "1" else ""
+            cells.append(f"{float(r['value']):.2f} s{ratio}")
+        commit = next(iter(by_variant.values()))["commit"]
+        out.append(f"| {date[:16].replace('T', ' ')} | {commit} | {_cell(load)} | {bench} ({data}) | "
+                   + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _value(value: str, unit: str) -> str:
+    """A value with its unit; seconds to 3 significant digits in s, ms or µs."""
+    try:
+        v = float(value)
+    except ValueError:
+        return f"{value} {unit}".strip()
+    if unit == "s" and v != 0:
+        scale, name = next((f, n) for f, n in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")) if abs(v) >= f or n == "µs")
+        return f"{v / scale:#.3g} {name}".replace(". ", " ")
+    return f"{value} {unit}".strip()
+
+
+def measurements_report(results: Path, ranks_dir: Path, extras: tuple = ("load", "note")) -> str:
+    """Any core-schema results file: the latest row of each (benchmark, dataset, variant, metric, threads, device),
+    in file order, with the ``extras`` columns that any of them fills."""
+    rows = read_results(results)
+    if not rows:
+        return f"_No rows yet in `results/{results.name}`._\n"
+    latest: dict = {}
+    for r in rows:
+        key = (r["benchmark"], r["dataset"], r["variant"], r["metric"], r["threads"], r["device"])
+        latest.pop(key, None)
+        latest[key] = r
+    shown = [c for c in extras if any(r.get(c) for r in latest.values())]
+    out = ["| benchmark | data | variant | metric | value | threads | device | machine | commit | date |"
+           + "".join(f" {c} |" for c in shown),
+           "|---|---|---|---|---:|---|---|---|---|---|" + "---|" * len(shown)]
+    for r in latest.values():
+        out.append(f"| {r['benchmark']} | {r['dataset']} | {_cell(r['variant'])} | {r['metric']} | "
+                   f"{_value(r['value'], r['unit'])} | {r['threads']} | {r['device']} | {_cell(r['machine'])} | "
+                   f"{r['commit']} | {r['date'][:10]} |" + "".join(f" {_cell(r.get(c, ''))} |" for c in shown))
+    return "\n".join(out) + "\n"
+
+
 REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report, "scale": scale_report,
-           "engine": engine_report, "verdict": verdict_report}
+           "engine": engine_report, "verdict": verdict_report, "threads": threads_report}
+#: Measurement files shown as one table of their latest rows (`measurements_report`), with these extra columns.
+MEASUREMENTS = {"pretrain_speed": ("baseline", "baseline_s", "current_s", "baseline_all", "current_all", "pairs"),
+                "mining": ("runs", "patterns", "identical", "peak_rss_mib", "load"),
+                "entropy": ("runs", "identical", "load"), "load": ("size", "runs", "peak_rss_mib", "rss_before_mib"),
+                "decode": ("extra_peak_mib", "same_ids"), "train": ("epochs", "best_epoch", "note")}
+for _name, _extras in MEASUREMENTS.items():
+    REPORTS[_name] = functools.partial(measurements_report, extras=_extras)
+#: The documents whose ``<!-- report:NAME -->`` blocks `--check` and `--update` regenerate.
+DOCS = (HERE.parent / "BENCHMARKS.md", HERE.parent / "README.md")
+_BLOCK = re.compile(r"<!-- report:([\w-]+) -->.*?<!-- /report:\1 -->", re.S)
+
+
+def default_paths(name: str) -> tuple[Path, Path]:
+    """(results, ranks) a report reads by default: results/NAME.csv and results/ranks/NAME (the verdict: the
+    results folder and the whole ranks folder)."""
+    results = HERE / "results" if name == "verdict" else HERE / "results" / f"{name}.csv"
+    return results, HERE / "results" / "ranks" / ("" if name == "verdict" else name)
+
+
+def render(name: str, results: Path | None = None, ranks: Path | None = None) -> str:
+    """The text of report ``name`` from its result rows (default paths: `default_paths`)."""
+    if name not in REPORTS:
+        raise SystemExit(f"unknown report {name!r}; choose one of: {', '.join(REPORTS)}")
+    d_results, d_ranks = default_paths(name)
+    try:
+        return REPORTS[name](results or d_results, ranks or d_ranks)
+    except ValueError as err:  # a results file with other columns, say
+        raise SystemExit(f"error: {err}") from None
+
+
+def _block(name: str, text: str) -> str:
+    return (f"<!-- report:{name} -->\n<!-- generated by `python benchmarks/report.py {name}`; do not edit by hand -->\n"
+            f"{text}<!-- /report:{name} -->")
 
 
 def write_block(path: Path, name: str, text: str) -> None:
@@ -584,26 +702,60 @@ def write_block(path: Path, name: str, text: str) -> None:
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pattern.search(doc):
         raise SystemExit(f"{path} has no {start} ... {end} block to replace")
-    block = f"{start}\n<!-- generated by `python benchmarks/report.py {name}`; do not edit by hand -->\n{text}{end}"
-    path.write_text(pattern.sub(lambda _: block, doc))
+    path.write_text(pattern.sub(lambda _: _block(name, text), doc))
+
+
+def regenerate(doc: str) -> str:
+    """``doc`` with every generated block rebuilt from the result rows (each report rendered once)."""
+    cache: dict = {}
+
+    def sub(m):
+        name = m.group(1)
+        if name not in cache:
+            cache[name] = render(name)
+        return _block(name, cache[name])
+    return _BLOCK.sub(sub, doc)
+
+
+def stale_blocks(path: Path) -> list[str]:
+    """Names of the generated blocks of ``path`` whose text differs from what the rows give now."""
+    doc = path.read_text()
+    fresh = regenerate(doc)
+    if fresh == doc:
+        return []
+    now = {m.group(1): m.group(0) for m in _BLOCK.finditer(fresh)}
+    return [m.group(1) for m in _BLOCK.finditer(doc) if now.get(m.group(1)) != m.group(0)]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("report", help=f"one of: {', '.join(REPORTS)}")
+    ap.add_argument("report", nargs="?", help=f"one of: {', '.join(REPORTS)}")
     ap.add_argument("--results", default=None, help="results CSV (default benchmarks/results/REPORT.csv)")
     ap.add_argument("--ranks", default=None, help="ranks folder (default benchmarks/results/ranks/REPORT)")
     ap.add_argument("--write", default=None, metavar="MARKDOWN", help="replace the report's block in this file")
+    ap.add_argument("--check", action="store_true",
+                    help="regenerate every generated block of BENCHMARKS.md and README.md in memory; exit 1 naming "
+                         "each stale block")
+    ap.add_argument("--update", action="store_true", help="rewrite every generated block of BENCHMARKS.md and README.md")
     args = ap.parse_args(argv)
-    if args.report not in REPORTS:
-        raise SystemExit(f"unknown report {args.report!r}; choose one of: {', '.join(REPORTS)}")
-    default = HERE / "results" if args.report == "verdict" else HERE / "results" / f"{args.report}.csv"
-    results = Path(args.results) if args.results else default
-    ranks = Path(args.ranks) if args.ranks else HERE / "results" / "ranks" / ("" if args.report == "verdict" else args.report)
-    try:
-        text = REPORTS[args.report](results, ranks)
-    except ValueError as err:  # a results file with other columns, say
-        raise SystemExit(f"error: {err}") from None
+    if args.check or args.update:
+        if args.report or args.write or args.results or args.ranks:
+            raise SystemExit("--check and --update take no report name, --write, --results or --ranks")
+        stale = []
+        for doc in DOCS:
+            names = stale_blocks(doc)
+            if names and args.update:
+                doc.write_text(regenerate(doc.read_text()))
+                print(f"{doc.name}: regenerated {', '.join(names)}")
+            stale += [f"{doc.name}: report:{n}" for n in names]
+        if args.check and stale:
+            print("stale generated blocks (the rows in benchmarks/results/ changed; run "
+                  "`python benchmarks/report.py --update` and commit):\n  " + "\n  ".join(stale), file=sys.stderr)
+            return 1
+        return 0
+    if not args.report:
+        ap.error("name a report, or give --check or --update")
+    text = render(args.report, Path(args.results) if args.results else None, Path(args.ranks) if args.ranks else None)
     print(text)
     if args.write:
         write_block(Path(args.write), args.report, text)

@@ -36,7 +36,6 @@ Every stage appends one row to ``benchmarks/results/scale.csv``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
 import os
@@ -49,13 +48,14 @@ import time
 from pathlib import Path
 
 from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
-from _results import append_row  # noqa: E402
+from _results import append_result  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "scale.csv"
-COLUMNS = ["date", "commit", "machine", "load", "experiment", "data", "stage", "sequences", "interactions", "items",
-           "d", "batch", "threads", "processes", "fraction", "seconds", "full_seconds", "peak_rss_mib",
-           "estimate_mib", "throughput", "unit", "note"]
+#: The extra columns of a scale row, after the core ones (benchmark ``scale/<experiment>``, variant: the stage,
+#: metric ``seconds``); ``throughput_unit`` is the unit of ``throughput``.
+EXTRA_COLUMNS = ["load", "sequences", "interactions", "items", "d", "batch", "processes", "fraction", "full_seconds",
+                 "peak_rss_mib", "estimate_mib", "throughput", "throughput_unit", "note"]
 
 
 class Recorder:
@@ -65,15 +65,20 @@ class Recorder:
         self.machine = f"{os.cpu_count()} cores, {cpu_model()}"
 
     def row(self, stage: str, **values) -> dict:
-        row = {c: "" for c in COLUMNS}
-        row.update(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), commit=self.commit,
-                   machine=self.machine, load=f"{os.getloadavg()[0]:.1f}", experiment=self.experiment,
-                   data=self.data, stage=stage, threads=getattr(self.args, "threads", ""), processes=1)
+        """Append the row of ``stage`` (``seconds`` its value; ``unit`` the throughput's) and return it."""
         start = values.pop("start", None)
         if start is not None:
             values["note"] = (values.get("note", "") + f"; RSS at start {start / 2**20:.0f} MiB").lstrip("; ")
-        row.update({k: (round(v, 5 if k == "fraction" else 3) if isinstance(v, float) else v) for k, v in values.items()})
-        append_row(self.args.results, row, COLUMNS)
+        values = {k: (round(v, 5 if k == "fraction" else 3) if isinstance(v, float) else v) for k, v in values.items()}
+        extra = {c: "" for c in EXTRA_COLUMNS}
+        extra.update(load=f"{os.getloadavg()[0]:.1f}", processes=1, throughput_unit=values.pop("unit", ""))
+        threads = values.pop("threads", getattr(self.args, "threads", ""))
+        device = getattr(self.args, "device", "cpu") if self.experiment == "decode" else "cpu"
+        seconds = values.pop("seconds")
+        extra.update(values)
+        row = append_result(self.args.results, benchmark=f"scale/{self.experiment}", dataset=self.data, variant=stage,
+                            metric="seconds", value=seconds, unit="s", threads=threads, device=device,
+                            machine=self.machine, commit=self.commit, **extra)
         print(json.dumps({k: v for k, v in row.items() if v != ""}), flush=True)
         return row
 

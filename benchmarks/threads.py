@@ -43,11 +43,9 @@ import time
 from pathlib import Path
 
 from _harness import cpu_model, git_commit, save_pairs  # noqa: E402 (this folder is on sys.path)
-from _results import append_row
+from _results import append_result
 
 RESULTS = Path(__file__).parent / "results" / "threads.csv"
-COLUMNS = ["benchmark", "dataset", "variant", "metric", "value", "unit", "threads", "device", "machine", "commit",
-           "date", "load", "repeats", "all_values"]
 VARIANTS = ("default", "1", "2", "2-spin", "2-short")
 
 WORKER = r"""
@@ -187,14 +185,13 @@ def _rows(times: dict, args, load: str, commit: str) -> None:
             med = statistics.median(t for t, _, _ in runs)
             loads = " ".join(ld for _, _, ld in runs)
             print(f"{load:<6} {bench:<6} {variant:<8} median {med:7.2f} s  ({med / one:.2f}x one thread)")
-            append_row(Path(args.results), {
-                "benchmark": f"{bench} epoch", "dataset": Path(args.data).name + (
+            append_result(
+                Path(args.results), benchmark=f"{bench} epoch", dataset=Path(args.data).name + (
                     f"[:{args.regen_users}] pairs" if bench == "regen" else ""),
-                "variant": variant, "metric": "seconds", "value": round(med, 2), "unit": "s",
-                "threads": "/".join(sorted({str(n) for _, n, _ in runs})), "device": "cpu", "machine": machine,
-                "commit": commit, "date": date, "load": f"{load}; loadavg {loads}", "repeats": len(runs),
-                "all_values": " ".join(f"{t:.2f}" for t, _, _ in runs),
-            }, COLUMNS)
+                variant=variant, metric="seconds", value=round(med, 2), unit="s",
+                threads="/".join(sorted({str(n) for _, n, _ in runs})), device="cpu", machine=machine,
+                commit=commit, date=date, load=f"{load}; loadavg {loads}", repeats=len(runs),
+                all_values=" ".join(f"{t:.2f}" for t, _, _ in runs))
 
 
 def main(argv=None) -> int:

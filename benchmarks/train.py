@@ -1,8 +1,11 @@
 """Reproduction runner: DR4SR target models on a leave-one-out dataset, full ranking.
 
 Runs `fastregen.training.fit_and_evaluate` for each model in turn (one run at a
-time), keeps every run folder, appends one JSON line per run to
-``--results`` and prints a markdown table beside the DR4SR paper's numbers.
+time), keeps every run folder, appends its figures as rows to
+``benchmarks/results/train.csv`` (``--rows``; the core schema of
+``_results.append_result``: one row per test metric of a run, or per timed
+figure with ``--speed``), one JSON line per run to ``--results`` if given, and
+prints a markdown table beside the DR4SR paper's numbers.
 
     python benchmarks/train.py --data ../shared/data/beauty.txt --models sasrec gru4rec \\
         --out /tmp/fastregen-runs --threads 2
@@ -23,6 +26,9 @@ import time
 from pathlib import Path
 
 from _harness import config_overrides, cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
+from _results import append_result  # noqa: E402
+
+ROWS = Path(__file__).resolve().parent / "results" / "train.csv"
 
 # DR4SR (KDD'24) Table 3, Amazon Beauty, full ranking; only the entries the
 # project tracks are listed (None = not tracked here).
@@ -75,6 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=["sasrec", "gru4rec", "fmlp", "gnn", "cl4srec"])
     ap.add_argument("--out", default="/tmp/fastregen-runs", help="parent folder of the run folders")
     ap.add_argument("--results", default=None, help="JSONL file to append one row per run to")
+    ap.add_argument("--rows", default=str(ROWS), help="results CSV to append the figures to ('' for none)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=300)
@@ -94,6 +101,14 @@ def main(argv=None) -> int:
             row = speed(args.data, model, args.threads, args.speed_epochs, extra)
             print(json.dumps(row))
             rows.append(row)
+            if args.rows:
+                for metric, key, runs in (("train_seconds_per_epoch", "train_s_per_epoch", "all_train_s"),
+                                          ("valid_eval_seconds", "valid_eval_s", "all_eval_s")):
+                    append_result(args.rows, benchmark=f"{model} speed", dataset=Path(args.data).name,
+                                  variant=json.dumps(extra, sort_keys=True) if extra else "default", metric=metric,
+                                  value=f"{row[key]:.3f}", unit="s", threads=args.threads, commit=commit,
+                                  epochs=args.speed_epochs, runs=" ".join(f"{t:.3f}" for t in row[runs]),
+                                  examples=row["examples"])
             continue
         from fastregen.training import fit_and_evaluate
 
@@ -111,6 +126,13 @@ def main(argv=None) -> int:
         if args.results:
             with open(args.results, "a") as f:
                 f.write(json.dumps(row) + "\n")
+        if args.rows:
+            for metric in ("ndcg@20", "recall@20", "ndcg@10", "recall@10"):
+                append_result(args.rows, benchmark=f"{model} reproduction", dataset=Path(args.data).name,
+                              variant=args.tag or "default", metric=f"test_{metric}", value=res["test"][metric],
+                              unit="", threads=args.threads, commit=commit, seed=args.seed, epochs=res["epochs"],
+                              best_epoch=res["best_epoch"], seconds_per_epoch=res["seconds_per_epoch"],
+                              note=f"{json.dumps(extra, sort_keys=True) if extra else ''} run {out_dir}".strip())
     if not args.speed:
         print("\n| model | R@10 | R@20 | N@10 | N@20 | paper N@20 | epochs (best) | s/epoch |")
         print("|---|---|---|---|---|---|---|---|")

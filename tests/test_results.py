@@ -152,16 +152,14 @@ def test_verdict_pairs_matched_seeds_and_reports_interval_and_p(tmp_path):
 
 
 def test_engine_report_reads_the_latest_measurements(tmp_path):
-    import engine
-
     path = tmp_path / "engine.csv"
     common = dict(commit="abc", machine="m", device="cpu", threads=1, load="loadavg 1.0", dataset="beauty",
                   shape="10 x 20", reps=3, values="", identical_ranks=True, before="0000000", note="")
     for date, before, after in (("2026-01-01", 4.0, 2.0), ("2026-01-02", 3.0, 0.5)):
         for variant, metric, value in (("before", "seconds_median", before), ("after", "seconds_median", after),
                                        ("after/before", "speedup", before / after)):
-            _results.append_row(path, {**common, "date": date, "benchmark": "ranks", "variant": variant,
-                                       "metric": metric, "value": value, "unit": "s"}, engine.COLUMNS)
+            _results.append_result(path, **common, date=date, benchmark="ranks", variant=variant,
+                                   metric=metric, value=value, unit="s")
     text = report.engine_report(path, tmp_path)
     row = next(ln for ln in text.splitlines() if ln.startswith("| ranks"))
     assert "| 3.00 | 0.50 | **6.00x** |" in row  # the later measurement replaces the earlier one

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fastregen import entropy as E
+from fastregen import patterns as P
 from fastregen.data import SequenceDataset, load
 from fastregen.reference import entropy as R
 
@@ -219,10 +220,10 @@ def main(argv=None) -> int:
         emit(f"| Markov fit (order 2) | {fmt(t)} | {model.num_items:,} items, {model._core.num_tokens:,} tokens |")
         t, rep = median_time(lambda: E.entropy_report(ds), args.repeats)
         emit(f"| entropy + predictability of every sequence | {fmt(t)} | median S {np.nanmedian(rep.entropy):.3f} bits, median Pi {np.nanmedian(rep.predictability):.3f} |")
-        for stage in E.STAGE_THETA_SCALES:
-            t, pats = median_time(lambda: E.mine_entropy_patterns(ds, model, stage=stage), args.repeats)
+        for stage in P.STAGE_THETA_SCALES:
+            t, pats = median_time(lambda: P.mine_entropy_patterns(ds, model, stage=stage), args.repeats)
             lens = pats.lengths
-            t2, seg = median_time(lambda: E.segment(ds, pats), args.repeats)
+            t2, seg = median_time(lambda: P.segment(ds, pats), args.repeats)
             emit(
                 f"| mine, stage {stage} (theta {pats.theta:.2f}) | {fmt(t)} | {len(pats):,} patterns, "
                 f"{int((lens > 1).sum()):,} multi-item, longest {int(lens.max(initial=0))} |"
@@ -236,8 +237,8 @@ def main(argv=None) -> int:
         seqs = sub.to_lists()
         sm = E.MarkovModel(2).fit(sub)
         rm = R.MarkovModel(2, sub.num_items).fit(seqs)
-        theta = E.default_theta(sub, 1.0)
-        tf, pats = median_time(lambda: E.mine_entropy_patterns(sub, sm, theta), args.repeats)
+        theta = P.default_theta(sub, 1.0)
+        tf, pats = median_time(lambda: P.mine_entropy_patterns(sub, sm, theta), args.repeats)
         tr, ref = median_time(lambda: R.mine_entropy_patterns(seqs, theta, markov=rm), 1)
         got = [(tuple(pats[k].tolist()), float(pats.entropy[k]), int(pats.count[k])) for k in range(len(pats))]
         same = got == ref

@@ -92,7 +92,7 @@ def pipeline(args) -> None:
     from fastregen.dr4sr import RegenConfig, Regenerator, hybrid_inference
     from fastregen.dr4sr.pipeline import combine
     from fastregen.dr4sr.pretrain import RegeneratorLoss, _holdout, pair_data
-    from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
+    from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     from fastregen.training import Trainer, adam
 
     torch.set_num_threads(args.threads)
@@ -265,7 +265,7 @@ def decode(args) -> None:
     from fastregen import memory
     from fastregen.data import synthetic
     from fastregen.dr4sr import RegenConfig, Regenerator, hybrid_inference
-    from fastregen.mining import dr4sr_input
+    from fastregen.patterns import dr4sr_input
 
     torch.set_num_threads(args.threads)
     memory.limit_heap_retention()
@@ -320,7 +320,7 @@ def tick(t, b, v):
 if what == "regenerator":
     from fastregen.dr4sr import RegenConfig, Regenerator
     from fastregen.dr4sr.pretrain import RegeneratorLoss, pair_data
-    from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
+    from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     train = dr4sr_input(data)
     cfg = RegenConfig(progress=False)
     examples = pair_data(pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_len=50), cfg)

@@ -558,10 +558,10 @@ def test_sparse_ids_are_refused_before_allocating(tmp_path):
     assert load(dense).num_items == n
     assert load(write(tmp_path, "small.txt", f"1 1\n2 {1 << 20}\n")).num_items == 1 << 20
     # the library refuses such a dataset before its kernels allocate
-    from fastregen import entropy, mining
+    from fastregen import entropy, patterns
 
     sparse = SequenceDataset.from_lists([[1, 2**31 - 1], [1, 2**31 - 1]])
-    for call in (lambda: mining.mine_patterns(sparse), lambda: mining.window_counts(sparse, 2, 1),
-                 lambda: entropy.MarkovModel(1).fit(sparse), lambda: entropy.item_entropies(sparse)):
+    for call in (lambda: patterns.mine_patterns(sparse), lambda: patterns.window_counts(sparse, 2, 1),
+                 lambda: entropy.MarkovModel(1).fit(sparse), lambda: patterns.item_entropies(sparse)):
         with pytest.raises(ValueError, match="item ids are sparse.*fastregen.data.remap"):
             call()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
-__all__ = ["SequenceDataset", "check_dense_ids", "DENSE_IDS_UP_TO"]
+__all__ = ["SequenceDataset", "check_dense_ids", "DENSE_IDS_UP_TO", "DataLike", "ensure_dataset", "lists_to_csr", "concat"]
 
 
 def _as_array(name: str, value, dtype) -> np.ndarray:
@@ -433,3 +433,61 @@ def concat(*datasets: SequenceDataset, num_items: int | None = None, **fields) -
         num_items=max(d.num_items for d in datasets) if num_items is None else num_items,
         **fields,
     )
+
+
+#: What the estimators and miners accept as sequences: a dataset or a list of item-id lists.
+DataLike = Union[SequenceDataset, Sequence[Sequence[int]]]
+
+
+def ensure_dataset(data: DataLike) -> SequenceDataset:
+    """``data`` itself if it is a `SequenceDataset`, else ``SequenceDataset.from_lists(data)``.
+
+    Raises
+    ------
+    TypeError
+        ``data`` is neither (a string, or not iterable).
+    """
+    if isinstance(data, SequenceDataset):
+        return data
+    if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
+        raise TypeError(f"data must be a SequenceDataset or a list of item-id lists, got {type(data).__name__}")
+    return SequenceDataset.from_lists(data)
+
+
+def lists_to_csr(contexts) -> tuple[np.ndarray, np.ndarray]:
+    """Item-id lists (contexts, patterns) as CSR, for the core's kernels.
+
+    Parameters
+    ----------
+    contexts : list of lists of int, or np.ndarray of shape (m, L)
+        Item ids in 1..2**31-1; a 2-D array is m rows of length L.
+
+    Returns
+    -------
+    offsets : np.ndarray of int64, shape (m + 1,)
+    items : np.ndarray of int32, shape (offsets[-1],)
+
+    Raises
+    ------
+    TypeError
+        Non-integer ids.
+    ValueError
+        An id outside 1..2**31-1.
+    """
+    if isinstance(contexts, np.ndarray) and contexts.ndim == 2:
+        m, L = contexts.shape
+        offsets = np.arange(m + 1, dtype=np.int64) * L
+        arr = contexts
+    else:
+        seqs = [np.asarray(c).ravel() for c in contexts]
+        # An empty list reads as float64: give it an integer dtype.
+        seqs = [s.astype(np.int64) if s.size == 0 else s for s in seqs]
+        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum([s.size for s in seqs], out=offsets[1:])
+        arr = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+    arr = np.asarray(arr)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"contexts must hold integer item ids, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 1 or arr.max() > np.iinfo(np.int32).max):
+        raise ValueError(f"context item ids must be in 1..2**31-1, got {arr.min()}..{arr.max()}")
+    return offsets, np.ascontiguousarray(arr, dtype=np.int32).ravel()

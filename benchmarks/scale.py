@@ -90,7 +90,7 @@ def pipeline(args) -> None:
     from fastregen import memory
     from fastregen.data import load, save, synthetic
     from fastregen.dr4sr import RegenConfig, Regenerator, hybrid_inference
-    from fastregen.dr4sr.pipeline import combine
+    from fastregen.data import concat
     from fastregen.dr4sr.pretrain import RegeneratorLoss, _holdout, pair_data
     from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     from fastregen.training import Trainer, adam
@@ -177,9 +177,9 @@ def pipeline(args) -> None:
 
     with memory.PeakRSS() as m, tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         n, ids = data.num_items, data.item_ids
-        original = combine(train_input, num_items=n, item_ids=ids, name="original")
-        mined = combine(patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns")
-        combined = combine(original, mined, regenerated, num_items=n, item_ids=ids, name="combined")
+        original = concat(train_input, num_items=n, item_ids=ids, name="original", drop_empty=True)
+        mined = concat(patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns", drop_empty=True)
+        combined = concat(original, mined, regenerated, num_items=n, item_ids=ids, name="combined", drop_empty=True)
         save(combined, Path(tmp) / "regenerated.txt", drop_empty=True)
         size = (Path(tmp) / "regenerated.txt").stat().st_size
     rec.row("write", **shape, seconds=m.seconds, full_seconds=m.seconds, fraction=1, peak_rss_mib=_mib(m.peak), start=m.start,

@@ -1,4 +1,12 @@
-"""The CSR sequence dataset: the one in-memory representation of every stage."""
+"""The CSR sequence dataset: the one in-memory representation of every stage.
+
+`SequenceDataset` and the functions that build one from other inputs:
+`concat` (the parts of a training set, each row tagged with its source),
+`ensure_dataset` and `lists_to_csr` (item-id lists, as the estimators and
+miners accept them). ~550 lines, over the house's ~500, because the type's
+methods carry full docstrings; the builders are short and belong beside
+the type (and its per-sequence ``meta`` conventions, `PER_SEQUENCE_META`).
+"""
 
 from __future__ import annotations
 
@@ -404,33 +412,85 @@ class SequenceDataset:
 
 
 
-def concat(*datasets: SequenceDataset, num_items: int | None = None, **fields) -> SequenceDataset:
-    """Stack datasets row-wise: the sequences of the first, then of the second, ...
+def concat(*datasets: SequenceDataset, num_items: int | None = None, sources=None, weights=None,
+           drop_empty: bool = False, **fields) -> SequenceDataset:
+    """Stack datasets row-wise (the sequences of the first, then of the second, ...), tagging each row's source.
+
+    The one way fastregen builds a training set from parts (DR4SR's
+    original + patterns + regenerated, UniDS's original + generated): the
+    result's ``meta["source"]`` (int64, one per sequence) indexes
+    ``meta["source_names"]`` (list of str), so DR4SR+ can tell the parts
+    apart (``PlusConfig.dev_source``, ``frozen_sources``) whichever method
+    built the set.
 
     Parameters
     ----------
     *datasets : SequenceDataset
-        At least one. Their item ids must share one id space.
+        At least one. Their item ids must share one id space. A dataset that
+        is already tagged (``meta["source"]`` and ``meta["source_names"]``,
+        e.g. an earlier `concat`) keeps its rows' tags.
     num_items : int, optional
         Vocabulary size of the result; defaults to the largest ``num_items``.
+    sources : sequence of str, optional
+        The source name of each untagged dataset (default: its ``name``, or
+        ``"part{i}"`` without one). Datasets with the same name share a tag.
+    weights : sequence of float, optional
+        One loss weight per dataset, given to all its sequences as
+        ``meta["weights"]`` (float32 per sequence, read by
+        `fastregen.training.fit_and_evaluate`). Default: no weights.
+    drop_empty : bool, default False
+        Leave out empty sequences (a "lines" file cannot hold them).
     **fields
         Other `SequenceDataset` fields of the result (``name``, ``item_ids``,
-        ``meta``). User ids are not carried over; timestamps are when every
-        dataset has them (a model with a time bias then reads them for all
-        sequences), else the result has none.
+        ``meta``; the tags are added to a given ``meta``). User ids are not
+        carried over; timestamps are when every dataset has them (a model
+        with a time bias then reads them for all sequences), else the
+        result has none.
+
+    Raises
+    ------
+    ValueError
+        No dataset, or ``sources``/``weights`` not one per dataset.
     """
     if not datasets:
         raise ValueError("concat needs at least one dataset")
+    for what, values in (("source names", sources), ("weights", weights)):
+        if values is not None and len(values) != len(datasets):
+            raise ValueError(f"{len(values)} {what} for {len(datasets)} datasets")
+    names: list[str] = []
+    parts, tags, seq_w = [], [], []
+    for i, d in enumerate(datasets):
+        if "source" in d.meta and "source_names" in d.meta:
+            part_names, part_tags = list(d.meta["source_names"]), np.asarray(d.meta["source"], dtype=np.int64)
+        else:
+            label = sources[i] if sources is not None else (d.name or f"part{i}")
+            part_names, part_tags = [label], np.zeros(len(d), dtype=np.int64)
+        for nm in part_names:
+            if nm not in names:
+                names.append(nm)
+        to_result = np.asarray([names.index(nm) for nm in part_names], dtype=np.int64)
+        if drop_empty and not bool((d.lengths > 0).all()):
+            keep = np.flatnonzero(d.lengths > 0)
+            d, part_tags = d.subset(keep), part_tags[keep]
+        parts.append(d)
+        tags.append(to_result[part_tags])
+        if weights is not None:
+            seq_w.append(np.full(len(d), weights[i], dtype=np.float32))
     offsets, base = [np.zeros(1, dtype=np.int64)], 0
-    for d in datasets:
+    for d in parts:
         offsets.append(d.offsets[1:] + base)
         base += d.num_interactions
-    if "timestamps" not in fields and all(d.timestamps is not None for d in datasets):
-        fields["timestamps"] = np.concatenate([d.timestamps for d in datasets])
+    if "timestamps" not in fields and all(d.timestamps is not None for d in parts):
+        fields["timestamps"] = np.concatenate([d.timestamps for d in parts])
+    meta = dict(fields.pop("meta", None) or {})
+    meta.update(source=np.concatenate(tags), source_names=names)
+    if weights is not None:
+        meta["weights"] = np.concatenate(seq_w)
     return SequenceDataset(
         np.concatenate(offsets),
-        np.concatenate([d.items for d in datasets]),
-        num_items=max(d.num_items for d in datasets) if num_items is None else num_items,
+        np.concatenate([d.items for d in parts]),
+        num_items=max(d.num_items for d in parts) if num_items is None else num_items,
+        meta=meta,
         **fields,
     )
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastregen import _core
 from fastregen import entropy as E
 from fastregen import patterns as P
 from fastregen.data import SequenceDataset, load
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
     numba_sums = _numba_lambda_sums()
     numba_sums(np.array([0, 2], np.int64), np.array([1, 1], np.int32))  # compile outside the timings
 
-    emit(f"machine: {machine()}; fastregen commit {commit()}; OpenMP threads available: {E._core.max_threads()}")
+    emit(f"machine: {machine()}; fastregen commit {commit()}; OpenMP threads available: {_core.max_threads()}")
     emit()
     emit("### Real entropy: fastregen vs reference vs numba O(n^2) (single thread unless noted)")
     emit()
@@ -217,7 +218,7 @@ def main(argv=None) -> int:
         emit("| step | median time | result |")
         emit("|---|---|---|")
         t, model = median_time(lambda: E.MarkovModel(2).fit(ds), args.repeats)
-        emit(f"| Markov fit (order 2) | {fmt(t)} | {model.num_items:,} items, {model._core.num_tokens:,} tokens |")
+        emit(f"| Markov fit (order 2) | {fmt(t)} | {model.num_items:,} items, {model.num_tokens:,} tokens |")
         t, rep = median_time(lambda: E.entropy_report(ds), args.repeats)
         emit(f"| entropy + predictability of every sequence | {fmt(t)} | median S {np.nanmedian(rep.entropy):.3f} bits, median Pi {np.nanmedian(rep.predictability):.3f} |")
         for stage in P.STAGE_THETA_SCALES:

@@ -477,3 +477,10 @@ def test_miner_recovers_planted_pattern():
     cut = P.segment(ds, pats).to_lists()
     for u in range(0, 300, 3):
         assert [41, 42, 43] in cut[u]
+
+
+def test_markov_model_reports_the_tokens_it_was_fitted_on():
+    ds = SequenceDataset.from_lists([[1, 2, 3], [], [2, 2]])
+    assert E.MarkovModel(2).fit(ds).num_tokens == ds.num_interactions == 5
+    with pytest.raises(ValueError, match="not fitted"):
+        E.MarkovModel(1).num_tokens

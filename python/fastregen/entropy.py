@@ -290,6 +290,12 @@ class MarkovModel:
         self._require()
         return self._core.num_items
 
+    @property
+    def num_tokens(self) -> int:
+        """Interactions (item tokens) the model was fitted on."""
+        self._require()
+        return self._core.num_tokens
+
     def _require(self) -> None:
         if self._core is None:
             raise ValueError("this MarkovModel is not fitted; call .fit(data) first")

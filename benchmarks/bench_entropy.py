@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from fastregen import entropy as E
+from fastregen import patterns as P
 from fastregen.data import SequenceDataset, load
 
 DATA = Path(os.environ.get("FASTREGEN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -42,9 +43,9 @@ def test_lz_beauty(benchmark, beauty):
 
 def test_mine_beauty(benchmark, beauty):
     model = E.MarkovModel(2).fit(beauty)
-    benchmark(E.mine_entropy_patterns, beauty, model, stage="coarse")
+    benchmark(P.mine_entropy_patterns, beauty, model, stage="coarse")
 
 
 def test_segment_beauty(benchmark, beauty):
-    pats = E.mine_entropy_patterns(beauty, stage="recall")
-    benchmark(E.segment, beauty, pats)
+    pats = P.mine_entropy_patterns(beauty, stage="recall")
+    benchmark(P.segment, beauty, pats)

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fastregen import _core
 from fastregen import entropy as E
+from fastregen import patterns as P
 from fastregen.data import SequenceDataset, load
 from fastregen.reference import entropy as R
 
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
     numba_sums = _numba_lambda_sums()
     numba_sums(np.array([0, 2], np.int64), np.array([1, 1], np.int32))  # compile outside the timings
 
-    emit(f"machine: {machine()}; fastregen commit {commit()}; OpenMP threads available: {E._core.max_threads()}")
+    emit(f"machine: {machine()}; fastregen commit {commit()}; OpenMP threads available: {_core.max_threads()}")
     emit()
     emit("### Real entropy: fastregen vs reference vs numba O(n^2) (single thread unless noted)")
     emit()
@@ -237,13 +239,13 @@ def main(argv=None) -> int:
         emit("|---|---|---|")
         t, model = median_time(lambda: E.MarkovModel(2).fit(ds), args.repeats)
         record("markov fit (order 2)", args.data.name, "fastregen", t, runs=args.repeats)
-        emit(f"| Markov fit (order 2) | {fmt(t)} | {model.num_items:,} items, {model._core.num_tokens:,} tokens |")
+        emit(f"| Markov fit (order 2) | {fmt(t)} | {model.num_items:,} items, {model.num_tokens:,} tokens |")
         t, rep = median_time(lambda: E.entropy_report(ds), args.repeats)
         emit(f"| entropy + predictability of every sequence | {fmt(t)} | median S {np.nanmedian(rep.entropy):.3f} bits, median Pi {np.nanmedian(rep.predictability):.3f} |")
-        for stage in E.STAGE_THETA_SCALES:
-            t, pats = median_time(lambda: E.mine_entropy_patterns(ds, model, stage=stage), args.repeats)
+        for stage in P.STAGE_THETA_SCALES:
+            t, pats = median_time(lambda: P.mine_entropy_patterns(ds, model, stage=stage), args.repeats)
             lens = pats.lengths
-            t2, seg = median_time(lambda: E.segment(ds, pats), args.repeats)
+            t2, seg = median_time(lambda: P.segment(ds, pats), args.repeats)
             record(f"mine_entropy_patterns[{stage}]", args.data.name, "fastregen", t, runs=args.repeats,
                    patterns=len(pats))
             record(f"segment[{stage}]", args.data.name, "fastregen", t2, runs=args.repeats)
@@ -260,8 +262,8 @@ def main(argv=None) -> int:
         seqs = sub.to_lists()
         sm = E.MarkovModel(2).fit(sub)
         rm = R.MarkovModel(2, sub.num_items).fit(seqs)
-        theta = E.default_theta(sub, 1.0)
-        tf, pats = median_time(lambda: E.mine_entropy_patterns(sub, sm, theta), args.repeats)
+        theta = P.default_theta(sub, 1.0)
+        tf, pats = median_time(lambda: P.mine_entropy_patterns(sub, sm, theta), args.repeats)
         tr, ref = median_time(lambda: R.mine_entropy_patterns(seqs, theta, markov=rm), 1)
         got = [(tuple(pats[k].tolist()), float(pats.entropy[k]), int(pats.count[k])) for k in range(len(pats))]
         same = got == ref

@@ -76,12 +76,12 @@ def write_rows(path, rows, dataset: str, args) -> None:
 
 # ---------------------------------------------------------------- beauty
 def bench_beauty(args) -> None:
-    from fastregen import mining
+    from fastregen import patterns
     from fastregen.data import load
     from fastregen.reference import mining as ref
 
     ds = load(args.data)
-    train = mining.dr4sr_input(ds)
+    train = patterns.dr4sr_input(ds)
     alpha, beta = args.max_span, args.min_support
     size = f"{Path(args.data).name} ({len(train):,} seqs, {train.num_interactions:,} interactions)"
     print(f"# mining benchmark: {size}, max_span={alpha}, min_support={beta}")
@@ -90,7 +90,7 @@ def bench_beauty(args) -> None:
     results = {}
     ours = None
     for t in args.threads:
-        med, times, pats = timed(lambda: mining.mine_patterns(train, alpha, beta, threads=t), args.repeats)
+        med, times, pats = timed(lambda: patterns.mine_patterns(train, alpha, beta, threads=t), args.repeats)
         results[f"fastregen, {t} thread{'s' if t > 1 else ''}"] = (med, times, len(pats), None)
         if ours is None:
             ours = pats
@@ -139,12 +139,12 @@ def bench_beauty(args) -> None:
     pats = ours
     for span in ("alpha", None):
         med, times, pairs = timed(
-            lambda: mining.pretrain_pairs(train, pats, max_per_sequence=10, seed=0, span=span), args.repeats
+            lambda: patterns.pretrain_pairs(train, pats, max_per_sequence=10, seed=0, span=span), args.repeats
         )
         print(f"pretrain_pairs span={span!s:5}: {len(pairs):,} pairs, median {med:.4f} s")
         rows.append(dict(op=f"pretrain_pairs[span={span}]", provider="fastregen", size=size, median_s=med,
                          runs=times, threads=1, patterns=len(pairs)))
-    med, times, win = timed(lambda: mining.window_counts(train, 3, 2), args.repeats)
+    med, times, win = timed(lambda: patterns.window_counts(train, 3, 2), args.repeats)
     print(f"window_counts window=3 min_count=2: {len(win):,} windows, median {med:.4f} s")
     rows.append(dict(op="window_counts[3,2]", provider="fastregen", size=size, median_s=med, runs=times,
                      threads=1, patterns=len(win)))
@@ -166,38 +166,38 @@ def _vm_hwm() -> int:
 
 def _child(args) -> None:
     """Mine the saved synthetic dataset once and print time and memory as JSON."""
-    from fastregen import mining
+    from fastregen import patterns
     from fastregen.data import SequenceDataset
 
     with np.load(args.input) as z:
         ds = SequenceDataset(z["offsets"], z["items"])
     rss_before = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     t0, c0 = time.perf_counter(), time.process_time()
-    pats = mining.mine_patterns(ds, args.max_span, args.min_support, threads=args.threads[0])
+    pats = patterns.mine_patterns(ds, args.max_span, args.min_support, threads=args.threads[0])
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _vm_hwm()
     row = dict(seconds=seconds, cpu_seconds=cpu, rss_before=rss_before, peak=peak, patterns=len(pats),
                by_length=pats.counts_by_length())
     t0, c0 = time.perf_counter(), time.process_time()
-    windows = mining.window_counts(ds, 3, 2, threads=args.threads[0])
+    windows = patterns.window_counts(ds, 3, 2, threads=args.threads[0])
     row.update(windows=len(windows), windows_seconds=time.perf_counter() - t0,
                windows_cpu_seconds=time.process_time() - c0)
     if args.pairs:
         t0, c0 = time.perf_counter(), time.process_time()
-        pairs = mining.pretrain_pairs(ds, pats, max_per_sequence=10, seed=0, threads=args.threads[0])
+        pairs = patterns.pretrain_pairs(ds, pats, max_per_sequence=10, seed=0, threads=args.threads[0])
         row.update(pairs=len(pairs), pairs_seconds=time.perf_counter() - t0,
                    pairs_cpu_seconds=time.process_time() - c0, pairs_peak=_vm_hwm())
     print(json.dumps(row))
 
 
 def bench_synthetic(args) -> None:
-    from fastregen import mining
+    from fastregen import patterns
     from fastregen.data.synthetic import synthetic
 
     t0 = time.perf_counter()
     ds = synthetic(args.preset)
     if args.dr4sr_input:
-        ds = mining.dr4sr_input(ds)
+        ds = patterns.dr4sr_input(ds)
     gen = time.perf_counter() - t0
     size = f"synthetic {args.preset!r} ({len(ds):,} seqs, {ds.num_interactions:,} interactions, {ds.num_items:,} items)"
     print(f"# mining benchmark: {size} (generated in {gen:.1f} s), max_span={args.max_span}, "

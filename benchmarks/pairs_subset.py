@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastregen import data, mining
+from fastregen import data, patterns
 from fastregen.data.dataset import SequenceDataset
 from fastregen.reference import csr as ref_csr
 
@@ -42,8 +42,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     load = f"{os.getloadavg()[0]:.1f}"
     new_gather = SequenceDataset._gather
-    train = mining.dr4sr_input(data.synthetic(args.preset, seed=0))
-    pats = mining.mine_patterns(train, max_span=5, min_support=2, threads=args.threads)
+    train = patterns.dr4sr_input(data.synthetic(args.preset, seed=0))
+    pats = patterns.mine_patterns(train, max_span=5, min_support=2, threads=args.threads)
     print(f"{train}, {len(pats):,} patterns", flush=True)
     times: dict[str, list[float]] = {"old": [], "new": []}
     res = {}
@@ -52,7 +52,7 @@ def main(argv=None) -> None:
             for name, gather in (("old", _old_gather), ("new", new_gather)):
                 SequenceDataset._gather = gather
                 t = time.perf_counter()
-                res[name] = mining.pretrain_pairs(train, pats, max_per_sequence=10, seed=0, max_len=50,
+                res[name] = patterns.pretrain_pairs(train, pats, max_per_sequence=10, seed=0, max_len=50,
                                                   threads=args.threads)
                 times[name].append(time.perf_counter() - t)
     finally:

@@ -83,7 +83,7 @@ def _run(pythonpath: str | None, pairs: Path, threads: int) -> dict:
 
 def main(argv=None) -> int:
     from fastregen.data import load
-    from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
+    from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)

@@ -116,7 +116,7 @@ def fidelity(data, regen_dir: Path) -> dict:
     the best single memory per pattern (`validation_losses`).
     """
     from fastregen.config import load_config
-    from fastregen.mining import Patterns, dr4sr_input, mine_patterns, window_counts
+    from fastregen.patterns import Patterns, dr4sr_input, mine_patterns, window_counts
     from fastregen.dr4sr import RegenConfig, load_checkpoint
     from fastregen.dr4sr.pipeline import _load_pairs
     from fastregen.dr4sr.pretrain import pair_tensors, validation_losses

@@ -95,9 +95,9 @@ def pipeline(args) -> None:
     from fastregen import memory
     from fastregen.data import load, save, synthetic
     from fastregen.dr4sr import RegenConfig, Regenerator, hybrid_inference
-    from fastregen.dr4sr.pipeline import combine
+    from fastregen.data import concat
     from fastregen.dr4sr.pretrain import RegeneratorLoss, _holdout, pair_data
-    from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
+    from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     from fastregen.training import Trainer, adam
 
     torch.set_num_threads(args.threads)
@@ -182,9 +182,9 @@ def pipeline(args) -> None:
 
     with memory.PeakRSS() as m, tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         n, ids = data.num_items, data.item_ids
-        original = combine(train_input, num_items=n, item_ids=ids, name="original")
-        mined = combine(patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns")
-        combined = combine(original, mined, regenerated, num_items=n, item_ids=ids, name="combined")
+        original = concat(train_input, num_items=n, item_ids=ids, name="original", drop_empty=True)
+        mined = concat(patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns", drop_empty=True)
+        combined = concat(original, mined, regenerated, num_items=n, item_ids=ids, name="combined", drop_empty=True)
         save(combined, Path(tmp) / "regenerated.txt", drop_empty=True)
         size = (Path(tmp) / "regenerated.txt").stat().st_size
     rec.row("write", **shape, seconds=m.seconds, full_seconds=m.seconds, fraction=1, peak_rss_mib=_mib(m.peak), start=m.start,
@@ -270,7 +270,7 @@ def decode(args) -> None:
     from fastregen import memory
     from fastregen.data import synthetic
     from fastregen.dr4sr import RegenConfig, Regenerator, hybrid_inference
-    from fastregen.mining import dr4sr_input
+    from fastregen.patterns import dr4sr_input
 
     torch.set_num_threads(args.threads)
     memory.limit_heap_retention()
@@ -325,7 +325,7 @@ def tick(t, b, v):
 if what == "regenerator":
     from fastregen.dr4sr import RegenConfig, Regenerator
     from fastregen.dr4sr.pretrain import RegeneratorLoss, pair_data
-    from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
+    from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     train = dr4sr_input(data)
     cfg = RegenConfig(progress=False)
     examples = pair_data(pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_len=50), cfg)

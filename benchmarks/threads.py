@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from fastregen.data import load
-    from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
+    from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
 
     commit = git_commit(Path(__file__).parent)
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,7 +40,7 @@ def train_regenerator(batch_size: int):
     """Regenerator pre-training steps (soft mixture, no dropout, no entropy/balance terms)."""
     from fastregen.dr4sr import RegenConfig
     from fastregen.dr4sr.pretrain import RegeneratorLoss, pair_data
-    from fastregen.mining import mine_patterns, pretrain_pairs
+    from fastregen.patterns import mine_patterns, pretrain_pairs
     from fastregen.training import CallbackHook, Trainer
 
     data = tiny_sequences(n=60, num_items=12, seed=1)

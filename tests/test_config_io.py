@@ -84,8 +84,8 @@ def test_package_is_lazy_and_exposes_submodules():
 
     code = (
         "import sys, fastregen; assert 'torch' not in sys.modules, 'import fastregen pulled torch'; "
-        "fastregen.mining.mine_patterns; fastregen.entropy.real_entropy; "
-        "assert fastregen.DR4SR.__name__ == 'DR4SR'; assert 'mining' in dir(fastregen)"
+        "fastregen.patterns.mine_patterns; fastregen.entropy.real_entropy; "
+        "assert fastregen.DR4SR.__name__ == 'DR4SR'; assert 'patterns' in dir(fastregen)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

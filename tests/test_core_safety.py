@@ -19,14 +19,14 @@ from fastregen.data import SequenceDataset
 # writes ids that no table of the kernel has a slot for.
 _MUTATE = """
 import threading, time, numpy as np
-from fastregen import mining
+from fastregen import patterns
 from fastregen.data import SequenceDataset
 rng = np.random.default_rng(0)
 n_seq, L = 20000, 30
 owner = rng.integers(1, 500, size=n_seq * L + 10).astype(np.int32)
 ds = SequenceDataset(np.arange(0, n_seq * L + 1, L, dtype=np.int64), owner[: n_seq * L])
 clean = owner.copy()
-expected = mining.mine_patterns(ds, max_span=4, min_support=2, threads=2)
+expected = patterns.mine_patterns(ds, max_span=4, min_support=2, threads=2)
 go, done = threading.Event(), threading.Event()
 def mutate():
     while not done.is_set():
@@ -43,7 +43,7 @@ try:
     for _ in range(20):
         go.set()
         try:
-            got = mining.mine_patterns(ds, max_span=4, min_support=2, threads=2)
+            got = patterns.mine_patterns(ds, max_span=4, min_support=2, threads=2)
         except ValueError as e:  # the snapshot was taken mid-mutation: its bad ids are refused
             assert "-1073741824" in str(e), e
             refused += 1

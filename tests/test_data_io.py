@@ -216,13 +216,13 @@ def test_gzip_text(tmp_path):
 @pytest.fixture(params=["pyarrow", "python"])
 def csv_backend(request, monkeypatch):
     """CSV/TSV through pyarrow, and through the pure-Python fallback used without it."""
-    import fastregen.data.io as io_mod
+    import fastregen.data.io.table as table_mod
 
     if request.param == "pyarrow":
         if importlib.util.find_spec("pyarrow") is None:
             pytest.skip("pyarrow is not installed")
     else:
-        monkeypatch.setattr(io_mod, "_have_pyarrow", lambda: False)
+        monkeypatch.setattr(table_mod, "_have_pyarrow", lambda: False)
     return request.param
 
 
@@ -316,9 +316,9 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
 
 
 def test_save_many_chunks_matches_reference(tmp_path, monkeypatch):
-    import fastregen.data.io as io_mod
+    import fastregen.data.io.write as write_mod
 
-    monkeypatch.setattr(io_mod, "_ROWS_PER_WRITE", 7)
+    monkeypatch.setattr(write_mod, "_ROWS_PER_WRITE", 7)
     ds = SequenceDataset.from_lists([[1, 2, 3], [4] * 20, [5], [6, 7]], user_ids=np.array([4, 3, 2, 1]))
     save(ds, tmp_path / "o.txt")
     expected = "".join(f"{u} " + " ".join(map(str, s)) + "\n" for u, s in zip([4, 3, 2, 1], ds.to_lists()))
@@ -379,7 +379,7 @@ def test_parquet_string_users_and_datetimes(tmp_path):
 
 
 def test_sink_falls_back_to_pieces():
-    from fastregen.data.io import _Sink
+    from fastregen.data.io.chunks import _Sink
 
     sink = _Sink(np.int32, 3)
     sink.append(np.array([1, 2], dtype=np.int64))
@@ -391,9 +391,9 @@ def test_sink_falls_back_to_pieces():
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])
 def test_csv_roundtrip_without_pyarrow(tmp_path, fmt, monkeypatch):
-    import fastregen.data.io as io_mod
+    import fastregen.data.io.table as table_mod
 
-    monkeypatch.setattr(io_mod, "_have_pyarrow", lambda: False)
+    monkeypatch.setattr(table_mod, "_have_pyarrow", lambda: False)
     ds = data.synthetic("demo", n_users=30, n_items=40, n_patterns=3, timestamps=True, seed=4)
     save(ds, tmp_path / f"o.{fmt}")
     back = load(tmp_path / f"o.{fmt}", remap=False)
@@ -424,7 +424,7 @@ def test_pipe_input_loses_nothing(tmp_path, fmt, monkeypatch):
     # Before: format sniffing consumed the first 64 KiB of the pipe, then the
     # path was opened again (the data read on from there), and a pipe's size
     # of 0 made the reader fetch 1 byte at a time.
-    import fastregen.data.io as io_mod
+    import fastregen.data.io.files as io_mod
 
     rows = [[u] + list(range(u % 50 + 1, u % 50 + 8)) for u in range(1, 30_001)]  # ~700 KB
     payload = "".join(" ".join(map(str, r)) + "\n" for r in rows).encode()
@@ -558,10 +558,10 @@ def test_sparse_ids_are_refused_before_allocating(tmp_path):
     assert load(dense).num_items == n
     assert load(write(tmp_path, "small.txt", f"1 1\n2 {1 << 20}\n")).num_items == 1 << 20
     # the library refuses such a dataset before its kernels allocate
-    from fastregen import entropy, mining
+    from fastregen import entropy, patterns
 
     sparse = SequenceDataset.from_lists([[1, 2**31 - 1], [1, 2**31 - 1]])
-    for call in (lambda: mining.mine_patterns(sparse), lambda: mining.window_counts(sparse, 2, 1),
-                 lambda: entropy.MarkovModel(1).fit(sparse), lambda: entropy.item_entropies(sparse)):
+    for call in (lambda: patterns.mine_patterns(sparse), lambda: patterns.window_counts(sparse, 2, 1),
+                 lambda: entropy.MarkovModel(1).fit(sparse), lambda: patterns.item_entropies(sparse)):
         with pytest.raises(ValueError, match="item ids are sparse.*fastregen.data.remap"):
             call()

@@ -221,10 +221,10 @@ def test_from_lists_rejects_non_integer_ids():
         SequenceDataset.from_lists([["3", "4"]])
     with pytest.raises(TypeError, match="sequence 0 must hold integer item ids"):
         SequenceDataset.from_lists([[2**70]])
-    from fastregen import entropy, mining
+    from fastregen import entropy, patterns
 
     with pytest.raises(TypeError, match="integer item ids"):
-        mining.mine_patterns([[1.0, 2.0], [1.0, 2.0]])
+        patterns.mine_patterns([[1.0, 2.0], [1.0, 2.0]])
     with pytest.raises(TypeError, match="integer item ids"):
         entropy.real_entropy([[1.5, 2.5]])
     ok = SequenceDataset.from_lists([np.array([1, 2], dtype=np.int32), [], (3,)])

@@ -18,7 +18,7 @@ TINY = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=
 
 
 class Pairs:
-    """A stand-in for `fastregen.mining.PretrainPairs` (only what `pretrain` reads)."""
+    """A stand-in for `fastregen.patterns.PretrainPairs` (only what `pretrain` reads)."""
 
     def __init__(self, seqs, pats, num_items):
         self.sequences = SequenceDataset.from_lists(seqs, num_items=num_items)

@@ -15,8 +15,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from fastregen.data import SequenceDataset, leave_one_out
-from fastregen.dr4sr import DR4SR, RegenConfig, combine
+from fastregen.data import SequenceDataset, concat, leave_one_out
+from fastregen.dr4sr import DR4SR, RegenConfig
 from fastregen.dr4sr.plus import (
     NeumannDivergenceError,
     NeumannDivergenceWarning,
@@ -191,7 +191,7 @@ def _batch(data, max_len=12, size=16, mode="all"):
 
 def test_weights_are_in_the_open_unit_interval_zero_at_padding_one_when_pinned():
     data, train = _tiny()
-    tagged = combine(train, planted_data(n=30, seed=3), num_items=data.num_items, sources=["original", "patterns"])
+    tagged = concat(train, planted_data(n=30, seed=3), num_items=data.num_items, sources=["original", "patterns"])
     ex, batch = _batch(tagged, size=len(tagged))
     torch.manual_seed(1)
     p = Personalizer(8, tau=1.0)
@@ -231,7 +231,7 @@ def test_tau_one_with_equal_logits_gives_uniform_weights():
 
 def test_all_weights_one_give_exactly_the_unweighted_loss():
     data, train = _tiny()
-    tagged = combine(train, num_items=data.num_items, sources=["original"])
+    tagged = concat(train, num_items=data.num_items, sources=["original"])
     ex, batch = _batch(tagged, size=64)
     torch.manual_seed(0)
     model = build_model("sasrec", data.num_items, embed_dim=16, max_len=12)
@@ -387,7 +387,7 @@ def test_end_to_end_weights_collapse_towards_zero():
 @pytest.mark.parametrize("model", ["sasrec", "gru4rec", "fmlp", "gnn", "cl4srec"])
 def test_bilevel_training_runs_on_every_target_model(model, tmp_path):
     data, train = _tiny(n=60)
-    tagged = combine(train, planted_data(n=20, seed=4), num_items=data.num_items, sources=["original", "patterns"])
+    tagged = concat(train, planted_data(n=20, seed=4), num_items=data.num_items, sources=["original", "patterns"])
     # (a length-bucketed batch of pinned patterns alone has a zero hypergradient: several steps)
     plus = PlusConfig(interval=2, warmup_epochs=0, pin=("patterns",), upper_lr=0.5, dev_fraction=0.2)
     res = personalize(data, tagged, model, plus=plus, epochs=2, patience=5, out_dir=tmp_path / model, **SMALL)
@@ -412,7 +412,7 @@ def test_bilevel_training_runs_on_every_target_model(model, tmp_path):
 # ------------------------------------------------------------------ dev split, config, checkpoints
 def test_heldout_dev_comes_from_the_original_training_sequences_only():
     data, train = _tiny(n=100)
-    tagged = combine(train, planted_data(n=50, seed=2), num_items=data.num_items, sources=["original", "patterns"])
+    tagged = concat(train, planted_data(n=50, seed=2), num_items=data.num_items, sources=["original", "patterns"])
     plus = PlusConfig(dev_fraction=0.2, seed=3)
     lower, dev = split_dev(tagged, plus)
     assert len(dev) == 20 and len(lower) == len(tagged) - 20

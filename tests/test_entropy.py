@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from fastregen import _core
 from fastregen import entropy as E
+from fastregen import patterns as P
 from fastregen.data import SequenceDataset
 from fastregen.reference import entropy as R
 
@@ -266,7 +267,7 @@ def test_markov_bad_input():
 # ---------------------------------------------------------------- pattern miner
 
 
-def as_tuples(p: E.EntropyPatterns):
+def as_tuples(p: P.Patterns):
     return [(tuple(p[k].tolist()), float(p.entropy[k]), int(p.count[k])) for k in range(len(p))]
 
 
@@ -277,7 +278,7 @@ mine_seqs = st.lists(st.lists(st.integers(1, 4), max_size=20), min_size=1, max_s
 @given(mine_seqs, st.floats(0.5, 8.0), st.integers(0, 3), st.integers(1, 3), st.integers(1, 5))
 def test_miner_markov_matches_reference(seqs, theta, order, min_count, max_len):
     ds = SequenceDataset.from_lists(seqs, num_items=4)
-    got = E.mine_entropy_patterns(ds, E.MarkovModel(order).fit(ds), theta, min_count=min_count, max_len=max_len)
+    got = P.mine_entropy_patterns(ds, E.MarkovModel(order).fit(ds), theta, min_count=min_count, max_len=max_len)
     ref = R.mine_entropy_patterns(
         seqs, theta, min_count=min_count, max_len=max_len, markov=R.MarkovModel(order, 4).fit(seqs)
     )
@@ -290,7 +291,7 @@ def test_miner_array_probs_match_reference(seqs, theta, seed):
     ds = SequenceDataset.from_lists(seqs, num_items=4)
     probs = np.random.default_rng(seed).uniform(0.05, 1.0, ds.items.size)
     probs[:: 3] = 1.0  # the closed end of (0, 1]
-    got = E.mine_entropy_patterns(ds, probs, theta, max_len=5)
+    got = P.mine_entropy_patterns(ds, probs, theta, max_len=5)
     per_seq = [probs[ds.offsets[u] : ds.offsets[u + 1]].tolist() for u in range(len(ds))]
     assert as_tuples(got) == R.mine_entropy_patterns(seqs, theta, max_len=5, probs=per_seq)
 
@@ -311,7 +312,7 @@ def test_miner_callable_matches_reference(seqs, theta):
         shapes.append(contexts.shape)
         return [_hash_prob(c.tolist(), int(s)) for c, s in zip(contexts, next_items)]
 
-    got = E.mine_entropy_patterns(ds, model, theta, max_len=5)
+    got = P.mine_entropy_patterns(ds, model, theta, max_len=5)
     assert as_tuples(got) == R.mine_entropy_patterns(
         seqs, theta, max_len=5, scorer=lambda p, s: _hash_prob(list(p), s)
     )
@@ -321,12 +322,12 @@ def test_miner_callable_matches_reference(seqs, theta):
 def test_miner_known_patterns():
     seqs = [[1, 2, 3, 9, 1, 2, 3], [1, 2, 3, 5], [4, 1, 2, 3]]
     # A model that is sure of what follows: every extension is free (h = 0).
-    pats = E.mine_entropy_patterns(seqs, lambda c, s: np.ones(len(s)), theta=2.0, min_count=3)
+    pats = P.mine_entropy_patterns(seqs, lambda c, s: np.ones(len(s)), theta=2.0, min_count=3)
     # seeds with H < 2: items 1, 2, 3 (4 of 15 each, H = 1.907); extensions seen >= 3 times:
     assert pats.to_lists() == [[1], [2], [3], [1, 2], [2, 3], [1, 2, 3]]
     assert pats.count.tolist() == [4, 4, 4, 4, 4, 4]
     assert pats.entropy[5] == -math.log2(4 / 15)
-    assert E.mine_entropy_patterns(seqs, lambda c, s: np.ones(len(s)), theta=2.0, min_count=3, max_len=2).to_lists() == [
+    assert P.mine_entropy_patterns(seqs, lambda c, s: np.ones(len(s)), theta=2.0, min_count=3, max_len=2).to_lists() == [
         [1], [2], [3], [1, 2], [2, 3]
     ]
 
@@ -335,68 +336,68 @@ def test_miner_default_theta_and_stages():
     rng = np.random.default_rng(5)
     seqs = [rng.integers(1, 30, rng.integers(2, 40)).tolist() for _ in range(60)]
     ds = SequenceDataset.from_lists(seqs)
-    counts, h = E.item_entropies(ds)
+    counts, h = P.item_entropies(ds)
     keep = counts >= 2
     keep[0] = False
     mean = math.fsum(h[keep].tolist()) / keep.sum()
     seeds = R.item_entropies(seqs)
     assert mean == math.fsum(v for f, v in seeds.values() if f >= 2) / sum(f >= 2 for f, _ in seeds.values())
     m = E.MarkovModel(2).fit(ds)
-    default = E.mine_entropy_patterns(ds, m)
+    default = P.mine_entropy_patterns(ds, m)
     assert default.theta == mean
-    assert as_tuples(default) == as_tuples(E.mine_entropy_patterns(ds, m, mean))
+    assert as_tuples(default) == as_tuples(P.mine_entropy_patterns(ds, m, mean))
     sizes = []
-    for stage, scale in E.STAGE_THETA_SCALES.items():
-        pats = E.mine_entropy_patterns(ds, m, stage=stage)
+    for stage, scale in P.STAGE_THETA_SCALES.items():
+        pats = P.mine_entropy_patterns(ds, m, stage=stage)
         assert pats.theta == scale * mean
         assert np.all(pats.entropy < pats.theta)
         sizes.append((scale, len(pats)))
     sizes.sort()
     assert [n for _, n in sizes] == sorted(n for _, n in sizes)  # a larger theta never keeps fewer
-    assert E.mine_entropy_patterns(ds, m, theta_scale=0.5).theta == 0.5 * mean
+    assert P.mine_entropy_patterns(ds, m, theta_scale=0.5).theta == 0.5 * mean
 
 
 def test_miner_nothing_frequent():
-    pats = E.mine_entropy_patterns([[1, 2, 3]], min_count=2)
+    pats = P.mine_entropy_patterns([[1, 2, 3]], min_count=2)
     assert len(pats) == 0 and math.isnan(pats.theta)
-    assert len(E.mine_entropy_patterns([[1, 2, 3]], theta=5.0, min_count=2)) == 0
+    assert len(P.mine_entropy_patterns([[1, 2, 3]], theta=5.0, min_count=2)) == 0
 
 
 @pytest.mark.parametrize("theta", [0, -1.5, float("nan"), float("inf")])
 def test_miner_bad_theta(theta):
     with pytest.raises(ValueError, match="theta"):
-        E.mine_entropy_patterns([[1, 2, 1, 2]], theta=theta)
+        P.mine_entropy_patterns([[1, 2, 1, 2]], theta=theta)
 
 
 def test_miner_bad_input():
     seqs = [[1, 2, 1, 2]]
     with pytest.raises(ValueError, match="max_len.*0"):
-        E.mine_entropy_patterns(seqs, theta=3.0, max_len=0)
+        P.mine_entropy_patterns(seqs, theta=3.0, max_len=0)
     with pytest.raises(ValueError, match="min_count"):
-        E.mine_entropy_patterns(seqs, theta=3.0, min_count=0)
+        P.mine_entropy_patterns(seqs, theta=3.0, min_count=0)
     with pytest.raises(ValueError, match="stage"):
-        E.mine_entropy_patterns(seqs, stage="final")
+        P.mine_entropy_patterns(seqs, stage="final")
     with pytest.raises(ValueError, match="not both"):
-        E.mine_entropy_patterns(seqs, theta=3.0, stage="recall")
+        P.mine_entropy_patterns(seqs, theta=3.0, stage="recall")
     with pytest.raises(ValueError, match="theta_scale"):
-        E.mine_entropy_patterns(seqs, theta_scale=-1.0)
+        P.mine_entropy_patterns(seqs, theta_scale=-1.0)
     for bad in (0.0, 1.5, -0.1, float("nan")):
         probs = np.full(4, 0.5)
         probs[2] = bad
         with pytest.raises(ValueError, match=r"probs\[2\]"):
-            E.mine_entropy_patterns(seqs, probs, theta=3.0)
+            P.mine_entropy_patterns(seqs, probs, theta=3.0)
     with pytest.raises(ValueError, match=r"shape.*\(4,\).*\(3,\)"):
-        E.mine_entropy_patterns(seqs, np.full(3, 0.5), theta=3.0)
+        P.mine_entropy_patterns(seqs, np.full(3, 0.5), theta=3.0)
     with pytest.raises(ValueError, match="probability 0.0"):
-        E.mine_entropy_patterns(seqs, lambda c, s: np.zeros(len(s)), theta=3.0)
+        P.mine_entropy_patterns(seqs, lambda c, s: np.zeros(len(s)), theta=3.0)
     with pytest.raises(ValueError, match="shape"):
-        E.mine_entropy_patterns(seqs, lambda c, s: np.ones(len(s) + 1), theta=3.0)
+        P.mine_entropy_patterns(seqs, lambda c, s: np.ones(len(s) + 1), theta=3.0)
     with pytest.raises(TypeError, match="model"):
-        E.mine_entropy_patterns(seqs, "sasrec", theta=3.0)
+        P.mine_entropy_patterns(seqs, "sasrec", theta=3.0)
     with pytest.raises(ValueError, match="not fitted"):
-        E.mine_entropy_patterns(seqs, E.MarkovModel(1), theta=3.0)
+        P.mine_entropy_patterns(seqs, E.MarkovModel(1), theta=3.0)
     with pytest.raises(ValueError, match="item 2"):
-        E.mine_entropy_patterns(seqs, E.MarkovModel(1).fit([[1, 1]]), theta=3.0)
+        P.mine_entropy_patterns(seqs, E.MarkovModel(1).fit([[1, 1]]), theta=3.0)
 
 
 def test_miner_callable_errors_propagate():
@@ -404,7 +405,7 @@ def test_miner_callable_errors_propagate():
         raise RuntimeError("model exploded")
 
     with pytest.raises(RuntimeError, match="model exploded"):
-        E.mine_entropy_patterns([[1, 2, 1, 2]], broken, theta=5.0)
+        P.mine_entropy_patterns([[1, 2, 1, 2]], broken, theta=5.0)
 
 
 def test_miner_threads_deterministic():
@@ -417,8 +418,8 @@ def test_miner_threads_deterministic():
         seqs.append(s)
     ds = SequenceDataset.from_lists(seqs)
     m = E.MarkovModel(2).fit(ds)
-    a = E.mine_entropy_patterns(ds, m, theta_scale=1.5, threads=1)
-    b = E.mine_entropy_patterns(ds, m, theta_scale=1.5, threads=2)
+    a = P.mine_entropy_patterns(ds, m, theta_scale=1.5, threads=1)
+    b = P.mine_entropy_patterns(ds, m, theta_scale=1.5, threads=2)
     assert as_tuples(a) == as_tuples(b) and len(a) > 20 and a.lengths.max() > 1
 
 
@@ -429,7 +430,7 @@ def test_miner_threads_deterministic():
 @given(small_seqs, st.lists(st.lists(st.integers(1, 4), min_size=1, max_size=4), max_size=8))
 def test_segment_matches_reference(seqs, patterns):
     ds = SequenceDataset.from_lists(seqs)
-    seg = E.segment(ds, patterns)
+    seg = P.segment(ds, patterns)
     ref = R.segment(seqs, patterns)
     assert seg.to_lists() == [[s for s, _ in r] for r in ref]
     assert seg.pattern_id.tolist() == [k for r in ref for _, k in r]
@@ -437,7 +438,7 @@ def test_segment_matches_reference(seqs, patterns):
 
 
 def test_segment_longest_first_and_fallback():
-    seg = E.segment([[1, 2, 3, 4, 1, 2, 5], [], [6]], [[1, 2], [1, 2, 3], [4], [1, 2]])
+    seg = P.segment([[1, 2, 3, 4, 1, 2, 5], [], [6]], [[1, 2], [1, 2, 3], [4], [1, 2]])
     assert seg.to_lists() == [[[1, 2, 3], [4], [1, 2], [5]], [], [[6]]]
     assert seg.pattern_id.tolist() == [1, 2, 0, -1, -1]
     assert seg.offsets.tolist() == [0, 4, 4, 5]
@@ -446,14 +447,14 @@ def test_segment_longest_first_and_fallback():
 
 def test_segment_with_mined_patterns():
     seqs = [[1, 2, 3, 1, 2, 3, 7], [1, 2, 3, 8]]
-    pats = E.mine_entropy_patterns(seqs, lambda c, s: np.ones(len(s)), theta=3.0)
-    seg = E.segment(seqs, pats)
+    pats = P.mine_entropy_patterns(seqs, lambda c, s: np.ones(len(s)), theta=3.0)
+    seg = P.segment(seqs, pats)
     assert seg.to_lists() == [[[1, 2, 3], [1, 2, 3], [7]], [[1, 2, 3], [8]]]
 
 
 def test_segment_bad_patterns():
     with pytest.raises(ValueError, match="pattern 1 is empty"):
-        E.segment([[1, 2]], [[1], []])
+        P.segment([[1, 2]], [[1], []])
 
 
 def test_miner_recovers_planted_pattern():
@@ -469,10 +470,17 @@ def test_miner_recovers_planted_pattern():
             s[at:at] = [41, 42, 43]
         seqs.append(s)
     ds = SequenceDataset.from_lists(seqs)
-    pats = E.mine_entropy_patterns(ds, E.MarkovModel(2).fit(ds), stage="coarse")
+    pats = P.mine_entropy_patterns(ds, E.MarkovModel(2).fit(ds), stage="coarse")
     found = pats.to_lists()
     assert [41, 42, 43] in found
     assert all(len(p) == 1 or p[0] >= 41 for p in found)  # no chance patterns among random items
-    cut = E.segment(ds, pats).to_lists()
+    cut = P.segment(ds, pats).to_lists()
     for u in range(0, 300, 3):
         assert [41, 42, 43] in cut[u]
+
+
+def test_markov_model_reports_the_tokens_it_was_fitted_on():
+    ds = SequenceDataset.from_lists([[1, 2, 3], [], [2, 2]])
+    assert E.MarkovModel(2).fit(ds).num_tokens == ds.num_interactions == 5
+    with pytest.raises(ValueError, match="not fitted"):
+        E.MarkovModel(1).num_tokens

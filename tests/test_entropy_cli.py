@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fastregen import entropy as E
+from fastregen import patterns as P
 from fastregen.cli import app
 from fastregen.reference import entropy as R
 
@@ -49,7 +50,7 @@ def test_segment_cli(data_file, tmp_path):
     )
     assert res.exit_code == 0, res.output
     seqs = list(SEQS.values())
-    mined = E.mine_entropy_patterns(seqs, E.MarkovModel(1).fit(seqs), 3.0)
+    mined = P.mine_entropy_patterns(seqs, E.MarkovModel(1).fit(seqs), 3.0)
     lines = pats.read_text().splitlines()
     assert lines[0].startswith("# ") and len(lines) - 1 == len(mined)
     assert [list(map(int, ln.split()[2:])) for ln in lines[1:]] == mined.to_lists()
@@ -70,7 +71,7 @@ def test_segment_cli_config(data_file, tmp_path):
     from fastregen.config import save_config
 
     cfg = tmp_path / "miner.yaml"
-    save_config(E.EntropyMinerConfig(stage="recall", order=1, max_len=3), cfg)
+    save_config(P.EntropyMinerConfig(stage="recall", order=1, max_len=3), cfg)
     res = CliRunner().invoke(app, ["segment", str(data_file), "--config", str(cfg)])
     assert res.exit_code == 0, res.output
     assert "patterns" in res.output

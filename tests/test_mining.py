@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from fastregen import mining
+from fastregen import patterns as P
 from fastregen.data import SequenceDataset, leave_one_out, load
 from fastregen.reference import mining as ref
 
@@ -31,7 +31,7 @@ def mining_case(draw):
 
 
 def _mine(seqs, alpha, beta, min_len=2, max_len=None, threads=1):
-    return mining.mine_patterns(
+    return P.mine_patterns(
         SequenceDataset.from_lists(seqs), alpha, beta, min_len, max_len, threads=threads
     )
 
@@ -91,8 +91,8 @@ def test_threads_give_identical_arrays():
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     ds = SequenceDataset(offsets, items)
     assert ds.num_interactions > 2**20
-    one = mining.mine_patterns(ds, 5, 4, threads=1)
-    two = mining.mine_patterns(ds, 5, 4, threads=2)
+    one = P.mine_patterns(ds, 5, 4, threads=1)
+    two = P.mine_patterns(ds, 5, 4, threads=2)
     assert len(one) > 10_000
     for name in ("offsets", "items", "support"):
         np.testing.assert_array_equal(getattr(one, name), getattr(two, name))
@@ -101,7 +101,7 @@ def test_threads_give_identical_arrays():
     for k in np.random.default_rng(1).choice(len(one), size=2, replace=False):
         p = one[int(k)].tolist()
         assert sum(ref.contains(s, p, 5) for s in seqs) == one.support[k]
-    w1, w2 = mining.window_counts(ds, 2, 2, threads=1), mining.window_counts(ds, 2, 2, threads=2)
+    w1, w2 = P.window_counts(ds, 2, 2, threads=1), P.window_counts(ds, 2, 2, threads=2)
     assert len(w1) > 100
     for name in ("offsets", "items", "support"):
         np.testing.assert_array_equal(getattr(w1, name), getattr(w2, name))
@@ -109,8 +109,8 @@ def test_threads_give_identical_arrays():
 
 def test_progress_bar_gives_same_result(capsys):
     seqs = [[1, 2, 3, 1, 2], [2, 3, 1, 2], [1, 2]]
-    quiet = mining.mine_patterns(seqs, 3, 2)
-    loud = mining.mine_patterns(seqs, 3, 2, progress=True)
+    quiet = P.mine_patterns(seqs, 3, 2)
+    loud = P.mine_patterns(seqs, 3, 2, progress=True)
     np.testing.assert_array_equal(quiet.items, loud.items)
     np.testing.assert_array_equal(quiet.support, loud.support)
 
@@ -118,10 +118,10 @@ def test_progress_bar_gives_same_result(capsys):
 def test_accepts_split_and_dr4sr_input():
     ds = SequenceDataset.from_lists([[1, 2, 3, 4, 5], [1, 2, 3, 9, 9], [7, 1, 2]])
     split = leave_one_out(ds)
-    np.testing.assert_array_equal(mining.dr4sr_input(ds).items, split.train.items)
-    np.testing.assert_array_equal(mining.dr4sr_input(ds).offsets, [0, 3, 6, 7])
-    assert mining.mine_patterns(split, 5, 2).to_list() == mining.mine_patterns(split.train, 5, 2).to_list()
-    assert mining.mine_patterns(split, 5, 2).to_list() == [((1, 2), 2), ((1, 3), 2), ((2, 3), 2), ((1, 2, 3), 2)]
+    np.testing.assert_array_equal(P.dr4sr_input(ds).items, split.train.items)
+    np.testing.assert_array_equal(P.dr4sr_input(ds).offsets, [0, 3, 6, 7])
+    assert P.mine_patterns(split, 5, 2).to_list() == P.mine_patterns(split.train, 5, 2).to_list()
+    assert P.mine_patterns(split, 5, 2).to_list() == [((1, 2), 2), ((1, 3), 2), ((2, 3), 2), ((1, 2, 3), 2)]
 
 
 # ---------------------------------------------------------------- Seq2Pat
@@ -141,11 +141,11 @@ def test_matches_seq2pat(case):
 # ---------------------------------------------------------------- the reference figure
 @pytest.mark.data
 def test_beauty_reference_figure(beauty_path):
-    train = mining.dr4sr_input(load(beauty_path))
-    pats = mining.mine_patterns(train, max_span=5, min_support=2, threads=2)
+    train = P.dr4sr_input(load(beauty_path))
+    pats = P.mine_patterns(train, max_span=5, min_support=2, threads=2)
     assert len(pats) == 40_664
     assert pats.counts_by_length() == {2: 28_108, 3: 10_210, 4: 2_091, 5: 255}
-    one = mining.mine_patterns(train, max_span=5, min_support=2, threads=1)
+    one = P.mine_patterns(train, max_span=5, min_support=2, threads=1)
     np.testing.assert_array_equal(one.items, pats.items)
     np.testing.assert_array_equal(one.support, pats.support)
     # Spot-check supports of a sample of patterns against a direct count.
@@ -172,24 +172,24 @@ def test_beauty_reference_figure(beauty_path):
 )
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        mining.mine_patterns([[1, 2, 3]], **kwargs)
+        P.mine_patterns([[1, 2, 3]], **kwargs)
 
 
 def test_bad_types_and_empty():
     with pytest.raises(TypeError, match="min_support must be an integer, got 0.5"):
-        mining.mine_patterns([[1, 2]], min_support=0.5)
+        P.mine_patterns([[1, 2]], min_support=0.5)
     with pytest.raises(TypeError, match="max_span must be an integer"):
-        mining.mine_patterns([[1, 2]], max_span="5")
+        P.mine_patterns([[1, 2]], max_span="5")
     with pytest.raises(ValueError, match="max_span = 9223372036854775808 does not fit in int64"):
-        mining.mine_patterns([[1, 2]], max_span=2**63)
+        P.mine_patterns([[1, 2]], max_span=2**63)
     with pytest.raises(TypeError, match="data must be a SequenceDataset"):
-        mining.mine_patterns(np.zeros(3))
+        P.mine_patterns(np.zeros(3))
     with pytest.raises(ValueError, match="empty: 0 sequences"):
-        mining.mine_patterns(SequenceDataset.from_lists([]))
+        P.mine_patterns(SequenceDataset.from_lists([]))
     with pytest.raises(ValueError, match="empty: 2 sequences but 0 interactions"):
-        mining.mine_patterns(SequenceDataset.from_lists([[], []]))
+        P.mine_patterns(SequenceDataset.from_lists([[], []]))
     with pytest.raises(ValueError, match="empty: 0 sequences"):
-        mining.window_counts(SequenceDataset.from_lists([]), 2, 1)
+        P.window_counts(SequenceDataset.from_lists([]), 2, 1)
 
 
 def test_core_rejects_bad_items_and_params():
@@ -212,7 +212,7 @@ def test_save_load_roundtrip(tmp_path):
     lines = path.read_text().splitlines()
     assert lines[0].startswith("# fastregen patterns kind=span max_span=3 min_support=2 min_len=1 max_len=3")
     assert lines[1:] == [f"{s}\t{' '.join(map(str, p))}" for p, s in pats.to_list()]
-    back = mining.Patterns.load(path)
+    back = P.Patterns.load(path)
     assert back.to_list() == pats.to_list()
     assert (back.max_span, back.min_support, back.min_len, back.max_len, back.kind) == (3, 2, 1, 3, "span")
     assert back.num_items == pats.num_items
@@ -222,50 +222,50 @@ def test_load_rejects_bad_lines(tmp_path):
     path = tmp_path / "bad.tsv"
     path.write_text("2\t1 2\nx\t3 4\n")
     with pytest.raises(ValueError, match=r"bad.tsv:2: expected 'support<TAB>items'"):
-        mining.Patterns.load(path)
+        P.Patterns.load(path)
     path.write_text("2\t1 0\n")
     with pytest.raises(ValueError, match="item ids must be >= 1, got 0"):
-        mining.Patterns.load(path)
+        P.Patterns.load(path)
     path.write_text("# a comment\n3\t5 6\n")
-    assert mining.Patterns.load(path).to_list() == [((5, 6), 3)]
+    assert P.Patterns.load(path).to_list() == [((5, 6), 3)]
     path.write_text("# fastregen patterns kind=span max_span=five\n2\t1 2\n")
     with pytest.raises(ValueError, match=r"bad.tsv:1: header field max_span = 'five' is not an integer"):
-        mining.Patterns.load(path)
+        P.Patterns.load(path)
     path.write_text("# fastregen patterns kind=span colour=red\n2\t1 2\n")
     with pytest.raises(ValueError, match=r"bad.tsv:1: unknown header field 'colour'"):
-        mining.Patterns.load(path)
+        P.Patterns.load(path)
     # issue 21: these gave tracebacks (OverflowError, UnicodeDecodeError) or named no file
     path.write_text("2\t1 2\n99999999999999999999\t3 4\n")
     with pytest.raises(ValueError, match=r"bad.tsv:2: support 99999999999999999999 is outside 0\.\."):
-        mining.Patterns.load(path)
+        P.Patterns.load(path)
     path.write_text("# fastregen patterns kind=span max_span=99999999999999999999\n2\t1 2\n")
     with pytest.raises(ValueError, match=r"bad.tsv:1: header field max_span = 99999999999999999999 is outside"):
-        mining.Patterns.load(path)
+        P.Patterns.load(path)
     path.write_bytes(b"2\t1 2\n3\t\xff\xfe\n")
     with pytest.raises(ValueError, match=r"bad.tsv:2: not UTF-8 text"):
-        mining.Patterns.load(path)
+        P.Patterns.load(path)
     path.write_text("# fastregen patterns kind=spam\n2\t1 2\n")
     with pytest.raises(ValueError, match=r"bad.tsv: kind must be one of 'span', 'window', 'entropy', got 'spam'"):
-        mining.Patterns.load(path)
+        P.Patterns.load(path)
 
 
 # ---------------------------------------------------------------- window counts
 @settings(max_examples=100, deadline=None)
 @given(sequences_st, st.integers(1, 4), st.integers(1, 3))
 def test_window_counts_match_reference(seqs, window, min_count):
-    got = mining.window_counts(seqs, window, min_count)
+    got = P.window_counts(seqs, window, min_count)
     assert got.to_list() == ref.window_counts(seqs, window, min_count)
     assert got.kind == "window"
 
 
 def test_window_counts_count_occurrences():
     # (1, 2) occurs twice in the first sequence: occurrences, not sequences.
-    got = mining.window_counts([[1, 2, 1, 2], [2, 1]], 2, 2)
+    got = P.window_counts([[1, 2, 1, 2], [2, 1]], 2, 2)
     assert got.to_list() == [((1, 2), 2), ((2, 1), 2)]
     with pytest.raises(ValueError, match="window must be >= 1, got 0"):
-        mining.window_counts([[1, 2]], 0, 1)
+        P.window_counts([[1, 2]], 0, 1)
     with pytest.raises(ValueError, match="min_count must be >= 1, got 0"):
-        mining.window_counts([[1, 2]], 2, 0)
+        P.window_counts([[1, 2]], 2, 0)
 
 
 # ---------------------------------------------------------------- pre-training pairs
@@ -282,7 +282,7 @@ def test_pairs_match_reference(case, span, k, seed, max_len):
     pats = _mine(seqs, alpha, beta, min_len, mlen)
     if len(pats) == 0:
         return
-    pairs = mining.pretrain_pairs(seqs, pats, max_per_sequence=k, seed=seed, max_len=max_len, span=span, threads=2)
+    pairs = P.pretrain_pairs(seqs, pats, max_per_sequence=k, seed=seed, max_len=max_len, span=span, threads=2)
     inputs = [s[-max_len:] if max_len else s for s in seqs]
     ref_span = alpha if span == "alpha" else span
     source, index = ref.pretrain_pairs(inputs, [p for p, _ in pats.to_list()], k, seed, ref_span)
@@ -307,11 +307,11 @@ def test_pairs_match_reference(case, span, k, seed, max_len):
     st.integers(1, 5),
 )
 def test_pairs_match_reference_on_long_repetitive_sequences(seqs, patterns, span, k):
-    pats = mining.Patterns(np.r_[0, np.cumsum([len(p) for p in patterns])], np.concatenate(patterns),
+    pats = P.Patterns(np.r_[0, np.cumsum([len(p) for p in patterns])], np.concatenate(patterns),
                            np.ones(len(patterns), np.int64), max_span=None)
     if not any(seqs):
         return
-    pairs = mining.pretrain_pairs(seqs, pats, max_per_sequence=k, seed=3, max_len=None, span=span, threads=2)
+    pairs = P.pretrain_pairs(seqs, pats, max_per_sequence=k, seed=3, max_len=None, span=span, threads=2)
     source, index = ref.pretrain_pairs(seqs, patterns, k, 3, span)
     assert pairs.source.tolist() == source
     assert pairs.pattern_index.tolist() == index
@@ -325,11 +325,11 @@ def test_pairs_on_a_pattern_longer_than_a_thread_stack_holds():
 
     r = run_python(
         "import numpy as np\n"
-        "from fastregen import mining\n"
+        "from fastregen import patterns as P\n"
         "n = 300_000\n"
         "seq = np.arange(1, n + 1)\n"
-        "pats = mining.Patterns(np.array([0, n, n + 2]), np.r_[seq, [5, 4]], np.array([2, 2]))\n"
-        "r = mining.pretrain_pairs([seq, seq[::-1]], pats, span=None, max_len=None, threads=2)\n"
+        "pats = P.Patterns(np.array([0, n, n + 2]), np.r_[seq, [5, 4]], np.array([2, 2]))\n"
+        "r = P.pretrain_pairs([seq, seq[::-1]], pats, span=None, max_len=None, threads=2)\n"
         "print(r.source.tolist(), r.pattern_index.tolist())\n",
         timeout=120,
     )
@@ -345,11 +345,11 @@ def test_pairs_are_polynomial_on_repeated_items():
 
     r = run_python(
         "import time\n"
-        "from fastregen import mining\n"
+        "from fastregen import patterns as P\n"
         "seqs = [[7] * 52, [7] * 52]\n"
-        "pats = mining.mine_patterns(seqs, max_span=20, min_support=2, min_len=1)\n"
+        "pats = P.mine_patterns(seqs, max_span=20, min_support=2, min_len=1)\n"
         "t = time.perf_counter()\n"
-        "r = mining.pretrain_pairs(seqs, pats, span=None, max_len=None, max_per_sequence=100)\n"
+        "r = P.pretrain_pairs(seqs, pats, span=None, max_len=None, max_per_sequence=100)\n"
         "print(len(pats), len(r), time.perf_counter() - t)\n",
         timeout=60,
     )
@@ -364,10 +364,10 @@ def test_pairs_threads_and_seed():
     lengths = rng.integers(2, 40, size=2000)
     items = (rng.zipf(1.4, size=int(lengths.sum())) % 200 + 1).astype(np.int32)
     ds = SequenceDataset(np.concatenate([[0], np.cumsum(lengths)]), items)
-    pats = mining.mine_patterns(ds, 5, 3)
-    a = mining.pretrain_pairs(ds, pats, max_per_sequence=3, seed=7, threads=1)
-    b = mining.pretrain_pairs(ds, pats, max_per_sequence=3, seed=7, threads=2)
-    c = mining.pretrain_pairs(ds, pats, max_per_sequence=3, seed=8, threads=2)
+    pats = P.mine_patterns(ds, 5, 3)
+    a = P.pretrain_pairs(ds, pats, max_per_sequence=3, seed=7, threads=1)
+    b = P.pretrain_pairs(ds, pats, max_per_sequence=3, seed=7, threads=2)
+    c = P.pretrain_pairs(ds, pats, max_per_sequence=3, seed=8, threads=2)
     np.testing.assert_array_equal(a.source, b.source)
     np.testing.assert_array_equal(a.pattern_index, b.pattern_index)
     assert not np.array_equal(a.pattern_index, c.pattern_index)
@@ -379,10 +379,10 @@ def test_pairs_choice_is_uniform():
     # Every copy of the sequence has its own random stream: 3000 copies, each
     # containing the same 6 patterns, 2 drawn per copy.
     seqs = [[1, 2, 3, 4], [1, 2, 3, 4]]
-    pats = mining.mine_patterns(seqs, 4, 2, max_len=2)
+    pats = P.mine_patterns(seqs, 4, 2, max_len=2)
     assert len(pats) == 6
     n_copies = 3000
-    pairs = mining.pretrain_pairs([[1, 2, 3, 4]] * n_copies, pats, max_per_sequence=2, seed=0)
+    pairs = P.pretrain_pairs([[1, 2, 3, 4]] * n_copies, pats, max_per_sequence=2, seed=0)
     np.testing.assert_array_equal(pairs.source, np.repeat(np.arange(n_copies), 2))
     chosen = pairs.pattern_index.reshape(n_copies, 2)
     assert np.all(chosen[:, 0] < chosen[:, 1])  # distinct, ascending
@@ -396,38 +396,38 @@ def test_pairs_choice_is_uniform():
 
 def test_pairs_span_difference_and_truncation():
     seqs = [[1, 9, 9, 9, 9, 9, 2], [1, 2]]
-    pats = mining.mine_patterns(seqs + [[1, 2]], 2, 2)
+    pats = P.mine_patterns(seqs + [[1, 2]], 2, 2)
     assert pats.to_list() == [((1, 2), 2)]  # (9, 9) occurs in one sequence only
-    windowed = mining.pretrain_pairs(seqs, pats, span="alpha")
-    anywhere = mining.pretrain_pairs(seqs, pats, span=None)
+    windowed = P.pretrain_pairs(seqs, pats, span="alpha")
+    anywhere = P.pretrain_pairs(seqs, pats, span=None)
     assert windowed.source.tolist() == [1]
     assert anywhere.source.tolist() == [0, 1]
-    truncated = mining.pretrain_pairs(seqs, pats, span=None, max_len=3)
+    truncated = P.pretrain_pairs(seqs, pats, span=None, max_len=3)
     assert truncated.source.tolist() == [1]
 
 
 def test_pairs_bad_input():
-    pats = mining.mine_patterns([[1, 2], [1, 2]], 2, 2)
+    pats = P.mine_patterns([[1, 2], [1, 2]], 2, 2)
     with pytest.raises(ValueError, match="max_per_sequence must be >= 1, got 0"):
-        mining.pretrain_pairs([[1, 2]], pats, max_per_sequence=0)
+        P.pretrain_pairs([[1, 2]], pats, max_per_sequence=0)
     with pytest.raises(ValueError, match="span must be >= 2, got 1"):
-        mining.pretrain_pairs([[1, 2]], pats, span=1)
+        P.pretrain_pairs([[1, 2]], pats, span=1)
     with pytest.raises(ValueError, match="span must be 'alpha', None or an int"):
-        mining.pretrain_pairs([[1, 2]], pats, span="window")
+        P.pretrain_pairs([[1, 2]], pats, span="window")
     with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\), got -1"):
-        mining.pretrain_pairs([[1, 2]], pats, seed=-1)
+        P.pretrain_pairs([[1, 2]], pats, seed=-1)
     with pytest.raises(ValueError, match="seed must be in"):
-        mining.pretrain_pairs([[1, 2]], pats, seed=2**64)
+        P.pretrain_pairs([[1, 2]], pats, seed=2**64)
     with pytest.raises(TypeError, match="seed must be an integer"):
-        mining.pretrain_pairs([[1, 2]], pats, seed=1.5)
+        P.pretrain_pairs([[1, 2]], pats, seed=1.5)
     with pytest.raises(TypeError, match="patterns must be a Patterns"):
-        mining.pretrain_pairs([[1, 2]], [[1, 2]])
-    windows = mining.window_counts([[1, 2], [1, 2]], 2, 1)
+        P.pretrain_pairs([[1, 2]], [[1, 2]])
+    windows = P.window_counts([[1, 2], [1, 2]], 2, 1)
     with pytest.raises(ValueError, match="span='alpha' needs patterns.max_span"):
-        mining.pretrain_pairs([[1, 2]], windows)
-    dup = mining.Patterns(np.array([0, 2, 4]), np.array([1, 2, 1, 2]), np.array([2, 2]), max_span=2)
+        P.pretrain_pairs([[1, 2]], windows)
+    dup = P.Patterns(np.array([0, 2, 4]), np.array([1, 2, 1, 2]), np.array([2, 2]), max_span=2)
     with pytest.raises(ValueError, match="patterns 0 and 1 are the same pattern"):
-        mining.pretrain_pairs([[1, 2]], dup)
+        P.pretrain_pairs([[1, 2]], dup)
 
 
 # ---------------------------------------------------------------- CLI
@@ -443,7 +443,7 @@ def test_cli_mine_and_pairs(tmp_path):
     res = runner.invoke(app, ["mine", str(data), "--max-span", "3", "--min-support", "2", "--out", str(out), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "4 patterns" in res.output and "length 2: 3" in res.output and "length 3: 1" in res.output
-    assert mining.Patterns.load(out).to_list() == [((1, 2), 3), ((1, 3), 3), ((2, 3), 3), ((1, 2, 3), 3)]
+    assert P.Patterns.load(out).to_list() == [((1, 2), 3), ((1, 3), 3), ((2, 3), 3), ((1, 2, 3), 3)]
     pairs_out = tmp_path / "pairs.npz"
     res = runner.invoke(app, ["pairs", str(data), "-p", str(out), "-o", str(pairs_out), "--no-progress"])
     assert res.exit_code == 0, res.output
@@ -459,41 +459,41 @@ def test_huge_spans_do_not_overflow():
     seqs = [[1, 2, 3], [1, 2, 3]]
     expected = _mine(seqs, 3, 2).to_list()
     assert _mine(seqs, 2**62, 2).to_list() == expected
-    assert mining.window_counts(seqs, 2**62, 1).to_list() == []
+    assert P.window_counts(seqs, 2**62, 1).to_list() == []
     pats = _mine(seqs, 3, 2)
-    wide = mining.pretrain_pairs(seqs, pats, span=2**62, max_per_sequence=100)
+    wide = P.pretrain_pairs(seqs, pats, span=2**62, max_per_sequence=100)
     assert wide.pattern_index.tolist() == [0, 1, 2, 3] * 2
 
 
 def test_max_patterns_limit():
     # Two identical sequences of 12 distinct items share 2^12 - 13 patterns of length >= 2.
     seqs = [list(range(1, 13))] * 2
-    full = mining.mine_patterns(seqs, 12, 2, max_patterns=None)
+    full = P.mine_patterns(seqs, 12, 2, max_patterns=None)
     assert len(full) == 2**12 - 13
-    assert len(mining.mine_patterns(seqs, 12, 2, max_patterns=len(full))) == len(full)
+    assert len(P.mine_patterns(seqs, 12, 2, max_patterns=len(full))) == len(full)
     for threads in (1, 2):
         with pytest.raises(ValueError, match=f"more than max_patterns = {len(full) - 1} patterns"):
-            mining.mine_patterns(seqs, 12, 2, max_patterns=len(full) - 1, threads=threads)
+            P.mine_patterns(seqs, 12, 2, max_patterns=len(full) - 1, threads=threads)
     with pytest.raises(ValueError, match="max_patterns must be >= 1, got 0"):
-        mining.mine_patterns(seqs, 12, 2, max_patterns=0)
+        P.mine_patterns(seqs, 12, 2, max_patterns=0)
 
 
 def test_patterns_reject_unrepresentable_ids(tmp_path):
     # int64 ids beyond int32 and float ids were silently wrapped / truncated.
     with pytest.raises(ValueError, match="outside the int32 range"):
-        mining.Patterns(np.array([0, 2]), np.array([1, 2**32 + 1], dtype=np.int64), np.array([2]))
+        P.Patterns(np.array([0, 2]), np.array([1, 2**32 + 1], dtype=np.int64), np.array([2]))
     with pytest.raises(TypeError, match="items must hold integers"):
-        mining.Patterns(np.array([0, 2]), np.array([1.0, 2.5]), np.array([2]))
+        P.Patterns(np.array([0, 2]), np.array([1.0, 2.5]), np.array([2]))
     with pytest.raises(TypeError, match="support must hold integers"):
-        mining.Patterns(np.array([0, 2]), np.array([1, 2]), np.array([2.5]))
+        P.Patterns(np.array([0, 2]), np.array([1, 2]), np.array([2.5]))
     with pytest.raises(ValueError, match="non-decreasing"):
-        mining.Patterns(np.array([0, 2, 1, 2]), np.array([1, 2]), np.array([1, 1, 1]))
+        P.Patterns(np.array([0, 2, 1, 2]), np.array([1, 2]), np.array([1, 1, 1]))
     with pytest.raises(ValueError, match="item ids must be >= 1, got 0"):
-        mining.Patterns(np.array([0, 2]), np.array([1, 0]), np.array([2]))
+        P.Patterns(np.array([0, 2]), np.array([1, 0]), np.array([2]))
     path = tmp_path / "big.tsv"
     path.write_text(f"2\t1 {2**31}\n")
     with pytest.raises(ValueError, match=r"big.tsv:1: item id 2147483648 is beyond int32"):
-        mining.Patterns.load(path)
+        P.Patterns.load(path)
 
 
 def test_cli_quiet_and_clean_errors(tmp_path):
@@ -533,10 +533,10 @@ def test_absurd_thread_counts_are_clamped():
     ds = SequenceDataset.from_lists(seqs)
     want = _mine(seqs, 3, 2).to_list()
     t = time.perf_counter()
-    assert mining.mine_patterns(ds, max_span=3, min_support=2, threads=1_000_000).to_list() == want
+    assert P.mine_patterns(ds, max_span=3, min_support=2, threads=1_000_000).to_list() == want
     pats = _mine(seqs, 3, 2)
-    a = mining.pretrain_pairs(ds, pats, threads=1_000_000)
-    b = mining.pretrain_pairs(ds, pats, threads=1)
+    a = P.pretrain_pairs(ds, pats, threads=1_000_000)
+    b = P.pretrain_pairs(ds, pats, threads=1)
     assert a.source.tolist() == b.source.tolist() and a.pattern_index.tolist() == b.pattern_index.tolist()
-    assert mining.window_counts(ds, 2, 2, threads=1_000_000).to_list() == mining.window_counts(ds, 2, 2).to_list()
+    assert P.window_counts(ds, 2, 2, threads=1_000_000).to_list() == P.window_counts(ds, 2, 2).to_list()
     assert time.perf_counter() - t < 10

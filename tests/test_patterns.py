@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fastregen import entropy, mining, patterns
+from fastregen import patterns
 from fastregen.data import SequenceDataset
 from fastregen.reference import entropy as ref
 
@@ -15,10 +15,6 @@ SEQS = [[1, 2, 3, 1, 2, 3, 1, 2], [4, 5, 4, 5, 4], [1, 2, 3, 4, 5, 1, 2]]
 
 
 def test_one_type_under_every_name():
-    assert mining.Patterns is patterns.Patterns
-    assert entropy.EntropyPatterns is patterns.Patterns
-    assert entropy.mine_entropy_patterns is patterns.mine_entropy_patterns
-    assert entropy.segment is patterns.segment
     span = patterns.mine_patterns(SEQS, max_span=3, min_support=2)
     low = patterns.mine_entropy_patterns(SEQS, theta=4.0)
     win = patterns.window_counts(SEQS, window=2, min_count=2)

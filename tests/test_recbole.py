@@ -51,7 +51,7 @@ def test_item_categories_from_the_item_file(tmp_path):
     assert cat.shape == (ds.num_items + 1,) and cat[0] == 0
     by_token = {int(ds.item_ids[i]): (names[cat[i] - 1] if cat[i] else None) for i in range(1, ds.num_items + 1)}
     assert by_token == {10: "Drama", 20: "Action", 30: None, 50: "Comedy"}
-    from fastregen.data.recbole import load_recbole
+    from fastregen.data.io.recbole import load_recbole
 
     assert "item_category" not in load_recbole(tmp_path / "d.inter", categories=False).meta
 
@@ -74,7 +74,7 @@ def test_bad_headers_and_options(tmp_path):
         data.load(p, format="recbole", remap=False)
     with pytest.raises(FileNotFoundError):
         data.load(tmp_path / "missing.inter", format="recbole")
-    from fastregen.data.recbole import load_recbole
+    from fastregen.data.io.recbole import load_recbole
 
     with pytest.raises(ValueError, match=r"categories='class' asks for .*e.item, which does not exist"):
         load_recbole(write(tmp_path, "e.inter", INTER), categories="class")

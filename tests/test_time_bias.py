@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastregen.data import SequenceDataset, concat, leave_one_out
-from fastregen.training import CallbackHook, TrainConfig, fit, union
+from fastregen.training import CallbackHook, TrainConfig, fit
 
 
 def timed(seed=0, n=40, num_items=25):
@@ -47,7 +47,7 @@ def test_no_timestamps_no_time_gradient():
 def test_original_plus_generated_keeps_timestamps():
     split = leave_one_out(timed())
     gen = SequenceDataset.from_lists([[1, 2, 3]], num_items=25, timestamps=np.array([1, 2, 3]))
-    both = union(split.train, gen)
+    both = concat(split.train, gen)
     assert both.timestamps is not None and both.timestamps.size == both.num_interactions
     untimed = SequenceDataset.from_lists([[1, 2, 3]], num_items=25)
     assert concat(split.train, untimed).timestamps is None

@@ -25,7 +25,6 @@ from fastregen.training import (
     resolve_loss,
     sampled_softmax_loss,
     softmax_loss,
-    union,
 )
 
 
@@ -242,17 +241,19 @@ def test_base_config_is_overridden_by_keywords():
     assert out["epochs"] == 1 and out["loss"] == "bce"
 
 
-def test_union_tags_sources_and_weights():
+def test_concat_tags_sources_and_weights():
+    from fastregen.data import concat
+
     a = SequenceDataset.from_lists([[1, 2], [3, 4, 5]], num_items=6)
     b = SequenceDataset.from_lists([[6, 1, 2]], num_items=6)
-    u = union(a, b, weights=[1.0, 0.5])
+    u = concat(a, b, weights=[1.0, 0.5])
     assert u.to_lists() == [[1, 2], [3, 4, 5], [6, 1, 2]]
-    assert u.meta["source"].tolist() == [0, 0, 1]
+    assert u.meta["source"].tolist() == [0, 0, 1] and u.meta["source_names"] == ["part0", "part1"]
     assert u.meta["weights"].tolist() == [1.0, 1.0, 0.5]
     x, y, w = build_examples(u, 4, "all", u.meta["weights"])
     assert w.max(1).tolist() == [1.0, 1.0, 0.5]
     with pytest.raises(ValueError, match="2 weights for 1 datasets"):
-        union(a, weights=[1, 2])
+        concat(a, weights=[1, 2])
 
 
 def test_bad_inputs_are_clear_errors():

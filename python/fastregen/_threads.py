@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["AUTO", "free_cores", "resolve_threads", "apply_threads", "passive_wait_policy"]
+__all__ = ["AUTO", "free_cores", "resolve_threads", "apply_threads", "passive_wait_policy", "check_threads"]
 
 #: The ``num_threads`` value that means "the free cores, counted at the start of the run".
 AUTO = "auto"
@@ -153,3 +153,30 @@ def apply_threads(num_threads) -> int:
     if n:
         torch.set_num_threads(n)
     return torch.get_num_threads()
+
+
+def check_threads(threads: int) -> int:
+    """``threads`` for a core kernel's OpenMP loop, checked: an int >= 0 (0: the runtime default).
+
+    Raises
+    ------
+    TypeError
+        Not an int (a bool is not one).
+    ValueError
+        Negative.
+    """
+    if not isinstance(threads, int) and not _is_numpy_int(threads) or isinstance(threads, bool):
+        raise TypeError(f"threads must be an int, got {type(threads).__name__}")
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = OpenMP default), got {threads}")
+    return int(threads)
+
+
+def _is_numpy_int(value) -> bool:
+    # numpy is imported only when a value might be a numpy integer: `import
+    # fastregen` (which loads this module) stays free of it.
+    if type(value).__module__ != "numpy":
+        return False
+    import numpy as np
+
+    return isinstance(value, np.integer)

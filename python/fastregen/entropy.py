@@ -7,11 +7,11 @@
   predict a sequence, from Fano's inequality.
 - :class:`MarkovModel`: an order-k next-item model with interpolated
   Witten-Bell backoff, estimated in C++.
-- :func:`mine_entropy_patterns` and :func:`segment`: the conditional-entropy
-  pattern miner of UniDS (section 4.2, appendix A.5) and the segmentation of
-  each sequence into consecutive patterns; they live in
-  `fastregen.patterns.entropy` (with the one `fastregen.patterns.Patterns`
-  type) and stay importable from here.
+
+UniDS's conditional-entropy pattern miner, built on `MarkovModel`, is
+`fastregen.patterns.mine_entropy_patterns` (with `fastregen.patterns.segment`
+and the one `fastregen.patterns.Patterns` type): patterns build on this
+module, never the other way round.
 
 Examples
 --------
@@ -19,21 +19,18 @@ Examples
 >>> ds = data.SequenceDataset.from_lists([[1, 2, 3, 1, 2, 3, 1, 2], [4, 5, 4, 5, 4]])
 >>> S = entropy.real_entropy(ds)
 >>> pi = entropy.predictability(S, entropy.n_distinct(ds))
->>> pats = entropy.mine_entropy_patterns(ds, theta=4.0)
->>> seg = entropy.segment(ds, pats)
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import numpy as np
 
 from . import _core
-from .data import SequenceDataset
-from .data.dataset import _as_array, _int_arg, check_dense_ids
+from ._threads import check_threads
+from .data.dataset import DataLike, _as_array, _int_arg, check_dense_ids, ensure_dataset, lists_to_csr
 
 __all__ = [
     "real_entropy",
@@ -43,34 +40,7 @@ __all__ = [
     "EntropyReport",
     "entropy_report",
     "MarkovModel",
-    "EntropyPatterns",
-    "EntropyMinerConfig",
-    "STAGE_THETA_SCALES",
-    "item_entropies",
-    "default_theta",
-    "mine_entropy_patterns",
-    "Segmentation",
-    "segment",
 ]
-
-DataLike = Union[SequenceDataset, Sequence[Sequence[int]]]
-
-
-def _dataset(data: DataLike) -> SequenceDataset:
-    if isinstance(data, SequenceDataset):
-        return data
-    if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
-        raise TypeError(f"data must be a SequenceDataset or a list of item-id lists, got {type(data).__name__}")
-    return SequenceDataset.from_lists(data)
-
-
-def _check_threads(threads: int) -> int:
-    if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool):
-        raise TypeError(f"threads must be an int, got {type(threads).__name__}")
-    if threads < 0:
-        raise ValueError(f"threads must be >= 0 (0 = OpenMP default), got {threads}")
-    return int(threads)
-
 
 def _check_base(base: float) -> float:
     try:
@@ -108,10 +78,10 @@ def lambda_sums(data: DataLike, *, threads: int = 0, method: str = "auto") -> np
     np.ndarray of int64, shape (n_sequences,)
         0 for an empty sequence.
     """
-    ds = _dataset(data)
+    ds = ensure_dataset(data)
     if method not in _LZ_METHODS:
         raise ValueError(f"method must be one of {', '.join(_LZ_METHODS)}, got {method!r}")
-    return _core.lz_lambda_sums(ds.offsets, ds.items, _check_threads(threads), _LZ_METHODS[method])
+    return _core.lz_lambda_sums(ds.offsets, ds.items, check_threads(threads), _LZ_METHODS[method])
 
 
 def real_entropy(data: DataLike, base: float = 2, *, threads: int = 0) -> np.ndarray:
@@ -144,14 +114,14 @@ def real_entropy(data: DataLike, base: float = 2, *, threads: int = 0) -> np.nda
         0.0 for a sequence of length 1 (log2(1) = 0). Identical, bit for bit,
         to :func:`fastregen.reference.entropy.real_entropy`.
     """
-    ds = _dataset(data)
-    return _core.real_entropy(ds.offsets, ds.items, _check_base(base), _check_threads(threads))
+    ds = ensure_dataset(data)
+    return _core.real_entropy(ds.offsets, ds.items, _check_base(base), check_threads(threads))
 
 
 def n_distinct(data: DataLike, *, threads: int = 0) -> np.ndarray:
     """Number of distinct items of each sequence, int64 of shape (n_sequences,)."""
-    ds = _dataset(data)
-    return _core.n_distinct(ds.offsets, ds.items, _check_threads(threads))
+    ds = ensure_dataset(data)
+    return _core.n_distinct(ds.offsets, ds.items, check_threads(threads))
 
 
 # ------------------------------------------------------------------ predictability
@@ -274,34 +244,13 @@ class EntropyReport:
 
 def entropy_report(data: DataLike, base: float = 2, *, threads: int = 0) -> EntropyReport:
     """:func:`real_entropy`, :func:`n_distinct` and :func:`predictability` of every sequence."""
-    ds = _dataset(data)
+    ds = ensure_dataset(data)
     S = real_entropy(ds, base, threads=threads)
     N = n_distinct(ds, threads=threads)
     return EntropyReport(ds.lengths, S, N, predictability(S, N, base), float(base))
 
 
 # ------------------------------------------------------------------ Markov model
-
-
-def _csr_contexts(contexts) -> tuple[np.ndarray, np.ndarray]:
-    """Contexts as CSR (offsets int64, items int32) from a list of lists or a 2-D array."""
-    if isinstance(contexts, np.ndarray) and contexts.ndim == 2:
-        m, L = contexts.shape
-        offsets = np.arange(m + 1, dtype=np.int64) * L
-        arr = contexts
-    else:
-        seqs = [np.asarray(c).ravel() for c in contexts]
-        # An empty list reads as float64: give it an integer dtype.
-        seqs = [s.astype(np.int64) if s.size == 0 else s for s in seqs]
-        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-        np.cumsum([s.size for s in seqs], out=offsets[1:])
-        arr = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
-    arr = np.asarray(arr)
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"contexts must hold integer item ids, got dtype {arr.dtype}")
-    if arr.size and (arr.min() < 1 or arr.max() > np.iinfo(np.int32).max):
-        raise ValueError(f"context item ids must be in 1..2**31-1, got {arr.min()}..{arr.max()}")
-    return offsets, np.ascontiguousarray(arr, dtype=np.int32).ravel()
 
 
 class MarkovModel:
@@ -341,13 +290,19 @@ class MarkovModel:
         self._require()
         return self._core.num_items
 
+    @property
+    def num_tokens(self) -> int:
+        """Interactions (item tokens) the model was fitted on."""
+        self._require()
+        return self._core.num_tokens
+
     def _require(self) -> None:
         if self._core is None:
             raise ValueError("this MarkovModel is not fitted; call .fit(data) first")
 
     def fit(self, data: DataLike, num_items: int | None = None) -> "MarkovModel":
         """Count the n-grams of ``data``; V defaults to ``data.num_items`` (at least 1)."""
-        ds = _dataset(data)
+        ds = ensure_dataset(data)
         check_dense_ids(ds)  # the unigram table has num_items + 1 slots
         v = _int_arg("num_items", ds.num_items if num_items is None else num_items)
         if v < max(1, ds.num_items):
@@ -371,10 +326,10 @@ class MarkovModel:
         np.ndarray of float64, shape (m,)
         """
         self._require()
-        offsets, items = _csr_contexts(contexts)
+        offsets, items = lists_to_csr(contexts)
         # Checked: an id beyond int32 or a float must not wrap into a valid id.
         nxt = _as_array("next_items", np.asarray(next_items).ravel(), np.int32)
-        return self._core.prob(offsets, items, nxt, _check_threads(threads))
+        return self._core.prob(offsets, items, nxt, check_threads(threads))
 
     def sequence_probs(self, data: DataLike, *, threads: int = 0) -> np.ndarray:
         """P(item | the items before it in its sequence) for every position.
@@ -383,7 +338,7 @@ class MarkovModel:
         the array form accepted by :func:`mine_entropy_patterns` as ``model``.
         """
         self._require()
-        ds = _dataset(data)
+        ds = ensure_dataset(data)
         k = self.order
         starts = np.repeat(ds.offsets[:-1], ds.lengths)
         pos = np.arange(ds.items.size, dtype=np.int64)
@@ -392,30 +347,9 @@ class MarkovModel:
         np.cumsum(pos - ctx_start, out=offsets[1:])
         lens = pos - ctx_start
         gather = np.repeat(ctx_start - offsets[:-1], lens) + np.arange(offsets[-1], dtype=np.int64)
-        return self._core.prob(offsets, np.ascontiguousarray(ds.items[gather]), ds.items, _check_threads(threads))
+        return self._core.prob(offsets, np.ascontiguousarray(ds.items[gather]), ds.items, check_threads(threads))
 
     def __repr__(self) -> str:
         if self._core is None:
             return f"MarkovModel(order={self.order}, unfitted)"
         return f"MarkovModel(order={self.order}, num_items={self._core.num_items}, tokens={self._core.num_tokens})"
-
-
-# ------------------------------------------------------------------ the miner (moved)
-
-# The miner and segmentation live in `fastregen.patterns.entropy` beside the
-# one `Patterns` type; these names stay importable from here. They resolve on
-# first access because that module imports `MarkovModel` from this one.
-_MOVED = ("EntropyMinerConfig", "STAGE_THETA_SCALES", "item_entropies", "default_theta",
-          "mine_entropy_patterns", "Segmentation", "segment")
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from .patterns import entropy as _miner
-
-        return getattr(_miner, name)
-    if name == "EntropyPatterns":  # the entropy miner's own type before patterns were unified
-        from .patterns import Patterns
-
-        return Patterns
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """The ``fastregen`` command line: a thin layer over the Python API.
 
-Each topic registers its subcommands in its own module below; commands import
+The app is `._app.app`; each topic registers its subcommands on it in its own
+module below (importing it from `._app`, never from here); commands import
 their heavy dependencies (torch, ...) lazily so that ``--help`` is instant.
 User errors are reported as one ``error: FILE[:LINE]: ...`` line with exit
 code 2 by the command group itself (`._errors.FastregenGroup`), so commands
@@ -19,40 +20,13 @@ def _interrupted() -> None:
 
 
 try:
-    import typer
-
-    from ._errors import FastregenGroup
+    from ._app import app
 except KeyboardInterrupt:
     _interrupted()
 
-app = typer.Typer(
-    name="fastregen",
-    help="Data-centric sequential recommendation: regenerate training data (DR4SR, UniDS).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    cls=FastregenGroup,
-)
+__all__ = ["app", "main"]
 
-
-def _print_version(value: bool) -> None:
-    if value:
-        from .._version import __version__
-
-        typer.echo(f"fastregen {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """Data-centric sequential recommendation: regenerate training data (DR4SR, UniDS)."""
-
-
-# Topic modules register their commands on `app` when imported.
+# Topic modules register their commands on `app` (`._app`) when imported.
 try:
     from . import _data  # noqa: E402,F401
     from . import _entropy  # noqa: E402,F401

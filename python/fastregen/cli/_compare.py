@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from . import app
+from ._app import app
 from ._options import (
     FormatOpt,
     ItemOpt,

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from . import app
+from ._app import app
 from ._options import (
     FormatOpt,
     ItemOpt,

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from . import app
+from ._app import app
 from ._options import (
     FormatOpt,
     ItemOpt,
@@ -129,19 +129,20 @@ def segment_cmd(
 ) -> None:
     """Mine UniDS low-entropy patterns of DATA and cut every sequence into them."""
     from .. import entropy as fent
+    from .. import patterns as fpat
     from .._io import atomic_open
     from ..config import load_config, provenance
 
     if config is not None:
-        cfg = load_config(fent.EntropyMinerConfig, config)
+        cfg = load_config(fpat.EntropyMinerConfig, config)
     else:
-        cfg = fent.EntropyMinerConfig(
+        cfg = fpat.EntropyMinerConfig(
             theta=theta, theta_scale=theta_scale, stage=stage, min_count=min_count, max_len=max_len, order=order
         )
     check_output_file(out, "--out")
     check_output_file(patterns_out, "--patterns-out")
     ds = load_dataset(data, format, user, item, timestamp, remap, quiet)
-    patterns = fent.mine_entropy_patterns(
+    patterns = fpat.mine_entropy_patterns(
         ds,
         fent.MarkovModel(cfg.order).fit(ds),
         cfg.theta,
@@ -151,7 +152,7 @@ def segment_cmd(
         max_len=cfg.max_len,
         threads=threads,
     )
-    seg = fent.segment(ds, patterns, threads=threads)
+    seg = fpat.segment(ds, patterns, threads=threads)
 
     def ids(arr):
         # Write the ids of the input file, not the internal ones.

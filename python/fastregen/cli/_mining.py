@@ -9,7 +9,7 @@ import typer
 
 from typing import Optional
 
-from . import app
+from ._app import app
 from ._options import (
     FormatOpt,
     ItemOpt,

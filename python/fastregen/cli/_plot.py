@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from . import app
+from ._app import app
 from ._options import QuietOpt
 
 plot_app = typer.Typer(help=r"Figures from run folders and result files (needs matplotlib: pip install 'fastregen\[plot]').",

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from . import app
+from ._app import app
 from ._options import FormatOpt, ItemOpt, RemapOpt, TimeOpt, UserOpt, check_output_dir, config_values, load_dataset
 
 

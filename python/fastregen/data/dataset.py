@@ -1,15 +1,23 @@
-"""The CSR sequence dataset: the one in-memory representation of every stage."""
+"""The CSR sequence dataset: the one in-memory representation of every stage.
+
+`SequenceDataset` and the functions that build one from other inputs:
+`concat` (the parts of a training set, each row tagged with its source),
+`ensure_dataset` and `lists_to_csr` (item-id lists, as the estimators and
+miners accept them). ~550 lines, over the house's ~500, because the type's
+methods carry full docstrings; the builders are short and belong beside
+the type (and its per-sequence ``meta`` conventions, `PER_SEQUENCE_META`).
+"""
 
 from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
-__all__ = ["SequenceDataset", "check_dense_ids", "DENSE_IDS_UP_TO"]
+__all__ = ["SequenceDataset", "check_dense_ids", "DENSE_IDS_UP_TO", "DataLike", "ensure_dataset", "lists_to_csr", "concat"]
 
 
 def _as_array(name: str, value, dtype) -> np.ndarray:
@@ -404,32 +412,142 @@ class SequenceDataset:
 
 
 
-def concat(*datasets: SequenceDataset, num_items: int | None = None, **fields) -> SequenceDataset:
-    """Stack datasets row-wise: the sequences of the first, then of the second, ...
+def concat(*datasets: SequenceDataset, num_items: int | None = None, sources=None, weights=None,
+           drop_empty: bool = False, **fields) -> SequenceDataset:
+    """Stack datasets row-wise (the sequences of the first, then of the second, ...), tagging each row's source.
+
+    The one way fastregen builds a training set from parts (DR4SR's
+    original + patterns + regenerated, UniDS's original + generated): the
+    result's ``meta["source"]`` (int64, one per sequence) indexes
+    ``meta["source_names"]`` (list of str), so DR4SR+ can tell the parts
+    apart (``PlusConfig.dev_source``, ``frozen_sources``) whichever method
+    built the set.
 
     Parameters
     ----------
     *datasets : SequenceDataset
-        At least one. Their item ids must share one id space.
+        At least one. Their item ids must share one id space. A dataset that
+        is already tagged (``meta["source"]`` and ``meta["source_names"]``,
+        e.g. an earlier `concat`) keeps its rows' tags.
     num_items : int, optional
         Vocabulary size of the result; defaults to the largest ``num_items``.
+    sources : sequence of str, optional
+        The source name of each untagged dataset (default: its ``name``, or
+        ``"part{i}"`` without one). Datasets with the same name share a tag.
+    weights : sequence of float, optional
+        One loss weight per dataset, given to all its sequences as
+        ``meta["weights"]`` (float32 per sequence, read by
+        `fastregen.training.fit_and_evaluate`). Default: no weights.
+    drop_empty : bool, default False
+        Leave out empty sequences (a "lines" file cannot hold them).
     **fields
         Other `SequenceDataset` fields of the result (``name``, ``item_ids``,
-        ``meta``). User ids are not carried over; timestamps are when every
-        dataset has them (a model with a time bias then reads them for all
-        sequences), else the result has none.
+        ``meta``; the tags are added to a given ``meta``). User ids are not
+        carried over; timestamps are when every dataset has them (a model
+        with a time bias then reads them for all sequences), else the
+        result has none.
+
+    Raises
+    ------
+    ValueError
+        No dataset, or ``sources``/``weights`` not one per dataset.
     """
     if not datasets:
         raise ValueError("concat needs at least one dataset")
+    for what, values in (("source names", sources), ("weights", weights)):
+        if values is not None and len(values) != len(datasets):
+            raise ValueError(f"{len(values)} {what} for {len(datasets)} datasets")
+    names: list[str] = []
+    parts, tags, seq_w = [], [], []
+    for i, d in enumerate(datasets):
+        if "source" in d.meta and "source_names" in d.meta:
+            part_names, part_tags = list(d.meta["source_names"]), np.asarray(d.meta["source"], dtype=np.int64)
+        else:
+            label = sources[i] if sources is not None else (d.name or f"part{i}")
+            part_names, part_tags = [label], np.zeros(len(d), dtype=np.int64)
+        for nm in part_names:
+            if nm not in names:
+                names.append(nm)
+        to_result = np.asarray([names.index(nm) for nm in part_names], dtype=np.int64)
+        if drop_empty and not bool((d.lengths > 0).all()):
+            keep = np.flatnonzero(d.lengths > 0)
+            d, part_tags = d.subset(keep), part_tags[keep]
+        parts.append(d)
+        tags.append(to_result[part_tags])
+        if weights is not None:
+            seq_w.append(np.full(len(d), weights[i], dtype=np.float32))
     offsets, base = [np.zeros(1, dtype=np.int64)], 0
-    for d in datasets:
+    for d in parts:
         offsets.append(d.offsets[1:] + base)
         base += d.num_interactions
-    if "timestamps" not in fields and all(d.timestamps is not None for d in datasets):
-        fields["timestamps"] = np.concatenate([d.timestamps for d in datasets])
+    if "timestamps" not in fields and all(d.timestamps is not None for d in parts):
+        fields["timestamps"] = np.concatenate([d.timestamps for d in parts])
+    meta = dict(fields.pop("meta", None) or {})
+    meta.update(source=np.concatenate(tags), source_names=names)
+    if weights is not None:
+        meta["weights"] = np.concatenate(seq_w)
     return SequenceDataset(
         np.concatenate(offsets),
-        np.concatenate([d.items for d in datasets]),
-        num_items=max(d.num_items for d in datasets) if num_items is None else num_items,
+        np.concatenate([d.items for d in parts]),
+        num_items=max(d.num_items for d in parts) if num_items is None else num_items,
+        meta=meta,
         **fields,
     )
+
+
+#: What the estimators and miners accept as sequences: a dataset or a list of item-id lists.
+DataLike = Union[SequenceDataset, Sequence[Sequence[int]]]
+
+
+def ensure_dataset(data: DataLike) -> SequenceDataset:
+    """``data`` itself if it is a `SequenceDataset`, else ``SequenceDataset.from_lists(data)``.
+
+    Raises
+    ------
+    TypeError
+        ``data`` is neither (a string, or not iterable).
+    """
+    if isinstance(data, SequenceDataset):
+        return data
+    if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
+        raise TypeError(f"data must be a SequenceDataset or a list of item-id lists, got {type(data).__name__}")
+    return SequenceDataset.from_lists(data)
+
+
+def lists_to_csr(contexts) -> tuple[np.ndarray, np.ndarray]:
+    """Item-id lists (contexts, patterns) as CSR, for the core's kernels.
+
+    Parameters
+    ----------
+    contexts : list of lists of int, or np.ndarray of shape (m, L)
+        Item ids in 1..2**31-1; a 2-D array is m rows of length L.
+
+    Returns
+    -------
+    offsets : np.ndarray of int64, shape (m + 1,)
+    items : np.ndarray of int32, shape (offsets[-1],)
+
+    Raises
+    ------
+    TypeError
+        Non-integer ids.
+    ValueError
+        An id outside 1..2**31-1.
+    """
+    if isinstance(contexts, np.ndarray) and contexts.ndim == 2:
+        m, L = contexts.shape
+        offsets = np.arange(m + 1, dtype=np.int64) * L
+        arr = contexts
+    else:
+        seqs = [np.asarray(c).ravel() for c in contexts]
+        # An empty list reads as float64: give it an integer dtype.
+        seqs = [s.astype(np.int64) if s.size == 0 else s for s in seqs]
+        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum([s.size for s in seqs], out=offsets[1:])
+        arr = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+    arr = np.asarray(arr)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"contexts must hold integer item ids, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 1 or arr.max() > np.iinfo(np.int32).max):
+        raise ValueError(f"context item ids must be in 1..2**31-1, got {arr.min()}..{arr.max()}")
+    return offsets, np.ascontiguousarray(arr, dtype=np.int32).ravel()

@@ -15,7 +15,7 @@
 from .config import RegenConfig
 from .infer import dataset_sha256, deduplicate, hybrid_inference, step_modes, table2
 from .model import PAD, Regenerator, bos_id, eos_id, load_checkpoint, save_checkpoint
-from .pipeline import DR4SR, STAGES, combine
+from .pipeline import DR4SR, STAGES
 from .pretrain import pretrain
 
 __all__ = [
@@ -34,5 +34,4 @@ __all__ = [
     "table2",
     "DR4SR",
     "STAGES",
-    "combine",
 ]

@@ -58,7 +58,7 @@ from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
 from .model import Regenerator, load_checkpoint
 from .pretrain import pretrain
 
-__all__ = ["DR4SR", "STAGES", "combine"]
+__all__ = ["DR4SR", "STAGES"]
 
 STAGES = ("patterns", "pairs", "regenerator", "inference", "write")
 
@@ -70,36 +70,6 @@ _STAGE_FIELDS = {
     "inference": {"gamma", "schedule", "restrict", "max_pattern_len", "min_pattern_len"},
     "write": {"training_set"},
 }
-
-
-def combine(*parts: SequenceDataset, num_items: int, item_ids=None, name: str = "", sources=None) -> SequenceDataset:
-    """Concatenate datasets row-wise (empty sequences dropped), tagging every row with its source.
-
-    The result's ``meta["source"]`` (int64 per sequence) indexes
-    ``meta["source_names"]``. A part that is already tagged keeps its rows'
-    tags; an untagged part is tagged ``sources[i]`` (default: its name), so
-    DR4SR+ can tell the original, mined and regenerated rows of a training
-    set apart.
-    """
-    if sources is not None and len(sources) != len(parts):
-        raise ValueError(f"{len(sources)} source names for {len(parts)} parts")
-    names: list[str] = []
-    kept, tags = [], []
-    for i, d in enumerate(parts):
-        if "source" in d.meta and "source_names" in d.meta:
-            part_names, part_tags = list(d.meta["source_names"]), np.asarray(d.meta["source"], dtype=np.int64)
-        else:
-            label = sources[i] if sources is not None else (d.name or f"part{i}")
-            part_names, part_tags = [label], np.zeros(len(d), dtype=np.int64)
-        for nm in part_names:
-            if nm not in names:
-                names.append(nm)
-        remap = np.asarray([names.index(nm) for nm in part_names], dtype=np.int64)
-        nonempty = d.lengths > 0
-        kept.append(d if bool(nonempty.all()) else d.subset(np.flatnonzero(nonempty)))
-        tags.append(remap[part_tags[nonempty]])
-    return concat(*kept, num_items=num_items, item_ids=item_ids, name=name,
-                  meta={"source": np.concatenate(tags), "source_names": names})
 
 
 def _save_pairs(pairs, path) -> None:
@@ -455,7 +425,7 @@ class DR4SR:
             originals come in again).
 
         After `mine` alone only the first three are there; after `fit`, all six.
-        Every set is tagged with its rows' sources (`combine`:
+        Every set is tagged with its rows' sources (`fastregen.data.concat`:
         ``meta["source_names"]`` from "original", "patterns", "regenerated").
 
         Returns
@@ -465,22 +435,21 @@ class DR4SR:
         if self.patterns is None or self.data is None:
             raise RuntimeError("call mine(data) or fit(data) before training_sets()")
         n, ids = self.data.num_items, self.data.item_ids
-        original = combine(self._train_input, num_items=n, item_ids=ids, name="original", sources=["original"])
-        mined = combine(self.patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns",
-                        sources=["patterns"])
+        tagged = dict(num_items=n, item_ids=ids, drop_empty=True)
+        original = concat(self._train_input, **tagged, name="original", sources=["original"])
+        mined = concat(self.patterns.as_dataset(num_items=n), **tagged, name="patterns", sources=["patterns"])
         sets = {
             "original": original,
             "patterns": mined,
-            "original+patterns": combine(original, mined, num_items=n, item_ids=ids, name="original+patterns"),
+            "original+patterns": concat(original, mined, **tagged, name="original+patterns"),
         }
         if self.regenerator is not None:
             regen = self._infer()
             regen = regen.replace(meta={**regen.meta, "source": np.zeros(len(regen), np.int64),
                                         "source_names": ["regenerated"]})
             sets["regenerated"] = regen
-            sets["combined"] = combine(sets["original+patterns"], regen, num_items=n, item_ids=ids, name="combined")
-            sets["combined_authors"] = combine(original, mined, original, regen, num_items=n, item_ids=ids,
-                                               name="combined_authors")
+            sets["combined"] = concat(sets["original+patterns"], regen, **tagged, name="combined")
+            sets["combined_authors"] = concat(original, mined, original, regen, **tagged, name="combined_authors")
         return sets
 
     def regenerate(self, training_set: str | None = None) -> SequenceDataset:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data import SequenceDataset
 from ..data.dataset import _as_array
+from .io import read, write
 
 __all__ = ["Patterns", "KINDS"]
 
@@ -152,17 +153,23 @@ class Patterns:
 
     # ------------------------------------------------------------ save/load
     def save(self, path) -> None:
-        """Write the patterns as text, atomically (`fastregen.patterns.io.save`)."""
-        from .io import save
-
-        save(self, path)
+        """Write the patterns as text, atomically (format: `fastregen.patterns.io`)."""
+        write(self, path)
 
     @classmethod
     def load(cls, path) -> "Patterns":
-        """Read a file written by `save` (`fastregen.patterns.io.load`)."""
-        from .io import load
+        """Read a file written by `save` (format: `fastregen.patterns.io`).
 
-        return load(path)
+        Raises
+        ------
+        ValueError
+            A malformed line or header field, naming the file (and line).
+        """
+        fields = read(path)
+        try:
+            return cls(**fields)
+        except (ValueError, TypeError) as e:  # a bad header value (kind=...)
+            raise ValueError(f"{path}: {e}") from None
 
     @classmethod
     def empty(cls, **fields) -> "Patterns":

@@ -25,9 +25,10 @@ from typing import Callable, Union
 import numpy as np
 
 from .. import _core
+from .._threads import check_threads
 from ..data import SequenceDataset
-from ..data.dataset import check_dense_ids
-from ..entropy import DataLike, MarkovModel, _check_threads, _csr_contexts, _dataset
+from ..data.dataset import DataLike, check_dense_ids, ensure_dataset, lists_to_csr
+from ..entropy import MarkovModel
 from .base import Patterns
 
 __all__ = [
@@ -75,7 +76,7 @@ def item_entropies(data: DataLike) -> tuple[np.ndarray, np.ndarray]:
     Returns ``(counts int64, entropy float64)``, both of shape (num_items + 1,);
     entropy is +inf for items that never occur (and for the padding id 0).
     """
-    ds = _dataset(data)
+    ds = ensure_dataset(data)
     check_dense_ids(ds)
     return _core.item_entropies(ds.offsets, ds.items, max(1, int(ds.num_items)))
 
@@ -197,13 +198,13 @@ def mine_entropy_patterns(
         counts and bit-identical entropies) to
         :func:`fastregen.reference.entropy.mine_entropy_patterns`.
     """
-    ds = _dataset(data)
+    ds = ensure_dataset(data)
     min_count = _check_min_count(min_count)
     if not isinstance(max_len, (int, np.integer)) or isinstance(max_len, bool):
         raise TypeError(f"max_len must be an int, got {type(max_len).__name__}")
     if max_len < 1:
         raise ValueError(f"max_len (L_max) must be >= 1, got {max_len}")
-    threads = _check_threads(threads)
+    threads = check_threads(threads)
     if stage is not None:
         if stage not in STAGE_THETA_SCALES:
             raise ValueError(f"stage must be one of {', '.join(STAGE_THETA_SCALES)}, got {stage!r}")
@@ -324,7 +325,7 @@ def segment(data: DataLike, patterns, *, threads: int = 0) -> Segmentation:
     -------
     Segmentation
     """
-    ds = _dataset(data)
+    ds = ensure_dataset(data)
     if isinstance(patterns, Patterns):
         p_off, p_items = patterns.offsets, patterns.items
     else:
@@ -332,6 +333,6 @@ def segment(data: DataLike, patterns, *, threads: int = 0) -> Segmentation:
         for k, p in enumerate(pats):
             if p.size == 0:
                 raise ValueError(f"pattern {k} is empty")
-        p_off, p_items = _csr_contexts(pats)
-    offsets, bounds, pid = _core.segment(ds.offsets, ds.items, p_off, p_items, _check_threads(threads))
+        p_off, p_items = lists_to_csr(pats)
+    offsets, bounds, pid = _core.segment(ds.offsets, ds.items, p_off, p_items, check_threads(threads))
     return Segmentation(offsets, bounds, pid, ds)

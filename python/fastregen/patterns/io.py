@@ -1,4 +1,8 @@
-"""Patterns as text: one pattern per line, readable by hand and by `load`.
+"""Patterns as text: one pattern per line, readable by hand and by `read`.
+
+`Patterns.save` and `Patterns.load` are the way in; this module only knows
+the format (it takes any object with the `Patterns` attributes and gives
+back the constructor's fields), so it needs nothing from `.base`.
 
 Format::
 
@@ -25,9 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_open
-from .base import Patterns
 
-__all__ = ["save", "load", "HEADER_KEYS"]
+__all__ = ["write", "read", "HEADER_KEYS"]
 
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
@@ -35,7 +38,7 @@ _INT64_MAX = 2**63 - 1
 HEADER_KEYS = ("kind", "max_span", "min_support", "min_len", "max_len", "num_items", "theta")
 
 
-def _header(p: Patterns) -> str:
+def _header(p) -> str:
     fields = dict(kind=p.kind, max_span=p.max_span, min_support=p.min_support, min_len=p.min_len,
                   max_len=p.max_len, num_items=p.num_items)
     if p.kind == "entropy":
@@ -43,10 +46,17 @@ def _header(p: Patterns) -> str:
     return "# fastregen patterns " + " ".join(f"{k}={v}" for k, v in fields.items()) + "\n"
 
 
-def save(patterns: Patterns, path) -> None:
+def write(patterns, path) -> None:
     """Write ``patterns`` one per line, ``support<TAB>item item ...`` (plus ``<TAB>entropy``), atomically.
 
-    A first ``#`` line records the mining parameters; `load` reads it back.
+    A first ``#`` line records the mining parameters; `read` reads it back.
+
+    Parameters
+    ----------
+    patterns : Patterns
+        (any object with its ``offsets``, ``items``, ``support``, ``kind``,
+        ``entropy``, ``theta`` and mining-parameter attributes)
+    path : str or os.PathLike
     """
     items = patterns.items.tolist()
     offs = patterns.offsets.tolist()
@@ -72,9 +82,17 @@ def _header_value(path, lineno: int, key: str, value: str):
         raise ValueError(f"{path}:{lineno}: header field {key} = {value!r} is not {kind}") from None
 
 
-def load(path) -> Patterns:
-    """Read a file written by `save` (or by hand: ``support<TAB>items`` lines; ``#`` lines
+def read(path) -> dict:
+    """Read a file written by `write` (or by hand: ``support<TAB>items`` lines; ``#`` lines
     other than the header are comments).
+
+    Returns
+    -------
+    dict
+        The `Patterns` constructor's fields: ``offsets`` (int64, shape (n + 1,)),
+        ``items`` (int32), ``support`` (int64, shape (n,)) and the header's
+        fields (``entropy``, float64 shape (n,), and ``theta`` for entropy
+        patterns). `Patterns.load` builds (and checks) the `Patterns`.
 
     Raises
     ------
@@ -140,7 +158,5 @@ def load(path) -> Patterns:
     if meta.get("kind") == "entropy":
         meta["entropy"] = np.asarray(entropy, dtype=np.float64)
         meta.setdefault("theta", math.nan)
-    try:
-        return Patterns(offsets, np.asarray(items, dtype=np.int32), np.asarray(supports, dtype=np.int64), **meta)
-    except (ValueError, TypeError) as e:  # a bad header value (kind=...)
-        raise ValueError(f"{path}: {e}") from None
+    return dict(offsets=offsets, items=np.asarray(items, dtype=np.int32),
+                support=np.asarray(supports, dtype=np.int64), **meta)

@@ -1,4 +1,4 @@
-"""Pure-Python oracle of the mining kernels (``fastregen.patterns.span``, re-exported by ``fastregen.mining``).
+"""Pure-Python oracle of the mining kernels (``fastregen.patterns.span``).
 
 Written for clarity, not speed: it enumerates, for every sequence, every
 pattern the sequence contains and counts them. The compiled miner must agree

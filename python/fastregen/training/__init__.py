@@ -25,7 +25,7 @@
 from .checkpoint import Checkpoint
 from .config import AUTHORS_SCHEME, LOSSES, TRAIN_TARGETS, TrainConfig
 from .examples import Batch, Examples, build_examples, gather_windows, pack_segments
-from .fit import build_target_model, fit, fit_and_evaluate, resolve_loss, seed_everything, union
+from .fit import build_target_model, fit, fit_and_evaluate, resolve_loss, seed_everything
 from .losses import (
     LossTerms,
     NextItemLoss,
@@ -68,7 +68,6 @@ __all__ = [
     "fit",
     "fit_and_evaluate",
     "build_target_model",
-    "union",
     "seed_everything",
     "resolve_loss",
 ]

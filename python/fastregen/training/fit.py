@@ -20,7 +20,7 @@ import torch
 
 from .._threads import apply_threads
 from ..config import config_from_dict, config_to_dict, data_source, provenance, save_config
-from ..data import SequenceDataset, as_dataset, concat, leave_one_out
+from ..data import SequenceDataset, as_dataset, leave_one_out
 from ..evaluation import evaluate
 from . import distributed
 from .checkpoint import Checkpoint, array_sha256
@@ -29,7 +29,7 @@ from .examples import Examples
 from .losses import NextItemLoss
 from .trainer import EarlyStopping, Trainer
 
-__all__ = ["fit", "fit_and_evaluate", "union", "seed_everything", "resolve_loss", "build_target_model",
+__all__ = ["fit", "fit_and_evaluate", "seed_everything", "resolve_loss", "build_target_model",
            "run_fingerprint", "CHECKPOINT"]
 
 #: The epoch checkpoint in a `fit_and_evaluate` run folder.
@@ -178,38 +178,6 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
     }
 
 
-def union(*datasets: SequenceDataset, weights=None) -> SequenceDataset:
-    """Concatenate training datasets, tagging each sequence with its source.
-
-    Parameters
-    ----------
-    *datasets : SequenceDataset
-        E.g. the original train split and a regenerated dataset.
-    weights : sequence of float, optional
-        One weight per dataset, applied to all its sequences' targets.
-
-    Returns
-    -------
-    SequenceDataset
-        ``meta["source"]`` (int64, index of the dataset each sequence came
-        from) and ``meta["weights"]`` (float32 per sequence, read by
-        `fit_and_evaluate`).
-    """
-    if not datasets:
-        raise ValueError("union needs at least one dataset")
-    if weights is None:
-        weights = [1.0] * len(datasets)
-    if len(weights) != len(datasets):
-        raise ValueError(f"{len(weights)} weights for {len(datasets)} datasets")
-    source = np.repeat(np.arange(len(datasets)), [len(d) for d in datasets]).astype(np.int64)
-    seq_w = np.asarray(weights, dtype=np.float32)[source]
-    return concat(
-        *datasets,
-        name="+".join(d.name or "?" for d in datasets),
-        meta={"source": source, "weights": seq_w},
-    )
-
-
 def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_dir=None, *,
                      hooks=(), log=None, objective=None, optimizer=None, fingerprint: dict | None = None,
                      **config) -> dict:
@@ -227,7 +195,7 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
     seed : int, default 0
     train_data : SequenceDataset or path, optional
         What to train on instead of the train split of ``data`` (e.g. a
-        regenerated dataset, or its union with the train split). Its item ids
+        regenerated dataset, or its `fastregen.data.concat` with the train split). Its item ids
         must be ids of ``data``. ``train_data.meta["weights"]`` (one float per
         sequence), when present, weights each sequence's targets.
     out_dir : path, optional

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import config_to_dict, data_source, provenance, save_config
-from ..data import SequenceDataset, as_dataset, leave_one_out
+from ..data import SequenceDataset, as_dataset, concat, leave_one_out
 from ..dr4sr.infer import dataset_sha256, table2, write_provenance
 from ..patterns import Patterns, segment
 from .config import DECODE_FIELDS, UniDSConfig
@@ -362,12 +362,12 @@ class UniDS:
         return self.generated_data
 
     def training_sets(self) -> dict[str, SequenceDataset]:
-        """``original`` (the training split), ``generated`` and ``original+generated`` (`fastregen.training.union`)."""
-        from ..training import union
-
+        """``original`` (the training split), ``generated`` and ``original+generated`` (`fastregen.data.concat`)."""
         gen = self.generated()
         original = self.train.replace(name="original")
-        both = union(original, gen)
+        # Tagged "original"/"generated" (DR4SR+'s dev_source reads the tags); weights 1 as before, which
+        # the training runs' fingerprints hash.
+        both = concat(original, gen, sources=["original", "generated"], weights=[1.0, 1.0])
         return {"original": original, "generated": gen,
                 "original+generated": both.replace(name="original+generated", item_ids=self.train.item_ids)}
 

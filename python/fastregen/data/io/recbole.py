@@ -21,12 +21,13 @@ not list.
 from __future__ import annotations
 
 import csv
-import io as _io
 from pathlib import Path
 
 import numpy as np
 
-from .dataset import SequenceDataset
+from ..dataset import SequenceDataset
+from .files import _open_binary
+from .table import _load_table
 
 __all__ = ["load_recbole", "item_categories", "header_types", "RECBOLE_TYPES", "CATEGORY_COLUMNS"]
 
@@ -43,8 +44,6 @@ def header_types(path) -> dict[str, str]:
     ValueError
         A column without a ``:type`` suffix or with an unknown type, naming it.
     """
-    from .io import _open_binary
-
     path = Path(path)
     with _open_binary(path) as f:
         head = f.readline().decode("utf-8-sig", errors="replace").rstrip("\r\n")
@@ -84,8 +83,6 @@ def load_recbole(path, *, user: str | None = None, item: str | None = None, time
         the file has them, ``meta["format"] = "recbole"`` and the categories
         described in the module docstring.
     """
-    from .io import _load_table
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")

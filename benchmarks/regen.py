@@ -117,9 +117,10 @@ def fidelity(data, regen_dir: Path) -> dict:
     """
     from fastregen.config import load_config
     from fastregen.mining import Patterns, dr4sr_input, mine_patterns, window_counts
-    from fastregen.dr4sr import RegenConfig, load_checkpoint
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import load_checkpoint
     from fastregen.dr4sr.pipeline import _load_pairs
-    from fastregen.dr4sr.pretrain import pair_tensors, validation_losses
+    from fastregen.generator.pretrain import pair_tensors, validation_losses
 
     cfg = load_config(RegenConfig, regen_dir / "config.yaml")
     # read-only: load the finished stages, never (re)train into a folder another run may be writing

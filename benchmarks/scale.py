@@ -89,9 +89,10 @@ def pipeline(args) -> None:
 
     from fastregen import memory
     from fastregen.data import load, save, synthetic
-    from fastregen.dr4sr import RegenConfig, Regenerator, hybrid_inference
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import Regenerator, hybrid_inference
     from fastregen.dr4sr.pipeline import combine
-    from fastregen.dr4sr.pretrain import RegeneratorLoss, _holdout, pair_data
+    from fastregen.generator.pretrain import RegeneratorLoss, _holdout, pair_data
     from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
     from fastregen.training import Trainer, adam
 
@@ -264,7 +265,8 @@ def decode(args) -> None:
 
     from fastregen import memory
     from fastregen.data import synthetic
-    from fastregen.dr4sr import RegenConfig, Regenerator, hybrid_inference
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import Regenerator, hybrid_inference
     from fastregen.mining import dr4sr_input
 
     torch.set_num_threads(args.threads)
@@ -305,7 +307,7 @@ memory.limit_heap_retention()
 torch.set_num_threads(int(sys.argv[3]))
 what, mode, steps, path = sys.argv[1], sys.argv[2], int(sys.argv[4]), sys.argv[5]
 if mode == "dense":  # the gradients before sparse lookups: every lookup of an item table dense
-    import fastregen.dr4sr.model as regen_model
+    import fastregen.generator.model as regen_model
     import fastregen.training.losses as losses
     dense_embedding = lambda ids, table, *a, **k: F.embedding(ids, table, *a, **{**k, "sparse": False})
     regen_model.F = type("F", (), {**{n: getattr(F, n) for n in dir(F) if not n.startswith("_")},
@@ -318,8 +320,9 @@ times, last = [], [0.0]
 def tick(t, b, v):
     now = time.perf_counter(); times.append(now - last[0]); last[0] = now
 if what == "regenerator":
-    from fastregen.dr4sr import RegenConfig, Regenerator
-    from fastregen.dr4sr.pretrain import RegeneratorLoss, pair_data
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import Regenerator
+    from fastregen.generator.pretrain import RegeneratorLoss, pair_data
     from fastregen.mining import dr4sr_input, mine_patterns, pretrain_pairs
     train = dr4sr_input(data)
     cfg = RegenConfig(progress=False)

@@ -93,7 +93,7 @@ progress: false
 
 FAULT = """
 import os, sys
-import fastregen.dr4sr.infer as infer
+import fastregen.generator.decode as infer
 from fastregen.training import Trainer
 stage = os.environ["FAULT_STAGE"]
 real = infer._decode_batch if stage == "inference" else Trainer.step

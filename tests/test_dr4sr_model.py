@@ -10,8 +10,9 @@ import torch
 
 from fastregen.config import load_config, save_config
 from fastregen.data import SequenceDataset
-from fastregen.dr4sr import RegenConfig, Regenerator, bos_id, eos_id, load_checkpoint, pretrain, save_checkpoint
-from fastregen.dr4sr.pretrain import balance_penalty, validation_losses
+from fastregen.dr4sr import RegenConfig
+from fastregen.generator import Regenerator, bos_id, eos_id, load_checkpoint, pretrain, save_checkpoint
+from fastregen.generator.pretrain import balance_penalty, validation_losses
 
 TINY = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=2,
             batch_size=32, max_len=12, max_pattern_len=5, progress=False, dropout=0.1)
@@ -312,7 +313,7 @@ def test_layers_equal_torch_transformer_layers(layers):
 
 
 def test_shared_sources_are_encoded_once_with_the_same_loss():
-    from fastregen.dr4sr.pretrain import PairData
+    from fastregen.generator.pretrain import PairData
 
     torch.manual_seed(0)
     m = Regenerator(30, RegenConfig(**TINY)).eval()
@@ -340,7 +341,7 @@ def test_shared_sources_are_encoded_once_with_the_same_loss():
 
 # ---------------------------------------------------------------- per-segment promoter (UniDS)
 def test_mixed_cross_attention_equals_attending_to_the_mixture():
-    from fastregen.dr4sr.layers import MultiheadAttention
+    from fastregen.generator.layers import MultiheadAttention
 
     torch.manual_seed(0)
     att = MultiheadAttention(8, 2, 0.0).eval()

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 import fastregen
 from fastregen.data import SequenceDataset, load
 from fastregen.ops import constrained_argmax_naive
-from fastregen.dr4sr import DR4SR, RegenConfig, Regenerator, hybrid_inference, step_modes
+from fastregen.dr4sr import DR4SR, RegenConfig
+from fastregen.generator import Regenerator, hybrid_inference, step_modes
 
 TINY = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=1,
             batch_size=64, max_len=12, max_pattern_len=5, progress=False, dropout=0.1)
@@ -344,7 +345,7 @@ def test_item_table_initialisation(tmp_path, data_file):
     res = CliRunner().invoke(app, ["regenerate", str(data_file), "--out", str(out), "--config", str(cfg),
                                    "--embedding", str(tmp_path / "model.pt"), "--quiet"])
     assert res.exit_code == 0, res.output
-    from fastregen.dr4sr import load_checkpoint
+    from fastregen.generator import load_checkpoint
 
     model, _ = load_checkpoint(out / "regenerator.pt", num_items=40)
     assert torch.equal(model.item_embedding.weight[1:41], table[1:])

@@ -310,8 +310,9 @@ def test_trainer_checkpoint_restores_hooks_and_refuses_other_trainers(tmp_path):
 def test_pretrain_resume_refuses_or_restarts_on_another_config(tmp_path, monkeypatch):
     """`pretrain` alone refuses another config's epoch checkpoint; pipelines (DR4SR, UniDS) pass
     ``on_mismatch="restart"`` and train from scratch, as they redo a changed stage anyway."""
-    from fastregen.dr4sr import RegenConfig, pretrain
-    from fastregen.dr4sr.pretrain import resume_path
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import pretrain
+    from fastregen.generator.pretrain import resume_path
     from fastregen.training import Trainer
     from test_dr4sr_model import TINY, toy_pairs
 

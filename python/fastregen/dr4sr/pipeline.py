@@ -4,7 +4,7 @@
 artifact there atomically and a rerun skips the stages already finished, so
 an interrupted run resumes where it stopped (a half-trained regenerator
 goes on from its last epoch, ``regenerator.resume.pt``, see
-`fastregen.dr4sr.pretrain`; an epoch checkpoint of another config is
+`fastregen.generator.pretrain`; an epoch checkpoint of another config is
 discarded, as changed stages are redone). `DR4SR.mine` runs
 the first stage alone, for the training sets that need no regenerator.
 
@@ -54,9 +54,9 @@ from ..training import distributed
 from ..config import config_to_dict, data_source, load_config, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat
 from .config import RUNTIME_FIELDS, TRAINING_SETS, RegenConfig
-from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
-from .model import Regenerator, load_checkpoint
-from .pretrain import pretrain
+from ..generator.decode import dataset_sha256, hybrid_inference, table2, write_provenance
+from ..generator.model import Regenerator, load_checkpoint
+from ..generator.pretrain import pretrain
 
 __all__ = ["DR4SR", "STAGES", "combine"]
 

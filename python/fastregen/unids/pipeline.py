@@ -42,7 +42,7 @@ import numpy as np
 
 from ..config import config_to_dict, data_source, provenance, save_config
 from ..data import SequenceDataset, as_dataset, leave_one_out
-from ..dr4sr.infer import dataset_sha256, table2, write_provenance
+from ..generator.decode import dataset_sha256, table2, write_provenance
 from ..patterns import Patterns, segment
 from .config import DECODE_FIELDS, UniDSConfig
 from .generator import build_pairs, build_sources, generate, load_generator, train_generator

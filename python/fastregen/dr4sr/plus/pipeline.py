@@ -50,7 +50,7 @@ from ...config import config_from_dict, config_to_dict, data_source, file_sha256
 from ...data import SequenceDataset, as_dataset
 from ...training import Examples, NextItemLoss, TrainConfig, adam, fit_and_evaluate
 from ...training.fit import build_target_model, resolve_loss, seed_everything
-from ..infer import dataset_sha256
+from ...generator.decode import dataset_sha256
 from .bilevel import PersonalizerHook, joint_parameters
 from .config import PlusConfig
 from .personalizer import (

@@ -33,7 +33,7 @@ from ..config import config_from_dict, config_to_dict
 from ..models.base import Dropout, masked_mean
 from ..ops import mix_memories
 from ..training.losses import full_softmax_cross_entropy
-from .config import RegenConfig
+from ..dr4sr.config import RegenConfig
 from .layers import DecoderLayer, EncoderLayer, Stack
 
 __all__ = ["Regenerator", "PAD", "eos_id", "bos_id", "save_checkpoint", "load_checkpoint"]

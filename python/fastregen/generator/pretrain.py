@@ -22,7 +22,7 @@ import torch
 from .._batching import length_bucketed_batches
 from ..data import SequenceDataset
 from ..training import EarlyStopping, Hook, LossTerms, Trainer, adam
-from .config import RegenConfig
+from ..dr4sr.config import RegenConfig
 from .model import PAD, Regenerator, save_checkpoint
 
 __all__ = ["pretrain", "PairData", "PairBatch", "pair_data", "RegeneratorLoss", "validation_losses",
@@ -94,7 +94,7 @@ class PairData:
         The pairs this object serves (a train or held-out part); default all.
     segments : torch.Tensor of int64, shape (N, P), optional
         Segment of each pattern token (-1 at padding), for a promoter per
-        segment (`fastregen.dr4sr.Regenerator.segment_mixture`).
+        segment (`fastregen.generator.Regenerator.segment_mixture`).
 
     Attributes
     ----------

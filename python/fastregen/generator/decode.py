@@ -26,7 +26,7 @@ from .._progress import progress_bar
 from ..data import SequenceDataset, stats
 from ..ops import constrained_argmax
 from ..training import distributed
-from .config import RESTRICT, SCHEDULES
+from ..dr4sr.config import RESTRICT, SCHEDULES
 from .model import PAD, Regenerator
 
 __all__ = ["hybrid_inference", "step_modes", "deduplicate", "deduplicate_rows", "write_provenance", "dataset_sha256",

@@ -128,7 +128,7 @@ def fidelity(data, regen_dir: Path) -> dict:
     if not record.get("complete") or not (regen_dir / "regenerated_patterns.npz").exists():
         raise SystemExit(f"{regen_dir}: the regenerator or its inference is not finished")
     pairs = _load_pairs(regen_dir / "pairs.npz")
-    losses = validation_losses(regenerator, pairs)
+    losses = validation_losses(regenerator, pairs, cfg)
     # every transition of the training sequences, adjacent and within the mining span (compiled counters)
     train = dr4sr_input(data)
     adjacent = _transition_keys(window_counts(train, 2, 1).items, data.num_items)

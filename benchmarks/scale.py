@@ -167,7 +167,7 @@ def pipeline(args) -> None:
     with memory.PeakRSS() as m:
         sources = train_input if not args.infer_sequences else train_input.subset(
             np.arange(min(args.infer_sequences, len(train_input))))
-        regenerated, info = hybrid_inference(model, sources, progress=args.progress)
+        regenerated, info = hybrid_inference(model, sources, config=cfg.decoding())
     n_src = int((train_input.lengths > 0).sum())
     done = info["sequences"]
     rec.row("inference", **shape, batch=cfg.decode_batch_size, seconds=m.seconds,
@@ -279,14 +279,14 @@ def decode(args) -> None:
     cfg = RegenConfig(progress=False, device=args.device, backend=args.backend)
     torch.manual_seed(0)
     model = Regenerator(data.num_items, cfg).to(args.device).eval()
-    hybrid_inference(model, sources.subset(np.arange(min(64, len(sources)))))  # warm-up (kernels, allocator)
+    hybrid_inference(model, sources.subset(np.arange(min(64, len(sources)))), config=cfg.decoding())  # warm-up (kernels, allocator)
     cuda = args.device.startswith("cuda")
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     with memory.PeakRSS() as m:
-        out, info = hybrid_inference(model, sources)
+        out, info = hybrid_inference(model, sources, config=cfg.decoding())
         if cuda:
             torch.cuda.synchronize()
     peak = (torch.cuda.max_memory_allocated() - before) if cuda else m.growth

@@ -32,14 +32,13 @@ def planted_data(n=80, num_items=40, seed=0) -> SequenceDataset:
     return SequenceDataset.from_lists(seqs, num_items=num_items, name="planted")
 
 
-def reference_decode(model, sources, modes, max_len, restrict="items"):
+def reference_decode(model, sources, modes, max_len, restrict="items", span=5):
     """One sequence at a time with full logits and masks, as the authors' script decodes.
 
     ``restrict``: "ordered" / "span" allow a restrictive step only the input
     positions after the last one taken (within ``max_span`` of the first one).
     """
     out = []
-    span = model.config.max_span
     eos, bos = model.eos, model.bos
     V = model.item_embedding.num_embeddings
     for k in range(model.config.K):
@@ -79,10 +78,10 @@ def test_batched_inference_equals_one_at_a_time_reference(gamma, schedule, restr
     # max_span 3 < max_pattern_len 5, so the span limit binds
     model = Regenerator(40, RegenConfig(**{**TINY, "max_span": 3})).eval()
     got, info = hybrid_inference(model, data, gamma=gamma, schedule=schedule, restrict=restrict, batch_size=7,
-                                 seed=3, min_pattern_len=1)
+                                 seed=3, min_pattern_len=1, max_span=3)
     modes = [step_modes(len(data), 5, gamma=gamma, schedule=schedule, seed=3, memory=k) for k in range(3)]
     # hybrid_inference orders rows by length inside; modes are indexed by the row itself
-    ref = reference_decode(model, list(data.truncate(12)), modes, 5, restrict)
+    ref = reference_decode(model, list(data.truncate(12)), modes, 5, restrict, span=3)
     seen, want = set(), []
     for p in ref:
         if len(p) >= 1 and p not in seen:
@@ -130,7 +129,7 @@ def test_ordered_restriction_decodes_subsequences(restrict, span):
     # subsequences of some input (within the span), whatever the weights are
     data = planted_data(n=40, seed=1)
     model = Regenerator(40, RegenConfig(**{**TINY, "K": 4, "max_span": 3})).eval()
-    got, _ = hybrid_inference(model, data, gamma=0.0, restrict=restrict, min_pattern_len=1)
+    got, _ = hybrid_inference(model, data, gamma=0.0, restrict=restrict, min_pattern_len=1, max_span=3)
     seqs = [s.tolist() for s in data.truncate(12)]
     assert len(got) > 0
     for p in got.to_lists():

@@ -72,6 +72,12 @@ _STAGE_FIELDS = {
 }
 
 
+def _pretrain_identity(cfg: RegenConfig) -> dict:
+    """The mining and pair options that shaped the pre-training pairs, in the regenerator's epoch
+    checkpoint's fingerprint beside the generator's own options (as when the whole RegenConfig was)."""
+    return {k: getattr(cfg, k) for k in ("max_span", "min_support", "max_pairs_per_sequence")}
+
+
 def combine(*parts: SequenceDataset, num_items: int, item_ids=None, name: str = "", sources=None) -> SequenceDataset:
     """Concatenate datasets row-wise (empty sequences dropped), tagging every row with its source.
 
@@ -395,15 +401,14 @@ class DR4SR:
         path = self._artifact("regenerator.pt")
         done = False
         if self._exists(path):
-            model, record = load_checkpoint(path, num_items=data.num_items, device=cfg.device,
-                                            **{k: getattr(cfg, k) for k in RUNTIME_FIELDS if k != "device"})
+            model, record = load_checkpoint(path, num_items=data.num_items, device=cfg.device, backend=cfg.backend)
             if record.get("complete"):
                 self.regenerator, self.history, done = model, list(record.get("history", [])), True
                 self._reused("regenerator")
         if not done:
             self.regenerator, self.history = self._timed("regenerator", lambda: pretrain(
                 self.pairs, data.num_items, cfg, item_embedding=item_embedding, checkpoint=path,
-                on_mismatch="restart"))
+                on_mismatch="restart", fingerprint=_pretrain_identity(cfg)))
         return self
 
     def _infer(self) -> SequenceDataset:
@@ -421,10 +426,7 @@ class DR4SR:
             self._reused("inference")
             return self.regenerated
         self.regenerated, self.inference_info = self._timed(
-            "inference", lambda: hybrid_inference(
-                self.regenerator, self._train_input, gamma=cfg.gamma, schedule=cfg.schedule, restrict=cfg.restrict,
-                max_pattern_len=cfg.max_pattern_len, min_pattern_len=cfg.min_pattern_len,
-                batch_size=cfg.decode_batch_size, seed=cfg.seed, backend=cfg.backend, progress=cfg.progress))
+            "inference", lambda: hybrid_inference(self.regenerator, self._train_input, config=cfg.decoding()))
         if path is not None and distributed.is_main():
             with atomic_open(path, "wb") as f:
                 np.savez(f, offsets=self.regenerated.offsets, items=self.regenerated.items,

@@ -51,8 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import SequenceDataset
-from ..dr4sr import RegenConfig
-from ..generator import hybrid_inference, load_checkpoint, pretrain, save_checkpoint
+from ..generator import GeneratorConfig, PretrainConfig, hybrid_inference, load_checkpoint, pretrain, save_checkpoint
 from ..patterns import PretrainPairs
 from .tokens import TokenVocab
 
@@ -184,7 +183,14 @@ def build_pairs(sources: SequenceDataset, info: dict, *, target: str = "segment"
                          pattern_index=pattern_index, segments=segments)
 
 
-def train_generator(pairs: PretrainPairs, vocab: TokenVocab, config: RegenConfig, checkpoint=None):
+# The DR4SR mining options of the RegenConfig a UniDS generator was configured with before the generator had
+# configs of its own (always their defaults): kept in its epoch checkpoint's fingerprint so that a pre-training
+# interrupted then still resumes.
+_LEGACY_IDENTITY = {"max_span": 5, "min_support": 2, "max_pairs_per_sequence": 10}
+
+
+def train_generator(pairs: PretrainPairs, vocab: TokenVocab, architecture: GeneratorConfig,
+                    config: PretrainConfig, checkpoint=None):
     """Pre-train the generator (`fastregen.generator.pretrain`) and save it with its vocabulary.
 
     With a ``checkpoint`` an interrupted pre-training resumes from its epoch
@@ -193,13 +199,14 @@ def train_generator(pairs: PretrainPairs, vocab: TokenVocab, config: RegenConfig
 
     Returns ``(model, history)``.
     """
-    model, history = pretrain(pairs, vocab.size, config, checkpoint=checkpoint, on_mismatch="restart")
+    model, history = pretrain(pairs, vocab.size, config, architecture=architecture, checkpoint=checkpoint,
+                              on_mismatch="restart", fingerprint=_LEGACY_IDENTITY)
     if checkpoint is not None:
         save_checkpoint(model, checkpoint, history=history, complete=True, vocab=vocab.to_dict())
     return model, history
 
 
-def load_generator(path, vocab: TokenVocab, device="cpu", **overrides):
+def load_generator(path, vocab: TokenVocab, device="cpu", backend: str = "auto"):
     """A generator checkpoint, checked against this run's token vocabulary.
 
     Returns ``(model, record)``; ``record["complete"]`` says whether training finished.
@@ -210,7 +217,7 @@ def load_generator(path, vocab: TokenVocab, device="cpu", **overrides):
         The checkpoint was trained on another token vocabulary (or is a DR4SR
         regenerator, which has none).
     """
-    model, record = load_checkpoint(path, device=device, **overrides)
+    model, record = load_checkpoint(path, device=device, backend=backend)
     saved = record.get("vocab")
     if saved is None:
         if record.get("complete"):

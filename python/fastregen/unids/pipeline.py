@@ -78,7 +78,7 @@ class UniDS:
     segmentations : dict of stage to fastregen.patterns.Segmentation
     vocab : fastregen.unids.tokens.TokenVocab
     pairs : fastregen.patterns.PretrainPairs or None
-    generator : fastregen.dr4sr.Regenerator or None
+    generator : fastregen.generator.Regenerator or None
     history : list of dict
         The generator's pre-training losses per epoch.
     stage_seconds : dict
@@ -267,19 +267,18 @@ class UniDS:
                   f"from {len(self.sources):,} sources")
 
         path = None if self.out_dir is None else self.out_dir / "generator.pt"
-        rcfg = cfg.regen_config()
+        arch, pre, _ = cfg.generator_configs()
         if self._done("generator", "generator.pt"):
-            model, record = load_generator(path, self.vocab, device=cfg.device,
-                                           **{k: v for k, v in cfg.generator.items() if k in DECODE_FIELDS})
+            model, record = load_generator(path, self.vocab, device=cfg.device, backend=pre.backend)
             if record.get("complete"):
                 self.generator, self.history = model, list(record.get("history", []))
                 self.stage_seconds["generator"] = 0.0
         if self.generator is None:
             self.generator, self.history = self._timed(
-                "generator", lambda: train_generator(self.pairs, self.vocab, rcfg, checkpoint=path))
+                "generator", lambda: train_generator(self.pairs, self.vocab, arch, pre, checkpoint=path))
             self._finish("generator")
         last = self.history[-1] if self.history else {}
-        self._say(f"generator K={rcfg.K}, {len(self.history)} epochs, train CE {last.get('train_loss', float('nan')):.4f}, "
+        self._say(f"generator K={arch.K}, {len(self.history)} epochs, train CE {last.get('train_loss', float('nan')):.4f}, "
                   f"held-out best-memory CE {last.get('valid_best_memory_loss') or float('nan'):.4f}")
         return self
 
@@ -335,13 +334,13 @@ class UniDS:
                 self.generate_info = json.loads(str(z["info"]))
             self.stage_seconds["generate"] = 0.0
             return self.generated_data
-        rcfg = cfg.regen_config()
+        dec = cfg.generator_configs()[2]
         if cfg.uniform_generation:
             budget = int(cfg.generated_ratio * self.train.num_interactions) if cfg.generated_ratio > 0 else None
             self.generated_data, self.generate_info = self._timed("generate", lambda: generate(
                 self.generator, self.sources, self.source_info, self.vocab, self.train, min_items=cfg.min_items,
-                budget=budget, dedup=cfg.dedup, gamma=rcfg.gamma, schedule=rcfg.schedule, restrict=rcfg.restrict,
-                batch_size=rcfg.decode_batch_size, seed=cfg.seed, backend=rcfg.backend, progress=cfg.progress))
+                budget=budget, dedup=cfg.dedup, gamma=dec.gamma, schedule=dec.schedule, restrict=dec.restrict,
+                batch_size=dec.decode_batch_size, seed=cfg.seed, backend=dec.backend, progress=cfg.progress))
         else:
             self.generated_data = self._timed("generate", self._mined_segments)
             self.generate_info = {"source": "mined segments (uniform_generation=False)"}

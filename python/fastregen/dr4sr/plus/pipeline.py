@@ -37,7 +37,6 @@ refused with a ValueError naming the differing fields.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -46,10 +45,10 @@ import numpy as np
 import torch
 
 from ..._io import atomic_open, atomic_write_text
-from ...config import config_from_dict, config_to_dict, data_source, file_sha256, load_config, provenance, save_config
+from ...config import config_to_dict, data_source, file_sha256, load_config, provenance, save_config
 from ...data import SequenceDataset, as_dataset
 from ...training import Examples, NextItemLoss, TrainConfig, adam, fit_and_evaluate
-from ...training.fit import build_target_model, resolve_loss, seed_everything
+from ...training.fit import fresh_model, resolve_loss, train_config
 from ...generator.decode import dataset_sha256
 from .bilevel import PersonalizerHook, joint_parameters
 from .config import PlusConfig
@@ -94,14 +93,6 @@ def split_dev(train: SequenceDataset, config: PlusConfig) -> tuple[SequenceDatas
     keep = np.ones(len(train), dtype=bool)
     keep[dev_idx] = False
     return train.subset(np.flatnonzero(keep)), train.subset(dev_idx)
-
-
-def _train_config(model: str, seed: int, config: dict) -> TrainConfig:
-    base = config.pop("config", None)
-    values = dataclasses.asdict(base) if base is not None else {}
-    values.update(config)
-    values.update(model=model, seed=seed)
-    return config_from_dict(TrainConfig, values)
 
 
 def _fingerprint(cfg: TrainConfig, plus: PlusConfig, data, train, init) -> dict:
@@ -230,7 +221,7 @@ def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus:
     if not isinstance(plus, PlusConfig):
         raise TypeError(f"plus must be a PlusConfig, got {type(plus).__name__}")
     plus.validate()
-    cfg = _train_config(model, seed, dict(config))
+    cfg = train_config(model, seed, config)
     data, train = as_dataset(data), as_dataset(train_data)
     out = None if out_dir is None else Path(out_dir)
     fingerprint = _fingerprint(cfg, plus, data, train, init)
@@ -244,11 +235,7 @@ def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus:
     t0 = time.perf_counter()
     lower, dev = split_dev(train, plus)
     num_items = max(data.num_items, train.num_items)
-    from ..._threads import apply_threads
-
-    apply_threads(cfg.num_threads)
-    seed_everything(cfg.seed)  # the same initialisation as a plain fit_and_evaluate of this config
-    net = build_target_model(cfg, num_items, lower)
+    net = fresh_model(cfg, num_items, lower)  # the same initialisation as a plain fit_and_evaluate of this config
     personalizer = hook = objective = optimizer = None
     pinned = None
     if plus.mode != "off":

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["GeneratorConfig", "PretrainConfig", "DecodeConfig", "split_options", "check_pretraining",
+           "as_architecture", "as_pretraining",
            "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "BACKENDS"]
 
 SCHEDULES = ("paper", "released")
@@ -231,6 +232,29 @@ def check_pretraining(architecture: GeneratorConfig, pretraining: PretrainConfig
             f"balance_weight = {pretraining.balance_weight} spreads the promoter's pi over the memories; it needs "
             f"diversity 'soft' or 'gumbel' and K > 1 (got diversity={architecture.diversity!r}, K={architecture.K})"
         )
+
+
+def _as(config, cls, builder: str):
+    """``config`` as a ``cls``: itself, what a method's config builds with its ``builder()`` method
+    (`fastregen.dr4sr.RegenConfig.architecture`, say), or the defaults for None."""
+    if config is None:
+        return cls()
+    if isinstance(config, cls):
+        return config
+    if callable(getattr(config, builder, None)):
+        return getattr(config, builder)()
+    raise TypeError(f"config must be a {cls.__name__} (or a config with a {builder}() method), "
+                    f"got {type(config).__name__}")
+
+
+def as_architecture(config) -> GeneratorConfig:
+    """The `GeneratorConfig` of ``config`` (itself, or a method config's ``architecture()``; None: defaults)."""
+    return _as(config, GeneratorConfig, "architecture")
+
+
+def as_pretraining(config) -> PretrainConfig:
+    """The `PretrainConfig` of ``config`` (itself, or a method config's ``pretraining()``; None: defaults)."""
+    return _as(config, PretrainConfig, "pretraining")
 
 
 def _fields(cls) -> tuple[str, ...]:

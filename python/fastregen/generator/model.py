@@ -23,38 +23,24 @@ from SASRec's).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import dataclasses
-
 from ..models.base import Dropout, masked_mean
 from ..ops import mix_memories
 from ..training.losses import full_softmax_cross_entropy
-from .config import BACKENDS, GeneratorConfig
+from .config import BACKENDS, GeneratorConfig, as_architecture
 from .layers import DecoderLayer, EncoderLayer, Stack
 
-__all__ = ["Regenerator", "PAD", "eos_id", "bos_id", "save_checkpoint", "load_checkpoint", "as_architecture"]
+__all__ = ["Regenerator", "PAD", "eos_id", "bos_id", "save_checkpoint", "load_checkpoint"]
 
 PAD = 0
 _FORMAT = "fastregen-regenerator"
 _FORMAT_VERSION = 1
-
-
-def as_architecture(config) -> GeneratorConfig:
-    """The `GeneratorConfig` of ``config``: itself, or what a method's config (one with an
-    ``architecture()`` method, e.g. `fastregen.dr4sr.RegenConfig`) builds; None gives the defaults."""
-    if config is None:
-        return GeneratorConfig()
-    if isinstance(config, GeneratorConfig):
-        return config
-    if callable(getattr(config, "architecture", None)):
-        return config.architecture()
-    raise TypeError(f"config must be a GeneratorConfig (or a config with an architecture() method), "
-                    f"got {type(config).__name__}")
 
 
 def eos_id(num_items: int) -> int:

@@ -22,24 +22,11 @@ import torch
 from .._batching import length_bucketed_batches
 from ..data import SequenceDataset
 from ..training import EarlyStopping, Hook, LossTerms, Trainer, adam
-from .config import GeneratorConfig, PretrainConfig, check_pretraining
-from .model import PAD, Regenerator, as_architecture, save_checkpoint
+from .config import GeneratorConfig, PretrainConfig, as_architecture, as_pretraining, check_pretraining
+from .model import PAD, Regenerator, save_checkpoint
 
 __all__ = ["pretrain", "PairData", "PairBatch", "pair_data", "RegeneratorLoss", "validation_losses",
-           "balance_penalty", "resume_path", "as_pretraining"]
-
-
-def as_pretraining(config) -> PretrainConfig:
-    """The `PretrainConfig` of ``config``: itself, or what a method's config (one with a
-    ``pretraining()`` method, e.g. `fastregen.dr4sr.RegenConfig`) builds; None gives the defaults."""
-    if config is None:
-        return PretrainConfig()
-    if isinstance(config, PretrainConfig):
-        return config
-    if callable(getattr(config, "pretraining", None)):
-        return config.pretraining()
-    raise TypeError(f"config must be a PretrainConfig (or a config with a pretraining() method), "
-                    f"got {type(config).__name__}")
+           "balance_penalty", "resume_path"]
 
 
 def resume_path(checkpoint) -> Path:

@@ -249,7 +249,8 @@ def test_mine_alone_gives_the_sets_without_regenerated_patterns(tmp_path, data_f
     again = DR4SR(wider).mine(data_file, out_dir=out)
     assert again.stage_seconds["patterns"] > 0.0
     left = sorted(p.name for p in out.iterdir())
-    assert left == ["config.yaml", "patterns.txt", "source.json"], left
+    assert left == ["config.yaml", "patterns.txt", "source.json", "stages.json"], left  # stages.json: the runner's record
+    assert set(json.loads((out / "stages.json").read_text())) == {"patterns"}
     refit = DR4SR(wider).fit(data_file, out_dir=out)
     assert refit.stage_seconds["patterns"] == 0.0 and refit.stage_seconds["regenerator"] > 0.0
     assert len(refit.patterns) >= len(mined.patterns)  # a wider span finds every narrower pattern

@@ -15,7 +15,7 @@ owns it.
 """
 
 from .config import DecodeConfig, GeneratorConfig, PretrainConfig, split_options
-from .decode import dataset_sha256, deduplicate, deduplicate_rows, hybrid_inference, step_modes, table2
+from .decode import deduplicate, deduplicate_rows, hybrid_inference, step_modes, table2
 from .model import PAD, Regenerator, bos_id, eos_id, load_checkpoint, save_checkpoint
 from .pretrain import pretrain
 
@@ -35,6 +35,5 @@ __all__ = [
     "step_modes",
     "deduplicate",
     "deduplicate_rows",
-    "dataset_sha256",
     "table2",
 ]

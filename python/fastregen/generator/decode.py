@@ -14,14 +14,11 @@ Under torch.distributed each rank decodes whole batches dealt round-robin
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import numpy as np
 import torch
 
-from .._io import atomic_open
 from .._progress import progress_bar
 from ..data import SequenceDataset, stats
 from ..ops import constrained_argmax
@@ -29,8 +26,7 @@ from ..training import distributed
 from .config import RESTRICT, SCHEDULES, DecodeConfig
 from .model import PAD, Regenerator
 
-__all__ = ["hybrid_inference", "step_modes", "deduplicate", "deduplicate_rows", "write_provenance", "dataset_sha256",
-           "table2"]
+__all__ = ["hybrid_inference", "step_modes", "deduplicate", "deduplicate_rows", "table2"]
 
 
 def step_modes(n_rows: int, n_steps: int, *, gamma: float, schedule: str, seed: int, memory: int = 0) -> np.ndarray:
@@ -366,35 +362,6 @@ class _InputWindow:
         r = rows[found]
         self.last[r] = pos[found]
         self.first[r] = torch.where(self.first[r] < 0, pos[found], self.first[r])
-
-
-def dataset_sha256(ds: SequenceDataset) -> str:
-    """Content hash of a dataset (its offsets and items), for provenance."""
-    import hashlib
-
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(ds.offsets, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(ds.items, dtype=np.int32).tobytes())
-    return h.hexdigest()
-
-
-def write_provenance(path, record: dict) -> None:
-    """Write a provenance / statistics record as JSON, atomically."""
-    with atomic_open(path, "w") as f:
-        json.dump(record, f, indent=2, default=_json_default)
-        f.write("\n")
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, os.PathLike):
-        return os.fspath(o)
-    if hasattr(o, "to_dict"):
-        return o.to_dict()
-    raise TypeError(f"cannot serialise {type(o).__name__}")
 
 
 def table2(ds: SequenceDataset) -> dict:

@@ -195,12 +195,13 @@ def train_generator(pairs: PretrainPairs, vocab: TokenVocab, architecture: Gener
 
     With a ``checkpoint`` an interrupted pre-training resumes from its epoch
     checkpoint (``generator.resume.pt``); one of another config or other
-    pairs is discarded (the pipeline redoes a stage whose options changed).
+    pairs is refused with a ValueError naming the fields (`fastregen.pipeline`'s
+    policy: an epoch checkpoint never yields to other options).
 
     Returns ``(model, history)``.
     """
     model, history = pretrain(pairs, vocab.size, config, architecture=architecture, checkpoint=checkpoint,
-                              on_mismatch="restart", fingerprint=_LEGACY_IDENTITY)
+                              fingerprint=_LEGACY_IDENTITY)
     if checkpoint is not None:
         save_checkpoint(model, checkpoint, history=history, complete=True, vocab=vocab.to_dict())
     return model, history

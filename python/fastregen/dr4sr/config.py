@@ -5,18 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..generator.config import (
-    DIVERSITY,
-    RESTRICT,
-    SCHEDULES,
-    TRAIN_SOFTMAX,
-    DecodeConfig,
-    GeneratorConfig,
-    PretrainConfig,
-    split_options,
-)
+from ..generator.config import DecodeConfig, GeneratorConfig, PretrainConfig, split_options
 
-__all__ = ["RegenConfig", "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS", "RUNTIME_FIELDS"]
+__all__ = ["RegenConfig", "TRAINING_SETS", "RUNTIME_FIELDS"]
 
 #: RegenConfig fields that change how the pipeline executes, never what it computes (no stage is
 #: redone when only these change).

@@ -58,7 +58,7 @@ def save_pairs(pairs, num_items: int, path) -> None:
 
 
 def load_pairs(path):
-    """``(pairs, num_items)`` from `save_pairs`' file: pairs as `fastregen.dr4sr.pretrain` takes them.
+    """``(pairs, num_items)`` from `save_pairs`' file: pairs as `fastregen.generator.pretrain` takes them.
 
     Imports ``fastregen`` when called, so a worker that put another version
     of the package first on ``sys.path`` gets that version's datasets.

@@ -43,7 +43,8 @@ assert os.path.dirname(os.path.dirname(fastregen.__file__)) == (os.environ.get("
     or os.path.dirname(os.path.dirname(fastregen.__file__))), fastregen.__file__
 torch.set_num_threads(int(sys.argv[2]))
 try:
-    from fastregen.dr4sr import RegenConfig, pretrain
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import pretrain
 except ImportError:  # commits before the move of fastregen.regen
     from fastregen.regen import RegenConfig, pretrain
 sys.path.insert(0, os.environ["FASTREGEN_BENCH_DIR"])  # no package there: fastregen stays the chosen one

@@ -117,17 +117,18 @@ def fidelity(data, regen_dir: Path) -> dict:
     """
     from fastregen.config import load_config
     from fastregen.patterns import Patterns, dr4sr_input, mine_patterns, window_counts
-    from fastregen.dr4sr import RegenConfig, load_checkpoint
-    from fastregen.dr4sr.pipeline import _load_pairs
-    from fastregen.dr4sr.pretrain import pair_tensors, validation_losses
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import load_checkpoint
+    from fastregen.patterns import PretrainPairs
+    from fastregen.generator.pretrain import pair_tensors, validation_losses
 
     cfg = load_config(RegenConfig, regen_dir / "config.yaml")
     # read-only: load the finished stages, never (re)train into a folder another run may be writing
     regenerator, record = load_checkpoint(regen_dir / "regenerator.pt", num_items=data.num_items)
     if not record.get("complete") or not (regen_dir / "regenerated_patterns.npz").exists():
         raise SystemExit(f"{regen_dir}: the regenerator or its inference is not finished")
-    pairs = _load_pairs(regen_dir / "pairs.npz")
-    losses = validation_losses(regenerator, pairs)
+    pairs = PretrainPairs.load(regen_dir / "pairs.npz")
+    losses = validation_losses(regenerator, pairs, cfg)
     # every transition of the training sequences, adjacent and within the mining span (compiled counters)
     train = dr4sr_input(data)
     adjacent = _transition_keys(window_counts(train, 2, 1).items, data.num_items)

@@ -94,9 +94,10 @@ def pipeline(args) -> None:
 
     from fastregen import memory
     from fastregen.data import load, save, synthetic
-    from fastregen.dr4sr import RegenConfig, Regenerator, hybrid_inference
     from fastregen.data import concat
-    from fastregen.dr4sr.pretrain import RegeneratorLoss, _holdout, pair_data
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import Regenerator, hybrid_inference
+    from fastregen.generator.pretrain import RegeneratorLoss, holdout_split, pair_data
     from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     from fastregen.training import Trainer, adam
 
@@ -142,7 +143,7 @@ def pipeline(args) -> None:
     # pre-training: what `pretrain` builds (pairs, held-out split, model, Adam, Trainer), one epoch or its first steps
     with memory.PeakRSS() as m:
         pdata = pair_data(pairs, cfg)
-        valid_idx, train_idx = _holdout(len(pdata), cfg)
+        valid_idx, train_idx = holdout_split(len(pdata), cfg)
         ptrain = pdata.subset(train_idx)
         torch.manual_seed(cfg.seed)
         model = Regenerator(data.num_items, cfg)
@@ -171,7 +172,7 @@ def pipeline(args) -> None:
     with memory.PeakRSS() as m:
         sources = train_input if not args.infer_sequences else train_input.subset(
             np.arange(min(args.infer_sequences, len(train_input))))
-        regenerated, info = hybrid_inference(model, sources, progress=args.progress)
+        regenerated, info = hybrid_inference(model, sources, config=cfg.decoding())
     n_src = int((train_input.lengths > 0).sum())
     done = info["sequences"]
     rec.row("inference", **shape, batch=cfg.decode_batch_size, seconds=m.seconds,
@@ -269,7 +270,8 @@ def decode(args) -> None:
 
     from fastregen import memory
     from fastregen.data import synthetic
-    from fastregen.dr4sr import RegenConfig, Regenerator, hybrid_inference
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import Regenerator, hybrid_inference
     from fastregen.patterns import dr4sr_input
 
     torch.set_num_threads(args.threads)
@@ -282,14 +284,14 @@ def decode(args) -> None:
     cfg = RegenConfig(progress=False, device=args.device, backend=args.backend)
     torch.manual_seed(0)
     model = Regenerator(data.num_items, cfg).to(args.device).eval()
-    hybrid_inference(model, sources.subset(np.arange(min(64, len(sources)))))  # warm-up (kernels, allocator)
+    hybrid_inference(model, sources.subset(np.arange(min(64, len(sources)))), config=cfg.decoding())  # warm-up (kernels, allocator)
     cuda = args.device.startswith("cuda")
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     with memory.PeakRSS() as m:
-        out, info = hybrid_inference(model, sources)
+        out, info = hybrid_inference(model, sources, config=cfg.decoding())
         if cuda:
             torch.cuda.synchronize()
     peak = (torch.cuda.max_memory_allocated() - before) if cuda else m.growth
@@ -310,7 +312,7 @@ memory.limit_heap_retention()
 torch.set_num_threads(int(sys.argv[3]))
 what, mode, steps, path = sys.argv[1], sys.argv[2], int(sys.argv[4]), sys.argv[5]
 if mode == "dense":  # the gradients before sparse lookups: every lookup of an item table dense
-    import fastregen.dr4sr.model as regen_model
+    import fastregen.generator.model as regen_model
     import fastregen.training.losses as losses
     dense_embedding = lambda ids, table, *a, **k: F.embedding(ids, table, *a, **{**k, "sparse": False})
     regen_model.F = type("F", (), {**{n: getattr(F, n) for n in dir(F) if not n.startswith("_")},
@@ -323,8 +325,9 @@ times, last = [], [0.0]
 def tick(t, b, v):
     now = time.perf_counter(); times.append(now - last[0]); last[0] = now
 if what == "regenerator":
-    from fastregen.dr4sr import RegenConfig, Regenerator
-    from fastregen.dr4sr.pretrain import RegeneratorLoss, pair_data
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import Regenerator
+    from fastregen.generator.pretrain import RegeneratorLoss, pair_data
     from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     train = dr4sr_input(data)
     cfg = RegenConfig(progress=False)

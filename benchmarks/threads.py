@@ -79,7 +79,8 @@ if bench == "sasrec":
 else:
     sys.path.insert(0, os.environ["FASTREGEN_BENCH_DIR"])
     from _harness import load_pairs
-    from fastregen.dr4sr import RegenConfig, pretrain
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import pretrain
     train_pairs, k = load_pairs(pairs)
     cfg = RegenConfig(epochs=1, valid_fraction=0.0, progress=False, seed=0)
     n = apply_threads(threads)  # as `fastregen regenerate` does

@@ -39,7 +39,7 @@ def train_target_model(batch_size: int):
 def train_regenerator(batch_size: int):
     """Regenerator pre-training steps (soft mixture, no dropout, no entropy/balance terms)."""
     from fastregen.dr4sr import RegenConfig
-    from fastregen.dr4sr.pretrain import RegeneratorLoss, pair_data
+    from fastregen.generator.pretrain import RegeneratorLoss, pair_data
     from fastregen.patterns import mine_patterns, pretrain_pairs
     from fastregen.training import CallbackHook, Trainer
 
@@ -47,7 +47,7 @@ def train_regenerator(batch_size: int):
     cfg = RegenConfig(d_model=8, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=16, K=2, dropout=0.0,
                       max_len=8, max_pattern_len=4, progress=False)
     pairs = pretrain_pairs(data, mine_patterns(data, max_span=3, min_support=2), max_per_sequence=3, max_len=8)
-    from fastregen.dr4sr import Regenerator
+    from fastregen.generator import Regenerator
 
     torch.manual_seed(0)
     model = Regenerator(12, cfg)

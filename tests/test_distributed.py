@@ -93,7 +93,7 @@ progress: false
 
 FAULT = """
 import os, sys
-import fastregen.dr4sr.infer as infer
+import fastregen.generator.decode as infer
 from fastregen.training import Trainer
 stage = os.environ["FAULT_STAGE"]
 real = infer._decode_batch if stage == "inference" else Trainer.step
@@ -177,8 +177,11 @@ def test_a_rank_dying_mid_stage_leaves_no_output_and_the_rerun_resumes(finished_
                     "--threads", "1", nproc=2, script=script, env={"FAULT_STAGE": stage})
     assert out.returncode != 0
     left = sorted(p.name for p in dst.iterdir())
-    done = ["config.yaml", "pairs.npz", "patterns.txt", "source.json"]
+    done = ["config.yaml", "pairs.npz", "patterns.txt", "source.json", "stages.json"]  # stages.json: the runner's record
     assert left == (done if stage == "regenerator" else sorted(done + ["regenerator.pt"])), left
+    import json
+
+    assert stage not in json.loads((dst / "stages.json").read_text())
     again = fastregen("regenerate", str(root / "data.txt"), "--out", str(dst), "--config", str(root / "tiny.yaml"),
                       "--threads", "1")
     assert again.returncode == 0, again.stderr

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastregen.dr4sr.infer import _csr, deduplicate, deduplicate_rows
+from fastregen.generator.decode import _csr, deduplicate, deduplicate_rows
 
 
 def _rows(patterns, width):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,8 +11,10 @@ import torch
 
 from fastregen.config import load_config, save_config
 from fastregen.data import SequenceDataset
-from fastregen.dr4sr import RegenConfig, Regenerator, bos_id, eos_id, load_checkpoint, pretrain, save_checkpoint
-from fastregen.dr4sr.pretrain import balance_penalty, validation_losses
+from fastregen.dr4sr import RegenConfig
+from fastregen.generator import DecodeConfig, GeneratorConfig, PretrainConfig, split_options
+from fastregen.generator import Regenerator, bos_id, eos_id, load_checkpoint, pretrain, save_checkpoint
+from fastregen.generator.pretrain import balance_penalty, validation_losses
 
 TINY = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=2,
             batch_size=32, max_len=12, max_pattern_len=5, progress=False, dropout=0.1)
@@ -193,6 +196,47 @@ def test_checkpoint_round_trip_and_vocabulary_check(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
 
 
+def test_model_stores_its_architecture_only_and_reads_old_checkpoints(tmp_path):
+    # a checkpoint holds the architecture (GeneratorConfig) alone, not the pipeline's options
+    cfg = RegenConfig(**{**TINY, "gamma": 0.7, "epochs": 9, "restrict": "span"})
+    m = Regenerator(30, cfg).eval()
+    assert m.config == cfg.architecture() and not hasattr(m.config, "gamma")
+    save_checkpoint(m, tmp_path / "new.pt")
+    record = torch.load(tmp_path / "new.pt", weights_only=True)
+    assert set(record["config"]) == {f.name for f in dataclasses.fields(GeneratorConfig)}
+    # what the code before this split wrote: the whole RegenConfig (every pipeline option) under "config"
+    from fastregen.config import config_to_dict
+
+    old = {"format": "fastregen-regenerator", "format_version": 1, "num_items": 30, "config": config_to_dict(cfg),
+           "state_dict": {k: v.detach().clone() for k, v in m.state_dict().items()}, "tau": 0.5, "complete": True}
+    assert "gamma" in old["config"] and "training_set" in old["config"]
+    torch.save(old, tmp_path / "old.pt")
+    m2, rec = load_checkpoint(tmp_path / "old.pt", num_items=30, backend="torch")
+    assert m2.config == cfg.architecture() and m2.tau == 0.5 and m2.backend == "torch" and rec["complete"]
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    # and the old record's extra fields (a UniDS generator's, say) are ignored, not refused
+    old["config"] = {**old["config"], "some_future_option": 1}
+    torch.save(old, tmp_path / "old2.pt")
+    assert load_checkpoint(tmp_path / "old2.pt")[0].config == cfg.architecture()
+
+
+def test_generator_options_have_one_home_and_one_check():
+    # RegenConfig's generator fields take their defaults from the generator's configs and are checked there
+    assert RegenConfig().gamma == DecodeConfig().gamma and RegenConfig().K == GeneratorConfig().K
+    assert RegenConfig().epochs == PretrainConfig().epochs
+    for bad, match in ((dict(gamma=1.5), "gamma must be in"), (dict(d_model=15, n_heads=2), "divisible"),
+                       (dict(balance_weight=1.0, K=1), "balance_weight")):
+        with pytest.raises(ValueError, match=match):
+            RegenConfig(**bad)
+        with pytest.raises(ValueError, match=match):
+            split_options(bad)
+    arch, pre, dec = RegenConfig(**{**TINY, "gamma": 0.4}).generator_configs()
+    assert (arch.d_model, pre.epochs, dec.gamma, dec.max_pattern_len) == (16, 2, 0.4, 5)
+    with pytest.raises(ValueError, match="unknown generator option"):
+        split_options({"gama": 0.1})
+
+
 def test_pretrain_learns_is_seeded_and_checkpoints(tmp_path):
     pairs = toy_pairs()
     cfg = RegenConfig(**{**TINY, "epochs": 4, "lr": 3e-3, "valid_fraction": 0.1})
@@ -201,13 +245,13 @@ def test_pretrain_learns_is_seeded_and_checkpoints(tmp_path):
     assert all(np.isfinite(h["valid_best_memory_loss"]) and h["valid_best_memory_loss"] > 0 for h in hist)
     # the held-out losses of the finished model, re-drawn on pretrain's own split: the weights kept are
     # those of the epoch whose single best memory decodes the held-out patterns best (what inference sees)
-    again = validation_losses(m, pairs)
+    again = validation_losses(m, pairs, cfg)
     best = min(hist, key=lambda h: h["valid_best_memory_loss"])
     assert again["valid_best_memory_loss"] == pytest.approx(best["valid_best_memory_loss"], rel=1e-6)
     assert again["valid_loss"] == pytest.approx(best["valid_loss"], rel=1e-6)
     assert again["pairs"] == 20
     with pytest.raises(ValueError, match="nothing was held out"):
-        validation_losses(Regenerator(30, RegenConfig(**{**TINY, "valid_fraction": 0.0})), pairs)
+        validation_losses(Regenerator(30, RegenConfig(**TINY)), pairs, RegenConfig(**{**TINY, "valid_fraction": 0.0}))
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     _, rec = load_checkpoint(tmp_path / "r.pt", num_items=30)
     assert rec["complete"] and len(rec["history"]) == 4
@@ -312,7 +356,7 @@ def test_layers_equal_torch_transformer_layers(layers):
 
 
 def test_shared_sources_are_encoded_once_with_the_same_loss():
-    from fastregen.dr4sr.pretrain import PairData
+    from fastregen.generator.pretrain import PairData
 
     torch.manual_seed(0)
     m = Regenerator(30, RegenConfig(**TINY)).eval()
@@ -340,7 +384,7 @@ def test_shared_sources_are_encoded_once_with_the_same_loss():
 
 # ---------------------------------------------------------------- per-segment promoter (UniDS)
 def test_mixed_cross_attention_equals_attending_to_the_mixture():
-    from fastregen.dr4sr.layers import MultiheadAttention
+    from fastregen.generator.layers import MultiheadAttention
 
     torch.manual_seed(0)
     att = MultiheadAttention(8, 2, 0.0).eval()

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 import fastregen
 from fastregen.data import SequenceDataset, load
 from fastregen.ops import constrained_argmax_naive
-from fastregen.dr4sr import DR4SR, RegenConfig, Regenerator, hybrid_inference, step_modes
+from fastregen.dr4sr import DR4SR, RegenConfig
+from fastregen.generator import Regenerator, hybrid_inference, step_modes
 
 TINY = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=1,
             batch_size=64, max_len=12, max_pattern_len=5, progress=False, dropout=0.1)
@@ -31,14 +32,13 @@ def planted_data(n=80, num_items=40, seed=0) -> SequenceDataset:
     return SequenceDataset.from_lists(seqs, num_items=num_items, name="planted")
 
 
-def reference_decode(model, sources, modes, max_len, restrict="items"):
+def reference_decode(model, sources, modes, max_len, restrict="items", span=5):
     """One sequence at a time with full logits and masks, as the authors' script decodes.
 
     ``restrict``: "ordered" / "span" allow a restrictive step only the input
     positions after the last one taken (within ``max_span`` of the first one).
     """
     out = []
-    span = model.config.max_span
     eos, bos = model.eos, model.bos
     V = model.item_embedding.num_embeddings
     for k in range(model.config.K):
@@ -78,10 +78,10 @@ def test_batched_inference_equals_one_at_a_time_reference(gamma, schedule, restr
     # max_span 3 < max_pattern_len 5, so the span limit binds
     model = Regenerator(40, RegenConfig(**{**TINY, "max_span": 3})).eval()
     got, info = hybrid_inference(model, data, gamma=gamma, schedule=schedule, restrict=restrict, batch_size=7,
-                                 seed=3, min_pattern_len=1)
+                                 seed=3, min_pattern_len=1, max_span=3)
     modes = [step_modes(len(data), 5, gamma=gamma, schedule=schedule, seed=3, memory=k) for k in range(3)]
     # hybrid_inference orders rows by length inside; modes are indexed by the row itself
-    ref = reference_decode(model, list(data.truncate(12)), modes, 5, restrict)
+    ref = reference_decode(model, list(data.truncate(12)), modes, 5, restrict, span=3)
     seen, want = set(), []
     for p in ref:
         if len(p) >= 1 and p not in seen:
@@ -129,7 +129,7 @@ def test_ordered_restriction_decodes_subsequences(restrict, span):
     # subsequences of some input (within the span), whatever the weights are
     data = planted_data(n=40, seed=1)
     model = Regenerator(40, RegenConfig(**{**TINY, "K": 4, "max_span": 3})).eval()
-    got, _ = hybrid_inference(model, data, gamma=0.0, restrict=restrict, min_pattern_len=1)
+    got, _ = hybrid_inference(model, data, gamma=0.0, restrict=restrict, min_pattern_len=1, max_span=3)
     seqs = [s.tolist() for s in data.truncate(12)]
     assert len(got) > 0
     for p in got.to_lists():
@@ -249,7 +249,8 @@ def test_mine_alone_gives_the_sets_without_regenerated_patterns(tmp_path, data_f
     again = DR4SR(wider).mine(data_file, out_dir=out)
     assert again.stage_seconds["patterns"] > 0.0
     left = sorted(p.name for p in out.iterdir())
-    assert left == ["config.yaml", "patterns.txt", "source.json"], left
+    assert left == ["config.yaml", "patterns.txt", "source.json", "stages.json"], left  # stages.json: the runner's record
+    assert set(json.loads((out / "stages.json").read_text())) == {"patterns"}
     refit = DR4SR(wider).fit(data_file, out_dir=out)
     assert refit.stage_seconds["patterns"] == 0.0 and refit.stage_seconds["regenerator"] > 0.0
     assert len(refit.patterns) >= len(mined.patterns)  # a wider span finds every narrower pattern
@@ -344,7 +345,7 @@ def test_item_table_initialisation(tmp_path, data_file):
     res = CliRunner().invoke(app, ["regenerate", str(data_file), "--out", str(out), "--config", str(cfg),
                                    "--embedding", str(tmp_path / "model.pt"), "--quiet"])
     assert res.exit_code == 0, res.output
-    from fastregen.dr4sr import load_checkpoint
+    from fastregen.generator import load_checkpoint
 
     model, _ = load_checkpoint(out / "regenerator.pt", num_items=40)
     assert torch.equal(model.item_embedding.weight[1:41], table[1:])

@@ -498,7 +498,7 @@ def test_personalize_run_folder_resumes_and_refuses_other_settings(tmp_path):
     assert again["resumed"] and again["test"] == res["test"]
     assert np.array_equal(again["test_ranks"], res["test_ranks"])
     np.testing.assert_array_equal(again["weights"]["sampled"], res["weights"]["sampled"])
-    with pytest.raises(ValueError, match=r"other settings \(interval \(4 -> 5\)\)"):
+    with pytest.raises(ValueError, match=r"plus_config\.interval: 4 in the checkpoint, 5 now"):
         personalize(data, train, "sasrec", plus=PlusConfig(interval=5, warmup_epochs=1), out_dir=out, epochs=2,
                     **SMALL)
     # a personalizer checkpoint starts another run of the same model and vocabulary, not of another model
@@ -540,11 +540,8 @@ def test_training_sets_are_tagged_and_dr4sr_personalize_uses_them():
                                int((sets["regenerated"].lengths > 0).sum())]
     assert sets["combined_authors"].meta["source_names"] == names
     assert np.sum(sets["combined_authors"].meta["source"] == 0) == 2 * len(sets["original"])
-    res = dr.personalize("sasrec", training_set="combined", plus=PlusConfig(warmup_epochs=0, interval=5),
-                         epochs=1, **SMALL)
+    res = personalize(data, combined, "sasrec", plus=PlusConfig(warmup_epochs=0, interval=5), epochs=1, **SMALL)
     assert res["upper_steps"] > 0 and res["train_sequences"] + res["dev_sequences"] == len(combined)
-    with pytest.raises(ValueError, match="training_set must be one of .*got 'everything'"):
-        dr.personalize("sasrec", training_set="everything")
 
 
 # ------------------------------------------------------------------ figure and CLI

@@ -127,7 +127,8 @@ def test_chunked_loss_never_holds_targets_times_vocabulary():
 def test_regenerator_full_softmax_in_chunks_equals_the_full_logits(monkeypatch, diversity):
     """train_softmax="full": the chunked path (forced by a zero limit) gives the loss and gradients of the
     (B, T, V) logits, and memory_nll / heldout_nll agree too."""
-    from fastregen.dr4sr import RegenConfig, Regenerator
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import Regenerator
 
     cfg = RegenConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, dropout=0.0,
                       max_len=12, max_pattern_len=5, train_softmax="full", diversity=diversity, progress=False)

@@ -308,10 +308,11 @@ def test_trainer_checkpoint_restores_hooks_and_refuses_other_trainers(tmp_path):
 
 
 def test_pretrain_resume_refuses_or_restarts_on_another_config(tmp_path, monkeypatch):
-    """`pretrain` alone refuses another config's epoch checkpoint; pipelines (DR4SR, UniDS) pass
-    ``on_mismatch="restart"`` and train from scratch, as they redo a changed stage anyway."""
-    from fastregen.dr4sr import RegenConfig, pretrain
-    from fastregen.dr4sr.pretrain import resume_path
+    """`pretrain` alone refuses another config's epoch checkpoint (as the pipelines do, `fastregen.pipeline`),
+    or with ``on_mismatch="restart"`` trains from scratch."""
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import pretrain
+    from fastregen.generator.pretrain import resume_path
     from fastregen.training import Trainer
     from test_dr4sr_model import TINY, toy_pairs
 
@@ -357,7 +358,7 @@ def test_pretrain_resume_refuses_or_restarts_on_another_config(tmp_path, monkeyp
     _same_tensors(fresh.state_dict(), m.state_dict())
 
 
-def test_unids_generator_resumes_and_a_changed_generator_restarts(tmp_path, monkeypatch):
+def test_unids_generator_resumes_and_a_changed_generator_is_refused(tmp_path, monkeypatch):
     from fastregen.training import Trainer
     from fastregen.unids import UniDS
     from test_unids import TINY_GEN, cfg, planted
@@ -387,9 +388,13 @@ def test_unids_generator_resumes_and_a_changed_generator_restarts(tmp_path, monk
     _same_tensors(full.generator.state_dict(), run.generator.state_dict())
     assert [h["train_loss"] for h in run.history] == [h["train_loss"] for h in full.history]
     assert not (tmp_path / "run" / "generator.resume.pt").exists()
-    # the pipeline redoes a stage whose options changed: another generator config trains from scratch
+    # an interrupted generator's epoch checkpoint never yields to other options (fastregen.pipeline's policy):
+    # another generator config is refused naming the field; once the checkpoint is removed it trains from scratch
     interrupted(tmp_path / "other", gen)
     changed = {**gen, "lr": 2e-3}
+    with pytest.raises(ValueError, match=r"config\.lr: 0\.001 in the checkpoint, 0\.002 now"):
+        UniDS(cfg(generator=changed)).fit(ds, out_dir=tmp_path / "other")
+    (tmp_path / "other" / "generator.resume.pt").unlink()
     calls = _count_steps(monkeypatch)
     other = UniDS(cfg(generator=changed)).fit(ds, out_dir=tmp_path / "other")
     monkeypatch.setattr(Trainer, "step", real)

@@ -6,8 +6,9 @@ import copy
 
 import torch
 
-from fastregen.dr4sr import RegenConfig, Regenerator
-from fastregen.dr4sr.pretrain import PairData, RegeneratorLoss
+from fastregen.dr4sr import RegenConfig
+from fastregen.generator import Regenerator
+from fastregen.generator.pretrain import PairData, RegeneratorLoss
 from fastregen.training import CallbackHook, Trainer
 
 

@@ -74,7 +74,8 @@ def test_config_yaml_roundtrip(tmp_path):
     c = cfg(threshold_control=False, token_fine="position", generator={**TINY_GEN, "gamma": 0.3})
     save_config(c, tmp_path / "c.yaml")
     assert load_config(UniDSConfig, tmp_path / "c.yaml") == c
-    assert c.regen_config().gamma == 0.3 and c.regen_config().entropy_weight == -c.diversity_weight
+    _, pre, dec = c.generator_configs()
+    assert dec.gamma == 0.3 and pre.entropy_weight == -c.diversity_weight
 
 
 def test_ablations():
@@ -120,7 +121,7 @@ def test_bad_input(tmp_path):
         UniDS(cfg(token_fine="time")).fit(planted(timestamps=False))
     with pytest.raises(ValueError, match="generator may not set max_len"):
         UniDSConfig(generator={"max_len": 10})
-    with pytest.raises(ValueError, match="generator: unknown RegenConfig option"):
+    with pytest.raises(ValueError, match="generator: unknown generator option"):
         UniDSConfig(generator={"colour": 1})
     with pytest.raises(ValueError, match="unknown model 'bert4rec'"):
         UniDSConfig(pm="bert4rec")

@@ -17,7 +17,7 @@ __all__ = ["__version__", "show_config", "config_info", "DR4SR", "RegenConfig", 
 
 # Submodules load on first attribute access (`fastregen.patterns.mine_patterns`),
 # so `import fastregen` stays cheap and never imports torch or triton.
-_SUBMODULES = ("data", "patterns", "entropy", "models", "training", "evaluation", "dr4sr", "unids", "ops", "config", "reference")
+_SUBMODULES = ("data", "patterns", "entropy", "models", "training", "evaluation", "generator", "pipeline", "dr4sr", "unids", "ops", "config", "reference")
 
 
 def config_info() -> dict:

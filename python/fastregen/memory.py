@@ -215,6 +215,19 @@ _RUNTIME = 260 * 2**20
 _SLACK = 16 * 2**20          # small allocations of any stage
 
 
+def _default_options():
+    """The generator's default options, flat, with the pipeline's default pairs per sequence."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from .generator.config import DecodeConfig, GeneratorConfig, PretrainConfig
+
+    values = {}
+    for cfg in (DecodeConfig(), PretrainConfig(), GeneratorConfig()):  # the architecture's max_pattern_len wins
+        values.update(dataclasses.asdict(cfg))
+    return SimpleNamespace(**values, max_pairs_per_sequence=10)
+
+
 def pipeline_estimates(n_sequences: int, n_interactions: int, n_items: int, config=None, *, base: int | None = None,
                        lengths=None, threads: int = 1, pairs: int | None = None,
                        decoded_sequences: int | None = None, target_d: int = 64, target_max_len: int = 50,
@@ -225,10 +238,13 @@ def pipeline_estimates(n_sequences: int, n_interactions: int, n_items: int, conf
     ----------
     n_sequences, n_interactions, n_items : int
         Size of the input data (``n``, ``I``, ``V``).
-    config : fastregen.dr4sr.RegenConfig, optional
-        Regenerator and pipeline options (default ``RegenConfig()``): ``d``,
-        the pre-training batch, ``max_len``, ``K``, ``max_pattern_len``,
-        ``max_pairs_per_sequence``, ``decode_batch_size``.
+    config : object, optional
+        The pipeline's options: any object with the attributes ``d_model``,
+        ``batch_size`` (pre-training), ``max_len``, ``K``,
+        ``max_pattern_len``, ``max_span``, ``max_pairs_per_sequence`` and
+        ``decode_batch_size`` (a `fastregen.dr4sr.RegenConfig`, say);
+        default: the generator's defaults (`fastregen.generator`) and 10
+        pairs per sequence.
     base : int, optional
         RSS of the process before the pipeline starts (default: 400 MiB,
         about python + torch + fastregen).
@@ -252,9 +268,7 @@ def pipeline_estimates(n_sequences: int, n_interactions: int, n_items: int, conf
     dict of str to Estimate
         One per stage of `STAGES`, each with its parts and ``total``.
     """
-    from .dr4sr import RegenConfig
-
-    cfg = config or RegenConfig()
+    cfg = config if config is not None else _default_options()
     n, I, V = int(n_sequences), int(n_interactions), int(n_items)
     base = _BASE if base is None else int(base)
     d, L, K, P, B = cfg.d_model, cfg.max_len, cfg.K, cfg.max_pattern_len, cfg.batch_size

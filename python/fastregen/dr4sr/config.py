@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["RegenConfig", "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS", "RUNTIME_FIELDS"]
+from ..generator.config import DecodeConfig, GeneratorConfig, PretrainConfig, split_options
+
+__all__ = ["RegenConfig", "TRAINING_SETS", "RUNTIME_FIELDS"]
 
 #: RegenConfig fields that change how the pipeline executes, never what it computes (no stage is
 #: redone when only these change).
 RUNTIME_FIELDS = frozenset({"progress", "device", "backend", "decode_batch_size"})
 
-SCHEDULES = ("paper", "released")
-RESTRICT = ("items", "ordered", "span")
-DIVERSITY = ("soft", "gumbel", "hard")
-TRAIN_SOFTMAX = ("source", "full")
 TRAINING_SETS = ("combined", "combined_authors", "regenerated")
 
 
@@ -140,44 +138,44 @@ class RegenConfig:
     """
 
     # mining and pairs
-    max_span: int = 5
+    max_span: int = DecodeConfig.max_span
     min_support: int = 2
     max_pairs_per_sequence: int = 10
-    max_len: int = 50
+    max_len: int = GeneratorConfig.max_len
     # model
-    d_model: int = 64
-    n_heads: int = 2
-    n_encoder_layers: int = 2
-    n_decoder_layers: int = 2
-    d_ff: int = 256
-    dropout: float = 0.5
-    K: int = 5
-    diversity: str = "soft"
-    tau_start: float = 1.0
-    tau_decay: float = 0.995
-    tau_min: float = 0.1
-    entropy_weight: float = 0.0
-    balance_weight: float = 0.0
-    train_softmax: str = "source"
-    init_item_embedding: bool = True
+    d_model: int = GeneratorConfig.d_model
+    n_heads: int = GeneratorConfig.n_heads
+    n_encoder_layers: int = GeneratorConfig.n_encoder_layers
+    n_decoder_layers: int = GeneratorConfig.n_decoder_layers
+    d_ff: int = GeneratorConfig.d_ff
+    dropout: float = GeneratorConfig.dropout
+    K: int = GeneratorConfig.K
+    diversity: str = GeneratorConfig.diversity
+    tau_start: float = GeneratorConfig.tau_start
+    tau_decay: float = GeneratorConfig.tau_decay
+    tau_min: float = GeneratorConfig.tau_min
+    entropy_weight: float = PretrainConfig.entropy_weight
+    balance_weight: float = PretrainConfig.balance_weight
+    train_softmax: str = GeneratorConfig.train_softmax
+    init_item_embedding: bool = PretrainConfig.init_item_embedding
     # pre-training
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    valid_fraction: float = 0.05
+    epochs: int = PretrainConfig.epochs
+    batch_size: int = PretrainConfig.batch_size
+    lr: float = PretrainConfig.lr
+    valid_fraction: float = PretrainConfig.valid_fraction
     # inference
-    gamma: float = 0.1
-    schedule: str = "paper"
-    restrict: str = "items"
-    max_pattern_len: int = 24
-    min_pattern_len: int = 2
-    decode_batch_size: int = 1024
+    gamma: float = DecodeConfig.gamma
+    schedule: str = DecodeConfig.schedule
+    restrict: str = DecodeConfig.restrict
+    max_pattern_len: int = GeneratorConfig.max_pattern_len
+    min_pattern_len: int = DecodeConfig.min_pattern_len
+    decode_batch_size: int = DecodeConfig.decode_batch_size
     training_set: str = "combined"
     # runtime
-    seed: int = 0
-    device: str = "cpu"
-    backend: str = "auto"
-    progress: bool = True
+    seed: int = PretrainConfig.seed
+    device: str = PretrainConfig.device
+    backend: str = PretrainConfig.backend
+    progress: bool = PretrainConfig.progress
 
     def __post_init__(self) -> None:
         if self.schedule == "random":  # the name before "paper"; old config.yaml files say it
@@ -185,46 +183,33 @@ class RegenConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError/TypeError naming the first invalid option."""
-        ints = dict(max_span=1, min_support=1, max_pairs_per_sequence=1, max_len=1, d_model=1, n_heads=1,
-                    n_encoder_layers=1, n_decoder_layers=1, d_ff=1, K=1, epochs=0, batch_size=1,
-                    max_pattern_len=1, min_pattern_len=1, decode_batch_size=1)
-        for name, lo in ints.items():
+        """Raise ValueError/TypeError naming the first invalid option.
+
+        The generator's options are checked by its own configs (`architecture`,
+        `pretraining`, `decoding`); the rest here.
+        """
+        for name, lo in dict(min_support=1, max_pairs_per_sequence=1).items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TypeError(f"{name} must be an int, got {v!r}")
             if v < lo:
                 raise ValueError(f"{name} must be >= {lo}, got {v}")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model = {self.d_model} must be divisible by n_heads = {self.n_heads}")
-        if not 0.0 <= float(self.gamma) <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 <= float(self.valid_fraction) < 1.0:
-            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
-        if float(self.lr) <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not math.isfinite(float(self.entropy_weight)):
-            raise ValueError(f"entropy_weight must be a finite number, got {self.entropy_weight}")
-        if float(self.balance_weight) < 0:
-            raise ValueError(f"balance_weight must be >= 0, got {self.balance_weight}")
-        if float(self.balance_weight) > 0 and (self.diversity == "hard" or self.K == 1):
-            raise ValueError(
-                f"balance_weight = {self.balance_weight} spreads the promoter's pi over the memories; it needs "
-                f"diversity 'soft' or 'gumbel' and K > 1 (got diversity={self.diversity!r}, K={self.K})"
-            )
-        if not (0 < float(self.tau_min) <= float(self.tau_start)) or not 0 < float(self.tau_decay) <= 1:
-            raise ValueError(
-                f"need 0 < tau_min <= tau_start and 0 < tau_decay <= 1; got tau_start={self.tau_start}, "
-                f"tau_decay={self.tau_decay}, tau_min={self.tau_min}"
-            )
-        if self.min_pattern_len > self.max_pattern_len:
-            raise ValueError(
-                f"min_pattern_len = {self.min_pattern_len} exceeds max_pattern_len = {self.max_pattern_len}"
-            )
-        for name, allowed in (("schedule", SCHEDULES), ("restrict", RESTRICT), ("diversity", DIVERSITY),
-                              ("train_softmax", TRAIN_SOFTMAX), ("training_set", TRAINING_SETS),
-                              ("backend", ("auto", "torch", "triton"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if self.training_set not in TRAINING_SETS:
+            raise ValueError(f"training_set must be one of {', '.join(TRAINING_SETS)}; got {self.training_set!r}")
+        self.generator_configs()
+
+    def generator_configs(self) -> tuple[GeneratorConfig, PretrainConfig, DecodeConfig]:
+        """The generator's three configs (`fastregen.generator.split_options`) of this config's fields."""
+        return split_options(dataclasses.asdict(self), strict=False)
+
+    def architecture(self) -> GeneratorConfig:
+        """The regenerator's architecture (`fastregen.generator.GeneratorConfig`)."""
+        return self.generator_configs()[0]
+
+    def pretraining(self) -> PretrainConfig:
+        """How the regenerator is pre-trained (`fastregen.generator.PretrainConfig`)."""
+        return self.generator_configs()[1]
+
+    def decoding(self) -> DecodeConfig:
+        """How hybrid inference decodes (`fastregen.generator.DecodeConfig`)."""
+        return self.generator_configs()[2]

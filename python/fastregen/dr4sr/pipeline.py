@@ -1,12 +1,18 @@
 """The whole DR4SR pipeline: mine -> pairs -> pre-train -> hybrid inference -> write.
 
-`DR4SR` is the Python entry point; with an ``out_dir`` every stage writes its
-artifact there atomically and a rerun skips the stages already finished, so
-an interrupted run resumes where it stopped (a half-trained regenerator
-goes on from its last epoch, ``regenerator.resume.pt``, see
-`fastregen.dr4sr.pretrain`; an epoch checkpoint of another config is
-discarded, as changed stages are redone). `DR4SR.mine` runs
-the first stage alone, for the training sets that need no regenerator.
+`DR4SR` is the Python entry point; its stages run on the one stage runner,
+`fastregen.pipeline.Pipeline`: with an ``out_dir`` every stage writes its
+artifact there atomically and records its fingerprint (the options it and
+the stages before it read, and the data's hash) in ``stages.json``; a rerun
+skips the stages already finished, so an interrupted run resumes where it
+stopped (a half-trained regenerator goes on from its last epoch,
+``regenerator.resume.pt``, see `fastregen.generator.pretrain`). A stage
+whose options changed is redone and the artifacts of the later stages are
+removed; an epoch checkpoint of other options is refused (the runner's
+policy, `fastregen.pipeline`). A folder written before the runner (no
+``stages.json``) keeps its artifacts when its ``config.yaml`` matches.
+`DR4SR.mine` runs the first stage alone, for the training sets that need
+no regenerator.
 
 Artifacts in ``out_dir``:
 
@@ -15,6 +21,7 @@ Artifacts in ``out_dir``:
                                rerun that changes a field redoes the stage
                                it affects and every later one)
 ``source.json``                path and content hash of the input data
+``stages.json``                the fingerprint of every finished stage
 ``patterns.txt``               mined patterns (`fastregen.patterns.Patterns`)
 ``pairs.npz``                  pre-training pairs
 ``regenerator.pt``             the pre-trained regenerator (+ loss history)
@@ -39,11 +46,9 @@ rerun, with any number of processes, resumes there.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -51,46 +56,54 @@ import torch
 
 from .._io import atomic_open
 from ..training import distributed
-from ..config import config_to_dict, data_source, load_config, provenance, save_config
+from ..config import config_to_dict, load_config, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat
+from ..generator.decode import hybrid_inference, table2
+from ..generator.model import Regenerator, load_checkpoint
+from ..generator.pretrain import pretrain
+from ..pipeline import Pipeline, Stage, dataset_sha256, write_provenance
 from .config import RUNTIME_FIELDS, TRAINING_SETS, RegenConfig
-from .infer import dataset_sha256, hybrid_inference, table2, write_provenance
-from .model import Regenerator, load_checkpoint
-from .pretrain import pretrain
 
 __all__ = ["DR4SR", "STAGES"]
 
 STAGES = ("patterns", "pairs", "regenerator", "inference", "write")
 
-# Fields that do not change any artifact: a resumed run may differ in these.
-# Fields each stage's artifact depends on (a later stage depends on the earlier ones too).
+# Fields each stage's artifact depends on (a later stage depends on the earlier ones too); the regenerator
+# reads every field not listed here and not in RUNTIME_FIELDS.
 _STAGE_FIELDS = {
     "patterns": {"max_span", "min_support"},
     "pairs": {"max_pairs_per_sequence", "max_len", "seed"},
     "inference": {"gamma", "schedule", "restrict", "max_pattern_len", "min_pattern_len"},
     "write": {"training_set"},
 }
+_WRITTEN = ("regenerated.txt", "regenerated_patterns.txt", "regenerated.json")
+_PIPELINE = (
+    Stage("patterns", ("patterns.txt",)),
+    Stage("pairs", ("pairs.npz",), ("patterns",)),
+    Stage("regenerator", ("regenerator.pt",), ("pairs",)),
+    Stage("inference", ("regenerated_patterns.npz",), ("regenerator",)),
+    Stage("write", _WRITTEN, ("inference",)),
+)
 
 
-def _save_pairs(pairs, path) -> None:
-    with atomic_open(path, "wb") as f:
-        np.savez(f, seq_offsets=pairs.sequences.offsets, seq_items=pairs.sequences.items,
-                 pat_offsets=pairs.patterns.offsets, pat_items=pairs.patterns.items, source=pairs.source,
-                 pattern_index=np.asarray([] if pairs.pattern_index is None else pairs.pattern_index, np.int64),
-                 num_items=np.int64(pairs.sequences.num_items))
+def _stage_fields(stage: str) -> set:
+    """The RegenConfig fields stage ``stage`` reads, with those of every stage before it."""
+    out: set = set()
+    for s in STAGES:
+        if s == "regenerator":
+            out |= ({f.name for f in dataclasses.fields(RegenConfig)} - set(RUNTIME_FIELDS)
+                    - set().union(*_STAGE_FIELDS.values()))
+        else:
+            out |= _STAGE_FIELDS[s]
+        if s == stage:
+            return out
+    raise ValueError(f"unknown stage {stage!r}")
 
 
-def _load_pairs(path):
-    from ..patterns import PretrainPairs
-
-    with np.load(path) as z:
-        n = int(z["num_items"])
-        return PretrainPairs(
-            sequences=SequenceDataset(z["seq_offsets"], z["seq_items"], num_items=n),
-            patterns=SequenceDataset(z["pat_offsets"], z["pat_items"], num_items=n),
-            source=z["source"],
-            pattern_index=z["pattern_index"] if z["pattern_index"].size else None,
-        )
+def _pretrain_identity(cfg: RegenConfig) -> dict:
+    """The mining and pair options that shaped the pre-training pairs, in the regenerator's epoch
+    checkpoint's fingerprint beside the generator's own options (as when the whole RegenConfig was)."""
+    return {k: getattr(cfg, k) for k in ("max_span", "min_support", "max_pairs_per_sequence")}
 
 
 class DR4SR:
@@ -148,114 +161,55 @@ class DR4SR:
 
     # ---------------------------------------------------------------- stages
     def _prepare_dir(self, out_dir, data, data_path, *, whole_pipeline: bool) -> None:
-        out = Path(out_dir)
-        src = {**data_source(data, data_path), "sha256": dataset_sha256(data)}  # absolute path, size, file hash
-        # rank 0 checks and rewrites the folder; the other ranks wait for it
-        distributed.main_first(lambda: self._write_dir(out, src, whole_pipeline), lambda: None)
-        self.out_dir, self._source = out, src
+        self._pipe = Pipeline(_PIPELINE, out_dir, log=self.log, measure_memory=self.measure_memory)
+        self._pipe.seconds, self._pipe.peak_rss = self.stage_seconds, self.stage_peak_rss
+        self._source = self._pipe.open(data, data_path, what="run",
+                                       prepare=lambda out, legacy: self._write_config(out, whole_pipeline))
+        self.out_dir = self._pipe.out
 
-    def _write_dir(self, out: Path, src: dict, whole_pipeline: bool) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        cfg_path, src_path = out / "config.yaml", out / "source.json"
-        if src_path.exists():
-            old_src = json.loads(src_path.read_text())
-            if old_src.get("sha256") != src["sha256"]:
-                raise ValueError(
-                    f"{out} holds a run on different data ({old_src.get('path')}); use another output folder"
-                )
-        # Mining alone reads only the mining fields: it must not throw away a
-        # finished regenerator that differs in a field mining never reads.
+    def _write_config(self, out: Path, whole_pipeline: bool) -> None:
+        """Keep the folder's config.yaml (for a folder that predates stages.json, what `_legacy` compares
+        with), then write this run's: `fit` always; `mine` alone only when the mining changed, as
+        mining must not relabel a finished regenerator made with other fields mining never reads."""
+        cfg_path = out / "config.yaml"
+        self._old_config = config_to_dict(load_config(RegenConfig, cfg_path)) if cfg_path.exists() else None
         new = config_to_dict(self.config)
-        relevant = set(new) - RUNTIME_FIELDS if whole_pipeline else _STAGE_FIELDS["patterns"]
-        keep_config = False
-        if cfg_path.exists():
-            old = config_to_dict(load_config(RegenConfig, cfg_path))
-            changed = sorted(k for k, v in new.items() if k in relevant and old[k] != v)
-            if changed:
-                self._invalidate(out, changed)
-            keep_config = not whole_pipeline and not changed
-        if not keep_config:  # config.yaml describes what made the artifacts in the folder
+        mining_same = self._old_config is not None and all(
+            self._old_config.get(k) == new[k] for k in _STAGE_FIELDS["patterns"])
+        if whole_pipeline or not mining_same:
             save_config(self.config, cfg_path)
-        write_provenance(src_path, src)
 
-    def _invalidate(self, out: Path, changed: list[str]) -> None:
-        """A rerun with a changed option: remove the artifacts of the first stage it affects and later."""
-        order = ["patterns", "pairs", "regenerator", "inference", "write"]
-        first = len(order)
-        for i, stage in enumerate(order):
-            fields = _STAGE_FIELDS.get(stage, set())
-            if stage == "regenerator":
-                fields = {f.name for f in dataclasses.fields(RegenConfig)} - RUNTIME_FIELDS - set().union(
-                    *_STAGE_FIELDS.values())
-            if set(changed) & fields:
-                first = i
-                break
-        files = {
-            "patterns": ["patterns.txt"], "pairs": ["pairs.npz"], "regenerator": ["regenerator.pt", "regenerator.resume.pt"],
-            "inference": ["regenerated_patterns.npz"],
-            "write": ["regenerated.txt", "regenerated_patterns.txt", "regenerated.json"],
-        }
-        for stage in order[first:]:
-            for name in files[stage]:
-                (out / name).unlink(missing_ok=True)
+    def _options(self, stage: str) -> dict:
+        """What stage ``stage`` reads: its options and those of the stages before it, and the data."""
+        cfg = config_to_dict(self.config)
+        return {"data": self._source.get("sha256"), **{k: cfg[k] for k in sorted(_stage_fields(stage))}}
+
+    def _legacy(self, stage: str) -> bool:
+        """A folder written before stages.json: its artifacts of ``stage`` were made with this run's
+        options when the config.yaml beside them agrees on every field the stage and earlier ones read
+        (the rule that folder's code invalidated by)."""
+        old = getattr(self, "_old_config", None)
+        if old is None:
+            return False
+        new = config_to_dict(self.config)
+        if any(old.get(k) != new[k] for k in _stage_fields(stage)):
+            return False
+        if stage == "regenerator":  # written every epoch: only a complete one is a finished stage
+            record = torch.load(os.fspath(self.out_dir / "regenerator.pt"), map_location="cpu", weights_only=True)
+            return bool(record.get("complete"))
+        return True
 
     def _artifact(self, name: str) -> Path | None:
         return None if self.out_dir is None else self.out_dir / name
-
-    def _timed(self, stage: str, fn):
-        self._log(f"{stage}: started")
-        t0 = time.perf_counter()
-        with self._measure(stage):
-            result = fn()
-        self.stage_seconds[stage] = time.perf_counter() - t0
-        self._log(f"{stage}: done in {self.stage_seconds[stage]:.1f} s")
-        return result
-
-    def _reused(self, stage: str) -> None:
-        self.stage_seconds[stage] = 0.0
-        self._log(f"{stage}: reused")
 
     def _log(self, line: str) -> None:
         if self.log is not None and distributed.is_main():
             self.log(line)
 
-    @contextlib.contextmanager
-    def _measure(self, stage: str):
-        """Record the block's peak RSS as ``stage_peak_rss[stage]`` when ``measure_memory``."""
-        if not self.measure_memory:
-            yield
-            return
-        from ..memory import PeakRSS
-
-        with PeakRSS() as m:
-            yield
-        self.stage_peak_rss[stage] = m.peak
-
-    @staticmethod
-    def _exists(path: Path | None) -> bool:
-        """Whether an artifact is there, as rank 0 sees it (every rank takes the same branch)."""
-        return bool(distributed.broadcast_object(path is not None and path.exists()))
-
-    def _stage(self, stage: str, path: Path | None, compute, save, load):
-        """A stage computed once: reused from ``path`` if there, else computed (and saved).
-
-        Under torch.distributed with an output folder rank 0 computes and
-        saves, and the other ranks load what it saved; without a folder
-        every rank computes (the stages are deterministic).
-        """
-        if self._exists(path):
-            self._reused(stage)
-            return load(path)
-
-        def run():
-            result = self._timed(stage, compute)
-            if path is not None:
-                save(result, path)
-            return result
-
-        if path is None:
-            return run()
-        return distributed.main_first(run, lambda: load(path))
+    def _stage(self, stage: str, compute, save=None, load=None, every_rank: bool = False):
+        """Run ``stage`` on the pipeline's runner (reused when done with this config)."""
+        return self._pipe.run(stage, self._options(stage), compute, save=save, load=load,
+                              legacy=lambda: self._legacy(stage), every_rank=every_rank)
 
     def mine(self, data, *, out_dir=None, patterns=None) -> DR4SR:
         """Mine the item-transition patterns: the first stage of `fit`, alone.
@@ -307,8 +261,8 @@ class DR4SR:
         # whatever was fitted on earlier data no longer applies
         self.pairs, self.regenerator, self.history, self.regenerated = None, None, [], None
         self.inference_info = {}
-        if out_dir is not None:
-            self._prepare_dir(out_dir, data, data_path, whole_pipeline=whole_pipeline)
+        self.out_dir = None
+        self._prepare_dir(out_dir, data, data_path, whole_pipeline=whole_pipeline)
         train_input = dr4sr_input(data)
         self._train_input = train_input
 
@@ -317,10 +271,10 @@ class DR4SR:
             self.patterns = patterns
         else:
             self.patterns = self._stage(
-                "patterns", path,
+                "patterns",
                 lambda: mine_patterns(train_input, max_span=cfg.max_span, min_support=cfg.min_support,
                                       progress=cfg.progress and distributed.is_main()),
-                lambda result, p: result.save(p), Patterns.load)
+                lambda result: result.save(path), lambda: Patterns.load(path))
         if len(self.patterns) == 0:
             raise ValueError(
                 f"no pattern has support >= {cfg.min_support} within span {cfg.max_span}: the pattern set is "
@@ -349,31 +303,30 @@ class DR4SR:
         -------
         self
         """
-        from ..patterns import pretrain_pairs
+        from ..patterns import PretrainPairs, pretrain_pairs
 
         self._mine(data, out_dir, patterns, whole_pipeline=True)
         cfg, data, train_input = self.config, self.data, self._train_input
 
+        path = self._artifact("pairs.npz")
         self.pairs = self._stage(
-            "pairs", self._artifact("pairs.npz"),
+            "pairs",
             lambda: pretrain_pairs(train_input, self.patterns, max_per_sequence=cfg.max_pairs_per_sequence,
                                    seed=cfg.seed, max_len=cfg.max_len, progress=cfg.progress and distributed.is_main()),
-            _save_pairs, _load_pairs)
+            lambda result: result.save(path), lambda: PretrainPairs.load(path))
         if len(self.pairs) == 0:
             raise ValueError("no training sequence contains a mined pattern: no pre-training pairs")
 
         path = self._artifact("regenerator.pt")
-        done = False
-        if self._exists(path):
-            model, record = load_checkpoint(path, num_items=data.num_items, device=cfg.device,
-                                            **{k: getattr(cfg, k) for k in RUNTIME_FIELDS if k != "device"})
-            if record.get("complete"):
-                self.regenerator, self.history, done = model, list(record.get("history", [])), True
-                self._reused("regenerator")
-        if not done:
-            self.regenerator, self.history = self._timed("regenerator", lambda: pretrain(
-                self.pairs, data.num_items, cfg, item_embedding=item_embedding, checkpoint=path,
-                on_mismatch="restart"))
+
+        def load():
+            model, record = load_checkpoint(path, num_items=data.num_items, device=cfg.device, backend=cfg.backend)
+            return model, list(record.get("history", []))
+
+        # every rank trains (data-parallel); an epoch checkpoint of other options is refused (the runner's policy)
+        self.regenerator, self.history = self._stage("regenerator", lambda: pretrain(
+            self.pairs, data.num_items, cfg, item_embedding=item_embedding, checkpoint=path,
+            fingerprint=_pretrain_identity(cfg)), load=load, every_rank=True)
         return self
 
     def _infer(self) -> SequenceDataset:
@@ -383,22 +336,21 @@ class DR4SR:
             return self.regenerated
         cfg = self.config
         path = self._artifact("regenerated_patterns.npz")
-        if self._exists(path):
+
+        def load():
             with np.load(path) as z:
-                self.regenerated = SequenceDataset(z["offsets"], z["items"], num_items=self.data.num_items,
-                                                   item_ids=self.data.item_ids, name="regenerated")
-                self.inference_info = json.loads(str(z["info"]))
-            self._reused("inference")
-            return self.regenerated
-        self.regenerated, self.inference_info = self._timed(
-            "inference", lambda: hybrid_inference(
-                self.regenerator, self._train_input, gamma=cfg.gamma, schedule=cfg.schedule, restrict=cfg.restrict,
-                max_pattern_len=cfg.max_pattern_len, min_pattern_len=cfg.min_pattern_len,
-                batch_size=cfg.decode_batch_size, seed=cfg.seed, backend=cfg.backend, progress=cfg.progress))
-        if path is not None and distributed.is_main():
+                return (SequenceDataset(z["offsets"], z["items"], num_items=self.data.num_items,
+                                        item_ids=self.data.item_ids, name="regenerated"), json.loads(str(z["info"])))
+
+        def save(result):
+            regenerated, info = result
             with atomic_open(path, "wb") as f:
-                np.savez(f, offsets=self.regenerated.offsets, items=self.regenerated.items,
-                         info=np.asarray(json.dumps(self.inference_info)))
+                np.savez(f, offsets=regenerated.offsets, items=regenerated.items, info=np.asarray(json.dumps(info)))
+
+        # every rank decodes its share (hybrid_inference gathers on rank 0 and broadcasts the result)
+        self.regenerated, self.inference_info = self._stage(
+            "inference", lambda: hybrid_inference(self.regenerator, self._train_input, config=cfg.decoding()),
+            save=save, load=load, every_rank=True)
         return self.regenerated
 
     def training_sets(self) -> dict[str, SequenceDataset]:
@@ -471,27 +423,21 @@ class DR4SR:
         if which not in TRAINING_SETS:
             raise ValueError(f"training_set must be one of {', '.join(map(repr, TRAINING_SETS))}, got {which!r}")
         self._infer()  # raises if no regenerator was fitted (after mine alone, say)
-        with self._measure("write"):
+        sets = None
+        if self.out_dir is not None and which == self.config.training_set:
+            # the write stage's time and peak include building the training sets
+            sets = self._stage("write", lambda: self._write(self.training_sets()))
+        if sets is None:
             sets = self.training_sets()
-            result = sets[which]
-            if self.out_dir is not None and which == self.config.training_set and distributed.is_main():
-                self._write(sets)
-        return result
+        return sets[which]
 
-    def _write(self, sets: dict[str, SequenceDataset]) -> None:
+    def _write(self, sets: dict[str, SequenceDataset]) -> dict[str, SequenceDataset]:
         from ..data import save
 
         out = self.out_dir
-        if (out / "regenerated.txt").exists() and (out / "regenerated.json").exists():
-            self._reused("write")
-            return
-        self._log("write: started")
-        t0 = time.perf_counter()
         chosen = sets[self.config.training_set]
         save(sets["regenerated"], out / "regenerated_patterns.txt", drop_empty=True)
         save(chosen, out / "regenerated.txt", drop_empty=True)
-        self.stage_seconds["write"] = time.perf_counter() - t0
-        self._log(f"write: done in {self.stage_seconds['write']:.1f} s")
         record = provenance(
             self.config,
             seed=self.config.seed,
@@ -508,39 +454,7 @@ class DR4SR:
             processes=1 if distributed.current() is None else distributed.current().size,
         )
         write_provenance(out / "regenerated.json", record)
-
-    def personalize(self, model: str = "sasrec", *, training_set: str | None = None, plus=None, seed: int = 0,
-                    out_dir=None, **config) -> dict:
-        """Train ``model`` on a training set with the DR4SR+ personalizer (`fastregen.dr4sr.plus.personalize`).
-
-        Parameters
-        ----------
-        model : str, default "sasrec"
-        training_set : str, optional
-            A key of `training_sets` (default ``config.training_set``).
-        plus : fastregen.dr4sr.plus.PlusConfig, optional
-        seed : int, default 0
-            The target model's seed.
-        out_dir : path, optional
-            The run folder (resumable).
-        **config
-            `fastregen.training.TrainConfig` fields.
-
-        Returns
-        -------
-        dict
-            The trained ``model``, its ``personalizer`` and ``weights`` (per
-            target of the training set), ``valid``/``test`` metrics, ...
-        """
-        from .plus import personalize
-
-        if self.data is None:
-            raise RuntimeError("call fit(data) (or mine(data)) before personalize()")
-        sets = self.training_sets()
-        which = self.config.training_set if training_set is None else training_set
-        if which not in sets:
-            raise ValueError(f"training_set must be one of {', '.join(map(repr, sets))}, got {which!r}")
-        return personalize(self.data, sets[which], model, seed, plus=plus, out_dir=out_dir, **config)
+        return sets
 
     def statistics(self) -> dict[str, dict]:
         """Table-2 statistics (users, items, interactions, avg length) of every training set."""

@@ -130,6 +130,29 @@ class PretrainPairs:
     def __len__(self) -> int:
         return int(self.source.size)
 
+    def save(self, path) -> None:
+        """Write the pairs to ``path`` (``.npz``, atomically; ``segments`` are not stored: DR4SR's
+        pairs have none, and UniDS keeps its own)."""
+        from .._io import atomic_open
+
+        with atomic_open(path, "wb") as f:
+            np.savez(f, seq_offsets=self.sequences.offsets, seq_items=self.sequences.items,
+                     pat_offsets=self.patterns.offsets, pat_items=self.patterns.items, source=self.source,
+                     pattern_index=np.asarray([] if self.pattern_index is None else self.pattern_index, np.int64),
+                     num_items=np.int64(self.sequences.num_items))
+
+    @classmethod
+    def load(cls, path) -> PretrainPairs:
+        """The pairs `save` wrote to ``path``."""
+        with np.load(path) as z:
+            n = int(z["num_items"])
+            return cls(
+                sequences=SequenceDataset(z["seq_offsets"], z["seq_items"], num_items=n),
+                patterns=SequenceDataset(z["pat_offsets"], z["pat_items"], num_items=n),
+                source=z["source"],
+                pattern_index=z["pattern_index"] if z["pattern_index"].size else None,
+            )
+
 
 # ---------------------------------------------------------------- API
 def dr4sr_input(ds) -> SequenceDataset:

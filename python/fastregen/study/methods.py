@@ -55,7 +55,7 @@ def check_regen_dir(regen_dir, data) -> dict:
 
     from ..config import config_to_dict, load_config
     from ..dr4sr import RegenConfig
-    from ..dr4sr.infer import dataset_sha256
+    from ..pipeline import dataset_sha256
 
     regen_dir = Path(regen_dir)
     needed = ("config.yaml", "source.json", "regenerator.pt", "regenerated.json")

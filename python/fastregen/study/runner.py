@@ -66,7 +66,7 @@ def _commit() -> str:
 
 def data_info(data) -> dict:
     """What a comparison folder is about (its ``study.json``)."""
-    from ..dr4sr.infer import dataset_sha256
+    from ..pipeline import dataset_sha256
 
     return {"dataset": getattr(data, "name", "") or "", "data_sha256": dataset_sha256(data),
             "items": int(data.num_items), "users": len(data), "interactions": int(data.num_interactions)}

@@ -20,7 +20,7 @@ copies of the command; each joins the process group torchrun describes
 * Evaluation, early stopping, checkpoints and every output file are rank
   0's: it decides ``stop`` and broadcasts it; at the end of `Trainer.fit`
   its weights (the best ones, after early stopping) are broadcast to all.
-* `fastregen.dr4sr.hybrid_inference` decodes a share of the sequences on
+* `fastregen.generator.hybrid_inference` decodes a share of the sequences on
   each rank (whole length-sorted batches, dealt round-robin, so every
   sequence is decoded in the same batch as in one process); rank 0
   gathers the patterns, deduplicates them and writes; the result is the

@@ -30,6 +30,7 @@ from .losses import NextItemLoss
 from .trainer import EarlyStopping, Trainer
 
 __all__ = ["fit", "fit_and_evaluate", "seed_everything", "resolve_loss", "build_target_model",
+           "train_config", "fresh_model",
            "run_fingerprint", "CHECKPOINT"]
 
 #: The epoch checkpoint in a `fit_and_evaluate` run folder.
@@ -68,6 +69,30 @@ def build_target_model(cfg: TrainConfig, num_items: int, train_data: SequenceDat
     if train_data is not None and hasattr(model, "set_graph"):
         model.set_graph(train_data.replace(num_items=num_items))
     return model
+
+
+def train_config(model: str, seed: int, config: dict) -> TrainConfig:
+    """The `TrainConfig` of `fit_and_evaluate`'s arguments, checked.
+
+    ``config["config"]`` (a TrainConfig), when there, is the base; the other
+    entries of ``config`` override its fields; ``model`` and ``seed`` win
+    over both. ``config`` is not changed.
+    """
+    config = dict(config)
+    base = config.pop("config", None)
+    values = dataclasses.asdict(base) if base is not None else {}
+    values.update(config)
+    values.update(model=model, seed=seed)
+    return config_from_dict(TrainConfig, values)
+
+
+def fresh_model(cfg: TrainConfig, num_items: int, train_data: SequenceDataset | None = None):
+    """The model `fit` trains when given none: threads set (``cfg.num_threads``), Python, NumPy and
+    torch seeded with ``cfg.seed``, then `build_target_model` -- so a caller that adds to the model
+    (a DR4SR+ personalizer on its hidden states) starts from the same initialisation as a plain fit."""
+    apply_threads(cfg.num_threads)
+    seed_everything(cfg.seed)  # model initialisation and dropout
+    return build_target_model(cfg, num_items, train_data)
 
 
 def run_fingerprint(cfg: TrainConfig, data: SequenceDataset, train_data: SequenceDataset, sequence_weights=None) -> dict:
@@ -135,8 +160,7 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
     if train_data.num_items > num_items:
         raise ValueError(f"training data holds item id {train_data.num_items} > num_items = {num_items}")
     if model is None:
-        seed_everything(cfg.seed)  # model initialisation and dropout
-        model = build_target_model(cfg, num_items, train_data)
+        model = fresh_model(cfg, num_items, train_data)
     mode = cfg.resolved_targets(model.causal)
     if mode == "packed" and not model.causal:
         raise ValueError(f"train_targets='packed' needs a causal model; {cfg.model!r} is not causal "
@@ -242,15 +266,10 @@ def fit_and_evaluate(data, model="sasrec", seed: int = 0, train_data=None, out_d
         ``seconds_per_epoch``, ``seconds``, ``config`` (dict), ``history``
         and ``resumed_epochs`` (epochs found done in ``out_dir``).
     """
-    base = config.pop("config", None)
-    values = dataclasses.asdict(base) if base is not None else {}
-    values.update(config)
     net = None
     if not isinstance(model, str):
         net, model = model, getattr(model, "name", "")
-    values["model"] = model
-    values["seed"] = seed
-    cfg = config_from_dict(TrainConfig, values)
+    cfg = train_config(model, seed, config)
     data = as_dataset(data)
     if cfg.truncate_before_split:  # the DR4SR authors' preprocessing: cut, then split
         data = data.truncate(cfg.truncate_before_split)

@@ -10,10 +10,11 @@ from ..patterns import STAGE_THETA_SCALES
 
 __all__ = ["UniDSConfig", "GENERATOR_SET", "DECODE_FIELDS"]
 
-#: RegenConfig fields UniDS sets itself (the `generator` dict may not override them).
+#: Generator options UniDS sets itself (the `generator` dict may not override them; some are
+#: DR4SR's mining options a UniDS generator never reads).
 GENERATOR_SET = ("max_len", "max_pattern_len", "min_pattern_len", "entropy_weight", "seed", "device", "progress",
                  "training_set", "max_span", "min_support", "max_pairs_per_sequence")
-#: RegenConfig fields that only change decoding (a rerun changing them keeps the trained generator).
+#: Generator options that only change decoding (a rerun changing them keeps the trained generator).
 DECODE_FIELDS = ("gamma", "schedule", "restrict", "decode_batch_size", "backend")
 _TOKEN_KINDS = ("time", "session", "position", "category", "none", "auto")
 
@@ -90,9 +91,10 @@ class UniDSConfig:
     diversity_weight : float, default 0.1
         lambda of ``L_rec - lambda H(pi)`` (`fastregen.unids.generator`).
     generator : dict
-        Other `fastregen.dr4sr.RegenConfig` fields of the generator (``K``,
-        ``d_model``, ``epochs``, ``gamma``, ``schedule``, ...); UniDS's
-        defaults: K 5, 20 epochs, gamma 0.1, the paper's schedule.
+        Other options of the generator (fields of `fastregen.generator`'s
+        `GeneratorConfig`, `PretrainConfig`, `DecodeConfig`: ``K``,
+        ``d_model``, ``epochs``, ``gamma``, ``schedule``, ...), their
+        defaults otherwise (K 5, 20 epochs, gamma 0.1, the paper's schedule).
 
     Runtime
     -------
@@ -173,25 +175,24 @@ class UniDSConfig:
         if not math.isfinite(float(self.diversity_weight)):
             raise ValueError(f"diversity_weight must be finite, got {self.diversity_weight}")
         if not isinstance(self.generator, dict):
-            raise TypeError(f"generator must be a dict of RegenConfig fields, got {type(self.generator).__name__}")
+            raise TypeError(f"generator must be a dict of generator options, got {type(self.generator).__name__}")
         clash = sorted(set(self.generator) & set(GENERATOR_SET))
         if clash:
             raise ValueError(f"generator may not set {', '.join(clash)}: UniDS sets them from its own options")
-        self.regen_config()  # unknown or invalid generator fields fail here
+        self.generator_configs()  # unknown or invalid generator fields fail here
 
-    def regen_config(self):
-        """The `fastregen.dr4sr.RegenConfig` of the generator."""
-        from ..config import config_from_dict
-        from ..dr4sr import RegenConfig
+    def generator_configs(self):
+        """The generator's architecture, pre-training and decoding configs
+        (`fastregen.generator.split_options` of ``generator`` and the options UniDS sets)."""
+        from ..generator import split_options
 
-        values = dict(K=5, epochs=20, gamma=0.1, schedule="paper", restrict="items")
-        values.update(self.generator)
+        values = dict(self.generator)
         longest = self.max_len if self.target == "sequence" else self.max_pattern_len + 1
         values.update(max_len=self.max_len, max_pattern_len=longest, min_pattern_len=1,
                       entropy_weight=-float(self.diversity_weight), seed=self.seed, device=self.device,
                       progress=self.progress)
         try:
-            return config_from_dict(RegenConfig, values)
+            return split_options(values)
         except (TypeError, ValueError) as err:
             raise ValueError(f"generator: {err}") from None
 

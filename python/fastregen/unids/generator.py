@@ -10,7 +10,7 @@ pattern-token sequences (`fastregen.unids.tokens`):
   (``target="sequence"``, eq. 7-8 read literally) the whole window
   [P1, T1, ..., Pk, Tk], every token tagged with its segment.
 
-The model is `fastregen.dr4sr.Regenerator`, over the token vocabulary
+The model is `fastregen.generator.Regenerator`, over the token vocabulary
 (items, T tokens and stage tokens are its "items"; its EOS and BOS come
 after them): the encoder memory is projected into K memories and the
 diversity promoter weighs them *per segment*, ``pi_i = Softmax(MLP(h_{P_i}))``
@@ -20,7 +20,7 @@ its segment's mixture ``m_final(phi(j)) = sum_k pi_{phi(j),k} m'_k``
 keys and values mixed per position, which is exactly attention to the mixed
 memory). The teacher-forced cross-entropy over a target is UniDS's
 ``L_pretrain = sum_i [L_pattern(P_i) + L_token(T_i)]`` (eq. 8). It is
-trained by `fastregen.dr4sr.pretrain` (the one Trainer).
+trained by `fastregen.generator.pretrain` (the one Trainer).
 
 Diversity term: UniDS writes ``L = L_rec + L_div`` with ``L_div = -sum pi log pi
 = H(pi)``; minimising it *lowers* the promoter's entropy, which is not the
@@ -29,7 +29,7 @@ diversity the paper says the term is for. We minimise ``L_rec - lambda H(pi)``
 ``diversity_weight`` to 0 to drop the term, or negative for the paper's
 sign as written.
 
-Generation reuses DR4SR's hybrid decoding (`fastregen.dr4sr.hybrid_inference`):
+Generation reuses DR4SR's hybrid decoding (`fastregen.generator.hybrid_inference`):
 every memory decodes each (stage, user) source alone (no target, so no
 promoter), restrictive steps choosing among the source's tokens, generative
 ones among all; items never repeat within a decoded sequence, T and stage
@@ -51,7 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import SequenceDataset
-from ..dr4sr import RegenConfig, hybrid_inference, load_checkpoint, pretrain, save_checkpoint
+from ..generator import GeneratorConfig, PretrainConfig, hybrid_inference, load_checkpoint, pretrain, save_checkpoint
 from ..patterns import PretrainPairs
 from .tokens import TokenVocab
 
@@ -183,22 +183,31 @@ def build_pairs(sources: SequenceDataset, info: dict, *, target: str = "segment"
                          pattern_index=pattern_index, segments=segments)
 
 
-def train_generator(pairs: PretrainPairs, vocab: TokenVocab, config: RegenConfig, checkpoint=None):
-    """Pre-train the generator (`fastregen.dr4sr.pretrain`) and save it with its vocabulary.
+# The DR4SR mining options of the RegenConfig a UniDS generator was configured with before the generator had
+# configs of its own (always their defaults): kept in its epoch checkpoint's fingerprint so that a pre-training
+# interrupted then still resumes.
+_LEGACY_IDENTITY = {"max_span": 5, "min_support": 2, "max_pairs_per_sequence": 10}
+
+
+def train_generator(pairs: PretrainPairs, vocab: TokenVocab, architecture: GeneratorConfig,
+                    config: PretrainConfig, checkpoint=None):
+    """Pre-train the generator (`fastregen.generator.pretrain`) and save it with its vocabulary.
 
     With a ``checkpoint`` an interrupted pre-training resumes from its epoch
     checkpoint (``generator.resume.pt``); one of another config or other
-    pairs is discarded (the pipeline redoes a stage whose options changed).
+    pairs is refused with a ValueError naming the fields (`fastregen.pipeline`'s
+    policy: an epoch checkpoint never yields to other options).
 
     Returns ``(model, history)``.
     """
-    model, history = pretrain(pairs, vocab.size, config, checkpoint=checkpoint, on_mismatch="restart")
+    model, history = pretrain(pairs, vocab.size, config, architecture=architecture, checkpoint=checkpoint,
+                              fingerprint=_LEGACY_IDENTITY)
     if checkpoint is not None:
         save_checkpoint(model, checkpoint, history=history, complete=True, vocab=vocab.to_dict())
     return model, history
 
 
-def load_generator(path, vocab: TokenVocab, device="cpu", **overrides):
+def load_generator(path, vocab: TokenVocab, device="cpu", backend: str = "auto"):
     """A generator checkpoint, checked against this run's token vocabulary.
 
     Returns ``(model, record)``; ``record["complete"]`` says whether training finished.
@@ -209,7 +218,7 @@ def load_generator(path, vocab: TokenVocab, device="cpu", **overrides):
         The checkpoint was trained on another token vocabulary (or is a DR4SR
         regenerator, which has none).
     """
-    model, record = load_checkpoint(path, device=device, **overrides)
+    model, record = load_checkpoint(path, device=device, backend=backend)
     saved = record.get("vocab")
     if saved is None:
         if record.get("complete"):
@@ -288,7 +297,7 @@ def generate(model, sources: SequenceDataset, info: dict, vocab: TokenVocab, tra
         its own copy of a common pattern, on its own clock), or repeated
         anywhere (DR4SR's rule: one row per distinct pattern).
     **decode
-        Options of `fastregen.dr4sr.hybrid_inference` (gamma, schedule, ...).
+        Options of `fastregen.generator.hybrid_inference` (gamma, schedule, ...).
 
     Returns
     -------

@@ -3,11 +3,14 @@
 >>> from fastregen import UniDS, UniDSConfig                            # doctest: +SKIP
 >>> train_set = UniDS(UniDSConfig()).fit(ds).generate()               # doctest: +SKIP
 
-With an ``out_dir`` every expensive stage writes its artifact atomically
-and records a fingerprint of the options (and data) it depends on in
+Its stages run on the one stage runner, `fastregen.pipeline.Pipeline`: with
+an ``out_dir`` every expensive stage writes its artifact atomically and
+records a fingerprint of the options (and data) it depends on in
 ``stages.json``; a rerun reuses every stage whose fingerprint still
 matches, so an interrupted run resumes and a run that changes, say, gamma
-decodes again without retraining the generator.
+decodes again without retraining the generator. An interrupted generator
+resumes from its epoch checkpoint; one of another generator config is
+refused (the runner's policy).
 
 =========================  =================================================
 ``config.yaml``            the `UniDSConfig` of the last run
@@ -32,17 +35,16 @@ Ablations (UniDS Table 3) are fields of the one config:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
-from ..config import config_to_dict, data_source, provenance, save_config
+from ..config import config_to_dict, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat, leave_one_out
-from ..dr4sr.infer import dataset_sha256, table2, write_provenance
+from ..generator.decode import table2
+from ..pipeline import Pipeline, Stage, write_provenance
 from ..patterns import Patterns, segment
 from .config import DECODE_FIELDS, UniDSConfig
 from .generator import build_pairs, build_sources, generate, load_generator, train_generator
@@ -78,7 +80,7 @@ class UniDS:
     segmentations : dict of stage to fastregen.patterns.Segmentation
     vocab : fastregen.unids.tokens.TokenVocab
     pairs : fastregen.patterns.PretrainPairs or None
-    generator : fastregen.dr4sr.Regenerator or None
+    generator : fastregen.generator.Regenerator or None
     history : list of dict
         The generator's pre-training losses per epoch.
     stage_seconds : dict
@@ -106,14 +108,16 @@ class UniDS:
         self.stage_seconds: dict = {}
         self.out_dir: Path | None = None
         self._source: dict = {}
-        self._fingerprints: dict = {}
 
     # ------------------------------------------------------------- folder
     def _say(self, line: str) -> None:
         if self.log is not None:
             self.log(line)
 
-    def _fingerprint(self, stage: str) -> str:
+    def _options(self, stage: str) -> dict:
+        """What ``stage`` reads: the mining options and the data, the token format and generator for
+        the generator, the decoding for the generated data (the fingerprints stages.json held before
+        the runner, so those folders resume)."""
         cfg = config_to_dict(self.config)
         gen = cfg.pop("generator")
         fields = {k: cfg[k] for k in _MINE_FIELDS}
@@ -125,41 +129,21 @@ class UniDS:
             fields["decode"] = {k: v for k, v in sorted(gen.items()) if k in DECODE_FIELDS}
             fields["generated_ratio"] = cfg["generated_ratio"]
             fields["dedup"] = cfg["dedup"]
-        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-    def _done(self, stage: str, *files: str) -> bool:
-        if self.out_dir is None:
-            return False
-        return (self._fingerprints.get(stage) == self._fingerprint(stage)
-                and all((self.out_dir / f).exists() for f in files))
-
-    def _finish(self, stage: str) -> None:
-        if self.out_dir is None:
-            return
-        self._fingerprints[stage] = self._fingerprint(stage)
-        write_provenance(self.out_dir / "stages.json", self._fingerprints)
+        return fields
 
     def _prepare_dir(self, out_dir, data, data_path) -> None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        src = {**data_source(data, data_path), "sha256": dataset_sha256(data)}  # absolute path, size, file hash
-        src_path = out / "source.json"
-        if src_path.exists():
-            old = json.loads(src_path.read_text())
-            if old.get("sha256") != src["sha256"]:
-                raise ValueError(f"{out} holds a UniDS run on different data ({old.get('path')}); "
-                                 "use another output folder")
-        write_provenance(src_path, src)
-        save_config(self.config, out / "config.yaml")
-        stages = out / "stages.json"
-        self._fingerprints = json.loads(stages.read_text()) if stages.exists() else {}
-        self.out_dir, self._source = out, src
-
-    def _timed(self, stage: str, fn):
-        t0 = time.perf_counter()
-        result = fn()
-        self.stage_seconds[stage] = time.perf_counter() - t0
-        return result
+        cfg = self.config
+        stages = (
+            Stage("pm", ("pm.pt",)),
+            Stage("mine", tuple(f"patterns_{s}.txt" for s in cfg.stages)),
+            Stage("generator", ("generator.pt",), ("mine",)),
+            Stage("generate", ("generated.npz", "train.txt", "unids.json"), ("generator",)),
+        )
+        self._pipe = Pipeline(stages, out_dir)
+        self._pipe.seconds = self.stage_seconds
+        self._source = self._pipe.open(data, data_path, what="UniDS run",
+                                       prepare=lambda out, legacy: save_config(cfg, out / "config.yaml"))
+        self.out_dir = self._pipe.out
 
     # ------------------------------------------------------------- stages
     def _pm(self, pm):
@@ -174,16 +158,12 @@ class UniDS:
         from ..models import load_model, save_model
         from ..training import TrainConfig, fit
 
-        path = None if self.out_dir is None else self.out_dir / "pm.pt"
-        if path is not None and path.exists() and self._fingerprints.get("pm") == self._fingerprint("mine"):
-            model = load_model(path)
-        else:
-            tc = TrainConfig(model=cfg.pm, epochs=cfg.pm_epochs, seed=cfg.seed, device=cfg.device,
-                             progress=cfg.progress, num_threads=0)
-            model = fit(tc, train, leave_one_out(self.data).valid)["model"]
-            if path is not None:
-                save_model(model, path)
-                self._fingerprints["pm"] = self._fingerprint("mine")
+        path = self._pipe.path("pm.pt")
+        tc = TrainConfig(model=cfg.pm, epochs=cfg.pm_epochs, seed=cfg.seed, device=cfg.device,
+                         progress=cfg.progress, num_threads=0)
+        # p_m reads what mining reads (its fingerprint is mining's)
+        model = self._pipe.run("pm", self._options("mine"), lambda: fit(tc, train, leave_one_out(self.data).valid)["model"],
+                               save=lambda m: save_model(m, path), load=lambda: load_model(path), every_rank=True)
         return model_probs(model, train)
 
     def fit(self, data, *, out_dir=None, pm=None) -> "UniDS":
@@ -215,8 +195,8 @@ class UniDS:
             raise ValueError("cannot synthesise data from an empty dataset (no sequences)")
         self.data, self.train = data, leave_one_out(data).train
         self.generator, self.history, self.generated_data, self.generate_info = None, [], None, {}
-        if out_dir is not None:
-            self._prepare_dir(out_dir, data, data_path)
+        self.out_dir, self._source = None, {}
+        self._prepare_dir(out_dir, data, data_path)
         train = self.train
         self.kinds = {s: resolve_kind(getattr(cfg, f"token_{s}"), train, f"token_{s}") if cfg.uniform_format
                       else "none" for s in cfg.stages}
@@ -224,21 +204,22 @@ class UniDS:
                                    min_count=cfg.min_count)
 
         files = [f"patterns_{s}.txt" for s in cfg.stages]
-        if self._done("mine", *files):
-            self.patterns = {s: Patterns.load(self.out_dir / f) for s, f in zip(cfg.stages, files)}
-            self.segmentations = {s: segment(train, p, threads=cfg.threads) for s, p in self.patterns.items()}
-            self.stage_seconds["mine"] = 0.0
-        else:
-            def mine():
-                mined = mine_stages(train, self.thetas, self._pm(pm), order=cfg.pm_order, min_count=cfg.min_count,
-                                    max_len=cfg.max_pattern_len, threads=cfg.threads)
-                return {s: p for s, (p, _) in mined.items()}, {s: g for s, (_, g) in mined.items()}
 
-            self.patterns, self.segmentations = self._timed("mine", mine)
-            if self.out_dir is not None:
-                for s, f in zip(cfg.stages, files):
-                    self.patterns[s].save(self.out_dir / f)
-            self._finish("mine")
+        def mine():
+            mined = mine_stages(train, self.thetas, self._pm(pm), order=cfg.pm_order, min_count=cfg.min_count,
+                                max_len=cfg.max_pattern_len, threads=cfg.threads)
+            return {s: p for s, (p, _) in mined.items()}, {s: g for s, (_, g) in mined.items()}
+
+        def save_mined(result):
+            for s, f in zip(cfg.stages, files):
+                result[0][s].save(self.out_dir / f)
+
+        def load_mined():
+            patterns = {s: Patterns.load(self.out_dir / f) for s, f in zip(cfg.stages, files)}
+            return patterns, {s: segment(train, p, threads=cfg.threads) for s, p in patterns.items()}
+
+        self.patterns, self.segmentations = self._pipe.run("mine", self._options("mine"), mine, save=save_mined,
+                                                           load=load_mined, every_rank=True)
         for s in cfg.stages:
             seg = self.segmentations[s]
             multi = int((np.diff(seg.bounds) >= cfg.min_items).sum())
@@ -266,20 +247,18 @@ class UniDS:
         self._say(f"tokens    T kinds {kinds}; vocabulary {self.vocab.size:,} tokens; {len(self.pairs):,} pairs "
                   f"from {len(self.sources):,} sources")
 
-        path = None if self.out_dir is None else self.out_dir / "generator.pt"
-        rcfg = cfg.regen_config()
-        if self._done("generator", "generator.pt"):
-            model, record = load_generator(path, self.vocab, device=cfg.device,
-                                           **{k: v for k, v in cfg.generator.items() if k in DECODE_FIELDS})
-            if record.get("complete"):
-                self.generator, self.history = model, list(record.get("history", []))
-                self.stage_seconds["generator"] = 0.0
-        if self.generator is None:
-            self.generator, self.history = self._timed(
-                "generator", lambda: train_generator(self.pairs, self.vocab, rcfg, checkpoint=path))
-            self._finish("generator")
+        path = self._pipe.path("generator.pt")
+        arch, pre, _ = cfg.generator_configs()
+
+        def load():
+            model, record = load_generator(path, self.vocab, device=cfg.device, backend=pre.backend)
+            return model, list(record.get("history", []))
+
+        self.generator, self.history = self._pipe.run(
+            "generator", self._options("generator"),
+            lambda: train_generator(self.pairs, self.vocab, arch, pre, checkpoint=path), load=load, every_rank=True)
         last = self.history[-1] if self.history else {}
-        self._say(f"generator K={rcfg.K}, {len(self.history)} epochs, train CE {last.get('train_loss', float('nan')):.4f}, "
+        self._say(f"generator K={arch.K}, {len(self.history)} epochs, train CE {last.get('train_loss', float('nan')):.4f}, "
                   f"held-out best-memory CE {last.get('valid_best_memory_loss') or float('nan'):.4f}")
         return self
 
@@ -325,40 +304,46 @@ class UniDS:
         if self.generated_data is not None:
             return self.generated_data
         cfg = self.config
-        path = None if self.out_dir is None else self.out_dir / "generated.npz"
-        if self._done("generate", "generated.npz", "train.txt"):
+        path = self._pipe.path("generated.npz")
+
+        def load():
             with np.load(path) as z:
                 ts = z["timestamps"] if z["timestamps"].size == z["items"].size and z["items"].size else None
-                self.generated_data = SequenceDataset(
-                    z["offsets"], z["items"], num_items=self.train.num_items, timestamps=ts,
-                    item_ids=self.train.item_ids, name="generated", meta={"user": z["user"], "stage": z["stage"]})
-                self.generate_info = json.loads(str(z["info"]))
-            self.stage_seconds["generate"] = 0.0
-            return self.generated_data
-        rcfg = cfg.regen_config()
-        if cfg.uniform_generation:
+                return (SequenceDataset(z["offsets"], z["items"], num_items=self.train.num_items, timestamps=ts,
+                                        item_ids=self.train.item_ids, name="generated",
+                                        meta={"user": z["user"], "stage": z["stage"]}),
+                        json.loads(str(z["info"])))
+
+        def compute():
+            dec = cfg.generator_configs()[2]
+            if not cfg.uniform_generation:
+                return self._mined_segments(), {"source": "mined segments (uniform_generation=False)"}
             budget = int(cfg.generated_ratio * self.train.num_interactions) if cfg.generated_ratio > 0 else None
-            self.generated_data, self.generate_info = self._timed("generate", lambda: generate(
+            return generate(
                 self.generator, self.sources, self.source_info, self.vocab, self.train, min_items=cfg.min_items,
-                budget=budget, dedup=cfg.dedup, gamma=rcfg.gamma, schedule=rcfg.schedule, restrict=rcfg.restrict,
-                batch_size=rcfg.decode_batch_size, seed=cfg.seed, backend=rcfg.backend, progress=cfg.progress))
-        else:
-            self.generated_data = self._timed("generate", self._mined_segments)
-            self.generate_info = {"source": "mined segments (uniform_generation=False)"}
-        g = self.generated_data
-        self._say(f"generate  {len(g):,} sequences, {g.num_interactions:,} items "
-                  f"(mean length {g.num_interactions / max(len(g), 1):.2f})")
-        if path is not None:
+                budget=budget, dedup=cfg.dedup, gamma=dec.gamma, schedule=dec.schedule, restrict=dec.restrict,
+                batch_size=dec.decode_batch_size, seed=cfg.seed, backend=dec.backend, progress=cfg.progress)
+
+        def save_generated(result):
             from .._io import atomic_open
             from ..data import save
 
+            g, info = result
+            self.generated_data, self.generate_info = g, info
             with atomic_open(path, "wb") as f:
                 np.savez(f, offsets=g.offsets, items=g.items,
                          timestamps=np.zeros(0, np.int64) if g.timestamps is None else g.timestamps,
-                         user=g.meta["user"], stage=g.meta["stage"], info=np.asarray(json.dumps(self.generate_info)))
+                         user=g.meta["user"], stage=g.meta["stage"], info=np.asarray(json.dumps(info)))
             save(self.training_sets()["original+generated"], self.out_dir / "train.txt", drop_empty=True)
             self._write_provenance()
-            self._finish("generate")
+
+        reused = self._pipe.done("generate", self._options("generate"))
+        self.generated_data, self.generate_info = self._pipe.run(
+            "generate", self._options("generate"), compute, save=save_generated, load=load, every_rank=True)
+        if not reused:
+            g = self.generated_data
+            self._say(f"generate  {len(g):,} sequences, {g.num_interactions:,} items "
+                      f"(mean length {g.num_interactions / max(len(g), 1):.2f})")
         return self.generated_data
 
     def training_sets(self) -> dict[str, SequenceDataset]:

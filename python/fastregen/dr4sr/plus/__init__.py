@@ -1,7 +1,9 @@
 """DR4SR+: the data personalizer and its bi-level training (Yin et al., KDD 2024, §4.3).
 
 >>> from fastregen import DR4SR                                             # doctest: +SKIP
->>> res = DR4SR(epochs=10).fit("beauty.txt").personalize(model="sasrec")    # doctest: +SKIP
+>>> from fastregen.dr4sr.plus import personalize                         # doctest: +SKIP
+>>> dr = DR4SR(epochs=10).fit("beauty.txt")                                # doctest: +SKIP
+>>> res = personalize(dr.data, dr.regenerate(), model="sasrec")           # doctest: +SKIP
 
 * `PlusConfig` -- every option (mode, interval, K, alpha, upper optimiser,
   warm-up, tau, dev set, pinned sources).

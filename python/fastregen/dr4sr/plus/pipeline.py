@@ -1,7 +1,9 @@
 """`personalize`: a target model trained with the DR4SR+ personalizer, end to end, resumable.
 
 >>> from fastregen import DR4SR                                           # doctest: +SKIP
->>> res = DR4SR(epochs=10).fit("beauty.txt").personalize(model="sasrec")  # doctest: +SKIP
+>>> from fastregen.dr4sr.plus import personalize                         # doctest: +SKIP
+>>> dr = DR4SR(epochs=10).fit("beauty.txt")                                # doctest: +SKIP
+>>> res = personalize(dr.data, dr.regenerate(), model="sasrec")           # doctest: +SKIP
 >>> res["test"]["ndcg@20"], res["weights"]["sampled"]                    # doctest: +SKIP
 
 Everything runs on the one `fastregen.training.Trainer` (through
@@ -23,21 +25,25 @@ personalizer's per-epoch figures, ``result.json``, ``test_ranks.npy``,
                        NaN where no target) with its ``offsets``, ``items``,
                        ``source`` tags and ``model`` name (Fig. 4:
                        ``fastregen plot weights``)
-``personalize.json``   written last: the run is finished; a rerun with the
-                       same configs and data loads it instead of training
+``personalize.json``   written last: the run's figures and fingerprint; a
+                       rerun with the same configs and data loads the
+                       folder instead of training
+``stages.json``        the stage runner's record (`fastregen.pipeline`)
 ``checkpoint.pt``      the epoch checkpoint (`fit_and_evaluate`), with phi,
                        its optimizer and the upper level's random state
 =====================  ========================================================
 
-A run interrupted before ``personalize.json`` resumes from its last epoch
-(the lower and upper levels both: the result is the one of an
-uninterrupted run); one with another `PlusConfig`, config or data is
-refused with a ValueError naming the differing fields.
+The run is one stage of the stage runner (`fastregen.pipeline.Pipeline`)
+whose training primitive is the epoch checkpoint: a run interrupted before
+``personalize.json`` resumes from its last epoch (the lower and upper levels
+both: the result is the one of an uninterrupted run); one with another
+`PlusConfig`, config or data is refused by the checkpoint with a ValueError
+naming the differing fields (finished or not). Folders written before the
+runner are recognised by the fingerprint in their ``personalize.json``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -46,11 +52,11 @@ import numpy as np
 import torch
 
 from ..._io import atomic_open, atomic_write_text
-from ...config import config_from_dict, config_to_dict, data_source, file_sha256, load_config, provenance, save_config
+from ...config import config_to_dict, data_source, file_sha256, load_config, provenance, save_config
 from ...data import SequenceDataset, as_dataset
 from ...training import Examples, NextItemLoss, TrainConfig, adam, fit_and_evaluate
-from ...training.fit import build_target_model, resolve_loss, seed_everything
-from ..infer import dataset_sha256
+from ...training.fit import fresh_model, resolve_loss, train_config
+from ...pipeline import Pipeline, Stage, dataset_sha256
 from .bilevel import PersonalizerHook, joint_parameters
 from .config import PlusConfig
 from .personalizer import (
@@ -68,6 +74,7 @@ __all__ = ["personalize", "split_dev", "load_weights", "load_training_set"]
 # TrainConfig fields that change no result: a finished run is reused whatever they are.
 _RUNTIME = {"progress", "num_threads", "device", "eval_batch_size"}
 _DONE = "personalize.json"
+_STAGES = (Stage("personalize", (_DONE,)),)
 
 
 def split_dev(train: SequenceDataset, config: PlusConfig) -> tuple[SequenceDataset, SequenceDataset | None]:
@@ -94,14 +101,6 @@ def split_dev(train: SequenceDataset, config: PlusConfig) -> tuple[SequenceDatas
     keep = np.ones(len(train), dtype=bool)
     keep[dev_idx] = False
     return train.subset(np.flatnonzero(keep)), train.subset(dev_idx)
-
-
-def _train_config(model: str, seed: int, config: dict) -> TrainConfig:
-    base = config.pop("config", None)
-    values = dataclasses.asdict(base) if base is not None else {}
-    values.update(config)
-    values.update(model=model, seed=seed)
-    return config_from_dict(TrainConfig, values)
 
 
 def _fingerprint(cfg: TrainConfig, plus: PlusConfig, data, train, init) -> dict:
@@ -156,23 +155,16 @@ def load_weights(path) -> dict:
         return {k: z[k] for k in z.files}
 
 
-def _load_finished(out: Path, fingerprint: dict) -> dict | None:
-    """The result of a finished run in ``out`` with the same fingerprint; None when there is none."""
+def _same_run(out: Path, fingerprint: dict) -> bool:
+    """A folder written before the stage runner: whether its finished run has this fingerprint."""
+    return json.loads((out / _DONE).read_text()).get("fingerprint") == json.loads(json.dumps(fingerprint, default=str))
+
+
+def _load_finished(out: Path) -> dict:
+    """The result of the finished run in ``out``."""
     from ...models import load_model
 
-    done = out / _DONE
-    if not done.exists():
-        return None
-    record = json.loads(done.read_text())
-    old = record.get("fingerprint", {})
-    if old != fingerprint:
-        diff = []
-        for part in ("train_config", "plus_config"):
-            a, b = old.get(part, {}), fingerprint[part]
-            diff += [f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-        diff += [k for k in ("data_sha256", "train_data_sha256", "init_sha256") if old.get(k) != fingerprint[k]]
-        raise ValueError(f"{out} holds a finished DR4SR+ run with other settings ({', '.join(diff)}); "
-                         "use another output folder")
+    record = json.loads((out / _DONE).read_text())
     result = json.loads((out / "result.json").read_text())
     model = load_model(out / "model.pt")
     result.update(model=model, test_ranks=np.load(out / "test_ranks.npy"), resumed=True)
@@ -230,25 +222,24 @@ def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus:
     if not isinstance(plus, PlusConfig):
         raise TypeError(f"plus must be a PlusConfig, got {type(plus).__name__}")
     plus.validate()
-    cfg = _train_config(model, seed, dict(config))
+    cfg = train_config(model, seed, config)
     data, train = as_dataset(data), as_dataset(train_data)
     out = None if out_dir is None else Path(out_dir)
     fingerprint = _fingerprint(cfg, plus, data, train, init)
-    if out is not None:
-        finished = _load_finished(out, fingerprint)
-        if finished is not None:
-            return finished
-        out.mkdir(parents=True, exist_ok=True)
-        (out / _DONE).unlink(missing_ok=True)
+    pipe = Pipeline(_STAGES, out)
+    pipe.open()  # the fingerprint holds the data's hashes
+    # one stage; fit_and_evaluate runs data-parallel under torchrun, so every rank runs it
+    return pipe.run("personalize", fingerprint,
+                    lambda: _personalize(data, train, cfg, plus, out, init, log, fingerprint),
+                    load=lambda: _load_finished(out), legacy=lambda: _same_run(out, fingerprint), every_rank=True)
 
+
+def _personalize(data, train, cfg: TrainConfig, plus: PlusConfig, out: Path | None, init, log,
+                 fingerprint: dict) -> dict:
     t0 = time.perf_counter()
     lower, dev = split_dev(train, plus)
     num_items = max(data.num_items, train.num_items)
-    from ..._threads import apply_threads
-
-    apply_threads(cfg.num_threads)
-    seed_everything(cfg.seed)  # the same initialisation as a plain fit_and_evaluate of this config
-    net = build_target_model(cfg, num_items, lower)
+    net = fresh_model(cfg, num_items, lower)  # the same initialisation as a plain fit_and_evaluate of this config
     personalizer = hook = objective = optimizer = None
     pinned = None
     if plus.mode != "off":

@@ -23,17 +23,17 @@ from SASRec's).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import config_from_dict, config_to_dict
 from ..models.base import Dropout, masked_mean
 from ..ops import mix_memories
 from ..training.losses import full_softmax_cross_entropy
-from .config import RegenConfig
+from .config import BACKENDS, GeneratorConfig, as_architecture
 from .layers import DecoderLayer, EncoderLayer, Stack
 
 __all__ = ["Regenerator", "PAD", "eos_id", "bos_id", "save_checkpoint", "load_checkpoint"]
@@ -60,8 +60,15 @@ class Regenerator(nn.Module):
     ----------
     num_items : int
         Items of the dataset (ids 1..num_items).
-    config : RegenConfig
-        Sizes and options (d_model, layers, heads, K, diversity, ...).
+    config : GeneratorConfig, optional
+        The architecture (d_model, layers, heads, K, diversity, ...), or a
+        method's config that builds one (`as_architecture`); default
+        ``GeneratorConfig()``. The model keeps the architecture alone as
+        ``config`` (and its checkpoint stores it alone).
+    backend : {"auto", "torch", "triton"}, optional
+        Backend of the fused ops (`fastregen.ops`); default the config's
+        ``backend`` when it has one, else "auto". A run-time choice, not
+        part of the architecture.
 
     Notes
     -----
@@ -75,13 +82,17 @@ class Regenerator(nn.Module):
       on its own, so one sequence yields up to K patterns.
     """
 
-    def __init__(self, num_items: int, config: RegenConfig | None = None) -> None:
+    def __init__(self, num_items: int, config: GeneratorConfig | None = None, *, backend: str | None = None) -> None:
         super().__init__()
-        config = config or RegenConfig()
+        backend = getattr(config, "backend", "auto") if backend is None else backend
+        config = as_architecture(config)
         if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 1:
             raise ValueError(f"num_items must be a positive int, got {num_items!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         config.validate()
         self.config = config
+        self.backend = backend
         self.num_items = num_items
         d, K = config.d_model, config.K
         # sparse gradients: at 700k items one dense (V, d) gradient per lookup was most of a step on a
@@ -344,7 +355,7 @@ class Regenerator(nn.Module):
             states = self.decode(tgt_in, memories, src == PAD, mix=mix)
             return (pi, *self._logits(states, src, tgt_out))
         pi = self.mixture(self.promote(pattern))
-        return (pi, *self._decoder_logits(mix_memories(memories, pi, backend=self.config.backend), src, pattern))
+        return (pi, *self._decoder_logits(mix_memories(memories, pi, backend=self.backend), src, pattern))
 
     def _memory_nll(self, memories: torch.Tensor, src: torch.Tensor,
                     pattern: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -416,14 +427,14 @@ class Regenerator(nn.Module):
 
 
 def save_checkpoint(model: Regenerator, path, **extra) -> None:
-    """Write the regenerator (weights, config, vocabulary size, extra fields) atomically."""
+    """Write the regenerator (weights, architecture, vocabulary size, extra fields) atomically."""
     from .._io import atomic_open
 
     record = {
         "format": _FORMAT,
         "format_version": _FORMAT_VERSION,
         "num_items": model.num_items,
-        "config": config_to_dict(model.config),
+        "config": dataclasses.asdict(model.config),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "tau": model.tau,
     }
@@ -433,8 +444,13 @@ def save_checkpoint(model: Regenerator, path, **extra) -> None:
 
 
 def load_checkpoint(path, num_items: int | None = None, device: str | torch.device = "cpu",
-                    **overrides) -> tuple[Regenerator, dict]:
+                    backend: str = "auto") -> tuple[Regenerator, dict]:
     """Read a checkpoint written by `save_checkpoint`.
+
+    Checkpoints written before the model stored its architecture alone hold
+    a whole `fastregen.dr4sr.RegenConfig` (or UniDS's) under ``"config"``:
+    its architecture fields are taken and the rest ignored (decoding options
+    are `fastregen.generator.hybrid_inference`'s arguments).
 
     Parameters
     ----------
@@ -443,8 +459,8 @@ def load_checkpoint(path, num_items: int | None = None, device: str | torch.devi
         Item count of the data the regenerator will be used on; a checkpoint
         trained on a different vocabulary is a ValueError.
     device : str or torch.device
-    **overrides
-        Inference-time config fields to change (gamma, schedule, backend, ...).
+    backend : {"auto", "torch", "triton"}, default "auto"
+        Backend of the fused ops (`Regenerator`).
 
     Returns
     -------
@@ -459,10 +475,9 @@ def load_checkpoint(path, num_items: int | None = None, device: str | torch.devi
             f"checkpoint {path} was trained on a vocabulary of {record['num_items']} items, "
             f"but the data has {num_items}: regenerate with a checkpoint trained on this dataset"
         )
-    values = dict(record["config"])
-    values.update(overrides)
-    config = config_from_dict(RegenConfig, values)
-    model = Regenerator(int(record["num_items"]), config)
+    names = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    config = GeneratorConfig(**{k: v for k, v in dict(record["config"]).items() if k in names})
+    model = Regenerator(int(record["num_items"]), config, backend=backend)
     model.load_state_dict(record["state_dict"])
     model.tau = float(record.get("tau", config.tau_start))
     return model.to(device).eval(), record

@@ -22,15 +22,11 @@ import torch
 from .._batching import length_bucketed_batches
 from ..data import SequenceDataset
 from ..training import EarlyStopping, Hook, LossTerms, Trainer, adam
-from .config import RegenConfig
+from .config import GeneratorConfig, PretrainConfig, as_architecture, as_pretraining, check_pretraining
 from .model import PAD, Regenerator, save_checkpoint
 
 __all__ = ["pretrain", "PairData", "PairBatch", "pair_data", "RegeneratorLoss", "validation_losses",
-           "balance_penalty", "resume_path"]
-
-# RegenConfig fields pre-training never reads (run time, decoding, the written set): a run resumes whatever they are.
-_NOT_PRETRAINING = {"progress", "device", "backend", "decode_batch_size", "gamma", "schedule", "restrict",
-                    "min_pattern_len", "training_set"}
+           "balance_penalty", "resume_path", "holdout_split"]
 
 
 def resume_path(checkpoint) -> Path:
@@ -40,16 +36,22 @@ def resume_path(checkpoint) -> Path:
     return checkpoint.with_name(checkpoint.stem + ".resume" + (checkpoint.suffix or ".pt"))
 
 
-def _fingerprint(config: RegenConfig, data: PairData, num_items: int, item_embedding) -> dict:
-    """What a resumed pre-training must share with the one that wrote the epoch checkpoint."""
-    from ..config import config_to_dict
+def _fingerprint(arch: GeneratorConfig, pre: PretrainConfig, data: PairData, num_items: int, item_embedding,
+                 extra: dict | None) -> dict:
+    """What a resumed pre-training must share with the one that wrote the epoch checkpoint: the
+    architecture, the pre-training options (run time aside), the caller's ``extra`` fields, under one
+    ``"config"`` key as before the generator had configs of its own (so older epoch checkpoints resume)."""
+    import dataclasses
+
     from ..training.checkpoint import array_sha256
 
+    config = {**dataclasses.asdict(arch), **{k: v for k, v in dataclasses.asdict(pre).items()
+                                            if k not in PretrainConfig.RUNTIME}, **(extra or {})}
     return {
-        "config": {k: v for k, v in config_to_dict(config).items() if k not in _NOT_PRETRAINING},
+        "config": config,
         "num_items": int(num_items),
         "pairs_sha256": array_sha256(data.sources, data.source_of, data.patterns, data.rows, data.segments),
-        "item_embedding_sha256": None if item_embedding is None or not config.init_item_embedding
+        "item_embedding_sha256": None if item_embedding is None or not pre.init_item_embedding
         else array_sha256(item_embedding.float()),
     }
 
@@ -94,7 +96,7 @@ class PairData:
         The pairs this object serves (a train or held-out part); default all.
     segments : torch.Tensor of int64, shape (N, P), optional
         Segment of each pattern token (-1 at padding), for a promoter per
-        segment (`fastregen.dr4sr.Regenerator.segment_mixture`).
+        segment (`fastregen.generator.Regenerator.segment_mixture`).
 
     Attributes
     ----------
@@ -137,9 +139,11 @@ class PairData:
                                        bucket=window, groups=self.source_of[self.rows])
 
 
-def pair_data(pairs, config: RegenConfig) -> PairData:
+def pair_data(pairs, config: GeneratorConfig) -> PairData:
     """`PairData` of `fastregen.patterns.PretrainPairs`: pairs with an empty side dropped, each
-    distinct source once (its ``max_len`` most recent items), patterns cut to ``max_pattern_len``."""
+    distinct source once (its ``max_len`` most recent items), patterns cut to ``max_pattern_len``
+    (of the architecture ``config``, or of a method's config that builds one)."""
+    config = as_architecture(config)
     if len(pairs.sequences) != len(pairs.patterns):
         raise ValueError(f"pairs have {len(pairs.sequences)} input sequences but {len(pairs.patterns)} patterns")
     keep = np.flatnonzero((pairs.sequences.lengths > 0) & (pairs.patterns.lengths > 0))
@@ -166,7 +170,7 @@ def balance_penalty(pi: torch.Tensor) -> torch.Tensor:
     """``log K - H(mean over the batch of pi)`` for ``pi`` of shape (B, K).
 
     0 when the batch's patterns use every memory equally, ``log K`` when they
-    all use one (`RegenConfig.balance_weight`).
+    all use one (`PretrainConfig.balance_weight`).
     """
     mean = pi.mean(0)
     return math.log(pi.shape[1]) + (mean * torch.log(mean + 1e-12)).sum()
@@ -180,8 +184,9 @@ class RegeneratorLoss:
     batch means and are added as they are.
     """
 
-    def __init__(self, config: RegenConfig) -> None:
-        self.config = config
+    def __init__(self, config: PretrainConfig, K: int | None = None) -> None:
+        self.K = as_architecture(config).K if K is None else int(K)
+        self.config = as_pretraining(config)
 
     def __call__(self, model: Regenerator, batch: PairBatch, generator) -> LossTerms:
         cfg = self.config
@@ -193,7 +198,7 @@ class RegeneratorLoss:
         if cfg.balance_weight:
             term = cfg.balance_weight * balance_penalty(pi)
             aux = term if aux is None else aux + term
-        use = torch.bincount(pi.detach().argmax(1).cpu(), minlength=cfg.K).double() / max(pi.shape[0], 1)
+        use = torch.bincount(pi.detach().argmax(1).cpu(), minlength=self.K).double() / max(pi.shape[0], 1)
         logs = {"ce": float(ce.detach()) / max(batch.num_targets, 1), "entropy": float(entropy.detach())}
         logs.update({f"memory_use_{k}": float(u) for k, u in enumerate(use)})
         return LossTerms(total=ce, aux=aux, logs=logs)
@@ -215,23 +220,26 @@ def _evaluate(model: Regenerator, data: PairData, batch_size: int) -> dict:
     return {"valid_loss": total / max(tokens, 1), "valid_best_memory_loss": best / max(tokens, 1)}
 
 
-def _holdout(n: int, config: RegenConfig) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(n: int, config: PretrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """(valid, train) pair positions: the first ``valid_fraction`` of a permutation seeded by ``config.seed``."""
+    config = as_pretraining(config)
     perm = np.random.default_rng(config.seed).permutation(n)
     n_valid = min(int(round(n * config.valid_fraction)) if n > 1 else 0, n - 1)
     return perm[:n_valid], perm[n_valid:]
 
 
-def validation_losses(model: Regenerator, pairs) -> dict:
+def validation_losses(model: Regenerator, pairs, config: PretrainConfig | None = None) -> dict:
     """The held-out losses of a pre-trained regenerator, on the pairs `pretrain` held out.
 
     Returns ``{"valid_loss", "valid_best_memory_loss", "pairs"}`` (see
-    `pretrain`): the split is re-drawn from ``model.config.seed`` exactly as
-    `pretrain` drew it, so pass the same pairs it was trained on.
+    `pretrain`): the split is re-drawn from ``config``'s ``seed`` and
+    ``valid_fraction`` (the `PretrainConfig` the model was pre-trained with,
+    or a method's config that builds it) exactly as `pretrain` drew it, so
+    pass the same pairs and config it was trained on.
     """
-    config = model.config
-    data = pair_data(pairs, config)
-    valid_idx, _ = _holdout(len(data), config)
+    config = as_pretraining(config)
+    data = pair_data(pairs, model.config)
+    valid_idx, _ = holdout_split(len(data), config)
     if len(valid_idx) == 0:
         raise ValueError("nothing was held out (valid_fraction = 0 or a single pair)")
     return {**_evaluate(model, data.subset(valid_idx), config.batch_size), "pairs": len(valid_idx)}
@@ -241,7 +249,7 @@ class _PretrainRecord(Hook):
     """Anneals the Gumbel temperature per step; turns each epoch's record into the history format and
     writes the (incomplete) checkpoint."""
 
-    def __init__(self, config: RegenConfig, checkpoint, history: list, model: Regenerator) -> None:
+    def __init__(self, config: GeneratorConfig, checkpoint, history: list, model: Regenerator) -> None:
         self.config, self.checkpoint, self.history, self.model = config, checkpoint, history, model
 
     def state_dict(self) -> dict:
@@ -273,9 +281,11 @@ class _PretrainRecord(Hook):
             save_checkpoint(trainer.model, self.checkpoint, history=self.history, complete=False)
 
 
-def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
+def pretrain(pairs, num_items: int, config: PretrainConfig | None = None, *,
              item_embedding: torch.Tensor | None = None, checkpoint=None,
-             model: Regenerator | None = None, on_mismatch: str = "raise") -> tuple[Regenerator, list[dict]]:
+             model: Regenerator | None = None, on_mismatch: str = "raise",
+             architecture: GeneratorConfig | None = None,
+             fingerprint: dict | None = None) -> tuple[Regenerator, list[dict]]:
     """Pre-train a `Regenerator` on pre-training pairs.
 
     Parameters
@@ -287,7 +297,9 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
         pair r's input sequence; pairs with one id share one input).
     num_items : int
         Item vocabulary of the dataset (ids 1..num_items).
-    config : RegenConfig, optional
+    config : PretrainConfig, optional
+        How to train; or a method's config (`fastregen.dr4sr.RegenConfig`)
+        that builds both this and the architecture.
     item_embedding : torch.Tensor, shape (num_items + 1, d_model), optional
         A trained target model's item table to start from (used when
         ``config.init_item_embedding``).
@@ -303,6 +315,12 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     model : Regenerator, optional
         Continue training this model instead of a fresh one (its weights are
         not part of the resume check).
+    architecture : GeneratorConfig, optional
+        The architecture of a fresh model, when ``config`` is a
+        `PretrainConfig` (default: ``model``'s, else ``GeneratorConfig()``).
+    fingerprint : dict, optional
+        More fields of the run's identity for the resume check (a method's
+        options that shaped the pairs, say).
     on_mismatch : {"raise", "restart"}, default "raise"
         An epoch checkpoint of another pre-training (other config fields
         that pre-training reads, other pairs, vocabulary or initial item
@@ -335,22 +353,29 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     ``batch_size`` pairs per process, and rank 0 evaluates, selects and
     writes the checkpoint.
     """
-    config = config or RegenConfig()
+    if config is not None and callable(getattr(config, "architecture", None)):
+        arch = config.architecture() if architecture is None else architecture
+    else:
+        arch = architecture if architecture is not None else model.config if model is not None else GeneratorConfig()
+    config = as_pretraining(config)
     config.validate()
+    arch.validate()
+    check_pretraining(arch, config)
+    backend = config.backend
     if len(pairs) == 0:
         raise ValueError("no pre-training pairs: the pattern set is empty (lower min_support or check the data)")
-    data = pair_data(pairs, config)
+    data = pair_data(pairs, arch)
     if len(data) == 0:
         raise ValueError("no pre-training pair has both a non-empty sequence and a non-empty pattern")
     for name, t in (("sequence", data.sources), ("pattern", data.patterns)):
         if int(t.max()) > num_items:
             raise ValueError(f"a pre-training {name} holds item {int(t.max())} > num_items = {num_items}")
-    valid_idx, train_idx = _holdout(len(data), config)
+    valid_idx, train_idx = holdout_split(len(data), config)
     train, valid = data.subset(train_idx), data.subset(valid_idx)
 
     torch.manual_seed(config.seed)
     if model is None:
-        model = Regenerator(num_items, config)
+        model = Regenerator(num_items, arch, backend=backend)
         if item_embedding is not None and config.init_item_embedding:
             model.init_item_embedding(item_embedding)
     elif model.num_items != num_items:
@@ -361,7 +386,7 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     if len(valid):
         hooks.append(EarlyStopping(lambda m: _evaluate(m, valid, config.batch_size), "valid_best_memory_loss",
                                    mode="min", patience=None, prefix=""))
-    hooks.append(_PretrainRecord(config, checkpoint, history, model))
+    hooks.append(_PretrainRecord(arch, checkpoint, history, model))
     optimizer = adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98), eps=1e-9)
 
     def cosine(opt, total):
@@ -371,9 +396,10 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     if checkpoint is not None:
         from ..training.checkpoint import Checkpoint
 
-        resume = Checkpoint(resume_path(checkpoint), _fingerprint(config, data, num_items, item_embedding),
+        resume = Checkpoint(resume_path(checkpoint),
+                            _fingerprint(arch, config, data, num_items, item_embedding, fingerprint),
                             on_mismatch=on_mismatch)
-    trainer = Trainer(model, RegeneratorLoss(config), optimizer=optimizer, scheduler=cosine, hooks=hooks,
+    trainer = Trainer(model, RegeneratorLoss(config, arch.K), optimizer=optimizer, scheduler=cosine, hooks=hooks,
                       batch_size=config.batch_size, bucketing=True, seed=config.seed, device=config.device,
                       progress=config.progress, desc="regenerator", checkpoint=resume)
     trainer.fit(train, config.epochs)

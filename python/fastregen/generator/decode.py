@@ -14,23 +14,19 @@ Under torch.distributed each rank decodes whole batches dealt round-robin
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import numpy as np
 import torch
 
-from .._io import atomic_open
 from .._progress import progress_bar
 from ..data import SequenceDataset, stats
 from ..ops import constrained_argmax
 from ..training import distributed
-from .config import RESTRICT, SCHEDULES
+from .config import RESTRICT, SCHEDULES, DecodeConfig
 from .model import PAD, Regenerator
 
-__all__ = ["hybrid_inference", "step_modes", "deduplicate", "deduplicate_rows", "write_provenance", "dataset_sha256",
-           "table2"]
+__all__ = ["hybrid_inference", "step_modes", "deduplicate", "deduplicate_rows", "table2"]
 
 
 def step_modes(n_rows: int, n_steps: int, *, gamma: float, schedule: str, seed: int, memory: int = 0) -> np.ndarray:
@@ -41,7 +37,7 @@ def step_modes(n_rows: int, n_steps: int, *, gamma: float, schedule: str, seed: 
     batch it is decoded in. ``schedule="paper"`` uses the draws at every
     step; ``schedule="released"`` makes the first two steps restrictive
     whatever the draw (the authors' ``3.Hybrid_inference.py``, see
-    `RegenConfig.schedule`; with ``gamma = 1`` every later step is
+    `DecodeConfig.schedule`; with ``gamma = 1`` every later step is
     generative, as released).
     """
     if not 0.0 <= gamma <= 1.0:
@@ -139,7 +135,8 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
                      min_pattern_len: int | None = None, batch_size: int | None = None,
                      seed: int | None = None, backend: str | None = None,
                      progress: bool | None = None, repeatable_from: int | None = None,
-                     unique: bool = True) -> tuple[SequenceDataset, dict]:
+                     unique: bool = True, max_span: int | None = None,
+                     config: DecodeConfig | None = None) -> tuple[SequenceDataset, dict]:
     """Regenerate patterns from every sequence with every memory, batched over sequences.
 
     Parameters
@@ -149,9 +146,14 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
     sources : SequenceDataset
         Input sequences (DR4SR uses each user's training part, `fastregen.patterns.dr4sr_input`);
         the last ``max_len`` items of each are read; empty ones are skipped.
-    gamma, schedule, restrict, max_pattern_len, min_pattern_len, batch_size, seed, backend, progress
-        Default to the model's `RegenConfig` (``restrict``: what a restrictive step may
-        choose, see `RegenConfig`).
+    gamma, schedule, restrict, max_pattern_len, min_pattern_len, batch_size, seed, backend, progress, max_span
+        Override ``config``'s fields (``batch_size``: its ``decode_batch_size``;
+        ``restrict``: what a restrictive step may choose, see `DecodeConfig`).
+        ``max_pattern_len`` defaults to the model's, ``backend`` to the
+        model's when ``config`` leaves it at "auto".
+    config : DecodeConfig, optional
+        The decoding options (default ``DecodeConfig()``; the model stores
+        its architecture alone, so nothing of decoding comes from it).
     repeatable_from : int, optional
         Ids from this one up may occur more than once in a pattern (UniDS's
         T tokens, which follow every segment); by default no id repeats.
@@ -182,16 +184,18 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
     step may choose only from positions after it (and, for ``"span"``, within
     ``max_span`` positions of the first position taken).
     """
-    cfg = model.config
+    cfg = DecodeConfig() if config is None else config
     gamma = cfg.gamma if gamma is None else float(gamma)
     schedule = cfg.schedule if schedule is None else schedule
     restrict = cfg.restrict if restrict is None else restrict
-    max_pattern_len = cfg.max_pattern_len if max_pattern_len is None else int(max_pattern_len)
+    max_pattern_len = (cfg.max_pattern_len or model.config.max_pattern_len) if max_pattern_len is None \
+        else int(max_pattern_len)
     min_pattern_len = cfg.min_pattern_len if min_pattern_len is None else int(min_pattern_len)
     batch_size = cfg.decode_batch_size if batch_size is None else int(batch_size)
     seed = cfg.seed if seed is None else int(seed)
-    backend = cfg.backend if backend is None else backend
+    backend = (model.backend if cfg.backend == "auto" else cfg.backend) if backend is None else backend
     progress = cfg.progress if progress is None else progress
+    max_span = cfg.max_span if max_span is None else int(max_span)
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
     if max_pattern_len < 1 or max_pattern_len + 1 > model.position_embedding.num_embeddings:
@@ -233,7 +237,7 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
     for part_rows in mine:
         b1 = b0 + len(part_rows)
         got = _decode_batch(model, seqs.subset(part_rows), modes[:, part_rows], max_pattern_len, restrict, backend,
-                            repeatable_from)
+                            repeatable_from, max_span)
         out[:, part_rows if world is None else slice(b0, b1), : got.shape[2]] = got
         b0 = b1
         bar.update(len(part_rows))
@@ -274,7 +278,8 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
 
 
 def _decode_batch(model: Regenerator, part: SequenceDataset, modes: np.ndarray, max_pattern_len: int,
-                  restrict: str, backend: str, repeatable_from: int | None = None) -> np.ndarray:
+                  restrict: str, backend: str, repeatable_from: int | None = None,
+                  max_span: int = DecodeConfig.max_span) -> np.ndarray:
     """Greedy hybrid decoding of one batch with every memory: (K, B, steps) int32 ids, 0 after the end."""
     dev = model.device
     K = model.config.K
@@ -291,7 +296,7 @@ def _decode_batch(model: Regenerator, part: SequenceDataset, modes: np.ndarray, 
         alive = torch.arange(src.shape[0], device=dev)
         ys = torch.full((src.shape[0], 1), bos, dtype=torch.long, device=dev)
         mode_k = torch.from_numpy(np.ascontiguousarray(modes[k])).to(dev)
-        window = _InputWindow(src, src_pad, restrict, model.config.max_span)
+        window = _InputWindow(src, src_pad, restrict, max_span)
         for step in range(max_pattern_len):
             states = model.decode(ys[alive], memory[alive], src_pad[alive])[:, -1]
             taken = ys[alive, 1:]
@@ -357,35 +362,6 @@ class _InputWindow:
         r = rows[found]
         self.last[r] = pos[found]
         self.first[r] = torch.where(self.first[r] < 0, pos[found], self.first[r])
-
-
-def dataset_sha256(ds: SequenceDataset) -> str:
-    """Content hash of a dataset (its offsets and items), for provenance."""
-    import hashlib
-
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(ds.offsets, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(ds.items, dtype=np.int32).tobytes())
-    return h.hexdigest()
-
-
-def write_provenance(path, record: dict) -> None:
-    """Write a provenance / statistics record as JSON, atomically."""
-    with atomic_open(path, "w") as f:
-        json.dump(record, f, indent=2, default=_json_default)
-        f.write("\n")
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, os.PathLike):
-        return os.fspath(o)
-    if hasattr(o, "to_dict"):
-        return o.to_dict()
-    raise TypeError(f"cannot serialise {type(o).__name__}")
 
 
 def table2(ds: SequenceDataset) -> dict:

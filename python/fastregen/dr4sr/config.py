@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..training.losses import DEFAULT_NUM_NEGATIVES
+
 __all__ = ["RegenConfig", "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "TRAINING_SETS", "RUNTIME_FIELDS"]
 
 #: RegenConfig fields that change how the pipeline executes, never what it computes (no stage is
@@ -14,7 +16,7 @@ RUNTIME_FIELDS = frozenset({"progress", "device", "backend", "decode_batch_size"
 SCHEDULES = ("paper", "released")
 RESTRICT = ("items", "ordered", "span")
 DIVERSITY = ("soft", "gumbel", "hard")
-TRAIN_SOFTMAX = ("source", "full")
+TRAIN_SOFTMAX = ("source", "full", "sampled", "auto")
 TRAINING_SETS = ("combined", "combined_authors", "regenerated")
 
 
@@ -71,10 +73,18 @@ class RegenConfig:
         different patterns (the load-balancing term of mixture-of-experts
         models). Needs ``diversity`` "soft" or "gumbel" and K > 1; 0
         disables the term.
-    train_softmax : {"source", "full"}, default "source"
+    train_softmax : {"source", "full", "sampled", "auto"}, default "source"
         Normalise the teacher-forced cross-entropy (paper eq. 2) over the
-        items of the input sequence plus EOS (the authors' code) or over the
-        whole vocabulary.
+        items of the input sequence plus EOS (the authors' code), over the
+        whole vocabulary, or over the target and ``num_negatives`` uniform
+        plus the batch's own targets as negatives, with the log-Q correction
+        (`fastregen.training.sampled_softmax_cross_entropy`; held-out losses
+        are still scored with the full softmax). ``"auto"``: ``"sampled"``
+        from `fastregen.training.SAMPLED_SOFTMAX_MIN_VOCAB` ids on, else
+        ``"full"``.
+    num_negatives : int, default `fastregen.training.DEFAULT_NUM_NEGATIVES`
+        Uniform negatives per batch of the sampled softmax (at most the
+        number of items + 1; unused by the other softmaxes).
     init_item_embedding : bool, default True
         Initialise the item table from a trained target model's table when
         one is given to `DR4SR.fit` (the authors initialise from SASRec).
@@ -159,6 +169,7 @@ class RegenConfig:
     entropy_weight: float = 0.0
     balance_weight: float = 0.0
     train_softmax: str = "source"
+    num_negatives: int = DEFAULT_NUM_NEGATIVES
     init_item_embedding: bool = True
     # pre-training
     epochs: int = 20
@@ -188,7 +199,7 @@ class RegenConfig:
         """Raise ValueError/TypeError naming the first invalid option."""
         ints = dict(max_span=1, min_support=1, max_pairs_per_sequence=1, max_len=1, d_model=1, n_heads=1,
                     n_encoder_layers=1, n_decoder_layers=1, d_ff=1, K=1, epochs=0, batch_size=1,
-                    max_pattern_len=1, min_pattern_len=1, decode_batch_size=1)
+                    max_pattern_len=1, min_pattern_len=1, decode_batch_size=1, num_negatives=1)
         for name, lo in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):

@@ -21,12 +21,13 @@ import torch
 
 from .._batching import length_bucketed_batches
 from ..data import SequenceDataset
+from ..config import config_to_dict
 from ..training import EarlyStopping, Hook, LossTerms, Trainer, adam
 from .config import RegenConfig
 from .model import PAD, Regenerator, save_checkpoint
 
 __all__ = ["pretrain", "PairData", "PairBatch", "pair_data", "RegeneratorLoss", "validation_losses",
-           "balance_penalty", "resume_path"]
+           "balance_penalty", "resume_path", "target_frequencies"]
 
 # RegenConfig fields pre-training never reads (run time, decoding, the written set): a run resumes whatever they are.
 _NOT_PRETRAINING = {"progress", "device", "backend", "decode_batch_size", "gamma", "schedule", "restrict",
@@ -42,7 +43,6 @@ def resume_path(checkpoint) -> Path:
 
 def _fingerprint(config: RegenConfig, data: PairData, num_items: int, item_embedding) -> dict:
     """What a resumed pre-training must share with the one that wrote the epoch checkpoint."""
-    from ..config import config_to_dict
     from ..training.checkpoint import array_sha256
 
     return {
@@ -162,6 +162,16 @@ def pair_data(pairs, config: RegenConfig) -> PairData:
     return PairData(src, source_of.astype(np.int64), pat, segments=segments)
 
 
+def target_frequencies(data: PairData, num_items: int) -> np.ndarray:
+    """How often each id is a teacher-forced target of ``data``: float64 (num_items + 2,), the pattern
+    items and one EOS per pair (PAD and BOS 0), for the in-batch negatives' log-Q correction."""
+    pats = data.patterns[torch.from_numpy(data.rows)].numpy().ravel()
+    counts = np.bincount(pats, minlength=num_items + 3)[: num_items + 3].astype(np.float64)
+    counts[PAD] = 0.0
+    counts[num_items + 1] = len(data)  # EOS
+    return counts[: num_items + 2]
+
+
 def balance_penalty(pi: torch.Tensor) -> torch.Tensor:
     """``log K - H(mean over the batch of pi)`` for ``pi`` of shape (B, K).
 
@@ -177,16 +187,18 @@ class RegeneratorLoss:
 
     The CE sum is what the Trainer normalises (by target tokens per batch);
     ``entropy_weight * H(pi) + balance_weight * balance_penalty(pi)`` are
-    batch means and are added as they are.
+    batch means and are added as they are. With ``train_softmax="sampled"``
+    the negatives come from ``sampler`` (`Regenerator.negative_sampler`),
+    drawn from the Trainer's generator.
     """
 
-    def __init__(self, config: RegenConfig) -> None:
-        self.config = config
+    def __init__(self, config: RegenConfig, sampler=None) -> None:
+        self.config, self.sampler = config, sampler
 
     def __call__(self, model: Regenerator, batch: PairBatch, generator) -> LossTerms:
         cfg = self.config
         ce, entropy, pi = model.loss(batch.src, batch.pattern, batch.src_index, reduction="sum",
-                                     segments=batch.segments)
+                                     segments=batch.segments, sampler=self.sampler, generator=generator)
         aux = None
         if cfg.entropy_weight:
             aux = cfg.entropy_weight * entropy
@@ -330,7 +342,12 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     -----
     Adam (lr, betas 0.9/0.98, eps 1e-9) with a cosine schedule, batches of
     ``batch_size`` pairs, ``valid_fraction`` of the pairs held out; all
-    randomness derives from ``config.seed``. Under torch.distributed the
+    randomness derives from ``config.seed``. With ``train_softmax``
+    resolving to "sampled" the in-batch negatives' log-Q correction uses
+    the training pairs' target frequencies (`target_frequencies`) and the
+    held-out losses are still full-softmax ones (at Amazon-Books scale a
+    full pass over 5% held-out pairs costs more than the sampled training
+    epoch: lower ``valid_fraction`` there). Under torch.distributed the
     pre-training is data-parallel (`fastregen.training.Trainer`) with
     ``batch_size`` pairs per process, and rank 0 evaluates, selects and
     writes the checkpoint.
@@ -371,9 +388,12 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
     if checkpoint is not None:
         from ..training.checkpoint import Checkpoint
 
+        # an option added since a checkpoint was written matches at its default (fingerprint_diff)
         resume = Checkpoint(resume_path(checkpoint), _fingerprint(config, data, num_items, item_embedding),
-                            on_mismatch=on_mismatch)
-    trainer = Trainer(model, RegeneratorLoss(config), optimizer=optimizer, scheduler=cosine, hooks=hooks,
+                            on_mismatch=on_mismatch, defaults={"config": config_to_dict(RegenConfig())})
+    sampler = model.negative_sampler(target_frequencies(train, num_items)) if model.train_softmax == "sampled" \
+        else None
+    trainer = Trainer(model, RegeneratorLoss(config, sampler), optimizer=optimizer, scheduler=cosine, hooks=hooks,
                       batch_size=config.batch_size, bucketing=True, seed=config.seed, device=config.device,
                       progress=config.progress, desc="regenerator", checkpoint=resume)
     trainer.fit(train, config.epochs)

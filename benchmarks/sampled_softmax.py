@@ -214,6 +214,15 @@ def books(args) -> None:
             batches = [ptrain.batch(idx) for idx in order[start: start + k]]
             times[v] += _timed(tr, batches)[1:]
     med = {v: statistics.median(t) for v, t in times.items()}
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for v, tr in trainers.items():
+            batches = [ptrain.batch(idx) for idx in order[-args.profile:]]
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                _timed(tr, batches)
+            print(f"== {v}: {args.profile} steps\n" + prof.key_averages().table(sort_by="self_cpu_time_total",
+                                                                               row_limit=20), flush=True)
     rec = scale.Recorder(argparse.Namespace(results=args.scale_results, threads=args.threads), "sampled_softmax",
                          dataset)
     for v in args.variants:
@@ -261,6 +270,7 @@ def main(argv=None) -> int:
             p.add_argument("--full-steps", type=int, default=4, help="steps of the (slow) full softmax")
             p.add_argument("--repeats", type=int, default=2)
             p.add_argument("--reference", default="source")
+            p.add_argument("--profile", type=int, default=0, help="profile this many more steps per variant")
             p.add_argument("--baseline-epoch", type=float, default=3276.052,
                            help="the recorded seconds per epoch to compare with (scale.csv, 2026-12-04)")
             p.add_argument("--scale-results", default=str(HERE / "results" / "scale.csv"))

@@ -9,8 +9,9 @@
     OMP_NUM_THREADS=1 python benchmarks/sampled_softmax.py books --steps 40
 
 All on one thread. ``step`` and ``books`` time the variants in one process,
-alternating (variant A's steps, B's, A's, ...) so that the machine's load
-reaches them alike, and compare medians of the per-step times. ``step``
+one step of each variant in turn, so that the machine's load
+reaches them alike, and compare medians of the per-step times.
+A variant ``SOFTMAX+lazy`` adds ``item_updates="lazy"`` (`fastregen.training.LazyAdam`). ``step``
 runs the default regenerator (`RegenConfig()`: d 64, K 5) on one fixed
 batch shaped like a Beauty batch (256 pairs, 64 distinct sources of 12
 items, patterns of 2..5 items), ids drawn uniformly from the vocabulary;
@@ -60,22 +61,27 @@ class Rows:
 
 
 def _config(variant: str, **kw):
+    """``"sampled"``, ``"source+lazy"``, ...: the training softmax, and lazy item-table updates after "+"."""
     from fastregen.dr4sr import RegenConfig
 
-    return RegenConfig(train_softmax=variant, progress=False, seed=0, **kw)
+    softmax, _, lazy = variant.partition("+")
+    if lazy not in ("", "lazy"):
+        raise SystemExit(f"unknown variant {variant!r} (SOFTMAX or SOFTMAX+lazy)")
+    return RegenConfig(train_softmax=softmax, item_updates="lazy" if lazy else "dense", progress=False, seed=0,
+                       **kw)
 
 
 def _trainer(num_items: int, cfg, frequencies=None):
     import torch
 
     from fastregen.dr4sr import Regenerator
-    from fastregen.dr4sr.pretrain import RegeneratorLoss
-    from fastregen.training import Trainer, adam
+    from fastregen.dr4sr.pretrain import RegeneratorLoss, pretrain_optimizer
+    from fastregen.training import Trainer
 
     torch.manual_seed(0)
     model = Regenerator(num_items, cfg)
     sampler = model.negative_sampler(frequencies) if model.train_softmax == "sampled" else None
-    opt = adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
+    opt = pretrain_optimizer(model, cfg)
     trainer = Trainer(model, RegeneratorLoss(cfg, sampler), optimizer=opt, batch_size=cfg.batch_size, seed=0,
                       progress=False)
     trainer.model.train()
@@ -89,6 +95,17 @@ def _timed(trainer, batches) -> list[float]:
         trainer.step(b)
         out.append(time.perf_counter() - t0)
     return out
+
+
+def _alternating(trainers: dict, batches: list, steps: dict) -> dict[str, list[float]]:
+    """Step times of each variant over ``batches``, one step of each in turn (round robin), so that
+    a change of the machine's load reaches every variant alike; the first step of each is dropped."""
+    times = {v: [] for v in trainers}
+    for i, b in enumerate(batches[: max(steps.values()) + 1]):
+        for v, tr in trainers.items():
+            if i <= steps[v]:
+                times[v] += _timed(tr, [b])
+    return {v: t[1:] for v, t in times.items()}
 
 
 # --------------------------------------------------------------------------- step
@@ -110,15 +127,12 @@ def step(args) -> None:
         freq = np.bincount(pattern.numpy().ravel(), minlength=n + 2).astype(np.float64)
         freq[0], freq[n + 1] = 0, B
         trainers = {v: _trainer(n, _config(v, num_negatives=min(args.negatives, n + 1)), freq) for v in args.variants}
-        times = {v: [] for v in args.variants}
-        for r in range(args.repeats):
-            for v, tr in trainers.items():
-                times[v] += _timed(tr, [batch] * args.steps)[1:]  # the first step of a block warms caches
+        times = _alternating(trainers, [batch] * (args.steps + 1), {v: args.steps for v in trainers})
         med = {v: statistics.median(t) for v, t in times.items()}
         for v in args.variants:
             rows.add(v, "seconds_per_step", med[v], "s",
-                     note=f"V={V}; median of {len(times[v])} steps ({args.repeats} alternating blocks of "
-                          f"{args.steps}); num_negatives {min(args.negatives, n + 1)}; RegenConfig() K=5 d=64")
+                     note=f"V={V}; median of {len(times[v])} steps, variants alternating step by step; "
+                          f"num_negatives {min(args.negatives, n + 1)}; RegenConfig() K=5 d=64")
         if "full" in med and "sampled" in med:
             rows.add("sampled", "speedup_vs_full", med["full"] / med["sampled"], "x", note=f"V={V}")
         del trainers
@@ -205,14 +219,9 @@ def books(args) -> None:
         trainers[v] = _trainer(data.num_items, _config(v, num_negatives=args.negatives), freq)
         trainers[v].set_normaliser(ptrain)
     order = ptrain.batch_order(cfg0.batch_size, torch.Generator().manual_seed(0), True)
-    steps = {v: args.steps if v != "full" else max(args.full_steps, 2) for v in args.variants}
-    times = {v: [] for v in args.variants}
-    for r in range(args.repeats):
-        for v, tr in trainers.items():
-            k = steps[v] // args.repeats + 1
-            start = r * k
-            batches = [ptrain.batch(idx) for idx in order[start: start + k]]
-            times[v] += _timed(tr, batches)[1:]
+    # the epoch's first steps, the same batches for every variant (the slow full softmax takes fewer)
+    steps = {v: args.steps if not v.startswith("full") else min(args.full_steps, args.steps) for v in args.variants}
+    times = _alternating(trainers, [ptrain.batch(idx) for idx in order[: args.steps + 1]], steps)
     med = {v: statistics.median(t) for v, t in times.items()}
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -227,7 +236,7 @@ def books(args) -> None:
                          dataset)
     for v in args.variants:
         epoch = med[v] * len(order)
-        note = (f"{len(times[v])} steps ({args.repeats} alternating blocks), median {med[v]:.4f} s/step x "
+        note = (f"{len(times[v])} steps (variants alternating step by step), median {med[v]:.4f} s/step x "
                 f"{len(order)} steps per epoch (extrapolated), train_softmax={v!r}, num_negatives {args.negatives}")
         rows.add(v, "seconds_per_step", med[v], "s", note=note)
         rows.add(v, "seconds_per_epoch_extrapolated", epoch, "s", note=note)
@@ -256,8 +265,7 @@ def main(argv=None) -> int:
         p.add_argument("--variants", nargs="+", default=["full", "sampled"])
         if name == "step":
             p.add_argument("--vocab", type=int, nargs="+", default=[2000, 8000, 16000, 32000, 64000, 128000])
-            p.add_argument("--steps", type=int, default=6)
-            p.add_argument("--repeats", type=int, default=3)
+            p.add_argument("--steps", type=int, default=12)
         if name == "beauty":
             p.add_argument("--data", required=True)
             p.add_argument("--epochs", type=int, default=5)
@@ -268,7 +276,6 @@ def main(argv=None) -> int:
             p.add_argument("--tmp", default=None)
             p.add_argument("--steps", type=int, default=40)
             p.add_argument("--full-steps", type=int, default=4, help="steps of the (slow) full softmax")
-            p.add_argument("--repeats", type=int, default=2)
             p.add_argument("--reference", default="source")
             p.add_argument("--profile", type=int, default=0, help="profile this many more steps per variant")
             p.add_argument("--baseline-epoch", type=float, default=3276.052,

@@ -5,7 +5,8 @@
 KIND: ``sasrec`` / ``gru4rec`` (`fit_and_evaluate`), ``regen`` (the DR4SR
 pipeline up to the pre-trained regenerator), ``plus`` (DR4SR+ `personalize`,
 bi-level with upper steps); ``sasrec_sampled`` / ``regen_sampled``: the same
-with ``train_softmax="sampled"`` (negatives drawn every step). KILL: ``step:N`` kills this process (SIGKILL,
+with ``train_softmax="sampled"`` (negatives drawn every step; the regenerator
+also with ``item_updates="lazy"``, `fastregen.training.LazyAdam`). KILL: ``step:N`` kills this process (SIGKILL,
 no cleanup) right after optimizer step N; ``log:E`` right after epoch E's
 record is logged, before its checkpoint is written. Without KILL the run
 goes to its end and RESULT (a torch file) gets the final weights, metrics
@@ -84,7 +85,7 @@ def main(kind: str, out: str, result: str, kill: str | None = None) -> None:
         cfg = RegenConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=4,
                           batch_size=32, max_len=12, max_pattern_len=5, progress=False, dropout=0.2,
                           diversity="gumbel", tau_decay=0.9, valid_fraction=0.1, min_support=3,
-                          **(dict(train_softmax="sampled", num_negatives=20) if sampled else {}))
+                          **(dict(train_softmax="sampled", num_negatives=20, item_updates="lazy") if sampled else {}))
         dr = DR4SR(cfg).fit(data, out_dir=out)
         res.update(state=dr.regenerator.state_dict(), tau=dr.regenerator.tau,
                    history=[{k: v for k, v in h.items() if k != "seconds"} for h in dr.history])

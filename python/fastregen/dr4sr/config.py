@@ -17,6 +17,7 @@ SCHEDULES = ("paper", "released")
 RESTRICT = ("items", "ordered", "span")
 DIVERSITY = ("soft", "gumbel", "hard")
 TRAIN_SOFTMAX = ("source", "full", "sampled", "auto")
+ITEM_UPDATES = ("dense", "lazy")
 TRAINING_SETS = ("combined", "combined_authors", "regenerated")
 
 
@@ -85,6 +86,13 @@ class RegenConfig:
     num_negatives : int, default `fastregen.training.DEFAULT_NUM_NEGATIVES`
         Uniform negatives per batch of the sampled softmax (at most the
         number of items + 1; unused by the other softmaxes).
+    item_updates : {"dense", "lazy"}, default "dense"
+        How pre-training updates the item table: Adam on every row every step
+        (``"dense"``), or only the rows a step looked up, each with its own
+        moments (``"lazy"``, `fastregen.training.LazyAdam`, TensorFlow's
+        LazyAdam). At 700k items the dense update was more than half of a
+        step (BENCHMARKS.md); lazy updates are another optimiser for the rows
+        a step does not see.
     init_item_embedding : bool, default True
         Initialise the item table from a trained target model's table when
         one is given to `DR4SR.fit` (the authors initialise from SASRec).
@@ -170,6 +178,7 @@ class RegenConfig:
     balance_weight: float = 0.0
     train_softmax: str = "source"
     num_negatives: int = DEFAULT_NUM_NEGATIVES
+    item_updates: str = "dense"
     init_item_embedding: bool = True
     # pre-training
     epochs: int = 20
@@ -235,7 +244,7 @@ class RegenConfig:
                 f"min_pattern_len = {self.min_pattern_len} exceeds max_pattern_len = {self.max_pattern_len}"
             )
         for name, allowed in (("schedule", SCHEDULES), ("restrict", RESTRICT), ("diversity", DIVERSITY),
-                              ("train_softmax", TRAIN_SOFTMAX), ("training_set", TRAINING_SETS),
+                              ("train_softmax", TRAIN_SOFTMAX), ("training_set", TRAINING_SETS), ("item_updates", ITEM_UPDATES),
                               ("backend", ("auto", "torch", "triton"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")

@@ -22,12 +22,12 @@ import torch
 from .._batching import length_bucketed_batches
 from ..data import SequenceDataset
 from ..config import config_to_dict
-from ..training import EarlyStopping, Hook, LossTerms, Trainer, adam
+from ..training import EarlyStopping, Hook, LazyAdam, LossTerms, Trainer, adam
 from .config import RegenConfig
 from .model import PAD, Regenerator, save_checkpoint
 
 __all__ = ["pretrain", "PairData", "PairBatch", "pair_data", "RegeneratorLoss", "validation_losses",
-           "balance_penalty", "resume_path", "target_frequencies"]
+           "balance_penalty", "resume_path", "target_frequencies", "pretrain_optimizer"]
 
 # RegenConfig fields pre-training never reads (run time, decoding, the written set): a run resumes whatever they are.
 _NOT_PRETRAINING = {"progress", "device", "backend", "decode_batch_size", "gamma", "schedule", "restrict",
@@ -170,6 +170,15 @@ def target_frequencies(data: PairData, num_items: int) -> np.ndarray:
     counts[PAD] = 0.0
     counts[num_items + 1] = len(data)  # EOS
     return counts[: num_items + 2]
+
+
+def pretrain_optimizer(model: Regenerator, config: RegenConfig) -> torch.optim.Optimizer:
+    """Adam (lr, betas 0.9/0.98, eps 1e-9) over the model, fused; with ``item_updates="lazy"`` the item
+    table is updated row by row (`fastregen.training.LazyAdam`)."""
+    kw = dict(lr=config.lr, betas=(0.9, 0.98), eps=1e-9)
+    if config.item_updates == "lazy":
+        return LazyAdam(model.parameters(), [model.item_embedding.weight], **kw)
+    return adam(model.parameters(), **kw)
 
 
 def balance_penalty(pi: torch.Tensor) -> torch.Tensor:
@@ -379,7 +388,7 @@ def pretrain(pairs, num_items: int, config: RegenConfig | None = None, *,
         hooks.append(EarlyStopping(lambda m: _evaluate(m, valid, config.batch_size), "valid_best_memory_loss",
                                    mode="min", patience=None, prefix=""))
     hooks.append(_PretrainRecord(config, checkpoint, history, model))
-    optimizer = adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98), eps=1e-9)
+    optimizer = pretrain_optimizer(model, config)
 
     def cosine(opt, total):
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))

@@ -43,6 +43,7 @@ from .losses import (
     softmax_loss,
     softmax_per_target,
 )
+from .optim import LazyAdam
 from .reppad import RepPad
 from .trainer import CallbackHook, EarlyStopping, Hook, Trainer, TrainingData, adam
 
@@ -74,6 +75,7 @@ __all__ = [
     "Trainer",
     "TrainingData",
     "adam",
+    "LazyAdam",
     "Hook",
     "CallbackHook",
     "EarlyStopping",

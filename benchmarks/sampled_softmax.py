@@ -61,12 +61,16 @@ class Rows:
 
 
 def _config(variant: str, **kw):
-    """``"sampled"``, ``"source+lazy"``, ...: the training softmax, and lazy item-table updates after "+"."""
+    """``"sampled"``, ``"source+lazy"``, ``"sampled:128"``: the training softmax, lazy item-table updates
+    after "+", the number of negatives after ":" (default ``--negatives``)."""
     from fastregen.dr4sr import RegenConfig
 
+    variant, _, negatives = variant.partition(":")
     softmax, _, lazy = variant.partition("+")
-    if lazy not in ("", "lazy"):
-        raise SystemExit(f"unknown variant {variant!r} (SOFTMAX or SOFTMAX+lazy)")
+    if lazy not in ("", "lazy") or not (negatives == "" or negatives.isdigit()):
+        raise SystemExit(f"unknown variant {variant!r} (SOFTMAX, SOFTMAX+lazy, optionally :NEGATIVES)")
+    if negatives:
+        kw["num_negatives"] = int(negatives)
     return RegenConfig(train_softmax=softmax, item_updates="lazy" if lazy else "dense", progress=False, seed=0,
                        **kw)
 
@@ -132,7 +136,7 @@ def step(args) -> None:
         for v in args.variants:
             rows.add(v, "seconds_per_step", med[v], "s",
                      note=f"V={V}; median of {len(times[v])} steps, variants alternating step by step; "
-                          f"num_negatives {min(args.negatives, n + 1)}; RegenConfig() K=5 d=64")
+                          f"num_negatives {trainers[v].model.config.num_negatives}; RegenConfig() K=5 d=64")
         if "full" in med and "sampled" in med:
             rows.add("sampled", "speedup_vs_full", med["full"] / med["sampled"], "x", note=f"V={V}")
         del trainers
@@ -232,12 +236,14 @@ def books(args) -> None:
                 _timed(tr, batches)
             print(f"== {v}: {args.profile} steps\n" + prof.key_averages().table(sort_by="self_cpu_time_total",
                                                                                row_limit=20), flush=True)
-    rec = scale.Recorder(argparse.Namespace(results=args.scale_results, threads=args.threads), "sampled_softmax",
-                         dataset)
     for v in args.variants:
+        # one experiment per variant: the scale report shows the latest row of each (experiment, stage)
+        rec = scale.Recorder(argparse.Namespace(results=args.scale_results, threads=args.threads),
+                             f"sampled_softmax:{v}", dataset)
         epoch = med[v] * len(order)
         note = (f"{len(times[v])} steps (variants alternating step by step), median {med[v]:.4f} s/step x "
-                f"{len(order)} steps per epoch (extrapolated), train_softmax={v!r}, num_negatives {args.negatives}")
+                f"{len(order)} steps per epoch (extrapolated), variant {v!r} (train_softmax, +lazy: item_updates='lazy'), "
+                f"num_negatives {args.negatives}")
         rows.add(v, "seconds_per_step", med[v], "s", note=note)
         rows.add(v, "seconds_per_epoch_extrapolated", epoch, "s", note=note)
         rec.row("regenerator", sequences=len(data), interactions=data.num_interactions, items=data.num_items,

@@ -91,8 +91,8 @@ class RegenConfig:
         (``"dense"``), or only the rows a step looked up, each with its own
         moments (``"lazy"``, `fastregen.training.LazyAdam`, TensorFlow's
         LazyAdam). At 700k items the dense update was more than half of a
-        step (BENCHMARKS.md); lazy updates are another optimiser for the rows
-        a step does not see.
+        step (``benchmarks/sampled_softmax.py books --profile``); lazy updates
+        are another optimiser for the rows a step does not see.
     init_item_embedding : bool, default True
         Initialise the item table from a trained target model's table when
         one is given to `DR4SR.fit` (the authors initialise from SASRec).

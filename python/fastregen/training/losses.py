@@ -227,10 +227,25 @@ def full_softmax_cross_entropy(hidden: torch.Tensor, table: torch.Tensor, target
 #: softmax (`sampled_softmax_cross_entropy`), or the one of the two `resolve_train_softmax` picks.
 TRAIN_SOFTMAX = ("full", "sampled", "auto")
 
-#: ``train_softmax="auto"`` samples at this vocabulary size and above. MEASURED_BY_SCRIPT
-SAMPLED_SOFTMAX_MIN_VOCAB = 50_000
+#: ``train_softmax="auto"`` samples at this vocabulary size and above: the smallest measured size at
+#: which a sampled training step is at least twice as fast as a full one. One regenerator step
+#: (`RegenConfig()`, 256 pairs, 512 negatives), full / sampled, one thread, the variants alternating
+#: step by step, medians of 10 (``OMP_NUM_THREADS=1 python benchmarks/sampled_softmax.py step --vocab
+#: 2000 3000 4000 6000 8000 12000 16000 32000 64000 --steps 10``; 2 cores, Intel Xeon, load ~11;
+#: benchmarks/results/sampled_softmax.csv): 1.26x at V = 2,000, 1.29x at 3,000, 1.44x at 4,000,
+#: 1.70x at 6,000, 2.69x at 8,000, 3.75x at 12,000, 4.33x at 16,000, 5.9x at 32,000, 10.1x at
+#: 64,000. The sampled step is never the slower one in that range (below ~2,000 ids the candidates
+#: are most of the vocabulary, so the two cost alike); under 8,000 the gain is small next to what
+#: an estimate of the normaliser may cost.
+SAMPLED_SOFTMAX_MIN_VOCAB = 8_000
 
-#: Uniform negatives per batch of a sampled softmax unless configured. MEASURED_BY_SCRIPT
+#: Uniform negatives per batch of a sampled softmax unless configured. A regenerator step at Beauty's
+#: vocabulary (V = 12,103, `sampled_softmax.py step --vocab 12103 --variants source sampled:128
+#: sampled:512 sampled:2048 full --steps 10`, one thread, load ~9.5): 0.221 s with 128 negatives,
+#: 0.275 s with 512, 0.382 s with 2048, 0.921 s with the full softmax (0.201 s with the source
+#: softmax). With 512, a regenerator trained 3 epochs on Beauty has a full-softmax held-out
+#: single-memory loss 1.9% above the full-softmax-trained one (`sampled_softmax.py beauty --epochs
+#: 3`); fewer negatives were not trained to a held-out loss, so 512 is the measured one.
 DEFAULT_NUM_NEGATIVES = 512
 
 

@@ -49,7 +49,7 @@ from ..._io import atomic_open, atomic_write_text
 from ...config import config_from_dict, config_to_dict, data_source, file_sha256, load_config, provenance, save_config
 from ...data import SequenceDataset, as_dataset
 from ...training import Examples, NextItemLoss, TrainConfig, adam, fit_and_evaluate
-from ...training.fit import build_target_model, resolve_loss, seed_everything
+from ...training.fit import build_target_model, negative_sampler, resolve_loss, seed_everything
 from ..infer import dataset_sha256
 from .bilevel import PersonalizerHook, joint_parameters
 from .config import PlusConfig
@@ -264,7 +264,8 @@ def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus:
         weights = PersonalizedWeights(personalizer, pinned, differentiable=plus.mode == "end_to_end",
                                       detach_hidden=plus.detach_hidden)
         loss_name, negatives = resolve_loss(cfg)
-        objective = NextItemLoss(loss_name, negatives, cfg.temperature, weight_fn=weights)
+        objective = NextItemLoss(loss_name, negatives, cfg.temperature, weight_fn=weights,
+                                 sampler=negative_sampler(cfg, num_items, lower))  # train_softmax="sampled"
         protocol = cfg.resolved_targets(net.causal)
         dev_examples = None if dev is None else Examples(dev, net.max_len, protocol)
         hook = PersonalizerHook(personalizer, weights, plus, dev=dev_examples, batch_size=cfg.batch_size,

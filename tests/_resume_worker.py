@@ -4,7 +4,9 @@
 
 KIND: ``sasrec`` / ``gru4rec`` (`fit_and_evaluate`), ``regen`` (the DR4SR
 pipeline up to the pre-trained regenerator), ``plus`` (DR4SR+ `personalize`,
-bi-level with upper steps). KILL: ``step:N`` kills this process (SIGKILL,
+bi-level with upper steps); ``sasrec_sampled`` / ``regen_sampled``: the same
+with ``train_softmax="sampled"`` (negatives drawn every step; the regenerator
+also with ``item_updates="lazy"``, `fastregen.training.LazyAdam`). KILL: ``step:N`` kills this process (SIGKILL,
 no cleanup) right after optimizer step N; ``log:E`` right after epoch E's
 record is logged, before its checkpoint is written. Without KILL the run
 goes to its end and RESULT (a torch file) gets the final weights, metrics
@@ -69,17 +71,21 @@ def main(kind: str, out: str, result: str, kill: str | None = None) -> None:
     seen = _kill_switch(kill)
     data = _data()
     res: dict = {}
+    sampled = kind.endswith("_sampled")
+    kind = kind.removesuffix("_sampled")
     if kind in ("sasrec", "gru4rec"):
         from fastregen.training import fit_and_evaluate
 
-        r = fit_and_evaluate(data, model=kind, seed=1, out_dir=out, epochs=4, **SMALL)
+        extra = dict(loss="softmax", train_softmax="sampled", num_negatives=20) if sampled else {}
+        r = fit_and_evaluate(data, model=kind, seed=1, out_dir=out, epochs=4, **SMALL, **extra)
         res.update(state=r["model"].state_dict(), valid=r["valid"], test=r["test"], best_epoch=r["best_epoch"])
     elif kind == "regen":
         from fastregen.dr4sr import DR4SR, RegenConfig
 
         cfg = RegenConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=4,
                           batch_size=32, max_len=12, max_pattern_len=5, progress=False, dropout=0.2,
-                          diversity="gumbel", tau_decay=0.9, valid_fraction=0.1, min_support=3)
+                          diversity="gumbel", tau_decay=0.9, valid_fraction=0.1, min_support=3,
+                          **(dict(train_softmax="sampled", num_negatives=20, item_updates="lazy") if sampled else {}))
         dr = DR4SR(cfg).fit(data, out_dir=out)
         res.update(state=dr.regenerator.state_dict(), tau=dr.regenerator.tau,
                    history=[{k: v for k, v in h.items() if k != "seconds"} for h in dr.history])

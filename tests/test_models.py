@@ -208,3 +208,19 @@ def test_byte_dropout_keeps_the_expectation(p):
     if p == 0.5:  # neighbouring elements (bits of one byte) are independent
         a, b = (y[:, :-1] > 0).float(), (y[:, 1:] > 0).float()
         assert abs(float((a * b).mean()) - 0.25) < 0.01
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (8,), (3, 5, 11), (200, 101)])
+def test_half_dropout_mask_is_the_bits_of_its_random_bytes(shape):
+    # the p = 0.5 mask is read from a 256 x 8 table; it must be bit j of byte i, times 2, for element 8i + j
+    import math
+
+    from fastregen.models.base import Dropout
+
+    n = math.prod(shape)
+    torch.manual_seed(3)
+    raw = torch.empty((n + 7) // 8, dtype=torch.uint8).random_()
+    want = ((raw[:, None].long() >> torch.arange(8)) & 1).reshape(-1)[:n].reshape(shape).double() * 2
+    torch.manual_seed(3)
+    got = Dropout(0.5).mask(shape, torch.float64, torch.device("cpu"))
+    assert got.dtype == torch.float64 and torch.equal(got, want)

@@ -58,7 +58,7 @@ def _kill_and_resume(tmp_path, kind, seed, kill_kind="step"):
     The kill point is drawn from the step (or epoch) counts of the same
     configuration measured by `_counts` (runs are deterministic).
     """
-    steps, epochs = COUNTS[kind]
+    steps, epochs = COUNTS[kind.removesuffix("_sampled")]
     rng = np.random.default_rng(seed)
     if kill_kind == "step":
         at = int(rng.integers(1, steps))  # after step `at` (of 1..steps-1): the run never finishes
@@ -69,7 +69,7 @@ def _kill_and_resume(tmp_path, kind, seed, kill_kind="step"):
     run = tmp_path / "run"
     full = _start(kind, tmp_path / "full", tmp_path / "full.pt")  # the two side by side: 2 cores
     _finish(_start(kind, run, tmp_path / "killed.pt", kill=f"{kill_kind}:{at}"), tmp_path / "killed.pt", killed=True)
-    assert (run / ("regenerator.resume.pt" if kind == "regen" else "checkpoint.pt")).exists() == (done > 0)
+    assert (run / ("regenerator.resume.pt" if kind.startswith("regen") else "checkpoint.pt")).exists() == (done > 0)
     resumed = _finish(_start(kind, run, tmp_path / "resumed.pt"), tmp_path / "resumed.pt")
     full = _finish(full, tmp_path / "full.pt")
     assert full["trainer"]["resumed_epochs"] == 0
@@ -86,7 +86,8 @@ COUNTS = {"sasrec": (20, 4), "gru4rec": (20, 4), "regen": (112, 4), "plus": (15,
 # slow: three one-thread processes each (two side by side), 25-30 s on the shared 2-core machine; the
 # in-process tests below check the resumed result too (without a real SIGKILL)
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "seed", "kill"), [("sasrec", 0, "step"), ("gru4rec", 1, "log")])
+@pytest.mark.parametrize(("kind", "seed", "kill"), [("sasrec", 0, "step"), ("gru4rec", 1, "log"),
+                                                    ("sasrec_sampled", 4, "step")])
 def test_target_model_killed_and_resumed_is_bit_identical(tmp_path, kind, seed, kill):
     full, resumed = _kill_and_resume(tmp_path, kind, seed, kill)
     _same_tensors(full["state"], resumed["state"])
@@ -99,8 +100,9 @@ def test_target_model_killed_and_resumed_is_bit_identical(tmp_path, kind, seed, 
 
 
 @pytest.mark.slow
-def test_regenerator_pretraining_killed_and_resumed_is_bit_identical(tmp_path):
-    full, resumed = _kill_and_resume(tmp_path, "regen", 2)
+@pytest.mark.parametrize("kind", ["regen", "regen_sampled"])  # sampled: negatives drawn from the checkpointed generator
+def test_regenerator_pretraining_killed_and_resumed_is_bit_identical(tmp_path, kind):
+    full, resumed = _kill_and_resume(tmp_path, kind, 2)
     _same_tensors(full["state"], resumed["state"])
     assert resumed["tau"] == full["tau"] and resumed["history"] == full["history"]
     assert not (tmp_path / "run" / "regenerator.resume.pt").exists()  # removed once the regenerator is complete

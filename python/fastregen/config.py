@@ -21,8 +21,8 @@ import yaml
 
 from ._version import __version__
 
-__all__ = ["config_to_dict", "config_from_dict", "save_config", "load_config", "provenance", "file_sha256",
-           "data_source"]
+__all__ = ["config_to_dict", "config_identity", "config_from_dict", "save_config", "load_config", "provenance",
+           "file_sha256", "data_source"]
 
 C = TypeVar("C")
 
@@ -42,6 +42,22 @@ def config_to_dict(config) -> dict:
         return v
 
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def config_identity(config) -> dict:
+    """`config_to_dict` without the options a later version added while they keep the earlier behaviour.
+
+    What fingerprints and run ids hash: a config class lists in its
+    ``ADDED_OPTIONS`` (``{field: value}``) the fields added after stage
+    records and run ids existed, each with the value that computes what the
+    code did before the field existed. At that value the field stays out of
+    the identity, so a stage finished or a run recorded before an upgrade is
+    still found after it (as an epoch checkpoint matches a newer field at its
+    default, `fastregen.training.checkpoint.fingerprint_diff`); set to
+    anything else, it enters and makes a new fingerprint.
+    """
+    added = getattr(type(config), "ADDED_OPTIONS", {})
+    return {k: v for k, v in config_to_dict(config).items() if not (k in added and v == added[k])}
 
 
 def config_from_dict(cls: type[C], values: dict) -> C:

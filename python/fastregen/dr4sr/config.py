@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..generator.config import DecodeConfig, GeneratorConfig, PretrainConfig, split_options
 
@@ -69,10 +70,25 @@ class RegenConfig:
         different patterns (the load-balancing term of mixture-of-experts
         models). Needs ``diversity`` "soft" or "gumbel" and K > 1; 0
         disables the term.
-    train_softmax : {"source", "full"}, default "source"
+    train_softmax : {"source", "full", "sampled", "auto"}, default "source"
         Normalise the teacher-forced cross-entropy (paper eq. 2) over the
-        items of the input sequence plus EOS (the authors' code) or over the
-        whole vocabulary.
+        items of the input sequence plus EOS (the authors' code), over the
+        whole vocabulary, or over the target and ``num_negatives`` uniform
+        plus the batch's own targets as negatives, with the log-Q correction
+        (`fastregen.training.sampled_softmax_cross_entropy`; held-out losses
+        are still scored with the full softmax). ``"auto"``: ``"sampled"``
+        from `fastregen.training.SAMPLED_SOFTMAX_MIN_VOCAB` ids on, else
+        ``"full"``.
+    num_negatives : int, default `fastregen.training.DEFAULT_NUM_NEGATIVES`
+        Uniform negatives per batch of the sampled softmax (at most the
+        number of items + 1; unused by the other softmaxes).
+    item_updates : {"dense", "lazy"}, default "dense"
+        How pre-training updates the item table: Adam on every row every step
+        (``"dense"``), or only the rows a step looked up, each with its own
+        moments (``"lazy"``, `fastregen.training.LazyAdam`, TensorFlow's
+        LazyAdam). At 700k items the dense update was more than half of a
+        step (``benchmarks/sampled_softmax.py books --profile``); lazy updates
+        are another optimiser for the rows a step does not see.
     init_item_embedding : bool, default True
         Initialise the item table from a trained target model's table when
         one is given to `DR4SR.fit` (the authors initialise from SASRec).
@@ -157,7 +173,13 @@ class RegenConfig:
     entropy_weight: float = PretrainConfig.entropy_weight
     balance_weight: float = PretrainConfig.balance_weight
     train_softmax: str = GeneratorConfig.train_softmax
+    num_negatives: int = GeneratorConfig.num_negatives
+    item_updates: str = PretrainConfig.item_updates
     init_item_embedding: bool = PretrainConfig.init_item_embedding
+    #: Fields added since stage records and run ids hashed every field, at the value that computes what
+    #: was computed before them (`fastregen.config.config_identity`): finished stages stay finished after
+    #: an upgrade. A new field goes here with its neutral value.
+    ADDED_OPTIONS: ClassVar[dict] = {"num_negatives": GeneratorConfig.num_negatives, "item_updates": "dense"}
     # pre-training
     epochs: int = PretrainConfig.epochs
     batch_size: int = PretrainConfig.batch_size

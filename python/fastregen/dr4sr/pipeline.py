@@ -56,7 +56,7 @@ import torch
 
 from .._io import atomic_open
 from ..training import distributed
-from ..config import config_to_dict, load_config, provenance, save_config
+from ..config import config_identity, config_to_dict, load_config, provenance, save_config
 from ..data import SequenceDataset, as_dataset, concat
 from ..generator.decode import hybrid_inference, table2
 from ..generator.model import Regenerator, load_checkpoint
@@ -181,8 +181,8 @@ class DR4SR:
 
     def _options(self, stage: str) -> dict:
         """What stage ``stage`` reads: its options and those of the stages before it, and the data."""
-        cfg = config_to_dict(self.config)
-        return {"data": self._source.get("sha256"), **{k: cfg[k] for k in sorted(_stage_fields(stage))}}
+        cfg = config_identity(self.config)  # an option added since at its neutral value stays out
+        return {"data": self._source.get("sha256"), **{k: cfg[k] for k in sorted(_stage_fields(stage)) if k in cfg}}
 
     def _legacy(self, stage: str) -> bool:
         """A folder written before stages.json: its artifacts of ``stage`` were made with this run's

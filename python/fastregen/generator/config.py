@@ -17,14 +17,17 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from ..training.losses import DEFAULT_NUM_NEGATIVES
+
 __all__ = ["GeneratorConfig", "PretrainConfig", "DecodeConfig", "split_options", "check_pretraining",
            "as_architecture", "as_pretraining",
-           "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "BACKENDS"]
+           "SCHEDULES", "RESTRICT", "DIVERSITY", "TRAIN_SOFTMAX", "ITEM_UPDATES", "BACKENDS"]
 
 SCHEDULES = ("paper", "released")
 RESTRICT = ("items", "ordered", "span")
 DIVERSITY = ("soft", "gumbel", "hard")
-TRAIN_SOFTMAX = ("source", "full")
+TRAIN_SOFTMAX = ("source", "full", "sampled", "auto")
+ITEM_UPDATES = ("dense", "lazy")
 BACKENDS = ("auto", "torch", "triton")
 
 
@@ -64,9 +67,15 @@ class GeneratorConfig:
         `fastregen.dr4sr.RegenConfig` for the trade-offs).
     tau_start, tau_decay, tau_min : float, defaults 1.0, 0.995, 0.1
         The Gumbel temperature schedule (``diversity="gumbel"``).
-    train_softmax : {"source", "full"}, default "source"
+    train_softmax : {"source", "full", "sampled", "auto"}, default "source"
         Normalise the teacher-forced cross-entropy over the input's items
-        plus EOS (the authors') or over the whole vocabulary.
+        plus EOS (the authors'), over the whole vocabulary, or over the
+        target, ``num_negatives`` uniform negatives and the batch's targets
+        with the log-Q correction (`fastregen.training.sampled_softmax_cross_entropy`);
+        "auto" samples above `fastregen.training.resolve_train_softmax`'s
+        measured vocabulary size, else "full".
+    num_negatives : int, default 512
+        Uniform negatives per batch of ``train_softmax="sampled"``.
     """
 
     max_len: int = 50
@@ -83,6 +92,7 @@ class GeneratorConfig:
     tau_decay: float = 0.995
     tau_min: float = 0.1
     train_softmax: str = "source"
+    num_negatives: int = DEFAULT_NUM_NEGATIVES
 
     def __post_init__(self) -> None:
         self.validate()
@@ -90,7 +100,7 @@ class GeneratorConfig:
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first invalid option."""
         _check_ints(self, dict(max_len=1, max_pattern_len=1, d_model=1, n_heads=1, n_encoder_layers=1,
-                               n_decoder_layers=1, d_ff=1, K=1))
+                               n_decoder_layers=1, d_ff=1, K=1, num_negatives=1))
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model = {self.d_model} must be divisible by n_heads = {self.n_heads}")
         if not 0.0 <= float(self.dropout) < 1.0:
@@ -125,6 +135,11 @@ class PretrainConfig:
         "soft" or "gumbel" and K > 1, `check_pretraining`).
     init_item_embedding : bool, default True
         Start the item table from a trained target model's when one is given.
+    item_updates : {"dense", "lazy"}, default "dense"
+        "lazy": Adam updates only the item-table rows a step looked up
+        (`fastregen.training.LazyAdam`; at Amazon-Books scale the dense
+        update of the 700k x d table is about half of a step). A different
+        optimiser from Adam for the rows a step does not see.
     seed : int, default 0
         Seeds the held-out split, initialisation, batching, dropout, Gumbel noise.
     device : str, default "cpu"
@@ -140,6 +155,7 @@ class PretrainConfig:
     entropy_weight: float = 0.0
     balance_weight: float = 0.0
     init_item_embedding: bool = True
+    item_updates: str = "dense"
     seed: int = 0
     device: str = "cpu"
     backend: str = "auto"
@@ -163,6 +179,7 @@ class PretrainConfig:
         if float(self.balance_weight) < 0:
             raise ValueError(f"balance_weight must be >= 0, got {self.balance_weight}")
         _check_choice(self, "backend", BACKENDS)
+        _check_choice(self, "item_updates", ITEM_UPDATES)
 
 
 @dataclass

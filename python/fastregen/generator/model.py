@@ -32,7 +32,8 @@ from torch import nn
 
 from ..models.base import Dropout, masked_mean
 from ..ops import mix_memories
-from ..training.losses import full_softmax_cross_entropy
+from ..training.losses import (NegativeSampler, full_softmax_cross_entropy, resolve_train_softmax,
+                               sampled_softmax_cross_entropy)
 from .config import BACKENDS, GeneratorConfig, as_architecture
 from .layers import DecoderLayer, EncoderLayer, Stack
 
@@ -94,6 +95,9 @@ class Regenerator(nn.Module):
         self.config = config
         self.backend = backend
         self.num_items = num_items
+        if self.train_softmax == "sampled" and config.num_negatives > num_items + 1:
+            raise ValueError(f"num_negatives = {config.num_negatives} exceeds the {num_items + 1} ids a pattern can "
+                             f"hold (items and EOS): lower it, or use train_softmax='full'")
         d, K = config.d_model, config.K
         # sparse gradients: at 700k items one dense (V, d) gradient per lookup was most of a step on a
         # CPU; the Trainer sums them into one dense buffer before the optimizer (same update)
@@ -134,6 +138,20 @@ class Regenerator(nn.Module):
     @property
     def bos(self) -> int:
         return bos_id(self.num_items)
+
+    @property
+    def train_softmax(self) -> str:
+        """The training softmax in force: ``"source"``, ``"full"`` or ``"sampled"`` (``"auto"`` resolved
+        against the ``num_items + 1`` ids a pattern can hold, `fastregen.training.resolve_train_softmax`)."""
+        if self.config.train_softmax == "source":
+            return "source"
+        return resolve_train_softmax(self.config.train_softmax, self.num_items + 1)
+
+    def negative_sampler(self, frequencies=None) -> NegativeSampler:
+        """The `NegativeSampler` of ``train_softmax="sampled"``: ``config.num_negatives`` uniform ids over
+        the items and EOS, plus in-batch negatives when ``frequencies`` (num_items + 2,) says how often
+        each id is a target (`fastregen.dr4sr.pretrain.target_frequencies`)."""
+        return NegativeSampler(self.config.num_negatives, PAD + 1, self.bos, frequencies)
 
     @property
     def device(self) -> torch.device:
@@ -247,7 +265,8 @@ class Regenerator(nn.Module):
         return memories[src_index], src[src_index]
 
     def loss(self, src: torch.Tensor, pattern: torch.Tensor, src_index: torch.Tensor | None = None,
-             reduction: str = "mean", segments: torch.Tensor | None = None
+             reduction: str = "mean", segments: torch.Tensor | None = None, *,
+             sampler: NegativeSampler | None = None, generator: torch.Generator | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced cross-entropy of the patterns given the sources (paper eq. 2).
 
@@ -267,6 +286,13 @@ class Regenerator(nn.Module):
             Segment of each target token (-1 at padding): the promoter then
             weighs the memories per segment (`segment_mixture`, UniDS)
             instead of once per target (DR4SR).
+        sampler : NegativeSampler, optional
+            With ``train_softmax`` resolving to ``"sampled"``: draws the
+            batch's candidates (one draw shared by the K memories); default
+            `negative_sampler` without in-batch negatives.
+        generator : torch.Generator, optional
+            Feeds the sampler's draws (the Trainer passes its own, whose
+            state its checkpoints keep); default torch's global generator.
 
         Returns
         -------
@@ -280,11 +306,16 @@ class Regenerator(nn.Module):
         """
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        candidates = None
+        if self.train_softmax == "sampled":
+            _, tgt_out = self._teacher_forcing(pattern)
+            sampler = sampler or self.negative_sampler()
+            candidates = sampler.sample(tgt_out[tgt_out != PAD], generator)
         memories, src = self._encode_pairs(src, src_index)
         if self.config.diversity == "hard" and self.config.K > 1:
             if segments is not None:
                 raise ValueError("diversity='hard' picks one memory per target; it has no per-segment form")
-            nll, _ = self._memory_nll(memories, src, pattern)  # (K, B)
+            nll, _ = self._memory_nll(memories, src, pattern, candidates)  # (K, B)
             best = nll.detach().argmin(0)
             ce = nll.gather(0, best[None]).sum()
             if reduction == "mean":
@@ -292,7 +323,7 @@ class Regenerator(nn.Module):
             pi = F.one_hot(best, self.config.K).to(nll.dtype)
             return ce, torch.zeros((), device=src.device), pi
         pi, logits, labels = self._mixture_logits(memories, src, pattern, segments)
-        ce = self._cross_entropy(logits, labels, reduction)
+        ce = self._cross_entropy(logits, labels, reduction, candidates)
         entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
         return ce, entropy, pi
 
@@ -357,14 +388,14 @@ class Regenerator(nn.Module):
         pi = self.mixture(self.promote(pattern))
         return (pi, *self._decoder_logits(mix_memories(memories, pi, backend=self.backend), src, pattern))
 
-    def _memory_nll(self, memories: torch.Tensor, src: torch.Tensor,
-                    pattern: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def _memory_nll(self, memories: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor,
+                    candidates=None) -> tuple[torch.Tensor, int]:
         """(K, B) NLL, summed over each pattern's tokens, with each of the K
         memories (B, L, K, D) read alone, and the number of scored tokens."""
         out = []
         for k in range(self.config.K):
             logits, labels = self._decoder_logits(memories[:, :, k], src, pattern)
-            nll = self._cross_entropy(logits, labels, "none")
+            nll = self._cross_entropy(logits, labels, "none", candidates)
             out.append(nll.view(src.shape[0], -1).sum(1))
         return torch.stack(out), int((labels != -100).sum())
 
@@ -381,13 +412,14 @@ class Regenerator(nn.Module):
     def _logits(self, states: torch.Tensor, src: torch.Tensor, tgt_out: torch.Tensor):
         """Training logits (B, T, C) and labels (B, T), -100 where nothing is scored.
 
-        With ``train_softmax="full"`` the decoder states (B, T, D) come back
-        in place of the logits, which would be (B, T, V): `_cross_entropy`
-        scores them against the item table (in chunks at a large vocabulary).
+        With ``train_softmax`` "full" or "sampled" the decoder states
+        (B, T, D) come back in place of the logits, which would be
+        (B, T, V): `_cross_entropy` scores them against the item table (in
+        chunks at a large vocabulary) or the sampled candidates.
         """
         B = src.shape[0]
         table = self.item_embedding.weight
-        if self.config.train_softmax == "full":
+        if self.train_softmax != "source":
             return states, tgt_out.masked_fill(tgt_out == PAD, -100)
         # normalise over the source's distinct items plus EOS only
         cand = torch.cat([src, torch.full((B, 1), self.eos, dtype=src.dtype, device=src.device)], 1)
@@ -402,21 +434,32 @@ class Regenerator(nn.Module):
         labels = labels.masked_fill(~match.any(-1) | (tgt_out == PAD), -100)
         return logits, labels
 
-    def _cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
+    def _cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str,
+                       candidates=None) -> torch.Tensor:
         """Cross-entropy of `_logits`'s output (B, T, C) against labels (B, T) (-100: not scored).
 
         ``reduction``: "sum", "mean" (over scored tokens) or "none" ((B*T,), 0 where not scored).
-        With ``train_softmax="full"`` ``logits`` are decoder states and the
-        softmax runs over every id a pattern can hold (items and EOS, not PAD
-        or BOS) by `fastregen.training.full_softmax_cross_entropy`.
+        With ``train_softmax`` "full" or "sampled" ``logits`` are decoder
+        states and the softmax runs over every id a pattern can hold (items
+        and EOS, not PAD or BOS) by
+        `fastregen.training.full_softmax_cross_entropy`, or, given
+        ``candidates`` (ids, log weights: `NegativeSampler.sample`), over
+        the target and the candidates with the log-Q correction
+        (`fastregen.training.sampled_softmax_cross_entropy`). Held-out
+        scores (`heldout_nll`, `memory_nll`) pass no candidates: a
+        regenerator trained with the sampled softmax is scored exactly.
         """
-        if self.config.train_softmax != "full":
+        if self.train_softmax == "source":
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                                    reduction=reduction)
         flat = labels.reshape(-1)
         scored = flat != -100
-        per = full_softmax_cross_entropy(logits.reshape(-1, logits.shape[-1])[scored], self.item_embedding.weight,
-                                         flat[scored], vocab_start=PAD + 1, vocab_stop=self.bos)
+        states = logits.reshape(-1, logits.shape[-1])[scored]
+        if candidates is not None:
+            per = sampled_softmax_cross_entropy(states, self.item_embedding.weight, flat[scored], *candidates)
+        else:
+            per = full_softmax_cross_entropy(states, self.item_embedding.weight, flat[scored],
+                                             vocab_start=PAD + 1, vocab_stop=self.bos)
         if reduction == "sum":
             return per.sum()
         if reduction == "mean":

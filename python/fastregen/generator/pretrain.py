@@ -21,12 +21,12 @@ import torch
 
 from .._batching import length_bucketed_batches
 from ..data import SequenceDataset
-from ..training import EarlyStopping, Hook, LossTerms, Trainer, adam
+from ..training import EarlyStopping, Hook, LazyAdam, LossTerms, Trainer, adam
 from .config import GeneratorConfig, PretrainConfig, as_architecture, as_pretraining, check_pretraining
 from .model import PAD, Regenerator, save_checkpoint
 
 __all__ = ["pretrain", "PairData", "PairBatch", "pair_data", "RegeneratorLoss", "validation_losses",
-           "balance_penalty", "resume_path", "holdout_split"]
+           "balance_penalty", "resume_path", "holdout_split", "target_frequencies", "pretrain_optimizer"]
 
 
 def resume_path(checkpoint) -> Path:
@@ -54,6 +54,13 @@ def _fingerprint(arch: GeneratorConfig, pre: PretrainConfig, data: PairData, num
         "item_embedding_sha256": None if item_embedding is None or not pre.init_item_embedding
         else array_sha256(item_embedding.float()),
     }
+
+
+def _option_defaults() -> dict:
+    """Every generator option at its default: what an epoch checkpoint written before an option existed had."""
+    import dataclasses
+
+    return {**dataclasses.asdict(GeneratorConfig()), **dataclasses.asdict(PretrainConfig())}
 
 
 def _trim(x: torch.Tensor) -> torch.Tensor:
@@ -166,6 +173,26 @@ def pair_data(pairs, config: GeneratorConfig) -> PairData:
     return PairData(src, source_of.astype(np.int64), pat, segments=segments)
 
 
+def target_frequencies(data: PairData, num_items: int) -> np.ndarray:
+    """How often each id is a teacher-forced target of ``data``: float64 (num_items + 2,), the pattern
+    items and one EOS per pair (PAD and BOS 0), for the in-batch negatives' log-Q correction."""
+    pats = data.patterns[torch.from_numpy(data.rows)].numpy().ravel()
+    counts = np.bincount(pats, minlength=num_items + 3)[: num_items + 3].astype(np.float64)
+    counts[PAD] = 0.0
+    counts[num_items + 1] = len(data)  # EOS
+    return counts[: num_items + 2]
+
+
+def pretrain_optimizer(model: Regenerator, config: PretrainConfig) -> torch.optim.Optimizer:
+    """Adam (lr, betas 0.9/0.98, eps 1e-9) over the model, fused; with ``item_updates="lazy"`` the item
+    table is updated row by row (`fastregen.training.LazyAdam`)."""
+    config = as_pretraining(config)
+    kw = dict(lr=config.lr, betas=(0.9, 0.98), eps=1e-9)
+    if config.item_updates == "lazy":
+        return LazyAdam(model.parameters(), [model.item_embedding.weight], **kw)
+    return adam(model.parameters(), **kw)
+
+
 def balance_penalty(pi: torch.Tensor) -> torch.Tensor:
     """``log K - H(mean over the batch of pi)`` for ``pi`` of shape (B, K).
 
@@ -181,17 +208,20 @@ class RegeneratorLoss:
 
     The CE sum is what the Trainer normalises (by target tokens per batch);
     ``entropy_weight * H(pi) + balance_weight * balance_penalty(pi)`` are
-    batch means and are added as they are.
+    batch means and are added as they are. With ``train_softmax="sampled"``
+    the negatives come from ``sampler`` (`Regenerator.negative_sampler`),
+    drawn from the Trainer's generator.
     """
 
-    def __init__(self, config: PretrainConfig, K: int | None = None) -> None:
+    def __init__(self, config: PretrainConfig, K: int | None = None, sampler=None) -> None:
         self.K = as_architecture(config).K if K is None else int(K)
         self.config = as_pretraining(config)
+        self.sampler = sampler
 
     def __call__(self, model: Regenerator, batch: PairBatch, generator) -> LossTerms:
         cfg = self.config
         ce, entropy, pi = model.loss(batch.src, batch.pattern, batch.src_index, reduction="sum",
-                                     segments=batch.segments)
+                                     segments=batch.segments, sampler=self.sampler, generator=generator)
         aux = None
         if cfg.entropy_weight:
             aux = cfg.entropy_weight * entropy
@@ -348,7 +378,12 @@ def pretrain(pairs, num_items: int, config: PretrainConfig | None = None, *,
     -----
     Adam (lr, betas 0.9/0.98, eps 1e-9) with a cosine schedule, batches of
     ``batch_size`` pairs, ``valid_fraction`` of the pairs held out; all
-    randomness derives from ``config.seed``. Under torch.distributed the
+    randomness derives from ``config.seed``. With ``train_softmax``
+    resolving to "sampled" the in-batch negatives' log-Q correction uses
+    the training pairs' target frequencies (`target_frequencies`) and the
+    held-out losses are still full-softmax ones (at Amazon-Books scale a
+    full pass over 5% held-out pairs costs more than the sampled training
+    epoch: lower ``valid_fraction`` there). Under torch.distributed the
     pre-training is data-parallel (`fastregen.training.Trainer`) with
     ``batch_size`` pairs per process, and rank 0 evaluates, selects and
     writes the checkpoint.
@@ -387,7 +422,7 @@ def pretrain(pairs, num_items: int, config: PretrainConfig | None = None, *,
         hooks.append(EarlyStopping(lambda m: _evaluate(m, valid, config.batch_size), "valid_best_memory_loss",
                                    mode="min", patience=None, prefix=""))
     hooks.append(_PretrainRecord(arch, checkpoint, history, model))
-    optimizer = adam(model.parameters(), lr=config.lr, betas=(0.9, 0.98), eps=1e-9)
+    optimizer = pretrain_optimizer(model, config)
 
     def cosine(opt, total):
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
@@ -396,10 +431,14 @@ def pretrain(pairs, num_items: int, config: PretrainConfig | None = None, *,
     if checkpoint is not None:
         from ..training.checkpoint import Checkpoint
 
+        # an option added since a checkpoint was written matches at its default (fingerprint_diff)
         resume = Checkpoint(resume_path(checkpoint),
                             _fingerprint(arch, config, data, num_items, item_embedding, fingerprint),
-                            on_mismatch=on_mismatch)
-    trainer = Trainer(model, RegeneratorLoss(config, arch.K), optimizer=optimizer, scheduler=cosine, hooks=hooks,
+                            on_mismatch=on_mismatch, defaults={"config": _option_defaults()})
+    sampler = model.negative_sampler(target_frequencies(train, num_items)) if model.train_softmax == "sampled" \
+        else None
+    trainer = Trainer(model, RegeneratorLoss(config, arch.K, sampler), optimizer=optimizer, scheduler=cosine,
+                      hooks=hooks,
                       batch_size=config.batch_size, bucketing=True, seed=config.seed, device=config.device,
                       progress=config.progress, desc="regenerator", checkpoint=resume)
     trainer.fit(train, config.epochs)

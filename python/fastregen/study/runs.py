@@ -141,18 +141,19 @@ def method_config(cfg: CompareConfig, method: str, setting: dict) -> dict:
     method, ``regen`` (RegenConfig), ``plus`` (PlusConfig), ``unids``
     (UniDSConfig).
     """
-    from ..config import config_from_dict, config_to_dict
+    # config_identity: options added by a later fastregen at their neutral value stay out of run ids
+    from ..config import config_from_dict, config_identity, config_to_dict
 
     train_setting = setting if method in ("original", "reppad") else {}
     extra = {"reppad": cfg.reppad} if method == "reppad" else {}
-    train = config_to_dict(cfg.train_config(**extra, **train_setting))
+    train = config_identity(cfg.train_config(**extra, **train_setting))
     for k in (*sorted(TRAIN_RUNTIME_FIELDS), "seed"):
         train.pop(k, None)
     out = {"train": train}
     if method in ("dr4sr", "dr4sr+"):
         from ..dr4sr import RegenConfig
 
-        regen = config_to_dict(config_from_dict(RegenConfig, {**cfg.regen, **(setting if method == "dr4sr" else {})}))
+        regen = config_identity(config_from_dict(RegenConfig, {**cfg.regen, **(setting if method == "dr4sr" else {})}))
         out["regen"] = {k: v for k, v in regen.items() if k not in _RUNTIME_REGEN_FIELDS}
     if method == "dr4sr+":
         from ..dr4sr.plus import PlusConfig

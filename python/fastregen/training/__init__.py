@@ -5,7 +5,8 @@
 * `Examples` / `Batch` -- the training examples of a dataset under a
   protocol (``"all"``, ``"last"``, ``"packed"``), gathered batch by batch,
   each target traceable to its source sequence.
-* losses -- per-target next-item losses (BCE, sampled and full softmax)
+* losses -- per-target next-item losses (BCE, sampled and full softmax, the log-Q-corrected
+  sampled softmax of ``train_softmax``)
   and `NextItemLoss`, the objective with per-target weights.
 * `Trainer` -- step, epoch, fit; a constant targets-per-batch normaliser so
   every target weighs the same whatever its batch; hooks (`EarlyStopping`,
@@ -27,8 +28,14 @@ from .config import AUTHORS_SCHEME, LOSSES, TRAIN_TARGETS, TrainConfig
 from .examples import Batch, Examples, build_examples, gather_windows, pack_segments
 from .fit import build_target_model, fit, fit_and_evaluate, resolve_loss, seed_everything
 from .losses import (
+    DEFAULT_NUM_NEGATIVES,
+    SAMPLED_SOFTMAX_MIN_VOCAB,
+    TRAIN_SOFTMAX,
     LossTerms,
+    NegativeSampler,
     NextItemLoss,
+    resolve_train_softmax,
+    sampled_softmax_cross_entropy,
     bce_loss,
     bce_per_target,
     sampled_softmax_loss,
@@ -36,6 +43,7 @@ from .losses import (
     softmax_loss,
     softmax_per_target,
 )
+from .optim import LazyAdam
 from .reppad import RepPad
 from .trainer import CallbackHook, EarlyStopping, Hook, Trainer, TrainingData, adam
 
@@ -58,9 +66,16 @@ __all__ = [
     "bce_loss",
     "sampled_softmax_loss",
     "softmax_loss",
+    "TRAIN_SOFTMAX",
+    "SAMPLED_SOFTMAX_MIN_VOCAB",
+    "DEFAULT_NUM_NEGATIVES",
+    "NegativeSampler",
+    "sampled_softmax_cross_entropy",
+    "resolve_train_softmax",
     "Trainer",
     "TrainingData",
     "adam",
+    "LazyAdam",
     "Hook",
     "CallbackHook",
     "EarlyStopping",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..evaluation import DEFAULT_KS, REPEATED_TARGET
+from .losses import TRAIN_SOFTMAX
 
 __all__ = ["TrainConfig", "LOSSES", "TRAIN_TARGETS", "RUNTIME_FIELDS", "AUTHORS_SCHEME"]
 
@@ -57,6 +59,14 @@ class TrainConfig:
         1 for bce and 128 for sampled_softmax.
     temperature : float, default 1.0
         Logit scale of the softmax losses.
+    train_softmax : {"full", "sampled", "auto"}, default "full"
+        With ``loss="softmax"``: normalise over every item, or over the
+        target, ``num_negatives`` uniform items (0 picks
+        `fastregen.training.DEFAULT_NUM_NEGATIVES`) and the batch's own
+        targets, with the log-Q correction
+        (`fastregen.training.sampled_softmax_cross_entropy`); "auto" samples
+        from `fastregen.training.SAMPLED_SOFTMAX_MIN_VOCAB` items on. Other
+        losses take "full" only.
     train_targets : {"auto", "all", "last", "packed"}, default "auto"
         How training sequences become examples (`fastregen.training.Examples`):
 
@@ -146,6 +156,7 @@ class TrainConfig:
     loss: str = "auto"
     num_negatives: int = 0
     temperature: float = 1.0
+    train_softmax: str = "full"
     train_targets: str = "auto"
     epochs: int = 200
     batch_size: int = 256
@@ -167,6 +178,11 @@ class TrainConfig:
     reppad: int = 0
     seed: int = 0
     progress: bool = True
+
+    #: Fields added since run ids of `fastregen compare` hashed every field, at the value that trains as
+    #: before them (`fastregen.config.config_identity`): a comparison's finished runs stay finished after
+    #: an upgrade. A new field goes here with its neutral value.
+    ADDED_OPTIONS: ClassVar[dict] = {"train_softmax": "full"}
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -175,6 +191,11 @@ class TrainConfig:
         model_class(self.model)  # unknown names fail here, listing the valid ones
         if self.loss not in LOSSES + ("auto",):
             raise ValueError(f"unknown loss {self.loss!r}; valid: auto, {', '.join(LOSSES)}")
+        if self.train_softmax not in TRAIN_SOFTMAX:
+            raise ValueError(f"train_softmax must be one of {', '.join(TRAIN_SOFTMAX)}; got {self.train_softmax!r}")
+        if self.train_softmax != "full" and self.loss not in ("auto", "softmax"):
+            raise ValueError(f"train_softmax = {self.train_softmax!r} samples the full softmax loss; "
+                             f"loss {self.loss!r} takes 'full' only")
         if self.repeated_target not in REPEATED_TARGET:
             raise ValueError(f"repeated_target must be one of {', '.join(REPEATED_TARGET)}, got {self.repeated_target!r}")
         if self.train_targets not in TRAIN_TARGETS:

@@ -26,10 +26,10 @@ from . import distributed
 from .checkpoint import Checkpoint, array_sha256
 from .config import RUNTIME_FIELDS, TrainConfig
 from .examples import Examples
-from .losses import NextItemLoss
+from .losses import DEFAULT_NUM_NEGATIVES, NegativeSampler, NextItemLoss, resolve_train_softmax
 from .trainer import EarlyStopping, Trainer
 
-__all__ = ["fit", "fit_and_evaluate", "seed_everything", "resolve_loss", "build_target_model",
+__all__ = ["fit", "fit_and_evaluate", "seed_everything", "resolve_loss", "negative_sampler", "build_target_model",
            "train_config", "fresh_model",
            "run_fingerprint", "CHECKPOINT"]
 
@@ -54,6 +54,23 @@ def resolve_loss(cfg: TrainConfig) -> tuple[str, int]:
     loss = model_class(cfg.model).default_loss if cfg.loss == "auto" else cfg.loss
     neg = cfg.num_negatives or (128 if loss == "sampled_softmax" else 1)
     return loss, neg
+
+
+def negative_sampler(cfg: TrainConfig, num_items: int, train_data: SequenceDataset):
+    """The `NegativeSampler` of ``cfg.train_softmax`` for the softmax loss, or None (the full softmax).
+
+    Uniform negatives (``cfg.num_negatives``, 0: `DEFAULT_NUM_NEGATIVES`)
+    over items 1..num_items plus the batch's targets, whose log-Q
+    correction takes each item's frequency in ``train_data``.
+    """
+    loss, _ = resolve_loss(cfg)
+    if cfg.train_softmax != "full" and loss != "softmax":
+        raise ValueError(f"train_softmax = {cfg.train_softmax!r} samples the full softmax loss; "
+                         f"{cfg.model}'s loss is {loss!r}")
+    if loss != "softmax" or resolve_train_softmax(cfg.train_softmax, num_items) == "full":
+        return None
+    counts = np.bincount(train_data.items, minlength=num_items + 1)[: num_items + 1]
+    return NegativeSampler(cfg.num_negatives or DEFAULT_NUM_NEGATIVES, 1, num_items + 1, counts)
 
 
 def build_target_model(cfg: TrainConfig, num_items: int, train_data: SequenceDataset | None = None):
@@ -152,7 +169,8 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         ``model`` (best state loaded, eval mode), ``valid`` (best validation
         metrics), ``best_epoch``, ``epochs``, ``seconds_per_epoch`` (median
         training time), ``history``, ``train_examples``, ``train_targets``,
-        ``loss``, ``num_negatives``, ``trainer``, ``resumed_epochs`` (epochs
+        ``loss``, ``num_negatives``, ``train_softmax`` (resolved),
+        ``trainer``, ``resumed_epochs`` (epochs
         found done in the checkpoint).
     """
     apply_threads(cfg.num_threads)  # "auto": the cores free now (fastregen._threads)
@@ -176,7 +194,10 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
 
         examples = RepPad(examples, cfg.reppad, seed=cfg.seed)
     loss_name, negatives = resolve_loss(cfg)
-    objective = objective or NextItemLoss(loss_name, negatives, cfg.temperature)
+    sampler = negative_sampler(cfg, num_items, train_data)
+    if sampler is not None:
+        negatives = sampler.num_negatives
+    objective = objective or NextItemLoss(loss_name, negatives, cfg.temperature, sampler=sampler)
     stopper = EarlyStopping(
         lambda m: evaluate(m, valid, cfg.ks, cfg.exclude_history, cfg.eval_batch_size,
                            repeated_target=cfg.repeated_target),
@@ -197,6 +218,7 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         "train_targets": mode,
         "loss": loss_name,
         "num_negatives": negatives,
+        "train_softmax": "full" if sampler is None else "sampled",
         "trainer": trainer,
         "resumed_epochs": trainer.resumed_epochs,
     }

@@ -24,9 +24,24 @@ its backward pass recomputes each chunk's softmax from the saved
 log-sum-exp, so peak memory is ``targets x chunk`` floats plus the gradient
 of the table (which the optimizer holds anyway). It costs one extra
 ``targets x V x d`` product in the backward pass (the forward logits are
-not kept). Sampled softmax with a logQ correction was considered and left
-out: with the uniform negatives used here the correction is one constant
-added to every logit, which cancels in the softmax.
+not kept).
+
+Sampled softmax with the log-Q correction
+-----------------------------------------
+`sampled_softmax_cross_entropy` (``train_softmax="sampled"``) normalises
+each target over itself and a shared set of candidates drawn by a
+`NegativeSampler`: ``num_negatives`` uniform ids plus the batch's own
+targets (in-batch negatives, drawn in proportion to how often each id is a
+target), as large-catalogue recommenders train (Yi et al., RecSys 2019,
+"Sampling-bias-corrected neural modeling"; Yang et al., WWW 2020, "Mixed
+negative sampling"). A candidate ``j`` drawn ``c_j`` times enters with
+logit ``z_j + log c_j - log E_j``, where ``E_j = R / V + N p_j`` is its
+expected count among the ``R`` uniform and ``N`` in-batch draws: then
+``sum_j c_j exp(z_j) / E_j`` is an unbiased estimate of ``sum_j exp(z_j)``
+over the whole vocabulary, and the loss estimates the full softmax's. The
+target keeps its plain logit, and a candidate equal to the row's target
+(an accidental hit) is masked, so the estimate is of the other ids' sum.
+With every id a candidate once and no correction it *is* the full softmax.
 """
 
 from __future__ import annotations
@@ -40,6 +55,12 @@ import torch.nn.functional as F
 
 __all__ = [
     "full_softmax_cross_entropy",
+    "sampled_softmax_cross_entropy",
+    "NegativeSampler",
+    "TRAIN_SOFTMAX",
+    "SAMPLED_SOFTMAX_MIN_VOCAB",
+    "DEFAULT_NUM_NEGATIVES",
+    "resolve_train_softmax",
     "chunked_softmax_cross_entropy",
     "FULL_LOGITS_LIMIT",
     "bce_per_target",
@@ -202,6 +223,176 @@ def full_softmax_cross_entropy(hidden: torch.Tensor, table: torch.Tensor, target
                                          vocab_stop=stop, chunk_size=chunk_size)
 
 
+#: What ``train_softmax`` may be (regenerator and target models): the whole vocabulary, a sampled
+#: softmax (`sampled_softmax_cross_entropy`), or the one of the two `resolve_train_softmax` picks.
+TRAIN_SOFTMAX = ("full", "sampled", "auto")
+
+#: ``train_softmax="auto"`` samples at this vocabulary size and above: the smallest measured size at
+#: which a sampled training step is at least twice as fast as a full one. One regenerator step
+#: (`RegenConfig()`, 256 pairs, 512 negatives), full / sampled, one thread, the variants alternating
+#: step by step, medians of 10 (``OMP_NUM_THREADS=1 python benchmarks/sampled_softmax.py step --vocab
+#: 2000 3000 4000 6000 8000 12000 16000 32000 64000 --steps 10``; 2 cores, Intel Xeon, load ~11;
+#: benchmarks/results/sampled_softmax.csv): 1.26x at V = 2,000, 1.29x at 3,000, 1.44x at 4,000,
+#: 1.70x at 6,000, 2.69x at 8,000, 3.75x at 12,000, 4.33x at 16,000, 5.9x at 32,000, 10.1x at
+#: 64,000. The sampled step is never the slower one in that range (below ~2,000 ids the candidates
+#: are most of the vocabulary, so the two cost alike); under 8,000 the gain is small next to what
+#: an estimate of the normaliser may cost.
+SAMPLED_SOFTMAX_MIN_VOCAB = 8_000
+
+#: Uniform negatives per batch of a sampled softmax unless configured. A regenerator step at Beauty's
+#: vocabulary (V = 12,103, `sampled_softmax.py step --vocab 12103 --variants source sampled:128
+#: sampled:512 sampled:2048 full --steps 10`, one thread, load ~9.5): 0.221 s with 128 negatives,
+#: 0.275 s with 512, 0.382 s with 2048, 0.921 s with the full softmax (0.201 s with the source
+#: softmax). With 512, a regenerator trained 3 epochs on Beauty has a full-softmax held-out
+#: single-memory loss 1.9% above the full-softmax-trained one (`sampled_softmax.py beauty --epochs
+#: 3`); fewer negatives were not trained to a held-out loss, so 512 is the measured one.
+DEFAULT_NUM_NEGATIVES = 512
+
+
+def resolve_train_softmax(train_softmax: str, vocab_size: int) -> str:
+    """``"full"`` or ``"sampled"``: ``train_softmax`` itself, or for ``"auto"`` sampled iff
+    ``vocab_size >= SAMPLED_SOFTMAX_MIN_VOCAB``."""
+    if train_softmax not in TRAIN_SOFTMAX:
+        raise ValueError(f"train_softmax must be one of {', '.join(TRAIN_SOFTMAX)}; got {train_softmax!r}")
+    if train_softmax != "auto":
+        return train_softmax
+    return "sampled" if int(vocab_size) >= SAMPLED_SOFTMAX_MIN_VOCAB else "full"
+
+
+class NegativeSampler:
+    """The candidates of a sampled softmax: uniform ids plus the batch's own targets, with their log-Q weights.
+
+    Parameters
+    ----------
+    num_negatives : int
+        Uniform draws (with replacement) from ``[vocab_start, vocab_stop)``
+        per batch, shared by the batch's rows; at most the number of ids.
+    vocab_start, vocab_stop : int
+        The ids a target can be (the full softmax's range).
+    frequencies : array-like of shape (vocab_stop,), optional
+        How often each id is a training target (any non-negative weights;
+        ids outside the range are ignored): the in-batch sampling
+        probability ``p_j`` is its share. None: no in-batch negatives.
+
+    Notes
+    -----
+    `sample` returns each distinct candidate once with ``log c_j - log E_j``
+    (``c_j`` its draws, ``E_j = R / V + N p_j`` its expected draws, module
+    docstring): one column per distinct id is the same loss as one per
+    draw, and smaller.
+    """
+
+    def __init__(self, num_negatives: int, vocab_start: int, vocab_stop: int, frequencies=None) -> None:
+        vocab = int(vocab_stop) - int(vocab_start)
+        if not 0 <= int(vocab_start) < int(vocab_stop):
+            raise ValueError(f"need 0 <= vocab_start < vocab_stop; got {vocab_start}, {vocab_stop}")
+        if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
+            raise ValueError(f"num_negatives must be a positive int, got {num_negatives!r}")
+        if num_negatives > vocab:
+            raise ValueError(f"num_negatives = {num_negatives} exceeds the {vocab} ids a target can be; "
+                             f"use at most {vocab} (or the full softmax)")
+        self.num_negatives, self.vocab_start, self.vocab_stop = num_negatives, int(vocab_start), int(vocab_stop)
+        self.probability = None
+        if frequencies is not None:
+            f = torch.as_tensor(frequencies, dtype=torch.float64).flatten()
+            if f.numel() != self.vocab_stop or bool((f < 0).any()) or not bool(torch.isfinite(f).all()):
+                raise ValueError(f"frequencies must be {self.vocab_stop} finite values >= 0 (one per id), "
+                                 f"got {f.numel()}")
+            f = f.clone()
+            f[: self.vocab_start] = 0
+            total = float(f.sum())
+            if total <= 0:
+                raise ValueError("frequencies are all 0 in [vocab_start, vocab_stop): no id is ever a target")
+            self.probability = f / total
+
+    @property
+    def in_batch(self) -> bool:
+        return self.probability is not None
+
+    def sample(self, targets: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidates for a batch whose scored targets are ``targets`` (N,).
+
+        The uniform ids are drawn on the CPU from ``generator`` (the
+        Trainer's, whose state its checkpoints keep), so a run is the same
+        on every device and a resumed run draws what an uninterrupted one
+        would.
+
+        Returns
+        -------
+        (ids, log_weight) : torch.Tensor of int64 (C,), torch.Tensor of float32 (C,)
+            Distinct candidate ids (sorted) and ``log c_j - log E_j``, on
+            ``targets``' device.
+        """
+        R, V = self.num_negatives, self.vocab_stop - self.vocab_start
+        pool = torch.randint(self.vocab_start, self.vocab_stop, (R,), generator=generator)
+        if self.in_batch:
+            pool = torch.cat([pool, targets.detach().reshape(-1).cpu()])
+        ids, counts = torch.unique(pool, return_counts=True)
+        expected = torch.full(ids.shape, R / V, dtype=torch.float64)
+        if self.in_batch:
+            expected += targets.numel() * self.probability[ids]
+        log_weight = torch.log(counts.double()) - torch.log(expected)
+        return ids.to(targets.device), log_weight.float().to(targets.device)
+
+
+def sampled_softmax_cross_entropy(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
+                                  candidates: torch.Tensor, log_weight: torch.Tensor | None = None, *,
+                                  temperature: float = 1.0) -> torch.Tensor:
+    """Per-row softmax cross-entropy over the target and shared candidates, with the log-Q correction.
+
+    ``loss_i = log(exp(z_{i,t_i}) + sum_{j in C, j != t_i} exp(z_{ij} + w_j)) - z_{i,t_i}`` with
+    ``z = hidden @ table.T / temperature`` and ``w = log_weight`` (0 when
+    None); a candidate equal to the row's target (an accidental hit) is
+    left out. With ``candidates`` every id of a range once and no
+    ``log_weight`` this is `full_softmax_cross_entropy` over that range.
+
+    Parameters
+    ----------
+    hidden : torch.Tensor, shape (N, d), float
+    table : torch.Tensor, shape (V, d), float
+        Looked up with sparse gradients when it is a leaf (only the rows of
+        targets and candidates get a gradient).
+    targets : torch.Tensor of int64, shape (N,)
+    candidates : torch.Tensor of int64, shape (C,)
+        Shared by every row (`NegativeSampler.sample`).
+    log_weight : torch.Tensor, shape (C,), optional
+        Added to the candidates' logits (``log c_j - log E_j``).
+    temperature : float, default 1.0
+
+    Returns
+    -------
+    torch.Tensor, shape (N,)
+        Differentiable in ``hidden`` and ``table``.
+    """
+    if hidden.dim() != 2 or table.dim() != 2 or hidden.shape[1] != table.shape[1]:
+        raise ValueError(f"hidden (N, d) and table (V, d) do not match: {tuple(hidden.shape)} vs {tuple(table.shape)}")
+    if targets.shape != (hidden.shape[0],):
+        raise ValueError(f"targets must have shape ({hidden.shape[0]},), got {tuple(targets.shape)}")
+    if candidates.dim() != 1 or (log_weight is not None and log_weight.shape != candidates.shape):
+        raise ValueError(f"candidates must be (C,) and log_weight (C,) too; got {tuple(candidates.shape)}, "
+                         f"{None if log_weight is None else tuple(log_weight.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if temperature != 1.0:
+        hidden = hidden / temperature  # (N, d), not the (N, C) logits
+    pos = (hidden * _rows(targets, table)).sum(-1)
+    weights = _rows(candidates, table)
+    if log_weight is None:
+        neg = hidden @ weights.T
+    else:
+        neg = torch.addmm(log_weight.to(hidden.dtype)[None], hidden, weights.T)
+    # accidental hits: a row's target among the candidates (each id at most once if they are sorted and
+    # distinct, as `NegativeSampler.sample` gives them; any other order is found by the comparison)
+    if candidates.numel():
+        if bool((candidates[1:] > candidates[:-1]).all()):
+            at = torch.searchsorted(candidates, targets).clamp_max(candidates.numel() - 1)
+            rows = torch.nonzero(candidates[at] == targets).flatten()
+            neg.index_put_((rows, at[rows]), torch.tensor(float("-inf"), dtype=neg.dtype, device=neg.device))
+        else:
+            neg = neg.masked_fill(targets[:, None] == candidates[None, :], float("-inf"))
+    return torch.logaddexp(pos, torch.logsumexp(neg, 1)) - pos
+
+
 # Whether `_rows` may give sparse gradients. A context variable, not a
 # module flag, so that one thread's second-order block leaves others alone.
 _SPARSE_LOOKUPS = contextvars.ContextVar("fastregen_sparse_lookups", default=True)
@@ -350,6 +541,10 @@ class NextItemLoss:
         ``weight_fn(model, batch, hidden) -> (B, L) tensor`` multiplied into
         the batch's target weights (a DR4SR+ personalizer). Without it the
         weights are the batch's own (sequence weights, 0 at padding).
+    sampler : NegativeSampler, optional
+        With ``loss="softmax"``: train with the sampled softmax and the
+        log-Q correction over its candidates (``train_softmax="sampled"``,
+        `fastregen.training.fit.negative_sampler`) instead of the full one.
 
     Notes
     -----
@@ -358,10 +553,14 @@ class NextItemLoss:
     weights: DR4SR+ leaves the contrastive term unweighted.
     """
 
-    def __init__(self, loss: str, num_negatives: int, temperature: float = 1.0, weight_fn=None) -> None:
+    def __init__(self, loss: str, num_negatives: int, temperature: float = 1.0, weight_fn=None,
+                 sampler: NegativeSampler | None = None) -> None:
         if loss not in ("bce", "sampled_softmax", "softmax"):
             raise ValueError(f"unknown loss {loss!r}; valid: bce, sampled_softmax, softmax")
+        if sampler is not None and loss != "softmax":
+            raise ValueError(f"a sampler samples the softmax loss; loss is {loss!r}")
         self.loss, self.num_negatives, self.temperature, self.weight_fn = loss, int(num_negatives), temperature, weight_fn
+        self.sampler = sampler
 
     def per_target(self, model, hidden: torch.Tensor, targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Loss of every target position (B, L) from hidden states (B, L, d)."""
@@ -373,6 +572,13 @@ class NextItemLoss:
         if self.loss == "sampled_softmax":
             neg = torch.randint(1, N + 1, (R,), generator=generator).to(hidden.device)
             return sampled_softmax_per_target(hidden, table, targets, neg, self.temperature)
+        if self.sampler is not None:
+            sel = targets > 0
+            ids, log_weight = self.sampler.sample(targets[sel], generator)
+            out = hidden.new_zeros(targets.shape)
+            out[sel] = sampled_softmax_cross_entropy(hidden[sel], table, targets[sel], ids, log_weight,
+                                                     temperature=self.temperature).to(out.dtype)
+            return out
         return softmax_per_target(hidden, table, targets, self.temperature)
 
     def __call__(self, model, batch, generator: torch.Generator) -> LossTerms:

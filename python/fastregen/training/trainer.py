@@ -406,9 +406,12 @@ class Trainer:
         180 MB, freshly page-faulted every step) and an add per extra lookup; with sparse gradients a
         step zeroes one resident buffer and scatters the looked-up rows into it.
         """
+        # an optimizer that updates some tables row by row (`fastregen.training.LazyAdam`) takes their
+        # sparse gradients as they are; across processes every gradient is dense for the all-reduce
+        lazy = {id(p) for p in getattr(self.optimizer, "lazy_params", ())} if self.world is None else set()
         for p in self.model.parameters():
             g = p.grad
-            if g is None or not g.is_sparse:
+            if g is None or not g.is_sparse or id(p) in lazy:
                 continue
             buf = self._grad_buffers.get(p)
             if buf is None:

@@ -55,7 +55,7 @@ from ..._io import atomic_open, atomic_write_text
 from ...config import config_to_dict, data_source, file_sha256, load_config, provenance, save_config
 from ...data import SequenceDataset, as_dataset
 from ...training import Examples, NextItemLoss, TrainConfig, adam, fit_and_evaluate
-from ...training.fit import fresh_model, resolve_loss, train_config
+from ...training.fit import fresh_model, negative_sampler, resolve_loss, train_config
 from ...pipeline import Pipeline, Stage, dataset_sha256
 from .bilevel import PersonalizerHook, joint_parameters
 from .config import PlusConfig
@@ -255,7 +255,8 @@ def _personalize(data, train, cfg: TrainConfig, plus: PlusConfig, out: Path | No
         weights = PersonalizedWeights(personalizer, pinned, differentiable=plus.mode == "end_to_end",
                                       detach_hidden=plus.detach_hidden)
         loss_name, negatives = resolve_loss(cfg)
-        objective = NextItemLoss(loss_name, negatives, cfg.temperature, weight_fn=weights)
+        objective = NextItemLoss(loss_name, negatives, cfg.temperature, weight_fn=weights,
+                                 sampler=negative_sampler(cfg, num_items, lower))  # train_softmax="sampled"
         protocol = cfg.resolved_targets(net.causal)
         dev_examples = None if dev is None else Examples(dev, net.max_len, protocol)
         hook = PersonalizerHook(personalizer, weights, plus, dev=dev_examples, batch_size=cfg.batch_size,

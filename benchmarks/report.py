@@ -573,8 +573,20 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def peer_report(results: Path, ranks_dir: Path) -> str:
+    """results/peer.csv: the authors' code against fastregen, stage by stage (`peer.py`), the latest rows."""
+    sys.path.insert(0, str(HERE))
+    from peer import COLUMNS, ratio_table
+
+    rows = read_rows(results, COLUMNS)
+    if not rows:
+        return "_No peer rows yet (`python benchmarks/peer.py --authors DIR ...`)._\n"
+    return ratio_table(rows)
+
+
 REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report, "scale": scale_report,
-           "engine": engine_report, "verdict": verdict_report}
+           "engine": engine_report, "verdict": verdict_report,
+           "peer": peer_report}
 
 
 def write_block(path: Path, name: str, text: str) -> None:

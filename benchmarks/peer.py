@@ -2,52 +2,69 @@
 
     git clone <a checkout of USTC-StarTeam/DR4SR> /work/peer-authors     # the user's; never copied here
     python -m venv /work/peer-venv && /work/peer-venv/bin/pip install torch==2.13.0 numpy pandas \\
-        torchmetrics matplotlib pyyaml tqdm seq2pat
+        torchmetrics matplotlib pyyaml tqdm scipy seq2pat
     OMP_NUM_THREADS=1 python benchmarks/peer.py --authors /work/peer-authors \\
         --authors-python /work/peer-venv/bin/python --repeats 3
 
 On Beauty (``--data``), one thread each (``OMP_NUM_THREADS=1``,
 ``torch.set_num_threads(1)``), every measurement in its own process, the
 two sides alternating (authors, fastregen, authors, fastregen, ...) and
-``--repeats`` times each; the rows hold the medians and every repetition.
+``--repeats`` times each; the rows hold the medians and every repetition,
+of wall time and of CPU time (``time.process_time``; for their whole
+stage-1 script, ``getrusage`` of the process and its children). The
+machine is shared (the nice'd study workers and other benchmarks), which
+inflates wall time, so the verdict uses CPU time; both are in the rows.
 Their scripts run in their own interpreter (``--authors-python``: a venv with
 their imports, so fastregen's is left alone) from a scratch copy of their
 code in a temporary folder; the checkout given is only read.
 
 Stages (``--stages``)
 ---------------------
-``build_pretraining_dataset``
-    Theirs: ``1.Build_pretraining_dataset.py --alpha 5 --beta 2 --n_jobs 1``,
-    the whole script (Seq2Pat mining, their pattern file, the
-    sequence-pattern pairs: up to 10 patterns per sequence, plain
-    subsequence test), timed around the script. Ours: load ``beauty.txt``,
-    ``mine_patterns(max_span=5, min_support=2)`` and
-    ``pretrain_pairs(max_per_sequence=10, max_len=50, span=None)`` (the
-    authors' containment rule; the pipeline's default is ``span="alpha"``),
-    both written to disk, timed from the load to the last write.
+Where a stage of theirs takes too long to run three times on this machine,
+both sides do the same declared fixed prefix of the work (``--pairs-prefix``,
+``--epoch-pairs``, ``--decode-prefix``); the rows' ``note`` says so.
+
+``mine``, ``pretrain_pairs``
+    Theirs: ``1.Build_pretraining_dataset.py --alpha 5 --beta 2 --n_jobs 1``
+    in one process; ``mine`` is its Seq2Pat ``get_patterns`` call (every
+    training sequence), ``pretrain_pairs`` its pair loop (up to 10 shuffled
+    patterns per sequence, plain subsequence test, one pattern list scan
+    per sequence: about 0.1 s per sequence here, 40 min for Beauty's
+    22,363), over the first ``--pairs-prefix`` sequences (patch 3). Ours, in
+    one process: ``mine_patterns(max_span=5, min_support=2)`` over every
+    training sequence, then ``pretrain_pairs(max_per_sequence=10, max_len=48,
+    span=None)`` (the authors' containment rule; the pipeline's default is
+    ``span="alpha"``) over the same first sequences; then, untimed, the pairs
+    of every sequence, which the next stage reads. Their inputs are each
+    user's last 50 items less the last two (``train.pth``), so ours keep the
+    last 48 items of each training sequence (``max_len=48``), here and when
+    decoding: their 50 positions must hold SOS and EOS too.
 ``pretrain_epoch``
-    One epoch of regenerator pre-training on that stage's pairs. Theirs:
-    ``2.Pretrain_regenerator.py --epochs 1``, the "Epoch time" it prints (its
-    own timer around ``train_epoch``). Ours: `fastregen.dr4sr.pretrain` with
-    the released settings (``diversity="gumbel"``, ``entropy_weight=1``,
-    K = 5, batch 256, Adam 1e-3, ``train_softmax="source"``, no held-out
-    pairs as they hold none, ``epochs=1``), the epoch's ``seconds`` in its
-    history. Both initialise the item table from their released
-    ``pre-trained_embedding.ckpt`` (ours through the id relabelling of
-    ``authors.py convert``).
+    One epoch of regenerator pre-training over the first ``--epoch-pairs``
+    of our pairs, the same pairs on both sides (written in their item ids as
+    their ``seq-pat-pair.pth``: their stage-1 file holds only the prefix's
+    pairs). Theirs: ``2.Pretrain_regenerator.py --epochs 1``, its loop over
+    the batches (timed by the tqdm observer; the "Epoch time" it prints also
+    holds a second pass over the data loader, ``len(list(train_dataloader))``,
+    left out here). Ours: `fastregen.dr4sr.pretrain` with the released
+    settings (``diversity="gumbel"``, ``entropy_weight=1``, K = 5, batch
+    256, Adam 1e-3, ``train_softmax="source"``, no held-out pairs as they
+    hold none, ``epochs=1``), its ``Trainer.run_epoch``. Both initialise the
+    item table from their released ``pre-trained_embedding.ckpt`` (ours
+    through the id relabelling of ``authors.py convert``).
 ``hybrid_inference``
     Theirs: ``3.Hybrid_inference.py`` with the regenerator its stage 2 just
     wrote; ours: `fastregen.dr4sr.hybrid_inference` (``schedule="released"``,
     ``gamma=1``: their decoding rule, restrictive for two steps, generative
     after; ``max_pattern_len=24`` = their ``max_len=25`` with SOS) with the
     regenerator our stage 2 just wrote. Their decoder runs one sequence at a
-    time (about 2 sequences/s here), so both sides decode the **same fixed
-    prefix** of ``--prefix`` training sequences (default 200) with each of
-    the K = 5 memories; the time is the decoding alone (their 5 loops, timed
-    by the tqdm observer below; our call). The two regenerators differ (each
-    side trained its own for one epoch), so the patterns decoded differ: the
-    rows' ``work`` field gives how many each side decoded and their mean
-    length.
+    time, so both sides decode the **same fixed prefix** of
+    ``--decode-prefix`` training sequences with each of the K = 5 memories;
+    the time is the decoding alone (their 5 loops, timed by the tqdm
+    observer; our call). The two regenerators differ (each side trained its
+    own for one epoch), so the patterns decoded differ and so does the
+    number of decoding steps: each row's ``work`` gives how many distinct
+    patterns (of length >= 2 for ours) each side kept and their mean length.
 ``sasrec_epoch``, ``sasrec_validation``
     SASRec under the released configs on the original split (one training
     row per user, every position a target). Theirs: ``run.py -m SASRec``
@@ -61,7 +78,7 @@ Stages (``--stages``)
 Patches to their code (all listed; the checkout is never written)
 ------------------------------------------------------------------
 Applied to the scratch copy (text replaced, each one checked to match
-exactly as often as stated, else the run stops naming it: `PATCHES`):
+exactly as often as stated, else the run stops naming it: `patches`):
 
 1. ``2.Pretrain_regenerator.py``, ``3.Hybrid_inference.py``: every
    ``'cuda'`` -> ``'cpu'`` (the device is hard-coded; no CPU option).
@@ -69,31 +86,35 @@ exactly as often as stated, else the run stops naming it: `PATCHES`):
    ``end = args.end * 5000`` -> ``begin = args.begin`` / ``end = args.end``,
    so ``-b 0 -e PREFIX`` decodes the first PREFIX sequences (their unit of
    5,000 sequences is for splitting the work over GPUs).
+3. ``1.Build_pretraining_dataset.py``: ``for seq_ori in tqdm(seq_list_ori):``
+   -> ``tqdm(seq_list_ori[:PAIRS_PREFIX])``: the pair loop over the first
+   ``--pairs-prefix`` sequences (mining and the pattern file are whole).
 
 Applied from outside their files, by the driver that runs each script
 (benchmarks/authors.py's ``DRIVER_PREAMBLE`` and patches):
 
-3. threads: ``torch.set_num_threads(1)`` (and ``OMP_NUM_THREADS=1``);
-4. ``torch.load(weights_only=False)`` for their own pickles (torch >= 2.6);
-5. anomaly detection off: ``utils/utils.py`` switches
+4. threads: ``torch.set_num_threads(1)`` (and ``OMP_NUM_THREADS=1``);
+5. ``torch.load(weights_only=False)`` for their own pickles (torch >= 2.6);
+6. anomaly detection off: ``utils/utils.py`` switches
    ``torch.autograd.set_detect_anomaly(True)`` on when imported (stages 2 and 3
    import it); a debug mode that slows every backward, switched off after;
-6. wandb and faiss stubs (only ``run.py`` imports them; see authors.py);
-7. observers, not changes: ``tqdm`` is replaced by a pass-through that
-   times each loop it wraps (stage 3's decoding loops); ``BaseModel``'s
+7. wandb and faiss stubs (only ``run.py`` imports them; see authors.py);
+8. observers, not changes: ``tqdm`` is replaced by a pass-through that
+   times each loop it wraps (the pair loop, the epoch loop, the decoding
+   loops); ``Seq2Pat.get_patterns`` is wrapped with a timer; ``BaseModel``'s
    ``training_epoch``, ``validation_epoch`` and ``validation_epoch_end``
    are wrapped with timers, and the process exits after the first
    validation pass;
-8. SASRec only: authors.py's patches 1 (``device: 'cpu'``), 5 (the data
+9. SASRec only: authors.py's patches 1 (``device: 'cpu'``), 5 (the data
    path) and 8 (``epochs: 1``) in the copy's configs.
 
 Arguments, not patches: ``--n_jobs 1`` (stage 1; theirs defaults to 2),
 ``--epochs 1`` (stage 2), ``--root_path`` (the converted data, made by
 ``authors.py convert``, cached in ``benchmarks/runs/peer/data``).
 
-Rows go to ``benchmarks/results/peer.csv`` (`COLUMNS`), one per (stage,
-side), ``value`` the median wall seconds; ``python benchmarks/report.py peer``
-makes the ratio table. The machine's load (1-minute load average and the
+Rows go to ``benchmarks/results/peer.csv`` (`COLUMNS`), two per (stage,
+side): ``metric`` wall_seconds and cpu_seconds, ``value`` the median;
+``python benchmarks/report.py peer`` makes the ratio table. The machine's load (1-minute load average and the
 nice'd one-thread study workers found running) is in ``load``.
 """
 
@@ -120,7 +141,10 @@ RESULTS = HERE / "results" / "peer.csv"
 WORK = HERE / "runs" / "peer"
 COLUMNS = ["benchmark", "dataset", "variant", "stage", "metric", "value", "unit", "threads", "device", "machine",
            "commit", "date", "repeats", "values", "load", "work", "authors_commit", "note"]
-STAGES = ("build_pretraining_dataset", "pretrain_epoch", "hybrid_inference", "sasrec_epoch", "sasrec_validation")
+STAGES = ("mine", "pretrain_pairs", "pretrain_epoch", "hybrid_inference", "sasrec_epoch", "sasrec_validation")
+#: Processes: each side runs one per unit; "build" times mine and pretrain_pairs, "sasrec" both SASRec stages.
+UNITS = {"mine": "build", "pretrain_pairs": "build", "pretrain_epoch": "pretrain_epoch",
+         "hybrid_inference": "hybrid_inference", "sasrec_epoch": "sasrec", "sasrec_validation": "sasrec"}
 VARIANTS = ("authors", "fastregen")
 SCRIPTS = ("1.Build_pretraining_dataset.py", "2.Pretrain_regenerator.py", "3.Hybrid_inference.py")
 NUM_ITEMS_BEAUTY = 12102  # their num_item_dict['beauty'] (the SOS/EOS ids follow it)
@@ -145,15 +169,17 @@ class Patch:
     why: str
 
 
-def patches(prefix_hint: str = "PREFIX") -> list[Patch]:
-    """The text patches of the module docstring (1 and 2), in order."""
+def patches(decode_prefix: str = "PREFIX", pairs_prefix: str = "PAIRS_PREFIX") -> list[Patch]:
+    """The text patches of the module docstring (1 to 3)."""
     return [
+        Patch(SCRIPTS[0], "for seq_ori in tqdm(seq_list_ori):", f"for seq_ori in tqdm(seq_list_ori[:{pairs_prefix}]):",
+              1, f"patch 3: the pair loop reads the first {pairs_prefix} sequences"),
         Patch(SCRIPTS[1], "'cuda'", "'cpu'", 8, "patch 1: the device is hard-coded to CUDA"),
         Patch(SCRIPTS[2], "'cuda'", "'cpu'", 10, "patch 1: the device is hard-coded to CUDA"),
         Patch(SCRIPTS[2], "begin = args.begin * 5000", "begin = args.begin", 1,
-              f"patch 2: -b 0 -e {prefix_hint} decodes the first {prefix_hint} sequences"),
+              f"patch 2: -b 0 -e {decode_prefix} decodes the first {decode_prefix} sequences"),
         Patch(SCRIPTS[2], "end = args.end * 5000", "end = args.end", 1,
-              f"patch 2: -b 0 -e {prefix_hint} decodes the first {prefix_hint} sequences"),
+              f"patch 2: -b 0 -e {decode_prefix} decodes the first {decode_prefix} sequences"),
     ]
 
 
@@ -180,41 +206,58 @@ def apply_patches(code: Path, todo: list[Patch]) -> None:
 
 # ----------------------------------------------------------------- their side
 #: Runs one of their numbered scripts (argv: THREADS RESULT SCRIPT ARGS...). Prepended: authors.py's
-#: DRIVER_PREAMBLE (patches 3 to 6).
+#: DRIVER_PREAMBLE (patches 4 to 7).
 SCRIPT_DRIVER = r'''
 loops = []
-class _Observed:                                                   # patch 7: times each tqdm loop
+class _Observed:                                                   # patch 8: times each tqdm loop
     def __init__(self, iterable=None, *a, **k):
         self.iterable = iterable
     def __iter__(self):
-        t0, n = time.perf_counter(), 0
+        t0, c0, n = time.perf_counter(), time.process_time(), 0
         for x in self.iterable:
             n += 1
             yield x
-        loops.append({"seconds": time.perf_counter() - t0, "items": n})
+        loops.append({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "items": n})
     def __len__(self):
         return len(self.iterable)
     def __getattr__(self, name):                                   # update, set_description, close, ...
         return lambda *a, **k: None
+import importlib.machinery
 _tqdm = types.ModuleType("tqdm")
+_tqdm.__spec__ = importlib.machinery.ModuleSpec("tqdm", None)   # torch's find_spec("tqdm") needs one
 _tqdm.tqdm = _Observed
 sys.modules["tqdm"] = _tqdm
+import resource
+def _cpu():  # this process and any it waited for (their mining may use worker processes)
+    return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF,
+                                                                       resource.RUSAGE_CHILDREN)))
+calls = {}
+if SCRIPT.startswith("1."):                                        # patch 8: times their Seq2Pat mining
+    from sequential.seq2pat import Seq2Pat
+    _get_patterns = Seq2Pat.get_patterns
+    def _timed_get_patterns(self, *a, **k):
+        t0, c0 = time.perf_counter(), _cpu()
+        out = _get_patterns(self, *a, **k)
+        calls["get_patterns"] = {"seconds": time.perf_counter() - t0, "cpu": _cpu() - c0}
+        return out
+    Seq2Pat.get_patterns = _timed_get_patterns
 sys.argv = [SCRIPT] + ARGS
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), _cpu()
 runpy.run_path(SCRIPT, run_name="__main__")
 with open(RESULT, "w") as f:
-    json.dump({"seconds": time.perf_counter() - t0, "loops": loops}, f)
+    json.dump({"seconds": time.perf_counter() - t0, "cpu": _cpu() - c0, "loops": loops, "calls": calls}, f)
 '''
 
 #: Runs their run.py (SASRec) until the end of its first validation pass. Prepended: DRIVER_PREAMBLE.
 SASREC_DRIVER = r'''
 from model.basemodel import BaseModel
 times = {}
-def _timed(name, fn, last=False):                                  # patch 7: observers
+def _timed(name, fn, last=False):                                  # patch 8: observers
     def wrapped(self, *a, **k):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn(self, *a, **k)
-        times[name] = times.get(name, 0.0) + time.perf_counter() - t0
+        wall, cpu = times.get(name, (0.0, 0.0))
+        times[name] = (wall + time.perf_counter() - t0, cpu + time.process_time() - c0)
         if last:  # the first validation pass is over: what is timed is done
             with open(RESULT, "w") as f:
                 json.dump(times, f)
@@ -236,12 +279,12 @@ def _driver_text(body: str) -> str:
     return head + DRIVER_PREAMBLE + body
 
 
-def setup_authors(authors, converted: Path, root: Path, prefix: int) -> Path:
+def setup_authors(authors, converted: Path, root: Path, decode_prefix: int, pairs_prefix: int) -> Path:
     """Their code in ``root`` (authors.py's SASRec setup + the text patches) and Beauty in ``DOMAIN_DIR``."""
     from authors import RELEASED, setup_code
 
     code = setup_code(authors, converted, "peer", epochs=1, seed=None, root=root)
-    apply_patches(code, patches(str(prefix)))
+    apply_patches(code, patches(str(decode_prefix), str(pairs_prefix)))
     data = code / DOMAIN_DIR
     data.mkdir(parents=True)
     for name in ("train.pth", "val.pth", "test.pth"):
@@ -265,112 +308,168 @@ def _run(cmd: list[str], cwd: Path, log: Path, extra_env: dict | None = None) ->
     return text
 
 
-def authors_stage(stage: str, python: str, code: Path, prefix: int, out: Path) -> dict:
-    """One timed run of their code for ``stage``: ``{"seconds": ..., "work": ...}``."""
-    result = out / f"authors-{stage}.json"
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """The declared prefixes: sequences whose pairs are drawn (``pairs``), pairs of the timed epoch
+    (``epoch_pairs``), sequences decoded (``decode``); the same for both sides."""
+
+    pairs: int = 500
+    epoch_pairs: int = 6_400
+    decode: int = 200
+
+
+def authors_unit(unit: str, python: str, code: Path, sizes: Sizes, out: Path) -> dict:
+    """One timed process of their code: ``{stage: {"seconds", "cpu", "work"}}`` for the stages of ``unit``."""
+    result = out / f"authors-{unit}.json"
     log = result.with_suffix(".log")
     root = f"./{DOMAIN_DIR}"
-    if stage == "sasrec":
+    if unit == "sasrec":
         _run([python, "_peer_sasrec.py", "1", str(result), "run.py", "-m", "SASRec", "-d", "peer"], code, log,
              {"PYTHONPATH": str(code)})
         times = json.loads(result.read_text())
-        return {s: {"seconds": times[s], "work": SASREC_WORK[s]} for s in ("sasrec_epoch", "sasrec_validation")}
+        return {s: {"seconds": times[s][0], "cpu": times[s][1], "work": SASREC_WORK[s]}
+                for s in ("sasrec_epoch", "sasrec_validation")}
     script, args = {
-        "build_pretraining_dataset": (SCRIPTS[0], ["--root_path", root, "--alpha", "5", "--beta", "2", "--n_jobs", "1"]),
+        "build": (SCRIPTS[0], ["--root_path", root, "--alpha", "5", "--beta", "2", "--n_jobs", "1"]),
         "pretrain_epoch": (SCRIPTS[1], ["--root_path", root, "--epochs", "1", "--seed", "2024"]),
-        "hybrid_inference": (SCRIPTS[2], ["--root_path", root + "/", "-b", "0", "-e", str(prefix)]),
-    }[stage]
+        "hybrid_inference": (SCRIPTS[2], ["--root_path", root + "/", "-b", "0", "-e", str(sizes.decode)]),
+    }[unit]
     text = _run([python, "_peer_script.py", "1", str(result), script, *args], code, log, {"PYTHONPATH": str(code)})
     res = json.loads(result.read_text())
-    data = code / DOMAIN_DIR
-    if stage == "build_pretraining_dataset":
-        import torch
-
-        pairs = torch.load(data / "seq-pat-pair.pth", weights_only=False)
+    if unit == "build":
         m = re.search(r"patterns mined with size (\d+)", text)
-        return {"seconds": res["seconds"], "work": f"{m.group(1) if m else '?'} patterns, {len(pairs)} pairs"}
-    if stage == "pretrain_epoch":
-        m = re.search(r"Epoch time = ([0-9.]+)s", text)
-        if not m:
-            raise RuntimeError(f"{SCRIPTS[1]} printed no 'Epoch time'; see {log}")
-        return {"seconds": float(m.group(1)), "work": "1 epoch, batch 256"}
-    decoding = [lp for lp in res["loops"] if lp["items"] == prefix]
+        n_pairs = re.search(r"pair dataset with size (\d+)", text)
+        loops = [lp for lp in res["loops"] if lp["items"] == sizes.pairs]
+        if "get_patterns" not in res["calls"] or len(loops) != 1 or not (m and n_pairs):
+            raise RuntimeError(f"{SCRIPTS[0]}: no mining call or pair loop of {sizes.pairs} sequences seen; see {log}")
+        return {"mine": {**res["calls"]["get_patterns"], "work": f"Seq2Pat, {m.group(1)} patterns"},
+                "pretrain_pairs": {"seconds": loops[0]["seconds"], "cpu": loops[0]["cpu"],
+                                   "work": f"first {sizes.pairs} sequences, {n_pairs.group(1)} pairs"}}
+    if unit == "pretrain_epoch":
+        if len(res["loops"]) != 1 or not re.search(r"Epoch time = ([0-9.]+)s", text):
+            raise RuntimeError(f"{SCRIPTS[1]}: expected one epoch loop, saw {res['loops']}; see {log}")
+        (loop,) = res["loops"]
+        return {unit: {"seconds": loop["seconds"], "cpu": loop["cpu"],
+                       "work": f"1 epoch, {loop['items']} batches of 256"}}
+    decoding = [lp for lp in res["loops"] if lp["items"] == sizes.decode]
     if len(decoding) != 5:
-        raise RuntimeError(f"{SCRIPTS[2]}: expected 5 decoding loops of {prefix} sequences, saw {res['loops']}")
-    return {"seconds": sum(lp["seconds"] for lp in decoding), "work": f"{prefix} sequences x K = 5"}
+        raise RuntimeError(f"{SCRIPTS[2]}: expected 5 decoding loops of {sizes.decode} sequences, saw {res['loops']}")
+    import torch
+
+    # their output file: the original rows, the pattern rows, then one row per distinct decoded pattern
+    data = code / DOMAIN_DIR
+    skip = sum(len(torch.load(data / f, weights_only=False)) for f in ("train.pth", "patterns.pth"))
+    regen = torch.load(data / "train_regen.pth", weights_only=False)[skip:]
+    mean = sum(row[3] + 1 for row in regen) / max(len(regen), 1)
+    return {unit: {"seconds": sum(lp["seconds"] for lp in decoding), "cpu": sum(lp["cpu"] for lp in decoding),
+                   "work": f"{sizes.decode} sequences x K = 5; {len(regen)} distinct patterns, "
+                           f"mean length {mean:.2f}"}}
+
+
+def write_their_pairs(pairs_npz: Path, items_npy: Path, n: int, out: Path) -> int:
+    """The first ``n`` of our pre-training pairs as their ``seq-pat-pair.pth`` ([sequence, pattern] lists in
+    their item ids), so both sides' timed epoch reads the same pairs; returns how many were written."""
+    import numpy as np
+    import torch
+
+    items = np.load(items_npy)
+    with np.load(pairs_npz) as z:
+        so, si, po, pi = z["seq_offsets"], z["seq_items"], z["pat_offsets"], z["pat_items"]
+        rows = [[items[si[so[r]:so[r + 1]]].tolist(), items[pi[po[r]:po[r + 1]]].tolist()]
+                for r in range(min(n, len(po) - 1))]
+    torch.save(rows, out)
+    return len(rows)
 
 
 # ----------------------------------------------------------------- our side
-OURS = r'''
-import json, sys, time
+OURS = r"""
+import dataclasses, json, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
-stage, data_path, work, prefix, items_npy, ckpt_src = sys.argv[1:7]
-from fastregen.data import load
+unit, data_path, work, sizes, items_npy, ckpt_src = sys.argv[1:7]
+sizes = json.loads(sizes)
+from fastregen.data import SequenceDataset, load
 from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
 from fastregen.dr4sr import RegenConfig, pretrain, hybrid_inference
 from fastregen.dr4sr.model import save_checkpoint, load_checkpoint
 from fastregen.dr4sr.pipeline import _save_pairs, _load_pairs
+from fastregen.training import Trainer
 work = __import__("pathlib").Path(work)
+def clock():
+    return time.perf_counter(), time.process_time()
+def since(t):
+    return {"seconds": time.perf_counter() - t[0], "cpu": time.process_time() - t[1]}
 out = {}
-if stage == "build_pretraining_dataset":
-    t0 = time.perf_counter()
-    data = load(data_path)
-    train = dr4sr_input(data)
+if unit == "build":
+    train = dr4sr_input(load(data_path))
+    t = clock()
     patterns = mine_patterns(train, max_span=5, min_support=2, threads=1)
-    pairs = pretrain_pairs(train, patterns, max_per_sequence=10, seed=0, max_len=50, span=None, threads=1)
-    patterns.save(work / "patterns.txt")
-    _save_pairs(pairs, work / "pairs.npz")
-    out = {"seconds": time.perf_counter() - t0, "work": f"{len(patterns)} patterns, {len(pairs)} pairs"}
-elif stage == "pretrain_epoch":
+    out["mine"] = {**since(t), "work": f"{len(patterns)} patterns"}
+    head = train.subset(np.arange(sizes["pairs"]))
+    t = clock()
+    pairs = pretrain_pairs(head, patterns, max_per_sequence=10, seed=0, max_len=48, span=None, threads=1)
+    out["pretrain_pairs"] = {**since(t), "work": f"first {sizes['pairs']} sequences, {len(pairs)} pairs"}
+    # untimed: every sequence's pairs, the input of the pre-training epoch (ours and, converted, theirs)
+    _save_pairs(pretrain_pairs(train, patterns, max_per_sequence=10, seed=0, max_len=48, span=None, threads=1),
+                work / "pairs.npz")
+elif unit == "pretrain_epoch":
     data = load(data_path)
-    pairs = _load_pairs(work / "pairs.npz")
+    full = _load_pairs(work / "pairs.npz")
+    n = min(sizes["epoch_pairs"], len(full))
+    pairs = dataclasses.replace(full, sequences=full.sequences.subset(np.arange(n)),
+                                patterns=full.patterns.subset(np.arange(n)), source=full.source[:n],
+                                pattern_index=None if full.pattern_index is None else full.pattern_index[:n])
     # their released SASRec item table, in our item ids (authors.py convert's relabelling)
     released = torch.load(ckpt_src, map_location="cpu", weights_only=False)["parameters"]["item_embedding.weight"]
     emb = released[torch.from_numpy(np.load(items_npy))].clone()
     cfg = RegenConfig(diversity="gumbel", entropy_weight=1.0, epochs=1, valid_fraction=0.0, K=5, batch_size=256,
                       schedule="released", gamma=1.0, max_pattern_len=24, progress=False, seed=0)
+    run_epoch = Trainer.run_epoch
+    def timed_epoch(self, *a, **k):  # the epoch loop alone, as theirs is timed
+        t = clock(); r = run_epoch(self, *a, **k)
+        out[unit] = {**since(t), "work": f"1 epoch, {-(-n // 256)} batches of 256"}
+        return r
+    Trainer.run_epoch = timed_epoch
     model, history = pretrain(pairs, data.num_items, cfg, item_embedding=emb)
     save_checkpoint(model, work / "regenerator.pt", history=history, complete=True)
-    out = {"seconds": history[0]["seconds"], "work": f"1 epoch, batch 256, {len(pairs)} pairs"}
-elif stage == "hybrid_inference":
+elif unit == "hybrid_inference":
     data = load(data_path)
     model, _ = load_checkpoint(work / "regenerator.pt", num_items=data.num_items)
-    src = dr4sr_input(data).subset(np.arange(int(prefix)))
-    t0 = time.perf_counter()
+    head = dr4sr_input(data).subset(np.arange(sizes["decode"]))
+    rows = [head.items[head.offsets[i]:head.offsets[i + 1]][-48:] for i in range(len(head))]  # their inputs
+    src = SequenceDataset(np.cumsum([0] + [len(x) for x in rows]), np.concatenate(rows), num_items=data.num_items)
+    t = clock()
     regen, info = hybrid_inference(model, src, progress=False)
-    out = {"seconds": time.perf_counter() - t0,
-           "work": f"{prefix} sequences x K = 5; {len(regen)} patterns kept, mean length {regen.lengths.mean():.2f}"}
+    out[unit] = {**since(t), "work": f"{sizes['decode']} sequences x K = 5; {len(regen)} distinct patterns, "
+                                    f"mean length {regen.lengths.mean():.2f}"}
 else:
-    from fastregen.training import Trainer
-    import fastregen.training.fit as fit
-    times = {}
+    import importlib
+    fit = importlib.import_module("fastregen.training.fit")  # the package's `fit` attribute is the function
     run_epoch, evaluate = Trainer.run_epoch, fit.evaluate
     def timed_epoch(self, *a, **k):
-        t0 = time.perf_counter(); r = run_epoch(self, *a, **k)
-        times["sasrec_epoch"] = time.perf_counter() - t0
+        t = clock(); r = run_epoch(self, *a, **k)
+        out["sasrec_epoch"] = {**since(t), "work": sizes["sasrec_epoch"]}
         return r
     def timed_evaluate(*a, **k):
-        t0 = time.perf_counter(); r = evaluate(*a, **k)
-        times["sasrec_validation"] = time.perf_counter() - t0
-        print(json.dumps({s: {"seconds": v, "work": work[s]} for s, v in times.items()}), flush=True)
+        t = clock(); r = evaluate(*a, **k)
+        out["sasrec_validation"] = {**since(t), "work": sizes["sasrec_validation"]}
+        print(json.dumps(out), flush=True)
         import os; os._exit(0)  # the first evaluate is the validation pass: what is timed is done
     Trainer.run_epoch, fit.evaluate = timed_epoch, timed_evaluate
-    work = json.loads(prefix)
     fit.fit_and_evaluate(load(data_path), model="sasrec", seed=0, epochs=1, num_threads=1, progress=False,
                          train_targets="all")
 print(json.dumps(out))
-'''
+"""
 
 
-def ours_stage(stage: str, data: Path, converted: Path, work: Path, prefix: int, checkpoint: Path) -> dict:
-    """One timed run of fastregen for ``stage`` in its own process (``"sasrec"``: both SASRec stages)."""
-    arg = json.dumps(SASREC_WORK) if stage == "sasrec" else str(prefix)
-    out = subprocess.run([sys.executable, "-c", OURS, stage, str(data), str(work), arg,
+def ours_unit(unit: str, data: Path, converted: Path, work: Path, sizes: Sizes, checkpoint: Path) -> dict:
+    """One timed process of fastregen: ``{stage: {"seconds", "cpu", "work"}}`` for the stages of ``unit``."""
+    arg = json.dumps({**dataclasses.asdict(sizes), **SASREC_WORK})
+    out = subprocess.run([sys.executable, "-c", OURS, unit, str(data), str(work), arg,
                           str(converted / "items.npy"), str(checkpoint)],
                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     if out.returncode:
-        raise RuntimeError(f"fastregen {stage} failed: {out.stderr.strip().splitlines()[-3:]}")
+        raise RuntimeError(f"fastregen {unit} failed: {out.stderr.strip().splitlines()[-3:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -381,43 +480,56 @@ def load_description() -> str:
 
 
 def make_rows(runs: dict, *, dataset: str, commit: str, authors_commit: str, machine: str, load: str,
-              date: str, prefix: int) -> list[dict]:
-    """One row per (stage, variant) of ``runs[(stage, variant)] = [{"seconds", "work"}, ...]``."""
+              date: str, sizes: Sizes) -> list[dict]:
+    """Two rows (wall and CPU seconds) per (stage, variant) of ``runs[(stage, variant)] = [{"seconds", "cpu",
+    "work"}, ...]``: the median and every repeat."""
     rows = []
     for (stage, variant), reps in runs.items():
-        values = [r["seconds"] for r in reps]
-        note = {"hybrid_inference": f"decoding of a fixed prefix of {prefix} training sequences (the same for both "
-                                    "sides), each with K = 5 memories; each side decodes with its own "
-                                    "one-epoch regenerator"}.get(stage, "")
-        rows.append({"benchmark": "peer", "dataset": dataset, "variant": variant, "stage": stage,
-                     "metric": "wall_seconds", "value": round(statistics.median(values), 3), "unit": "s",
-                     "threads": 1, "device": "cpu", "machine": machine, "commit": commit, "date": date,
-                     "repeats": len(values), "values": " ".join(f"{v:.3f}" for v in values), "load": load,
-                     "work": reps[-1]["work"], "authors_commit": authors_commit, "note": note})
+        note = {"mine": "every training sequence (all but each user's last two items)",
+                "pretrain_pairs": f"a fixed prefix: the pairs of the first {sizes.pairs} training sequences "
+                                  "(up to 10 each, plain subsequence test)",
+                "pretrain_epoch": f"a fixed prefix: one epoch over the first {sizes.epoch_pairs} of fastregen's "
+                                  "pairs, the same pairs on both sides (theirs in their item ids)",
+                "hybrid_inference": f"a fixed prefix: the first {sizes.decode} training sequences (the same for "
+                                    "both sides), each with K = 5 memories; each side decodes with its own "
+                                    "regenerator from pretrain_epoch"}.get(stage, "")
+        for metric, key in (("wall_seconds", "seconds"), ("cpu_seconds", "cpu")):
+            values = [r[key] for r in reps]
+            rows.append({"benchmark": "peer", "dataset": dataset, "variant": variant, "stage": stage,
+                         "metric": metric, "value": round(statistics.median(values), 3), "unit": "s",
+                         "threads": 1, "device": "cpu", "machine": machine, "commit": commit, "date": date,
+                         "repeats": len(values), "values": " ".join(f"{v:.3f}" for v in values), "load": load,
+                         "work": reps[-1]["work"], "authors_commit": authors_commit, "note": note})
     return rows
 
 
 def ratio_table(rows: list[dict]) -> str:
-    """Markdown: per stage (latest rows), both sides' medians and their ratio (authors / fastregen)."""
+    """Markdown: per stage (its latest rows), both sides' median wall and CPU seconds and the ratios
+    (authors / fastregen); the verdict is on CPU time, which the machine's other load inflates less."""
     latest: dict = {}
     for r in rows:
-        key = (r["dataset"], r["stage"], r["variant"])
+        key = (r["dataset"], r["stage"], r["variant"], r["metric"])
         if key not in latest or r["date"] >= latest[key]["date"]:
             latest[key] = r
-    out = ["| dataset | stage | authors (s) | fastregen (s) | ratio | >= 5x | what was timed |",
-           "|---|---|---:|---:|---:|:---:|---|"]
+    out = ["| dataset | stage | authors wall (s) | fastregen wall (s) | ratio (wall) | authors CPU (s) | "
+           "fastregen CPU (s) | ratio (CPU) | >= 5x | what was timed (authors / fastregen) |",
+           "|---|---|---:|---:|---:|---:|---:|---:|:---:|---|"]
     order = {s: i for i, s in enumerate(STAGES)}
-    stages = sorted({(d, s) for d, s, _ in latest}, key=lambda k: (k[0], order.get(k[1], len(order)), k[1]))
+    stages = sorted({(k[0], k[1]) for k in latest}, key=lambda k: (k[0], order.get(k[1], len(order)), k[1]))
+    shown = []
     for dataset, stage in stages:
-        a, f = latest.get((dataset, stage, "authors")), latest.get((dataset, stage, "fastregen"))
-        if a is None or f is None:
+        cell = {(v, m): latest.get((dataset, stage, v, m)) for v in VARIANTS for m in ("wall_seconds", "cpu_seconds")}
+        if any(r is None for r in cell.values()):
             continue
-        ratio = float(a["value"]) / float(f["value"])
+        a, f = cell["authors", "wall_seconds"], cell["fastregen", "wall_seconds"]
+        wa, wf = float(a["value"]), float(f["value"])
+        ca, cf = float(cell["authors", "cpu_seconds"]["value"]), float(cell["fastregen", "cpu_seconds"]["value"])
         what = f"{a['work']} / {f['work']}" + (f"; {a['note']}" if a.get("note") else "")
-        out.append(f"| {dataset} | {stage} | {float(a['value']):.2f} | {float(f['value']):.2f} | {ratio:.1f}x | "
-                   f"{'yes' if ratio >= 5 else 'no'} | {what} |")
-    if rows:
-        r = max(rows, key=lambda r: r["date"])
+        out.append(f"| {dataset} | {stage} | {wa:.2f} | {wf:.2f} | {wa / wf:.1f}x | {ca:.2f} | {cf:.2f} | "
+                   f"{ca / cf:.1f}x | {'yes' if ca / cf >= 5 else 'no'} | {what} |")
+        shown.append(a)
+    if shown:
+        r = max(shown, key=lambda r: r["date"])
         out.append(f"\nMedians of {r['repeats']} alternating processes, one thread each, {r['machine']}, "
                    f"{r['load']} (commit {r['commit']}, authors' {r['authors_commit'][:7]}, {r['date']}).")
     return "\n".join(out) + "\n"
@@ -432,7 +544,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "beauty.txt"))
     ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--prefix", type=int, default=200, help="sequences both sides decode in hybrid_inference")
+    ap.add_argument("--pairs-prefix", type=int, default=Sizes.pairs,
+                    help="sequences whose pre-training pairs both sides draw in pretrain_pairs")
+    ap.add_argument("--epoch-pairs", type=int, default=Sizes.epoch_pairs,
+                    help="pairs of the timed pre-training epoch (the first of ours, for both sides)")
+    ap.add_argument("--decode-prefix", type=int, default=Sizes.decode,
+                    help="sequences both sides decode in hybrid_inference")
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
     try:
@@ -459,54 +576,56 @@ def run(args) -> int:
     import authors as au
 
     authors = _check_authors(args.authors)
-    if args.repeats < 1 or args.prefix < 1:
-        raise UsageError(f"--repeats and --prefix must be >= 1, got {args.repeats} and {args.prefix}")
+    sizes = Sizes(pairs=args.pairs_prefix, epoch_pairs=args.epoch_pairs, decode=args.decode_prefix)
+    for name, v in (("--repeats", args.repeats), *((f"--{k.replace('_', '-')}", v)
+                                                   for k, v in dataclasses.asdict(sizes).items())):
+        if v < 1:
+            raise UsageError(f"{name} must be >= 1, got {v}")
     data = Path(args.data)
     if not data.is_file():
         raise UsageError(f"--data {data}: no such file")
     probe = subprocess.run([args.authors_python, "-c", "import torch, pandas, torchmetrics, matplotlib, yaml, "
-                            "sequential.seq2pat"], capture_output=True, text=True)
+                            "scipy, sequential.seq2pat"], capture_output=True, text=True)
     if probe.returncode:
         raise UsageError(f"--authors-python {args.authors_python}: cannot import their needs "
                          f"({(probe.stderr.strip().splitlines() or ['?'])[-1]}); pip install torch pandas "
-                         "torchmetrics matplotlib pyyaml tqdm seq2pat there")
+                         "torchmetrics matplotlib pyyaml tqdm scipy seq2pat there")
     converted = WORK / "data" / data.stem
     if not (converted / "convert.json").exists():
         au.convert(argparse.Namespace(authors=args.authors, data=str(data), train="original",
                                       training_set="combined_authors", out=str(converted)))
-    stages = [s for s in STAGES if s in args.stages]
-    needs = {"pretrain_epoch": "build_pretraining_dataset", "hybrid_inference": "pretrain_epoch"}
-    for s in list(stages):  # a stage runs on its predecessor's output: run the chain up to it
-        while s in needs and needs[s] not in stages:
-            stages.insert(0, needs[s])
-            s = needs[s]
-    stages = [s for s in STAGES if s in stages and not s.startswith("sasrec")]
-    stages += ["sasrec"] if any(s.startswith("sasrec") for s in args.stages) else []
+    # a unit runs on the previous one's output (pairs -> regenerator -> decoding): run the chain up to it
+    chain = ["build", "pretrain_epoch", "hybrid_inference"]
+    wanted = {UNITS[s] for s in args.stages}
+    last = max((chain.index(u) for u in wanted if u in chain), default=-1)
+    units = chain[:last + 1] + (["sasrec"] if "sasrec" in wanted else [])
     runs: dict = {}
     with tempfile.TemporaryDirectory(prefix="fastregen-peer-") as tmp:
         tmp = Path(tmp)
-        code = setup_authors(authors, converted, tmp / "code", args.prefix)
+        code = setup_authors(authors, converted, tmp / "code", sizes.decode, sizes.pairs)
         ours, logs = tmp / "ours", tmp / "logs"
         ours.mkdir()
         logs.mkdir()
         ckpt = code / DOMAIN_DIR / Path(au.RELEASED["checkpoint"]).name
         for rep in range(args.repeats):
-            for stage in stages:
+            for unit in units:
                 for variant in VARIANTS:  # alternating: both sides meet the same drift of the machine's load
                     if variant == "authors":
-                        res = authors_stage(stage, args.authors_python, code, args.prefix, logs)
+                        if unit == "pretrain_epoch":  # both sides' epoch reads the same pairs: ours, converted
+                            write_their_pairs(ours / "pairs.npz", converted / "items.npy", sizes.epoch_pairs,
+                                              code / DOMAIN_DIR / "seq-pat-pair.pth")
+                        res = authors_unit(unit, args.authors_python, code, sizes, logs)
                     else:
-                        res = ours_stage(stage, data, converted, ours, args.prefix, ckpt)
-                    # "sasrec": one process times both the training epoch and the validation pass
-                    for name, r in (res.items() if stage == "sasrec" else [(stage, res)]):
-                        runs.setdefault((name, variant), []).append(r)
-                        print(f"[{dt.datetime.now():%H:%M:%S}] rep {rep + 1} {name:<26} {variant:<9} "
-                              f"{r['seconds']:8.2f} s  {r['work']}", flush=True)
+                        res = ours_unit(unit, data, converted, ours, sizes, ckpt)
+                    for stage, r in res.items():
+                        runs.setdefault((stage, variant), []).append(r)
+                        print(f"[{dt.datetime.now():%H:%M:%S}] rep {rep + 1} {stage:<18} {variant:<9} "
+                              f"{r['seconds']:8.2f} s wall {r['cpu']:8.2f} s CPU  {r['work']}", flush=True)
         machine = f"{os.cpu_count()} cores, {cpu_model()}"
         rows = make_rows({k: v for k, v in runs.items() if k[0] in args.stages}, dataset=data.stem,
                          commit=git_commit(HERE), authors_commit=authors.commit(), machine=machine,
                          load=load_description(), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                         prefix=args.prefix)
+                         sizes=sizes)
     for row in rows:
         append_row(args.results, row, COLUMNS)
     print(ratio_table(rows))

@@ -81,29 +81,32 @@ def test_the_script_driver_applies_threads_and_anomaly_off_and_times_tqdm_loops(
     res = json.loads(result.read_text())
     assert [lp["items"] for lp in res["loops"]] == [7, 2]
     assert res["seconds"] >= sum(lp["seconds"] for lp in res["loops"]) > 0
+    assert res["cpu"] >= sum(lp["cpu"] for lp in res["loops"]) >= 0
 
 
 @needs_authors
 def test_the_patches_apply_to_the_authors_scripts_and_leave_no_cuda(tmp_path):
     code = tmp_path / "code"
     authors.Authors(AUTHORS_DIR).export_code(code)
-    peer.apply_patches(code, peer.patches("200"))
+    peer.apply_patches(code, peer.patches("200", "500"))
     for script in peer.SCRIPTS[1:]:
         text = (code / script).read_text()
         assert "'cuda'" not in text and "* 5000" not in text
         compile(text, script, "exec")
+    assert "tqdm(seq_list_ori[:500])" in (code / peer.SCRIPTS[0]).read_text()
     assert (AUTHORS_DIR / peer.SCRIPTS[1]).read_text().count("'cuda'") == 8  # their checkout is untouched
 
 
 # ------------------------------------------------------------------ rows and table
 def _runs(a: float, f: float, stage: str = "pretrain_epoch") -> dict:
-    return {(stage, "authors"): [{"seconds": a * k, "work": "theirs"} for k in (1.0, 1.2, 0.9)],
-            (stage, "fastregen"): [{"seconds": f * k, "work": "ours"} for k in (1.1, 1.0, 5.0)]}
+    """Wall seconds as given, CPU seconds half of them."""
+    return {(stage, "authors"): [{"seconds": a * k, "cpu": a * k / 2, "work": "theirs"} for k in (1.0, 1.2, 0.9)],
+            (stage, "fastregen"): [{"seconds": f * k, "cpu": f * k / 2, "work": "ours"} for k in (1.1, 1.0, 5.0)]}
 
 
 def _rows(runs: dict, date: str = "2026-12-06T21:00:00+00:00") -> list[dict]:
     return peer.make_rows(runs, dataset="beauty", commit="abc1234", authors_commit="e25d0c3" + "0" * 33,
-                          machine="2 cores", load="loadavg 2.0; 2 nice'd workers", date=date, prefix=200)
+                          machine="2 cores", load="loadavg 2.0; 2 nice'd workers", date=date, sizes=peer.Sizes())
 
 
 def test_rows_hold_the_median_and_every_repeat_and_round_trip_through_the_csv(tmp_path):
@@ -115,9 +118,13 @@ def test_rows_hold_the_median_and_every_repeat_and_round_trip_through_the_csv(tm
     back = peer_rows = report.read_rows(path, peer.COLUMNS)
     assert peer.COLUMNS[:12] == ["benchmark", "dataset", "variant", "stage", "metric", "value", "unit", "threads",
                                  "device", "machine", "commit", "date"]
-    by = {r["variant"]: r for r in back}
-    assert float(by["authors"]["value"]) == 10.0 and float(by["fastregen"]["value"]) == pytest.approx(2.2)
-    assert by["fastregen"]["values"] == "2.200 2.000 10.000" and by["fastregen"]["repeats"] == "3"
+    by = {(r["variant"], r["metric"]): r for r in back}
+    assert len(back) == 4
+    assert float(by["authors", "wall_seconds"]["value"]) == 10.0
+    assert float(by["fastregen", "wall_seconds"]["value"]) == pytest.approx(2.2)
+    assert float(by["fastregen", "cpu_seconds"]["value"]) == pytest.approx(1.1)
+    wall = by["fastregen", "wall_seconds"]
+    assert wall["values"] == "2.200 2.000 10.000" and wall["repeats"] == "3"
     assert authors_row["unit"] == "s" and peer_rows[0]["threads"] == "1"
 
 
@@ -128,8 +135,8 @@ def test_the_ratio_table_gives_each_stage_its_ratio_and_verdict_from_the_latest_
     table = peer.ratio_table(rows)
     lines = [ln for ln in table.splitlines() if ln.startswith("| beauty")]
     assert [ln.split(" | ")[1] for ln in lines] == ["pretrain_epoch", "sasrec_epoch"]  # stage order
-    assert "| 10.00 | 2.75 | 3.6x | no |" in lines[0]  # the later rows, not the 10x of the earlier ones
-    assert "| 30.00 | 1.10 | 27.3x | yes |" in lines[1]
+    assert "| 10.00 | 2.75 | 3.6x | 5.00 | 1.38 | 3.6x | no |" in lines[0]  # the later rows, not the earlier 10x
+    assert "| 30.00 | 1.10 | 27.3x | 15.00 | 0.55 | 27.3x | yes |" in lines[1]
 
 
 def test_report_peer_reads_the_csv(tmp_path):
@@ -137,7 +144,7 @@ def test_report_peer_reads_the_csv(tmp_path):
     assert "No peer rows yet" in report.peer_report(path, tmp_path)
     for r in _rows(_runs(6.0, 1.0)):
         peer.append_row(path, r, peer.COLUMNS)
-    assert "| 6.00 | 1.10 | 5.5x | yes |" in report.peer_report(path, tmp_path)
+    assert "| 6.00 | 1.10 | 5.5x | 3.00 | 0.55 | 5.5x | yes |" in report.peer_report(path, tmp_path)
 
 
 # ------------------------------------------------------------------ bad input

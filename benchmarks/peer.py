@@ -63,8 +63,11 @@ both sides do the same declared fixed prefix of the work (``--pairs-prefix``,
     the time is the decoding alone (their 5 loops, timed by the tqdm
     observer; our call). The two regenerators differ (each side trained its
     own for one epoch), so the patterns decoded differ and so does the
-    number of decoding steps: each row's ``work`` gives how many distinct
-    patterns (of length >= 2 for ours) each side kept and their mean length.
+    number of decoding steps: each row's ``work`` gives the row-steps (a
+    sequence's decoder pass for one more item: counted by an observer on
+    ``nn.TransformerDecoder.forward`` on their side, on
+    ``Regenerator.decode`` on ours), the distinct patterns each side kept
+    (of length >= 2 for ours) and their mean length.
 ``sasrec_epoch``, ``sasrec_validation``
     SASRec under the released configs on the original split (one training
     row per user, every position a target). Theirs: ``run.py -m SASRec``
@@ -101,7 +104,8 @@ Applied from outside their files, by the driver that runs each script
 7. wandb and faiss stubs (only ``run.py`` imports them; see authors.py);
 8. observers, not changes: ``tqdm`` is replaced by a pass-through that
    times each loop it wraps (the pair loop, the epoch loop, the decoding
-   loops); ``Seq2Pat.get_patterns`` is wrapped with a timer; ``BaseModel``'s
+   loops); ``Seq2Pat.get_patterns`` is wrapped with a timer and
+   ``nn.TransformerDecoder.forward`` with a counter; ``BaseModel``'s
    ``training_epoch``, ``validation_epoch`` and ``validation_epoch_end``
    are wrapped with timers, and the process exits after the first
    validation pass;
@@ -231,7 +235,13 @@ import resource
 def _cpu():  # this process and any it waited for (their mining may use worker processes)
     return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF,
                                                                        resource.RUSAGE_CHILDREN)))
-calls = {}
+calls = {"decoder_steps": 0}
+if SCRIPT.startswith("3."):                                        # patch 8: counts their decoder calls
+    _decoder_forward = torch.nn.TransformerDecoder.forward
+    def _counted_decoder_forward(self, tgt, *a, **k):
+        calls["decoder_steps"] += tgt.shape[0]  # rows decoded this step (theirs: one sequence at a time)
+        return _decoder_forward(self, tgt, *a, **k)
+    torch.nn.TransformerDecoder.forward = _counted_decoder_forward
 if SCRIPT.startswith("1."):                                        # patch 8: times their Seq2Pat mining
     from sequential.seq2pat import Seq2Pat
     _get_patterns = Seq2Pat.get_patterns
@@ -362,8 +372,8 @@ def authors_unit(unit: str, python: str, code: Path, sizes: Sizes, out: Path) ->
     regen = torch.load(data / "train_regen.pth", weights_only=False)[skip:]
     mean = sum(row[3] + 1 for row in regen) / max(len(regen), 1)
     return {unit: {"seconds": sum(lp["seconds"] for lp in decoding), "cpu": sum(lp["cpu"] for lp in decoding),
-                   "work": f"{sizes.decode} sequences x K = 5; {len(regen)} distinct patterns, "
-                           f"mean length {mean:.2f}"}}
+                   "work": f"{sizes.decode} sequences x K = 5, {res['calls']['decoder_steps']} row-steps; "
+                           f"{len(regen)} distinct patterns, mean length {mean:.2f}"}}
 
 
 def write_their_pairs(pairs_npz: Path, items_npy: Path, n: int, out: Path) -> int:
@@ -438,10 +448,27 @@ elif unit == "hybrid_inference":
     head = dr4sr_input(data).subset(np.arange(sizes["decode"]))
     rows = [head.items[head.offsets[i]:head.offsets[i + 1]][-48:] for i in range(len(head))]  # their inputs
     src = SequenceDataset(np.cumsum([0] + [len(x) for x in rows]), np.concatenate(rows), num_items=data.num_items)
+    steps = [0]
+    decode = type(model).decode
+    def counted_decode(self, tgt_in, *a, **k):  # an observer: rows decoded per step, as counted on their side
+        steps[0] += tgt_in.shape[0]
+        return decode(self, tgt_in, *a, **k)
+    type(model).decode = counted_decode
+    if sizes.get("profile"):  # where our time goes (not a timed run): Python functions, then torch ops
+        import cProfile, io, pstats
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            hybrid_inference(model, src, progress=False)
+        pr = cProfile.Profile()
+        pr.runcall(hybrid_inference, model, src, progress=False)
+        text = io.StringIO()
+        pstats.Stats(pr, stream=text).sort_stats("tottime").print_stats(25)
+        (work / "profile.txt").write_text(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+                                          + "\n" + text.getvalue())
     t = clock()
     regen, info = hybrid_inference(model, src, progress=False)
-    out[unit] = {**since(t), "work": f"{sizes['decode']} sequences x K = 5; {len(regen)} distinct patterns, "
-                                    f"mean length {regen.lengths.mean():.2f}"}
+    out[unit] = {**since(t), "work": f"{sizes['decode']} sequences x K = 5, {steps[0]} row-steps; "
+                                    f"{len(regen)} distinct patterns, mean length {regen.lengths.mean():.2f}"}
 else:
     import importlib
     fit = importlib.import_module("fastregen.training.fit")  # the package's `fit` attribute is the function
@@ -462,9 +489,12 @@ print(json.dumps(out))
 """
 
 
-def ours_unit(unit: str, data: Path, converted: Path, work: Path, sizes: Sizes, checkpoint: Path) -> dict:
-    """One timed process of fastregen: ``{stage: {"seconds", "cpu", "work"}}`` for the stages of ``unit``."""
-    arg = json.dumps({**dataclasses.asdict(sizes), **SASREC_WORK})
+def ours_unit(unit: str, data: Path, converted: Path, work: Path, sizes: Sizes, checkpoint: Path,
+              profile: bool = False) -> dict:
+    """One timed process of fastregen: ``{stage: {"seconds", "cpu", "work"}}`` for the stages of ``unit``.
+    With ``profile``, hybrid_inference is first run under torch's profiler and cProfile, into
+    ``work/profile.txt``."""
+    arg = json.dumps({**dataclasses.asdict(sizes), **SASREC_WORK, "profile": profile})
     out = subprocess.run([sys.executable, "-c", OURS, unit, str(data), str(work), arg,
                           str(converted / "items.npy"), str(checkpoint)],
                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -551,9 +581,12 @@ def main(argv=None) -> int:
     ap.add_argument("--decode-prefix", type=int, default=Sizes.decode,
                     help="sequences both sides decode in hybrid_inference")
     ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--profile", action="store_true",
+                    help="no timing: run fastregen's side of the chain once and print where hybrid_inference's "
+                         "time goes (torch ops, then Python functions)")
     args = ap.parse_args(argv)
     try:
-        return run(args)
+        return profile_ours(args) if args.profile else run(args)
     except UsageError as e:
         print(f"peer.py: {e}", file=sys.stderr)
         return 2
@@ -570,6 +603,27 @@ def _check_authors(path: str):
     if missing:
         raise UsageError(f"--authors {path}: not the DR4SR authors' repository (no {missing[0]})")
     return a
+
+
+def profile_ours(args) -> int:
+    """Our build -> pre-training epoch -> hybrid inference chain once, hybrid_inference profiled."""
+    import authors as au
+
+    authors = _check_authors(args.authors)
+    data, converted = Path(args.data), WORK / "data" / Path(args.data).stem
+    if not (converted / "convert.json").exists():
+        au.convert(argparse.Namespace(authors=args.authors, data=str(data), train="original",
+                                      training_set="combined_authors", out=str(converted)))
+    sizes = Sizes(pairs=args.pairs_prefix, epoch_pairs=args.epoch_pairs, decode=args.decode_prefix)
+    with tempfile.TemporaryDirectory(prefix="fastregen-peer-") as tmp:
+        tmp = Path(tmp)
+        ckpt = tmp / "released.ckpt"
+        ckpt.write_bytes(authors.read(au.RELEASED["checkpoint"]))
+        for unit in ("build", "pretrain_epoch", "hybrid_inference"):
+            res = ours_unit(unit, data, converted, tmp, sizes, ckpt, profile=unit == "hybrid_inference")
+        print(f"hybrid_inference: {res['hybrid_inference']}\n")
+        print((tmp / "profile.txt").read_text())
+    return 0
 
 
 def run(args) -> int:

@@ -654,6 +654,7 @@ def run(args) -> int:
     last = max((chain.index(u) for u in wanted if u in chain), default=-1)
     units = chain[:last + 1] + (["sasrec"] if "sasrec" in wanted else [])
     runs: dict = {}
+    commit = git_commit(HERE)  # what is measured: the checkout as the run starts
     with tempfile.TemporaryDirectory(prefix="fastregen-peer-") as tmp:
         tmp = Path(tmp)
         code = setup_authors(authors, converted, tmp / "code", sizes.decode, sizes.pairs)
@@ -677,7 +678,7 @@ def run(args) -> int:
                               f"{r['seconds']:8.2f} s wall {r['cpu']:8.2f} s CPU  {r['work']}", flush=True)
         machine = f"{os.cpu_count()} cores, {cpu_model()}"
         rows = make_rows({k: v for k, v in runs.items() if k[0] in args.stages}, dataset=data.stem,
-                         commit=git_commit(HERE), authors_commit=authors.commit(), machine=machine,
+                         commit=commit, authors_commit=authors.commit(), machine=machine,
                          load=load_description(), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                          sizes=sizes)
     for row in rows:

@@ -546,7 +546,7 @@ def ratio_table(rows: list[dict]) -> str:
            "|---|---|---:|---:|---:|---:|---:|---:|:---:|---|"]
     order = {s: i for i, s in enumerate(STAGES)}
     stages = sorted({(k[0], k[1]) for k in latest}, key=lambda k: (k[0], order.get(k[1], len(order)), k[1]))
-    shown = []
+    shown, notes = [], []
     for dataset, stage in stages:
         cell = {(v, m): latest.get((dataset, stage, v, m)) for v in VARIANTS for m in ("wall_seconds", "cpu_seconds")}
         if any(r is None for r in cell.values()):
@@ -558,6 +558,12 @@ def ratio_table(rows: list[dict]) -> str:
         out.append(f"| {dataset} | {stage} | {wa:.2f} | {wf:.2f} | {wa / wf:.1f}x | {ca:.2f} | {cf:.2f} | "
                    f"{ca / cf:.1f}x | {'yes' if ca / cf >= 5 else 'no'} | {what} |")
         shown.append(a)
+        steps = [re.search(r"(\d+) row-steps", x["work"]) for x in (a, f)]
+        if all(steps):  # the two sides decoded different amounts: the time per decoder row-step too
+            pa, pf = (1000 * c / int(m.group(1)) for c, m in zip((ca, cf), steps))
+            notes.append(f"{stage}: the sides did different work ({steps[0].group(1)} vs {steps[1].group(1)} "
+                         f"decoder row-steps); per row-step {pa:.2f} vs {pf:.2f} ms of CPU, {pa / pf:.1f}x.")
+    out += [""] + notes if notes else []
     if shown:
         r = max(shown, key=lambda r: r["date"])
         out.append(f"\nMedians of {r['repeats']} alternating processes, one thread each, {r['machine']}, "

@@ -137,6 +137,16 @@ def test_the_ratio_table_gives_each_stage_its_ratio_and_verdict_from_the_latest_
     assert [ln.split(" | ")[1] for ln in lines] == ["pretrain_epoch", "sasrec_epoch"]  # stage order
     assert "| 10.00 | 2.75 | 3.6x | 5.00 | 1.38 | 3.6x | no |" in lines[0]  # the later rows, not the earlier 10x
     assert "| 30.00 | 1.10 | 27.3x | 15.00 | 0.55 | 27.3x | yes |" in lines[1]
+    assert "row-step" not in table
+
+
+def test_the_ratio_table_gives_the_time_per_decoder_step_where_both_sides_counted_them():
+    runs = _runs(4.0, 1.0, "hybrid_inference")
+    runs["hybrid_inference", "authors"][-1]["work"] = "200 sequences x K = 5, 1000 row-steps"
+    runs["hybrid_inference", "fastregen"][-1]["work"] = "200 sequences x K = 5, 2000 row-steps"
+    table = peer.ratio_table([{k: str(v) for k, v in r.items()} for r in _rows(runs)])
+    # CPU medians 2.0 and 0.55 s: 2.00 ms and 0.275 ms per row-step
+    assert "(1000 vs 2000 decoder row-steps); per row-step 2.00 vs 0.28 ms of CPU, 7.3x." in table
 
 
 def test_report_peer_reads_the_csv(tmp_path):

@@ -310,7 +310,7 @@ def _run(cmd: list[str], cwd: Path, log: Path, extra_env: dict | None = None) ->
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg", TQDM_DISABLE="1",
                **(extra_env or {}))
     with open(log, "w") as f:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, check=False)
     text = log.read_text()
     if proc.returncode:
         tail = text.strip().splitlines()[-3:]
@@ -498,7 +498,7 @@ def ours_unit(unit: str, data: Path, converted: Path, work: Path, sizes: Sizes, 
     arg = json.dumps({**dataclasses.asdict(sizes), **SASREC_WORK, "profile": profile})
     out = subprocess.run([sys.executable, "-c", OURS, unit, str(data), str(work), arg,
                           str(converted / "items.npy"), str(checkpoint)],
-                         capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                         capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), check=False)
     if out.returncode:
         raise RuntimeError(f"fastregen {unit} failed: {out.stderr.strip().splitlines()[-3:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -506,7 +506,8 @@ def ours_unit(unit: str, data: Path, converted: Path, work: Path, sizes: Sizes, 
 
 # ----------------------------------------------------------------- rows
 def load_description() -> str:
-    workers = subprocess.run(["pgrep", "-fc", "dr4sr_study.py"], capture_output=True, text=True).stdout.strip()
+    workers = subprocess.run(["pgrep", "-fc", "dr4sr_study.py"], capture_output=True, text=True,
+                             check=False).stdout.strip()
     return f"loadavg {os.getloadavg()[0]:.1f}; {workers or 0} nice'd 1-thread dr4sr_study workers running"
 
 
@@ -542,8 +543,8 @@ def ratio_table(rows: list[dict]) -> str:
         key = (r["dataset"], r["stage"], r["variant"], r["metric"])
         if key not in latest or r["date"] >= latest[key]["date"]:
             latest[key] = r
-    out = ["| dataset | stage | authors wall (s) | fastregen wall (s) | ratio (wall) | authors CPU (s) | "
-           "fastregen CPU (s) | ratio (CPU) | >= 5x | what was timed (authors / fastregen) |",
+    out = [("| dataset | stage | authors wall (s) | fastregen wall (s) | ratio (wall) | authors CPU (s) | "
+            "fastregen CPU (s) | ratio (CPU) | >= 5x | what was timed (authors / fastregen) |"),
            "|---|---|---:|---:|---:|---:|---:|---:|:---:|---|"]
     order = {s: i for i, s in enumerate(STAGES)}
     stages = sorted({(k[0], k[1]) for k in latest}, key=lambda k: (k[0], order.get(k[1], len(order)), k[1]))
@@ -647,8 +648,8 @@ def run(args) -> int:
     data = Path(args.data)
     if not data.is_file():
         raise UsageError(f"--data {data}: no such file")
-    probe = subprocess.run([args.authors_python, "-c", "import torch, pandas, torchmetrics, matplotlib, yaml, "
-                            "scipy, sequential.seq2pat"], capture_output=True, text=True)
+    needs = "import torch, pandas, torchmetrics, matplotlib, yaml, scipy, sequential.seq2pat"
+    probe = subprocess.run([args.authors_python, "-c", needs], capture_output=True, text=True, check=False)
     if probe.returncode:
         raise UsageError(f"--authors-python {args.authors_python}: cannot import their needs "
                          f"({(probe.stderr.strip().splitlines() or ['?'])[-1]}); pip install torch pandas "

@@ -384,11 +384,11 @@ def convert(args) -> int:
 
 
 # ----------------------------------------------------------------- their code, run
-DRIVER = r'''
-"""Runs the authors' run.py under the patches listed in benchmarks/authors.py (written there)."""
+#: Patches 2, 3, 4, 6 and 9 (below), applied before any of their modules is imported; benchmarks/peer.py
+#: runs their other scripts under the same preamble. Expects ``THREADS`` to be set.
+DRIVER_PREAMBLE = r'''
 import functools, json, os, runpy, sys, time, types
 import torch
-THREADS, RESULT, MODE = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 torch.set_num_threads(THREADS)                                     # patch 2
 stub = types.ModuleType("wandb")                                   # patch 3
 stub.init = stub.log = stub.finish = lambda *a, **k: None
@@ -401,6 +401,12 @@ sys.modules["faiss"] = _NoFaiss("faiss")
 torch.load = functools.partial(torch.load, weights_only=False)     # patch 6
 import utils.utils                                                 # sets anomaly detection on at import
 torch.autograd.set_detect_anomaly(False)                           # patch 4
+'''
+DRIVER = r'''
+"""Runs the authors' run.py under the patches listed in benchmarks/authors.py (written there)."""
+import sys
+THREADS, RESULT, MODE = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+''' + DRIVER_PREAMBLE + r'''
 from model.basemodel import BaseModel
 ranks, users, t0 = [], [], time.time()
 _test_step = BaseModel.test_step
@@ -454,11 +460,13 @@ else:  # check: score a checkpoint on the validation split with their model and 
 '''
 
 
-def setup_code(authors: Authors, converted: Path, name: str, epochs: int | None, seed: int | None) -> Path:
-    """A scratch copy of their code with the converted data as dataset ``name`` (patches 1, 5, 8)."""
+def setup_code(authors: Authors, converted: Path, name: str, epochs: int | None, seed: int | None,
+               root: Path | None = None) -> Path:
+    """A scratch copy of their code in ``root / name`` (default ``runs/authors/code/NAME``) with the
+    converted data as dataset ``name`` (patches 1, 5, 8)."""
     import yaml
 
-    code = WORK / "code" / name
+    code = (WORK / "code" if root is None else Path(root)) / name
     authors.export_code(code)
     base = yaml.safe_load((code / "configs" / "basemodel.yaml").read_text())
     base["train"]["device"] = "cpu"

@@ -624,6 +624,17 @@ def threads_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def peer_report(results: Path, ranks_dir: Path) -> str:
+    """results/peer.csv: the authors' code against fastregen, stage by stage (`peer.py`), the latest rows."""
+    sys.path.insert(0, str(HERE))
+    from peer import COLUMNS, ratio_table
+
+    rows = read_rows(results, COLUMNS)
+    if not rows:
+        return "_No peer rows yet (`python benchmarks/peer.py --authors DIR ...`)._\n"
+    return ratio_table(rows)
+
+
 def _value(value: str, unit: str) -> str:
     """A value with its unit; seconds to 3 significant digits in s, ms or µs."""
     try:
@@ -659,7 +670,7 @@ def measurements_report(results: Path, ranks_dir: Path, extras: tuple = ("load",
 
 
 REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report, "scale": scale_report,
-           "engine": engine_report, "verdict": verdict_report, "threads": threads_report}
+           "engine": engine_report, "verdict": verdict_report, "threads": threads_report, "peer": peer_report}
 #: Measurement files shown as one table of their latest rows (`measurements_report`), with these extra columns.
 MEASUREMENTS = {"pretrain_speed": ("baseline", "baseline_s", "current_s", "baseline_all", "current_all", "pairs"),
                 "mining": ("runs", "patterns", "identical", "peak_rss_mib", "load"),

@@ -62,7 +62,8 @@ def _before_module(rev: str, workdir: Path):
                          text=True, check=True).stdout
     path = workdir / "evaluation_before.py"
     path.write_text(src)
-    spec = importlib.util.spec_from_file_location("evaluation_before", path)
+    # a submodule of the installed package, so that its relative imports (`from . import _core`) resolve
+    spec = importlib.util.spec_from_file_location("fastregen._evaluation_before", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

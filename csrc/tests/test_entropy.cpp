@@ -10,25 +10,16 @@
 #include <vector>
 
 #include "check.hpp"
+#include "csr_data.hpp"
 #include "entropy.hpp"
 
 using namespace fastregen;
 
 namespace {
 
-using Seqs = std::vector<std::vector<int32_t>>;
+using check::Csr;
+using check::Seqs;
 
-struct Csr {
-  std::vector<int64_t> offsets{0};
-  std::vector<int32_t> items;
-  explicit Csr(const Seqs& seqs) {
-    for (const auto& s : seqs) {
-      items.insert(items.end(), s.begin(), s.end());
-      offsets.push_back(static_cast<int64_t>(items.size()));
-    }
-  }
-  CsrView view() const { return CsrView{offsets.data(), items.data(), static_cast<int64_t>(offsets.size()) - 1}; }
-};
 
 bool near(double a, double b) { return std::fabs(a - b) <= 1e-12 * std::max(1.0, std::fabs(b)); }
 

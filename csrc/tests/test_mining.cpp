@@ -11,28 +11,17 @@
 #include <vector>
 
 #include "check.hpp"
+#include "csr_data.hpp"
 #include "mining.hpp"
 
 using namespace fastregen;
 
 namespace {
 
-using Seqs = std::vector<std::vector<int32_t>>;
+using check::Csr;
+using check::Seqs;
 using Pattern = std::vector<int32_t>;
 using Found = std::vector<std::pair<Pattern, int64_t>>;
-
-// CSR arrays that outlive the view.
-struct Csr {
-  std::vector<int64_t> offsets{0};
-  std::vector<int32_t> items;
-  explicit Csr(const Seqs& seqs) {
-    for (const auto& s : seqs) {
-      items.insert(items.end(), s.begin(), s.end());
-      offsets.push_back(static_cast<int64_t>(items.size()));
-    }
-  }
-  CsrView view() const { return CsrView{offsets.data(), items.data(), static_cast<int64_t>(offsets.size()) - 1}; }
-};
 
 Found unpack(const PatternSet& p) {
   Found out;

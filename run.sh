@@ -2,13 +2,15 @@
 # The commands that do everything on a fresh machine:
 #   ./run.sh demo   install into .venv, then run the main job on the built-in synthetic data
 #   ./run.sh test   install into .venv (with test extras), then run the test suite
+#   ./run.sh ctest  build the C++ unit tests of the core (csrc/tests) into build/ctest and run
+#                   them with ctest (CMake from the system, else from PyPI into .venv)
 #   ./run.sh wheel  build the sdist and a wheel for this machine into dist/, show the wheel's
 #                   platform tag and external libraries (auditwheel show), check both (twine check)
 # Extra arguments go to `fastregen demo` / `pytest`.
 set -euo pipefail
 cd "$(dirname "$0")"
 what="${1:-}"; shift || true
-case "$what" in demo|test|wheel) ;; *) echo "usage: ./run.sh demo|test|wheel [args...]" >&2; exit 2;; esac
+case "$what" in demo|test|wheel|ctest) ;; *) echo "usage: ./run.sh demo|test|wheel|ctest [args...]" >&2; exit 2;; esac
 
 PY="${PYTHON:-python3}"
 # Progress lines on stderr: pip runs quietly, and building the core takes a
@@ -17,6 +19,21 @@ say() { echo "run.sh: $*" >&2; }
 if [ ! -x .venv/bin/python ]; then say "creating .venv"; "$PY" -m venv .venv; fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
+if [ "$what" = ctest ]; then
+  # Plain C++ against the kernels' sources: no torch, no pybind11, no test framework to download.
+  # A fresh machine may have no cmake (pip's build of the core gets its own, in an isolated
+  # environment): the PyPI wheel then goes into .venv.
+  if ! cmake --version 2>/dev/null | awk 'NR == 1 { split($3, v, "."); exit !(v[1] > 3 || (v[1] == 3 && v[2] >= 18)) }'; then
+    say "installing cmake (none >= 3.18 on PATH)"
+    python -m pip install -q "cmake>=3.18"
+  fi
+  say "building the C++ unit tests (build/ctest)"
+  cmake -S . -B build/ctest -DFASTREGEN_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build/ctest -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+  say "running ctest"
+  cd build/ctest
+  exec ctest --output-on-failure "$@"
+fi
 # CPU build of torch first (from local disk here): an unpinned `torch` resolved
 # on a fresh machine would pull a multi-GB CUDA build. numpy is not in that wheel.
 if [ "$what" = wheel ]; then

@@ -6,6 +6,9 @@
     python benchmarks/engine.py validation --data ../shared/data/beauty.txt
     # (c) Books' shape: item_ranks over a 700k-item table for 2,000 users (synthetic, d = 64)
     python benchmarks/engine.py books --users 2000 --items 700000
+    # (d) Books' shape, the whole evaluate() (SASRec forward pass included) on the test split of
+    #     data.synthetic("books", n_users=2048) (700k items), against the code of the 3,258 s row
+    python benchmarks/engine.py evaluate --users 2048 --reps 3 --before 70855a6
 
 Every measurement runs in its own process (``engine.py _measure ...``), one
 thread (``OMP_NUM_THREADS=1``, ``torch.set_num_threads(1)``), before and
@@ -17,6 +20,12 @@ environment. Each process saves its ranks and the parent asserts that both
 sides gave identical ranks before it writes a row. The machine's load
 (1-minute load average, and the nice'd study workers found running) is
 recorded in each row's ``load`` column.
+
+Each process also reports its CPU time (``time.process_time``): on a loaded
+machine the wall time mostly measures the share of a core the process got,
+and the CPU time what the code costs; both medians are written
+(``seconds_median``, ``cpu_seconds_median``) with their ratios (``speedup``,
+``cpu_speedup``).
 
 Rows are appended to ``benchmarks/results/engine.csv``.
 """
@@ -53,7 +62,8 @@ def _before_module(rev: str, workdir: Path):
                          text=True, check=True).stdout
     path = workdir / "evaluation_before.py"
     path.write_text(src)
-    spec = importlib.util.spec_from_file_location("evaluation_before", path)
+    # a submodule of the installed package, so that its relative imports (`from . import _core`) resolve
+    spec = importlib.util.spec_from_file_location("fastregen._evaluation_before", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -82,12 +92,22 @@ def _measure(args) -> dict:
     before = _before_module(args.before, work) if args.variant == "before" else None
     from fastregen import evaluation
 
-    if args.kind == "validation":
-        model, split = _model_and_split(args.data, args.seed)
+    cpu = None
+    if args.kind in ("validation", "evaluate"):
+        if args.kind == "validation":
+            model, split = _model_and_split(args.data, args.seed)
+        else:  # Books' shape: 700k items whatever the number of users
+            from fastregen.data import leave_one_out, synthetic
+            from fastregen.models import build_model
+
+            data = synthetic("books", n_users=args.users)
+            split = leave_one_out(data).test
+            torch.manual_seed(args.seed)
+            model = build_model("sasrec", data.num_items, embed_dim=64, max_len=50).eval()
         ev = before.evaluate if before else evaluation.evaluate
-        t0 = time.perf_counter()
-        res = ev(model, split, return_ranks=True)
-        seconds = time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = ev(model, split, batch_size=BATCH, return_ranks=True)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         ranks = res["ranks"]
     elif args.kind == "ranks":
         # the validation pass's score batches, computed untimed; only the rank count is timed
@@ -122,15 +142,15 @@ def _measure(args) -> dict:
         cols = torch.randint(1, args.items + 1, (20 * args.users,), generator=g)
         ranks = np.empty(args.users, dtype=np.int64)
         ir = before.item_ranks if before else evaluation.item_ranks
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for b in range(0, args.users, BATCH):  # evaluate's batches
             e = min(b + BATCH, args.users)
             sel = (rows >= b) & (rows < e)
             r, _ = ir(hidden[b:e], table, t[b:e], rows[sel] - b, cols[sel])
             ranks[b:e] = r.numpy()
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     np.save(args.out, ranks)
-    return {"seconds": seconds}
+    return {"seconds": seconds, "cpu_seconds": cpu}
 
 
 def _load() -> str:
@@ -143,6 +163,7 @@ def _compare(args, shape: str, dataset: str) -> None:
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     times = {"before": [], "after": []}
+    cpu = {"before": [], "after": []}
     load_start = _load()
     with tempfile.TemporaryDirectory() as tmp:
         ranks = {}
@@ -152,19 +173,23 @@ def _compare(args, shape: str, dataset: str) -> None:
                 out.parent.mkdir()
                 cmd = [sys.executable, str(Path(__file__).resolve()), "_measure", "--kind", args.command,
                        "--variant", variant, "--out", str(out), "--before", args.before, "--seed", str(args.seed)]
-                if args.command == "books":
+                if args.command in ("books", "evaluate"):
                     cmd += ["--users", str(args.users), "--items", str(args.items)]
                 else:
                     cmd += ["--data", args.data]
                 r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=HERE.parent)
                 if r.returncode != 0:
                     raise SystemExit(f"{variant} run failed:\n{r.stderr[-3000:]}")
-                times[variant].append(json.loads(r.stdout.strip().splitlines()[-1])["seconds"])
+                measured = json.loads(r.stdout.strip().splitlines()[-1])
+                times[variant].append(measured["seconds"])
+                if measured["cpu_seconds"] is not None:
+                    cpu[variant].append(measured["cpu_seconds"])
                 got = np.load(out)
                 if variant in ranks and not np.array_equal(ranks[variant], got):
                     raise SystemExit(f"{variant}: ranks differ between repetitions")
                 ranks[variant] = got
-                print(f"{args.command} rep {rep} {variant}: {times[variant][-1]:.3f} s", flush=True)
+                print(f"{args.command} rep {rep} {variant}: {times[variant][-1]:.3f} s"
+                      + (f" ({cpu[variant][-1]:.3f} s CPU)" if cpu[variant] else ""), flush=True)
         identical = bool(np.array_equal(ranks["before"], ranks["after"]))
         if not identical:
             raise SystemExit(f"before and after ranks differ for {int((ranks['before'] != ranks['after']).sum())} "
@@ -176,7 +201,10 @@ def _compare(args, shape: str, dataset: str) -> None:
                           f"{args.seed}) on the leave-one-out valid split, batch {BATCH}, history excluded, "
                           "forward pass included",
             "books": f"item_ranks (automatic item chunks) in batches of {BATCH} users, 20 excluded items per user, "
-                     "random hidden/table (seeded), float32"}[args.command]
+                     "random hidden/table (seeded), float32",
+            "evaluate": f"evaluate() of an untrained SASRec (d=64, max_len=50, seed {args.seed}) on the leave-one-out "
+                        f"test split of data.synthetic('books', n_users={args.users}), batch {BATCH}, history "
+                        "excluded, forward pass included"}[args.command]
     base = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": git_commit(HERE),
             "machine": f"{cpu_model()}, {os.cpu_count()} cores", "device": "cpu", "threads": 1, "load": load,
             "benchmark": args.command, "dataset": dataset, "shape": shape, "reps": args.reps,
@@ -190,6 +218,15 @@ def _compare(args, shape: str, dataset: str) -> None:
                   value=f"{med['before'] / med['after']:.2f}", unit="x", values="")
     print(f"{args.command}: before {med['before']:.3f} s, after {med['after']:.3f} s, "
           f"speedup {med['before'] / med['after']:.2f}x, identical ranks: {identical}")
+    if cpu["before"] and cpu["after"]:
+        cmed = {v: statistics.median(cpu[v]) for v in cpu}
+        for variant in ("before", "after"):
+            append_result(RESULTS, **base, variant=variant, metric="cpu_seconds_median",
+                          value=f"{cmed[variant]:.4f}", unit="s", values=";".join(f"{x:.4f}" for x in cpu[variant]))
+        append_result(RESULTS, **base, variant="after/before", metric="cpu_speedup",
+                      value=f"{cmed['before'] / cmed['after']:.2f}", unit="x", values="")
+        print(f"{args.command} CPU: before {cmed['before']:.3f} s, after {cmed['after']:.3f} s, "
+              f"speedup {cmed['before'] / cmed['after']:.2f}x")
 
 
 def main(argv=None) -> None:
@@ -201,12 +238,15 @@ def main(argv=None) -> None:
     p = sub.add_parser("books")
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--items", type=int, default=700_000)
+    p = sub.add_parser("evaluate")
+    p.add_argument("--users", type=int, default=2048, help="n_users of data.synthetic('books') (700k items)")
+    p.set_defaults(items=700_000)
     for p in sub.choices.values():
         p.add_argument("--reps", type=int, default=5, help="runs of each side, alternating (default 5)")
         p.add_argument("--before", default=BASE, help=f"the commit measured as 'before' (default {BASE})")
         p.add_argument("--seed", type=int, default=0)
     m = sub.add_parser("_measure")  # one run, in its own process
-    m.add_argument("--kind", choices=["ranks", "validation", "books"], required=True)
+    m.add_argument("--kind", choices=["ranks", "validation", "books", "evaluate"], required=True)
     m.add_argument("--variant", choices=["before", "after"], required=True)
     m.add_argument("--out", required=True)
     m.add_argument("--before", default=BASE)
@@ -222,6 +262,8 @@ def main(argv=None) -> None:
         parser.error(f"--reps must be >= 1, got {args.reps}")
     if args.command == "books":
         _compare(args, f"{args.users} users x {args.items + 1} columns, d=64", "synthetic (Books shape)")
+    elif args.command == "evaluate":
+        _compare(args, f"{args.users} test users x 700001 columns, d=64", "synthetic('books')")
     else:
         if not Path(args.data).is_file():
             parser.error(f"--data: no such file: {args.data}")

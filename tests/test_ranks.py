@@ -208,6 +208,31 @@ def test_item_ranks_native_equals_torch_on_exact_scores(B, C, d, chunk, n_excl, 
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
 
 
+@settings(max_examples=80, deadline=None)
+@given(B=st.integers(1, 40), C=st.integers(2, 150), d=st.integers(1, 8), chunk=st.integers(1, 160),
+       block_items=st.integers(1, 50), block_rows=st.integers(1, 40), n_excl=st.integers(0, 60),
+       seed=st.integers(0, 2**31 - 1))
+def test_item_ranks_native_blocks_equal_target_ranks(B, C, d, chunk, block_items, block_rows, n_excl, seed):
+    """The native chunk loop's cache blocks (items and users, issue 28) against `target_ranks` on the
+    whole score matrix: small-integer embeddings (exact products, ties everywhere), history items
+    masked, some of them the row's own target, some repeated."""
+    from fastregen import evaluation
+
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randint(-2, 3, (B, d), generator=g).float()
+    table = torch.randint(-2, 3, (C, d), generator=g).float()
+    targets = torch.randint(1, C, (B,), generator=g)
+    rows = torch.cat([torch.randint(0, B, (n_excl,), generator=g), torch.arange(B)[::2]])
+    cols = torch.cat([torch.randint(1, C, (n_excl,), generator=g), targets[::2]])
+    rows, cols = torch.cat([rows, rows[:5]]), torch.cat([cols, cols[:5]])
+    want = target_ranks(hidden @ table.T, targets, rows, cols, backend="torch")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "_BLOCK_ITEMS", block_items)
+        mp.setattr(evaluation, "_BLOCK_ROWS", block_rows)
+        got = item_ranks(hidden, table, targets, rows, cols, chunk_size=chunk, backend="native")
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
 @pytest.mark.parametrize("B, C, d, chunk", [(64, 3000, 64, 256), (7, 1000, 50, 33), (1, 5000, 16, 999),
                                             (300, 2000, 17, 2000), (40, 20000, 8, 1024)])
 def test_item_ranks_native_equals_torch_on_random_floats(B, C, d, chunk):

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastregen import evaluation
+from fastregen.evaluation import ranks as evaluation  # the module whose limits are patched
 from fastregen.data import SequenceDataset, leave_one_out
 from fastregen.evaluation import evaluate, item_ranks, target_ranks
 from fastregen.models import build_model

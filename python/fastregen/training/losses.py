@@ -42,6 +42,11 @@ over the whole vocabulary, and the loss estimates the full softmax's. The
 target keeps its plain logit, and a candidate equal to the row's target
 (an accidental hit) is masked, so the estimate is of the other ids' sum.
 With every id a candidate once and no correction it *is* the full softmax.
+
+Why one module of ~600 lines: the full, chunked, uniform-negative and
+sampled (log-Q) softmaxes and BCE share one per-target contract and one
+set of checks, and are tested against each other; split, each file would
+re-state them.
 """
 
 from __future__ import annotations

@@ -42,6 +42,12 @@ epoch, and a `fit` that finds the checkpoint of the same run there goes on
 from it: a run killed at any point loses at most the epoch under way, and
 ends (on the CPU) with the weights and metrics of an uninterrupted one.
 Hooks take part through `Hook.state_dict` / `Hook.load_state_dict`.
+
+Why one module of ~600 lines: it is the only place with ``backward()``
+and ``step()`` (STYLE.md), and the loop, its normalisation, the hooks'
+call points, checkpoint resume and the torchrun wrapping must be read
+together to be trusted; the pieces that stand alone (batching, losses,
+checkpoints, distributed helpers) are their own modules.
 """
 
 from __future__ import annotations

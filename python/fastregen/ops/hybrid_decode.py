@@ -235,7 +235,8 @@ def constrained_argmax_torch(states, table, allowed, generated, generative, *, v
 def _generative_torch(s, table, g, start, stop, chunk_size):
     """Argmax of ``s @ table[start:stop].T`` (n, D) per row, minus the ids in ``g``, a chunk at a time.
 
-    Each chunk's scores land in one reused buffer; the chunk's row maxima
+    Chunks are at most ``chunk_size`` wide (narrower for many rows). Each
+    chunk's scores land in one reused buffer; the chunk's row maxima
     come from ``amax`` (a plain vectorised reduction, ~5x cheaper than
     ``max(dim=1)`` with indices, which had cost as much as the matmul), and
     the position of the maximum is looked up only in the rows whose best it
@@ -248,10 +249,12 @@ def _generative_torch(s, table, g, start, stop, chunk_size):
     g_ids = torch.full((n,), _NO_ID, dtype=torch.long, device=dev)
     g_best = torch.full((n,), float("-inf"), dtype=torch.float32, device=dev)
     row_of = torch.arange(n, device=dev)[:, None].expand_as(g)
-    width = min(chunk_size, stop - start)
-    buf = torch.empty(n * width, dtype=torch.float32, device=dev)
-    for c0 in range(start, stop, chunk_size):
-        c1 = min(c0 + chunk_size, stop)
+    # many rows: narrower chunks, so that one chunk's scores (n x width) stay near the cache between the
+    # matmul that writes them and the reductions that read them (measured: 2048 beats 8192 from ~1000 rows)
+    step = min(chunk_size, max(2048, 2**21 // n))
+    buf = torch.empty(n * min(step, stop - start), dtype=torch.float32, device=dev)
+    for c0 in range(start, stop, step):
+        c1 = min(c0 + step, stop)
         scores = torch.mm(s, table[c0:c1].float().T, out=buf[: n * (c1 - c0)].view(n, c1 - c0))
         rel = g - c0
         hit = (g >= 0) & (rel >= 0) & (rel < c1 - c0)

@@ -204,6 +204,9 @@ class Regenerator(nn.Module):
         without padding, computed from ``tgt_in[:, t]`` and the cache alone
         when steps ``0 .. t - 1`` went through the same cache (the
         hybrid-inference loop): each step costs one position, not the whole prefix.
+        The same arithmetic in another float order (matmuls of other shapes), so
+        the states match `decode`'s to ~1e-6, not bit for bit: a greedy choice
+        can differ only at a near tie (tests/test_decode_cache.py).
         """
         pos = self.position_embedding(torch.tensor([position], device=ids.device))
         x = self.item_embedding(ids[:, None]) + pos[None]  # as _embed (dropout is off in eval mode)

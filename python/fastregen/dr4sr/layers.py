@@ -99,8 +99,9 @@ class MultiheadAttention(nn.Module):
         return self.out_proj(out)
 
     # ------------------------------------------------ cached greedy decoding (inference)
-    # Cached keys are kept transposed, (B, H, dh, S) contiguous: a decoding step
-    # reads every cached key once, and the score matmul reads them fastest so.
+    # The memory's keys are cached transposed, (B, H, dh, S) contiguous: every decoding step reads
+    # them all, and the score matmul reads them fastest so (~2x). The self-attention keys stay
+    # (B, H, P, dh): one position is written per step, which the transposed layout makes slow.
     def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-attention keys, transposed (B, H, dh, S), and values (B, H, S, dh) of ``memory`` (B, S, D).
 
@@ -117,19 +118,18 @@ class MultiheadAttention(nn.Module):
         d, W, b = self.dim, self.in_proj_weight, self.in_proj_bias
         return self._attend(self._split(F.linear(x, W[:d], b[:d])), keys_t.transpose(-1, -2), values, blocked)
 
-    def step(self, x: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor, t: int) -> torch.Tensor:
+    def step(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, t: int) -> torch.Tensor:
         """Causal self-attention of position ``t`` alone, given positions ``< t`` cached.
 
         ``x`` (B, 1, D) is position ``t``'s input; its key and value are
-        written into ``keys_t[..., t]`` and ``values[:, :, t]`` (buffers
-        (B, H, dh, >= t + 1) and (B, H, >= t + 1, dh)), then it attends to
-        positions ``0 .. t``: the last row of ``forward(x_0..t, causal=True)``
-        without recomputing the others.
+        written into ``keys[:, :, t]`` and ``values[:, :, t]`` (buffers
+        (B, H, >= t + 1, dh)), then it attends to positions ``0 .. t``: the
+        last row of ``forward(x_0..t, causal=True)`` without recomputing the others.
         """
         q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
-        keys_t[..., t] = self._split(k)[:, :, 0]
+        keys[:, :, t] = self._split(k)[:, :, 0]
         values[:, :, t] = self._split(v)[:, :, 0]
-        return self._attend(self._split(q), keys_t[..., : t + 1].transpose(-1, -2), values[:, :, : t + 1], None)
+        return self._attend(self._split(q), keys[:, :, : t + 1], values[:, :, : t + 1], None)
 
 
     def _mixed(self, x: torch.Tensor, memory: torch.Tensor, mix: torch.Tensor | None,
@@ -237,7 +237,7 @@ class DecoderCache:
                        for layer in layers]
         B, D = memory.shape[0] * len(views), memory.shape[-1]
         heads = [layer.self_attn.heads for layer in layers]
-        self.keys = [memory.new_empty((B, h, D // h, steps)) for h in heads]  # transposed, as the memory's
+        self.keys = [memory.new_empty((B, h, steps, D // h)) for h in heads]
         self.values = [memory.new_empty((B, h, steps, D // h)) for h in heads]
 
     def select(self, rows: torch.Tensor, positions: int) -> None:
@@ -245,15 +245,14 @@ class DecoderCache:
         self-attention keys and values of their first ``positions`` positions (the ones decoded so far)."""
         self.blocked = self.blocked[rows]
         self.memory = [(k[rows], v[rows]) for k, v in self.memory]
-        self.keys = [_keep(k, rows, positions, -1) for k in self.keys]
-        self.values = [_keep(v, rows, positions, 2) for v in self.values]
+        self.keys = [_keep(k, rows, positions) for k in self.keys]
+        self.values = [_keep(v, rows, positions) for v in self.values]
 
 
-def _keep(buffer: torch.Tensor, rows: torch.Tensor, positions: int, axis: int) -> torch.Tensor:
-    """A new buffer shaped like ``buffer`` holding ``buffer[rows]``'s first ``positions`` entries
-    along ``axis`` (its position axis); the rest is never read."""
+def _keep(buffer: torch.Tensor, rows: torch.Tensor, positions: int) -> torch.Tensor:
+    """A new (len(rows), H, P, dh) buffer holding ``buffer[rows, :, :positions]``; the rest is never read."""
     out = buffer.new_empty((rows.numel(), *buffer.shape[1:]))
-    out.narrow(axis, 0, positions).copy_(buffer.narrow(axis, 0, positions)[rows])
+    out[:, :, :positions] = buffer[:, :, :positions][rows]
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-__all__ = ["config_overrides", "cpu_model", "git_commit", "save_pairs", "load_pairs"]
+__all__ = ["baseline_tree", "config_overrides", "cpu_model", "git_commit", "save_pairs", "load_pairs"]
 
 
 def cpu_model() -> str:
@@ -79,3 +79,28 @@ def load_pairs(path):
             return len(self.source)
 
     return Pairs(), n
+
+
+def baseline_tree(commit: str, into: Path) -> Path:
+    """``python/`` of ``commit`` (``git archive``) under ``into``, with this checkout's compiled core
+    copied in, for a worker that compares an earlier version's Python code with this one's.
+
+    Refuses (SystemExit) when ``csrc/`` differs between ``commit`` and HEAD:
+    the copied core would then not be the baseline's.
+    """
+    import tarfile
+
+    import fastregen._core as core
+
+    root = Path(__file__).resolve().parent.parent
+    diff = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", "csrc"], cwd=root)
+    if diff.returncode:
+        raise SystemExit(f"csrc/ differs between {commit} and HEAD (or {commit} is unknown): "
+                         "install the baseline in its own environment instead")
+    archive = into / "src.tar"
+    subprocess.run(["git", "archive", "-o", str(archive), commit, "python/fastregen"], cwd=root, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    pkg = into / "python" / "fastregen"
+    (pkg / Path(core.__file__).name).write_bytes(Path(core.__file__).read_bytes())
+    return into / "python"

@@ -241,6 +241,44 @@ def test_scores_that_could_overflow_float32_are_an_error(path):
     _assert_same({name: fn(*case) for name, fn in _PATHS.items()})
 
 
+@pytest.mark.parametrize("path", ["torch", "triton", "auto"])
+def test_table_max_abs_given_once_gives_the_same_result(path):
+    # hybrid inference checks its item table once (table_max_abs) instead of at every step
+    case = list(_case(3, 12, 8, 300, 5, 3))
+    bound = hybrid_decode.table_max_abs(case[1])
+    assert bound == float(case[1].abs().max())
+    _assert_same({"naive": constrained_argmax_naive(*case, vocab_start=1),
+                  path: _PATHS[path](*case, vocab_start=1, table_max_abs=bound)})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_table_max_abs_checks_the_table_and_the_bound_is_checked(value):
+    case = _nonfinite_case("table", value)
+    with pytest.raises(ValueError, match=rf"table row 1 holds {value}; constrained_argmax needs finite"):
+        hybrid_decode.table_max_abs(case[1])
+    with pytest.raises(ValueError, match=r"table must be a \(V, D\) tensor"):
+        hybrid_decode.table_max_abs(torch.zeros(3))
+    assert hybrid_decode.table_max_abs(torch.zeros(0, 4)) == 0.0
+    case = list(_case(1, 4, 6, 20, 5, 2))
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="table_max_abs must be a finite number >= 0"):
+            constrained_argmax(*case, table_max_abs=bad)
+    case[0][1, 2] = value  # the states are still checked at every call
+    with pytest.raises(ValueError, match=rf"states row 1 holds {value}"):
+        constrained_argmax(*case, table_max_abs=2.0)
+    case[0][1, 2] = 1e20  # and the overflow bound uses the given maximum
+    with pytest.raises(ValueError, match="too large for float32 scores"):
+        constrained_argmax(*case, table_max_abs=1e20)
+
+
+def test_many_generative_rows_score_narrower_chunks_alike():
+    # ~1000 generative rows: the torch path scores ~2**21 / 1000 ids per chunk, not chunk_size (8192),
+    # so the 5000 ids span three chunks
+    case = list(_case(4, 1100, 6, 5000, 4, 3, p_gen=0.9))
+    _assert_same({"naive": constrained_argmax_naive(*case, vocab_start=1),
+                  "torch": constrained_argmax_torch(*case, vocab_start=1)})
+
+
 @pytest.mark.parametrize("path", sorted(_PATHS))
 @pytest.mark.parametrize("B", [0, 3])
 def test_empty_vocabulary(path, B):

@@ -44,7 +44,7 @@ inference      + the regenerator (``T``), what the allocator kept of
                pre-training (``0.6`` of its working memory), the decoded
                ids (``4 K n P``), the generative draws (``K n P + 8 n P``),
                the deduplication's copy and sort (``(4 P + 16) K n``), a
-               decoding batch (``12 x decode_batch x L x K x d``)
+               decoding batch with its decoder cache (``36 x decode_batch x L x K x d``)
 write          + the regenerated patterns and the combined training set
                (``8`` bytes per interaction: built, then concatenated)
 train          base + dataset + the split (``3 (4 I + 8 n)``) + the
@@ -203,7 +203,8 @@ class Estimate:
 # smaller presets with `benchmarks/scale.py pipeline`, rounded up; tests/test_memory_model.py keeps them honest.
 _BASE = 400 * 2**20          # python + torch + fastregen imported, when no better figure is given
 _ACTIVATIONS = 16 * 2**10    # per (batch row x position) at d = 64: forward + backward of a training step
-_DECODE_WORKING = 12         # bytes per (row x position x memory x d) of a decoding batch (memories + encoder)
+_DECODE_WORKING = 36         # bytes per (row x position x memory x d) of a decoding batch: memories + encoder (12),
+                             # the decoder cache of all K memories and its copy as rows end (24, measured on Beauty)
 _RETAINED = 0.6              # share of a training stage's working memory the allocator keeps after it
 _PAIR_OVERHEAD = 1.5         # the pair search's copies, per pair stored
 _SCORE_CHUNK = 3 * (1 << 22) * 4

@@ -21,7 +21,7 @@ import torch
 
 from .._progress import progress_bar
 from ..data import SequenceDataset, stats
-from ..ops import constrained_argmax
+from ..ops import constrained_argmax, table_max_abs
 from ..training import distributed
 from .config import RESTRICT, SCHEDULES, DecodeConfig
 from .model import PAD, Regenerator
@@ -233,11 +233,12 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
     out = np.zeros((K, n if world is None else rows.size, max_pattern_len), dtype=np.int32)
     bar = progress_bar(total=rows.size, enabled=progress and distributed.is_main(), desc="hybrid inference",
                        unit="seq")
+    bound = table_max_abs(model.item_embedding.weight)  # checked once, not at every step
     b0 = 0
     for part_rows in mine:
         b1 = b0 + len(part_rows)
         got = _decode_batch(model, seqs.subset(part_rows), modes[:, part_rows], max_pattern_len, restrict, backend,
-                            repeatable_from, max_span)
+                            repeatable_from, max_span, bound)
         out[:, part_rows if world is None else slice(b0, b1), : got.shape[2]] = got
         b0 = b1
         bar.update(len(part_rows))
@@ -279,46 +280,61 @@ def hybrid_inference(model: Regenerator, sources: SequenceDataset, *, gamma: flo
 
 def _decode_batch(model: Regenerator, part: SequenceDataset, modes: np.ndarray, max_pattern_len: int,
                   restrict: str, backend: str, repeatable_from: int | None = None,
-                  max_span: int = DecodeConfig.max_span) -> np.ndarray:
-    """Greedy hybrid decoding of one batch with every memory: (K, B, steps) int32 ids, 0 after the end."""
+                  max_span: int = DecodeConfig.max_span, table_bound: float | None = None) -> np.ndarray:
+    """Greedy hybrid decoding of one batch with every memory: (K, B, steps) int32 ids, 0 after the end.
+
+    The K memories decode together as K x B rows (row ``k B + b``: memory k
+    of sequence b), so each step runs the decoder and scores the vocabulary
+    once for all of them; the decoder keeps each row's keys and values
+    (`Regenerator.start_decoding`), so a step computes only its new
+    position; a row that ends leaves the batch and the cache.
+    ``table_bound``: `fastregen.ops.table_max_abs` of the item table.
+    """
     dev = model.device
     K = model.config.K
     table = model.item_embedding.weight
     eos, bos = model.eos, model.bos
     src = torch.from_numpy(part.padded(int(part.lengths.max()), side="right")).to(dev)
+    B = src.shape[0]
     src_pad = src == PAD
-    memories = model.encode(src)  # (B, L, K, D)
-    eos_col = torch.full((src.shape[0], 1), eos, dtype=torch.long, device=dev)
+    cache = model.start_decoding(model.encode(src), src_pad, max_pattern_len)  # (B, L, K, D) memories
+    src, src_pad = src.repeat(K, 1), src_pad.repeat(K, 1)
+    eos_col = torch.full((K * B, 1), eos, dtype=torch.long, device=dev)
     allowed = torch.cat([src.masked_fill(src_pad, -1), eos_col], 1)
-    outs = []
-    for k in range(K):
-        memory = memories[:, :, k]
-        alive = torch.arange(src.shape[0], device=dev)
-        ys = torch.full((src.shape[0], 1), bos, dtype=torch.long, device=dev)
-        mode_k = torch.from_numpy(np.ascontiguousarray(modes[k])).to(dev)
-        window = _InputWindow(src, src_pad, restrict, max_span)
-        for step in range(max_pattern_len):
-            states = model.decode(ys[alive], memory[alive], src_pad[alive])[:, -1]
-            taken = ys[alive, 1:]
-            if repeatable_from is not None:
-                taken = taken.masked_fill(taken >= repeatable_from, -1)
-            ids, _ = constrained_argmax(
-                states, table, window.allowed(alive, allowed), taken, mode_k[alive, step],
-                vocab_start=1, vocab_stop=eos + 1, backend=backend,
-            )
-            window.take(alive, ids)
-            ended = (ids == eos) | (ids < 0)
-            ys = torch.cat([ys, torch.zeros_like(ys[:, :1])], 1)
-            ys[alive, -1] = torch.where(ended, 0, ids)
+    mode = torch.from_numpy(np.ascontiguousarray(modes).reshape(K * B, -1)).to(dev)
+    window = _InputWindow(src, src_pad, restrict, max_span)
+    ys = torch.zeros((K * B, max_pattern_len + 1), dtype=torch.long, device=dev)
+    ys[:, 0] = bos
+    alive = torch.arange(K * B, device=dev)
+    # the rows the cache holds, and where the live ones sit among them: ended rows stay (and are
+    # decoded for nothing) until half the cache has ended, since copying the live rows' keys and
+    # values out costs about what decoding a dead row for a step does
+    rows, at = alive, None
+    steps = 0
+    for step in range(max_pattern_len):
+        states = model.decode_step(ys[rows, step], step, cache)
+        if at is not None:
+            states = states[at]
+        taken = ys[alive, 1 : step + 1]
+        if repeatable_from is not None:
+            taken = taken.masked_fill(taken >= repeatable_from, -1)
+        ids, _ = constrained_argmax(
+            states, table, window.allowed(alive, allowed), taken, mode[alive, step],
+            vocab_start=1, vocab_stop=eos + 1, backend=backend, table_max_abs=table_bound,
+        )
+        window.take(alive, ids)
+        ended = (ids == eos) | (ids < 0)
+        ys[alive, step + 1] = torch.where(ended, 0, ids)
+        steps = step + 1
+        if bool(ended.any()):
             alive = alive[~ended]
             if alive.numel() == 0:
                 break
-        outs.append(ys[:, 1:].cpu().numpy().astype(np.int32))
-    width = max(o.shape[1] for o in outs)
-    got = np.zeros((K, src.shape[0], width), dtype=np.int32)
-    for k, o in enumerate(outs):
-        got[k, :, : o.shape[1]] = o
-    return got
+            at = (torch.arange(rows.numel(), device=dev) if at is None else at)[~ended]
+            if 2 * alive.numel() <= rows.numel():
+                cache.select(at, step + 1)
+                rows, at = alive, None
+    return ys[:, 1 : steps + 1].reshape(K, B, steps).cpu().numpy().astype(np.int32)
 
 
 class _InputWindow:

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..models.base import Dropout
 
-__all__ = ["MultiheadAttention", "EncoderLayer", "DecoderLayer", "Stack"]
+__all__ = ["MultiheadAttention", "EncoderLayer", "DecoderLayer", "DecoderCache", "Stack"]
 
 
 class MultiheadAttention(nn.Module):
@@ -74,19 +74,62 @@ class MultiheadAttention(nn.Module):
             q = F.linear(x, W[:d], b[:d])
             k, v = F.linear(memory, W[d:], b[d:]).chunk(2, dim=-1)
         q, k, v = self._split(q), self._split(k), self._split(v)
-        scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
-        T, S = scores.shape[-2:]
+        T, S = q.shape[2], k.shape[2]
         blocked = None
         if key_padding is not None:
             blocked = key_padding[:, None, None, :]
         if causal:
             future = torch.triu(torch.ones(T, S, dtype=torch.bool, device=x.device), diagonal=1)
             blocked = future if blocked is None else blocked | future
+        return self._attend(q, k, v, blocked)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                blocked: torch.Tensor | None) -> torch.Tensor:
+        """Split-head queries (B, H, T, dh) against keys and values (B, H, S, dh) -> (B, T, D).
+
+        ``blocked`` broadcasts to (B, H, T, S), True where a query may not look.
+        The one place the attention arithmetic is written, so that the cached
+        decoding steps (`step`, `attend_memory`) compute exactly what `forward` does.
+        """
+        scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
         if blocked is not None:
             scores = scores.masked_fill(blocked, float("-inf"))
         attn = self.dropout(torch.softmax(scores, dim=-1))
-        out = (attn @ v).transpose(1, 2).reshape(x.shape[0], T, d)
+        out = (attn @ v).transpose(1, 2).reshape(q.shape[0], q.shape[2], self.dim)
         return self.out_proj(out)
+
+    # ------------------------------------------------ cached greedy decoding (inference)
+    # The memory's keys are cached transposed, (B, H, dh, S) contiguous: every decoding step reads
+    # them all, and the score matmul reads them fastest so (~2x). The self-attention keys stay
+    # (B, H, P, dh): one position is written per step, which the transposed layout makes slow.
+    def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys, transposed (B, H, dh, S), and values (B, H, S, dh) of ``memory`` (B, S, D).
+
+        They depend on the memory only, so a decoder computes them once per
+        decoding run instead of once per step. (Views: the caller copies them.)
+        """
+        d, W, b = self.dim, self.in_proj_weight, self.in_proj_bias
+        k, v = F.linear(memory, W[d:], b[d:]).chunk(2, dim=-1)
+        return self._split(k).transpose(-1, -2), self._split(v)
+
+    def attend_memory(self, x: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor,
+                      blocked: torch.Tensor | None) -> torch.Tensor:
+        """`forward` for queries ``x`` (B, 1, D) with a memory whose keys and values `project_memory` gave."""
+        d, W, b = self.dim, self.in_proj_weight, self.in_proj_bias
+        return self._attend(self._split(F.linear(x, W[:d], b[:d])), keys_t.transpose(-1, -2), values, blocked)
+
+    def step(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, t: int) -> torch.Tensor:
+        """Causal self-attention of position ``t`` alone, given positions ``< t`` cached.
+
+        ``x`` (B, 1, D) is position ``t``'s input; its key and value are
+        written into ``keys[:, :, t]`` and ``values[:, :, t]`` (buffers
+        (B, H, >= t + 1, dh)), then it attends to positions ``0 .. t``: the
+        last row of ``forward(x_0..t, causal=True)`` without recomputing the others.
+        """
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        keys[:, :, t] = self._split(k)[:, :, 0]
+        values[:, :, t] = self._split(v)[:, :, 0]
+        return self._attend(self._split(q), keys[:, :, : t + 1], values[:, :, : t + 1], None)
 
 
     def _mixed(self, x: torch.Tensor, memory: torch.Tensor, mix: torch.Tensor | None,
@@ -152,6 +195,65 @@ class DecoderLayer(_FeedForward):
         x = self.norm1(x + self.dropout(self.self_attn(x, causal=True, key_padding=tgt_padding)))
         x = self.norm2(x + self.dropout(self.multihead_attn(x, memory, key_padding=memory_padding, mix=mix)))
         return self.norm3(x + self.dropout(self.ff(x)))
+
+    def step(self, x: torch.Tensor, cache: "DecoderCache", layer: int, t: int) -> torch.Tensor:
+        """`forward`'s output at position ``t`` alone (B, 1, D), reading and extending ``cache`` (eval mode)."""
+        x = self.norm1(x + self.self_attn.step(x, cache.keys[layer], cache.values[layer], t))
+        mk, mv = cache.memory[layer]
+        x = self.norm2(x + self.multihead_attn.attend_memory(x, mk, mv, cache.blocked))
+        return self.norm3(x + self.ff(x))
+
+
+class DecoderCache:
+    """What a decoder keeps between greedy steps: per layer, the cross-attention
+    keys and values of the memory and the self-attention keys and values of
+    the positions decoded so far.
+
+    Parameters
+    ----------
+    layers : sequence of DecoderLayer
+    memory : torch.Tensor, shape (B, S, D) or (B, S, K, D), float
+        Encoder memory each row reads; with K memories there are K x B rows,
+        row ``k B + b`` reading ``memory[b, :, k]``.
+    memory_padding : torch.Tensor, shape (B, S), bool
+        True at memory positions to ignore.
+    steps : int
+        Decoder positions to make room for.
+
+    Notes
+    -----
+    Memory: ``layers x rows x (2 S + 2 steps) x D`` floats. `select` keeps
+    some rows (the ones still decoding), so later steps work on those only.
+    Each memory ``k`` is projected as the (B, S, D) view ``memory[:, :, k]``,
+    the input `DecoderLayer.forward` is given when it decodes memory ``k``
+    alone, so the cached keys and values are its own, bit for bit.
+    """
+
+    def __init__(self, layers, memory: torch.Tensor, memory_padding: torch.Tensor, steps: int) -> None:
+        layers = list(layers)
+        views = [memory] if memory.dim() == 3 else [memory[:, :, k] for k in range(memory.shape[2])]
+        self.blocked = memory_padding.repeat(len(views), 1)[:, None, None, :]
+        self.memory = [tuple(torch.cat(part) for part in zip(*(layer.multihead_attn.project_memory(v) for v in views)))
+                       for layer in layers]
+        B, D = memory.shape[0] * len(views), memory.shape[-1]
+        heads = [layer.self_attn.heads for layer in layers]
+        self.keys = [memory.new_empty((B, h, steps, D // h)) for h in heads]
+        self.values = [memory.new_empty((B, h, steps, D // h)) for h in heads]
+
+    def select(self, rows: torch.Tensor, positions: int) -> None:
+        """Keep the given rows (int64 indices into the current rows), in that order, with the
+        self-attention keys and values of their first ``positions`` positions (the ones decoded so far)."""
+        self.blocked = self.blocked[rows]
+        self.memory = [(k[rows], v[rows]) for k, v in self.memory]
+        self.keys = [_keep(k, rows, positions) for k in self.keys]
+        self.values = [_keep(v, rows, positions) for v in self.values]
+
+
+def _keep(buffer: torch.Tensor, rows: torch.Tensor, positions: int) -> torch.Tensor:
+    """A new (len(rows), H, P, dh) buffer holding ``buffer[rows, :, :positions]``; the rest is never read."""
+    out = buffer.new_empty((rows.numel(), *buffer.shape[1:]))
+    out[:, :, :positions] = buffer[:, :, :positions][rows]
+    return out
 
 
 class Stack(nn.Module):

@@ -39,7 +39,7 @@ from ..ops import mix_memories
 from ..training.losses import (NegativeSampler, full_softmax_cross_entropy, resolve_train_softmax,
                                sampled_softmax_cross_entropy)
 from .config import BACKENDS, GeneratorConfig, as_architecture
-from .layers import DecoderLayer, EncoderLayer, Stack
+from .layers import DecoderCache, DecoderLayer, EncoderLayer, Stack
 
 __all__ = ["Regenerator", "PAD", "eos_id", "bos_id", "save_checkpoint", "load_checkpoint"]
 
@@ -219,6 +219,33 @@ class Regenerator(nn.Module):
         """Decoder states (B, T, D) for decoder inputs (B, T) reading memory (B, L, D), or the K
         memories (B, L, K, D) mixed per position by ``mix`` (B, T, K)."""
         return self.decoder(self._embed(tgt_in), memory, tgt_padding=tgt_in == PAD, memory_padding=src_pad, mix=mix)
+
+    def start_decoding(self, memory: torch.Tensor, src_pad: torch.Tensor, steps: int) -> DecoderCache:
+        """A `DecoderCache` for greedy decoding of up to ``steps`` positions (eval mode) from one memory
+        (B, L, D), or from each of the K memories (B, L, K, D) of `encode` as K x B rows (row ``k B + b``:
+        memory k of sequence b); ``src_pad`` (B, L)."""
+        if self.training:
+            raise RuntimeError("cached decoding is for inference: call model.eval() first (it applies no dropout)")
+        if steps > self.position_embedding.num_embeddings:
+            raise ValueError(f"{steps} decoder positions exceed the {self.position_embedding.num_embeddings} positions")
+        return DecoderCache(self.decoder.layers, memory, src_pad, steps)
+
+    def decode_step(self, ids: torch.Tensor, position: int, cache: DecoderCache) -> torch.Tensor:
+        """Decoder states (B, D) at ``position`` given its inputs ``ids`` (B,), the earlier positions in ``cache``.
+
+        ``decode(tgt_in, memory, src_pad)[:, t]`` for a prefix ``tgt_in`` (B, t + 1)
+        without padding, computed from ``tgt_in[:, t]`` and the cache alone
+        when steps ``0 .. t - 1`` went through the same cache (the
+        hybrid-inference loop): each step costs one position, not the whole prefix.
+        The same arithmetic in another float order (matmuls of other shapes), so
+        the states match `decode`'s to ~1e-6, not bit for bit: a greedy choice
+        can differ only at a near tie (tests/test_decode_cache.py).
+        """
+        pos = self.position_embedding(torch.tensor([position], device=ids.device))
+        x = self.item_embedding(ids[:, None]) + pos[None]  # as _embed (dropout is off in eval mode)
+        for i, layer in enumerate(self.decoder.layers):
+            x = layer.step(x, cache, i, position)
+        return x[:, 0]
 
     def segment_mixture(self, pattern: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The promoter per segment (UniDS eq. 7): pi of every segment and the mixture of every decoding step.

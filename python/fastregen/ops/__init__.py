@@ -15,7 +15,7 @@ triton or touches CUDA.
 """
 
 from ._backend import BACKENDS, resolve_backend
-from .hybrid_decode import constrained_argmax, constrained_argmax_naive, constrained_argmax_torch
+from .hybrid_decode import constrained_argmax, constrained_argmax_naive, constrained_argmax_torch, table_max_abs
 from .memory_mix import mix_memories, mix_memories_torch
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "constrained_argmax",
     "constrained_argmax_torch",
     "constrained_argmax_naive",
+    "table_max_abs",
 ]

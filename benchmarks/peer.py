@@ -455,6 +455,12 @@ elif unit == "hybrid_inference":
         steps[0] += tgt_in.shape[0]
         return decode(self, tgt_in, *a, **k)
     type(model).decode = counted_decode
+    if hasattr(type(model), "decode_step"):  # the cached decoder: one new position per row and step
+        decode_step = type(model).decode_step
+        def counted_step(self, tokens, *a, **k):
+            steps[0] += tokens.shape[0]
+            return decode_step(self, tokens, *a, **k)
+        type(model).decode_step = counted_step
     if sizes.get("profile"):  # where our time goes (not a timed run): Python functions, then torch ops
         import cProfile, io, pstats
         from torch.profiler import ProfilerActivity, profile
@@ -562,7 +568,7 @@ def ratio_table(rows: list[dict]) -> str:
                    f"{ca / cf:.1f}x | {'yes' if ca / cf >= 5 else 'no'} | {what} |")
         shown.append(a)
         steps = [re.search(r"(\d+) row-steps", x["work"]) for x in (a, f)]
-        if all(steps):  # the two sides decoded different amounts: the time per decoder row-step too
+        if all(steps) and all(int(m.group(1)) for m in steps):  # different amounts of work: per row-step too
             pa, pf = (1000 * c / int(m.group(1)) for c, m in zip((ca, cf), steps))
             notes.append(f"{stage}: the sides did different work ({steps[0].group(1)} vs {steps[1].group(1)} "
                          f"decoder row-steps); per row-step {pa:.2f} vs {pf:.2f} ms of CPU, {pa / pf:.1f}x.")
@@ -570,7 +576,7 @@ def ratio_table(rows: list[dict]) -> str:
     if shown:
         runs = sorted({(r["date"], r["commit"], r["load"], r["repeats"]) for r in shown})
         r = shown[0]
-        out.append(f"\nMedians of {'/'.join(sorted({x[3] for x in runs}))} alternating processes, one thread each, "
+        out.append(f"\nMedians of {'/'.join(sorted({str(x[3]) for x in runs}))} alternating processes, one thread each, "
                    f"{r['machine']}, the authors' commit {r['authors_commit'][:7]}; "
                    + "; ".join(f"run of {d} (commit {c}): {load}" for d, c, load, _ in runs) + ".")
     return "\n".join(out) + "\n"

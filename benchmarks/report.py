@@ -534,20 +534,22 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
     dr_user = lambda rs, m: _user_metric(rs, ranks_root / "dr4sr", m)  # noqa: E731
     if setting is not None:
         variant, K, gamma = setting
-        for dataset in ("beauty", "toys", "sports"):
-            for model in ("sasrec", "gru4rec"):
-                here = [r for r in rows if (r["dataset"], r["model"]) == (dataset, model)
-                        and r.get("scheme", "") in ("", "fastregen")]
-                base = [r for r in here if r["train_set"] == "original"]
-                dr = [r for r in here if r["train_set"] == "dr4sr" and r["regen_seed"] == "0"
-                      and (r["variant"], int(r["K"]), float(r["gamma"])) == setting]
-                base, dr = _paired(base, dr, "target_seed")
-                if not dr:
-                    continue
-                pb, pd = table3(model, "base", dataset), table3(model, "dr4sr", dataset)
-                paper = f"{100 * (pd['ndcg@20'] / pb['ndcg@20'] - 1):+.1f}%" if pb and pd else "—"
-                out.append(_verdict_row(f"DR4SR ({variant}, K={K}, γ={gamma})", dataset, model, "ndcg@20",
-                                        base, dr, dr_user, paper))
+        # one line per training scheme: fastregen's ("all") and the authors' ("all/authors") are
+        # different target-model trainings, never paired with each other
+        for protocol, dataset, model in ((p, d, m) for p in ("all", "all/authors") for d in ("beauty", "toys", "sports")
+                                         for m in ("sasrec", "gru4rec")):
+            here = [r for r in rows if (r["dataset"], r["model"], r["protocol"]) == (dataset, model, protocol)]
+            base = [r for r in here if r["train_set"] == "original"]
+            dr = [r for r in here if r["train_set"] == "dr4sr" and r["regen_seed"] == "0"
+                  and (r["variant"], int(r["K"]), float(r["gamma"])) == setting]
+            base, dr = _paired(base, dr, "target_seed")
+            if not dr:
+                continue
+            pb, pd = table3(model, "base", dataset), table3(model, "dr4sr", dataset)
+            paper = f"{100 * (pd['ndcg@20'] / pb['ndcg@20'] - 1):+.1f}%" if pb and pd else "—"
+            scheme = "" if protocol == "all" else f", the {protocol.split('/')[1]}' training scheme"
+            out.append(_verdict_row(f"DR4SR ({variant}, K={K}, γ={gamma}{scheme})", dataset, model, "ndcg@20",
+                                    base, dr, dr_user, paper))
     rows = read_rows(folder / "unids.csv", unids_bench.COLUMNS)
     compare = [r for r in rows if r["experiment"] == "compare"]
     st_user = lambda rs, m: _stage_user(rs, ranks_root / "unids", m)  # noqa: E731

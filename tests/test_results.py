@@ -163,3 +163,33 @@ def test_engine_report_reads_the_latest_measurements(tmp_path):
     text = report.engine_report(path, tmp_path)
     row = next(ln for ln in text.splitlines() if ln.startswith("| ranks"))
     assert "| 3.00 | 0.50 | **6.00x** |" in row  # the later measurement replaces the earlier one
+
+
+def test_verdict_keeps_the_authors_training_scheme_apart(tmp_path):
+    """Runs under the authors' training scheme (protocol "all/authors") are another trainer: they get
+    their own line, and never enter the fastregen-scheme pairing (an authors'-scheme original at seed 0
+    once did, through a filter on a column the rows do not have)."""
+    results, ranks = tmp_path / "dr4sr.csv", tmp_path / "ranks" / "dr4sr"
+    base_ranks = np.random.default_rng(2).integers(0, 60, 400)
+    for i, run in enumerate(dr4sr_study.selection_runs()):
+        _results.append_row(results, _row(run, 0.09 if i == 3 else 0.05, 0.04, 0), dr4sr_study.COLUMNS)
+        _results.save_ranks(ranks / f"{run.run_id}.npz", base_ranks)
+    setting = dr4sr_study.selected_setting(_results.read_rows(results, dr4sr_study.COLUMNS))
+
+    def lines():
+        text = report.verdict_report(tmp_path, tmp_path / "ranks")
+        return [ln for ln in text.splitlines() if ln.startswith("| DR4SR (")]
+    before = lines()
+    assert len(before) == 1
+    authors = [dr4sr_study.Run("replicate", "beauty", "sasrec", "original", target_seed=0, scheme="authors"),
+               dr4sr_study.Run("replicate", "beauty", "sasrec", "dr4sr", *setting, 0, 0, scheme="authors")]
+    for run, shift in zip(authors, (40, 30)):  # far worse than the fastregen-scheme rows
+        row = _row(run, 0.05, 0.01, 0)
+        row["protocol"] = run.protocol
+        _results.append_row(results, row, dr4sr_study.COLUMNS)
+        _results.save_ranks(ranks / f"{run.run_id}.npz", np.minimum(base_ranks + shift, 10_000))
+        if run.train_set == "original":
+            assert lines() == before  # an authors'-scheme original alone changes nothing
+    after = lines()
+    assert after[0] == before[0] and len(after) == 2
+    assert "the authors' training scheme" in after[1] and "0.0100" in after[1]

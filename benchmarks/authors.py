@@ -536,9 +536,7 @@ def run(args) -> int:
     _needs()
     converted, meta = _converted(args.converted)
     seed = 2023 if args.seed is None else args.seed
-    key = {"dataset": args.dataset, "trainer": "authors", "train_set": meta["train_set"], "seed": seed,
-           "max_epochs": args.epochs or 1000, "train_sha256": meta["train_sha256"]}
-    run_id = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    run_id = _run_id(meta, args.dataset, seed, args.epochs)
     results = Path(args.results)
     ranks_dir = results.parent / "ranks" / results.stem
     with file_lock(WORK / "locks" / f"{run_id}.lock", blocking=False) as held:
@@ -580,6 +578,74 @@ def run(args) -> int:
     return 0
 
 
+def _run_id(meta: dict, dataset: str, seed: int, epochs: int | None) -> str:
+    """The id of a run of their trainer: the data, the converted training set's content, the seed, the cap."""
+    key = {"dataset": dataset, "trainer": "authors", "train_set": meta["train_set"], "seed": seed,
+           "max_epochs": epochs or 1000, "train_sha256": meta["train_sha256"]}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+#: Issue 26, stage 2, in order: their trainer (seed 2023) on the original split, then on fastregen's DR4SR
+#: training set of the selected setting (V1, K = 5, gamma = 0.3, regenerator seed 0: the decode folder
+#: of `dr4sr_study.py`, its combined_authors set). A set whose folder is not finished yet waits.
+QUEUE = (("original", "original"), ("dr4sr", "runs/dr4sr-study/decode/beauty-V1-K5-s0-g0.3"))
+
+
+def authors_checkout(given: str | None) -> str | None:
+    """``--authors``, else ``$FASTREGEN_DR4SR_AUTHORS``, else the one line of ``benchmarks/runs/authors``."""
+    if given:
+        return given
+    if os.environ.get("FASTREGEN_DR4SR_AUTHORS"):
+        return os.environ["FASTREGEN_DR4SR_AUTHORS"]
+    path = HERE / "runs" / "authors.path"
+    return path.read_text().strip() or None if path.exists() else None
+
+
+def queue(args) -> int:
+    """A study worker's turn (`benchmarks/study_workers.sh`): convert what `QUEUE` needs, then run the first
+    pending set nobody holds (`fastregen.study.run_queue`); exit 0 after a run, 3 when every pending run is
+    held or not ready, 4 when none is pending (or no checkout of their code is configured)."""
+    from fastregen.study import DONE_NONE_PENDING, run_queue
+
+    where = authors_checkout(args.authors)
+    if where is None:
+        print("authors.py queue: no checkout of the authors' code configured (--authors, $FASTREGEN_DR4SR_AUTHORS "
+              f"or {HERE / 'runs' / 'authors.path'}); nothing to run")
+        return DONE_NONE_PENDING
+    Authors(where)
+    _needs()
+    results = Path(args.results)
+
+    def converted(name: str, spec: str) -> Path | None:
+        out = WORK / "data" / f"{args.dataset}-{name}"
+        if spec != "original" and not (HERE.parent / spec / "regenerated.json").exists():
+            return None  # its DR4SR folder is not finished: the run waits
+        with file_lock(WORK / "locks" / f"convert-{name}.lock"):
+            if not (out / "convert.json").exists():
+                train = spec if spec == "original" else str(HERE.parent / spec)
+                convert(argparse.Namespace(authors=where, data=args.data, train=train,
+                                           training_set="combined_authors", out=str(out)))
+        return out
+
+    def declared():
+        return [c for c in (converted(n, s) for n, s in QUEUE) if c is not None]
+
+    def run_id(conv: Path) -> str:
+        return _run_id(_converted(conv)[1], args.dataset, 2023, None)
+
+    def done():
+        return {r["run_id"] for r in read_rows(results, COLUMNS)}
+
+    def train(conv: Path) -> None:
+        run(argparse.Namespace(authors=where, converted=str(conv), dataset=args.dataset, threads=args.threads,
+                               seed=None, epochs=None, results=str(results)))
+    # the queue's own lock names differ from run()'s per-run lock, which run() takes again inside
+    code = run_queue(declared, run_id, done, WORK / "locks", train, max_runs=args.max_runs, lock_prefix="queue-")
+    if code == DONE_NONE_PENDING and len(declared()) < len(QUEUE):
+        return 3  # a set is not ready yet: not "none pending"
+    return code
+
+
 def _epochs(result: Path) -> int:
     """Epochs their fit loop ran: the 'training_time' lines of the log (one per epoch)."""
     return sum("training_time:" in line for line in result.with_suffix(".log").read_text().splitlines())
@@ -607,12 +673,20 @@ def main(argv=None) -> int:
     r.add_argument("--seed", type=int, default=None, help="overrides their seed 2023")
     r.add_argument("--epochs", type=int, default=None, help="smoke runs only: overrides their 1000-epoch cap")
     r.add_argument("--results", default=str(RESULTS))
+    q = sub.add_parser("queue", help="a study worker's turn: the next pending run of QUEUE (issue 26, stage 2)")
+    q.add_argument("--authors", default=None,
+                   help="their repository (default: $FASTREGEN_DR4SR_AUTHORS or benchmarks/runs/authors.path)")
+    q.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data" / "beauty.txt"))
+    q.add_argument("--dataset", default="beauty")
+    q.add_argument("--threads", type=int, default=1)
+    q.add_argument("--max-runs", type=int, default=0)
+    q.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args(argv)
     if args.command == "run" and args.epochs is not None and Path(args.results).resolve() == RESULTS.resolve():
         print("authors.py: --epochs makes a smoke run, not a result: give --results another file", file=sys.stderr)
         return 2
     try:
-        return {"convert": convert, "check": check, "run": run}[args.command](args)
+        return {"convert": convert, "check": check, "run": run, "queue": queue}[args.command](args)
     except UsageError as e:
         print(f"authors.py: {e}", file=sys.stderr)
         return 2

@@ -231,3 +231,40 @@ def test_a_dr4sr_folder_is_read_from_a_copy(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in regen.iterdir()} == before  # the study's folder is never written
     with pytest.raises(authors.UsageError, match="not a finished DR4SR folder"):
         authors.load_training_set(str(tmp_path), data, "combined_authors")
+
+
+def test_authors_queue_converts_runs_in_order_and_waits_for_an_unfinished_dr4sr_folder(tmp_path, monkeypatch):
+    """`authors.py queue` (a study worker's turn): the original first, the DR4SR set once its folder is
+    finished, each converted once; exit codes as the other study queues (0 ran, 3 waiting, 4 none)."""
+    monkeypatch.setattr(authors, "WORK", tmp_path / "work")
+    monkeypatch.setattr(authors, "HERE", tmp_path / "benchmarks")
+    monkeypatch.setattr(authors, "Authors", lambda where: None)
+    monkeypatch.setattr(authors, "_needs", lambda: None)
+    converted, trained = [], []
+
+    def convert(args):
+        out = Path(args.out)
+        (out / authors.DOMAIN).mkdir(parents=True)
+        (out / authors.DOMAIN / "train.pth").write_bytes(b"")
+        (out / "convert.json").write_text(f'{{"train_set": "{args.train}", "train_sha256": "{len(converted)}"}}')
+        converted.append(args.train)
+
+    def run(args):
+        meta = authors._converted(args.converted)[1]
+        authors.append_row(args.results, {**{c: "" for c in authors.COLUMNS},
+                                          "run_id": authors._run_id(meta, args.dataset, 2023, None)}, authors.COLUMNS)
+        trained.append(meta["train_set"])
+    monkeypatch.setattr(authors, "convert", convert)
+    monkeypatch.setattr(authors, "run", run)
+    results = tmp_path / "authors.csv"
+    argv = ["queue", "--authors", "x", "--results", str(results), "--max-runs", "1"]
+    assert authors.main(argv) == 0 and trained == ["original"]
+    assert authors.main(argv) == 3  # the DR4SR folder has no regenerated.json yet
+    folder = tmp_path / authors.QUEUE[1][1]
+    folder.mkdir(parents=True)
+    (folder / "regenerated.json").write_text("{}")
+    assert authors.main(argv) == 0 and trained == ["original", str(folder)]
+    assert authors.main(argv) == 4
+    assert converted == ["original", str(folder)]  # each set converted once
+    monkeypatch.delenv("FASTREGEN_DR4SR_AUTHORS", raising=False)
+    assert authors.main(["queue", "--results", str(results)]) == 4  # no checkout configured: nothing to run

@@ -602,9 +602,10 @@ def authors_checkout(given: str | None) -> str | None:
 
 
 def queue(args) -> int:
-    """A study worker's turn (`benchmarks/study_workers.sh`): convert what `QUEUE` needs, then run the first
-    pending set nobody holds (`fastregen.study.run_queue`); exit 0 after a run, 3 when every pending run is
-    held or not ready, 4 when none is pending (or no checkout of their code is configured)."""
+    """One turn of a worker: convert what `QUEUE` needs, then run the first pending set nobody holds
+    (`fastregen.study.run_queue`); exit 0 after a run, 3 when every pending run is held or not ready, 4 when
+    none is pending (or no checkout of their code is configured). Not in `study_workers.sh` yet: their
+    trainer keeps no epoch checkpoint, so a run cut by a session's end starts over (see there)."""
     from fastregen.study import DONE_NONE_PENDING, run_queue
 
     where = authors_checkout(args.authors)

@@ -268,3 +268,29 @@ def test_authors_queue_converts_runs_in_order_and_waits_for_an_unfinished_dr4sr_
     assert converted == ["original", str(folder)]  # each set converted once
     monkeypatch.delenv("FASTREGEN_DR4SR_AUTHORS", raising=False)
     assert authors.main(["queue", "--results", str(results)]) == 4  # no checkout configured: nothing to run
+
+
+@pytest.mark.parametrize("normalisation", ["batch_mean", "constant"])
+def test_a_checkpoint_from_before_the_trainer_recorded_its_normalisation_resumes(tmp_path, normalisation):
+    """Checkpoints written before the Trainer recorded ``normalisation`` (and ``bucket_window``) in its
+    fingerprint trained with what the run's TrainConfig said; a live authors'-scheme study run (batch_mean)
+    was refused as 'absent in the checkpoint, batch_mean now' before the default came from the config."""
+    data = SequenceDataset.from_lists([[1, 2, 3, 4, 5, 6], [2, 3, 4, 5], [4, 5, 6, 7, 1], [1, 7, 2, 3]] * 3)
+    kw = dict(model="sasrec", seed=0, epochs=3, patience=5, embed_dim=8, max_len=8, progress=False,
+              num_threads=1, loss_normalisation=normalisation, out_dir=tmp_path)
+
+    def stop(record):  # a run cut after its first epoch (its checkpoint is written before the log line)
+        if record["epoch"] >= 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        fit_and_evaluate(data, log=stop, **kw)
+    ck = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert not ck["finished"]
+    for key in ("normalisation", "bucket_window"):  # as the older code wrote it
+        del ck["fingerprint"]["trainer"][key]
+    torch.save(ck, tmp_path / "checkpoint.pt")
+    again = fit_and_evaluate(data, **kw)  # resumes instead of refusing
+    assert again["resumed_epochs"] >= 1 and again["epochs"] == 3
+    other = "constant" if normalisation == "batch_mean" else "batch_mean"
+    with pytest.raises(ValueError, match="loss_normalisation"):
+        fit_and_evaluate(data, **{**kw, "loss_normalisation": other})

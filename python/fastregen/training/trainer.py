@@ -487,7 +487,7 @@ class Trainer:
                              "run fewer processes (--nproc-per-node)")
         # read (and check) the checkpoint before anything moves: a run of another config raises here
         resume = None if self.checkpoint is None else self.checkpoint.load(
-            self.fingerprint(data, epochs), defaults={"trainer": _FINGERPRINT_DEFAULTS})
+            self.fingerprint(data, epochs), defaults={"trainer": self._fingerprint_defaults()})
         if self.world is not None:
             distributed.broadcast_module(self.model)  # every rank starts from rank 0's weights
             torch.manual_seed(distributed.rank_seed(self.seed + 1, self.world.rank))  # own dropout masks
@@ -534,6 +534,19 @@ class Trainer:
         return self.history
 
     # ------------------------------------------------------------ checkpoints
+    def _fingerprint_defaults(self) -> dict:
+        """What a checkpoint that predates a recorded Trainer setting trained with. When the caller's
+        fingerprint holds the run's TrainConfig (`fit_and_evaluate`), its ``loss_normalisation`` and
+        ``bucket_window`` are what that Trainer was given (they are compared there, so they match the
+        checkpoint's); otherwise the Trainer's defaults of the time."""
+        config = {} if self.checkpoint is None else (self.checkpoint.fingerprint.get("config") or {})
+        out = dict(_FINGERPRINT_DEFAULTS)
+        if "loss_normalisation" in config:
+            out["normalisation"] = config["loss_normalisation"]
+        if "bucket_window" in config:
+            out["bucket_window"] = config["bucket_window"]
+        return out
+
     def fingerprint(self, data: TrainingData, epochs: int) -> dict:
         """This run's fingerprint: the checkpoint's (the caller's part) and, under ``"trainer"``, the
         settings and data sizes of this Trainer that a resumed run must share."""

@@ -100,3 +100,29 @@ def test_attention_equals_the_masked_fill_arithmetic(kind, T, S, padded, full_ro
         return
     for new, old in zip(grads[1], grads[0]):
         torch.testing.assert_close(new, old, rtol=0, atol=0, equal_nan=True)
+
+
+def test_pretraining_is_bit_identical_to_the_masked_fill_layers(monkeypatch):
+    """A whole (tiny) pre-training run with dropout: same history and weights, bit for bit."""
+    import numpy as np
+
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import pretrain
+    from test_dr4sr_model import Pairs
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 31, size=rng.integers(1, 12)).tolist() for _ in range(120)]
+    pats = [s[: rng.integers(1, min(len(s), 4) + 1)] for s in seqs]
+    cfg = RegenConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=2,
+                      batch_size=32, max_len=12, max_pattern_len=5, progress=False, dropout=0.5, seed=3)
+    runs = []
+    for forward in (old_forward, MultiheadAttention.forward):
+        monkeypatch.setattr(MultiheadAttention, "forward", forward)
+        runs.append(pretrain(Pairs(seqs, pats, 30), 30, cfg))
+    (old, old_history), (new, new_history) = runs
+    def drop_seconds(history):
+        return [{k: v for k, v in rec.items() if k != "seconds"} for rec in history]
+
+    assert drop_seconds(new_history) == drop_seconds(old_history)
+    for (name, a), (_, b) in zip(old.state_dict().items(), new.state_dict().items()):
+        assert torch.equal(a, b), name

@@ -15,7 +15,9 @@ other and compares outputs). Two differences, both for speed on a CPU:
 * masks are additive: 0 where a query may look, -inf where not, added in place
   to the scaled scores. Bit for bit what ``masked_fill`` gives (``x + 0 == x``,
   ``x + -inf == -inf``) but its backward passes the gradient through untouched
-  instead of masking it again (attention forward + backward ~25% faster).
+  instead of masking it again: attention forward + backward at B 256, L 50
+  ~25% faster, a Beauty pre-training step ~1% (its batches are ~60 sources
+  of ~10 items, where attention is a small part of the step).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ output layer (scores are ``state @ item_embedding.weight.T``), and can be
 initialised from a trained target model's table (the authors initialise it
 from SASRec's).
 
-Why one module of ~530 lines: the regenerator's forward pass, its three
+Why one module of ~560 lines: the regenerator's forward pass, its three
 training softmaxes and the held-out scoring read the same item table,
 memories and promoter; the layers it stacks are in `generator.layers`.
 """

@@ -22,7 +22,7 @@ import yaml
 from ._version import __version__
 
 __all__ = ["config_to_dict", "config_identity", "config_from_dict", "save_config", "load_config", "provenance",
-           "file_sha256", "data_source"]
+           "file_sha256", "data_source", "check_int_fields"]
 
 C = TypeVar("C")
 
@@ -42,6 +42,17 @@ def config_to_dict(config) -> dict:
         return v
 
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def check_int_fields(config, bounds: dict) -> None:
+    """Raise TypeError (not an int; a bool is not one) or ValueError (below its bound) naming the first
+    field of ``bounds`` (``{field: lowest allowed}``) of ``config`` that fails: the configs' shared check."""
+    for name, lo in bounds.items():
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an int, got {v!r}")
+        if v < lo:
+            raise ValueError(f"{name} must be >= {lo}, got {v}")
 
 
 def config_identity(config) -> dict:

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..config import check_int_fields
 from ..generator.config import DecodeConfig, GeneratorConfig, PretrainConfig, split_options
 
 __all__ = ["RegenConfig", "TRAINING_SETS", "RUNTIME_FIELDS"]
@@ -210,12 +211,7 @@ class RegenConfig:
         The generator's options are checked by its own configs (`architecture`,
         `pretraining`, `decoding`); the rest here.
         """
-        for name, lo in dict(min_support=1, max_pairs_per_sequence=1).items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an int, got {v!r}")
-            if v < lo:
-                raise ValueError(f"{name} must be >= {lo}, got {v}")
+        check_int_fields(self, dict(min_support=1, max_pairs_per_sequence=1))
         if self.training_set not in TRAINING_SETS:
             raise ValueError(f"training_set must be one of {', '.join(TRAINING_SETS)}; got {self.training_set!r}")
         self.generator_configs()

@@ -36,8 +36,10 @@ def _in_history(offsets: np.ndarray, items: np.ndarray, targets: np.ndarray, b: 
     return np.bincount(row[same], minlength=e - b) > 0
 
 
-def _checked_split(model, split):
-    """``(history, targets int64)`` of an evaluation split, refused when empty or beyond the model's items."""
+def _sorted_split(model, split):
+    """``(history, targets int64, order)`` of an evaluation split, its users sorted by history length
+    (``order``: their positions in ``split``), so that each batch can drop the columns that are padding
+    for all its rows (results are per user, order-free); refused when empty or beyond the model's items."""
     hist = split.history
     targets = np.asarray(split.target, dtype=np.int64)
     if targets.size == 0:
@@ -47,7 +49,8 @@ def _checked_split(model, split):
             f"evaluation data holds item id {max(int(targets.max()), hist.num_items)} beyond the model's "
             f"num_items = {model.num_items}"
         )
-    return hist, targets
+    order = np.argsort(hist.lengths, kind="stable")
+    return hist.subset(order), targets[order], order
 
 
 @torch.no_grad()
@@ -91,15 +94,10 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_repeated_target(repeated_target)
-    hist, targets = _checked_split(model, split)
+    hist, targets, order = _sorted_split(model, split)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    # Users sorted by history length, so that each batch can drop the columns
-    # that are padding for all its rows (results are per user, order-free).
-    order = np.argsort(hist.lengths, kind="stable")
-    hist = hist.subset(order)
-    targets = targets[order]
     offsets, items = hist.offsets, hist.items
     ranks = np.empty(targets.size, dtype=np.int64)
     cands = np.empty(targets.size, dtype=np.int64)
@@ -201,13 +199,10 @@ def stage_scores(model, split, exclude_history: bool = True, batch_size: int = 2
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     _check_repeated_target(repeated_target)
-    hist, targets = _checked_split(model, split)
+    hist, targets, order = _sorted_split(model, split)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    order = np.argsort(hist.lengths, kind="stable")
-    hist = hist.subset(order)
-    targets = targets[order]
     padded = hist.padded(model.max_len, side="left")
     stamps = None if hist.timestamps is None else hist.padded(model.max_len, side="left", values=hist.timestamps)
     table = model.item_weight()

@@ -17,6 +17,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from ..config import check_int_fields
 from ..training.losses import DEFAULT_NUM_NEGATIVES
 
 __all__ = ["GeneratorConfig", "PretrainConfig", "DecodeConfig", "split_options", "check_pretraining",
@@ -29,15 +30,6 @@ DIVERSITY = ("soft", "gumbel", "hard")
 TRAIN_SOFTMAX = ("source", "full", "sampled", "auto")
 ITEM_UPDATES = ("dense", "lazy")
 BACKENDS = ("auto", "torch", "triton")
-
-
-def _check_ints(obj, bounds: dict) -> None:
-    for name, lo in bounds.items():
-        v = getattr(obj, name)
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{name} must be an int, got {v!r}")
-        if v < lo:
-            raise ValueError(f"{name} must be >= {lo}, got {v}")
 
 
 def _check_choice(obj, name: str, allowed: tuple) -> None:
@@ -99,7 +91,7 @@ class GeneratorConfig:
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first invalid option."""
-        _check_ints(self, dict(max_len=1, max_pattern_len=1, d_model=1, n_heads=1, n_encoder_layers=1,
+        check_int_fields(self, dict(max_len=1, max_pattern_len=1, d_model=1, n_heads=1, n_encoder_layers=1,
                                n_decoder_layers=1, d_ff=1, K=1, num_negatives=1))
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model = {self.d_model} must be divisible by n_heads = {self.n_heads}")
@@ -169,7 +161,7 @@ class PretrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first invalid option."""
-        _check_ints(self, dict(epochs=0, batch_size=1))
+        check_int_fields(self, dict(epochs=0, batch_size=1))
         if not 0.0 <= float(self.valid_fraction) < 1.0:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
         if float(self.lr) <= 0:
@@ -228,9 +220,9 @@ class DecodeConfig:
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first invalid option."""
-        _check_ints(self, dict(max_span=1, min_pattern_len=1, decode_batch_size=1))
+        check_int_fields(self, dict(max_span=1, min_pattern_len=1, decode_batch_size=1))
         if self.max_pattern_len is not None:
-            _check_ints(self, dict(max_pattern_len=1))
+            check_int_fields(self, dict(max_pattern_len=1))
             if self.min_pattern_len > self.max_pattern_len:
                 raise ValueError(
                     f"min_pattern_len = {self.min_pattern_len} exceeds max_pattern_len = {self.max_pattern_len}"

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ..config import check_int_fields
 from ..patterns import STAGE_THETA_SCALES
 
 __all__ = ["UniDSConfig", "GENERATOR_SET", "DECODE_FIELDS"]
@@ -154,12 +155,7 @@ class UniDSConfig:
                 raise ValueError(f"token_{s} = {kind!r} is not a T-token kind; choose one of {', '.join(_TOKEN_KINDS)}")
         ints = dict(min_count=1, max_pattern_len=1, pm_order=0, pm_epochs=1, time_buckets=1, position_buckets=1,
                     session_gap=0, max_len=2, min_items=1, max_pairs_per_sequence=1, threads=0)
-        for name, lo in ints.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an int, got {v!r}")
-            if v < lo:
-                raise ValueError(f"{name} must be >= {lo}, got {v}")
+        check_int_fields(self, ints)
         if not isinstance(self.pm, str):
             raise TypeError(f"pm must be a string, got {self.pm!r}")
         if self.pm != "markov":

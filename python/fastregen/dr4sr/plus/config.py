@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...config import check_int_fields
+
 __all__ = ["PlusConfig", "MODES", "DEVS", "DIVERGENCE"]
 
 #: How the personalizer is trained (see `PlusConfig.mode`).
@@ -156,12 +158,7 @@ class PlusConfig:
             v = getattr(self, name)
             if v not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {v!r}")
-        for name, lo in (("interval", 1), ("K", 0), ("warmup_epochs", 0), ("seed", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an int, got {v!r}")
-            if v < lo:
-                raise ValueError(f"{name} must be >= {lo}, got {v}")
+        check_int_fields(self, {"interval": 1, "K": 0, "warmup_epochs": 0, "seed": 0})
         if self.dev_batch_size is not None and (isinstance(self.dev_batch_size, bool)
                                                 or not isinstance(self.dev_batch_size, int) or self.dev_batch_size < 1):
             raise ValueError(f"dev_batch_size must be a positive int or None, got {self.dev_batch_size!r}")

@@ -125,7 +125,7 @@ stubbed (below).
        between commits must keep resumed runs exact). The row's ``seconds``
        sum the segments, each up to its last checkpoint; ``epochs`` counts
        all of them. ``$FASTREGEN_AUTHORS_KILL_AFTER=K`` (tests only)
-       SIGKILLs the driver after the checkpoint of epoch K.
+       SIGKILLs the driver once K epochs are done and checkpointed.
        ``tests/test_authors_resume.py`` checks that a run killed and resumed
        ends exactly as an uninterrupted run of their own ``fit_loop``.
 
@@ -455,16 +455,18 @@ torch.load = functools.partial(torch.load, weights_only=False)     # patch 6
 import utils.utils                                                 # sets anomaly detection on at import
 torch.autograd.set_detect_anomaly(False)                           # patch 4
 '''
+#: sha256 of inspect.getsource(BaseModel.fit_loop) at e25d0c3: the driver replaces no other fit_loop
+FIT_LOOP_SHA256 = "28563e13c46258ba2677d5c37d44ddb9afc407a306226d988249265589f8cc0f"
+#: The resume checkpoint's layout, part of its fingerprint: bump it when RESUME_PATCH saves other state.
+RESUME_FORMAT = 1
 #: Patch 10 (resume): their fit_loop, model/basemodel.py:117-169 at e25d0c3, transcribed with three lines added
 #: (marked "resume"); the driver installs it unless its resume path is "-". Expects RESUME, FINGERPRINT, RUN, t0.
-FIT_LOOP_SHA256 = "28563e13c46258ba2677d5c37d44ddb9afc407a306226d988249265589f8cc0f"  # inspect.getsource(BaseModel.fit_loop) at e25d0c3
-RESUME_FORMAT = 1  # the checkpoint's layout; part of the fingerprint
 RESUME_PATCH = r"""
 import inspect, signal
 if hashlib.sha256(inspect.getsource(BaseModel.fit_loop).encode()).hexdigest() != FIT_LOOP_SHA256:
     sys.exit("authors.py patch 10: their BaseModel.fit_loop (model/basemodel.py) is not the one transcribed here "
              "(commit e25d0c3); resume cannot be applied")
-KILL_AFTER = int(os.environ.get("FASTREGEN_AUTHORS_KILL_AFTER", "0"))  # tests: SIGKILL after this epoch's checkpoint
+KILL_AFTER = int(os.environ.get("FASTREGEN_AUTHORS_KILL_AFTER", "0"))  # tests: SIGKILL once K epochs are saved
 def save_state(self, nepoch):
     # after epoch nepoch - 1: everything the next epoch reads (utils/callbacks.py:66-76 and 123-128 for
     # EarlyStopping's; basemodel.py:34-35 the time totals; callbacks.py:147 the Analyzer's plot counter)

@@ -39,7 +39,7 @@ EPOCHS = 40  # the cap; early stopping (patience 3 below) ends the tiny run long
 PATIENCE = 3
 
 
-def tiny_converted(out: Path, n_users: int = 150, n_items: int = 120, seed: int = 0) -> Path:
+def tiny_converted(out: Path, n_users: int = 100, n_items: int = 110, seed: int = 0) -> Path:
     """A folder as `authors.py convert` writes it, of learnable synthetic sequences (mostly i -> i + 1);
     over 100 items, as their evaluation takes the top 100 (``topk: 100``, configs/basemodel.yaml)."""
     rng = np.random.default_rng(seed)

@@ -72,8 +72,11 @@ stubbed (below).
     6. ``torch.load(weights_only=False)`` for their own pickles (the
        default changed in torch 2.6);
     7. observers, not changes: ``BaseModel.evaluate`` is wrapped to write
-       its returned metrics (full precision) and the early-stopping state to
-       JSON, and ``BaseModel.test_step`` to record each test user's rank of
+       its returned metrics (full precision), the early-stopping state, the
+       epochs run (``training_epoch_end``, basemodel.py:216-242, is wrapped
+       to count them) and sha256 digests of the state ``fit_loop`` ended with
+       (model, optimizer, best parameters, torch's RNG) to JSON, and
+       ``BaseModel.test_step`` to record each test user's rank of
        the target (a second forward pass in eval mode, the same masking as
        their ``topk``: other domains and the history, the padding id
        included, at -inf; rank = #{other items scoring >= the target}, a
@@ -86,11 +89,60 @@ stubbed (below).
        ``module/data_augmentation.py``, which imports faiss at the top for
        the clustering augmentations of other models (ICLRec-style); SASRec
        never calls it, and any use of the stub raises.
+    10. resume: their trainer saves no state but the best parameters
+       (``EarlyStopping.save_checkpoint``, utils/callbacks.py:130-136), so
+       ``BaseModel.fit_loop`` (model/basemodel.py:117-169) is replaced by a
+       transcription of it (``RESUME_PATCH``; the driver refuses to run if
+       their method's source is not the one transcribed, ``FIT_LOOP_SHA256``)
+       with three lines added. After every epoch that does not stop the
+       run (after ``nepoch += 1``, basemodel.py:160) it writes
+       ``runs/authors/resume/RUN_ID.pt`` atomically (temp file, fsync,
+       rename) holding: the model's and Adam's state dicts (the optimizer
+       of basemodel.py:47, 79-98); EarlyStopping's state (utils/callbacks.py:
+       ``_counter`` and ``best_value``, 66-67; ``best_ckpt``'s epoch,
+       parameters and metric, 70-76, set by ``_reset_counter``, 123-128);
+       ``training_time`` / ``inference_time`` (basemodel.py:34-35, summed
+       at 130 and 151); the Analyzer's counter (callbacks.py:147, a plot
+       every 10th epoch, 161-198); the next epoch; and the RNG states of
+       python's ``random``, numpy and torch (their ``seed_everything``,
+       utils/utils.py:13-20, seeds those three; the training DataLoader,
+       data/dataset.py:105-108, shuffles with no generator of its own, so
+       its sampler draws its seed from torch's global one, as do the
+       negatives, ``torch.multinomial`` at basemodel.py:57, and dropout; no
+       worker processes). On start, after ``train_start`` (174-175, a no-op
+       for SASRec) and the model's usual initialisation (``fit``, 109-115),
+       a checkpoint found there is loaded over that state and the loop
+       (basemodel.py:121) goes on from the next epoch. A stopping epoch
+       writes none: a run cut during its final test resumes from the epoch
+       before and repeats the same last epoch. ``EarlyStopping`` names its
+       best-parameters file after the process's log (callbacks.py:78-84), so a
+       resumed process writes the restored best parameters to its own file
+       at the loop's end (basemodel.py:163) and ``evaluate`` loads them from
+       there (383). ``run`` refuses (one line, exit 2) a checkpoint written
+       under other options: its fingerprint holds the run id, their commit,
+       the converted files' sha256, seed, epoch cap, threads and
+       ``RESUME_FORMAT``, not fastregen's commit (the driver's changes
+       between commits must keep resumed runs exact). The row's ``seconds``
+       sum the segments, each up to its last checkpoint; ``epochs`` counts
+       all of them. ``$FASTREGEN_AUTHORS_KILL_AFTER=K`` (tests only)
+       SIGKILLs the driver once K epochs are done and checkpointed.
+       ``tests/test_authors_resume.py`` checks that a run killed and resumed
+       ends exactly as an uninterrupted run of their own ``fit_loop``.
 
     Appends one row to ``benchmarks/results/authors.csv`` and the ranks
-    to ``benchmarks/results/ranks/authors/RUN_ID.npz``; a run whose row
-    exists is skipped, so the command can be repeated until every row is
-    there. Their original-data run took 74 min on one thread.
+    to ``benchmarks/results/ranks/authors/RUN_ID.npz`` and deletes the
+    resume checkpoint; a run whose row exists is skipped, so the command
+    can be repeated until every row is there. Their original-data run took
+    74 min on one thread.
+
+``queue``
+    A study worker's turn (``benchmarks/study_workers.sh`` runs it after
+    the DR4SR core runs): converts what ``QUEUE`` needs and ``run``s the
+    first pending run nobody holds, resuming it if it was cut. The
+    checkout comes from ``--authors``, ``$FASTREGEN_DR4SR_AUTHORS`` or
+    ``benchmarks/runs/authors.path``; their code runs under the queue's own
+    interpreter (the workers': ``benchmarks/runs/python``), which must have
+    their extra packages (above).
 """
 
 from __future__ import annotations
@@ -103,6 +155,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -402,13 +455,125 @@ torch.load = functools.partial(torch.load, weights_only=False)     # patch 6
 import utils.utils                                                 # sets anomaly detection on at import
 torch.autograd.set_detect_anomaly(False)                           # patch 4
 '''
+#: sha256 of inspect.getsource(BaseModel.fit_loop) at e25d0c3: the driver replaces no other fit_loop
+FIT_LOOP_SHA256 = "28563e13c46258ba2677d5c37d44ddb9afc407a306226d988249265589f8cc0f"
+#: The resume checkpoint's layout, part of its fingerprint: bump it when RESUME_PATCH saves other state.
+RESUME_FORMAT = 1
+#: Patch 10 (resume): their fit_loop, model/basemodel.py:117-169 at e25d0c3, transcribed with three lines added
+#: (marked "resume"); the driver installs it unless its resume path is "-". Expects RESUME, FINGERPRINT, RUN, t0.
+RESUME_PATCH = r"""
+import inspect, signal
+if hashlib.sha256(inspect.getsource(BaseModel.fit_loop).encode()).hexdigest() != FIT_LOOP_SHA256:
+    sys.exit("authors.py patch 10: their BaseModel.fit_loop (model/basemodel.py) is not the one transcribed here "
+             "(commit e25d0c3); resume cannot be applied")
+KILL_AFTER = int(os.environ.get("FASTREGEN_AUTHORS_KILL_AFTER", "0"))  # tests: SIGKILL once K epochs are saved
+def save_state(self, nepoch):
+    # after epoch nepoch - 1: everything the next epoch reads (utils/callbacks.py:66-76 and 123-128 for
+    # EarlyStopping's; basemodel.py:34-35 the time totals; callbacks.py:147 the Analyzer's plot counter)
+    cb = self.callback
+    state = {"fingerprint": FINGERPRINT, "next_epoch": nepoch, "model": self.state_dict(),
+             "optimizer": self.optimizer.state_dict(),
+             "early_stopping": {"counter": cb._counter, "best_value": cb.best_value, "epoch": cb.best_ckpt["epoch"],
+                                "parameters": cb.best_ckpt["parameters"], "metric": cb.best_ckpt["metric"]},
+             "analyzer_counter": self.analyzer.counter, "training_time": self.training_time,
+             "inference_time": self.inference_time, "seconds": RUN["seconds_before"] + time.time() - t0,
+             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}}
+    with open(RESUME + ".tmp", "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(RESUME + ".tmp", RESUME)
+    if nepoch == KILL_AFTER:
+        os.kill(os.getpid(), signal.SIGKILL)
+def restore_state(self):
+    if not os.path.exists(RESUME):
+        return 0
+    state = torch.load(RESUME, map_location="cpu")
+    if state["fingerprint"] != FINGERPRINT:  # run() refuses first; this guards a direct call
+        sys.exit(f"authors.py patch 10: {RESUME} is a checkpoint of other options")
+    self.load_state_dict(state["model"])
+    self.optimizer.load_state_dict(state["optimizer"])
+    cb, es = self.callback, state["early_stopping"]
+    cb._counter, cb.best_value = es["counter"], es["best_value"]
+    cb.best_ckpt.update(epoch=es["epoch"], parameters=es["parameters"], metric=es["metric"])
+    self.analyzer.counter = state["analyzer_counter"]
+    self.training_time, self.inference_time = state["training_time"], state["inference_time"]
+    RUN.update(epochs=state["next_epoch"], resumed_from=state["next_epoch"], seconds_before=state["seconds"])
+    random.setstate(state["rng"]["python"])
+    np.random.set_state(state["rng"]["numpy"])
+    torch.set_rng_state(state["rng"]["torch"])
+    print(f"authors.py patch 10: resumed after epoch {state['next_epoch']} from {RESUME}", flush=True)
+    return state["next_epoch"]
+def fit_loop(self):
+    try:
+        nepoch = 0
+        self.train_start()
+        nepoch = restore_state(self)                                   # resume: 0 on a fresh start
+        for e in range(nepoch, self.config['train']['epochs']):        # resume: from the restored epoch on
+            self.logged_metrics = {}
+            self.logged_metrics['epoch'] = nepoch
+
+            # training procedure
+            tik_train = time.time()
+            self.train()
+            training_output_list = self.training_epoch(nepoch)
+            tok_train = time.time()
+            self.training_time += tok_train - tik_train
+
+            # validation procedure
+            tik_valid = time.time()
+            self.eval()
+            if nepoch % 1 == 0:
+                for domain in self.domain_name_list:
+                    val_dataset = self.dataset_list[1]
+                    val_dataset.set_eval_domain(domain)
+                    self.set_eval_domain(domain)
+                    validation_output_list = self.validation_epoch(nepoch, val_dataset.get_loader())
+                    self.validation_epoch_end(validation_output_list, domain)
+                all_domain_result = defaultdict(float)
+                for k, v in self.logged_metrics.items():
+                    for domain_name in self.domain_name_list:
+                        if domain_name in k: # result of a single domain
+                            all_domain_result[k.removeprefix(domain_name + '_')] += v
+                            break
+                self.logged_metrics.update(all_domain_result)
+                wandb.log(all_domain_result)
+            tok_valid = time.time()
+            self.inference_time += tok_valid - tik_valid
+
+            self.training_epoch_end(training_output_list)
+
+            # model is saved in callback when the callback return True.
+            stop_training = self.callback(self, nepoch, self.logged_metrics)
+            if stop_training:
+                break
+
+            nepoch += 1
+            save_state(self, nepoch)                                   # resume: after every epoch that goes on
+
+        self.training_end()
+        self.callback.save_checkpoint(nepoch)
+        self.ckpt_path = self.callback.get_checkpoint_path()
+    except KeyboardInterrupt:
+        # if catch keyboardinterrupt in training, save the best model.
+        self.callback.save_checkpoint(nepoch)
+        self.ckpt_path = self.callback.get_checkpoint_path()
+    return
+BaseModel.fit_loop = fit_loop
+"""
 DRIVER = r'''
 """Runs the authors' run.py under the patches listed in benchmarks/authors.py (written there)."""
 import sys
 THREADS, RESULT, MODE = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 ''' + DRIVER_PREAMBLE + r'''
+import hashlib, random
+from collections import defaultdict
+import numpy as np
+import wandb                                                       # the stub (patch 3)
 from model.basemodel import BaseModel
 ranks, users, t0 = [], [], time.time()
+# the run's epochs so far and its earlier segments' seconds (patch 10 restores them on a resume)
+RUN = {"epochs": 0, "resumed_from": None, "seconds_before": 0.0}
 _test_step = BaseModel.test_step
 def test_step(self, batch):                                        # patch 7: observe ranks
     with torch.no_grad():
@@ -423,13 +588,37 @@ def test_step(self, batch):                                        # patch 7: ob
         ranks.append(r.cpu()); users.append(batch[self.fuid].cpu())
     return _test_step(self, batch)
 BaseModel.test_step = test_step
+_training_epoch_end = BaseModel.training_epoch_end
+def training_epoch_end(self, output_list):                         # patch 7: count the epochs
+    RUN["epochs"] += 1
+    return _training_epoch_end(self, output_list)
+BaseModel.training_epoch_end = training_epoch_end
+def digest(obj):
+    """sha256 of nested dicts / lists of tensors and plain values (dtypes and bytes; keys in sorted order)."""
+    h = hashlib.sha256()
+    def walk(x):
+        if isinstance(x, torch.Tensor):
+            h.update(f"{x.dtype}{tuple(x.shape)}".encode()); h.update(x.detach().cpu().contiguous().numpy().tobytes())
+        elif isinstance(x, dict):
+            for k in sorted(x, key=repr):
+                h.update(repr(k).encode()); walk(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(b"["); [walk(v) for v in x]; h.update(b"]")
+        else:
+            h.update(repr(x).encode())
+    walk(obj)
+    return h.hexdigest()
 _evaluate = BaseModel.evaluate
 def evaluate(self):                                                # patch 7: observe the result
-    out = _evaluate(self)
     cb = self.callback
+    # the state fit_loop ended with (evaluate loads the best parameters over the model's)
+    state = {"model": digest(self.state_dict()), "optimizer": digest(self.optimizer.state_dict()),
+             "best_parameters": digest(cb.best_ckpt["parameters"]), "torch_rng": digest(torch.get_rng_state())}
+    out = _evaluate(self)
     res = {"test": {k: float(v) for k, v in out.items()}, "best_epoch": int(cb.best_ckpt["epoch"]),
            "best_valid": {k: float(v) for k, v in cb.best_ckpt["metric"].items() if k != "epoch"},
-           "seconds": time.time() - t0, "training_time": self.training_time,
+           "seconds": time.time() - t0, "training_time": self.training_time, "epochs": RUN["epochs"],
+           "resumed_from": RUN["resumed_from"], "seconds_before": RUN["seconds_before"], "state_sha256": state,
            "users": torch.cat(users).tolist(), "ranks": torch.cat(ranks).tolist()}
     with open(RESULT + ".tmp", "w") as f:
         json.dump(res, f)
@@ -437,7 +626,10 @@ def evaluate(self):                                                # patch 7: ob
     return out
 BaseModel.evaluate = evaluate
 if MODE == "run":
-    sys.argv = ["run.py"] + sys.argv[4:]
+    RESUME, FINGERPRINT = sys.argv[4], json.loads(sys.argv[5])
+    if RESUME != "-":
+''' + textwrap.indent(f"FIT_LOOP_SHA256 = {FIT_LOOP_SHA256!r}\n" + RESUME_PATCH, "        ") + r'''
+    sys.argv = ["run.py"] + sys.argv[6:]
     runpy.run_path("run.py", run_name="__main__")
 else:  # check: score a checkpoint on the validation split with their model and evaluator
     from utils import load_config, prepare_datasets, prepare_model, get_logger
@@ -494,11 +686,13 @@ def _needs() -> None:
         raise UsageError(f"the authors' code needs {', '.join(missing)}: pip install {names}")
 
 
-def _driver(code: Path, threads: int, result: Path, mode: str, *extra: str) -> None:
+def _driver(code: Path, threads: int, result: Path, mode: str, *extra: str, append: bool = False) -> None:
+    """Run ``_fastregen_driver.py`` in ``code``; its output goes to ``result``'s ``.log`` (appended to when
+    ``append``: a resumed run keeps its earlier segments' log)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), MPLBACKEND="Agg",
                TQDM_DISABLE="1", PYTHONPATH=str(code))
     cmd = [sys.executable, "_fastregen_driver.py", str(threads), str(result), mode, *extra]
-    log = open(result.with_suffix(".log"), "w")
+    log = open(result.with_suffix(".log"), "a" if append else "w")
     proc = subprocess.run(cmd, cwd=code, env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     if proc.returncode:
@@ -531,6 +725,33 @@ def check(args) -> int:
     return 0 if ok else 1
 
 
+def fingerprint(authors: Authors, converted: Path, run_id: str, seed: int, epochs: int | None,
+                threads: int) -> dict:
+    """What a resume checkpoint must have been written under (patch 10): the run, their code's commit, the
+    converted files' content, seed, epoch cap and threads (more threads may round differently)."""
+    files = {f: _sha256(converted / DOMAIN / f) for f in ("train.pth", "val.pth", "test.pth", "inter.csv")}
+    return {"format": RESUME_FORMAT, "run_id": run_id, "authors_commit": authors.commit(), "seed": seed,
+            "max_epochs": epochs or 1000, "threads": threads, "data_sha256": files}
+
+
+def resume_point(path: Path, expected: dict) -> int | None:
+    """The epoch a run resumes after (None: no checkpoint); UsageError for a checkpoint of other options."""
+    if not path.exists():
+        return None
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        found = state["fingerprint"]
+    except Exception as e:  # noqa: BLE001 (any unreadable file is refused the same way)
+        raise UsageError(f"{path}: not a readable resume checkpoint ({type(e).__name__}); delete it to start over")
+    if found != expected:
+        key = next(k for k in sorted(set(found) | set(expected)) if found.get(k) != expected.get(k))
+        raise UsageError(f"{path}: a checkpoint of other options ({key}: {found.get(key)!r} there, "
+                         f"{expected.get(key)!r} now); delete it to start the run over")
+    return int(state["next_epoch"])
+
+
 def run(args) -> int:
     authors = Authors(args.authors)
     _needs()
@@ -546,14 +767,21 @@ def run(args) -> int:
         if any(r["run_id"] == run_id for r in read_rows(results, COLUMNS)):
             print(f"{run_id} ({meta['train_set']}, seed {seed}) already has its row in {results}; skipped")
             return 0
+        # the resume checkpoint (patch 10) lives outside the code copy, which setup_code replaces
+        resume = WORK / "resume" / f"{run_id}.pt"
+        resume.parent.mkdir(parents=True, exist_ok=True)
+        fp = json.loads(json.dumps(fingerprint(authors, converted, run_id, seed, args.epochs, args.threads)))
+        after = resume_point(resume, fp)
         name = f"fr-{run_id}"
         code = setup_code(authors, converted, name, args.epochs, args.seed)
         result = WORK / "results" / f"{run_id}.json"
         result.parent.mkdir(parents=True, exist_ok=True)
         print(f"[{time.strftime('%H:%M:%S')}] {meta['train_set']} seed {seed} ({run_id}): "
-              f"their run.py in {code}, log {result.with_suffix('.log')}", flush=True)
+              f"their run.py in {code}, log {result.with_suffix('.log')}"
+              + ("" if after is None else f"; resumes after epoch {after}"), flush=True)
         t0 = time.time()
-        _driver(code, args.threads, result, "run", "-m", "SASRec", "-d", name)
+        _driver(code, args.threads, result, "run", str(resume), json.dumps(fp), "-m", "SASRec", "-d", name,
+                append=after is not None)
         res = json.loads(result.read_text())
         users = np.load(converted / "users.npy")  # authors' user id of each fastregen user
         by_user = dict(zip(res["users"], res["ranks"]))
@@ -561,9 +789,10 @@ def run(args) -> int:
         ranks_dir.mkdir(parents=True, exist_ok=True)
         save_ranks(ranks_dir / f"{run_id}.npz", ranks)
         t = res["test"]
+        # seconds: this segment's, plus the earlier segments' up to the checkpoint resumed from
         row = {"run_id": run_id, "dataset": args.dataset, "trainer": "authors", "train_set": meta["train_set"],
-               "seed": seed, "epochs": _epochs(result),
-               "best_epoch": res["best_epoch"], "seconds": round(time.time() - t0, 1),
+               "seed": seed, "epochs": res["epochs"],
+               "best_epoch": res["best_epoch"], "seconds": round(time.time() - t0 + res["seconds_before"], 1),
                "valid_ndcg@20": res["best_valid"]["ndcg@20"], "test_recall@10": t["recall@10"],
                "test_recall@20": t["recall@20"], "test_ndcg@10": t["ndcg@10"], "test_ndcg@20": t["ndcg@20"],
                "commit": git_commit(HERE), "machine": f"{os.cpu_count()} cores, {cpu_model()}",
@@ -573,8 +802,10 @@ def run(args) -> int:
                "ranks_ndcg@20": float(np.mean(np.where(ranks < 20, 1.0 / np.log2(ranks + 2.0), 0.0))),
                "converted": str(converted)}
         append_row(results, row, COLUMNS)
+        resume.unlink(missing_ok=True)  # the row marks the run done; a later start would skip it anyway
         print(f"   -> test N@20 {t['ndcg@20']:.4f} (from the ranks {row['ranks_ndcg@20']:.4f}), "
-              f"best epoch {res['best_epoch']}, {row['seconds']:.0f} s", flush=True)
+              f"best epoch {res['best_epoch']}, {row['seconds']:.0f} s"
+              + ("" if res["resumed_from"] is None else f", resumed after epoch {res['resumed_from']}"), flush=True)
     return 0
 
 
@@ -603,9 +834,9 @@ def authors_checkout(given: str | None) -> str | None:
 
 def queue(args) -> int:
     """One turn of a worker: convert what `QUEUE` needs, then run the first pending set nobody holds
-    (`fastregen.study.run_queue`); exit 0 after a run, 3 when every pending run is held or not ready, 4 when
-    none is pending (or no checkout of their code is configured). Not in `study_workers.sh` yet: their
-    trainer keeps no epoch checkpoint, so a run cut by a session's end starts over (see there)."""
+    (`fastregen.study.run_queue`), resuming it from its last epoch if it was cut (patch 10); exit 0 after a
+    run, 3 when every pending run is held or not ready, 4 when none is pending (or no checkout of their code
+    is configured)."""
     from fastregen.study import DONE_NONE_PENDING, run_queue
 
     where = authors_checkout(args.authors)
@@ -645,11 +876,6 @@ def queue(args) -> int:
     if code == DONE_NONE_PENDING and len(declared()) < len(QUEUE):
         return 3  # a set is not ready yet: not "none pending"
     return code
-
-
-def _epochs(result: Path) -> int:
-    """Epochs their fit loop ran: the 'training_time' lines of the log (one per epoch)."""
-    return sum("training_time:" in line for line in result.with_suffix(".log").read_text().splitlines())
 
 
 def main(argv=None) -> int:

@@ -5,24 +5,24 @@
 #
 # Each worker takes one pending run at a time from the first queue below that has one, in
 # issue 26's order: DR4SR stages 1, 3, 4 (Beauty SASRec seeds, the authors' training scheme, Beauty
-# GRU4Rec, Toys/Sports),
+# GRU4Rec, Toys/Sports), then stage 2 (`authors.py queue`: the authors' own trainer on the original
+# split and on fastregen's DR4SR set; their checkout is named in benchmarks/runs/authors.path),
 # then DR4SR+ (stage 5), then UniDS on ml-100k (stage 6), then the rest of the DR4SR plan. A queue script exits 0
 # after a run, 3 when every pending run is held by the other worker (or not ready), 4 when it
 # has none pending. After every run the worker starts again from the first queue, so new
 # commits' code and declarations are picked up between runs. The interpreter is read anew
 # before every run from benchmarks/runs/python (one line: a python whose fastregen is installed
-# from a fixed commit; default `python`), so reinstalling a dev tree never changes a run in
-# progress. A killed run resumes from its last epoch (fit_and_evaluate's checkpoint).
+# from a fixed commit; default `python`; for `authors.py` it must also have the authors' extra
+# packages, pandas, torchmetrics and matplotlib), so reinstalling a dev tree never changes a run in
+# progress. A killed run resumes from its last epoch: fastregen's runs from fit_and_evaluate's
+# checkpoint, the authors' trainer from authors.py's (patch 10, runs/authors/resume/).
 # Logs: benchmarks/runs/logs/worker-K.log.
-# Not here: `authors.py queue` (the authors' own trainer, stage 2). Their trainer keeps no epoch
-# checkpoint, so a run killed at a session's end starts over; under this load their original-data run
-# takes ~2.8 h and the DR4SR set ~9 h, longer than a session. Run it by hand on an idle machine
-# (`nice python benchmarks/authors.py queue --max-runs 1`) until it can resume.
 set -uo pipefail
 cd "$(dirname "$0")"
 mkdir -p runs/logs
 QUEUES=(
   "dr4sr_study.py queue --core-only"
+  "authors.py queue"
   "dr4srplus.py queue"
   "unids.py queue"
   "dr4sr_study.py queue"

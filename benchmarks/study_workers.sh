@@ -4,10 +4,11 @@
 #   benchmarks/study_workers.sh
 #
 # Each worker takes one pending run at a time from the first queue below that has one, in
-# issue 26's order: DR4SR stages 1, 3, 4 (Beauty SASRec seeds, the authors' training scheme, Beauty
-# GRU4Rec, Toys/Sports), then stage 2 (`authors.py queue`: the authors' own trainer on the original
-# split and on fastregen's DR4SR set; their checkout is named in benchmarks/runs/authors.path),
-# then DR4SR+ (stage 5), then UniDS on ml-100k (stage 6), then the rest of the DR4SR plan. A queue script exits 0
+# issue 26's order: first stage 2's two runs of the authors' own trainer (`authors.py queue`, on the
+# original split and on fastregen's DR4SR set; their checkout is named in benchmarks/runs/authors.path;
+# first because stage 1 is complete and the core queue behind it holds ~30 h, which would leave
+# stage 2 unanswered for sessions), then DR4SR stages 1-4 (`--core-only`: Beauty SASRec seeds, the
+# authors' training scheme, Beauty GRU4Rec, Toys/Sports), then DR4SR+ (stage 5), then UniDS on ml-100k (stage 6), then the rest of the DR4SR plan. A queue script exits 0
 # after a run, 3 when every pending run is held by the other worker (or not ready), 4 when it
 # has none pending. After every run the worker starts again from the first queue, so new
 # commits' code and declarations are picked up between runs. The interpreter is read anew
@@ -21,8 +22,8 @@ set -uo pipefail
 cd "$(dirname "$0")"
 mkdir -p runs/logs
 QUEUES=(
-  "dr4sr_study.py queue --core-only"
   "authors.py queue"
+  "dr4sr_study.py queue --core-only"
   "dr4srplus.py queue"
   "unids.py queue"
   "dr4sr_study.py queue"

@@ -550,6 +550,21 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
             scheme = "" if protocol == "all" else f", the {protocol.split('/')[1]}' training scheme"
             out.append(_verdict_row(f"DR4SR ({variant}, K={K}, γ={gamma}{scheme})", dataset, model, "ndcg@20",
                                     base, dr, dr_user, paper))
+        # the authors' own trainer (authors.py, one seed: theirs): their run on the original split against
+        # theirs on fastregen's DR4SR set of the selected setting (authors.QUEUE); capped runs are checks
+        if (folder / "authors.csv").exists():
+            import authors as authors_bench
+
+            arows = [r for r in read_rows(folder / "authors.csv", authors_bench.COLUMNS)
+                     if r["dataset"] == "beauty" and not r["max_epochs"]]
+            base, dr = _paired([r for r in arows if r["train_set"] == "original"],
+                               [r for r in arows if r["train_set"].startswith("dr4sr:")], "seed")
+            if dr:
+                pb, pd = table3("sasrec", "base", "beauty"), table3("sasrec", "dr4sr", "beauty")
+                paper = f"{100 * (pd['ndcg@20'] / pb['ndcg@20'] - 1):+.1f}%" if pb and pd else "—"
+                au_user = lambda rs, m: _user_metric(rs, ranks_root / "authors", m)  # noqa: E731
+                out.append(_verdict_row(f"DR4SR ({variant}, K={K}, γ={gamma}, the authors' own trainer)", "beauty",
+                                        "sasrec", "ndcg@20", base, dr, au_user, paper))
     rows = read_rows(folder / "unids.csv", unids_bench.COLUMNS)
     compare = [r for r in rows if r["experiment"] == "compare"]
     st_user = lambda rs, m: _stage_user(rs, ranks_root / "unids", m)  # noqa: E731

@@ -193,3 +193,34 @@ def test_verdict_keeps_the_authors_training_scheme_apart(tmp_path):
     after = lines()
     assert after[0] == before[0] and len(after) == 2
     assert "the authors' training scheme" in after[1] and "0.0100" in after[1]
+
+
+def test_verdict_gives_the_authors_own_trainer_its_line(tmp_path):
+    """authors.py's rows (their trainer, their seed) pair their original run with their run on fastregen's
+    DR4SR set; a capped check run (max_epochs set) and a lone original give no line."""
+    import authors
+
+    results, ranks = tmp_path / "dr4sr.csv", tmp_path / "ranks" / "dr4sr"
+    base_ranks = np.random.default_rng(3).integers(0, 60, 400)
+    for i, run in enumerate(dr4sr_study.selection_runs()):
+        _results.append_row(results, _row(run, 0.09 if i == 3 else 0.05, 0.04, 0), dr4sr_study.COLUMNS)
+        _results.save_ranks(ranks / f"{run.run_id}.npz", base_ranks)
+
+    def add(run_id, train_set, shift, max_epochs=""):
+        row = {c: "" for c in authors.COLUMNS}
+        row.update(run_id=run_id, dataset="beauty", trainer="authors", train_set=train_set, seed=2023,
+                   max_epochs=max_epochs, **{"test_ndcg@20": 0.03})
+        _results.append_row(tmp_path / "authors.csv", row, authors.COLUMNS)
+        _results.save_ranks(tmp_path / "ranks" / "authors" / f"{run_id}.npz", np.minimum(base_ranks + shift, 10_000))
+
+    def line():
+        text = report.verdict_report(tmp_path, tmp_path / "ranks")
+        return [ln for ln in text.splitlines() if "the authors' own trainer" in ln]
+    add("a-orig", "original", 0)
+    add("a-check", "dr4sr:combined_authors", 0, max_epochs=2)
+    assert line() == []
+    add("a-dr", "dr4sr:combined_authors", 5)  # every user's rank worse by 5
+    (got,) = line()
+    cells = [c.strip() for c in got.split("|")]
+    assert cells[2:6] == ["beauty", "sasrec", "N@20", "1"]
+    assert float(cells[8].strip("*%")) < 0 and float(cells[10]) < 0.05

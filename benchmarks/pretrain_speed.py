@@ -7,7 +7,10 @@ one epoch on the same pre-training pairs (mined and drawn once, by this
 checkout), with no held-out pairs, so the time is the training epoch alone.
 Each version runs in its own process, alternating (old, new, old, new, ...),
 and the medians are compared: the machine's load drifts, and alternating
-exposes both versions to it alike. The baseline's Python package is taken
+exposes both versions to it alike. Each worker also reports its CPU time
+(``time.process_time``, one thread): on a shared machine it moves less with
+the load than the wall clock, so the row carries both medians and the load
+average (1 min) before and after. The baseline's Python package is taken
 from ``git archive BASELINE`` and runs on this checkout's compiled core (it
 only needs the CSR gather, whose binding is unchanged).
 
@@ -51,9 +54,10 @@ sys.path.insert(0, os.environ["FASTREGEN_BENCH_DIR"])  # no package there: fastr
 from _harness import load_pairs
 pairs, n = load_pairs(sys.argv[1])
 cfg = RegenConfig(epochs=1, valid_fraction=0.0, progress=False, seed=0)
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 model, history = pretrain(pairs, n, cfg)
-print(json.dumps({"seconds": time.perf_counter() - t0, "train_loss": history[-1]["train_loss"]}))
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                  "train_loss": history[-1]["train_loss"]}))
 """
 
 
@@ -100,6 +104,8 @@ def main(argv=None) -> int:
     pairs = pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_per_sequence=10, seed=0,
                            max_len=50)
     times: dict[str, list[float]] = {"baseline": [], "current": []}
+    cpu: dict[str, list[float]] = {"baseline": [], "current": []}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         npz = tmp / "pairs.npz"
@@ -109,16 +115,21 @@ def main(argv=None) -> int:
             for name, path in (("baseline", old_path), ("current", None)):
                 res = _run(path, npz, args.threads)
                 times[name].append(res["seconds"])
-                print(f"repeat {r}: {name:<8} {res['seconds']:7.1f} s/epoch (train CE {res['train_loss']:.3f})",
-                      flush=True)
+                cpu[name].append(res["cpu_seconds"])
+                print(f"repeat {r}: {name:<8} {res['seconds']:7.1f} s/epoch, {res['cpu_seconds']:.1f} s CPU "
+                      f"(train CE {res['train_loss']:.3f})", flush=True)
     old, new = statistics.median(times["baseline"]), statistics.median(times["current"])
-    print(f"median: baseline {args.baseline} {old:.1f} s, current {commit} {new:.1f} s -> {old / new:.2f}x")
+    old_cpu, new_cpu = statistics.median(cpu["baseline"]), statistics.median(cpu["current"])
+    load = f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"
+    print(f"median: baseline {args.baseline} {old:.1f} s, current {commit} {new:.1f} s -> {old / new:.2f}x "
+          f"(CPU time {old_cpu:.1f} s vs {new_cpu:.1f} s -> {old_cpu / new_cpu:.2f}x; load {load})")
     append_result(args.results, benchmark="pretrain_speed", dataset=Path(args.data).name, variant="current/baseline",
                   metric="speedup", value=round(old / new, 2), unit="x", threads=args.threads, device="cpu",
                   commit=commit, pairs=len(pairs), baseline=args.baseline, repeats=args.repeats,
                   baseline_s=round(old, 2), current_s=round(new, 2),
                   baseline_all=" ".join(f"{t:.1f}" for t in times["baseline"]),
-                  current_all=" ".join(f"{t:.1f}" for t in times["current"]))
+                  current_all=" ".join(f"{t:.1f}" for t in times["current"]),
+                  baseline_cpu_s=round(old_cpu, 2), current_cpu_s=round(new_cpu, 2), load=load)
     return 0
 
 

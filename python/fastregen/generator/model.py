@@ -289,11 +289,17 @@ class Regenerator(nn.Module):
 
     # ----------------------------------------------------------------- loss
     def _encode_pairs(self, src: torch.Tensor, src_index: torch.Tensor | None):
-        """K memories per pair: encode each distinct source once, then index them by pair."""
+        """Encode each distinct source once: its K memories (S, L, K, D), each pair's source (B, L) and
+        ``src_index`` (the memories stay per source: `_per_pair` or `mix_memories` index them by pair)."""
         memories = self.encode(src)
         if src_index is None:
-            return memories, src
-        return memories[src_index], src[src_index]
+            return memories, src, None
+        return memories, src[src_index], src_index
+
+    @staticmethod
+    def _per_pair(memories: torch.Tensor, src_index: torch.Tensor | None) -> torch.Tensor:
+        """The K memories of each pair (B, L, K, D) from those of the sources."""
+        return memories if src_index is None else memories[src_index]
 
     def loss(self, src: torch.Tensor, pattern: torch.Tensor, src_index: torch.Tensor | None = None,
              reduction: str = "mean", segments: torch.Tensor | None = None, *,
@@ -342,18 +348,18 @@ class Regenerator(nn.Module):
             _, tgt_out = self._teacher_forcing(pattern)
             sampler = sampler or self.negative_sampler()
             candidates = sampler.sample(tgt_out[tgt_out != PAD], generator)
-        memories, src = self._encode_pairs(src, src_index)
+        memories, src, src_index = self._encode_pairs(src, src_index)
         if self.config.diversity == "hard" and self.config.K > 1:
             if segments is not None:
                 raise ValueError("diversity='hard' picks one memory per target; it has no per-segment form")
-            nll, _ = self._memory_nll(memories, src, pattern, candidates)  # (K, B)
+            nll, _ = self._memory_nll(self._per_pair(memories, src_index), src, pattern, candidates)  # (K, B)
             best = nll.detach().argmin(0)
             ce = nll.gather(0, best[None]).sum()
             if reduction == "mean":
                 ce = ce / (int((pattern != PAD).sum()) + pattern.shape[0])  # items + one EOS per pattern
             pi = F.one_hot(best, self.config.K).to(nll.dtype)
             return ce, torch.zeros((), device=src.device), pi
-        pi, logits, labels = self._mixture_logits(memories, src, pattern, segments)
+        pi, logits, labels = self._mixture_logits(memories, src, pattern, segments, src_index)
         ce = self._cross_entropy(logits, labels, reduction, candidates)
         entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
         return ce, entropy, pi
@@ -374,12 +380,12 @@ class Regenerator(nn.Module):
             with ``diversity="hard"`` the two sums are equal, and `loss`
             divides by every target token, scored or not.
         """
-        memories, src = self._encode_pairs(src, src_index)
-        nll, tokens = self._memory_nll(memories, src, pattern)
+        memories, src, src_index = self._encode_pairs(src, src_index)
+        nll, tokens = self._memory_nll(self._per_pair(memories, src_index), src, pattern)
         best = float(nll.min(0).values.sum())
         if self.config.diversity == "hard" and self.config.K > 1:
             return best, best, tokens
-        _, logits, labels = self._mixture_logits(memories, src, pattern, segments)
+        _, logits, labels = self._mixture_logits(memories, src, pattern, segments, src_index)
         mixture = self._cross_entropy(logits, labels, "sum")
         return float(mixture), best, tokens
 
@@ -398,8 +404,8 @@ class Regenerator(nn.Module):
         torch.Tensor, shape (K, B), float
             Summed over each pattern's tokens (items and the final EOS).
         """
-        memories, src = self._encode_pairs(src, src_index)
-        return self._memory_nll(memories, src, pattern)[0]
+        memories, src, src_index = self._encode_pairs(src, src_index)
+        return self._memory_nll(self._per_pair(memories, src_index), src, pattern)[0]
 
     def _decoder_logits(self, memory: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor):
         """Teacher-forced logits and labels (`_logits`) decoding the patterns from one memory (B, L, D)."""
@@ -408,16 +414,18 @@ class Regenerator(nn.Module):
         return self._logits(states, src, tgt_out)
 
     def _mixture_logits(self, memories: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor,
-                        segments: torch.Tensor | None = None):
+                        segments: torch.Tensor | None = None, src_index: torch.Tensor | None = None):
         """pi (B, K) from the promoter, and the logits and labels of decoding ``sum_k pi_k m'_k``;
-        with ``segments``, pi per segment and each step decoded from its segment's mixture."""
+        with ``segments``, pi per segment and each step decoded from its segment's mixture.
+        ``memories`` are the sources' (S, L, K, D), pair b reading source ``src_index[b]``."""
         if segments is not None and self.config.K > 1:
             pi, mix = self.segment_mixture(pattern, segments)
             tgt_in, tgt_out = self._teacher_forcing(pattern)
-            states = self.decode(tgt_in, memories, src == PAD, mix=mix)
+            states = self.decode(tgt_in, self._per_pair(memories, src_index), src == PAD, mix=mix)
             return (pi, *self._logits(states, src, tgt_out))
         pi = self.mixture(self.promote(pattern))
-        return (pi, *self._decoder_logits(mix_memories(memories, pi, backend=self.backend), src, pattern))
+        mixed = mix_memories(memories, pi, src_index, backend=self.backend)
+        return (pi, *self._decoder_logits(mixed, src, pattern))
 
     def _memory_nll(self, memories: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor,
                     candidates=None) -> tuple[torch.Tensor, int]:

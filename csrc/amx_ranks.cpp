@@ -121,6 +121,35 @@ __attribute__((target("fma"))) float fma_chain(const float* u, const float* v, i
   return s;
 }
 
+// Eight chains at once (u[l] . v[l] for l < 8, each still in order): one chain is a string of dependent
+// fmas, latency-bound; eight independent ones fill the pipeline.
+__attribute__((target("fma"))) void fma_chain8(const float* const* u, const float* const* v, int64_t dim,
+                                               float* out) {
+  float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  for (int64_t k = 0; k < dim; ++k)
+    for (int l = 0; l < 8; ++l) s[l] = __builtin_fmaf(u[l][k], v[l][k], s[l]);
+  for (int l = 0; l < 8; ++l) out[l] = s[l];
+}
+
+// #{i < n : score(hidden[rows[i]], table[items[i]]) >= thresholds[rows[i]]} added to count[rows[i]].
+void count_exact(const float* hidden, const float* table, int64_t dim, const int64_t* rows, const int64_t* items,
+                 int64_t n, const float* thresholds, int64_t* count) {
+  const float* u[8];
+  const float* v[8];
+  float s[8];
+  for (int64_t i = 0; i < n; i += 8) {
+    const int64_t m = std::min<int64_t>(8, n - i);
+    for (int64_t l = 0; l < 8; ++l) {  // lanes past n repeat the first pair, unused
+      const int64_t q = i + (l < m ? l : 0);
+      u[l] = hidden + rows[q] * dim;
+      v[l] = table + items[q] * dim;
+    }
+    fma_chain8(u, v, dim, s);
+    for (int64_t l = 0; l < m; ++l)
+      if (s[l] >= thresholds[rows[i + l]]) ++count[rows[i + l]];
+  }
+}
+
 struct alignas(64) TileConfig {
   uint8_t palette = 1;
   uint8_t start_row = 0;
@@ -131,9 +160,8 @@ struct alignas(64) TileConfig {
 
 // Per-user state of the count.
 struct RowState {
-  float target_score;
-  float a;    // c ||u||_2, rounded up
-  float tau;  // slack of the thresholds (see amx_rank_counts)
+  float a;        // c ||u||_2, rounded up
+  float hi, lo;   // s_t + tau rounded up, s_t - tau rounded down (tau: see amx_rank_counts)
   bool exact;
 };
 
@@ -173,12 +201,14 @@ FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A,
         _tile_zero(2);
         _tile_zero(3);
         for (int64_t s = 0; s < steps; ++s) {
+          // each load as late as its first use: a tile register is not renamed, so a load waits until
+          // the products reading the register's previous contents are done
           _tile_loadd(4, a0 + s * 32, a_stride);
-          _tile_loadd(5, a1 + s * 32, a_stride);
           _tile_loadd(6, b0 + s * 512, 64);
-          _tile_loadd(7, b1 + s * 512, 64);
           _tile_dpbf16ps(0, 4, 6);
+          _tile_loadd(7, b1 + s * 512, 64);
           _tile_dpbf16ps(1, 4, 7);
+          _tile_loadd(5, a1 + s * 32, a_stride);
           _tile_dpbf16ps(2, 5, 6);
           _tile_dpbf16ps(3, 5, 7);
         }
@@ -203,13 +233,15 @@ FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A,
           int64_t& cur = cursor[static_cast<size_t>(r - ut0 * 32)];
           const int64_t ex_end = in.ex_offsets[r + 1];
           while (cur < ex_end && in.ex_items[cur] < j0 + 32) skip |= 1u << (in.ex_items[cur++] - j0);
-          const __m512 a = _mm512_set1_ps(rs.a), tau = _mm512_set1_ps(rs.tau), s_t = _mm512_set1_ps(rs.target_score);
-          const __m512 e0 = _mm512_fmadd_ps(a, n_lo, tau), e1 = _mm512_fmadd_ps(a, n_hi, tau);
+          // thresholds s_t +- (a n_j + tau), one rounding each (fma): tau covers it
+          const __m512 a = _mm512_set1_ps(rs.a), hi = _mm512_set1_ps(rs.hi), lo = _mm512_set1_ps(rs.lo);
           const __m512 x0 = _mm512_load_ps(buf + i * 32), x1 = _mm512_load_ps(buf + i * 32 + 16);
-          const uint32_t above = static_cast<uint32_t>(_mm512_cmp_ps_mask(x0, _mm512_add_ps(s_t, e0), _CMP_GT_OQ)) |
-                                 static_cast<uint32_t>(_mm512_cmp_ps_mask(x1, _mm512_add_ps(s_t, e1), _CMP_GT_OQ)) << 16;
-          const uint32_t below = static_cast<uint32_t>(_mm512_cmp_ps_mask(x0, _mm512_sub_ps(s_t, e0), _CMP_LT_OQ)) |
-                                 static_cast<uint32_t>(_mm512_cmp_ps_mask(x1, _mm512_sub_ps(s_t, e1), _CMP_LT_OQ)) << 16;
+          const uint32_t above =
+              static_cast<uint32_t>(_mm512_cmp_ps_mask(x0, _mm512_fmadd_ps(a, n_lo, hi), _CMP_GT_OQ)) |
+              static_cast<uint32_t>(_mm512_cmp_ps_mask(x1, _mm512_fmadd_ps(a, n_hi, hi), _CMP_GT_OQ)) << 16;
+          const uint32_t below =
+              static_cast<uint32_t>(_mm512_cmp_ps_mask(x0, _mm512_fnmadd_ps(a, n_lo, lo), _CMP_LT_OQ)) |
+              static_cast<uint32_t>(_mm512_cmp_ps_mask(x1, _mm512_fnmadd_ps(a, n_hi, lo), _CMP_LT_OQ)) << 16;
           const uint32_t keep = valid & ~skip;
           count[static_cast<size_t>(r)] += __builtin_popcount(above & keep);
           // neither surely above nor surely below (NaN, inf, or within the bound): the exact chain decides
@@ -235,7 +267,7 @@ bool amx_available() {
 #endif
 }
 
-PackedItems pack_items(const float* table, int64_t n_items, int64_t dim) {
+PackedItems pack_items(const float* table, int64_t n_items, int64_t dim, int threads) {
   PackedItems p;
   p.n_items = n_items;
   p.dim = dim;
@@ -243,16 +275,27 @@ PackedItems pack_items(const float* table, int64_t n_items, int64_t dim) {
   const int64_t K3 = 3 * p.kpad, steps = K3 / 32, n_groups = (n_items + 15) / 16;
   p.tiles.assign(static_cast<size_t>(n_groups * steps * 512), 0);
   p.norms.assign(static_cast<size_t>(n_items), 0.0f);
-  std::vector<uint16_t> col(static_cast<size_t>(K3));
-  for (int64_t j = 0; j < n_items; ++j) {
-    const float* v = table + j * dim;
-    split3(v, dim, p.kpad, true, col.data());
-    p.norms[static_cast<size_t>(j)] =
-        in_safe_range(v, dim) ? round_up(norm2(v, dim)) : std::numeric_limits<float>::infinity();
-    // VNNI layout: tile s of group g, row q holds (k = 32 s + 2 q, 32 s + 2 q + 1) of its 16 items
-    const int64_t g = j / 16, n = j % 16;
-    uint16_t* base = p.tiles.data() + g * steps * 512;
-    for (int64_t k = 0; k < K3; ++k) base[(k / 32) * 512 + ((k % 32) / 2) * 32 + n * 2 + (k % 2)] = col[static_cast<size_t>(k)];
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(threads), n_groups)));
+  (void)nt;
+#if FASTREGEN_HAVE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+  {
+    std::vector<uint16_t> col(static_cast<size_t>(K3));
+#if FASTREGEN_HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t j = 0; j < n_items; ++j) {
+      const float* v = table + j * dim;
+      split3(v, dim, p.kpad, true, col.data());
+      p.norms[static_cast<size_t>(j)] =
+          in_safe_range(v, dim) ? round_up(norm2(v, dim)) : std::numeric_limits<float>::infinity();
+      // VNNI layout: tile s of group g, row q holds (k = 32 s + 2 q, 32 s + 2 q + 1) of its 16 items
+      const int64_t g = j / 16, n = j % 16;
+      uint16_t* base = p.tiles.data() + g * steps * 512;
+      for (int64_t k = 0; k < K3; ++k)
+        base[(k / 32) * 512 + ((k % 32) / 2) * 32 + n * 2 + (k % 2)] = col[static_cast<size_t>(k)];
+    }
   }
   return p;
 }
@@ -288,24 +331,26 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
   // norms padded to whole 32-item windows (pad items are masked out anyway)
   std::vector<float> norms(static_cast<size_t>((C + 47) / 16 * 16), 0.0f);
   std::copy(P.norms.begin(), P.norms.end(), norms.begin());
-  float n_max = 0.0f;
+  double n_max = 0.0;
   for (const float v : P.norms)
-    if (std::isfinite(v)) n_max = std::max(n_max, v);
+    if (std::isfinite(v)) n_max = std::max(n_max, static_cast<double>(v));
   const double c = bound_constant(d, P.kpad);
   const double e0 = static_cast<double>(8 * P.kpad + 2 * d + 8) * 0x1p-126;
+  std::vector<float> target_score(static_cast<size_t>(B));
   for (int64_t r = 0; r < B; ++r) {
     const float* u = in.hidden + r * d;
     RowState& s = st[static_cast<size_t>(r)];
-    s.target_score = fma_chain(u, in.table + in.targets[r] * d, d);
+    const float s_t = target_score[static_cast<size_t>(r)] = fma_chain(u, in.table + in.targets[r] * d, d);
     const bool safe = in_safe_range(u, d);
     if (safe) split3(u, d, P.kpad, false, A.data() + r * K3);
     s.a = round_up(c * norm2(u, d));
-    // Slack of the float32 thresholds s_t +- fl(fl(a n) + tau): their three roundings (each <= 2^-24 of
-    // what it rounds, |s_t| + a n + tau at most) stay below 2^-21 (|s_t| + a n_max) (amx_ranks.hpp);
-    // tau also carries the denormal terms 2 E0 (3 E0: what the roundings take of tau itself).
-    s.tau = round_up(0x1p-20 * (std::fabs(static_cast<double>(s.target_score)) +
-                                 static_cast<double>(s.a) * static_cast<double>(n_max)) + 3.0 * e0);
-    s.exact = !safe || !std::isfinite(s.target_score) || !std::isfinite(s.a) || !std::isfinite(s.tau);
+    // The kernel's thresholds fma(+-a, n_j, s_t +- tau) round once (<= 2^-24 (|s_t| + tau + a n_j)); tau =
+    // 2^-20 (|s_t| + a n_max) + 3 E0 leaves, after that rounding, at least the 2 E0 of the bound
+    // (amx_ranks.hpp). s_t +- tau themselves are rounded outwards.
+    const double tau = 0x1p-20 * (std::fabs(static_cast<double>(s_t)) + static_cast<double>(s.a) * n_max) + 3.0 * e0;
+    s.hi = round_up(static_cast<double>(s_t) + tau);
+    s.lo = -round_up(-(static_cast<double>(s_t) - tau));
+    s.exact = !safe || !std::isfinite(s_t) || !std::isfinite(s.a) || !std::isfinite(s.hi) || !std::isfinite(s.lo);
     const int64_t* e = in.ex_items + in.ex_offsets[r + 1];
     const int64_t* b = in.ex_items + in.ex_offsets[r];
     res.excluded[static_cast<size_t>(r)] = (e - b) - (std::binary_search(b, e, in.targets[r]) ? 1 : 0);
@@ -323,28 +368,24 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
     try {
       std::vector<int64_t> band_rows, band_items;
       count_tiles(in, A.data(), ut0, ut1, st, norms.data(), res.count, band_rows, band_items);
-      for (size_t i = 0; i < band_rows.size(); ++i) {
-        const int64_t r = band_rows[i];
-        if (fma_chain(in.hidden + r * d, in.table + band_items[i] * d, d) >= st[static_cast<size_t>(r)].target_score)
-          ++res.count[static_cast<size_t>(r)];
-      }
       rechecked[static_cast<size_t>(tid)] = static_cast<int64_t>(band_rows.size());
-      // users outside the safe range: every candidate by the exact chain
+      // users outside the safe range: every candidate by the exact chain (their rows were skipped above)
       for (int64_t r = ut0 * 32; r < std::min(ut1 * 32, B); ++r) {
-        const RowState& s = st[static_cast<size_t>(r)];
-        if (!s.exact) continue;
+        if (!st[static_cast<size_t>(r)].exact) continue;
         const int64_t* ex = in.ex_items + in.ex_offsets[r];
         const int64_t* ex_end = in.ex_items + in.ex_offsets[r + 1];
-        int64_t cnt = 0;
         for (int64_t j = 1; j < C; ++j) {
           if (ex != ex_end && *ex == j) {
             ++ex;
             continue;
           }
-          if (j != in.targets[r] && fma_chain(in.hidden + r * d, in.table + j * d, d) >= s.target_score) ++cnt;
+          if (j == in.targets[r]) continue;
+          band_rows.push_back(r);
+          band_items.push_back(j);
         }
-        res.count[static_cast<size_t>(r)] = cnt;
       }
+      count_exact(in.hidden, in.table, d, band_rows.data(), band_items.data(),
+                  static_cast<int64_t>(band_rows.size()), target_score.data(), res.count.data());
     } catch (...) {  // bad_alloc: never let an exception leave the parallel region
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp critical(fastregen_amx_rank_counts_error)

@@ -33,7 +33,10 @@
 // c = 2 (4.1 * 2^-16 + 1.03 gamma_{2^-23}(3 kpad + 2) + gamma_{2^-24}(d)), norms
 // computed in float64 and rounded up to float32, and tau_u (a per-user slack)
 // covering E0 = (8 kpad + 2 d + 8) 2^-126 and the rounding of the float32
-// thresholds themselves (see amx_ranks.cpp). The E0 terms need every nonzero
+// thresholds themselves: the kernel compares a(u, v) with fma(+-a_u, n_v, s_t +- tau_u),
+// a_u = c ||u||_2 and n_v = ||v||_2 rounded up, s_t +- tau_u rounded outwards, and
+// tau_u = 2^-20 (|s_t| + a_u max_v n_v) + 3 E0 exceeds the fma's one rounding
+// (<= 2^-24 (|s_t| + tau_u + a_u n_v)) by at least the 2 E0 of the bound. The E0 terms need every nonzero
 // |x| in [2^-60, 2^50] (no bf16 denormal reaches the tile unit, no product
 // overflows): a user outside that range is ranked by the exact chain alone, an
 // item outside it is always rechecked.
@@ -65,7 +68,8 @@ struct PackedItems {
   std::vector<float> norms;         // ||v_j||_2 rounded up, +inf for items outside the safe range
 };
 
-PackedItems pack_items(const float* table, int64_t n_items, int64_t dim);
+// threads <= 0: the OpenMP default.
+PackedItems pack_items(const float* table, int64_t n_items, int64_t dim, int threads);
 
 struct AmxRankInput {
   const float* hidden = nullptr;      // (rows, dim)

@@ -782,15 +782,15 @@ PYBIND11_MODULE(_core, m) {
           "Whether amx_rank_counts can run here (x86-64 build, AMX-BF16 CPU, tile state granted by the OS).");
     m.def(
         "pack_items",
-        [matrix](const py::array& table_in) {
+        [matrix](const py::array& table_in, int threads) {
           InputGuard guard;
           const carray<float> table = matrix(guard, table_in, "table");
           const int64_t C = static_cast<int64_t>(table.shape(0)), d = static_cast<int64_t>(table.shape(1));
           if (d < 1) throw py::value_error("table must have at least one column");
           py::gil_scoped_release nogil;
-          return pack_items(table.data(), C, d);
+          return pack_items(table.data(), C, d, threads);
         },
-        py::arg("table"),
+        py::arg("table"), py::arg("threads") = 0,
         "The item table (n_items, dim) float32 in the tile layout of amx_rank_counts: each row's bf16 parts\n"
         "[hi | hi | lo] and its norm (rounded up; +inf outside the safe range). GIL released.");
     m.def(

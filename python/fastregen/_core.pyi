@@ -171,7 +171,7 @@ class PackedItems:
 def amx_available() -> bool:
     """Whether `amx_rank_counts` can run here (AMX-BF16 CPU, tile state granted by the OS)."""
 
-def pack_items(table: npt.NDArray[np.float32]) -> PackedItems:
+def pack_items(table: npt.NDArray[np.float32], threads: int = 0) -> PackedItems:
     """The item table (n_items, dim) float32 in the tile layout of `amx_rank_counts`."""
 
 def amx_rank_counts(

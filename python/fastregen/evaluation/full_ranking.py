@@ -8,7 +8,7 @@ import torch
 
 from .. import _core
 from .metrics import DEFAULT_KS, ranking_metrics, stage_metrics
-from .ranks import _threads, _use_native, _amx_table, item_ranks
+from .ranks import _amx_table, _threads, _use_native, item_ranks
 
 __all__ = ["REPEATED_TARGET", "evaluate", "stage_scores", "evaluate_stages"]
 

@@ -152,19 +152,19 @@ def _amx_ranks(hidden, table, targets, exclude_rows, exclude_cols, threads, pack
     ex_offsets, ex_items = _exclusion_csr(er, ec, B, C)
     table_np = table.contiguous().numpy()
     if packed is None:
-        packed = _core.pack_items(table_np)
+        packed = _core.pack_items(table_np, threads)
     count, excluded, _, _ = _core.amx_rank_counts(hidden.contiguous().numpy(), table_np, packed,
                                                   targets.long().cpu().numpy(), ex_offsets, ex_items, threads)
     return torch.from_numpy(count), torch.from_numpy(C - 1 - excluded)
 
 
-def _amx_table(table: torch.Tensor, backend: str = "auto"):
+def _amx_table(table: torch.Tensor, backend: str = "auto", threads: int | None = None):
     """The item table packed for `item_ranks`' AMX path (pass it as ``_packed`` for every batch scored
     against this very table), or None when ``backend`` would not take that path for it."""
     probe = torch.empty(_MIN_BLOCK_ROWS, table.shape[1], dtype=torch.float32)
     if not _use_amx(backend, probe, table.detach()):
         return None
-    return _core.pack_items(table.detach().contiguous().numpy())
+    return _core.pack_items(table.detach().contiguous().numpy(), _threads(threads))
 
 
 def _threads(threads: int | None) -> int:

@@ -165,6 +165,63 @@ struct RowState {
   bool exact;
 };
 
+// A 32 x 32 block of bf16-pass scores waiting to be counted: users ut * 32 + [0, 32), items j0 + [0, 32).
+struct Window {
+  const float* scores = nullptr;  // 32 x 32, row-major
+  int64_t ut = -1, j0 = 0;
+  uint32_t valid = 0;  // the items < n_items
+};
+
+// What a thread's count reads and writes besides the window.
+struct CountState {
+  const AmxRankInput* in;
+  const RowState* st;
+  const float* norms;  // padded to whole windows
+  int64_t ut0;
+  int64_t* cursor;     // per row of the thread: the next excluded item not yet passed
+  int64_t* count;
+  std::vector<int64_t>* band_rows;
+  std::vector<int64_t>* band_items;
+};
+
+// Rows [i0, i1) of a window: the candidates surely above the target's score are counted, those the
+// bound leaves open (or NaN) go to the band.
+FASTREGEN_AMX_TARGET void count_rows(const CountState& cs, const Window& w, int64_t i0, int64_t i1) {
+  const AmxRankInput& in = *cs.in;
+  const int64_t j0 = w.j0;
+  const __m512 n_lo = _mm512_loadu_ps(cs.norms + j0);
+  const __m512 n_hi = _mm512_loadu_ps(cs.norms + j0 + 16);
+  i1 = std::min<int64_t>(i1, in.rows - w.ut * 32);
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t r = w.ut * 32 + i;
+    const RowState& rs = cs.st[r];
+    if (rs.exact) continue;
+    // padding (item 0), the target and the excluded items of this window
+    uint32_t skip = j0 == 0 ? 1u : 0u;
+    const int64_t t = in.targets[r];
+    if (t >= j0 && t < j0 + 32) skip |= 1u << (t - j0);
+    int64_t& cur = cs.cursor[r - cs.ut0 * 32];
+    const int64_t ex_end = in.ex_offsets[r + 1];
+    while (cur < ex_end && in.ex_items[cur] < j0 + 32) skip |= 1u << (in.ex_items[cur++] - j0);
+    // thresholds s_t +- (a n_j + tau), one rounding each (fma): tau covers it
+    const __m512 a = _mm512_set1_ps(rs.a), hi = _mm512_set1_ps(rs.hi), lo = _mm512_set1_ps(rs.lo);
+    const __m512 x0 = _mm512_load_ps(w.scores + i * 32), x1 = _mm512_load_ps(w.scores + i * 32 + 16);
+    const uint32_t above =
+        static_cast<uint32_t>(_mm512_cmp_ps_mask(x0, _mm512_fmadd_ps(a, n_lo, hi), _CMP_GT_OQ)) |
+        static_cast<uint32_t>(_mm512_cmp_ps_mask(x1, _mm512_fmadd_ps(a, n_hi, hi), _CMP_GT_OQ)) << 16;
+    const uint32_t below =
+        static_cast<uint32_t>(_mm512_cmp_ps_mask(x0, _mm512_fnmadd_ps(a, n_lo, lo), _CMP_LT_OQ)) |
+        static_cast<uint32_t>(_mm512_cmp_ps_mask(x1, _mm512_fnmadd_ps(a, n_hi, lo), _CMP_LT_OQ)) << 16;
+    const uint32_t keep = w.valid & ~skip;
+    cs.count[r] += __builtin_popcount(above & keep);
+    // neither surely above nor surely below (NaN, inf, or within the bound): the exact chain decides
+    for (uint32_t band = ~(above | below) & keep; band; band &= band - 1) {
+      cs.band_rows->push_back(r);
+      cs.band_items->push_back(j0 + __builtin_ctz(band));
+    }
+  }
+}
+
 // One thread's share: user tiles [ut0, ut1) (32 users each) against every item.
 FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A, int64_t ut0, int64_t ut1,
                                       const std::vector<RowState>& st, const float* norms_padded,
@@ -181,10 +238,16 @@ FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A,
     cfg.rows[t] = 16;
   }
   _tile_loadconfig(&cfg);
-  alignas(64) float buf[32 * 32];
+  alignas(64) float buf[2][32 * 32];
   std::vector<int64_t> cursor(static_cast<size_t>((ut1 - ut0) * 32));
   for (int64_t r = ut0 * 32; r < std::min(ut1 * 32, in.rows); ++r)
     cursor[static_cast<size_t>(r - ut0 * 32)] = in.ex_offsets[r];
+  const CountState cs{&in, st.data(), norms_padded, ut0, cursor.data(), count.data(), &band_rows, &band_items};
+  // Software pipeline: block n's scores are counted, a slice of rows after each step of block n + 1's
+  // products, so that the vector units count while the tile unit multiplies (the count of a whole
+  // block is more instructions than the core looks ahead). Each row's windows stay in item order.
+  Window pending;
+  int which = 0;
   // Items in chunks that stay in the L2 cache while every user tile of the thread passes over them.
   constexpr int64_t kChunkGroups = 32;  // 512 items, 192 KiB of tiles at d = 64
   for (int64_t g0 = 0; g0 < n_groups; g0 += kChunkGroups) {
@@ -211,48 +274,21 @@ FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A,
           _tile_loadd(5, a1 + s * 32, a_stride);
           _tile_dpbf16ps(2, 5, 6);
           _tile_dpbf16ps(3, 5, 7);
+          if (pending.ut >= 0) count_rows(cs, pending, 32 * s / steps, 32 * (s + 1) / steps);
         }
-        _tile_stored(0, buf, 128);
-        _tile_stored(1, buf + 16, 128);
-        _tile_stored(2, buf + 16 * 32, 128);
-        _tile_stored(3, buf + 16 * 32 + 16, 128);
+        float* out = buf[which];
+        which ^= 1;
+        _tile_stored(0, out, 128);
+        _tile_stored(1, out + 16, 128);
+        _tile_stored(2, out + 16 * 32, 128);
+        _tile_stored(3, out + 16 * 32 + 16, 128);
         const int64_t j0 = g * 16;
         const int64_t n_valid = std::min<int64_t>(two ? 32 : 16, C - j0);
-        const uint32_t valid = n_valid >= 32 ? 0xFFFFFFFFu : ((1u << n_valid) - 1u);
-        const __m512 n_lo = _mm512_loadu_ps(norms_padded + j0);
-        const __m512 n_hi = _mm512_loadu_ps(norms_padded + j0 + 16);
-        const int64_t r_end = std::min<int64_t>(32, in.rows - ut * 32);
-        for (int64_t i = 0; i < r_end; ++i) {
-          const int64_t r = ut * 32 + i;
-          const RowState& rs = st[static_cast<size_t>(r)];
-          if (rs.exact) continue;
-          // padding (item 0), the target and the excluded items of this window
-          uint32_t skip = j0 == 0 ? 1u : 0u;
-          const int64_t t = in.targets[r];
-          if (t >= j0 && t < j0 + 32) skip |= 1u << (t - j0);
-          int64_t& cur = cursor[static_cast<size_t>(r - ut0 * 32)];
-          const int64_t ex_end = in.ex_offsets[r + 1];
-          while (cur < ex_end && in.ex_items[cur] < j0 + 32) skip |= 1u << (in.ex_items[cur++] - j0);
-          // thresholds s_t +- (a n_j + tau), one rounding each (fma): tau covers it
-          const __m512 a = _mm512_set1_ps(rs.a), hi = _mm512_set1_ps(rs.hi), lo = _mm512_set1_ps(rs.lo);
-          const __m512 x0 = _mm512_load_ps(buf + i * 32), x1 = _mm512_load_ps(buf + i * 32 + 16);
-          const uint32_t above =
-              static_cast<uint32_t>(_mm512_cmp_ps_mask(x0, _mm512_fmadd_ps(a, n_lo, hi), _CMP_GT_OQ)) |
-              static_cast<uint32_t>(_mm512_cmp_ps_mask(x1, _mm512_fmadd_ps(a, n_hi, hi), _CMP_GT_OQ)) << 16;
-          const uint32_t below =
-              static_cast<uint32_t>(_mm512_cmp_ps_mask(x0, _mm512_fnmadd_ps(a, n_lo, lo), _CMP_LT_OQ)) |
-              static_cast<uint32_t>(_mm512_cmp_ps_mask(x1, _mm512_fnmadd_ps(a, n_hi, lo), _CMP_LT_OQ)) << 16;
-          const uint32_t keep = valid & ~skip;
-          count[static_cast<size_t>(r)] += __builtin_popcount(above & keep);
-          // neither surely above nor surely below (NaN, inf, or within the bound): the exact chain decides
-          for (uint32_t band = ~(above | below) & keep; band; band &= band - 1) {
-            band_rows.push_back(r);
-            band_items.push_back(j0 + __builtin_ctz(band));
-          }
-        }
+        pending = Window{out, ut, j0, n_valid >= 32 ? 0xFFFFFFFFu : ((1u << n_valid) - 1u)};
       }
     }
   }
+  if (pending.ut >= 0) count_rows(cs, pending, 0, 32);
   _tile_release();
 }
 #endif  // FASTREGEN_AMX

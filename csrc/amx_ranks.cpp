@@ -329,8 +329,11 @@ PackedItems pack_items(const float* table, int64_t n_items, int64_t dim, int thr
       // VNNI layout: tile s of group g, row q holds (k = 32 s + 2 q, 32 s + 2 q + 1) of its 16 items
       const int64_t g = j / 16, n = j % 16;
       uint16_t* base = p.tiles.data() + g * steps * 512;
-      for (int64_t k = 0; k < K3; ++k)
-        base[(k / 32) * 512 + ((k % 32) / 2) * 32 + n * 2 + (k % 2)] = col[static_cast<size_t>(k)];
+      for (int64_t t = 0; t < steps; ++t)
+        for (int64_t q = 0; q < 16; ++q) {
+          base[t * 512 + q * 32 + n * 2] = col[static_cast<size_t>(t * 32 + 2 * q)];
+          base[t * 512 + q * 32 + n * 2 + 1] = col[static_cast<size_t>(t * 32 + 2 * q + 1)];
+        }
     }
   }
   return p;

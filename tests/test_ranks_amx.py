@@ -210,3 +210,18 @@ def test_kernel_input_errors():
         _core.amx_rank_counts(hidden.astype(np.float64), table, packed, targets, offsets, np.array([1, 2], np.int64))
     with pytest.raises(ValueError, match=r"pair 0 = \(5, 0\) is outside"):
         _core.exact_scores(hidden, table, np.array([5], np.int64), np.array([0], np.int64))
+
+
+def test_evaluate_table_with_an_overflowing_sum():
+    # evaluate checks the item table's sum before the entries: a finite table whose sum overflows is
+    # no divergence (and a NaN still is: tests/test_evaluation.py)
+    rng = np.random.default_rng(2)
+    ds = SequenceDataset.from_lists([rng.integers(1, 200, rng.integers(3, 10)) for _ in range(40)], num_items=300)
+    split = leave_one_out(ds).test
+    torch.manual_seed(0)
+    model = build_model("sasrec", ds.num_items, embed_dim=16, max_len=8).eval()
+    with torch.no_grad():
+        model.item_weight()[250:260] = 3e38  # items no history holds
+    assert not torch.isfinite(model.item_weight().sum())
+    res = {b: evaluate(model, split, batch_size=20, return_ranks=True, backend=b) for b in ("auto", "torch")}
+    np.testing.assert_array_equal(res["auto"]["ranks"], res["torch"]["ranks"])

@@ -365,7 +365,7 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
   res.count.assign(static_cast<size_t>(B), 0);
   res.excluded.assign(static_cast<size_t>(B), 0);
   const int64_t n_ut = (B + 31) / 32;
-  std::vector<uint16_t> A(static_cast<size_t>(n_ut * 32 * K3), 0);
+  std::vector<uint16_t, CacheAligned<uint16_t>> A(static_cast<size_t>(n_ut * 32 * K3), 0);  // rows of 3 kpad: 64-byte multiples
   std::vector<RowState> st(static_cast<size_t>(B));
   // norms padded to whole 32-item windows (pad items are masked out anyway)
   std::vector<float> norms(static_cast<size_t>((C + 47) / 16 * 16), 0.0f);

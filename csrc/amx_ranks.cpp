@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <climits>
 #include <limits>
 #include <stdexcept>
 
@@ -179,6 +180,7 @@ struct CountState {
   const float* norms;  // padded to whole windows
   int64_t ut0;
   int64_t* cursor;     // per row of the thread: the next excluded item not yet passed
+  int64_t* next;       // ... and the next item to skip (that one or the target), INT64_MAX for none
   int64_t* count;
   std::vector<int64_t>* band_rows;
   std::vector<int64_t>* band_items;
@@ -196,13 +198,17 @@ FASTREGEN_AMX_TARGET void count_rows(const CountState& cs, const Window& w, int6
     const int64_t r = w.ut * 32 + i;
     const RowState& rs = cs.st[r];
     if (rs.exact) continue;
-    // padding (item 0), the target and the excluded items of this window
+    // padding (item 0), the target and the excluded items of this window; most windows hold none
     uint32_t skip = j0 == 0 ? 1u : 0u;
-    const int64_t t = in.targets[r];
-    if (t >= j0 && t < j0 + 32) skip |= 1u << (t - j0);
-    int64_t& cur = cs.cursor[r - cs.ut0 * 32];
-    const int64_t ex_end = in.ex_offsets[r + 1];
-    while (cur < ex_end && in.ex_items[cur] < j0 + 32) skip |= 1u << (in.ex_items[cur++] - j0);
+    int64_t& next = cs.next[r - cs.ut0 * 32];
+    if (next < j0 + 32) {
+      const int64_t t = in.targets[r];
+      if (t >= j0 && t < j0 + 32) skip |= 1u << (t - j0);
+      int64_t& cur = cs.cursor[r - cs.ut0 * 32];
+      const int64_t ex_end = in.ex_offsets[r + 1];
+      while (cur < ex_end && in.ex_items[cur] < j0 + 32) skip |= 1u << (in.ex_items[cur++] - j0);
+      next = std::min(t >= j0 + 32 ? t : INT64_MAX, cur < ex_end ? in.ex_items[cur] : INT64_MAX);
+    }
     // thresholds s_t +- (a n_j + tau), one rounding each (fma): tau covers it
     const __m512 a = _mm512_set1_ps(rs.a), hi = _mm512_set1_ps(rs.hi), lo = _mm512_set1_ps(rs.lo);
     const __m512 x0 = _mm512_load_ps(w.scores + i * 32), x1 = _mm512_load_ps(w.scores + i * 32 + 16);
@@ -239,10 +245,14 @@ FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A,
   }
   _tile_loadconfig(&cfg);
   alignas(64) float buf[2][32 * 32];
-  std::vector<int64_t> cursor(static_cast<size_t>((ut1 - ut0) * 32));
-  for (int64_t r = ut0 * 32; r < std::min(ut1 * 32, in.rows); ++r)
-    cursor[static_cast<size_t>(r - ut0 * 32)] = in.ex_offsets[r];
-  const CountState cs{&in, st.data(), norms_padded, ut0, cursor.data(), count.data(), &band_rows, &band_items};
+  std::vector<int64_t> cursor(static_cast<size_t>((ut1 - ut0) * 32)), next(cursor.size(), INT64_MAX);
+  for (int64_t r = ut0 * 32; r < std::min(ut1 * 32, in.rows); ++r) {
+    const int64_t o = in.ex_offsets[r];
+    cursor[static_cast<size_t>(r - ut0 * 32)] = o;
+    next[static_cast<size_t>(r - ut0 * 32)] = std::min(in.targets[r], o < in.ex_offsets[r + 1] ? in.ex_items[o] : INT64_MAX);
+  }
+  const CountState cs{&in,         st.data(),   norms_padded, ut0,        cursor.data(),
+                      next.data(), count.data(), &band_rows,   &band_items};
   // Software pipeline: block n's scores are counted, a slice of rows after each step of block n + 1's
   // products, so that the vector units count while the tile unit multiplies (the count of a whole
   // block is more instructions than the core looks ahead). Each row's windows stay in item order.

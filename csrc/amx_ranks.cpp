@@ -62,7 +62,7 @@ float round_up(double v) {
 double norm2(const float* x, int64_t n) {
   double s = 0.0;
   for (int64_t k = 0; k < n; ++k) s += static_cast<double>(x[k]) * static_cast<double>(x[k]);
-  return std::sqrt(s) * (1.0 + 0x1p-50);  // float64's own rounding, covered
+  return std::sqrt(s) * (1.0 + static_cast<double>(n + 2) * 0x1p-53);  // the sum's and sqrt's roundings
 }
 
 // gamma(n) = n w / (1 - n w): the relative error bound of n roundings of unit w.

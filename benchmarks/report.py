@@ -437,7 +437,11 @@ def engine_report(results: Path, ranks_dir: Path) -> str:
     latest: dict[tuple, dict] = {}
     for r in timed:  # rows come in order: a later measurement of the same case replaces an earlier one
         latest[(r["benchmark"], r["dataset"], r["shape"], r["threads"], r["variant"], r["metric"])] = r
-    cases = sorted({k[:4] for k in latest}, key=lambda k: (kinds.index(k[0]), int(k[3])))
+    def order(k):  # kind, threads, then the shape's leading size (the sort must not hang on set order)
+        size = re.match(r"[\d,]+", k[2])
+        return kinds.index(k[0]), int(k[3]), int(size.group().replace(",", "")) if size else 0, k[1], k[2]
+
+    cases = sorted({k[:4] for k in latest}, key=order)
     if cases:
         out.append("Before (the code of the commit in *before*: torch's comparison matrix, or for *evaluate* the "
                    "compiled count) and after (the compiled count; for *evaluate* the AMX two-pass count), "

@@ -9,9 +9,12 @@
     # (d) Books' shape, the whole evaluate() (SASRec forward pass included) on the test split of
     #     data.synthetic("books", n_users=2048) (700k items), against the code of the 3,258 s row
     python benchmarks/engine.py evaluate --users 2048 --reps 3 --before 70855a6
+    # (e) the same, against the compiled count of 10c1c23 (the AMX two-pass count is the "after"), 1 and 2 threads
+    python benchmarks/engine.py evaluate --users 2048 --reps 3 --before 10c1c23 [--threads 2]
 
 Every measurement runs in its own process (``engine.py _measure ...``), one
-thread (``OMP_NUM_THREADS=1``, ``torch.set_num_threads(1)``), before and
+thread unless ``--threads`` says otherwise (``OMP_NUM_THREADS``,
+``torch.set_num_threads``), before and
 after alternating, ``--reps`` times each; the rows hold the medians (and
 every repetition). "before" is the code of ``--before`` (a commit, default
 the last one without the compiled count): its ``evaluation.py`` is read
@@ -57,14 +60,30 @@ BATCH = 1024
 
 
 def _before_module(rev: str, workdir: Path):
-    """``fastregen.evaluation`` as it was at ``rev``, imported under another name."""
-    src = subprocess.run(["git", "show", f"{rev}:python/fastregen/evaluation.py"], cwd=HERE, capture_output=True,
-                         text=True, check=True).stdout
-    path = workdir / "evaluation_before.py"
-    path.write_text(src)
+    """``fastregen.evaluation`` as it was at ``rev`` (a module, or since the split a package), imported
+    under another name."""
+    listing = subprocess.run(["git", "ls-tree", "--name-only", rev, "python/fastregen/"], cwd=HERE.parent,
+                             capture_output=True, text=True, check=True).stdout.split()
+    if "python/fastregen/evaluation.py" in listing:
+        src = subprocess.run(["git", "show", f"{rev}:python/fastregen/evaluation.py"], cwd=HERE.parent, capture_output=True,
+                             text=True, check=True).stdout
+        path = workdir / "evaluation_before.py"
+        path.write_text(src)
+        search = None
+    else:  # the package: its files, read from git into a folder of its own
+        pkg = workdir / "evaluation_before"
+        pkg.mkdir()
+        names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:python/fastregen/evaluation"], cwd=HERE.parent,
+                               capture_output=True, text=True, check=True).stdout.split()
+        for name in names:
+            (pkg / name).write_text(subprocess.run(["git", "show", f"{rev}:python/fastregen/evaluation/{name}"],
+                                                   cwd=HERE.parent, capture_output=True, text=True, check=True).stdout)
+        path, search = pkg / "__init__.py", [str(pkg)]
     # a submodule of the installed package, so that its relative imports (`from . import _core`) resolve
-    spec = importlib.util.spec_from_file_location("fastregen._evaluation_before", path)
+    spec = importlib.util.spec_from_file_location("fastregen._evaluation_before", path,
+                                                  submodule_search_locations=search)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # a package's submodules import their parent by name
     spec.loader.exec_module(mod)
     return mod
 
@@ -87,7 +106,7 @@ def _measure(args) -> dict:
     import numpy as np
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     work = Path(args.out).parent
     before = _before_module(args.before, work) if args.variant == "before" else None
     from fastregen import evaluation
@@ -161,7 +180,8 @@ def _load() -> str:
 def _compare(args, shape: str, dataset: str) -> None:
     import numpy as np
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    n = str(args.threads)
+    env = dict(os.environ, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n)
     times = {"before": [], "after": []}
     cpu = {"before": [], "after": []}
     load_start = _load()
@@ -172,7 +192,8 @@ def _compare(args, shape: str, dataset: str) -> None:
                 out = Path(tmp) / f"{variant}{rep}" / "ranks.npy"
                 out.parent.mkdir()
                 cmd = [sys.executable, str(Path(__file__).resolve()), "_measure", "--kind", args.command,
-                       "--variant", variant, "--out", str(out), "--before", args.before, "--seed", str(args.seed)]
+                       "--variant", variant, "--out", str(out), "--before", args.before, "--seed", str(args.seed),
+                       "--threads", str(args.threads)]
                 if args.command in ("books", "evaluate"):
                     cmd += ["--users", str(args.users), "--items", str(args.items)]
                 else:
@@ -206,7 +227,7 @@ def _compare(args, shape: str, dataset: str) -> None:
                         f"test split of data.synthetic('books', n_users={args.users}), batch {BATCH}, history "
                         "excluded, forward pass included"}[args.command]
     base = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": git_commit(HERE),
-            "machine": f"{cpu_model()}, {os.cpu_count()} cores", "device": "cpu", "threads": 1, "load": load,
+            "machine": f"{cpu_model()}, {os.cpu_count()} cores", "device": "cpu", "threads": args.threads, "load": load,
             "benchmark": args.command, "dataset": dataset, "shape": shape, "reps": args.reps,
             "identical_ranks": identical, "before": args.before, "note": what}
     med = {}
@@ -245,6 +266,7 @@ def main(argv=None) -> None:
         p.add_argument("--reps", type=int, default=5, help="runs of each side, alternating (default 5)")
         p.add_argument("--before", default=BASE, help=f"the commit measured as 'before' (default {BASE})")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--threads", type=int, default=1, help="threads of each run (torch, OpenMP; default 1)")
     m = sub.add_parser("_measure")  # one run, in its own process
     m.add_argument("--kind", choices=["ranks", "validation", "books", "evaluate"], required=True)
     m.add_argument("--variant", choices=["before", "after"], required=True)
@@ -254,12 +276,15 @@ def main(argv=None) -> None:
     m.add_argument("--data")
     m.add_argument("--users", type=int, default=2000)
     m.add_argument("--items", type=int, default=700_000)
+    m.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.command == "_measure":
         print(json.dumps(_measure(args)))
         return
     if args.reps < 1:
         parser.error(f"--reps must be >= 1, got {args.reps}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     if args.command == "books":
         _compare(args, f"{args.users} users x {args.items + 1} columns, d=64", "synthetic (Books shape)")
     elif args.command == "evaluate":

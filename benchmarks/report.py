@@ -425,34 +425,43 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
 
 
 def engine_report(results: Path, ranks_dir: Path) -> str:
-    """results/engine.csv: the compiled rank count and the validation pass before/after (`engine.py`),
-    and the training epoch's CPU time per training set (`epoch_cost.py`); the latest measurement of each."""
+    """results/engine.csv: the compiled rank count, the validation pass and the whole evaluate() before/after
+    (`engine.py`, one row per thread count), and the training epoch's CPU time per training set
+    (`epoch_cost.py`); the latest measurement of each."""
     rows = read_results(results)
     if not rows:
         return "_No engine rows yet (`python benchmarks/engine.py ranks ...`)._\n"
     out = []
-    timed = [r for r in rows if r["benchmark"] in ("ranks", "validation", "books")]
+    kinds = ("ranks", "validation", "books", "evaluate")
+    timed = [r for r in rows if r["benchmark"] in kinds]
     latest: dict[tuple, dict] = {}
     for r in timed:  # rows come in order: a later measurement of the same case replaces an earlier one
-        latest[(r["benchmark"], r["dataset"], r["shape"], r["variant"], r["metric"])] = r
-    cases = sorted({k[:3] for k in latest}, key=lambda k: ("ranks", "validation", "books").index(k[0]))
+        latest[(r["benchmark"], r["dataset"], r["shape"], r["threads"], r["variant"], r["metric"])] = r
+    def order(k):  # kind, threads, then the shape's leading size (the sort must not hang on set order)
+        size = re.match(r"[\d,]+", k[2])
+        return kinds.index(k[0]), int(k[3]), int(size.group().replace(",", "")) if size else 0, k[1], k[2]
+
+    cases = sorted({k[:4] for k in latest}, key=order)
     if cases:
-        out.append("Before (torch: the comparison matrix, `evaluation.py` of the commit in *before*) and after "
-                   "(the compiled count), alternating one-thread processes, medians; ranks identical in every "
-                   "repetition.\n")
-        out.append("| benchmark | data | shape | before (s) | after (s) | speed-up | reps | ranks identical | "
-                   "before | commit | date | load |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for b, d, shape in cases:
-            before = latest.get((b, d, shape, "before", "seconds_median"))
-            after = latest.get((b, d, shape, "after", "seconds_median"))
-            ratio = latest.get((b, d, shape, "after/before", "speedup"))
+        out.append("Before (the code of the commit in *before*: torch's comparison matrix, or for *evaluate* the "
+                   "compiled count) and after (the compiled count; for *evaluate* the AMX two-pass count), "
+                   "alternating processes of *threads* threads, medians of wall time and, where measured, of CPU "
+                   "time (which the load does not inflate); ranks identical in every repetition.\n")
+        out.append("| benchmark | data | shape | threads | before (s) | after (s) | speed-up | CPU speed-up | reps | "
+                   "ranks identical | before | commit | date | load |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for b, d, shape, threads in cases:
+            before = latest.get((b, d, shape, threads, "before", "seconds_median"))
+            after = latest.get((b, d, shape, threads, "after", "seconds_median"))
+            ratio = latest.get((b, d, shape, threads, "after/before", "speedup"))
+            cpu = latest.get((b, d, shape, threads, "after/before", "cpu_speedup"))
             if not (before and after and ratio):
                 continue
-            out.append(f"| {b} | {d} | {shape} | {float(before['value']):.2f} | {float(after['value']):.2f} | "
-                       f"**{float(ratio['value']):.2f}x** | {after['reps']} | {after['identical_ranks']} | "
-                       f"{after['before']} | {after['commit']} | {after['date'][:10]} | "
-                       f"{_cell(after['load'].split(';')[0])} |")
+            cpu_cell = f"**{float(cpu['value']):.2f}x**" if cpu and cpu["commit"] == after["commit"] else ""
+            out.append(f"| {b} | {d} | {shape} | {threads} | {float(before['value']):.2f} | "
+                       f"{float(after['value']):.2f} | **{float(ratio['value']):.2f}x** | {cpu_cell} | "
+                       f"{after['reps']} | {after['identical_ranks']} | {after['before']} | {after['commit']} | "
+                       f"{after['date'][:10]} | {_cell(after['load'].split(';')[0])} |")
     ckpt = [r for r in rows if r["benchmark"] == "checkpoint"]
     if ckpt:
         last = [r for r in ckpt if r["date"] == max(r["date"] for r in ckpt)]

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "amx_ranks.hpp"
 #include "csr.hpp"
 #include "entropy.hpp"
 #include "mining.hpp"
@@ -749,6 +750,150 @@ PYBIND11_MODULE(_core, m) {
         "See fastregen.evaluation.target_ranks and fastregen.reference.ranks.");
   }
   // ===== end section: ranks =====
+
+  // ===== section: amx ranks (two-pass exact full ranking) =====
+  {
+    // (rows, dim) float32, C-contiguous; pinned, not copied (the item table is hundreds of MiB at
+    // Books' scale): a value changed meanwhile changes a score, never an index.
+    auto matrix = [](InputGuard& guard, const py::array& a, const char* what) {
+      if (!py::isinstance<carray<float>>(a))
+        throw py::type_error(std::string(what) + " must be a C-contiguous float32 array, got dtype " +
+                             std::string(py::str(a.dtype())));
+      carray<float> m = a.cast<carray<float>>();
+      if (m.ndim() != 2)
+        throw py::value_error(std::string(what) + " must be 2-D, got " + std::to_string(m.ndim()) + " dimensions");
+      guard.pin(a);
+      return m;
+    };
+    auto ids = [](InputGuard& guard, const py::array& a, const char* what) {
+      if (!py::isinstance<carray<int64_t>>(a))
+        throw py::type_error(std::string(what) + " must be a C-contiguous int64 array, got dtype " +
+                             std::string(py::str(a.dtype())));
+      carray<int64_t> v = guard.frozen(a.cast<carray<int64_t>>());
+      if (v.ndim() != 1) throw py::value_error(std::string(what) + " must be 1-D");
+      return v;
+    };
+    py::class_<PackedItems>(m, "PackedItems",
+                            "An item table in the AMX tile layout (bf16 parts, VNNI pairs) and its items' norms; "
+                            "built by pack_items, read by amx_rank_counts.")
+        .def_property_readonly("n_items", [](const PackedItems& p) { return p.n_items; })
+        .def_property_readonly("dim", [](const PackedItems& p) { return p.dim; });
+    m.def("amx_available", &amx_available,
+          "Whether amx_rank_counts can run here (x86-64 build, AMX-BF16 CPU, tile state granted by the OS).");
+    m.def(
+        "pack_items",
+        [matrix](const py::array& table_in, int threads) {
+          InputGuard guard;
+          const carray<float> table = matrix(guard, table_in, "table");
+          const int64_t C = static_cast<int64_t>(table.shape(0)), d = static_cast<int64_t>(table.shape(1));
+          if (d < 1) throw py::value_error("table must have at least one column");
+          py::gil_scoped_release nogil;
+          return pack_items(table.data(), C, d, threads);
+        },
+        py::arg("table"), py::arg("threads") = 0,
+        "The item table (n_items, dim) float32 in the tile layout of amx_rank_counts: each row's bf16 parts\n"
+        "[hi | hi | lo] and its norm (rounded up; +inf outside the safe range). GIL released.");
+    m.def(
+        "amx_rank_counts",
+        [matrix, ids](const py::array& hidden_in, const py::array& table_in, const PackedItems& packed,
+                      const py::array& targets_in, const py::array& ex_offsets_in, const py::array& ex_items_in,
+                      int threads) -> py::tuple {
+          InputGuard guard;
+          const carray<float> hidden = matrix(guard, hidden_in, "hidden");
+          const carray<float> table = matrix(guard, table_in, "table");
+          const int64_t B = static_cast<int64_t>(hidden.shape(0)), C = static_cast<int64_t>(table.shape(0));
+          const int64_t d = static_cast<int64_t>(table.shape(1));
+          if (hidden.shape(1) != d || packed.n_items != C || packed.dim != d)
+            throw py::value_error("hidden (" + std::to_string(B) + ", " + std::to_string(hidden.shape(1)) +
+                                  "), table (" + std::to_string(C) + ", " + std::to_string(d) + ") and packed (" +
+                                  std::to_string(packed.n_items) + ", " + std::to_string(packed.dim) +
+                                  ") do not match");
+          const carray<int64_t> targets = ids(guard, targets_in, "targets");
+          const carray<int64_t> offsets = ids(guard, ex_offsets_in, "ex_offsets");
+          const carray<int64_t> items = ids(guard, ex_items_in, "ex_items");
+          if (targets.size() != B || offsets.size() != B + 1)
+            throw py::value_error("targets must have " + std::to_string(B) + " values and ex_offsets " +
+                                  std::to_string(B + 1) + ", got " + std::to_string(targets.size()) + " and " +
+                                  std::to_string(offsets.size()));
+          const int64_t* t = targets.data();
+          for (int64_t r = 0; r < B; ++r)
+            if (t[r] < 1 || t[r] >= C)
+              throw py::value_error("targets[" + std::to_string(r) + "] = " + std::to_string(t[r]) +
+                                    " is not an item id in 1.." + std::to_string(C - 1));
+          const int64_t* o = offsets.data();
+          if (o[0] != 0 || o[B] != static_cast<int64_t>(items.size()))
+            throw py::value_error("ex_offsets must run from 0 to len(ex_items) = " + std::to_string(items.size()));
+          const int64_t* it = items.data();
+          for (int64_t r = 0; r < B; ++r) {
+            if (o[r + 1] < o[r])
+              throw py::value_error("ex_offsets must be non-decreasing; ex_offsets[" + std::to_string(r + 1) +
+                                    "] = " + std::to_string(o[r + 1]) + " < " + std::to_string(o[r]));
+            for (int64_t g = o[r]; g < o[r + 1]; ++g) {
+              if (it[g] < 1 || it[g] >= C)
+                throw py::value_error("ex_items[" + std::to_string(g) + "] = " + std::to_string(it[g]) +
+                                      " is not an item id in 1.." + std::to_string(C - 1));
+              if (g > o[r] && it[g] <= it[g - 1])
+                throw py::value_error("each row's ex_items must be strictly ascending; ex_items[" +
+                                      std::to_string(g) + "] = " + std::to_string(it[g]) + " follows " +
+                                      std::to_string(it[g - 1]));
+            }
+          }
+          if (!amx_available()) throw py::value_error("amx_rank_counts: the CPU or the OS offers no AMX tiles");
+          AmxRankInput in;
+          in.hidden = hidden.data();
+          in.rows = B;
+          in.table = table.data();
+          in.packed = &packed;
+          in.targets = t;
+          in.ex_offsets = o;
+          in.ex_items = it;
+          AmxRankCounts res;
+          {
+            py::gil_scoped_release nogil;
+            res = amx_rank_counts(in, threads);
+          }
+          return py::make_tuple(to_numpy(std::move(res.count)), to_numpy(std::move(res.excluded)), res.rechecked,
+                                res.exact_rows);
+        },
+        py::arg("hidden"), py::arg("table"), py::arg("packed"), py::arg("targets"), py::arg("ex_offsets"),
+        py::arg("ex_items"), py::arg("threads") = 0,
+        "Exact full-ranking counts by a bf16 AMX pass and an exact recheck of its undecided pairs.\n\n"
+        "-> (count int64 (B,), excluded int64 (B,), rechecked int, exact_rows int).\n"
+        "count[r] = #{j in 1..C-1, j != targets[r], j not in row r's ex_items: score(hidden[r], table[j]) >=\n"
+        "score(hidden[r], table[targets[r]])}, score the float32 fma chain (exact_scores); excluded[r] = row r's\n"
+        "ex_items other than its target (per row strictly ascending, ids 1..C-1). packed = pack_items(table)\n"
+        "of this very table. GIL released; OpenMP over users; the result never depends on `threads`.\n"
+        "See csrc/amx_ranks.hpp for the error bound and fastregen.evaluation.ranks.");
+    m.def(
+        "exact_scores",
+        [matrix, ids](const py::array& hidden_in, const py::array& table_in, const py::array& rows_in,
+                      const py::array& items_in) {
+          InputGuard guard;
+          const carray<float> hidden = matrix(guard, hidden_in, "hidden");
+          const carray<float> table = matrix(guard, table_in, "table");
+          const carray<int64_t> rows = ids(guard, rows_in, "rows");
+          const carray<int64_t> items = ids(guard, items_in, "items");
+          const int64_t d = static_cast<int64_t>(table.shape(1));
+          if (hidden.shape(1) != d || rows.size() != items.size())
+            throw py::value_error("hidden and table must have the same columns and rows, items the same length");
+          for (py::ssize_t i = 0; i < rows.size(); ++i)
+            if (rows.data()[i] < 0 || rows.data()[i] >= hidden.shape(0) || items.data()[i] < 0 ||
+                items.data()[i] >= table.shape(0))
+              throw py::value_error("pair " + std::to_string(i) + " = (" + std::to_string(rows.data()[i]) + ", " +
+                                    std::to_string(items.data()[i]) + ") is outside hidden or table");
+          std::vector<float> out;
+          {
+            py::gil_scoped_release nogil;
+            out = exact_scores(hidden.data(), table.data(), d, rows.data(), items.data(),
+                               static_cast<int64_t>(rows.size()));
+          }
+          return to_numpy(std::move(out));
+        },
+        py::arg("hidden"), py::arg("table"), py::arg("rows"), py::arg("items"),
+        "score(hidden[rows[i]], table[items[i]]) float32: s = 0; s = fma(u[k], v[k], s) for k in order.\n"
+        "See fastregen.reference.ranks.fma_scores.");
+  }
+  // ===== end section: amx ranks =====
 
   (void)&make_view;
   (void)&csr_to_numpy;

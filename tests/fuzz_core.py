@@ -482,6 +482,48 @@ def t_rank_counts():
     return run
 
 
+def t_amx_ranks():
+    # Valid or broken: ids out of 1..C-1, unsorted or repeated exclusions, offsets that do not start at 0
+    # or miss the end, a packed table of another shape, a wrong dtype; values with ties, zeros, huge,
+    # tiny and non-finite entries. Valid calls match the exact scores' reference ranks.
+    _value = st.sampled_from([-1.0, 0.0, 0.5, 1.0, 3.0, 1e-30, 1e20, math.inf, math.nan])
+
+    @given(st.integers(0, 5), st.integers(1, 40), st.integers(1, 5), st.lists(st.integers(-1, 41), max_size=6),
+           st.lists(st.lists(st.integers(-1, 41), max_size=4), max_size=6), st.lists(_value, min_size=30, max_size=30),
+           st.sampled_from(["float32", "float64"]), st.booleans(), st.sampled_from([1, 2]))
+    @_counted
+    def run(B, C, d, targets, excluded, values, dtype, same_table, threads):
+        vals = np.array(values, dtype=np.float32)
+        hidden = np.resize(vals, B * d).reshape(B, d).astype(dtype)
+        table = np.resize(vals[::-1], C * d).reshape(C, d).astype(np.float32)
+        t = np.array((targets + [1] * B)[:B], dtype=np.int64)
+        rows = (excluded + [[]] * B)[:B]
+        off = np.r_[0, np.cumsum([len(r) for r in rows])].astype(np.int64)
+        ex = np.array([i for r in rows for i in r], dtype=np.int64)
+        packed = _core.pack_items(table if same_table else table[: max(C - 1, 1)], threads)
+        pairs = np.repeat(np.arange(B), C).astype(np.int64), np.tile(np.arange(C), B).astype(np.int64)
+        if dtype == "float32":
+            np.testing.assert_array_equal(_core.exact_scores(hidden, table, *pairs),
+                                          ref_ranks.fma_scores(hidden, table).ravel())
+        valid = (dtype == "float32" and (same_table or C == 1) and _core.amx_available()
+                 and all(1 <= i < C for i in t) and all(1 <= i < C for i in ex)
+                 and all(all(a < b for a, b in zip(r, r[1:])) for r in rows))
+
+        def call():
+            return _core.amx_rank_counts(hidden, table, packed, t, off, ex, threads)
+
+        if not valid:
+            _expect_clean_error(call)
+            return
+        count, excluded_n, _, _ = call()
+        scores = ref_ranks.fma_scores(hidden, table)
+        want = ref_ranks.rank_counts(scores, t, scores[np.arange(B), t] if B else np.zeros(0, np.float32),
+                                     off, ex, 0, C)
+        assert np.array_equal(count, want[0]) and np.array_equal(excluded_n, want[1])
+
+    return run
+
+
 TARGETS = {
     "tokenize_int_lines": t_tokenize,
     "parse_user_lines": t_parse_user_lines,
@@ -496,6 +538,7 @@ TARGETS = {
     "mine_entropy_patterns": t_entropy_miner,
     "segment": t_segment,
     "rank_counts": t_rank_counts,
+    "amx_rank_counts/pack_items/exact_scores": t_amx_ranks,
 }
 
 

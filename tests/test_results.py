@@ -165,6 +165,23 @@ def test_engine_report_reads_the_latest_measurements(tmp_path):
     assert "| 3.00 | 0.50 | **6.00x** |" in row  # the later measurement replaces the earlier one
 
 
+def test_engine_report_keeps_thread_counts_apart_with_their_cpu_speedup(tmp_path):
+    path = tmp_path / "engine.csv"
+    common = dict(commit="abc", machine="m", device="cpu", load="loadavg 1.0", dataset="synthetic('books')",
+                  shape="8 x 20", reps=3, values="", identical_ranks=True, before="0000000", note="",
+                  date="2026-01-01", benchmark="evaluate")
+    for threads, wall, cpu in ((1, 2.0, 1.5), (2, 8.0, 4.0)):
+        for variant, metric, value in (("before", "seconds_median", wall), ("after", "seconds_median", 1.0),
+                                       ("after/before", "speedup", wall), ("before", "cpu_seconds_median", cpu),
+                                       ("after", "cpu_seconds_median", 0.5), ("after/before", "cpu_speedup", cpu / 0.5)):
+            _results.append_result(path, **common, threads=threads, variant=variant, metric=metric, value=value,
+                                   unit="s")
+    rows = [ln for ln in report.engine_report(path, tmp_path).splitlines() if ln.startswith("| evaluate")]
+    assert len(rows) == 2
+    assert "| 1 | 2.00 | 1.00 | **2.00x** | **3.00x** |" in rows[0]
+    assert "| 2 | 8.00 | 1.00 | **8.00x** | **8.00x** |" in rows[1]
+
+
 def test_verdict_keeps_the_authors_training_scheme_apart(tmp_path):
     """Runs under the authors' training scheme (protocol "all/authors") are another trainer: they get
     their own line, and never enter the fastregen-scheme pairing (an authors'-scheme original at seed 0

@@ -159,4 +159,37 @@ def rank_counts(
     ``count[r] = #{j in block: j != 0, j != targets[r], j not excluded: scores[r, j - c0] >= thresholds[r]}``;
     see ``fastregen.reference.ranks.rank_counts``.
     """
+
+# ----- amx ranks (two-pass exact full ranking; csrc/amx_ranks.hpp) -----
+class PackedItems:
+    """An item table in the AMX tile layout and its items' norms (from `pack_items`)."""
+    @property
+    def n_items(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+
+def amx_available() -> bool:
+    """Whether `amx_rank_counts` can run here (AMX-BF16 CPU, tile state granted by the OS)."""
+
+def pack_items(table: npt.NDArray[np.float32], threads: int = 0) -> PackedItems:
+    """The item table (n_items, dim) float32 in the tile layout of `amx_rank_counts`."""
+
+def amx_rank_counts(
+    hidden: npt.NDArray[np.float32],
+    table: npt.NDArray[np.float32],
+    packed: PackedItems,
+    targets: npt.NDArray[np.int64],
+    ex_offsets: npt.NDArray[np.int64],
+    ex_items: npt.NDArray[np.int64],
+    threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int, int]:
+    """Exact full-ranking counts: (count, excluded, rechecked pairs, users ranked exactly throughout)."""
+
+def exact_scores(
+    hidden: npt.NDArray[np.float32],
+    table: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float32]:
+    """The float32 fma chain of each pair; see ``fastregen.reference.ranks.fma_scores``."""
 # ----- end ranks -----

@@ -25,7 +25,13 @@ data. Padding (id 0) is never a candidate.
 Backends: on CPU the ranks are counted by a compiled kernel
 (`fastregen._core.rank_counts`, reference `fastregen.reference.ranks`)
 without the ``B x C`` comparison matrix; ``backend="torch"`` is the tensor
-path (any device) it is tested against; both give identical ranks.
+path (any device) it is tested against; both give identical ranks. On CPUs
+with AMX tiles, ``"auto"`` has `item_ranks` / `evaluate` take
+``backend="amx"`` (`fastregen._core.amx_rank_counts`, csrc/amx_ranks.hpp):
+a bf16 tile pass decides every comparison outside a proven error bound and
+the exact float32 score decides the rest, never holding more than 32 x 32
+scores; identical ranks again (the exact score, an fma chain over the
+dimensions, is what MKL's sgemm computes at these shapes).
 
 For the fine-ranking stage (pointwise labels), `binary_metrics` gives AUC
 and Logloss. `evaluate_stages` reports UniDS's three stages (recall: MRR,

@@ -5,7 +5,11 @@ Ties are broken pessimistically (see `fastregen.evaluation`). On CPU the
 count is the compiled `fastregen._core.rank_counts` (reference
 `fastregen.reference.ranks`), blocked over items and users so a block of
 scores stays in cache between the product and the count; ``backend="torch"``
-is the tensor path it is tested against.
+is the tensor path it is tested against. Where the CPU has AMX tiles,
+`item_ranks` ranks float32 scores by `fastregen._core.amx_rank_counts`
+(``backend="amx"``, issue 28): a bf16 pass with a proven error bound decides
+almost every comparison and the exact float32 score decides the rest, so the
+ranks are those of the exact scores (csrc/amx_ranks.hpp).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ _MIN_BLOCK_ROWS = 16
 _BLOCK_ITEMS = 1024
 #: ... and about this many users (1 MiB of float32 scores: the L2 cache of one core holds them).
 _BLOCK_ROWS = 256
+#: ``backend="auto"`` takes the AMX path up to this many dimensions: there the exact score (an fma chain
+#: over k in order) is what MKL's sgemm, hence the other backends, computes (tests/test_ranks_amx.py).
+_AMX_MAX_DIM = 256
 
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, exclude_rows=None, exclude_cols=None,
@@ -104,12 +111,60 @@ _BACKENDS = ("auto", "torch", "native")
 
 def _use_native(backend: str, scores: torch.Tensor) -> bool:
     """Whether ``backend`` runs the compiled kernel on ``scores``; ValueError for what it cannot run."""
+    if backend == "amx":  # item_ranks' own: here (target_ranks, stage_scores) the native count
+        backend = "native"
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}, got {backend!r}")
     fits = scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64)
     if backend == "native" and not fits:
         raise ValueError(f"backend='native' ranks CPU float32/float64 scores, got {scores.dtype} on {scores.device}")
     return backend == "native" or (backend == "auto" and fits)
+
+
+def _use_amx(backend: str, hidden: torch.Tensor, table: torch.Tensor) -> bool:
+    """Whether `item_ranks` runs the two-pass AMX count (see its ``backend``); ValueError when
+    ``backend="amx"`` cannot run."""
+    if backend not in _BACKENDS + ("amx",):
+        raise ValueError(f"backend must be one of {', '.join(_BACKENDS + ('amx',))}, got {backend!r}")
+    if backend not in ("auto", "amx"):
+        return False
+    fits = (hidden.device.type == "cpu" and table.device.type == "cpu" and hidden.dtype == torch.float32
+            and table.dtype == torch.float32)
+    if backend == "amx":
+        if not fits:
+            raise ValueError(f"backend='amx' ranks CPU float32 scores, got hidden {hidden.dtype} on {hidden.device}, "
+                             f"table {table.dtype} on {table.device}")
+        if not _core.amx_available():
+            raise ValueError("backend='amx' needs a CPU with AMX-BF16 tiles (and an OS granting them); use 'auto'")
+        return True
+    return (fits and hidden.shape[0] >= _MIN_BLOCK_ROWS and hidden.shape[1] <= _AMX_MAX_DIM
+            and _core.amx_available())
+
+
+def _amx_ranks(hidden, table, targets, exclude_rows, exclude_cols, threads, packed=None):
+    """`item_ranks` by `fastregen._core.amx_rank_counts`; ``packed`` (`_amx_table`) saves packing the
+    table again for each batch of users."""
+    B, C = hidden.shape[0], table.shape[0]
+    if targets.dim() != 1 or targets.size(0) != B:
+        raise ValueError(f"hidden (B, d) and targets (B,) do not match: {tuple(hidden.shape)} vs {tuple(targets.shape)}")
+    _check_targets(targets, C)
+    er, ec = _checked_exclusions(exclude_rows, exclude_cols, B, C)
+    ex_offsets, ex_items = _exclusion_csr(er, ec, B, C)
+    table_np = table.contiguous().numpy()
+    if packed is None:
+        packed = _core.pack_items(table_np, threads)
+    count, excluded, _, _ = _core.amx_rank_counts(hidden.contiguous().numpy(), table_np, packed,
+                                                  targets.long().cpu().numpy(), ex_offsets, ex_items, threads)
+    return torch.from_numpy(count), torch.from_numpy(C - 1 - excluded)
+
+
+def _amx_table(table: torch.Tensor, backend: str = "auto", threads: int | None = None):
+    """The item table packed for `item_ranks`' AMX path (pass it as ``_packed`` for every batch scored
+    against this very table), or None when ``backend`` would not take that path for it."""
+    probe = torch.empty(_MIN_BLOCK_ROWS, table.shape[1], dtype=torch.float32)
+    if not _use_amx(backend, probe, table.detach()):
+        return None
+    return _core.pack_items(table.detach().contiguous().numpy(), _threads(threads))
 
 
 def _threads(threads: int | None) -> int:
@@ -154,7 +209,7 @@ def _exclusion_csr(er, ec, B: int, C: int) -> tuple[np.ndarray, np.ndarray]:
 
 def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, exclude_rows=None,
                exclude_cols=None, chunk_size: int | None = None, *, backend: str = "auto",
-               threads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               threads: int | None = None, _packed=None) -> tuple[torch.Tensor, torch.Tensor]:
     """`target_ranks` of the scores ``hidden @ table.T``, computed a chunk of items at a time.
 
     Parameters
@@ -182,9 +237,20 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
         shape may round a score differently in its last bit (matrix
         kernels pick their blocking by shape), so a near-tie may rank
         differently than in one product of all items.
-    backend, threads
+    backend : {"auto", "torch", "native", "amx"}, default "auto"
         As in `target_ranks` (``"native"``: the compiled kernel counts each
-        chunk, CPU only); both backends give identical ranks.
+        chunk, CPU only). ``"amx"``: `fastregen._core.amx_rank_counts`, the
+        two-pass count (bf16 tiles, then the exact score of the pairs the
+        error bound leaves open; csrc/amx_ranks.hpp); CPU float32 with AMX
+        only, ``chunk_size`` unused (it never holds a block of scores beyond
+        32 x 32). Its score is the float32 fma chain over the dimensions in
+        order (`fastregen.reference.ranks.fma_scores`), what MKL's sgemm
+        computes for d <= 300 and >= 16 rows, so ``"auto"`` takes it for
+        CPU float32, at least `_MIN_BLOCK_ROWS` rows and d <= `_AMX_MAX_DIM`
+        when the CPU has AMX (else native / torch as before): all backends
+        then give identical ranks.
+    threads : int, optional
+        As in `target_ranks`.
     """
     if hidden.dim() != 2 or table.dim() != 2 or hidden.shape[1] != table.shape[1]:
         raise ValueError(f"hidden (B, d) and table (C, d) do not match: {tuple(hidden.shape)} vs {tuple(table.shape)}")
@@ -194,6 +260,8 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     hidden, table = hidden.detach(), table.detach()
+    if _use_amx(backend, hidden, table):
+        return _amx_ranks(hidden, table, targets, exclude_rows, exclude_cols, _threads(threads), _packed)
     if chunk_size >= C and B >= _MIN_BLOCK_ROWS and _use_native(backend, hidden.new_empty(0, dtype=torch.result_type(hidden, table))):
         return _full_ranks_native(hidden, table, targets, exclude_rows, exclude_cols, _threads(threads))
     if chunk_size >= C:

@@ -3,14 +3,16 @@
 `rank_counts` is the test oracle of the compiled ``fastregen._core.rank_counts``
 (what `fastregen.evaluation.target_ranks` and `item_ranks` call on CPU): the
 same counts, written the plain way, with the ``B x width`` comparison matrix
-the kernel avoids.
+the kernel avoids. `fma_scores` is the exact float32 score of the two-pass
+kernel in ``csrc/amx_ranks.hpp`` (``fastregen._core.exact_scores``, the scores
+`fastregen.evaluation.item_ranks` ranks with ``backend="amx"``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rank_counts"]
+__all__ = ["rank_counts", "fma_scores"]
 
 
 def rank_counts(scores, targets, thresholds, ex_offsets, ex_items, c0: int = 0, n_columns: int | None = None,
@@ -76,3 +78,52 @@ def rank_counts(scores, targets, thresholds, ex_offsets, ex_items, c0: int = 0, 
             band = candidate & (scores >= lo[:, None]) & (scores < thr[:, None])
     rows, cols = np.nonzero(band)
     return count, excluded, rows.astype(np.int64), scores[rows, cols]
+
+
+def fma_scores(hidden, table) -> np.ndarray:
+    """The float32 fused-multiply-add chain of every (row, item) pair.
+
+    ``s = 0; for k in 0..d-1: s = fma(hidden[r, k], table[j, k], s)``, each
+    step rounded once to float32 (nearest, ties to even), in that order: the
+    score ``csrc/amx_ranks.hpp`` defines (on this project's x86-64 machines
+    also what MKL's sgemm returns for d <= 300 and >= 16 rows).
+
+    Parameters
+    ----------
+    hidden : np.ndarray of float32, shape (B, d)
+    table : np.ndarray of float32, shape (C, d)
+
+    Returns
+    -------
+    np.ndarray of float32, shape (B, C)
+
+    Notes
+    -----
+    NumPy has no fma. One step is emulated exactly in float64: the product
+    of two float32 is exact there (48 bits), ``p + s`` is rounded once to
+    float64 (``t``) and its error ``e`` is recovered exactly (TwoSum). Rounding
+    ``t`` to float32 gives the fma's result unless ``t`` lies exactly halfway
+    between two float32 (no halfway point can lie strictly between the exact
+    sum and ``t``: halfway points are float64 numbers, and ``t`` is the float64
+    nearest the sum); then the sign of ``e`` says which side the exact sum is on.
+    """
+    u = np.asarray(hidden, dtype=np.float32).astype(np.float64)
+    v = np.asarray(table, dtype=np.float32).astype(np.float64)
+    s = np.zeros((u.shape[0], v.shape[0]), dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for k in range(u.shape[1]):
+            p = u[:, k, None] * v[None, :, k]
+            acc = s.astype(np.float64)
+            t = p + acc
+            # TwoSum: t + e == p + acc exactly
+            pv = t - acc
+            e = (p - pv) + (acc - (t - pv))
+            r = t.astype(np.float32)
+            r64 = r.astype(np.float64)
+            other = np.where(t > r64, np.nextafter(r, np.float32(np.inf)),
+                             np.nextafter(r, np.float32(-np.inf))).astype(np.float64)
+            halfway = (t != r64) & ((r64 + other) / 2 == t) & (e != 0) & np.isfinite(t)
+            # halfway: the exact sum lies on the side of t that e points to
+            pick_other = halfway & ((e > 0) == (other > r64))
+            s = np.where(pick_other, other.astype(np.float32), r)
+    return s

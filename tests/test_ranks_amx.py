@@ -105,6 +105,7 @@ def test_fma_scores_round_once():
     assert _core.exact_scores(u, v, np.zeros(1, np.int64), np.zeros(1, np.int64))[0] == want
 
 
+@needs_amx  # the premise of the AMX path only: elsewhere "auto" never takes it, and other BLAS kernels may differ
 @pytest.mark.parametrize("shape", [(16, 1024, 64), (256, 1024, 64), (300, 777, 50), (1024, 4096, 64), (64, 64, 256)])
 def test_sgemm_is_the_fma_chain(shape):
     """What makes ``backend="auto"`` (AMX) rank like the native and torch backends: torch.mm's float32

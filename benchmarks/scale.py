@@ -303,7 +303,7 @@ def decode(args) -> None:
 
 
 # --------------------------------------------------------------------------- sparse
-SPARSE_WORKER = r"""
+STEP_WORKER = r"""
 import json, statistics, sys, time
 import numpy as np, torch
 import torch.nn.functional as F
@@ -319,66 +319,106 @@ if mode == "dense":  # the gradients before sparse lookups: every lookup of an i
                                    "embedding": staticmethod(dense_embedding)})
     losses._rows = lambda ids, table: F.embedding(ids, table)
 from fastregen.data import load, leave_one_out
-from fastregen.training import CallbackHook, Examples, NextItemLoss, Trainer, adam
+from fastregen.training import CallbackHook, Examples, NextItemLoss, TrainConfig, Trainer, adam
 data = load(path)
-times, last = [], [0.0]
+times, cpu, last = [], [], [0.0, 0.0]
 def tick(t, b, v):
-    now = time.perf_counter(); times.append(now - last[0]); last[0] = now
+    now, now_cpu = time.perf_counter(), time.process_time()
+    times.append(now - last[0]); cpu.append(now_cpu - last[1]); last[:] = [now, now_cpu]
+updates = "lazy" if mode == "lazy" else "dense"  # "dense" and "sparse": fused Adam over the whole table
 if what == "regenerator":
     from fastregen.dr4sr import RegenConfig
     from fastregen.generator import Regenerator
-    from fastregen.generator.pretrain import RegeneratorLoss, pair_data
+    from fastregen.generator.pretrain import RegeneratorLoss, holdout_split, pair_data, pretrain_optimizer
     from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     train = dr4sr_input(data)
-    cfg = RegenConfig(progress=False)
-    examples = pair_data(pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_len=50), cfg)
+    cfg = RegenConfig(progress=False, item_updates=updates)
+    pairs = pair_data(pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_len=50), cfg)
+    examples = pairs.subset(holdout_split(len(pairs), cfg)[1])  # the pre-training split, as `pretrain`
     torch.manual_seed(0)
     model = Regenerator(data.num_items, cfg)
-    model.item_embedding.sparse = mode == "sparse"
-    trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=adam(model.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-9),
-                      batch_size=256, progress=False, hooks=[CallbackHook(step=tick)])
+    model.item_embedding.sparse = mode != "dense"
+    trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=pretrain_optimizer(model, cfg), batch_size=256,
+                      progress=False, hooks=[CallbackHook(step=tick)])
 else:
     from fastregen.models import build_model
+    from fastregen.training.fit import target_optimizer
     torch.manual_seed(0)
     model = build_model("sasrec", data.num_items, embed_dim=64, max_len=50)
     examples = Examples(leave_one_out(data).train, 50, "all")
-    trainer = Trainer(model, NextItemLoss("bce", 1), batch_size=256, progress=False, hooks=[CallbackHook(step=tick)])
+    trainer = Trainer(model, NextItemLoss("bce", 1), optimizer=target_optimizer(TrainConfig(item_updates=updates), model),
+                      batch_size=256, progress=False, hooks=[CallbackHook(step=tick)])
 trainer.set_normaliser(examples)
 order = examples.batch_order(256, trainer.generator, True)[:steps]
-last[0] = time.perf_counter()
+last[:] = [time.perf_counter(), time.process_time()]
 trainer.run_epoch(examples, order=order)
-print(json.dumps({"median_s": statistics.median(times[2:]), "steps": len(times),
+print(json.dumps({"median_s": statistics.median(times[2:]), "median_cpu_s": statistics.median(cpu[2:]),
+                  "steps": len(times), "steps_per_epoch": len(examples.batch_order(256, None, True)),
                   "weights": float(sum(p.detach().double().abs().sum() for p in model.parameters()))}))
 """
+#: What `STEP_WORKER`'s modes mean (the rows' notes say it).
+STEP_MODES = {"dense": "dense lookup gradients, fused Adam", "sparse": "sparse lookup gradients, fused Adam",
+              "lazy": "sparse lookup gradients, item_updates='lazy' (LazyAdam)"}
 
 
-def sparse(args) -> None:
-    """Step time with sparse item-table gradients vs the dense ones they replaced, side by side."""
+def _books_file(args) -> Path:
     from fastregen.data import save, synthetic
 
     path = Path(args.tmp or tempfile.gettempdir()) / f"books-{args.users}.txt"
     if not path.exists():
         save(synthetic("books", n_users=args.users), path)
-    rec = Recorder(args, "sparse_gradients", f"synthetic-books(n_users={args.users})")
-    for what in ("regenerator", "sasrec"):
-        times: dict[str, list[float]] = {"dense": [], "sparse": []}
-        weights = {}
+    return path
+
+
+def _side_by_side(args, experiment: str, modes: list[str], what: list[str]) -> None:
+    """Per model, the step time of each mode in turn (alternating processes, so all see the machine's load
+    alike), ``args.repeats`` times; one row per model: the last mode's median against the first's."""
+    path = _books_file(args)
+    rec = Recorder(args, experiment, f"synthetic-books(n_users={args.users})")
+    for name in what:
+        wall: dict[str, list[float]] = {m: [] for m in modes}
+        cpu: dict[str, list[float]] = {m: [] for m in modes}
+        weights, per_epoch, loads = {}, 0, [os.getloadavg()[0]]
         for _ in range(args.repeats):
-            for mode in ("dense", "sparse"):  # alternating, so both see the machine's load alike
-                out = subprocess.run([sys.executable, "-c", SPARSE_WORKER, what, mode, str(args.threads),
+            for mode in modes:
+                out = subprocess.run([sys.executable, "-c", STEP_WORKER, name, mode, str(args.threads),
                                       str(args.steps), str(path)], capture_output=True, text=True)
                 if out.returncode:
                     raise SystemExit(out.stderr[-3000:])
                 res = json.loads(out.stdout.strip().splitlines()[-1])
-                times[mode].append(res["median_s"])
-                weights[mode] = res["weights"]
-        dense, fast = statistics.median(times["dense"]), statistics.median(times["sparse"])
-        rec.row(f"{what}_step", items=700_000, d=64, batch=256, seconds=fast, fraction=1,
-                throughput=round(dense / fast, 2), unit="x faster than dense",
-                note=f"median s/step over {args.steps} steps x {args.repeats} runs: dense {dense:.3f} "
-                     f"({' '.join(f'{t:.3f}' for t in times['dense'])}), sparse {fast:.3f} "
-                     f"({' '.join(f'{t:.3f}' for t in times['sparse'])}); "
-                     f"sum of absolute weights after: dense {weights['dense']:.6g}, sparse {weights['sparse']:.6g}")
+                wall[mode].append(res["median_s"])
+                cpu[mode].append(res["median_cpu_s"])
+                weights[mode], per_epoch = res["weights"], res["steps_per_epoch"]
+                loads.append(os.getloadavg()[0])
+        base, new = modes[0], modes[-1]
+        med = {m: statistics.median(cpu[m] if args.cpu else wall[m]) for m in modes}
+        clock = "CPU" if args.cpu else "wall"
+        runs = "; ".join(f"{m} ({STEP_MODES[m]}) {clock} {med[m]:.4f} (runs {' '.join(f'{t:.4f}' for t in (cpu if args.cpu else wall)[m])}), "
+                         f"wall {statistics.median(wall[m]):.4f}" for m in modes)
+        rec.row(f"{name}_step", items=700_000, d=64, batch=256, seconds=med[new], fraction=1,
+                full_seconds=round(med[new] * per_epoch, 1),
+                throughput=round(med[base] / med[new], 2), unit=f"x faster than {base}",
+                note=f"median {clock} s/step over {args.steps} steps x {args.repeats} runs, modes alternating: {runs}; "
+                     f"full_seconds = {per_epoch} steps per epoch x the {new} median (estimate); "
+                     f"load average {min(loads):.1f}-{max(loads):.1f}; sum of absolute weights after: "
+                     + ", ".join(f"{m} {weights[m]:.6g}" for m in modes))
+
+
+def sparse(args) -> None:
+    """Step time with sparse item-table gradients vs the dense ones they replaced, side by side."""
+    _side_by_side(args, "sparse_gradients", ["dense", "sparse"], ["regenerator", "sasrec"])
+
+
+def steps(args) -> None:
+    """Step time of ``--modes`` (first: the baseline) side by side, per ``--what`` model, at Books shape."""
+    modes, what = args.modes.split(","), args.what.split(",")
+    for m in modes:
+        if m not in STEP_MODES:
+            raise SystemExit(f"unknown mode {m!r}; valid: {', '.join(STEP_MODES)}")
+    for w in what:
+        if w not in ("sasrec", "regenerator"):
+            raise SystemExit(f"unknown model {w!r}; valid: sasrec, regenerator")
+    _side_by_side(args, "item_updates", modes, what)
 
 
 # --------------------------------------------------------------------------- ddp
@@ -457,19 +497,24 @@ def main(argv=None) -> int:
     d.add_argument("--device", default="cpu")
     d.add_argument("--backend", default="auto")
     sp = sub.add_parser("sparse")
-    sp.add_argument("--users", type=int, default=800_000)
-    sp.add_argument("--steps", type=int, default=25)
-    sp.add_argument("--repeats", type=int, default=3)
+    st = sub.add_parser("steps")
+    st.add_argument("--modes", default="sparse,lazy", help=f"comma-separated, the first the baseline: {', '.join(STEP_MODES)}")
+    st.add_argument("--what", default="sasrec,regenerator", help="comma-separated: sasrec, regenerator")
+    for q in (sp, st):
+        q.add_argument("--users", type=int, default=800_000)
+        q.add_argument("--steps", type=int, default=25)
+        q.add_argument("--repeats", type=int, default=3)
+        q.add_argument("--cpu", action="store_true", help="compare CPU time per step (time.process_time), not wall")
     r = sub.add_parser("ddp")
     r.add_argument("--data", required=True)
     r.add_argument("--regen-epochs", type=int, default=1)
     r.add_argument("--train-epochs", type=int, default=3)
-    for q in (p, d, r, sp):
+    for q in (p, d, r, sp, st):
         q.add_argument("--threads", type=int, default=1, help="torch threads (per process for ddp)")
         q.add_argument("--results", default=str(RESULTS))
         q.add_argument("--tmp", default=None, help="folder for temporary outputs")
     args = ap.parse_args(argv)
-    {"pipeline": pipeline, "decode": decode, "ddp": ddp, "sparse": sparse}[args.cmd](args)
+    {"pipeline": pipeline, "decode": decode, "ddp": ddp, "sparse": sparse, "steps": steps}[args.cmd](args)
     return 0
 
 

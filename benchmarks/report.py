@@ -407,6 +407,7 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
                        f"{r['commit']} {r['date'][:16].replace('T', ' ')} | {_cell(r['note'])} |")
         peak = max(float(r["peak_rss_mib"]) for r in part)
         out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.\n")
+        out.extend(_paper_totals(rows, data, results.parent / "dr4sr.csv"))
     other = sorted((r for (e, *_), r in latest.items() if e != "pipeline"),
                    key=lambda r: (r["experiment"], r["data"], r["stage"], r["machine"], int(r["processes"]),
                                   -int(r["threads"] or 0), r["note"]))
@@ -422,6 +423,33 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
                        f"{_cell(r['note'])} |")
         out.append("")
     return "\n".join(out) + "\n"
+
+
+def _paper_totals(rows: list[dict], data: str, dr4sr: Path) -> list[str]:
+    """Lines of `scale.paper_total` (the paper's settings) per ``item_updates`` whose rows exist, estimates
+    allowed and labelled; none when ``dr4sr`` holds no original Beauty SASRec row to take the epochs from."""
+    import scale
+
+    try:
+        epochs, values = scale.beauty_epochs(dr4sr)
+    except scale.UsageError:
+        return []
+    out = []
+    for updates in ("dense", "lazy"):
+        try:
+            res = scale.paper_total(rows, data, epochs, item_updates=updates, estimates=True)
+        except scale.UsageError:
+            continue
+        shares = sorted(res["terms"], key=lambda t: -t["total"])[:3]
+        guessed = [t["stage"] for t in res["terms"] if not t["whole"]]
+        out.append(f"Paper settings, item_updates={updates} (`scale.py total --item-updates {updates} "
+                   f"--estimates`): {res['pretrain_epochs']} x pre-training epoch + inference + {epochs:.0f} x "
+                   f"(SASRec epoch + validation) + the once-only stages = **{res['hours']:.1f} h**"
+                   + (f" (estimate: {', '.join(guessed)} not run whole)" if guessed else " (every stage run whole)")
+                   + f", peak RSS {res['peak_rss_mib'] / 1024:.2f} GiB; largest: "
+                   + ", ".join(f"{t['stage']} {100 * t['total'] / res['seconds']:.0f}%" for t in shares)
+                   + f". Epochs: mean of {', '.join(map(str, values))}.\n")
+    return out
 
 
 def engine_report(results: Path, ranks_dir: Path) -> str:

@@ -152,3 +152,25 @@ def test_work_folder_keeps_whole_stages_and_refuses_other_settings(scale, tmp_pa
     none = scale.Work(None, {})
     none.finish("regenerator", whole=True)
     assert not none.ran("regenerator") and none.file("x") is None
+
+
+def test_report_states_the_paper_total_of_each_item_updates_setting(scale, tmp_path, monkeypatch):
+    import report
+    from _results import append_result
+
+    results = tmp_path / "scale.csv"
+    rows = _whole(scale) + [_row(scale, "regenerator", 300, fraction=0.01, note="item_updates=dense"),
+                            _row(scale, "sasrec_epoch", 30, note="item_updates=dense")]
+    for r in rows:
+        core = {k: r.pop(k) for k in ("benchmark", "dataset", "variant", "metric", "value", "unit", "threads",
+                                      "commit", "date")}
+        append_result(results, **core, device="cpu", machine="2 cores", **{**r, "sequences": 1, "interactions": 1,
+                                                                          "items": 1, "load": "1.0", "processes": 1,
+                                                                          "estimate_mib": 1})
+    assert "Paper settings" not in report.scale_report(results, tmp_path)  # no dr4sr.csv beside it
+    (tmp_path / "dr4sr.csv").write_text("dataset,model,train_set,protocol,epochs\nbeauty,sasrec,original,all,10\n")
+    text = report.scale_report(results, tmp_path)
+    lazy = (6 + 40 * 100 + 54 + 10 * 30 + 20) / 3600
+    assert f"Paper settings, item_updates=lazy (`scale.py total --item-updates lazy --estimates`): 40 x " in text
+    assert f"= **{lazy:.1f} h** (every stage run whole), peak RSS 0.88 GiB; largest: regenerator " in text
+    assert "item_updates=dense" in text and "(estimate: regenerator not run whole)" in text

@@ -1,31 +1,42 @@
 """Amazon-Books scale on one machine, and torch.distributed: time and peak memory per stage.
 
-    # the DR4SR pipeline + one SASRec epoch + full-ranking evaluation on data.synthetic("books")
-    nice -n 10 python benchmarks/scale.py pipeline --threads 1
+    # the paper's settings, every stage whole (rerun the same command to resume after the whole stages)
+    nice -n 10 python benchmarks/scale.py pipeline --paper --threads 2 --work /tmp/scale-paper --tmp /tmp/scale
+    # their total: 40 x pre-training epoch + inference + (SASRec epoch + validation) x Beauty's epochs
+    python benchmarks/scale.py total            # --estimates: extrapolated rows where no whole one exists
     # a measured fraction of the long stages (extrapolated to the whole stage)
     nice -n 10 python benchmarks/scale.py pipeline --threads 1 --pretrain-steps 100 \
-        --infer-sequences 4096 --train-steps 200 --eval-users 20000
+        --infer-sequences 4096 --train-steps 200 --valid-users 20000 --eval-users 20000
     # torchrun on CPU: 2-process inference on Beauty (byte-identical file), DDP training throughput
     python benchmarks/scale.py ddp --data ../shared/data/beauty.txt
     # hybrid decoding at V = 700k (CPU: chunked torch path; --device cuda: triton)
     python benchmarks/scale.py decode --sequences 2048 --threads 1
-    # sparse item-table gradients vs dense, pre-training and SASRec steps at 700k items, side by side
+    # sparse item-table gradients vs dense; item_updates="lazy" vs fused Adam: pre-training and SASRec
+    # steps at 700k items, side by side (CPU time per step with --cpu)
     python benchmarks/scale.py sparse --threads 1
+    python benchmarks/scale.py steps --cpu --modes sparse,lazy --threads 1
 
 ``pipeline`` runs the stages of `fastregen.dr4sr.DR4SR` in its order
 (``mine_patterns``, ``pretrain_pairs``, pre-training, ``hybrid_inference``,
 the combined training set written to disk), then one SASRec epoch (BCE,
-the "all" protocol, as DR4SR's target models) and the full-ranking test
-evaluation, all in one process. Each stage's peak RSS is measured with
-`fastregen.memory.PeakRSS` (the kernel's high-water mark reset at the
-stage's start), next to the memory model's estimate
-(`fastregen.memory.pipeline_estimates`). A stage run on a fraction
+the "all" protocol, as DR4SR's target models, on the original training
+split as the Beauty rows whose epochs `total` counts), one full-ranking
+validation pass (what early stopping runs after every epoch) and the
+full-ranking test evaluation, all in one process. Each stage's peak RSS is
+measured with `fastregen.memory.PeakRSS` (the kernel's high-water mark
+reset at the stage's start), next to the memory model's estimate
+(`fastregen.memory.pipeline_estimates`); the long stages' notes give their
+CPU seconds too (all threads). A stage run on a fraction
 (``--pretrain-steps`` of the epoch's steps, ``--infer-sequences``,
-``--train-steps``, ``--eval-users``) runs on the whole data structures
-(whole model, optimizer state, pairs, output buffers where the stage sizes
-them by the data) and its time is extrapolated linearly to the whole stage
-(``full_seconds``; the ``fraction`` column says how much ran).
-``--skip-dr4sr`` runs only the SASRec epoch and the evaluation (their
+``--train-steps``, ``--valid-users``, ``--eval-users``) runs on the whole
+data structures (whole model, optimizer state, pairs, output buffers where
+the stage sizes them by the data) and its time is extrapolated linearly to
+the whole stage (``full_seconds``; the ``fraction`` column says how much
+ran). ``--paper`` refuses fractions and sets ``item_updates="lazy"`` for
+the regenerator and SASRec (the Books-appropriate choice: the dense update
+of the 700k-row table was most of both steps); ``--work DIR`` keeps the
+stages run whole and their outputs (`Work`), so a rerun resumes after them.
+``--skip-dr4sr`` runs only the SASRec epoch and the evaluations (their
 rows say so). The report shows, per stage, the latest row that ran the
 whole stage, else the latest row: a later partial run (say, a few SASRec
 steps before the evaluation) does not replace a measured whole stage.
@@ -224,6 +235,7 @@ def pipeline(args) -> None:
         model.eval()
     else:
         # pre-training: what `pretrain` builds (pairs, held-out split, model, Adam, Trainer), one epoch or its first steps
+        cpu = time.process_time()
         with memory.PeakRSS() as m:
             pdata = pair_data(pairs, cfg)
             valid_idx, train_idx = holdout_split(len(pdata), cfg)
@@ -241,6 +253,7 @@ def pipeline(args) -> None:
             best_state = {k: v.clone() for k, v in model.state_dict().items()}  # EarlyStopping keeps one
             model.eval()
             model.zero_grad(set_to_none=True)  # as Trainer.fit does at its end
+        cpu = time.process_time() - cpu
         per_step = statistics.median(times[2:]) if len(times) > 4 else spent / steps
         full = spent if steps == len(order) else per_step * len(order)
         if steps == len(order):
@@ -249,7 +262,7 @@ def pipeline(args) -> None:
             fraction=round(steps / len(order), 5), peak_rss_mib=_mib(m.peak), start=m.start,
             estimate_mib=estimate("regenerator", pairs=len(pairs)), throughput=round(cfg.batch_size / per_step, 1),
             unit="pairs/s", note=f"{steps} of {len(order)} steps, {len(ptrain)} training pairs; "
-                                 f"median {per_step:.3f} s/step; {settings}")
+                                 f"median {per_step:.3f} s/step; CPU {cpu:.0f} s; {settings}")
         del trainer, opt, best_state, pdata, ptrain
 
     n_src = int((train_input.lengths > 0).sum())
@@ -258,11 +271,12 @@ def pipeline(args) -> None:
             regenerated = SequenceDataset(z["offsets"], z["items"], num_items=int(z["num_items"]))
         done = n_src
     else:
+        cpu = time.process_time()
         with memory.PeakRSS() as m:
             sources = train_input if not args.infer_sequences else train_input.subset(
                 np.arange(min(args.infer_sequences, len(train_input))))
             regenerated, info = hybrid_inference(model, sources, config=cfg.decoding())
-        done = info["sequences"]
+        done, cpu = info["sequences"], time.process_time() - cpu
         if done == n_src and work.folder is not None:
             with atomic_open(work.file("regenerated.npz"), "wb") as f:
                 np.savez(f, offsets=regenerated.offsets, items=regenerated.items, num_items=regenerated.num_items)
@@ -270,7 +284,7 @@ def pipeline(args) -> None:
             full_seconds=m.seconds * n_src / done, fraction=round(done / n_src, 5), peak_rss_mib=_mib(m.peak),
             start=m.start, estimate_mib=estimate("inference", pairs=len(pairs), decoded_sequences=done),
             throughput=round(done / m.seconds, 2), unit="sequences/s",
-            note=f"{done} sequences x K={cfg.K}, {info['kept']} patterns kept, backend torch (chunked); {settings}")
+            note=f"{done} sequences x K={cfg.K}, {info['kept']} patterns kept, backend torch (chunked); CPU {cpu:.0f} s; {settings}")
 
     if not work.ran("write"):
         with memory.PeakRSS() as m, tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -311,6 +325,7 @@ def _target_model(args, rec, work, data, shape, estimate, tcfg, settings) -> Non
     if work.ran("sasrec_epoch"):
         net.load_state_dict(torch.load(work.file("sasrec.pt"), weights_only=True))
     else:
+        cpu = time.process_time()
         with memory.PeakRSS() as m:
             examples = Examples(split.train, net.max_len, "all")
             opt = target_optimizer(TrainConfig(item_updates=tcfg["item_updates"], lr=1e-3), net)
@@ -326,6 +341,7 @@ def _target_model(args, rec, work, data, shape, estimate, tcfg, settings) -> Non
             spent = time.perf_counter() - t0
             best_state = {k: v.clone() for k, v in net.state_dict().items()}  # what EarlyStopping keeps
             net.zero_grad(set_to_none=True)
+        cpu = time.process_time() - cpu
         per_step = statistics.median(times[2:]) if len(times) > 4 else spent / steps
         full = spent if steps == total else per_step * total
         if steps == total:
@@ -334,7 +350,7 @@ def _target_model(args, rec, work, data, shape, estimate, tcfg, settings) -> Non
                 fraction=round(steps / total, 5), peak_rss_mib=_mib(m.peak), start=m.start,
                 estimate_mib=estimate("train"), throughput=round(tcfg["batch"] / per_step, 1), unit="examples/s",
                 note=f"{steps} of {total} steps (BCE, 'all' protocol); median {per_step:.3f} s/step; "
-                     f"{settings}{after}")
+                     f"CPU {cpu:.0f} s; {settings}{after}")
         work.finish("sasrec_epoch", steps == total)
         del trainer, best_state, examples, opt
     trained = (f"after {steps} of {total} SASRec steps" if total else "after the SASRec epoch of this --work folder")
@@ -357,14 +373,16 @@ def _rank_stage(rec, work, stage, net, part, users, shape, estimate, num_items, 
     if users < n:
         pick = np.sort(np.random.default_rng(0).choice(n, users, replace=False))
         part = EvalSplit(history=part.history.subset(pick), target=part.target[pick], users=part.users[pick])
+    cpu = time.process_time()
     with memory.PeakRSS() as m:
         metrics = evaluate(net.eval(), part, batch_size=1024)
+    cpu = time.process_time() - cpu
     which = "validation" if stage == "validate" else "test"
     rec.row(stage, **shape, batch=1024, seconds=m.seconds, full_seconds=m.seconds * n / users,
             fraction=round(users / n, 5), peak_rss_mib=_mib(m.peak), start=m.start, estimate_mib=estimate("evaluate"),
             throughput=round(users / m.seconds, 1), unit="users/s",
             note=f"full ranking over {num_items} items, {users} of {n} {which} users, item-chunked; "
-                 f"NDCG@20 {metrics['ndcg@20']:.4f} {note}")
+                 f"NDCG@20 {metrics['ndcg@20']:.4f} {note}; CPU {cpu:.0f} s")
     work.finish(stage, users == n)
 
 

@@ -214,8 +214,8 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
     if sampler is not None:
         negatives = sampler.num_negatives
     objective = objective or NextItemLoss(loss_name, negatives, cfg.temperature, sampler=sampler)
-    if optimizer is None:
-        optimizer = target_optimizer(cfg, model)
+    if optimizer is None:  # on the model where it trains, as the Trainer builds its default one
+        optimizer = target_optimizer(cfg, model.to(cfg.device))
     elif cfg.item_updates != "dense":
         raise ValueError(f"item_updates={cfg.item_updates!r} builds fastregen's own optimizer; "
                          f"got optimizer={type(optimizer).__name__} (use item_updates='dense')")

@@ -380,7 +380,9 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
     for r in rows:
         # decode rows differ by machine and by their "device ..., backend ..." (the note's first two items)
         variant = (r["machine"], ",".join(r["note"].split(",")[:2])) if r["experiment"] == "decode" else ()
-        key = (r["experiment"], r["data"], r["stage"], r["processes"], r["threads"], *variant)
+        # pipeline stages: the latest whole row whatever its threads (each row's threads are in its run cell)
+        threads = () if r["experiment"] == "pipeline" else (r["processes"], r["threads"])
+        key = (r["experiment"], r["data"], r["stage"], *threads, *variant)
         if key not in latest or float(r["fraction"] or 1) >= 1 or float(latest[key]["fraction"] or 1) < 1:
             latest[key] = r
     out = []
@@ -390,7 +392,8 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
         r0 = part[0]
         loads = [float(r["load"]) for r in part]
         out.append(f"Pipeline on `{data}` ({int(r0['sequences']):,} sequences, {int(r0['interactions']):,} "
-                   f"interactions, {int(r0['items']):,} items), {r0['threads']} torch thread(s), {r0['machine']}, "
+                   f"interactions, {int(r0['items']):,} items), "
+                   f"{'-'.join(sorted({str(r['threads']) for r in part}))} torch thread(s) (per row: run), {' / '.join(sorted({r['machine'] for r in part}))}, "
                    f"load average {min(loads)}-{max(loads)}:\n")
         out.append("| stage | measured s | share of the stage run | whole stage s (extrapolated) | peak RSS MiB "
                    "| estimate MiB | throughput | run | |")
@@ -404,7 +407,7 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
             thr = f"{_num(float(r['throughput']))} {r['unit']}" if r["throughput"] else ""
             out.append(f"| {r['stage']} | {float(r['seconds']):,.1f} | {share} | {full:,.0f} | "
                        f"{float(r['peak_rss_mib']):,.0f} | {float(r['estimate_mib']):,.0f} | {thr} | "
-                       f"{r['commit']} {r['date'][:16].replace('T', ' ')} | {_cell(r['note'])} |")
+                       f"{r['commit']} {r['date'][:16].replace('T', ' ')}, {r['threads']} thr | {_cell(r['note'])} |")
         peak = max(float(r["peak_rss_mib"]) for r in part)
         out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.\n")
         out.extend(_paper_totals(rows, data, results.parent / "dr4sr.csv"))

@@ -1,7 +1,9 @@
 """Amazon-Books scale on one machine, and torch.distributed: time and peak memory per stage.
 
-    # the paper's settings, every stage whole (rerun the same command to resume after the whole stages)
-    nice -n 10 python benchmarks/scale.py pipeline --paper --threads 2 --work /tmp/scale-paper --tmp /tmp/scale
+    # the paper's settings, every stage whole (rerun the same command to resume after the whole stages);
+    # --threads 2 only on an otherwise idle machine: beside other busy processes a second thread spins
+    # (BENCHMARKS.md, "Threads under load"), so there use --threads 1
+    python benchmarks/scale.py pipeline --paper --threads 2 --work /tmp/scale-paper --tmp /tmp/scale
     # their total: 40 x pre-training epoch + inference + (SASRec epoch + validation) x Beauty's epochs
     python benchmarks/scale.py total            # --estimates: extrapolated rows where no whole one exists
     # a measured fraction of the long stages (extrapolated to the whole stage)

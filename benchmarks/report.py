@@ -441,13 +441,17 @@ def _paper_totals(rows: list[dict], data: str, dr4sr: Path) -> list[str]:
     for updates in ("dense", "lazy"):
         try:
             res = scale.paper_total(rows, data, epochs, item_updates=updates, estimates=True)
+            cpu = scale.paper_total(rows, data, epochs, item_updates=updates, estimates=True, clock="cpu")
         except scale.UsageError:
             continue
+        walled = [t["stage"] for t in cpu["terms"] if "no CPU figure" in t["source"] and t["total"] > 60]
         shares = sorted(res["terms"], key=lambda t: -t["total"])[:3]
         guessed = [t["stage"] for t in res["terms"] if not t["whole"]]
         out.append(f"Paper settings, item_updates={updates} (`scale.py total --item-updates {updates} "
                    f"--estimates`): {res['pretrain_epochs']} x pre-training epoch + inference + {epochs:.0f} x "
-                   f"(SASRec epoch + validation) + the once-only stages = **{res['hours']:.1f} h**"
+                   f"(SASRec epoch + validation) + the once-only stages = **{res['hours']:.1f} h** wall, "
+                   f"{cpu['hours']:.1f} h CPU (`--clock cpu`"
+                   + (f"; wall for {', '.join(walled)}, whose rows give no CPU figure)" if walled else ")")
                    + (f" (estimate: {', '.join(guessed)} not run whole)" if guessed else " (every stage run whole)")
                    + f", peak RSS {res['peak_rss_mib'] / 1024:.2f} GiB; largest: "
                    + ", ".join(f"{t['stage']} {100 * t['total'] / res['seconds']:.0f}%" for t in shares)

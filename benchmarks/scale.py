@@ -52,6 +52,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -438,7 +439,8 @@ def _updates(row: dict) -> str:
 
 
 def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: int = PAPER_PRETRAIN_EPOCHS,
-                item_updates: str = "lazy", threads: int | None = None, estimates: bool = False) -> dict:
+                item_updates: str = "lazy", threads: int | None = None, estimates: bool = False,
+                clock: str = "wall") -> dict:
     """The time of the paper's settings on ``data`` from ``scale.csv`` rows (as `_results.read_results` gives them).
 
     ``pretrain_epochs`` x the regenerator epoch + inference + ``epochs`` x
@@ -449,7 +451,11 @@ def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: 
     threads when given. ``estimates=True`` takes the latest row where no
     whole one exists (its time extrapolated from a fraction; a missing
     ``validate`` takes the test ``evaluate`` row, the same pass over the
-    same number of users), and says so per term.
+    same number of users), and says so per term. ``clock="cpu"`` counts
+    the CPU seconds a row's note gives (``CPU N s``, all threads; divided by
+    the row's fraction) instead of its wall time: on a shared machine, the
+    time the stages would take with a core to themselves. A row without a
+    CPU figure (the short stages) counts its wall time, and says so.
 
     Returns
     -------
@@ -478,8 +484,14 @@ def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: 
             missing.append(stage)
             continue
         one = float(r["full_seconds"] or r["value"])
+        if clock == "cpu":
+            cpu = re.search(r"\bCPU (\d+(?:\.\d+)?) s\b", r["note"])
+            if cpu:
+                one = float(cpu.group(1)) / float(r["fraction"] or 1)
+            else:
+                source += "; wall time (no CPU figure)"
         terms.append(dict(stage=stage, seconds=one, times=times[how], total=one * times[how],
-                          whole=source == "whole stage", source=source, commit=r["commit"], threads=r["threads"],
+                          whole=source.startswith("whole stage"), source=source, commit=r["commit"], threads=r["threads"],
                           peak_rss_mib=float(r["peak_rss_mib"] or 0)))
     if missing:
         wanted = f"item_updates={item_updates}" + ("" if threads is None else f", {threads} thread(s)")
@@ -501,8 +513,10 @@ def total(args) -> None:
         raise UsageError(f"--pretrain-epochs must be >= 1, got {args.pretrain_epochs}")
     epochs, values = beauty_epochs(args.dr4sr)
     res = paper_total(read_results(args.results), args.data, epochs, pretrain_epochs=args.pretrain_epochs,
-                      item_updates=args.item_updates, threads=args.threads, estimates=args.estimates)
-    print(f"Paper settings on {args.data}, item_updates={args.item_updates}: {res['pretrain_epochs']} pre-training "
+                      item_updates=args.item_updates, threads=args.threads, estimates=args.estimates,
+                      clock=args.clock)
+    print(f"Paper settings on {args.data}, item_updates={args.item_updates}, {args.clock} seconds: "
+          f"{res['pretrain_epochs']} pre-training "
           f"epochs; target-model epochs {epochs:.1f} = mean of `epochs` over the fastregen-scheme SASRec rows on "
           f"the original Beauty data in {Path(args.dr4sr).name} ({', '.join(map(str, values))})\n")
     print("| stage | seconds per run | runs | seconds | threads | peak RSS MiB | from | commit |")
@@ -774,6 +788,8 @@ def main(argv=None) -> int:
     tt.add_argument("--threads", type=int, default=None, help="only rows on this many torch threads")
     tt.add_argument("--estimates", action="store_true",
                     help="where no whole-stage row exists, use the latest extrapolated one (labelled)")
+    tt.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="sum the rows' wall seconds, or the CPU seconds their notes give")
     tt.add_argument("--results", default=str(RESULTS))
     r = sub.add_parser("ddp")
     r.add_argument("--data", required=True)

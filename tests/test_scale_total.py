@@ -172,5 +172,23 @@ def test_report_states_the_paper_total_of_each_item_updates_setting(scale, tmp_p
     text = report.scale_report(results, tmp_path)
     lazy = (6 + 40 * 100 + 54 + 10 * 30 + 20) / 3600
     assert f"Paper settings, item_updates=lazy (`scale.py total --item-updates lazy --estimates`): 40 x " in text
-    assert f"= **{lazy:.1f} h** (every stage run whole), peak RSS 0.88 GiB; largest: regenerator " in text
+    assert (f"= **{lazy:.1f} h** wall, {lazy:.1f} h CPU (`--clock cpu`; wall for regenerator, "
+            "sasrec_epoch, validate, whose rows give no CPU figure) (every stage run whole), peak RSS 0.88 GiB; "
+            "largest: regenerator ") in text
     assert "item_updates=dense" in text and "(estimate: regenerator not run whole)" in text
+
+
+def test_cpu_clock_counts_the_notes_cpu_seconds_per_whole_stage(scale):
+    rows = _whole(scale)
+    for r in rows:
+        if r["variant"] in ("regenerator", "validate"):
+            r["note"] += f"; CPU {float(r['full_seconds']) / 2:.0f} s"
+    rows.append(_row(scale, "inference", 80, fraction=0.5, note="x; CPU 10 s"))
+    res = scale.paper_total(rows, DATA, epochs=2, clock="cpu", estimates=True)
+    terms = {t["stage"]: t for t in res["terms"]}
+    assert terms["regenerator"]["seconds"] == 50 and terms["validate"]["seconds"] == 10
+    assert terms["inference"]["seconds"] == 50  # whole-stage row without a CPU figure: its wall time
+    assert terms["inference"]["source"] == "whole stage; wall time (no CPU figure)" and terms["inference"]["whole"]
+    rows = [r for r in rows if not (r["variant"] == "inference" and r["fraction"] == "1.0")]
+    terms = {t["stage"]: t for t in scale.paper_total(rows, DATA, epochs=2, clock="cpu", estimates=True)["terms"]}
+    assert terms["inference"]["seconds"] == 20  # 10 CPU s over half the stage

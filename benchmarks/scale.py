@@ -183,7 +183,9 @@ def pipeline(args) -> None:
             raise UsageError(f"{k} must be >= 0 (0: the whole stage), got {v}")
     if args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
-    updates = "lazy" if args.paper else args.item_updates
+    if args.paper and args.item_updates == "dense":
+        raise UsageError("--paper sets --item-updates lazy (the Books-appropriate choice); drop --item-updates dense")
+    updates = "lazy" if args.paper else args.item_updates or "dense"
     torch.set_num_threads(args.threads)
     memory.limit_heap_retention()  # as the fastregen commands do
     if not memory.can_reset_peak():
@@ -758,8 +760,8 @@ def main(argv=None) -> int:
     p.add_argument("--train-steps", type=int, default=0, help="SASRec steps of the epoch (0: all)")
     p.add_argument("--valid-users", type=int, default=0, help="validate on this many users (0: all)")
     p.add_argument("--eval-users", type=int, default=0, help="evaluate this many test users (0: all)")
-    p.add_argument("--item-updates", choices=("dense", "lazy"), default="dense",
-                   help="Adam over the item tables of the regenerator and SASRec (item_updates)")
+    p.add_argument("--item-updates", choices=("dense", "lazy"), default=None,
+                   help="Adam over the item tables of the regenerator and SASRec (item_updates; default dense)")
     p.add_argument("--paper", action="store_true",
                    help="the rows `scale.py total` needs: every stage whole, --item-updates lazy")
     p.add_argument("--work", default=None,

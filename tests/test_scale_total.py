@@ -137,6 +137,8 @@ def test_total_cli_prints_the_table_and_errors_are_one_line_exit_2(scale, tmp_pa
 def test_pipeline_cli_refuses_fractions_with_paper(scale, capsys):
     code, out, err = _cli(scale, capsys, "pipeline", "--paper", "--train-steps", "3", "--eval-users", "9")
     assert code == 2 and err.strip() == "scale.py pipeline: --paper runs every stage whole; drop --train-steps, --eval-users"
+    code, _, err = _cli(scale, capsys, "pipeline", "--paper", "--item-updates", "dense")
+    assert code == 2 and "--paper sets --item-updates lazy" in err
     code, _, err = _cli(scale, capsys, "pipeline", "--pretrain-steps", "-1")
     assert code == 2 and "--pretrain-steps must be >= 0" in err
 

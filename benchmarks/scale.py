@@ -299,11 +299,13 @@ def pipeline(args) -> None:
             combined = concat(original, mined, regenerated, num_items=n, item_ids=ids, name="combined", drop_empty=True)
             save(combined, Path(tmp) / "regenerated.txt", drop_empty=True)
             size = (Path(tmp) / "regenerated.txt").stat().st_size
-        row("write", whole=done == n_src, seconds=m.seconds, full_seconds=m.seconds, fraction=1,
-            peak_rss_mib=_mib(m.peak), start=m.start,
+        # after a partial inference the set written is smaller: its row is no whole stage (not extrapolated)
+        row("write", whole=done == n_src, seconds=m.seconds, full_seconds=m.seconds,
+            fraction=1 if done == n_src else round(done / n_src, 5), peak_rss_mib=_mib(m.peak), start=m.start,
             estimate_mib=estimate("write", pairs=len(pairs), decoded_sequences=done),
             throughput=combined.num_interactions, unit="interactions",
-            note=f"combined training set, {size / 2**20:.0f} MiB of text")
+            note=f"combined training set, {size / 2**20:.0f} MiB of text"
+                 + ("" if done == n_src else f", after inference on {100 * done / n_src:.2f}% of the sources"))
         del original, mined, combined
     del model, regenerated, pairs, patterns, train_input
     _target_model(args, rec, work, data, shape, estimate, tcfg, settings)

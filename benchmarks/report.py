@@ -409,8 +409,10 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
                        f"{float(r['peak_rss_mib']):,.0f} | {float(r['estimate_mib']):,.0f} | {thr} | "
                        f"{r['commit']} {r['date'][:16].replace('T', ' ')}, {r['threads']} thr | {_cell(r['note'])} |")
         peak = max(float(r["peak_rss_mib"]) for r in part)
-        out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.\n")
+        # one paragraph: the sum of the rows shown, then the paper-settings totals
+        out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.")
         out.extend(_paper_totals(rows, data, results.parent / "dr4sr.csv"))
+        out.append("")
     other = sorted((r for (e, *_), r in latest.items() if e != "pipeline"),
                    key=lambda r: (r["experiment"], r["data"], r["stage"], r["machine"], int(r["processes"]),
                                   -int(r["threads"] or 0), r["note"]))
@@ -455,7 +457,7 @@ def _paper_totals(rows: list[dict], data: str, dr4sr: Path) -> list[str]:
                    + (f" (estimate: {', '.join(guessed)} not run whole)" if guessed else " (every stage run whole)")
                    + f", peak RSS {res['peak_rss_mib'] / 1024:.2f} GiB; largest: "
                    + ", ".join(f"{t['stage']} {100 * t['total'] / res['seconds']:.0f}%" for t in shares)
-                   + f". Epochs: mean of {', '.join(map(str, values))}.\n")
+                   + f". Epochs: mean of {', '.join(map(str, values))}.")
     return out
 
 

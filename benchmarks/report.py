@@ -380,7 +380,9 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
     for r in rows:
         # decode rows differ by machine and by their "device ..., backend ..." (the note's first two items)
         variant = (r["machine"], ",".join(r["note"].split(",")[:2])) if r["experiment"] == "decode" else ()
-        key = (r["experiment"], r["data"], r["stage"], r["processes"], r["threads"], *variant)
+        # pipeline stages: the latest whole row whatever its threads (each row's threads are in its run cell)
+        threads = () if r["experiment"] == "pipeline" else (r["processes"], r["threads"])
+        key = (r["experiment"], r["data"], r["stage"], *threads, *variant)
         if key not in latest or float(r["fraction"] or 1) >= 1 or float(latest[key]["fraction"] or 1) < 1:
             latest[key] = r
     out = []
@@ -390,7 +392,8 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
         r0 = part[0]
         loads = [float(r["load"]) for r in part]
         out.append(f"Pipeline on `{data}` ({int(r0['sequences']):,} sequences, {int(r0['interactions']):,} "
-                   f"interactions, {int(r0['items']):,} items), {r0['threads']} torch thread(s), {r0['machine']}, "
+                   f"interactions, {int(r0['items']):,} items), "
+                   f"{'-'.join(sorted({str(r['threads']) for r in part}))} torch thread(s) (per row: run), {' / '.join(sorted({r['machine'] for r in part}))}, "
                    f"load average {min(loads)}-{max(loads)}:\n")
         out.append("| stage | measured s | share of the stage run | whole stage s (extrapolated) | peak RSS MiB "
                    "| estimate MiB | throughput | run | |")
@@ -404,9 +407,12 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
             thr = f"{_num(float(r['throughput']))} {r['unit']}" if r["throughput"] else ""
             out.append(f"| {r['stage']} | {float(r['seconds']):,.1f} | {share} | {full:,.0f} | "
                        f"{float(r['peak_rss_mib']):,.0f} | {float(r['estimate_mib']):,.0f} | {thr} | "
-                       f"{r['commit']} {r['date'][:16].replace('T', ' ')} | {_cell(r['note'])} |")
+                       f"{r['commit']} {r['date'][:16].replace('T', ' ')}, {r['threads']} thr | {_cell(r['note'])} |")
         peak = max(float(r["peak_rss_mib"]) for r in part)
-        out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.\n")
+        # one paragraph: the sum of the rows shown, then the paper-settings totals
+        out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.")
+        out.extend(_paper_totals(rows, data, results.parent / "dr4sr.csv"))
+        out.append("")
     other = sorted((r for (e, *_), r in latest.items() if e != "pipeline"),
                    key=lambda r: (r["experiment"], r["data"], r["stage"], r["machine"], int(r["processes"]),
                                   -int(r["threads"] or 0), r["note"]))
@@ -422,6 +428,37 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
                        f"{_cell(r['note'])} |")
         out.append("")
     return "\n".join(out) + "\n"
+
+
+def _paper_totals(rows: list[dict], data: str, dr4sr: Path) -> list[str]:
+    """Lines of `scale.paper_total` (the paper's settings) per ``item_updates`` whose rows exist, estimates
+    allowed and labelled; none when ``dr4sr`` holds no original Beauty SASRec row to take the epochs from."""
+    import scale
+
+    try:
+        epochs, values = scale.beauty_epochs(dr4sr)
+    except scale.UsageError:
+        return []
+    out = []
+    for updates in ("dense", "lazy"):
+        try:
+            res = scale.paper_total(rows, data, epochs, item_updates=updates, estimates=True)
+            cpu = scale.paper_total(rows, data, epochs, item_updates=updates, estimates=True, clock="cpu")
+        except scale.UsageError:
+            continue
+        walled = [t["stage"] for t in cpu["terms"] if "no CPU figure" in t["source"] and t["total"] > 60]
+        shares = sorted(res["terms"], key=lambda t: -t["total"])[:3]
+        guessed = [t["stage"] for t in res["terms"] if not t["whole"]]
+        out.append(f"Paper settings, item_updates={updates} (`scale.py total --item-updates {updates} "
+                   f"--estimates`): {res['pretrain_epochs']} x pre-training epoch + inference + {epochs:.0f} x "
+                   f"(SASRec epoch + validation) + the once-only stages = **{res['hours']:.1f} h** wall, "
+                   f"{cpu['hours']:.1f} h CPU (`--clock cpu`"
+                   + (f"; wall for {', '.join(walled)}, whose rows give no CPU figure)" if walled else ")")
+                   + (f" (estimate: {', '.join(guessed)} not run whole)" if guessed else " (every stage run whole)")
+                   + f", peak RSS {res['peak_rss_mib'] / 1024:.2f} GiB; largest: "
+                   + ", ".join(f"{t['stage']} {100 * t['total'] / res['seconds']:.0f}%" for t in shares)
+                   + f". Epochs: mean of {', '.join(map(str, values))}.")
+    return out
 
 
 def engine_report(results: Path, ranks_dir: Path) -> str:

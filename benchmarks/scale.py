@@ -1,31 +1,44 @@
 """Amazon-Books scale on one machine, and torch.distributed: time and peak memory per stage.
 
-    # the DR4SR pipeline + one SASRec epoch + full-ranking evaluation on data.synthetic("books")
-    nice -n 10 python benchmarks/scale.py pipeline --threads 1
+    # the paper's settings, every stage whole (rerun the same command to resume after the whole stages);
+    # --threads 2 only on an otherwise idle machine: beside other busy processes a second thread spins
+    # (BENCHMARKS.md, "Threads under load"), so there use --threads 1
+    python benchmarks/scale.py pipeline --paper --threads 2 --work /tmp/scale-paper --tmp /tmp/scale
+    # their total: 40 x pre-training epoch + inference + (SASRec epoch + validation) x Beauty's epochs
+    python benchmarks/scale.py total            # --estimates: extrapolated rows where no whole one exists
     # a measured fraction of the long stages (extrapolated to the whole stage)
     nice -n 10 python benchmarks/scale.py pipeline --threads 1 --pretrain-steps 100 \
-        --infer-sequences 4096 --train-steps 200 --eval-users 20000
+        --infer-sequences 4096 --train-steps 200 --valid-users 20000 --eval-users 20000
     # torchrun on CPU: 2-process inference on Beauty (byte-identical file), DDP training throughput
     python benchmarks/scale.py ddp --data ../shared/data/beauty.txt
     # hybrid decoding at V = 700k (CPU: chunked torch path; --device cuda: triton)
     python benchmarks/scale.py decode --sequences 2048 --threads 1
-    # sparse item-table gradients vs dense, pre-training and SASRec steps at 700k items, side by side
+    # sparse item-table gradients vs dense; item_updates="lazy" vs fused Adam: pre-training and SASRec
+    # steps at 700k items, side by side (CPU time per step with --cpu)
     python benchmarks/scale.py sparse --threads 1
+    python benchmarks/scale.py steps --cpu --modes sparse,lazy --threads 1
 
 ``pipeline`` runs the stages of `fastregen.dr4sr.DR4SR` in its order
 (``mine_patterns``, ``pretrain_pairs``, pre-training, ``hybrid_inference``,
 the combined training set written to disk), then one SASRec epoch (BCE,
-the "all" protocol, as DR4SR's target models) and the full-ranking test
-evaluation, all in one process. Each stage's peak RSS is measured with
-`fastregen.memory.PeakRSS` (the kernel's high-water mark reset at the
-stage's start), next to the memory model's estimate
-(`fastregen.memory.pipeline_estimates`). A stage run on a fraction
+the "all" protocol, as DR4SR's target models, on the original training
+split as the Beauty rows whose epochs `total` counts), one full-ranking
+validation pass (what early stopping runs after every epoch) and the
+full-ranking test evaluation, all in one process. Each stage's peak RSS is
+measured with `fastregen.memory.PeakRSS` (the kernel's high-water mark
+reset at the stage's start), next to the memory model's estimate
+(`fastregen.memory.pipeline_estimates`); the long stages' notes give their
+CPU seconds too (all threads). A stage run on a fraction
 (``--pretrain-steps`` of the epoch's steps, ``--infer-sequences``,
-``--train-steps``, ``--eval-users``) runs on the whole data structures
-(whole model, optimizer state, pairs, output buffers where the stage sizes
-them by the data) and its time is extrapolated linearly to the whole stage
-(``full_seconds``; the ``fraction`` column says how much ran).
-``--skip-dr4sr`` runs only the SASRec epoch and the evaluation (their
+``--train-steps``, ``--valid-users``, ``--eval-users``) runs on the whole
+data structures (whole model, optimizer state, pairs, output buffers where
+the stage sizes them by the data) and its time is extrapolated linearly to
+the whole stage (``full_seconds``; the ``fraction`` column says how much
+ran). ``--paper`` refuses fractions and sets ``item_updates="lazy"`` for
+the regenerator and SASRec (the Books-appropriate choice: the dense update
+of the 700k-row table was most of both steps); ``--work DIR`` keeps the
+stages run whole and their outputs (`Work`), so a rerun resumes after them.
+``--skip-dr4sr`` runs only the SASRec epoch and the evaluations (their
 rows say so). The report shows, per stage, the latest row that ran the
 whole stage, else the latest row: a later partial run (say, a few SASRec
 steps before the evaluation) does not replace a measured whole stage.
@@ -39,6 +52,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -88,31 +102,103 @@ def _mib(n: int | float) -> float:
 
 
 # --------------------------------------------------------------------------- pipeline
+class UsageError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+#: The long stages a ``--work`` folder keeps once run whole (their outputs are reloaded on a rerun).
+RESUMABLE = ("patterns", "pairs", "regenerator", "inference", "write", "sasrec_epoch", "validate", "evaluate")
+
+
+class Work:
+    """A ``--work`` folder: which stages ran whole, and the outputs later stages need.
+
+    A rerun with the same folder and settings skips the stages recorded as
+    whole (no new row) and reloads their outputs: the pre-trained
+    regenerator (``regenerator.pt``), the regenerated sequences
+    (``regenerated.npz``), the SASRec after its epoch (``sasrec.pt``). A
+    stage interrupted midway runs again from its start. Without a folder
+    every stage runs and nothing is kept.
+    """
+
+    def __init__(self, folder, ident: dict) -> None:
+        self.folder, self.ident, self.done = None if folder is None else Path(folder), ident, []
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / "stages.json"
+        if path.exists():
+            state = json.loads(path.read_text())
+            if state["ident"] != ident:
+                diff = sorted(k for k in {**ident, **state["ident"]} if ident.get(k) != state["ident"].get(k))
+                raise UsageError(f"--work {self.folder} holds a run with other settings ({', '.join(diff)}: "
+                                 f"{ {k: state['ident'].get(k) for k in diff} }); use another folder")
+            self.done = list(state["done"])
+
+    def ran(self, stage: str) -> bool:
+        return stage in self.done
+
+    def file(self, name: str) -> Path | None:
+        return None if self.folder is None else self.folder / name
+
+    def finish(self, stage: str, whole: bool) -> None:
+        """Record ``stage`` as run whole (a stage run on a fraction is not kept)."""
+        from fastregen._io import atomic_open
+
+        if self.folder is None or not whole or stage in self.done:
+            return
+        self.done.append(stage)
+        with atomic_open(self.folder / "stages.json") as f:
+            json.dump({"ident": self.ident, "done": self.done}, f, indent=1)
+
+    def save_state(self, name: str, state: dict) -> None:
+        import torch
+
+        from fastregen._io import atomic_open
+
+        if self.folder is not None:
+            with atomic_open(self.folder / name, "wb") as f:
+                torch.save(state, f)
+
+
 def pipeline(args) -> None:
     import numpy as np
     import torch
 
     from fastregen import memory
-    from fastregen.data import load, save, synthetic
-    from fastregen.data import concat
+    from fastregen._io import atomic_open
+    from fastregen.data import SequenceDataset, concat, load, save
     from fastregen.dr4sr import RegenConfig
     from fastregen.generator import Regenerator, hybrid_inference
-    from fastregen.generator.pretrain import RegeneratorLoss, holdout_split, pair_data
+    from fastregen.generator.pretrain import RegeneratorLoss, holdout_split, pair_data, pretrain_optimizer
     from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
-    from fastregen.training import Trainer, adam
+    from fastregen.training import Trainer
 
+    fractions = {"--pretrain-steps": args.pretrain_steps, "--infer-sequences": args.infer_sequences,
+                 "--train-steps": args.train_steps, "--valid-users": args.valid_users, "--eval-users": args.eval_users}
+    if args.paper and any(fractions.values()):
+        raise UsageError(f"--paper runs every stage whole; drop {', '.join(k for k, v in fractions.items() if v)}")
+    for k, v in fractions.items():
+        if v < 0:
+            raise UsageError(f"{k} must be >= 0 (0: the whole stage), got {v}")
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    if args.paper and args.item_updates == "dense":
+        raise UsageError("--paper sets --item-updates lazy (the Books-appropriate choice); drop --item-updates dense")
+    updates = "lazy" if args.paper else args.item_updates or "dense"
     torch.set_num_threads(args.threads)
     memory.limit_heap_retention()  # as the fastregen commands do
     if not memory.can_reset_peak():
         raise SystemExit("needs /proc/self/clear_refs (Linux) to measure each stage's peak")
     rec = Recorder(args, "pipeline", f"synthetic-books(n_users={args.users})")
-    cfg = RegenConfig(epochs=1, progress=args.progress, seed=0)
-    tcfg = dict(embed_dim=64, max_len=50, batch=256)
+    work = Work(args.work, {"users": args.users, "item_updates": updates, "skip_dr4sr": args.skip_dr4sr})
+    cfg = RegenConfig(epochs=1, progress=args.progress, seed=0, item_updates=updates)
+    tcfg = dict(embed_dim=64, max_len=50, batch=256, item_updates=updates)
+    # what the rows of stages that depend on the settings say about them
+    settings = f"item_updates={updates}{', --paper' if args.paper else ''}; {args.threads} thread(s) on {os.cpu_count()} cores"
 
     # the pipeline reads a text file, as `fastregen regenerate` does (written once, then cached)
-    path = Path(args.tmp or tempfile.gettempdir()) / f"books-{args.users}.txt"
-    if not path.exists():
-        save(synthetic("books", n_users=args.users), path)
+    path = _books_file(args)
     base = memory.current_rss()
     with memory.PeakRSS() as m:
         data = load(path)
@@ -123,130 +209,188 @@ def pipeline(args) -> None:
                                               lengths=data.lengths, target_batch=tcfg["batch"], eval_batch=1024,
                                               **known)[stage].total)
 
+    def row(stage, whole=True, **values):
+        """The stage's row, unless a ``--work`` folder already holds the stage run whole."""
+        if not work.ran(stage):
+            rec.row(stage, **shape, **values)
+            work.finish(stage, whole)
+
     rec.row("data", **shape, seconds=m.seconds, full_seconds=m.seconds, fraction=1, peak_rss_mib=_mib(m.peak),
             start=m.start, estimate_mib=estimate("data"), note=f"fastregen.data.load of {path.name}")
 
     if args.skip_dr4sr:
-        return _target_model(args, rec, data, shape, estimate, tcfg)
+        return _target_model(args, rec, work, data, shape, estimate, tcfg, settings)
+    # mining and pairs are short and deterministic: rerun on a resume (their outputs are not kept)
     with memory.PeakRSS() as m:
         train_input = dr4sr_input(data)
         patterns = mine_patterns(train_input, max_span=cfg.max_span, min_support=cfg.min_support)
-    rec.row("patterns", **shape, seconds=m.seconds, full_seconds=m.seconds, fraction=1, peak_rss_mib=_mib(m.peak), start=m.start,
-            estimate_mib=estimate("patterns"), throughput=len(patterns), unit="patterns")
+    row("patterns", seconds=m.seconds, full_seconds=m.seconds, fraction=1, peak_rss_mib=_mib(m.peak), start=m.start,
+        estimate_mib=estimate("patterns"), throughput=len(patterns), unit="patterns")
 
     with memory.PeakRSS() as m:
         pairs = pretrain_pairs(train_input, patterns, max_per_sequence=cfg.max_pairs_per_sequence, seed=cfg.seed,
                                max_len=cfg.max_len)
-    rec.row("pairs", **shape, seconds=m.seconds, full_seconds=m.seconds, fraction=1, peak_rss_mib=_mib(m.peak), start=m.start,
-            estimate_mib=estimate("pairs", pairs=len(pairs)), throughput=len(pairs), unit="pairs")
+    row("pairs", seconds=m.seconds, full_seconds=m.seconds, fraction=1, peak_rss_mib=_mib(m.peak), start=m.start,
+        estimate_mib=estimate("pairs", pairs=len(pairs)), throughput=len(pairs), unit="pairs")
 
-    # pre-training: what `pretrain` builds (pairs, held-out split, model, Adam, Trainer), one epoch or its first steps
-    with memory.PeakRSS() as m:
-        pdata = pair_data(pairs, cfg)
-        valid_idx, train_idx = holdout_split(len(pdata), cfg)
-        ptrain = pdata.subset(train_idx)
-        torch.manual_seed(cfg.seed)
-        model = Regenerator(data.num_items, cfg)
-        opt = adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
-        trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=opt, batch_size=cfg.batch_size, seed=cfg.seed,
-                          progress=args.progress, desc="regenerator")
-        trainer.set_normaliser(ptrain)
-        order = ptrain.batch_order(cfg.batch_size, trainer.generator, True)
-        steps = len(order) if not args.pretrain_steps else min(args.pretrain_steps, len(order))
-        times = _step_times(trainer)
-        t0 = time.perf_counter()
-        trainer.run_epoch(ptrain, order=order[:steps])
-        spent = time.perf_counter() - t0
-        best_state = {k: v.clone() for k, v in model.state_dict().items()}  # EarlyStopping keeps one
+    torch.manual_seed(cfg.seed)
+    model = Regenerator(data.num_items, cfg)
+    if work.ran("regenerator"):
+        model.load_state_dict(torch.load(work.file("regenerator.pt"), weights_only=True))
         model.eval()
-        model.zero_grad(set_to_none=True)  # as Trainer.fit does at its end
-    per_step = statistics.median(times[2:]) if len(times) > 4 else spent / steps
-    full = spent if steps == len(order) else per_step * len(order)
-    rec.row("regenerator", **shape, batch=cfg.batch_size, seconds=spent, full_seconds=full,
+    else:
+        # pre-training: what `pretrain` builds (pairs, held-out split, model, Adam, Trainer), one epoch or its first steps
+        cpu = time.process_time()
+        with memory.PeakRSS() as m:
+            pdata = pair_data(pairs, cfg)
+            valid_idx, train_idx = holdout_split(len(pdata), cfg)
+            ptrain = pdata.subset(train_idx)
+            opt = pretrain_optimizer(model, cfg)
+            trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=opt, batch_size=cfg.batch_size, seed=cfg.seed,
+                              progress=args.progress, desc="regenerator")
+            trainer.set_normaliser(ptrain)
+            order = ptrain.batch_order(cfg.batch_size, trainer.generator, True)
+            steps = len(order) if not args.pretrain_steps else min(args.pretrain_steps, len(order))
+            times = _step_times(trainer)
+            t0 = time.perf_counter()
+            trainer.run_epoch(ptrain, order=order[:steps])
+            spent = time.perf_counter() - t0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}  # EarlyStopping keeps one
+            model.eval()
+            model.zero_grad(set_to_none=True)  # as Trainer.fit does at its end
+        cpu = time.process_time() - cpu
+        per_step = statistics.median(times[2:]) if len(times) > 4 else spent / steps
+        full = spent if steps == len(order) else per_step * len(order)
+        if steps == len(order):
+            work.save_state("regenerator.pt", model.state_dict())
+        row("regenerator", whole=steps == len(order), batch=cfg.batch_size, seconds=spent, full_seconds=full,
             fraction=round(steps / len(order), 5), peak_rss_mib=_mib(m.peak), start=m.start,
             estimate_mib=estimate("regenerator", pairs=len(pairs)), throughput=round(cfg.batch_size / per_step, 1),
             unit="pairs/s", note=f"{steps} of {len(order)} steps, {len(ptrain)} training pairs; "
-                                 f"median {per_step:.3f} s/step")
-    del trainer, opt, best_state, pdata, ptrain
+                                 f"median {per_step:.3f} s/step; CPU {cpu:.0f} s; {settings}")
+        del trainer, opt, best_state, pdata, ptrain
 
-    with memory.PeakRSS() as m:
-        sources = train_input if not args.infer_sequences else train_input.subset(
-            np.arange(min(args.infer_sequences, len(train_input))))
-        regenerated, info = hybrid_inference(model, sources, config=cfg.decoding())
     n_src = int((train_input.lengths > 0).sum())
-    done = info["sequences"]
-    rec.row("inference", **shape, batch=cfg.decode_batch_size, seconds=m.seconds,
-            full_seconds=m.seconds * n_src / done, fraction=round(done / n_src, 5), peak_rss_mib=_mib(m.peak), start=m.start,
-            estimate_mib=estimate("inference", pairs=len(pairs), decoded_sequences=done),
+    if work.ran("inference"):
+        with np.load(work.file("regenerated.npz")) as z:
+            regenerated = SequenceDataset(z["offsets"], z["items"], num_items=int(z["num_items"]))
+        done = n_src
+    else:
+        cpu = time.process_time()
+        with memory.PeakRSS() as m:
+            sources = train_input if not args.infer_sequences else train_input.subset(
+                np.arange(min(args.infer_sequences, len(train_input))))
+            regenerated, info = hybrid_inference(model, sources, config=cfg.decoding())
+        done, cpu = info["sequences"], time.process_time() - cpu
+        if done == n_src and work.folder is not None:
+            with atomic_open(work.file("regenerated.npz"), "wb") as f:
+                np.savez(f, offsets=regenerated.offsets, items=regenerated.items, num_items=regenerated.num_items)
+        row("inference", whole=done == n_src, batch=cfg.decode_batch_size, seconds=m.seconds,
+            full_seconds=m.seconds * n_src / done, fraction=round(done / n_src, 5), peak_rss_mib=_mib(m.peak),
+            start=m.start, estimate_mib=estimate("inference", pairs=len(pairs), decoded_sequences=done),
             throughput=round(done / m.seconds, 2), unit="sequences/s",
-            note=f"{done} sequences x K={cfg.K}, {info['kept']} patterns kept, backend torch (chunked)")
+            note=f"{done} sequences x K={cfg.K}, {info['kept']} patterns kept, backend torch (chunked); CPU {cpu:.0f} s; {settings}")
 
-    with memory.PeakRSS() as m, tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        n, ids = data.num_items, data.item_ids
-        original = concat(train_input, num_items=n, item_ids=ids, name="original", drop_empty=True)
-        mined = concat(patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns", drop_empty=True)
-        combined = concat(original, mined, regenerated, num_items=n, item_ids=ids, name="combined", drop_empty=True)
-        save(combined, Path(tmp) / "regenerated.txt", drop_empty=True)
-        size = (Path(tmp) / "regenerated.txt").stat().st_size
-    rec.row("write", **shape, seconds=m.seconds, full_seconds=m.seconds, fraction=1, peak_rss_mib=_mib(m.peak), start=m.start,
-            estimate_mib=estimate("write", pairs=len(pairs), decoded_sequences=done), throughput=combined.num_interactions, unit="interactions",
-            note=f"combined training set, {size / 2**20:.0f} MiB of text")
-    del model, regenerated, original, mined, combined, pairs, patterns, train_input
-    _target_model(args, rec, data, shape, estimate, tcfg)
+    if not work.ran("write"):
+        with memory.PeakRSS() as m, tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+            n, ids = data.num_items, data.item_ids
+            original = concat(train_input, num_items=n, item_ids=ids, name="original", drop_empty=True)
+            mined = concat(patterns.as_dataset(num_items=n), num_items=n, item_ids=ids, name="patterns", drop_empty=True)
+            combined = concat(original, mined, regenerated, num_items=n, item_ids=ids, name="combined", drop_empty=True)
+            save(combined, Path(tmp) / "regenerated.txt", drop_empty=True)
+            size = (Path(tmp) / "regenerated.txt").stat().st_size
+        # after a partial inference the set written is smaller: its row is no whole stage (not extrapolated)
+        row("write", whole=done == n_src, seconds=m.seconds, full_seconds=m.seconds,
+            fraction=1 if done == n_src else round(done / n_src, 5), peak_rss_mib=_mib(m.peak), start=m.start,
+            estimate_mib=estimate("write", pairs=len(pairs), decoded_sequences=done),
+            throughput=combined.num_interactions, unit="interactions",
+            note=f"combined training set, {size / 2**20:.0f} MiB of text"
+                 + ("" if done == n_src else f", after inference on {100 * done / n_src:.2f}% of the sources"))
+        del original, mined, combined
+    del model, regenerated, pairs, patterns, train_input
+    _target_model(args, rec, work, data, shape, estimate, tcfg, settings)
 
 
-def _target_model(args, rec, data, shape, estimate, tcfg) -> None:
-    """One SASRec epoch on the training split, then the full-ranking test evaluation."""
-    import numpy as np
+def _target_model(args, rec, work, data, shape, estimate, tcfg, settings) -> None:
+    """One SASRec epoch on the training split, one full-ranking validation pass (what early stopping runs
+    after every epoch), then the full-ranking test evaluation."""
     import torch
 
     from fastregen import memory
-    from fastregen.data import EvalSplit, leave_one_out
-    from fastregen.evaluation import evaluate
+    from fastregen.data import leave_one_out
     from fastregen.models import build_model
-    from fastregen.training import Examples, NextItemLoss, Trainer
+    from fastregen.training import Examples, NextItemLoss, TrainConfig, Trainer
+    from fastregen.training.fit import target_optimizer
 
     split = leave_one_out(data)
-    with memory.PeakRSS() as m:
-        torch.manual_seed(0)
-        net = build_model("sasrec", data.num_items, embed_dim=tcfg["embed_dim"], max_len=tcfg["max_len"])
-        examples = Examples(split.train, net.max_len, "all")
-        trainer = Trainer(net, NextItemLoss("bce", 1), batch_size=tcfg["batch"], seed=0, progress=args.progress,
-                          desc="sasrec")
-        trainer.set_normaliser(examples)
-        order = examples.batch_order(tcfg["batch"], trainer.generator, True)
-        steps = len(order) if not args.train_steps else min(args.train_steps, len(order))
-        times = _step_times(trainer)
-        t0 = time.perf_counter()
-        trainer.run_epoch(examples, order=order[:steps])
-        spent = time.perf_counter() - t0
-        best_state = {k: v.clone() for k, v in net.state_dict().items()}  # what EarlyStopping keeps
-        net.zero_grad(set_to_none=True)
-    per_step = statistics.median(times[2:]) if len(times) > 4 else spent / steps
-    full = spent if steps == len(order) else per_step * len(order)
+    shape = {**shape, "d": tcfg["embed_dim"]}
+    torch.manual_seed(0)
+    net = build_model("sasrec", data.num_items, embed_dim=tcfg["embed_dim"], max_len=tcfg["max_len"])
     # a --skip-dr4sr run starts these stages right after loading the data, not after the DR4SR stages
     after = "; in a --skip-dr4sr run" if args.skip_dr4sr else ""
-    rec.row("sasrec_epoch", **{**shape, "d": tcfg["embed_dim"]}, batch=tcfg["batch"], seconds=spent, full_seconds=full,
-            fraction=round(steps / len(order), 5), peak_rss_mib=_mib(m.peak), start=m.start,
-            estimate_mib=estimate("train"), throughput=round(tcfg["batch"] / per_step, 1),
-            unit="examples/s",
-            note=f"{steps} of {len(order)} steps (BCE, 'all' protocol); median {per_step:.3f} s/step{after}")
-    del trainer, best_state, examples
+    steps = total = 0
+    if work.ran("sasrec_epoch"):
+        net.load_state_dict(torch.load(work.file("sasrec.pt"), weights_only=True))
+    else:
+        cpu = time.process_time()
+        with memory.PeakRSS() as m:
+            examples = Examples(split.train, net.max_len, "all")
+            opt = target_optimizer(TrainConfig(item_updates=tcfg["item_updates"], lr=1e-3), net)
+            trainer = Trainer(net, NextItemLoss("bce", 1), optimizer=opt, batch_size=tcfg["batch"], seed=0,
+                              progress=args.progress, desc="sasrec")
+            trainer.set_normaliser(examples)
+            order = examples.batch_order(tcfg["batch"], trainer.generator, True)
+            total = len(order)
+            steps = total if not args.train_steps else min(args.train_steps, total)
+            times = _step_times(trainer)
+            t0 = time.perf_counter()
+            trainer.run_epoch(examples, order=order[:steps])
+            spent = time.perf_counter() - t0
+            best_state = {k: v.clone() for k, v in net.state_dict().items()}  # what EarlyStopping keeps
+            net.zero_grad(set_to_none=True)
+        cpu = time.process_time() - cpu
+        per_step = statistics.median(times[2:]) if len(times) > 4 else spent / steps
+        full = spent if steps == total else per_step * total
+        if steps == total:
+            work.save_state("sasrec.pt", net.state_dict())
+        rec.row("sasrec_epoch", **shape, batch=tcfg["batch"], seconds=spent, full_seconds=full,
+                fraction=round(steps / total, 5), peak_rss_mib=_mib(m.peak), start=m.start,
+                estimate_mib=estimate("train"), throughput=round(tcfg["batch"] / per_step, 1), unit="examples/s",
+                note=f"{steps} of {total} steps (BCE, 'all' protocol); median {per_step:.3f} s/step; "
+                     f"CPU {cpu:.0f} s; {settings}{after}")
+        work.finish("sasrec_epoch", steps == total)
+        del trainer, best_state, examples, opt
+    trained = (f"after {steps} of {total} SASRec steps" if total else "after the SASRec epoch of this --work folder")
+    for stage, part, users in (("validate", split.valid, args.valid_users), ("evaluate", split.test, args.eval_users)):
+        if not work.ran(stage):
+            _rank_stage(rec, work, stage, net, part, users, shape, estimate, data.num_items,
+                        f"{trained}; {settings}{after}")
 
-    test = split.test
-    users = len(test) if not args.eval_users else min(args.eval_users, len(test))
-    if users < len(test):
-        pick = np.random.default_rng(0).choice(len(test), users, replace=False)
-        pick.sort()
-        test = EvalSplit(history=test.history.subset(pick), target=test.target[pick], users=test.users[pick])
+
+def _rank_stage(rec, work, stage, net, part, users, shape, estimate, num_items, note) -> None:
+    """One full-ranking pass over ``part`` (the validation or test split), or ``users`` of its users."""
+    import numpy as np
+
+    from fastregen import memory
+    from fastregen.data import EvalSplit
+    from fastregen.evaluation import evaluate
+
+    n = len(part)
+    users = n if not users else min(users, n)
+    if users < n:
+        pick = np.sort(np.random.default_rng(0).choice(n, users, replace=False))
+        part = EvalSplit(history=part.history.subset(pick), target=part.target[pick], users=part.users[pick])
+    cpu = time.process_time()
     with memory.PeakRSS() as m:
-        metrics = evaluate(net.eval(), test, batch_size=1024)
-    rec.row("evaluate", **{**shape, "d": tcfg["embed_dim"]}, batch=1024, seconds=m.seconds,
-            full_seconds=m.seconds * len(split.test) / users, fraction=round(users / len(split.test), 5),
-            peak_rss_mib=_mib(m.peak), start=m.start, estimate_mib=estimate("evaluate"),
+        metrics = evaluate(net.eval(), part, batch_size=1024)
+    cpu = time.process_time() - cpu
+    which = "validation" if stage == "validate" else "test"
+    rec.row(stage, **shape, batch=1024, seconds=m.seconds, full_seconds=m.seconds * n / users,
+            fraction=round(users / n, 5), peak_rss_mib=_mib(m.peak), start=m.start, estimate_mib=estimate("evaluate"),
             throughput=round(users / m.seconds, 1), unit="users/s",
-            note=f"full ranking over {data.num_items} items, {users} of {len(split.test)} test users, item-chunked; "
-                 f"NDCG@20 {metrics['ndcg@20']:.4f} after {steps} of {len(order)} SASRec steps{after}")
+            note=f"full ranking over {num_items} items, {users} of {n} {which} users, item-chunked; "
+                 f"NDCG@20 {metrics['ndcg@20']:.4f} {note}; CPU {cpu:.0f} s")
+    work.finish(stage, users == n)
 
 
 def _step_times(trainer) -> list[float]:
@@ -261,6 +405,133 @@ def _step_times(trainer) -> list[float]:
 
     trainer.hooks.append(CallbackHook(step=step))
     return times
+
+
+# --------------------------------------------------------------------------- total
+#: Pre-training epochs of the paper's settings (issue 28 item 6; the released DR4SR configs, V1 of
+#: BENCHMARKS.md's declared study); ``scale.py total --pretrain-epochs`` changes it.
+PAPER_PRETRAIN_EPOCHS = 40
+#: The pipeline stages of the total and how many times each runs: once, per pre-training epoch, or per
+#: target-model epoch (an epoch's training and the validation pass early stopping runs after it).
+TOTAL_TERMS = {"data": "once", "patterns": "once", "pairs": "once", "regenerator": "pretrain", "inference": "once",
+               "write": "once", "sasrec_epoch": "epochs", "validate": "epochs", "evaluate": "once"}
+#: Stages whose time depends on ``item_updates`` (their rows' notes say ``item_updates=lazy`` when lazy).
+UPDATE_STAGES = ("regenerator", "sasrec_epoch")
+
+
+def beauty_epochs(dr4sr_csv) -> tuple[float, list[int]]:
+    """The mean of ``epochs`` (epochs trained, early stopping's patience included) over the
+    fastregen-scheme (``protocol`` "all", not "all/authors") SASRec rows on the original Beauty data of
+    ``dr4sr_csv``, and the values it averages."""
+    import csv
+
+    path = Path(dr4sr_csv)
+    if not path.is_file():
+        raise UsageError(f"--dr4sr {path}: no such file")
+    with open(path, newline="") as f:
+        epochs = [int(r["epochs"]) for r in csv.DictReader(f)
+                  if (r["dataset"], r["model"], r["train_set"], r["protocol"]) == ("beauty", "sasrec", "original", "all")
+                  and r["epochs"]]
+    if not epochs:
+        raise UsageError(f"--dr4sr {path}: no fastregen-scheme SASRec row on the original Beauty data "
+                         "(dataset beauty, model sasrec, train_set original, protocol all)")
+    return statistics.mean(epochs), epochs
+
+
+def _updates(row: dict) -> str:
+    return "lazy" if "item_updates=lazy" in row["note"] else "dense"
+
+
+def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: int = PAPER_PRETRAIN_EPOCHS,
+                item_updates: str = "lazy", threads: int | None = None, estimates: bool = False,
+                clock: str = "wall") -> dict:
+    """The time of the paper's settings on ``data`` from ``scale.csv`` rows (as `_results.read_results` gives them).
+
+    ``pretrain_epochs`` x the regenerator epoch + inference + ``epochs`` x
+    (SASRec epoch + validation pass) + the stages that run once (data,
+    patterns, pairs, write, test evaluation), each from the latest pipeline
+    row of that stage that ran it whole (``fraction`` 1), with
+    ``item_updates`` for the stages it changes, on ``threads`` torch
+    threads when given. ``estimates=True`` takes the latest row where no
+    whole one exists (its time extrapolated from a fraction; a missing
+    ``validate`` takes the test ``evaluate`` row, the same pass over the
+    same number of users), and says so per term. ``clock="cpu"`` counts
+    the CPU seconds a row's note gives (``CPU N s``, all threads; divided by
+    the row's fraction) instead of its wall time: on a shared machine, the
+    time the stages would take with a core to themselves. A row without a
+    CPU figure (the short stages) counts its wall time, and says so.
+
+    Returns
+    -------
+    dict
+        ``terms`` (one dict per stage: ``stage``, ``seconds`` of one run,
+        ``times``, ``total``, ``whole`` (measured whole), ``source`` (how it
+        was found), ``commit``, ``threads``, ``peak_rss_mib``), ``seconds``,
+        ``hours``, ``peak_rss_mib`` (the largest stage peak), ``whole``
+        (every term measured whole), ``epochs``, ``pretrain_epochs``.
+    """
+    pipe = [r for r in rows if r["benchmark"] == "scale/pipeline" and r["dataset"] == data
+            and (threads is None or str(r["threads"]) == str(threads))]
+    times = {"once": 1, "pretrain": pretrain_epochs, "epochs": epochs}
+    terms, missing = [], []
+    for stage, how in TOTAL_TERMS.items():
+        mine = [r for r in pipe if r["variant"] == stage and (stage not in UPDATE_STAGES or _updates(r) == item_updates)]
+        whole = [r for r in mine if float(r["fraction"] or 1) >= 1]
+        source = "whole stage"
+        if whole:
+            r = whole[-1]
+        elif estimates and mine:
+            r, source = mine[-1], f"extrapolated from {100 * float(mine[-1]['fraction']):.2f}% of the stage"
+        elif estimates and stage == "validate" and (test := [r for r in pipe if r["variant"] == "evaluate"]):
+            r, source = test[-1], "the test evaluation's row (same users, same items)"
+        else:
+            missing.append(stage)
+            continue
+        one = float(r["full_seconds"] or r["value"])
+        if clock == "cpu":
+            cpu = re.search(r"\bCPU (\d+(?:\.\d+)?) s\b", r["note"])
+            if cpu:
+                one = float(cpu.group(1)) / float(r["fraction"] or 1)
+            else:
+                source += "; wall time (no CPU figure)"
+        terms.append(dict(stage=stage, seconds=one, times=times[how], total=one * times[how],
+                          whole=source.startswith("whole stage"), source=source, commit=r["commit"], threads=r["threads"],
+                          peak_rss_mib=float(r["peak_rss_mib"] or 0)))
+    if missing:
+        wanted = f"item_updates={item_updates}" + ("" if threads is None else f", {threads} thread(s)")
+        raise UsageError(f"no {'' if estimates else 'whole-stage '}pipeline row of {', '.join(missing)} for {data} "
+                         f"({wanted}); run `scale.py pipeline --paper --work DIR`"
+                         + ("" if estimates else " or pass --estimates"))
+    seconds = sum(t["total"] for t in terms)
+    return dict(terms=terms, seconds=seconds, hours=seconds / 3600, peak_rss_mib=max(t["peak_rss_mib"] for t in terms),
+                whole=all(t["whole"] for t in terms), epochs=epochs, pretrain_epochs=pretrain_epochs)
+
+
+def total(args) -> None:
+    """Print the paper-settings total from the latest whole-stage pipeline rows (`paper_total`)."""
+    from _results import read_results
+
+    if not Path(args.results).is_file():
+        raise UsageError(f"--results {args.results}: no such file")
+    if args.pretrain_epochs < 1:
+        raise UsageError(f"--pretrain-epochs must be >= 1, got {args.pretrain_epochs}")
+    epochs, values = beauty_epochs(args.dr4sr)
+    res = paper_total(read_results(args.results), args.data, epochs, pretrain_epochs=args.pretrain_epochs,
+                      item_updates=args.item_updates, threads=args.threads, estimates=args.estimates,
+                      clock=args.clock)
+    print(f"Paper settings on {args.data}, item_updates={args.item_updates}, {args.clock} seconds: "
+          f"{res['pretrain_epochs']} pre-training "
+          f"epochs; target-model epochs {epochs:.1f} = mean of `epochs` over the fastregen-scheme SASRec rows on "
+          f"the original Beauty data in {Path(args.dr4sr).name} ({', '.join(map(str, values))})\n")
+    print("| stage | seconds per run | runs | seconds | threads | peak RSS MiB | from | commit |")
+    print("|---|---:|---:|---:|---:|---:|---|---|")
+    for t in res["terms"]:
+        print(f"| {t['stage']} | {t['seconds']:,.1f} | {t['times']:g} | {t['total']:,.0f} | {t['threads']} | "
+              f"{t['peak_rss_mib']:,.0f} | {t['source']} | {t['commit']} |")
+    label = "measured (every stage run whole)" if res["whole"] else "ESTIMATE (some stages extrapolated)"
+    print(f"\nTotal: {res['hours']:.1f} h, peak RSS {res['peak_rss_mib'] / 1024:.2f} GiB; {label}; "
+          f"bar <= 12 h: {'met' if res['hours'] <= 12 else 'not met'}, < 12 GiB: "
+          f"{'met' if res['peak_rss_mib'] < 12 * 1024 else 'not met'}")
 
 
 # --------------------------------------------------------------------------- decode
@@ -303,7 +574,7 @@ def decode(args) -> None:
 
 
 # --------------------------------------------------------------------------- sparse
-SPARSE_WORKER = r"""
+STEP_WORKER = r"""
 import json, statistics, sys, time
 import numpy as np, torch
 import torch.nn.functional as F
@@ -319,66 +590,106 @@ if mode == "dense":  # the gradients before sparse lookups: every lookup of an i
                                    "embedding": staticmethod(dense_embedding)})
     losses._rows = lambda ids, table: F.embedding(ids, table)
 from fastregen.data import load, leave_one_out
-from fastregen.training import CallbackHook, Examples, NextItemLoss, Trainer, adam
+from fastregen.training import CallbackHook, Examples, NextItemLoss, TrainConfig, Trainer, adam
 data = load(path)
-times, last = [], [0.0]
+times, cpu, last = [], [], [0.0, 0.0]
 def tick(t, b, v):
-    now = time.perf_counter(); times.append(now - last[0]); last[0] = now
+    now, now_cpu = time.perf_counter(), time.process_time()
+    times.append(now - last[0]); cpu.append(now_cpu - last[1]); last[:] = [now, now_cpu]
+updates = "lazy" if mode == "lazy" else "dense"  # "dense" and "sparse": fused Adam over the whole table
 if what == "regenerator":
     from fastregen.dr4sr import RegenConfig
     from fastregen.generator import Regenerator
-    from fastregen.generator.pretrain import RegeneratorLoss, pair_data
+    from fastregen.generator.pretrain import RegeneratorLoss, holdout_split, pair_data, pretrain_optimizer
     from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     train = dr4sr_input(data)
-    cfg = RegenConfig(progress=False)
-    examples = pair_data(pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_len=50), cfg)
+    cfg = RegenConfig(progress=False, item_updates=updates)
+    pairs = pair_data(pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_len=50), cfg)
+    examples = pairs.subset(holdout_split(len(pairs), cfg)[1])  # the pre-training split, as `pretrain`
     torch.manual_seed(0)
     model = Regenerator(data.num_items, cfg)
-    model.item_embedding.sparse = mode == "sparse"
-    trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=adam(model.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-9),
-                      batch_size=256, progress=False, hooks=[CallbackHook(step=tick)])
+    model.item_embedding.sparse = mode != "dense"
+    trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=pretrain_optimizer(model, cfg), batch_size=256,
+                      progress=False, hooks=[CallbackHook(step=tick)])
 else:
     from fastregen.models import build_model
+    from fastregen.training.fit import target_optimizer
     torch.manual_seed(0)
     model = build_model("sasrec", data.num_items, embed_dim=64, max_len=50)
     examples = Examples(leave_one_out(data).train, 50, "all")
-    trainer = Trainer(model, NextItemLoss("bce", 1), batch_size=256, progress=False, hooks=[CallbackHook(step=tick)])
+    trainer = Trainer(model, NextItemLoss("bce", 1), optimizer=target_optimizer(TrainConfig(item_updates=updates), model),
+                      batch_size=256, progress=False, hooks=[CallbackHook(step=tick)])
 trainer.set_normaliser(examples)
 order = examples.batch_order(256, trainer.generator, True)[:steps]
-last[0] = time.perf_counter()
+last[:] = [time.perf_counter(), time.process_time()]
 trainer.run_epoch(examples, order=order)
-print(json.dumps({"median_s": statistics.median(times[2:]), "steps": len(times),
+print(json.dumps({"median_s": statistics.median(times[2:]), "median_cpu_s": statistics.median(cpu[2:]),
+                  "steps": len(times), "steps_per_epoch": len(examples.batch_order(256, None, True)),
                   "weights": float(sum(p.detach().double().abs().sum() for p in model.parameters()))}))
 """
+#: What `STEP_WORKER`'s modes mean (the rows' notes say it).
+STEP_MODES = {"dense": "dense lookup gradients, fused Adam", "sparse": "sparse lookup gradients, fused Adam",
+              "lazy": "sparse lookup gradients, item_updates='lazy' (LazyAdam)"}
 
 
-def sparse(args) -> None:
-    """Step time with sparse item-table gradients vs the dense ones they replaced, side by side."""
+def _books_file(args) -> Path:
     from fastregen.data import save, synthetic
 
     path = Path(args.tmp or tempfile.gettempdir()) / f"books-{args.users}.txt"
     if not path.exists():
         save(synthetic("books", n_users=args.users), path)
-    rec = Recorder(args, "sparse_gradients", f"synthetic-books(n_users={args.users})")
-    for what in ("regenerator", "sasrec"):
-        times: dict[str, list[float]] = {"dense": [], "sparse": []}
-        weights = {}
+    return path
+
+
+def _side_by_side(args, experiment: str, modes: list[str], what: list[str]) -> None:
+    """Per model, the step time of each mode in turn (alternating processes, so all see the machine's load
+    alike), ``args.repeats`` times; one row per model: the last mode's median against the first's."""
+    path = _books_file(args)
+    rec = Recorder(args, experiment, f"synthetic-books(n_users={args.users})")
+    for name in what:
+        wall: dict[str, list[float]] = {m: [] for m in modes}
+        cpu: dict[str, list[float]] = {m: [] for m in modes}
+        weights, per_epoch, loads = {}, 0, [os.getloadavg()[0]]
         for _ in range(args.repeats):
-            for mode in ("dense", "sparse"):  # alternating, so both see the machine's load alike
-                out = subprocess.run([sys.executable, "-c", SPARSE_WORKER, what, mode, str(args.threads),
+            for mode in modes:
+                out = subprocess.run([sys.executable, "-c", STEP_WORKER, name, mode, str(args.threads),
                                       str(args.steps), str(path)], capture_output=True, text=True)
                 if out.returncode:
                     raise SystemExit(out.stderr[-3000:])
                 res = json.loads(out.stdout.strip().splitlines()[-1])
-                times[mode].append(res["median_s"])
-                weights[mode] = res["weights"]
-        dense, fast = statistics.median(times["dense"]), statistics.median(times["sparse"])
-        rec.row(f"{what}_step", items=700_000, d=64, batch=256, seconds=fast, fraction=1,
-                throughput=round(dense / fast, 2), unit="x faster than dense",
-                note=f"median s/step over {args.steps} steps x {args.repeats} runs: dense {dense:.3f} "
-                     f"({' '.join(f'{t:.3f}' for t in times['dense'])}), sparse {fast:.3f} "
-                     f"({' '.join(f'{t:.3f}' for t in times['sparse'])}); "
-                     f"sum of absolute weights after: dense {weights['dense']:.6g}, sparse {weights['sparse']:.6g}")
+                wall[mode].append(res["median_s"])
+                cpu[mode].append(res["median_cpu_s"])
+                weights[mode], per_epoch = res["weights"], res["steps_per_epoch"]
+                loads.append(os.getloadavg()[0])
+        base, new = modes[0], modes[-1]
+        med = {m: statistics.median(cpu[m] if args.cpu else wall[m]) for m in modes}
+        clock = "CPU" if args.cpu else "wall"
+        runs = "; ".join(f"{m} ({STEP_MODES[m]}) {clock} {med[m]:.4f} (runs {' '.join(f'{t:.4f}' for t in (cpu if args.cpu else wall)[m])}), "
+                         f"wall {statistics.median(wall[m]):.4f}" for m in modes)
+        rec.row(f"{name}_step", items=700_000, d=64, batch=256, seconds=med[new], fraction=1,
+                full_seconds=round(med[new] * per_epoch, 1),
+                throughput=round(med[base] / med[new], 2), unit=f"x faster than {base}",
+                note=f"median {clock} s/step over {args.steps} steps x {args.repeats} runs, modes alternating: {runs}; "
+                     f"full_seconds = {per_epoch} steps per epoch x the {new} median (estimate); "
+                     f"load average {min(loads):.1f}-{max(loads):.1f}; sum of absolute weights after: "
+                     + ", ".join(f"{m} {weights[m]:.6g}" for m in modes))
+
+
+def sparse(args) -> None:
+    """Step time with sparse item-table gradients vs the dense ones they replaced, side by side."""
+    _side_by_side(args, "sparse_gradients", ["dense", "sparse"], ["regenerator", "sasrec"])
+
+
+def steps(args) -> None:
+    """Step time of ``--modes`` (first: the baseline) side by side, per ``--what`` model, at Books shape."""
+    modes, what = args.modes.split(","), args.what.split(",")
+    for m in modes:
+        if m not in STEP_MODES:
+            raise SystemExit(f"unknown mode {m!r}; valid: {', '.join(STEP_MODES)}")
+    for w in what:
+        if w not in ("sasrec", "regenerator"):
+            raise SystemExit(f"unknown model {w!r}; valid: sasrec, regenerator")
+    _side_by_side(args, "item_updates", modes, what)
 
 
 # --------------------------------------------------------------------------- ddp
@@ -449,7 +760,14 @@ def main(argv=None) -> int:
     p.add_argument("--pretrain-steps", type=int, default=0, help="run this many steps of the epoch (0: all)")
     p.add_argument("--infer-sequences", type=int, default=0, help="decode this many sequences (0: all)")
     p.add_argument("--train-steps", type=int, default=0, help="SASRec steps of the epoch (0: all)")
+    p.add_argument("--valid-users", type=int, default=0, help="validate on this many users (0: all)")
     p.add_argument("--eval-users", type=int, default=0, help="evaluate this many test users (0: all)")
+    p.add_argument("--item-updates", choices=("dense", "lazy"), default=None,
+                   help="Adam over the item tables of the regenerator and SASRec (item_updates; default dense)")
+    p.add_argument("--paper", action="store_true",
+                   help="the rows `scale.py total` needs: every stage whole, --item-updates lazy")
+    p.add_argument("--work", default=None,
+                   help="folder of finished whole stages and their outputs: a rerun resumes after them")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--skip-dr4sr", action="store_true", help="only the SASRec epoch and the evaluation")
     d = sub.add_parser("decode")
@@ -457,19 +775,41 @@ def main(argv=None) -> int:
     d.add_argument("--device", default="cpu")
     d.add_argument("--backend", default="auto")
     sp = sub.add_parser("sparse")
-    sp.add_argument("--users", type=int, default=800_000)
-    sp.add_argument("--steps", type=int, default=25)
-    sp.add_argument("--repeats", type=int, default=3)
+    st = sub.add_parser("steps")
+    st.add_argument("--modes", default="sparse,lazy", help=f"comma-separated, the first the baseline: {', '.join(STEP_MODES)}")
+    st.add_argument("--what", default="sasrec,regenerator", help="comma-separated: sasrec, regenerator")
+    for q in (sp, st):
+        q.add_argument("--users", type=int, default=800_000)
+        q.add_argument("--steps", type=int, default=25)
+        q.add_argument("--repeats", type=int, default=3)
+        q.add_argument("--cpu", action="store_true", help="compare CPU time per step (time.process_time), not wall")
+    tt = sub.add_parser("total")
+    tt.add_argument("--data", default="synthetic-books(n_users=800000)", help="the rows' dataset column")
+    tt.add_argument("--dr4sr", default=str(HERE / "results" / "dr4sr.csv"),
+                    help="the study rows the target-model epochs come from")
+    tt.add_argument("--pretrain-epochs", type=int, default=PAPER_PRETRAIN_EPOCHS)
+    tt.add_argument("--item-updates", choices=("dense", "lazy"), default="lazy")
+    tt.add_argument("--threads", type=int, default=None, help="only rows on this many torch threads")
+    tt.add_argument("--estimates", action="store_true",
+                    help="where no whole-stage row exists, use the latest extrapolated one (labelled)")
+    tt.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="sum the rows' wall seconds, or the CPU seconds their notes give")
+    tt.add_argument("--results", default=str(RESULTS))
     r = sub.add_parser("ddp")
     r.add_argument("--data", required=True)
     r.add_argument("--regen-epochs", type=int, default=1)
     r.add_argument("--train-epochs", type=int, default=3)
-    for q in (p, d, r, sp):
+    for q in (p, d, r, sp, st):
         q.add_argument("--threads", type=int, default=1, help="torch threads (per process for ddp)")
         q.add_argument("--results", default=str(RESULTS))
         q.add_argument("--tmp", default=None, help="folder for temporary outputs")
     args = ap.parse_args(argv)
-    {"pipeline": pipeline, "decode": decode, "ddp": ddp, "sparse": sparse}[args.cmd](args)
+    try:
+        {"pipeline": pipeline, "decode": decode, "ddp": ddp, "sparse": sparse, "steps": steps,
+         "total": total}[args.cmd](args)
+    except UsageError as e:
+        print(f"scale.py {args.cmd}: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

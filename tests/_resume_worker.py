@@ -6,7 +6,8 @@ KIND: ``sasrec`` / ``gru4rec`` (`fit_and_evaluate`), ``regen`` (the DR4SR
 pipeline up to the pre-trained regenerator), ``plus`` (DR4SR+ `personalize`,
 bi-level with upper steps); ``sasrec_sampled`` / ``regen_sampled``: the same
 with ``train_softmax="sampled"`` (negatives drawn every step; the regenerator
-also with ``item_updates="lazy"``, `fastregen.training.LazyAdam`). KILL: ``step:N`` kills this process (SIGKILL,
+also with ``item_updates="lazy"``, `fastregen.training.LazyAdam`); ``sasrec_lazy``:
+SASRec with ``item_updates="lazy"``. KILL: ``step:N`` kills this process (SIGKILL,
 no cleanup) right after optimizer step N; ``log:E`` right after epoch E's
 record is logged, before its checkpoint is written. Without KILL the run
 goes to its end and RESULT (a torch file) gets the final weights, metrics
@@ -71,12 +72,14 @@ def main(kind: str, out: str, result: str, kill: str | None = None) -> None:
     seen = _kill_switch(kill)
     data = _data()
     res: dict = {}
-    sampled = kind.endswith("_sampled")
-    kind = kind.removesuffix("_sampled")
+    sampled, lazy = kind.endswith("_sampled"), kind.endswith("_lazy")
+    kind = kind.removesuffix("_sampled").removesuffix("_lazy")
     if kind in ("sasrec", "gru4rec"):
         from fastregen.training import fit_and_evaluate
 
         extra = dict(loss="softmax", train_softmax="sampled", num_negatives=20) if sampled else {}
+        if lazy:
+            extra["item_updates"] = "lazy"
         r = fit_and_evaluate(data, model=kind, seed=1, out_dir=out, epochs=4, **SMALL, **extra)
         res.update(state=r["model"].state_dict(), valid=r["valid"], test=r["test"], best_epoch=r["best_epoch"])
     elif kind == "regen":

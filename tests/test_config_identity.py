@@ -44,6 +44,8 @@ def test_compare_run_ids_did_not_move():
     assert [r.run_id for r in declare_runs(CompareConfig(methods=("original", "dr4sr")), "x")] == RUN_IDS_BEFORE
     sampled = CompareConfig(methods=("original",), train={"train_softmax": "sampled", "num_negatives": 64})
     assert declare_runs(sampled, "x")[0].run_id != RUN_IDS_BEFORE[0]
+    lazy = CompareConfig(methods=("original",), train={"item_updates": "lazy"})
+    assert declare_runs(lazy, "x")[0].run_id != RUN_IDS_BEFORE[0]
 
 
 @pytest.mark.parametrize("cls", [RegenConfig, TrainConfig])

@@ -58,7 +58,7 @@ def _kill_and_resume(tmp_path, kind, seed, kill_kind="step"):
     The kill point is drawn from the step (or epoch) counts of the same
     configuration measured by `_counts` (runs are deterministic).
     """
-    steps, epochs = COUNTS[kind.removesuffix("_sampled")]
+    steps, epochs = COUNTS[kind.removesuffix("_sampled").removesuffix("_lazy")]
     rng = np.random.default_rng(seed)
     if kill_kind == "step":
         at = int(rng.integers(1, steps))  # after step `at` (of 1..steps-1): the run never finishes
@@ -87,7 +87,7 @@ COUNTS = {"sasrec": (20, 4), "gru4rec": (20, 4), "regen": (112, 4), "plus": (15,
 # in-process tests below check the resumed result too (without a real SIGKILL)
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "seed", "kill"), [("sasrec", 0, "step"), ("gru4rec", 1, "log"),
-                                                    ("sasrec_sampled", 4, "step")])
+                                                    ("sasrec_sampled", 4, "step"), ("sasrec_lazy", 5, "step")])
 def test_target_model_killed_and_resumed_is_bit_identical(tmp_path, kind, seed, kill):
     full, resumed = _kill_and_resume(tmp_path, kind, seed, kill)
     _same_tensors(full["state"], resumed["state"])

@@ -20,6 +20,8 @@ LOSSES = ("bce", "sampled_softmax", "softmax")
 TRAIN_TARGETS = ("auto", "all", "last", "packed")
 POSITIONS = ("recent", "oldest")
 LOSS_NORMALISATIONS = ("constant", "batch_mean")
+#: How Adam updates the item table (`TrainConfig.item_updates`).
+ITEM_UPDATES = ("dense", "lazy")
 
 #: The DR4SR authors' training scheme (their ``run.py`` with the released
 #: configs), as `TrainConfig` fields: ``TrainConfig(**AUTHORS_SCHEME)``.
@@ -88,6 +90,17 @@ class TrainConfig:
         Examples per batch.
     lr : float, default 1e-3
     weight_decay : float, default 0.0
+    item_updates : {"dense", "lazy"}, default "dense"
+        How Adam updates the item table (``item_embedding``): every row every
+        step (``"dense"``, fused Adam), or only the rows a step looked up,
+        with their own moments (``"lazy"``, `fastregen.training.LazyAdam`,
+        the regenerator's ``item_updates`` for target models; the model's
+        item lookups then give sparse gradients). At Amazon-Books scale
+        (700k items) the dense update of the table, its gradient and both
+        moments was most of a SASRec step (BENCHMARKS.md, "Scale"). Not
+        Adam for the rows a step leaves out (their moments do not decay);
+        needs ``weight_decay=0`` and fastregen's own optimizer (no
+        ``optimizer`` given to `fit`).
     patience : int, default 20
         Evaluations without improvement of ``valid_metric`` before stopping.
     valid_metric : str, default "ndcg@20"
@@ -162,6 +175,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.0
+    item_updates: str = "dense"
     patience: int = 20
     valid_metric: str = "ndcg@20"
     eval_every: int = 1
@@ -182,7 +196,7 @@ class TrainConfig:
     #: Fields added since run ids of `fastregen compare` hashed every field, at the value that trains as
     #: before them (`fastregen.config.config_identity`): a comparison's finished runs stay finished after
     #: an upgrade. A new field goes here with its neutral value.
-    ADDED_OPTIONS: ClassVar[dict] = {"train_softmax": "full"}
+    ADDED_OPTIONS: ClassVar[dict] = {"train_softmax": "full", "item_updates": "dense"}
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -215,6 +229,11 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.item_updates not in ITEM_UPDATES:
+            raise ValueError(f"item_updates must be one of {', '.join(ITEM_UPDATES)}; got {self.item_updates!r}")
+        if self.item_updates == "lazy" and self.weight_decay:
+            raise ValueError(f"item_updates='lazy' takes no weight decay (LazyAdam has none); "
+                             f"got weight_decay={self.weight_decay}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         self.ks = tuple(int(k) for k in self.ks)

@@ -27,10 +27,11 @@ from .checkpoint import Checkpoint, array_sha256
 from .config import RUNTIME_FIELDS, TrainConfig
 from .examples import Examples
 from .losses import DEFAULT_NUM_NEGATIVES, NegativeSampler, NextItemLoss, resolve_train_softmax
-from .trainer import EarlyStopping, Trainer
+from .optim import LazyAdam
+from .trainer import EarlyStopping, Trainer, adam
 
 __all__ = ["fit", "fit_and_evaluate", "seed_everything", "resolve_loss", "negative_sampler", "build_target_model",
-           "train_config", "fresh_model",
+           "train_config", "fresh_model", "target_optimizer",
            "run_fingerprint", "CHECKPOINT"]
 
 #: The epoch checkpoint in a `fit_and_evaluate` run folder.
@@ -54,6 +55,22 @@ def resolve_loss(cfg: TrainConfig) -> tuple[str, int]:
     loss = model_class(cfg.model).default_loss if cfg.loss == "auto" else cfg.loss
     neg = cfg.num_negatives or (128 if loss == "sampled_softmax" else 1)
     return loss, neg
+
+
+def target_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer `fit` trains ``model`` with: Adam(``cfg.lr``, ``cfg.weight_decay``), fused, or with
+    ``cfg.item_updates="lazy"`` `LazyAdam` over ``model.item_embedding`` (fused Adam for the rest).
+
+    A lazy run switches the model's item lookups to sparse gradients
+    (``model.item_embedding.sparse = True``): the dense gradient of the
+    lookup would be a zero-filled copy of the whole table every step, the
+    cost the lazy update removes. The losses' lookups of the table are
+    sparse already (`fastregen.training.losses`).
+    """
+    if cfg.item_updates == "lazy":
+        model.item_embedding.sparse = True
+        return LazyAdam(model.parameters(), [model.item_embedding.weight], lr=cfg.lr)
+    return adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def negative_sampler(cfg: TrainConfig, num_items: int, train_data: SequenceDataset):
@@ -156,9 +173,8 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         `build_target_model` right after ``seed_everything(cfg.seed)`` trains
         exactly as the one `fit` would build.
     optimizer : torch.optim.Optimizer, optional
-        Replaces the default Adam(``cfg.lr``, ``cfg.weight_decay``) over the
-        model's parameters (e.g. one that also owns an objective's own
-        parameters).
+        Replaces the default `target_optimizer` (e.g. one that also owns an
+        objective's own parameters); needs ``cfg.item_updates="dense"``.
     checkpoint : Checkpoint or path-like, optional
         The epoch checkpoint of the run (`fastregen.training.Trainer`):
         written after every epoch, resumed from when it holds this run.
@@ -198,6 +214,11 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
     if sampler is not None:
         negatives = sampler.num_negatives
     objective = objective or NextItemLoss(loss_name, negatives, cfg.temperature, sampler=sampler)
+    if optimizer is None:  # on the model where it trains, as the Trainer builds its default one
+        optimizer = target_optimizer(cfg, model.to(cfg.device))
+    elif cfg.item_updates != "dense":
+        raise ValueError(f"item_updates={cfg.item_updates!r} builds fastregen's own optimizer; "
+                         f"got optimizer={type(optimizer).__name__} (use item_updates='dense')")
     stopper = EarlyStopping(
         lambda m: evaluate(m, valid, cfg.ks, cfg.exclude_history, cfg.eval_batch_size,
                            repeated_target=cfg.repeated_target),

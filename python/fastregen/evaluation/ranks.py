@@ -141,14 +141,10 @@ def _use_amx(backend: str, hidden: torch.Tensor, table: torch.Tensor) -> bool:
             and _core.amx_available())
 
 
-def _amx_ranks(hidden, table, targets, exclude_rows, exclude_cols, threads, packed=None):
-    """`item_ranks` by `fastregen._core.amx_rank_counts`; ``packed`` (`_amx_table`) saves packing the
-    table again for each batch of users."""
+def _amx_ranks(hidden, table, targets, er, ec, threads, packed=None):
+    """`item_ranks` by `fastregen._core.amx_rank_counts` (inputs checked by `_checked_item_inputs`);
+    ``packed`` (`_amx_table`) saves packing the table again for each batch of users."""
     B, C = hidden.shape[0], table.shape[0]
-    if targets.dim() != 1 or targets.size(0) != B:
-        raise ValueError(f"hidden (B, d) and targets (B,) do not match: {tuple(hidden.shape)} vs {tuple(targets.shape)}")
-    _check_targets(targets, C)
-    er, ec = _checked_exclusions(exclude_rows, exclude_cols, B, C)
     ex_offsets, ex_items = _exclusion_csr(er, ec, B, C)
     table_np = table.contiguous().numpy()
     if packed is None:
@@ -169,6 +165,16 @@ def _amx_table(table: torch.Tensor, backend: str = "auto", threads: int | None =
 
 def _threads(threads: int | None) -> int:
     return torch.get_num_threads() if threads is None else int(threads)
+
+
+def _checked_item_inputs(hidden, targets, exclude_rows, exclude_cols, C: int):
+    """`item_ranks`' targets and excluded pairs checked once for whichever path ranks them: the
+    ``(rows, items)`` of `_checked_exclusions`."""
+    B = hidden.shape[0]
+    if targets.dim() != 1 or targets.size(0) != B:
+        raise ValueError(f"hidden (B, d) and targets (B,) do not match: {tuple(hidden.shape)} vs {tuple(targets.shape)}")
+    _check_targets(targets, C)
+    return _checked_exclusions(exclude_rows, exclude_cols, B, C)
 
 
 def _check_targets(targets: torch.Tensor, C: int) -> None:
@@ -261,16 +267,15 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     hidden, table = hidden.detach(), table.detach()
     if _use_amx(backend, hidden, table):
-        return _amx_ranks(hidden, table, targets, exclude_rows, exclude_cols, _threads(threads), _packed)
+        er, ec = _checked_item_inputs(hidden, targets, exclude_rows, exclude_cols, C)
+        return _amx_ranks(hidden, table, targets, er, ec, _threads(threads), _packed)
     if chunk_size >= C and B >= _MIN_BLOCK_ROWS and _use_native(backend, hidden.new_empty(0, dtype=torch.result_type(hidden, table))):
-        return _full_ranks_native(hidden, table, targets, exclude_rows, exclude_cols, _threads(threads))
+        er, ec = _checked_item_inputs(hidden, targets, exclude_rows, exclude_cols, C)
+        return _full_ranks_native(hidden, table, targets, er, ec, _threads(threads))
     if chunk_size >= C:
         return target_ranks(hidden @ table.T, targets, exclude_rows, exclude_cols, inplace=True, backend=backend,
                             threads=threads)
-    if targets.dim() != 1 or targets.size(0) != B:
-        raise ValueError(f"hidden (B, d) and targets (B,) do not match: {tuple(hidden.shape)} vs {tuple(targets.shape)}")
-    _check_targets(targets, C)
-    er, ec = _checked_exclusions(exclude_rows, exclude_cols, B, C)
+    er, ec = _checked_item_inputs(hidden, targets, exclude_rows, exclude_cols, C)
     dev = hidden.device
     targets = targets.long()
     # float64 estimate of each target's score and a bound on the float32 product's error
@@ -333,19 +338,15 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
     return ahead, n_candidates
 
 
-def _full_ranks_native(hidden, table, targets, exclude_rows, exclude_cols, threads):
+def _full_ranks_native(hidden, table, targets, er, ec, threads):
     """`target_ranks` of ``hidden @ table.T`` with the compiled count, the scores computed a block of
     rows at a time (`_SCORE_BLOCK` scores): the block stays in cache between the product that writes
     it and the count that reads it (on Beauty's 12k items, one thread, this more than halves the
     product's time: `benchmarks/engine.py validation`, benchmarks/results/engine.csv). Blocks have at least
     `_MIN_BLOCK_ROWS` rows: matrix kernels treat very thin products differently and may round a
-    score otherwise in its last bit."""
+    score otherwise in its last bit. Inputs checked by `_checked_item_inputs`."""
     B, C = hidden.shape[0], table.shape[0]
     dtype = torch.result_type(hidden, table)
-    if targets.dim() != 1 or targets.size(0) != B:
-        raise ValueError(f"hidden (B, d) and targets (B,) do not match: {tuple(hidden.shape)} vs {tuple(targets.shape)}")
-    _check_targets(targets, C)
-    er, ec = _checked_exclusions(exclude_rows, exclude_cols, B, C)
     ex_offsets, ex_items = _exclusion_csr(er, ec, B, C)
     t = targets.long().cpu().numpy()
     h, table_t = hidden.to(dtype), table.to(dtype).T.contiguous()

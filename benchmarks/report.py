@@ -540,6 +540,12 @@ def _paired(base: list[dict], method: list[dict], seed_key: str) -> tuple[list[d
     return [r for r in base if r[seed_key] in common], [r for r in method if r[seed_key] in common]
 
 
+def _paper_gain(model: str, method: str, dataset: str) -> str:
+    """The paper's relative NDCG@20 gain of ``method`` over the original data (DR4SR Table 3), or "—"."""
+    base, ours = table3(model, "base", dataset), table3(model, method, dataset)
+    return f"{100 * (ours['ndcg@20'] / base['ndcg@20'] - 1):+.1f}%" if base and ours else "—"
+
+
 def _verdict_row(label, dataset, model, metric, base, method, user_metric, paper_gain: str,
                  method_user_metric=None) -> str:
     """One line of the verdict table; ``method_user_metric`` reads the method's per-user values where its
@@ -591,8 +597,7 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
             base, dr = _paired(base, dr, "target_seed")
             if not dr:
                 continue
-            pb, pd = table3(model, "base", dataset), table3(model, "dr4sr", dataset)
-            paper = f"{100 * (pd['ndcg@20'] / pb['ndcg@20'] - 1):+.1f}%" if pb and pd else "—"
+            paper = _paper_gain(model, "dr4sr", dataset)
             scheme = "" if protocol == "all" else f", the {protocol.split('/')[1]}' training scheme"
             out.append(_verdict_row(f"DR4SR ({variant}, K={K}, γ={gamma}{scheme})", dataset, model, "ndcg@20",
                                     base, dr, dr_user, paper))
@@ -606,8 +611,7 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
             base, dr = _paired([r for r in arows if r["train_set"] == "original"],
                                [r for r in arows if r["train_set"].startswith("dr4sr:")], "seed")
             if dr:
-                pb, pd = table3("sasrec", "base", "beauty"), table3("sasrec", "dr4sr", "beauty")
-                paper = f"{100 * (pd['ndcg@20'] / pb['ndcg@20'] - 1):+.1f}%" if pb and pd else "—"
+                paper = _paper_gain("sasrec", "dr4sr", "beauty")
                 au_user = lambda rs, m: _user_metric(rs, ranks_root / "authors", m)  # noqa: E731
                 out.append(_verdict_row(f"DR4SR ({variant}, K={K}, γ={gamma}, the authors' own trainer)", "beauty",
                                         "sasrec", "ndcg@20", base, dr, au_user, paper))
@@ -647,8 +651,7 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
             base, g = _paired(base, g, "target_seed")
             if not g:
                 continue
-            pb, pp = table3(model, "base", "beauty"), table3(model, "dr4sr+", "beauty")
-            paper = f"{100 * (pp['ndcg@20'] / pb['ndcg@20'] - 1):+.1f}%" if pb and pp else "—"
+            paper = _paper_gain(model, "dr4sr+", "beauty")
             out.append(_verdict_row(f"DR4SR+ (upper lr {float(best['upper_lr']):g})", "beauty", model, "ndcg@20",
                                     base, g, dr_user, paper, method_user_metric=plus_user))
     else:

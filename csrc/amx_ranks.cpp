@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "csr.hpp"
+#include "error_slot.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define FASTREGEN_AMX 1
@@ -406,7 +407,7 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
   }
   const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(threads), n_ut)));
   std::vector<int64_t> rechecked(static_cast<size_t>(nt), 0);
-  std::exception_ptr error;
+  ErrorSlot error;
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
@@ -436,13 +437,10 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
       count_exact(in.hidden, in.table, d, band_rows.data(), band_items.data(),
                   static_cast<int64_t>(band_rows.size()), target_score.data(), res.count.data());
     } catch (...) {  // bad_alloc: never let an exception leave the parallel region
-#if FASTREGEN_HAVE_OPENMP
-#pragma omp critical(fastregen_amx_rank_counts_error)
-#endif
-      if (!error) error = std::current_exception();
+      error.capture();
     }
   }
-  if (error) std::rethrow_exception(error);
+  error.rethrow();
   for (int i = 0; i < nt; ++i) res.rechecked += rechecked[static_cast<size_t>(i)];
   for (const RowState& s : st) res.exact_rows += s.exact ? 1 : 0;
   return res;

@@ -5,8 +5,9 @@
 #include <cmath>
 #include <exception>
 #include <limits>
-#include <mutex>
 #include <stdexcept>
+
+#include "error_slot.hpp"
 
 namespace fastregen {
 
@@ -28,17 +29,15 @@ int team_size(int threads, int64_t n, int64_t work) {
 // worker is re-raised on the calling thread once the loop has finished.
 template <typename Body>
 void parallel_for(int64_t n, int64_t work, int threads, Body&& body) {
-  std::exception_ptr error;
+  ErrorSlot error;
 #if FASTREGEN_HAVE_OPENMP
-  std::mutex lock;
   const int nt = team_size(threads, n, work);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
   for (int64_t u = 0; u < n; ++u) {
     try {
       body(u);
     } catch (...) {
-      std::lock_guard<std::mutex> g(lock);
-      if (!error) error = std::current_exception();
+      error.capture();
     }
   }
 #else
@@ -48,12 +47,12 @@ void parallel_for(int64_t n, int64_t work, int threads, Body&& body) {
     try {
       body(u);
     } catch (...) {
-      if (!error) error = std::current_exception();
+      error.capture();
       break;
     }
   }
 #endif
-  if (error) std::rethrow_exception(error);
+  error.rethrow();
 }
 
 // Suffix automaton over int32 symbols. Item ids reach ~10^6, so per-state
@@ -255,9 +254,8 @@ int64_t lambda_sum_auto(SuffixAutomaton& sam, const int32_t* s, int64_t n, LzMet
 
 std::vector<int64_t> lz_lambda_sums(const CsrView& data, int threads, LzMethod method) {
   std::vector<int64_t> out(static_cast<std::size_t>(data.n_seq), 0);
-  std::exception_ptr error;
+  ErrorSlot error;
 #if FASTREGEN_HAVE_OPENMP
-  std::mutex lock;
   const int nt = team_size(threads, data.n_seq, data.n_items_total());
 #pragma omp parallel num_threads(nt)
   {
@@ -267,8 +265,7 @@ std::vector<int64_t> lz_lambda_sums(const CsrView& data, int threads, LzMethod m
       try {
         out[u] = lambda_sum_auto(sam, data.seq(u), data.length(u), method);
       } catch (...) {
-        std::lock_guard<std::mutex> g(lock);
-        if (!error) error = std::current_exception();
+        error.capture();
       }
     }
   }
@@ -277,7 +274,7 @@ std::vector<int64_t> lz_lambda_sums(const CsrView& data, int threads, LzMethod m
   SuffixAutomaton sam;
   for (int64_t u = 0; u < data.n_seq; ++u) out[u] = lambda_sum_auto(sam, data.seq(u), data.length(u), method);
 #endif
-  if (error) std::rethrow_exception(error);
+  error.rethrow();
   return out;
 }
 

@@ -11,27 +11,11 @@
 #include <unordered_map>
 #include <utility>
 
+#include "error_slot.hpp"
+
 namespace fastregen {
 
 namespace {
-
-// Collects the first exception thrown inside an OpenMP region so that it can
-// be re-raised on the calling thread (exceptions must not escape a region).
-class ErrorSlot {
- public:
-  void capture() {
-    bool expected = false;
-    if (failed_.compare_exchange_strong(expected, true)) error_ = std::current_exception();
-  }
-  bool failed() const { return failed_.load(std::memory_order_relaxed); }
-  void rethrow() const {
-    if (error_) std::rethrow_exception(error_);
-  }
-
- private:
-  std::atomic<bool> failed_{false};
-  std::exception_ptr error_;
-};
 
 inline void add_progress(int64_t* progress, int64_t amount) {
   if (progress == nullptr || amount == 0) return;

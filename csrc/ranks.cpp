@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "csr.hpp"
+#include "error_slot.hpp"
 
 namespace fastregen {
 
@@ -75,7 +76,7 @@ RankCounts<T> rank_counts(const RankBlock<T>& k, int threads) {
       1, std::min<int64_t>(B * k.width < (int64_t{1} << 16) ? 1 : resolve_threads(threads), B)));
   std::vector<std::vector<int64_t>> band_rows(static_cast<size_t>(nt));
   std::vector<std::vector<T>> band_values(static_cast<size_t>(nt));
-  std::exception_ptr error;
+  ErrorSlot error;
   (void)nt;
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
@@ -128,14 +129,11 @@ RankCounts<T> rank_counts(const RankBlock<T>& k, int threads) {
           }
         }
       } catch (...) {  // bad_alloc: never let an exception leave the parallel region
-#if FASTREGEN_HAVE_OPENMP
-#pragma omp critical(fastregen_rank_counts_error)
-#endif
-        if (!error) error = std::current_exception();
+        error.capture();
       }
     }
   }
-  if (error) std::rethrow_exception(error);
+  error.rethrow();
   for (int i = 0; i < nt; ++i) {
     res.band_rows.insert(res.band_rows.end(), band_rows[static_cast<size_t>(i)].begin(),
                          band_rows[static_cast<size_t>(i)].end());

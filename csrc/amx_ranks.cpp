@@ -167,11 +167,11 @@ struct RowState {
   bool exact;
 };
 
-// A 32 x 32 block of bf16-pass scores waiting to be counted: users ut * 32 + [0, 32), items j0 + [0, 32).
+// A 32 x 32 block of bf16-pass scores waiting to be counted: the users of tile ut, items j0 + [0, 32).
 struct Window {
   const float* scores = nullptr;  // 32 x 32, row-major
   int64_t ut = -1, j0 = 0;
-  uint32_t valid = 0;  // the items < n_items
+  uint32_t valid = 0;  // the items of the segment (and < n_items)
 };
 
 // What a thread's count reads and writes besides the window.
@@ -179,8 +179,10 @@ struct CountState {
   const AmxRankInput* in;
   const RowState* st;
   const float* norms;  // padded to whole windows
+  const int64_t* slots;  // the user row of each tile slot (slot = 32 ut + i)
+  int64_t n_slots;
   int64_t ut0;
-  int64_t* cursor;     // per row of the thread: the next excluded item not yet passed
+  int64_t* cursor;     // per slot of the thread: the next excluded item not yet passed
   int64_t* next;       // ... and the next item to skip (that one or the target), INT64_MAX for none
   int64_t* count;
   std::vector<int64_t>* band_rows;
@@ -194,18 +196,19 @@ FASTREGEN_AMX_TARGET void count_rows(const CountState& cs, const Window& w, int6
   const int64_t j0 = w.j0;
   const __m512 n_lo = _mm512_loadu_ps(cs.norms + j0);
   const __m512 n_hi = _mm512_loadu_ps(cs.norms + j0 + 16);
-  i1 = std::min<int64_t>(i1, in.rows - w.ut * 32);
+  i1 = std::min<int64_t>(i1, cs.n_slots - w.ut * 32);
   for (int64_t i = i0; i < i1; ++i) {
-    const int64_t r = w.ut * 32 + i;
+    const int64_t slot = w.ut * 32 + i;
+    const int64_t r = cs.slots[slot];
     const RowState& rs = cs.st[r];
     if (rs.exact) continue;
     // padding (item 0), the target and the excluded items of this window; most windows hold none
     uint32_t skip = j0 == 0 ? 1u : 0u;
-    int64_t& next = cs.next[r - cs.ut0 * 32];
+    int64_t& next = cs.next[slot - cs.ut0 * 32];
     if (next < j0 + 32) {
       const int64_t t = in.targets[r];
       if (t >= j0 && t < j0 + 32) skip |= 1u << (t - j0);
-      int64_t& cur = cs.cursor[r - cs.ut0 * 32];
+      int64_t& cur = cs.cursor[slot - cs.ut0 * 32];
       const int64_t ex_end = in.ex_offsets[r + 1];
       while (cur < ex_end && in.ex_items[cur] < j0 + 32) skip |= 1u << (in.ex_items[cur++] - j0);
       next = std::min(t >= j0 + 32 ? t : INT64_MAX, cur < ex_end ? in.ex_items[cur] : INT64_MAX);
@@ -229,14 +232,23 @@ FASTREGEN_AMX_TARGET void count_rows(const CountState& cs, const Window& w, int6
   }
 }
 
-// One thread's share: user tiles [ut0, ut1) (32 users each) against every item.
-FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A, int64_t ut0, int64_t ut1,
+// The bits of the items [lo, hi) of the window starting at j0 (j0 <= lo <= hi <= j0 + 32).
+uint32_t item_bits(int64_t j0, int64_t lo, int64_t hi) {
+  const int64_t a = lo - j0, b = hi - j0;
+  const uint32_t upto = b >= 32 ? 0xFFFFFFFFu : ((1u << b) - 1u);
+  return upto & ~((1u << a) - 1u);
+}
+
+// One thread's share of a segment: the user tiles [ut0, ut1) of the slots (32 users each, their bf16
+// parts A: 32 rows of 3 kpad per tile) against the items [jb, je).
+FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A, const int64_t* slots,
+                                      int64_t n_slots, int64_t ut0, int64_t ut1, int64_t jb, int64_t je,
                                       const std::vector<RowState>& st, const float* norms_padded,
                                       std::vector<int64_t>& count, std::vector<int64_t>& band_rows,
                                       std::vector<int64_t>& band_items) {
   const PackedItems& P = *in.packed;
-  const int64_t C = P.n_items, K3 = 3 * P.kpad, steps = K3 / 32;
-  const int64_t n_groups = (C + 15) / 16;
+  const int64_t K3 = 3 * P.kpad, steps = K3 / 32;
+  const int64_t gb = jb / 16, ge = (je + 15) / 16;  // the groups holding the segment's items
   const int64_t a_stride = K3 * 2;  // bytes per user row
   const int64_t group_elems = steps * 16 * 32;
   TileConfig cfg;
@@ -246,14 +258,18 @@ FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A,
   }
   _tile_loadconfig(&cfg);
   alignas(64) float buf[2][32 * 32];
+  // each slot's exclusions from the segment's first item on (the row's CSR is ascending)
   std::vector<int64_t> cursor(static_cast<size_t>((ut1 - ut0) * 32)), next(cursor.size(), INT64_MAX);
-  for (int64_t r = ut0 * 32; r < std::min(ut1 * 32, in.rows); ++r) {
-    const int64_t o = in.ex_offsets[r];
-    cursor[static_cast<size_t>(r - ut0 * 32)] = o;
-    next[static_cast<size_t>(r - ut0 * 32)] = std::min(in.targets[r], o < in.ex_offsets[r + 1] ? in.ex_items[o] : INT64_MAX);
+  for (int64_t slot = ut0 * 32; slot < std::min(ut1 * 32, n_slots); ++slot) {
+    const int64_t r = slots[slot], t = in.targets[r];
+    const int64_t* b = in.ex_items + in.ex_offsets[r];
+    const int64_t* e = in.ex_items + in.ex_offsets[r + 1];
+    const int64_t* c = std::lower_bound(b, e, jb);
+    cursor[static_cast<size_t>(slot - ut0 * 32)] = c - in.ex_items;
+    next[static_cast<size_t>(slot - ut0 * 32)] = std::min(t >= jb ? t : INT64_MAX, c != e ? *c : INT64_MAX);
   }
-  const CountState cs{&in,         st.data(),   norms_padded, ut0,        cursor.data(),
-                      next.data(), count.data(), &band_rows,   &band_items};
+  const CountState cs{&in,           st.data(),    norms_padded, slots,      n_slots,    ut0,
+                      cursor.data(), next.data(),  count.data(), &band_rows, &band_items};
   // Software pipeline: block n's scores are counted, a slice of rows after each step of block n + 1's
   // products, so that the vector units count while the tile unit multiplies (the count of a whole
   // block is more instructions than the core looks ahead). Each row's windows stay in item order.
@@ -261,14 +277,14 @@ FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A,
   int which = 0;
   // Items in chunks that stay in the L2 cache while every user tile of the thread passes over them.
   constexpr int64_t kChunkGroups = 32;  // 512 items, 192 KiB of tiles at d = 64
-  for (int64_t g0 = 0; g0 < n_groups; g0 += kChunkGroups) {
-    const int64_t g1 = std::min(n_groups, g0 + kChunkGroups);
+  for (int64_t g0 = gb; g0 < ge; g0 += kChunkGroups) {
+    const int64_t g1 = std::min(ge, g0 + kChunkGroups);
     for (int64_t ut = ut0; ut < ut1; ++ut) {
       const uint16_t* a0 = A + ut * 32 * K3;
       const uint16_t* a1 = a0 + 16 * K3;
       for (int64_t g = g0; g < g1; g += 2) {
         const uint16_t* b0 = P.tiles.data() + g * group_elems;
-        const bool two = g + 1 < n_groups;
+        const bool two = g + 1 < ge;
         const uint16_t* b1 = two ? b0 + group_elems : b0;  // a lone last group is scored twice, the copy unused
         _tile_zero(0);
         _tile_zero(1);
@@ -294,8 +310,7 @@ FASTREGEN_AMX_TARGET void count_tiles(const AmxRankInput& in, const uint16_t* A,
         _tile_stored(2, out + 16 * 32, 128);
         _tile_stored(3, out + 16 * 32 + 16, 128);
         const int64_t j0 = g * 16;
-        const int64_t n_valid = std::min<int64_t>(two ? 32 : 16, C - j0);
-        pending = Window{out, ut, j0, n_valid >= 32 ? 0xFFFFFFFFu : ((1u << n_valid) - 1u)};
+        pending = Window{out, ut, j0, item_bits(j0, std::max(j0, jb), std::min(j0 + (two ? 32 : 16), je))};
       }
     }
   }
@@ -371,12 +386,13 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
 #else
   if (!amx_available()) throw std::runtime_error("amx_rank_counts: the CPU or the OS offers no AMX tiles");
   const PackedItems& P = *in.packed;
-  const int64_t B = in.rows, C = P.n_items, d = P.dim, K3 = 3 * P.kpad;
+  const int64_t B = in.rows, C = P.n_items, d = P.dim, K3 = 3 * P.kpad, m = in.max_rank;
   AmxRankCounts res;
   res.count.assign(static_cast<size_t>(B), 0);
   res.excluded.assign(static_cast<size_t>(B), 0);
   const int64_t n_ut = (B + 31) / 32;
-  std::vector<uint16_t, CacheAligned<uint16_t>> A(static_cast<size_t>(n_ut * 32 * K3), 0);  // rows of 3 kpad: 64-byte multiples
+  // every user's bf16 parts, in tiles of 32 rows (rows of 3 kpad: 64-byte multiples)
+  std::vector<uint16_t, CacheAligned<uint16_t>> A(static_cast<size_t>(n_ut * 32 * K3), 0);
   std::vector<RowState> st(static_cast<size_t>(B));
   // norms padded to whole 32-item windows (pad items are masked out anyway)
   std::vector<float> norms(static_cast<size_t>((C + 47) / 16 * 16), 0.0f);
@@ -387,6 +403,7 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
   const double c = bound_constant(d, P.kpad);
   const double e0 = static_cast<double>(8 * P.kpad + 2 * d + 8) * 0x1p-126;
   std::vector<float> target_score(static_cast<size_t>(B));
+  std::vector<int64_t> tiled, exact;  // the users of the tile pass, those of the exact chain alone
   for (int64_t r = 0; r < B; ++r) {
     const float* u = in.hidden + r * d;
     RowState& s = st[static_cast<size_t>(r)];
@@ -401,48 +418,87 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
     s.hi = round_up(static_cast<double>(s_t) + tau);
     s.lo = -round_up(-(static_cast<double>(s_t) - tau));
     s.exact = !safe || !std::isfinite(s_t) || !std::isfinite(s.a) || !std::isfinite(s.hi) || !std::isfinite(s.lo);
+    (s.exact ? exact : tiled).push_back(r);
     const int64_t* e = in.ex_items + in.ex_offsets[r + 1];
     const int64_t* b = in.ex_items + in.ex_offsets[r];
     res.excluded[static_cast<size_t>(r)] = (e - b) - (std::binary_search(b, e, in.targets[r]) ? 1 : 0);
   }
-  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(threads), n_ut)));
-  std::vector<int64_t> rechecked(static_cast<size_t>(nt), 0);
+  res.exact_rows = static_cast<int64_t>(exact.size());
+  // Slots of the tile pass: at first every row in its own place (exact rows' slots are skipped), A as
+  // it is; once a segment has dropped users, the rest in full tiles of `compact`.
+  std::vector<int64_t> slots(static_cast<size_t>(B));
+  for (int64_t r = 0; r < B; ++r) slots[static_cast<size_t>(r)] = r;
+  std::vector<uint16_t, CacheAligned<uint16_t>> compact;
+  const uint16_t* tiles_a = A.data();
+  const int64_t one_segment[2] = {0, C};
+  const int64_t* bounds = in.bounds != nullptr && in.n_segments > 0 ? in.bounds : one_segment;
+  const int64_t n_segments = in.bounds != nullptr && in.n_segments > 0 ? in.n_segments : 1;
+  const int nt_max = static_cast<int>(std::max<int64_t>(1, resolve_threads(threads)));
+  std::vector<int64_t> rechecked(static_cast<size_t>(nt_max), 0);
   ErrorSlot error;
+  for (int64_t seg = 0; seg < n_segments && !(slots.empty() && exact.empty()); ++seg) {
+    const int64_t jb = bounds[seg], je = bounds[seg + 1];
+    const int64_t n_slots = static_cast<int64_t>(slots.size()), n_tiles = (n_slots + 31) / 32;
+    const int64_t n_exact = static_cast<int64_t>(exact.size());
+    // before the first compaction the slots are every row (exact ones skipped), and every row counts
+    const int64_t n_tiled = tiles_a == A.data() ? static_cast<int64_t>(tiled.size()) : n_slots;
+    res.scanned += (n_tiled + n_exact) * (je - jb);
+    const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt_max, std::max(n_tiles, n_exact))));
+    (void)nt;
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
-  {
-    const int tid = thread_index();
-    // contiguous user tiles per thread: rows are disjoint, so counts need no synchronisation
-    const int64_t ut0 = n_ut * tid / nt, ut1 = n_ut * (tid + 1) / nt;
-    try {
-      std::vector<int64_t> band_rows, band_items;
-      count_tiles(in, A.data(), ut0, ut1, st, norms.data(), res.count, band_rows, band_items);
-      rechecked[static_cast<size_t>(tid)] = static_cast<int64_t>(band_rows.size());
-      // users outside the safe range: every candidate by the exact chain (their rows were skipped above)
-      for (int64_t r = ut0 * 32; r < std::min(ut1 * 32, B); ++r) {
-        if (!st[static_cast<size_t>(r)].exact) continue;
-        const int64_t* ex = in.ex_items + in.ex_offsets[r];
-        const int64_t* ex_end = in.ex_items + in.ex_offsets[r + 1];
-        for (int64_t j = 1; j < C; ++j) {
-          if (ex != ex_end && *ex == j) {
-            ++ex;
-            continue;
+    {
+      const int tid = thread_index();
+      try {
+        std::vector<int64_t> band_rows, band_items;
+        // contiguous user tiles per thread: rows are disjoint, so counts need no synchronisation
+        const int64_t ut0 = n_tiles * tid / nt, ut1 = n_tiles * (tid + 1) / nt;
+        if (ut1 > ut0)
+          count_tiles(in, tiles_a, slots.data(), n_slots, ut0, ut1, jb, je, st, norms.data(), res.count, band_rows,
+                      band_items);
+        // users outside the safe range: every candidate of the segment by the exact chain
+        for (int64_t q = n_exact * tid / nt; q < n_exact * (tid + 1) / nt; ++q) {
+          const int64_t r = exact[static_cast<size_t>(q)];
+          const int64_t* ex_end = in.ex_items + in.ex_offsets[r + 1];
+          const int64_t* ex = std::lower_bound(in.ex_items + in.ex_offsets[r], ex_end, jb);
+          for (int64_t j = std::max<int64_t>(jb, 1); j < je; ++j) {
+            if (ex != ex_end && *ex == j) {
+              ++ex;
+              continue;
+            }
+            if (j == in.targets[r]) continue;
+            band_rows.push_back(r);
+            band_items.push_back(j);
           }
-          if (j == in.targets[r]) continue;
-          band_rows.push_back(r);
-          band_items.push_back(j);
         }
+        rechecked[static_cast<size_t>(tid)] += static_cast<int64_t>(band_rows.size());
+        count_exact(in.hidden, in.table, d, band_rows.data(), band_items.data(),
+                    static_cast<int64_t>(band_rows.size()), target_score.data(), res.count.data());
+      } catch (...) {  // bad_alloc: never let an exception leave the parallel region
+        error.capture();
       }
-      count_exact(in.hidden, in.table, d, band_rows.data(), band_items.data(),
-                  static_cast<int64_t>(band_rows.size()), target_score.data(), res.count.data());
-    } catch (...) {  // bad_alloc: never let an exception leave the parallel region
-      error.capture();
     }
+    error.rethrow();
+    if (m == INT64_MAX || seg + 1 == n_segments) continue;
+    // drop the users whose count over the items so far reached m: their full count is at least m
+    auto done = [&](int64_t r) { return res.count[static_cast<size_t>(r)] >= m; };
+    exact.erase(std::remove_if(exact.begin(), exact.end(), done), exact.end());
+    std::vector<int64_t> kept;
+    kept.reserve(slots.size());
+    for (const int64_t r : slots)
+      if (!st[static_cast<size_t>(r)].exact && !done(r)) kept.push_back(r);
+    if (kept.size() == slots.size()) continue;
+    // the users left, in full tiles (their bf16 parts copied from A, 6 kpad bytes each)
+    slots.swap(kept);
+    compact.resize(static_cast<size_t>((static_cast<int64_t>(slots.size()) + 31) / 32 * 32 * K3));
+    for (size_t q = 0; q < slots.size(); ++q)
+      std::memcpy(compact.data() + q * K3, A.data() + slots[q] * K3, static_cast<size_t>(K3) * sizeof(uint16_t));
+    tiles_a = compact.data();
   }
-  error.rethrow();
-  for (int i = 0; i < nt; ++i) res.rechecked += rechecked[static_cast<size_t>(i)];
-  for (const RowState& s : st) res.exact_rows += s.exact ? 1 : 0;
+  for (const int64_t v : rechecked) res.rechecked += v;
+  if (m != INT64_MAX)
+    for (int64_t& v : res.count) v = std::min(v, m);
   return res;
 #endif
 }

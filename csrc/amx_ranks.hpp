@@ -89,6 +89,17 @@ struct PackedItems {
 // threads <= 0: the OpenMP default.
 PackedItems pack_items(const float* table, int64_t n_items, int64_t dim, int threads);
 
+// The capped count (issue 28, validation). With max_rank = m the kernel
+// returns min(count[r], m): the items are scanned a segment at a time
+// ([bounds[s], bounds[s + 1]), any item boundaries), and after each segment a
+// user whose exact count over the items scanned so far (the surely-above
+// pairs plus its band of the segment, rechecked) has reached m is dropped: its
+// full count is at least that. The users still counting are compacted into
+// full 32-user tiles for the next segment, so that one unfinished user does
+// not keep a whole tile scanning. Every @k metric with k <= m of min(rank, m)
+// is that of the rank. The order of the items is the caller's (a table packed
+// with high-scoring items first lets users stop earlier); the result is
+// min(count, m) whatever the segments and the order.
 struct AmxRankInput {
   const float* hidden = nullptr;      // (rows, dim)
   int64_t rows = 0;
@@ -97,18 +108,23 @@ struct AmxRankInput {
   const int64_t* targets = nullptr;   // (rows,), in 1..n_items-1
   const int64_t* ex_offsets = nullptr;  // (rows + 1,), ex_offsets[0] == 0
   const int64_t* ex_items = nullptr;    // ids in 1..n_items-1; per row ascending, distinct
+  int64_t max_rank = INT64_MAX;         // m >= 1; INT64_MAX: no cap
+  const int64_t* bounds = nullptr;      // (n_segments + 1,): 0 = bounds[0] < ... < bounds[n_segments] = n_items;
+  int64_t n_segments = 0;               // null / 0: one segment, all items
 };
 
 struct AmxRankCounts {
-  std::vector<int64_t> count;
-  std::vector<int64_t> excluded;
+  std::vector<int64_t> count;     // min(count, max_rank)
+  std::vector<int64_t> excluded;  // never capped
   int64_t rechecked = 0;   // (user, item) pairs scored by the exact chain in the band
   int64_t exact_rows = 0;  // users ranked by the exact chain alone
+  int64_t scanned = 0;     // (user, item) pairs of the segments scanned: rows * n_items without a cap
 };
 
-// The caller has validated the shapes, ids and the CSR (per row ascending and
-// distinct). Throws std::runtime_error when !amx_available(). threads <= 0:
-// the OpenMP default. The result never depends on the thread count.
+// The caller has validated the shapes, ids, the CSR (per row ascending and
+// distinct), max_rank >= 1 and the bounds. Throws std::runtime_error when
+// !amx_available(). threads <= 0: the OpenMP default. The result (counts and
+// statistics) never depends on the thread count.
 AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads);
 
 // score(hidden[r], table[items[i]]) for the pairs (rows[i], items[i]): the

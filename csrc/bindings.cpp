@@ -797,7 +797,7 @@ PYBIND11_MODULE(_core, m) {
         "amx_rank_counts",
         [matrix, ids](const py::array& hidden_in, const py::array& table_in, const PackedItems& packed,
                       const py::array& targets_in, const py::array& ex_offsets_in, const py::array& ex_items_in,
-                      int threads) -> py::tuple {
+                      int threads, const py::object& max_rank_in, const py::object& bounds_in) -> py::tuple {
           InputGuard guard;
           const carray<float> hidden = matrix(guard, hidden_in, "hidden");
           const carray<float> table = matrix(guard, table_in, "table");
@@ -838,8 +838,33 @@ PYBIND11_MODULE(_core, m) {
                                       std::to_string(it[g - 1]));
             }
           }
+          int64_t max_rank = INT64_MAX;
+          if (!max_rank_in.is_none()) {
+            if (py::isinstance<py::bool_>(max_rank_in) || !py::isinstance<py::int_>(max_rank_in))
+              throw py::type_error("max_rank must be an int or None, got " + std::string(py::repr(max_rank_in)));
+            max_rank = max_rank_in.cast<int64_t>();
+            if (max_rank < 1) throw py::value_error("max_rank must be >= 1, got " + std::to_string(max_rank));
+          }
+          carray<int64_t> bounds;
+          int64_t n_segments = 0;
+          if (!bounds_in.is_none()) {
+            if (!py::isinstance<py::array>(bounds_in))
+              throw py::type_error("bounds must be an int64 array or None, got " + std::string(py::repr(bounds_in)));
+            bounds = ids(guard, bounds_in.cast<py::array>(), "bounds");
+            n_segments = static_cast<int64_t>(bounds.size()) - 1;
+            const int64_t* q = bounds.data();
+            if (n_segments < 1 || q[0] != 0 || q[n_segments] != C)
+              throw py::value_error("bounds must run from 0 to n_items = " + std::to_string(C) + " in >= 2 values");
+            for (int64_t i = 1; i <= n_segments; ++i)
+              if (q[i] <= q[i - 1])
+                throw py::value_error("bounds must be strictly ascending; bounds[" + std::to_string(i) +
+                                      "] = " + std::to_string(q[i]) + " follows " + std::to_string(q[i - 1]));
+          }
           if (!amx_available()) throw py::value_error("amx_rank_counts: the CPU or the OS offers no AMX tiles");
           AmxRankInput in;
+          in.max_rank = max_rank;
+          in.bounds = n_segments > 0 ? bounds.data() : nullptr;
+          in.n_segments = n_segments;
           in.hidden = hidden.data();
           in.rows = B;
           in.table = table.data();
@@ -853,16 +878,19 @@ PYBIND11_MODULE(_core, m) {
             res = amx_rank_counts(in, threads);
           }
           return py::make_tuple(to_numpy(std::move(res.count)), to_numpy(std::move(res.excluded)), res.rechecked,
-                                res.exact_rows);
+                                res.exact_rows, res.scanned);
         },
         py::arg("hidden"), py::arg("table"), py::arg("packed"), py::arg("targets"), py::arg("ex_offsets"),
-        py::arg("ex_items"), py::arg("threads") = 0,
+        py::arg("ex_items"), py::arg("threads") = 0, py::arg("max_rank") = py::none(), py::arg("bounds") = py::none(),
         "Exact full-ranking counts by a bf16 AMX pass and an exact recheck of its undecided pairs.\n\n"
-        "-> (count int64 (B,), excluded int64 (B,), rechecked int, exact_rows int).\n"
+        "-> (count int64 (B,), excluded int64 (B,), rechecked int, exact_rows int, scanned int).\n"
         "count[r] = #{j in 1..C-1, j != targets[r], j not in row r's ex_items: score(hidden[r], table[j]) >=\n"
         "score(hidden[r], table[targets[r]])}, score the float32 fma chain (exact_scores); excluded[r] = row r's\n"
         "ex_items other than its target (per row strictly ascending, ids 1..C-1). packed = pack_items(table)\n"
         "of this very table. GIL released; OpenMP over users; the result never depends on `threads`.\n"
+        "max_rank = m (int >= 1): count[r] is min(count[r], m), items scanned a segment at a time (bounds: int64\n"
+        "0 = b0 < ... < bn = C; default one segment), a user dropped once m items of the segments so far beat its\n"
+        "target; scanned = the (user, item) pairs of the segments each user took part in.\n"
         "See csrc/amx_ranks.hpp for the error bound and fastregen.evaluation.ranks.");
     m.def(
         "exact_scores",

@@ -515,7 +515,7 @@ def t_amx_ranks():
         if not valid:
             _expect_clean_error(call)
             return
-        count, excluded_n, _, _ = call()
+        count, excluded_n, _, _, _ = call()
         scores = ref_ranks.fma_scores(hidden, table)
         want = ref_ranks.rank_counts(scores, t, scores[np.arange(B), t] if B else np.zeros(0, np.float32),
                                      off, ex, 0, C)

@@ -152,18 +152,18 @@ def test_band_is_empty_or_everything():
     table[:, 0] = np.arange(C, dtype=np.float32)
     hidden = np.zeros((B, d), np.float32)
     hidden[:, 0] = 1.0
-    count, _, rechecked, exact_rows = _core.amx_rank_counts(hidden, table, _core.pack_items(table), targets, *none, 1)
+    count, _, rechecked, exact_rows, _ = _core.amx_rank_counts(hidden, table, _core.pack_items(table), targets, *none, 1)
     assert rechecked == 0 and exact_rows == 0
     np.testing.assert_array_equal(count, C - 1 - targets)
     # every item equal to the target: every pair in the band, ties counted
     table = np.tile(rng.standard_normal(d).astype(np.float32), (C, 1))
     hidden = rng.standard_normal((B, d)).astype(np.float32)
-    count, _, rechecked, _ = _core.amx_rank_counts(hidden, table, _core.pack_items(table), targets, *none, 2)
+    count, _, rechecked, _, _ = _core.amx_rank_counts(hidden, table, _core.pack_items(table), targets, *none, 2)
     assert rechecked == B * (C - 2)
     np.testing.assert_array_equal(count, np.full(B, C - 2))
     # users outside the safe range are ranked by the exact score alone
     hidden[:3] *= np.float32(2.0**60)
-    count, _, _, exact_rows = _core.amx_rank_counts(hidden, table, _core.pack_items(table), targets, *none, 1)
+    count, _, _, exact_rows, _ = _core.amx_rank_counts(hidden, table, _core.pack_items(table), targets, *none, 1)
     assert exact_rows == 3
     np.testing.assert_array_equal(count, np.full(B, C - 2))
 

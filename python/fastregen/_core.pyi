@@ -182,8 +182,12 @@ def amx_rank_counts(
     ex_offsets: npt.NDArray[np.int64],
     ex_items: npt.NDArray[np.int64],
     threads: int = 0,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int, int]:
-    """Exact full-ranking counts: (count, excluded, rechecked pairs, users ranked exactly throughout)."""
+    max_rank: int | None = None,
+    bounds: npt.NDArray[np.int64] | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int, int, int]:
+    """Exact full-ranking counts: (count, excluded, rechecked pairs, users ranked exactly throughout,
+    scanned pairs); with ``max_rank`` m, ``min(count, m)``, items scanned a segment (``bounds``) at a time
+    and each user dropped once m items beat its target (``fastregen.reference.ranks.capped_rank_counts``)."""
 
 def exact_scores(
     hidden: npt.NDArray[np.float32],

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .. import _core
-from .metrics import DEFAULT_KS, ranking_metrics, stage_metrics
+from .metrics import DEFAULT_KS, _check_cutoffs, _check_max_rank, ranking_metrics, stage_metrics
 from .ranks import _amx_table, _threads, _use_native, item_ranks
 
 __all__ = ["REPEATED_TARGET", "evaluate", "stage_scores", "evaluate_stages"]
@@ -56,7 +56,8 @@ def _sorted_split(model, split):
 @torch.no_grad()
 def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_size: int = 1024,
              device=None, return_ranks: bool = False, *, chunk_size: int | None = None,
-             repeated_target: str = "keep", backend: str = "auto") -> dict:
+             repeated_target: str = "keep", backend: str = "auto", max_rank: int | None = None,
+             _stats: dict | None = None) -> dict:
     """Full-ranking metrics of ``model`` on a leave-one-out split.
 
     Parameters
@@ -86,15 +87,25 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     backend : {"auto", "torch", "native", "amx"}, default "auto"
         How ranks are counted (`item_ranks`: ``"auto"`` is the two-pass AMX
         count where the CPU has AMX tiles); identical results.
+    max_rank : int, optional
+        Rank only as far as the metrics need (`item_ranks`' ``max_rank``):
+        every K of ``ks`` must be <= ``max_rank``; ``mrr`` and ``auc``
+        (which need the full rank) are then left out, and ``"ranks"`` holds
+        ``min(rank, max_rank)``. The metrics reported are exactly the
+        uncapped ones; with AMX tiles, most users stop after a small share
+        of the items (validation for early stopping).
 
     Returns
     -------
     dict
-        ``recall@K``, ``ndcg@K`` for each K, ``mrr``, ``auc``, ``n_users``.
+        ``recall@K``, ``ndcg@K`` for each K, ``mrr``, ``auc`` (not with
+        ``max_rank``), ``n_users``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_repeated_target(repeated_target)
+    max_rank = _check_max_rank(max_rank)
+    _check_cutoffs(ks, max_rank)
     hist, targets, order = _sorted_split(model, split)
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -108,7 +119,8 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
     if not bool(torch.isfinite(table.detach().sum())) and not bool(torch.isfinite(table).all()):
         raise ValueError("the model's item table holds NaN or inf: the model diverged; lower the learning rate")
     # the AMX path's packed table, once for every batch (700k items: 270 MB, ~1 s)
-    packed = _amx_table(table, backend) if table.device.type == "cpu" else None
+    packed = (_amx_table(table, backend, order="id" if max_rank is None else "norm")
+              if table.device.type == "cpu" else None)
     try:
         for b in range(0, targets.size, batch_size):
             e = min(b + batch_size, targets.size)
@@ -131,17 +143,20 @@ def evaluate(model, split, ks=DEFAULT_KS, exclude_history: bool = True, batch_si
                 lengths = np.diff(offsets[b : e + 1])
                 rows = torch.from_numpy(np.repeat(np.arange(e - b), lengths)).to(device)
                 cols = torch.from_numpy(items[offsets[b] : offsets[e]].astype(np.int64)).to(device)
-                r, c = item_ranks(h, table, t, rows, cols, chunk_size=chunk_size, backend=backend, _packed=packed)
+                r, c = item_ranks(h, table, t, rows, cols, chunk_size=chunk_size, backend=backend,
+                                  max_rank=max_rank, _packed=packed, _stats=_stats)
             else:
-                r, c = item_ranks(h, table, t, chunk_size=chunk_size, backend=backend, _packed=packed)
+                r, c = item_ranks(h, table, t, chunk_size=chunk_size, backend=backend, max_rank=max_rank,
+                                  _packed=packed, _stats=_stats)
             r, c = r.cpu().numpy(), c.cpu().numpy()
             if repeated_target == "mask":
-                r = np.where(_in_history(offsets, items, targets, b, e), c - 1, r)
+                worst = c - 1 if max_rank is None else np.minimum(c - 1, max_rank)
+                r = np.where(_in_history(offsets, items, targets, b, e), worst, r)
             ranks[order[b:e]] = r
             cands[order[b:e]] = c
     finally:
         model.train(was_training)
-    out = ranking_metrics(ranks, cands, ks)
+    out = ranking_metrics(ranks, cands, ks, max_rank=max_rank)
     out["n_users"] = int(ranks.size)
     if return_ranks:
         out["ranks"] = ranks

@@ -34,22 +34,49 @@ def auc_from_ranks(ranks, n_candidates) -> np.ndarray:
     return 1.0 - ranks / others
 
 
-def ranking_metrics(ranks, n_candidates=None, ks=DEFAULT_KS) -> dict[str, float]:
+def ranking_metrics(ranks, n_candidates=None, ks=DEFAULT_KS, *, max_rank: int | None = None) -> dict[str, float]:
     """Mean metrics over rows: ``recall@K``, ``ndcg@K`` for each K, ``mrr`` and (with
-    ``n_candidates``) ``auc``."""
+    ``n_candidates``) ``auc``.
+
+    ``max_rank``: the ranks are ``min(rank, max_rank)`` (`item_ranks`' cap). Only the metrics that
+    cap leaves exact are reported: ``recall@K`` / ``ndcg@K`` for K <= ``max_rank`` (a K above it
+    raises ValueError), never ``mrr`` or ``auc``."""
     ranks = np.asarray(ranks)
     out: dict[str, float] = {}
     if ranks.size == 0:
         raise ValueError("no rows to evaluate")
+    max_rank = _check_max_rank(max_rank)
+    _check_cutoffs(ks, max_rank)
     for k in ks:
-        if int(k) < 1:
-            raise ValueError(f"cut-offs must be >= 1, got {k}")
         out[f"recall@{k}"] = float(recall_at_k(ranks, k).mean())
         out[f"ndcg@{k}"] = float(ndcg_at_k(ranks, k).mean())
+    if max_rank is not None:
+        return out
     out["mrr"] = float(mrr(ranks).mean())
     if n_candidates is not None:
         out["auc"] = float(auc_from_ranks(ranks, n_candidates).mean())
     return out
+
+
+def _check_max_rank(max_rank) -> int | None:
+    """``max_rank`` as an int >= 1 or None; TypeError / ValueError naming anything else."""
+    if max_rank is None:
+        return None
+    if isinstance(max_rank, (bool, np.bool_)) or not isinstance(max_rank, (int, np.integer)):
+        raise TypeError(f"max_rank must be an int >= 1 or None, got {max_rank!r}")
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be an int >= 1 or None, got {max_rank!r}")
+    return int(max_rank)
+
+
+def _check_cutoffs(ks, max_rank: int | None = None) -> None:
+    """ValueError for a cut-off < 1, or one above ``max_rank`` (its metric would need ranks beyond the cap)."""
+    for k in ks:
+        if int(k) < 1:
+            raise ValueError(f"cut-offs must be >= 1, got {k}")
+        if max_rank is not None and int(k) > max_rank:
+            raise ValueError(f"cut-off {k} exceeds max_rank = {max_rank}: ranks capped there cannot give "
+                             f"recall@{k} or ndcg@{k}")
 
 
 def binary_metrics(scores, labels) -> dict[str, float]:

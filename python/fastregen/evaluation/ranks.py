@@ -14,10 +14,13 @@ ranks are those of the exact scores (csrc/amx_ranks.hpp).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
 from .. import _core
+from .metrics import _check_max_rank
 
 __all__ = ["target_ranks", "item_ranks", "FULL_SCORES_LIMIT"]
 
@@ -141,26 +144,89 @@ def _use_amx(backend: str, hidden: torch.Tensor, table: torch.Tensor) -> bool:
             and _core.amx_available())
 
 
-def _amx_ranks(hidden, table, targets, er, ec, threads, packed=None):
+class _AmxTable(NamedTuple):
+    """An item table ready for `_core.amx_rank_counts`: its rows in scan order (``table``, float32
+    C-contiguous), packed (``packed``), and each item's row there (``position``, int64 (C,), None for
+    the identity)."""
+
+    table: np.ndarray
+    packed: object
+    position: np.ndarray | None
+
+
+def _amx_ranks(hidden, table, targets, er, ec, threads, packed=None, max_rank=None, stats=None):
     """`item_ranks` by `fastregen._core.amx_rank_counts` (inputs checked by `_checked_item_inputs`);
-    ``packed`` (`_amx_table`) saves packing the table again for each batch of users."""
+    ``packed`` (`_amx_table`) saves packing the table again for each batch of users. With ``max_rank``
+    the items are scanned in `_segments` of the table in `_amx_table`'s ``"norm"`` order. ``stats``
+    (a dict) gets the kernel's ``scanned`` and ``rechecked`` pairs added."""
     B, C = hidden.shape[0], table.shape[0]
-    ex_offsets, ex_items = _exclusion_csr(er, ec, B, C)
-    table_np = table.contiguous().numpy()
     if packed is None:
-        packed = _core.pack_items(table_np, threads)
-    count, excluded, _, _ = _core.amx_rank_counts(hidden.contiguous().numpy(), table_np, packed,
-                                                  targets.long().cpu().numpy(), ex_offsets, ex_items, threads)
+        packed = _amx_table(table, "amx", threads, order="id" if max_rank is None else "norm")
+    t = targets.long().cpu().numpy()
+    if packed.position is not None:  # ids to rows of the reordered table: a rank does not depend on the order
+        t = packed.position[t]
+        ec = None if ec is None else torch.from_numpy(packed.position[ec.cpu().numpy()])
+    ex_offsets, ex_items = _exclusion_csr(er, ec, B, C)
+    bounds = None if max_rank is None else _segments(C)
+    count, excluded, rechecked, _, scanned = _core.amx_rank_counts(
+        hidden.contiguous().numpy(), packed.table, packed.packed, t, ex_offsets, ex_items, threads,
+        max_rank=max_rank, bounds=bounds)
+    if stats is not None:
+        stats["scanned"] = stats.get("scanned", 0) + scanned
+        stats["rechecked"] = stats.get("rechecked", 0) + rechecked
     return torch.from_numpy(count), torch.from_numpy(C - 1 - excluded)
 
 
-def _amx_table(table: torch.Tensor, backend: str = "auto", threads: int | None = None):
+#: `_segments`: the first segment of a capped AMX scan (items), the factor by which each next one
+#: grows, and the largest. Small segments first, because with the items in descending norm order most
+#: users stop within the first few thousand items; larger ones later, because each segment costs a
+#: compaction and a parallel region (measured at Books' shape: BENCHMARKS.md, "Scale").
+_FIRST_SEGMENT = 2048
+_SEGMENT_GROWTH = 2
+_LARGEST_SEGMENT = 65536
+
+
+def _segments(C: int, first: int | None = None, growth: float | None = None,
+              largest: int | None = None) -> np.ndarray:
+    """Item boundaries ``0 = b_0 < ... < b_n = C`` of a capped scan (int64): segments of ``first``
+    items, then each ``growth`` times the last, at most ``largest``."""
+    first = _FIRST_SEGMENT if first is None else first
+    growth = _SEGMENT_GROWTH if growth is None else growth
+    largest = _LARGEST_SEGMENT if largest is None else largest
+    bounds, size, at = [0], float(first), 0
+    while at < C:
+        at = min(C, at + max(1, int(size)))
+        bounds.append(at)
+        size = min(size * growth, largest)
+    return np.asarray(bounds, dtype=np.int64)
+
+
+#: `_amx_table`'s scan orders: item ids as they are, or descending item norm (item 0 first either way).
+SCAN_ORDERS = ("id", "norm")
+
+
+def _amx_table(table: torch.Tensor, backend: str = "auto", threads: int | None = None, *, order: str = "id"):
     """The item table packed for `item_ranks`' AMX path (pass it as ``_packed`` for every batch scored
-    against this very table), or None when ``backend`` would not take that path for it."""
+    against this very table), or None when ``backend`` would not take that path for it.
+
+    ``order="norm"``: the items 1..C-1 in descending order of their norm (ties by id; padding stays
+    row 0), the order a capped count (``max_rank``) scans them in: an item of large norm scores high
+    for many users, so that users reach their cap, and stop, earlier."""
+    if order not in SCAN_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(SCAN_ORDERS)}, got {order!r}")
+    table = table.detach()
     probe = torch.empty(_MIN_BLOCK_ROWS, table.shape[1], dtype=torch.float32)
-    if not _use_amx(backend, probe, table.detach()):
+    if not _use_amx(backend, probe, table):
         return None
-    return _core.pack_items(table.detach().contiguous().numpy(), _threads(threads))
+    table_np = table.contiguous().numpy()
+    position = None
+    if order == "norm" and table_np.shape[0] > 2:
+        norms = np.linalg.norm(table_np[1:].astype(np.float64), axis=1)
+        rows = np.r_[0, 1 + np.argsort(-norms, kind="stable")]  # NaN norms last
+        position = np.empty_like(rows)
+        position[rows] = np.arange(rows.size)
+        table_np = np.ascontiguousarray(table_np[rows])
+    return _AmxTable(table_np, _core.pack_items(table_np, _threads(threads)), position)
 
 
 def _threads(threads: int | None) -> int:
@@ -215,7 +281,8 @@ def _exclusion_csr(er, ec, B: int, C: int) -> tuple[np.ndarray, np.ndarray]:
 
 def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, exclude_rows=None,
                exclude_cols=None, chunk_size: int | None = None, *, backend: str = "auto",
-               threads: int | None = None, _packed=None) -> tuple[torch.Tensor, torch.Tensor]:
+               threads: int | None = None, max_rank: int | None = None, _packed=None,
+               _stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`target_ranks` of the scores ``hidden @ table.T``, computed a chunk of items at a time.
 
     Parameters
@@ -257,7 +324,26 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
         then give identical ranks.
     threads : int, optional
         As in `target_ranks`.
+    max_rank : int, optional
+        A cap m >= 1: the ranks returned are ``min(rank, m)``, exactly,
+        which decides every ``recall@k`` / ``ndcg@k`` with k <= m (and no
+        other metric of the rank). The AMX path counts only as far as it
+        must: it scans the items (in descending norm order) a segment at a
+        time and drops each user as soon as m candidates are known to score
+        at least its target's score (csrc/amx_ranks.hpp); the other paths
+        rank fully and clip. ``n_candidates`` is never capped.
     """
+    max_rank = _check_max_rank(max_rank)
+    ranks, n_candidates = _item_ranks(hidden, table, targets, exclude_rows, exclude_cols, chunk_size, backend,
+                                      threads, max_rank, _packed, _stats)
+    if max_rank is not None:
+        ranks = ranks.clamp(max=max_rank)  # a no-op on the AMX path's capped counts
+    return ranks, n_candidates
+
+
+def _item_ranks(hidden, table, targets, exclude_rows, exclude_cols, chunk_size, backend, threads, max_rank,
+                _packed, _stats):
+    """`item_ranks` after its own argument check: the paths (``max_rank`` reaches the AMX path only)."""
     if hidden.dim() != 2 or table.dim() != 2 or hidden.shape[1] != table.shape[1]:
         raise ValueError(f"hidden (B, d) and table (C, d) do not match: {tuple(hidden.shape)} vs {tuple(table.shape)}")
     B, C = hidden.shape[0], table.shape[0]
@@ -268,7 +354,7 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
     hidden, table = hidden.detach(), table.detach()
     if _use_amx(backend, hidden, table):
         er, ec = _checked_item_inputs(hidden, targets, exclude_rows, exclude_cols, C)
-        return _amx_ranks(hidden, table, targets, er, ec, _threads(threads), _packed)
+        return _amx_ranks(hidden, table, targets, er, ec, _threads(threads), _packed, max_rank, _stats)
     if chunk_size >= C and B >= _MIN_BLOCK_ROWS and _use_native(backend, hidden.new_empty(0, dtype=torch.result_type(hidden, table))):
         er, ec = _checked_item_inputs(hidden, targets, exclude_rows, exclude_cols, C)
         return _full_ranks_native(hidden, table, targets, er, ec, _threads(threads))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rank_counts", "fma_scores"]
+__all__ = ["rank_counts", "fma_scores", "capped_rank_counts"]
 
 
 def rank_counts(scores, targets, thresholds, ex_offsets, ex_items, c0: int = 0, n_columns: int | None = None,
@@ -127,3 +127,51 @@ def fma_scores(hidden, table) -> np.ndarray:
             pick_other = halfway & ((e > 0) == (other > r64))
             s = np.where(pick_other, other.astype(np.float32), r)
     return s
+
+
+def capped_rank_counts(hidden, table, targets, ex_offsets, ex_items, max_rank: int,
+                       bounds=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The capped count of ``csrc/amx_ranks.hpp`` (``fastregen._core.amx_rank_counts`` with
+    ``max_rank``), segment by segment as the kernel scans.
+
+    Each row's count over the items of the segments ``[bounds[s], bounds[s + 1])`` scanned so far
+    (candidates as in `rank_counts`, scores `fma_scores`); a row stops once its count reaches
+    ``max_rank``, and the count returned is ``min(count, max_rank)``: ``min(full count, max_rank)``
+    whatever the segments.
+
+    Parameters
+    ----------
+    hidden : np.ndarray of float32, shape (B, d)
+    table : np.ndarray of float32, shape (C, d)
+    targets, ex_offsets, ex_items
+        As in `rank_counts` (``n_columns = C``).
+    max_rank : int
+        The cap m >= 1.
+    bounds : array of int64, shape (n + 1,), optional
+        ``0 = bounds[0] < ... < bounds[n] = C``; default one segment.
+
+    Returns
+    -------
+    count : np.ndarray of int64, shape (B,)
+        ``min(count, max_rank)``.
+    excluded : np.ndarray of int64, shape (B,)
+        As in `rank_counts` (never capped).
+    scanned : int
+        The (row, item) pairs of the segments each row took part in (the kernel's statistic).
+    """
+    scores = fma_scores(hidden, table)
+    B, C = scores.shape
+    targets = np.asarray(targets, dtype=np.int64)
+    bounds = np.array([0, C]) if bounds is None else np.asarray(bounds, dtype=np.int64)
+    thresholds = scores[np.arange(B), targets]
+    count = np.zeros(B, dtype=np.int64)
+    excluded = np.zeros(B, dtype=np.int64)
+    scanned = 0
+    for c0, c1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        active = count < max_rank  # rows that still count: the others' full count is already >= max_rank
+        scanned += int(active.sum()) * (c1 - c0)
+        seg_count, seg_excluded, _, _ = rank_counts(scores[:, c0:c1], targets, thresholds, ex_offsets, ex_items,
+                                                    c0, C)
+        count += np.where(active, seg_count, 0)
+        excluded += seg_excluded
+    return np.minimum(count, max_rank), excluded, scanned

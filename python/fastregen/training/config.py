@@ -108,6 +108,15 @@ class TrainConfig:
         Epochs between validations.
     eval_batch_size : int, default 1024
     ks : tuple of int, default (10, 20, 50)
+    valid_max_rank : int, optional
+        Validation ranks each target only up to this rank
+        (`fastregen.evaluation.evaluate`'s ``max_rank``): the same
+        ``recall@K`` / ``ndcg@K`` for K <= ``valid_max_rank`` (the cut-offs
+        of ``ks`` above it, ``mrr`` and ``auc`` are left out of the
+        validation records), and on CPUs with AMX tiles most users stop
+        after a small share of the items (Books' 700k: BENCHMARKS.md,
+        "Scale"). ``valid_metric`` must be one of those metrics. Test
+        evaluation always ranks fully. None (the default): full ranks.
     exclude_history : bool, default True
         Remove history items from the ranking (see `fastregen.evaluation`).
     repeated_target : {"keep", "mask"}, default "keep"
@@ -181,6 +190,7 @@ class TrainConfig:
     eval_every: int = 1
     eval_batch_size: int = 1024
     ks: tuple = DEFAULT_KS
+    valid_max_rank: int | None = None
     exclude_history: bool = True
     repeated_target: str = "keep"
     num_threads: int | str = "auto"
@@ -196,8 +206,13 @@ class TrainConfig:
     #: Fields added since run ids of `fastregen compare` hashed every field, at the value that trains as
     #: before them (`fastregen.config.config_identity`): a comparison's finished runs stay finished after
     #: an upgrade. A new field goes here with its neutral value.
-    ADDED_OPTIONS: ClassVar[dict] = {"train_softmax": "full", "item_updates": "dense"}
+    ADDED_OPTIONS: ClassVar[dict] = {"train_softmax": "full", "item_updates": "dense", "valid_max_rank": None}
     device: str = "cpu"
+
+    def valid_ks(self) -> tuple:
+        """The cut-offs validation reports: ``ks``, less those above ``valid_max_rank``."""
+        cap = self.valid_max_rank
+        return tuple(k for k in self.ks if cap is None or k <= cap)
 
     def __post_init__(self) -> None:
         from ..models import model_class
@@ -240,6 +255,14 @@ class TrainConfig:
         metric_names = {f"{m}@{k}" for m in ("recall", "ndcg") for k in self.ks} | {"mrr", "auc"}
         if self.valid_metric not in metric_names:
             raise ValueError(f"valid_metric {self.valid_metric!r} is not computed; choose one of {sorted(metric_names)}")
+        if self.valid_max_rank is not None:
+            if (isinstance(self.valid_max_rank, bool) or not isinstance(self.valid_max_rank, int)
+                    or self.valid_max_rank < 1):
+                raise ValueError(f"valid_max_rank must be an int >= 1 or None, got {self.valid_max_rank!r}")
+            exact = {f"{m}@{k}" for m in ("recall", "ndcg") for k in self.valid_ks()}
+            if self.valid_metric not in exact:
+                raise ValueError(f"valid_metric {self.valid_metric!r} needs ranks beyond valid_max_rank = "
+                                 f"{self.valid_max_rank}; with that cap choose one of {sorted(exact) or 'none'}")
         if self.positions not in POSITIONS:
             raise ValueError(f"positions must be one of {', '.join(map(repr, POSITIONS))}, got {self.positions!r}")
         if self.loss_normalisation not in LOSS_NORMALISATIONS:

@@ -220,8 +220,8 @@ def fit(cfg: TrainConfig, train_data: SequenceDataset, valid, num_items: int | N
         raise ValueError(f"item_updates={cfg.item_updates!r} builds fastregen's own optimizer; "
                          f"got optimizer={type(optimizer).__name__} (use item_updates='dense')")
     stopper = EarlyStopping(
-        lambda m: evaluate(m, valid, cfg.ks, cfg.exclude_history, cfg.eval_batch_size,
-                           repeated_target=cfg.repeated_target),
+        lambda m: evaluate(m, valid, cfg.valid_ks(), cfg.exclude_history, cfg.eval_batch_size,
+                           repeated_target=cfg.repeated_target, max_rank=cfg.valid_max_rank),
         cfg.valid_metric, mode="max", patience=cfg.patience, every=cfg.eval_every)
     trainer = Trainer(model, objective, optimizer=optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, hooks=[stopper, *hooks],
                       batch_size=cfg.batch_size, bucketing=cfg.length_bucketing, bucket_window=cfg.bucket_window,

@@ -403,6 +403,8 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
   const double c = bound_constant(d, P.kpad);
   const double e0 = static_cast<double>(8 * P.kpad + 2 * d + 8) * 0x1p-126;
   std::vector<float> target_score(static_cast<size_t>(B));
+  std::vector<double> reach(static_cast<size_t>(B));  // score(u, v) <= reach * ||v||_2 + 2 E0 (see below)
+  const double reach_factor = (1.0 + 2.0 * gamma(static_cast<double>(d), 0x1p-24)) * (1.0 + 0x1p-40);
   std::vector<int64_t> tiled, exact;  // the users of the tile pass, those of the exact chain alone
   for (int64_t r = 0; r < B; ++r) {
     const float* u = in.hidden + r * d;
@@ -410,7 +412,9 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
     const float s_t = target_score[static_cast<size_t>(r)] = fma_chain(u, in.table + in.targets[r] * d, d);
     const bool safe = in_safe_range(u, d);
     if (safe) split3(u, d, P.kpad, false, A.data() + r * K3);
-    s.a = round_up(c * norm2(u, d));
+    const double nu = norm2(u, d);
+    s.a = round_up(c * nu);
+    reach[static_cast<size_t>(r)] = nu * reach_factor;
     // The kernel's thresholds fma(+-a, n_j, s_t +- tau) round once (<= 2^-24 (|s_t| + tau + a n_j)); tau =
     // 2^-20 (|s_t| + a n_max) + 3 E0 leaves, after that rounding, at least the 2 E0 of the bound
     // (amx_ranks.hpp). s_t +- tau themselves are rounded outwards.
@@ -433,6 +437,17 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
   const int64_t one_segment[2] = {0, C};
   const int64_t* bounds = in.bounds != nullptr && in.n_segments > 0 ? in.bounds : one_segment;
   const int64_t n_segments = in.bounds != nullptr && in.n_segments > 0 ? in.n_segments : 1;
+  // The largest item norm from each segment boundary on (items outside the safe range: +inf). A user
+  // whose target scores above reach * that + 2 E0 has every later item below it: the exact chain's
+  // score(u, v) <= ||u|| ||v|| (1 + gamma_{2^-24}(d)) + E0 (amx_ranks.hpp), so its count is final
+  // there. With the items in descending norm order this ends the users whose target scores high
+  // (those the cap cannot end, ranked < max_rank) after a small share of the items.
+  std::vector<double> norm_after(static_cast<size_t>(n_segments + 1), 0.0);
+  for (int64_t seg = n_segments - 1; seg >= 0; --seg) {
+    float mx = 0.0f;
+    for (int64_t j = bounds[seg]; j < bounds[seg + 1]; ++j) mx = std::max(mx, P.norms[static_cast<size_t>(j)]);
+    norm_after[static_cast<size_t>(seg)] = std::max(norm_after[static_cast<size_t>(seg + 1)], static_cast<double>(mx));
+  }
   const int nt_max = static_cast<int>(std::max<int64_t>(1, resolve_threads(threads)));
   std::vector<int64_t> rechecked(static_cast<size_t>(nt_max), 0);
   ErrorSlot error;
@@ -480,9 +495,15 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
       }
     }
     error.rethrow();
-    if (m == INT64_MAX || seg + 1 == n_segments) continue;
-    // drop the users whose count over the items so far reached m: their full count is at least m
-    auto done = [&](int64_t r) { return res.count[static_cast<size_t>(r)] >= m; };
+    if (seg + 1 == n_segments) continue;
+    // drop the users whose count over the items so far reached m (their full count is at least m)
+    // and those no later item can beat (their count is final)
+    const double later = norm_after[static_cast<size_t>(seg + 1)] * (1.0 + 0x1p-40);
+    auto done = [&](int64_t r) {
+      const float s_t = target_score[static_cast<size_t>(r)];
+      return res.count[static_cast<size_t>(r)] >= m ||
+             (std::isfinite(s_t) && reach[static_cast<size_t>(r)] * later + 2.0 * e0 < static_cast<double>(s_t));
+    };
     exact.erase(std::remove_if(exact.begin(), exact.end(), done), exact.end());
     std::vector<int64_t> kept;
     kept.reserve(slots.size());

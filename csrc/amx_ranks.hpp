@@ -97,9 +97,15 @@ PackedItems pack_items(const float* table, int64_t n_items, int64_t dim, int thr
 // full count is at least that. The users still counting are compacted into
 // full 32-user tiles for the next segment, so that one unfinished user does
 // not keep a whole tile scanning. Every @k metric with k <= m of min(rank, m)
-// is that of the rank. The order of the items is the caller's (a table packed
-// with high-scoring items first lets users stop earlier); the result is
-// min(count, m) whatever the segments and the order.
+// is that of the rank. A user is also dropped, its count then final, once no
+// later item can reach its target's score: score(u, v) <= ||u|| ||v||
+// (1 + gamma_{2^-24}(d)) + E0 for the exact chain, so when s_t exceeds that
+// for the largest norm among the items after the segment, none of them
+// counts (with the items in descending norm order this ends the users ranked
+// below m, whom the cap cannot end, after a small share of the items; with
+// several segments it applies without a cap too). The order of the items is
+// the caller's; the result is min(count, m) whatever the segments and the
+// order.
 struct AmxRankInput {
   const float* hidden = nullptr;      // (rows, dim)
   int64_t rows = 0;
@@ -118,7 +124,7 @@ struct AmxRankCounts {
   std::vector<int64_t> excluded;  // never capped
   int64_t rechecked = 0;   // (user, item) pairs scored by the exact chain in the band
   int64_t exact_rows = 0;  // users ranked by the exact chain alone
-  int64_t scanned = 0;     // (user, item) pairs of the segments scanned: rows * n_items without a cap
+  int64_t scanned = 0;     // (user, item) pairs of the segments scanned: rows * n_items in one segment
 };
 
 // The caller has validated the shapes, ids, the CSR (per row ascending and

@@ -181,9 +181,9 @@ def _amx_ranks(hidden, table, targets, er, ec, threads, packed=None, max_rank=No
 #: grows, and the largest. Small segments first, because with the items in descending norm order most
 #: users stop within the first few thousand items; larger ones later, because each segment costs a
 #: compaction and a parallel region (measured at Books' shape: BENCHMARKS.md, "Scale").
-_FIRST_SEGMENT = 2048
+_FIRST_SEGMENT = 1024
 _SEGMENT_GROWTH = 2
-_LARGEST_SEGMENT = 65536
+_LARGEST_SEGMENT = 32768
 
 
 def _segments(C: int, first: int | None = None, growth: float | None = None,
@@ -221,7 +221,7 @@ def _amx_table(table: torch.Tensor, backend: str = "auto", threads: int | None =
     table_np = table.contiguous().numpy()
     position = None
     if order == "norm" and table_np.shape[0] > 2:
-        norms = np.linalg.norm(table_np[1:].astype(np.float64), axis=1)
+        norms = torch.linalg.vector_norm(torch.from_numpy(table_np[1:]), dim=1).numpy()
         rows = np.r_[0, 1 + np.argsort(-norms, kind="stable")]  # NaN norms last
         position = np.empty_like(rows)
         position[rows] = np.arange(rows.size)

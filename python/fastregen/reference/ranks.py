@@ -5,7 +5,8 @@
 same counts, written the plain way, with the ``B x width`` comparison matrix
 the kernel avoids. `fma_scores` is the exact float32 score of the two-pass
 kernel in ``csrc/amx_ranks.hpp`` (``fastregen._core.exact_scores``, the scores
-`fastregen.evaluation.item_ranks` ranks with ``backend="amx"``).
+`fastregen.evaluation.item_ranks` ranks with ``backend="amx"``), and
+`capped_rank_counts` that kernel's count with a rank cap (``max_rank``).
 """
 
 from __future__ import annotations
@@ -157,7 +158,9 @@ def capped_rank_counts(hidden, table, targets, ex_offsets, ex_items, max_rank: i
     excluded : np.ndarray of int64, shape (B,)
         As in `rank_counts` (never capped).
     scanned : int
-        The (row, item) pairs of the segments each row took part in (the kernel's statistic).
+        The (row, item) pairs of the segments each row took part in, a row stopping at the cap only:
+        the kernel's statistic is at most this (it also stops a row once no later item's norm lets
+        it reach the target's score, csrc/amx_ranks.hpp; that changes no count).
     """
     scores = fma_scores(hidden, table)
     B, C = scores.shape

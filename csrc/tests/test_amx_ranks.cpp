@@ -5,7 +5,8 @@
 // against a brute-force count from the header's definition (ties from
 // duplicated items, targets tied with other items, items one float32 step
 // from the target, exclusions naming the target, item 0 scoring highest,
-// users and items outside the safe range, zero users) for 1 and 2 threads.
+// users and items outside the safe range, zero users) for 1 and 2 threads,
+// and with a rank cap over segments of any size (min(count, cap) exactly).
 // Without AMX the kernel must throw std::runtime_error, and that part is
 // reported as skipped (CI's machine may have no AMX).
 #include <algorithm>
@@ -265,6 +266,41 @@ void test_amx_rank_counts() {
   CHECK(rechecked > 0);  // the zero user alone puts every item in the band
 }
 
+// The capped count: min(count, m) of the brute force, whatever the segments (sizes not multiples of
+// the 16-item groups) and the threads; users stop (fewer pairs scanned than rows x items); without a
+// cap, one segment scans every pair and several change no count.
+void test_capped_counts() {
+  std::mt19937_64 rng(2028);
+  for (const int64_t d : {16, 64}) {
+    const int64_t B = 70, C = 301;
+    const Problem p = random_problem(rng, B, C, d);
+    const PackedItems packed = pack_items(p.table.data(), C, d, 1);
+    const V want = brute(p).first;
+    const V bounds{0, 5, 37, 38, 150, C};
+    for (const int64_t m : {int64_t{1}, int64_t{3}, int64_t{50}, C, INT64_MAX}) {
+      for (const int threads : {1, 2}) {
+        AmxRankInput in;
+        in.hidden = p.hidden.data();
+        in.rows = B;
+        in.table = p.table.data();
+        in.packed = &packed;
+        in.targets = p.targets.data();
+        in.ex_offsets = p.ex_offsets.data();
+        in.ex_items = p.ex_items.data();
+        in.max_rank = m;
+        in.bounds = bounds.data();
+        in.n_segments = static_cast<int64_t>(bounds.size()) - 1;
+        const AmxRankCounts got = amx_rank_counts(in, threads);
+        for (int64_t r = 0; r < B; ++r) CHECK_EQ(got.count[r], std::min(want[r], m));
+        CHECK_EQ(got.exact_rows, p.outside);
+        CHECK(got.scanned <= B * C);
+        if (m <= 3) CHECK(got.scanned < B * C);
+      }
+    }
+    CHECK_EQ(run(p, packed, 1).scanned, B * C);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -272,6 +308,7 @@ int main() {
   test_pack_items();
   if (amx_available()) {
     test_amx_rank_counts();
+    test_capped_counts();
   } else {
     std::fprintf(stderr, "test_amx_ranks: no AMX tiles here (CPU or OS): amx_rank_counts skipped\n");
     const Problem p = [] {

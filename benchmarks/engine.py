@@ -11,6 +11,10 @@
     python benchmarks/engine.py evaluate --users 2048 --reps 3 --before 70855a6
     # (e) the same, against the compiled count of 10c1c23 (the AMX two-pass count is the "after"), 1 and 2 threads
     python benchmarks/engine.py evaluate --users 2048 --reps 3 --before 10c1c23 [--threads 2]
+    # (f) validation capped at rank 50 (evaluate(max_rank=50), early exit per user) against the full ranks of
+    #     the same commit, on 4,096 validation users of data.synthetic("books", n_users=800_000) ranked by the
+    #     SASRec trained one epoch by `scale.py pipeline --skip-dr4sr` (its --work folder's sasrec.pt)
+    python benchmarks/engine.py evaluate --max-rank 50 --model WORK/sasrec.pt --users 4096 --reps 3
 
 Every measurement runs in its own process (``engine.py _measure ...``), one
 thread unless ``--threads`` says otherwise (``OMP_NUM_THREADS``,
@@ -29,6 +33,16 @@ machine the wall time mostly measures the share of a core the process got,
 and the CPU time what the code costs; both medians are written
 (``seconds_median``, ``cpu_seconds_median``) with their ratios (``speedup``,
 ``cpu_speedup``).
+
+With ``--max-rank M`` (``evaluate`` only) "before" is this commit's full
+ranking and "after" the capped one (``evaluate(max_rank=M)``, ks <= M);
+the parent asserts ``after == min(before, M)`` and records the share of
+(user, item) pairs the capped AMX count scanned (``scanned_fraction``).
+An untrained model ranks its targets uniformly at random, which lets the
+cap stop most users after a few hundred items; ``--model`` ranks with a
+trained SASRec instead (a state dict of d = 64, max_len = 50 for the
+800,000-user Books preset, `scale.py pipeline`'s), on ``--users`` seeded
+validation users of that data.
 
 Rows are appended to ``benchmarks/results/engine.csv``.
 """
@@ -57,6 +71,8 @@ EXTRA_COLUMNS = ["load", "shape", "reps", "values", "identical_ranks", "before",
 #: The last commit whose evaluation counts ranks with torch only.
 BASE = "14f6ae4"
 BATCH = 1024
+#: The users of the Books preset a ``--model`` was trained on (`scale.py pipeline`'s data).
+MODEL_USERS = 800_000
 
 
 def _before_module(rev: str, workdir: Path):
@@ -108,26 +124,27 @@ def _measure(args) -> dict:
 
     torch.set_num_threads(args.threads)
     work = Path(args.out).parent
-    before = _before_module(args.before, work) if args.variant == "before" else None
+    # with --max-rank, "before" is this commit's full ranking
+    before = _before_module(args.before, work) if args.variant == "before" and not args.max_rank else None
     from fastregen import evaluation
 
     cpu = None
+    stats = {}
     if args.kind in ("validation", "evaluate"):
         if args.kind == "validation":
             model, split = _model_and_split(args.data, args.seed)
         else:  # Books' shape: 700k items whatever the number of users
-            from fastregen.data import leave_one_out, synthetic
-            from fastregen.models import build_model
-
-            data = synthetic("books", n_users=args.users)
-            split = leave_one_out(data).test
-            torch.manual_seed(args.seed)
-            model = build_model("sasrec", data.num_items, embed_dim=64, max_len=50).eval()
+            model, split = _books_model_and_split(args)
         ev = before.evaluate if before else evaluation.evaluate
+        capped = args.max_rank and args.variant == "after"
+        kwargs = dict(ks=tuple(k for k in (10, 20, 50) if k <= args.max_rank), max_rank=args.max_rank,
+                      _stats=stats) if capped else {}
         t0, c0 = time.perf_counter(), time.process_time()
-        res = ev(model, split, batch_size=BATCH, return_ranks=True)
+        res = ev(model, split, batch_size=BATCH, return_ranks=True, **kwargs)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         ranks = res["ranks"]
+        if capped:
+            stats["pairs"] = len(split) * model.num_items  # item 0 included, as the kernel's segments
     elif args.kind == "ranks":
         # the validation pass's score batches, computed untimed; only the rank count is timed
         model, split = _model_and_split(args.data, args.seed)
@@ -169,7 +186,30 @@ def _measure(args) -> dict:
             ranks[b:e] = r.numpy()
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     np.save(args.out, ranks)
-    return {"seconds": seconds, "cpu_seconds": cpu}
+    scanned = stats["scanned"] / stats["pairs"] if "scanned" in stats else None
+    return {"seconds": seconds, "cpu_seconds": cpu, "scanned_fraction": scanned}
+
+
+def _books_model_and_split(args):
+    """``evaluate``'s model and users: an untrained SASRec on the test split of
+    ``synthetic("books", n_users=args.users)``, or (``--model``) the trained one on ``args.users``
+    validation users (seed 0) of the 800,000-user preset it was trained on."""
+    import numpy as np
+    import torch
+
+    from fastregen.data import EvalSplit, leave_one_out, synthetic
+    from fastregen.models import build_model
+
+    if not args.model:
+        data = synthetic("books", n_users=args.users)
+        torch.manual_seed(args.seed)
+        return build_model("sasrec", data.num_items, embed_dim=64, max_len=50).eval(), leave_one_out(data).test
+    data = synthetic("books", n_users=MODEL_USERS)
+    model = build_model("sasrec", data.num_items, embed_dim=64, max_len=50)
+    model.load_state_dict(torch.load(args.model, weights_only=True))
+    part = leave_one_out(data).valid
+    pick = np.sort(np.random.default_rng(0).choice(len(part), min(args.users, len(part)), replace=False))
+    return model.eval(), EvalSplit(history=part.history.subset(pick), target=part.target[pick], users=part.users[pick])
 
 
 def _load() -> str:
@@ -184,6 +224,8 @@ def _compare(args, shape: str, dataset: str) -> None:
     env = dict(os.environ, OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n)
     times = {"before": [], "after": []}
     cpu = {"before": [], "after": []}
+    scanned = []
+    cap = getattr(args, "max_rank", 0)
     load_start = _load()
     with tempfile.TemporaryDirectory() as tmp:
         ranks = {}
@@ -196,6 +238,8 @@ def _compare(args, shape: str, dataset: str) -> None:
                        "--threads", str(args.threads)]
                 if args.command in ("books", "evaluate"):
                     cmd += ["--users", str(args.users), "--items", str(args.items)]
+                if args.command == "evaluate":
+                    cmd += ["--max-rank", str(args.max_rank)] + (["--model", args.model] if args.model else [])
                 else:
                     cmd += ["--data", args.data]
                 r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=HERE.parent)
@@ -203,6 +247,8 @@ def _compare(args, shape: str, dataset: str) -> None:
                     raise SystemExit(f"{variant} run failed:\n{r.stderr[-3000:]}")
                 measured = json.loads(r.stdout.strip().splitlines()[-1])
                 times[variant].append(measured["seconds"])
+                if measured.get("scanned_fraction") is not None:
+                    scanned.append(measured["scanned_fraction"])
                 if measured["cpu_seconds"] is not None:
                     cpu[variant].append(measured["cpu_seconds"])
                 got = np.load(out)
@@ -211,10 +257,11 @@ def _compare(args, shape: str, dataset: str) -> None:
                 ranks[variant] = got
                 print(f"{args.command} rep {rep} {variant}: {times[variant][-1]:.3f} s"
                       + (f" ({cpu[variant][-1]:.3f} s CPU)" if cpu[variant] else ""), flush=True)
-        identical = bool(np.array_equal(ranks["before"], ranks["after"]))
+        want = np.minimum(ranks["before"], cap) if cap else ranks["before"]
+        identical = bool(np.array_equal(want, ranks["after"]))
         if not identical:
-            raise SystemExit(f"before and after ranks differ for {int((ranks['before'] != ranks['after']).sum())} "
-                             f"of {ranks['before'].size} users; no row written")
+            raise SystemExit(f"before and after ranks differ for {int((want != ranks['after']).sum())} "
+                             f"of {want.size} users{f' (after capped at {cap})' if cap else ''}; no row written")
     load = f"{load_start} (start), {_load()} (end)"
     what = {"ranks": "target_ranks (base: torch, inplace) vs target_ranks(backend='native'), score batches of "
                      f"{BATCH} users of an untrained SASRec (d=64, max_len=50), history excluded; only the count timed",
@@ -226,10 +273,18 @@ def _compare(args, shape: str, dataset: str) -> None:
             "evaluate": f"evaluate() of an untrained SASRec (d=64, max_len=50, seed {args.seed}) on the leave-one-out "
                         f"test split of data.synthetic('books', n_users={args.users}), batch {BATCH}, history "
                         "excluded, forward pass included"}[args.command]
+    if args.command == "evaluate" and getattr(args, "model", None):
+        what = (f"evaluate() of the SASRec {args.model} (d=64, max_len=50, trained on data.synthetic('books', "
+                f"n_users={MODEL_USERS})) on {args.users} of its leave-one-out validation users (seed 0), batch "
+                f"{BATCH}, history excluded, forward pass included")
+    if cap:
+        what += (f"; before: this commit's full ranks, after: evaluate(max_rank={cap}) (ks <= {cap}; ranks == "
+                 f"min(before, {cap}) asserted); median share of (user, item) pairs scanned "
+                 f"{statistics.median(scanned):.4f}")
     base = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": git_commit(HERE),
             "machine": f"{cpu_model()}, {os.cpu_count()} cores", "device": "cpu", "threads": args.threads, "load": load,
             "benchmark": args.command, "dataset": dataset, "shape": shape, "reps": args.reps,
-            "identical_ranks": identical, "before": args.before, "note": what}
+            "identical_ranks": identical, "before": "full ranks, same commit" if cap else args.before, "note": what}
     med = {}
     for variant in ("before", "after"):
         med[variant] = statistics.median(times[variant])
@@ -237,6 +292,9 @@ def _compare(args, shape: str, dataset: str) -> None:
                       unit="s", values=";".join(f"{x:.4f}" for x in times[variant]))
     append_result(RESULTS, **base, variant="after/before", metric="speedup",
                   value=f"{med['before'] / med['after']:.2f}", unit="x", values="")
+    if scanned:
+        append_result(RESULTS, **base, variant="after", metric="scanned_fraction",
+                      value=f"{statistics.median(scanned):.5f}", unit="share", values=";".join(f"{x:.5f}" for x in scanned))
     print(f"{args.command}: before {med['before']:.3f} s, after {med['after']:.3f} s, "
           f"speedup {med['before'] / med['after']:.2f}x, identical ranks: {identical}")
     if cpu["before"] and cpu["after"]:
@@ -261,6 +319,11 @@ def main(argv=None) -> None:
     p.add_argument("--items", type=int, default=700_000)
     p = sub.add_parser("evaluate")
     p.add_argument("--users", type=int, default=2048, help="n_users of data.synthetic('books') (700k items)")
+    p.add_argument("--max-rank", type=int, default=0,
+                   help="compare evaluate(max_rank=M) with this commit's full ranks (0: off, --before as usual)")
+    p.add_argument("--model", default=None,
+                   help=f"a trained SASRec state dict (d=64, max_len=50) for data.synthetic('books', "
+                        f"n_users={MODEL_USERS}); --users of its validation users")
     p.set_defaults(items=700_000)
     for p in sub.choices.values():
         p.add_argument("--reps", type=int, default=5, help="runs of each side, alternating (default 5)")
@@ -277,6 +340,8 @@ def main(argv=None) -> None:
     m.add_argument("--users", type=int, default=2000)
     m.add_argument("--items", type=int, default=700_000)
     m.add_argument("--threads", type=int, default=1)
+    m.add_argument("--max-rank", type=int, default=0)
+    m.add_argument("--model", default=None)
     args = parser.parse_args(argv)
     if args.command == "_measure":
         print(json.dumps(_measure(args)))
@@ -288,7 +353,13 @@ def main(argv=None) -> None:
     if args.command == "books":
         _compare(args, f"{args.users} users x {args.items + 1} columns, d=64", "synthetic (Books shape)")
     elif args.command == "evaluate":
-        _compare(args, f"{args.users} test users x 700001 columns, d=64", "synthetic('books')")
+        if args.max_rank < 0:
+            parser.error(f"--max-rank must be >= 1 (0: off), got {args.max_rank}")
+        if args.model and not Path(args.model).is_file():
+            parser.error(f"--model: no such file: {args.model}")
+        which = "validation" if args.model else "test"
+        _compare(args, f"{args.users} {which} users x 700001 columns, d=64",
+                 f"synthetic('books', n_users={MODEL_USERS})" if args.model else "synthetic('books')")
     else:
         if not Path(args.data).is_file():
             parser.error(f"--data: no such file: {args.data}")

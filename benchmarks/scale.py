@@ -39,7 +39,11 @@ the regenerator and SASRec (the Books-appropriate choice: the dense update
 of the 700k-row table was most of both steps); ``--work DIR`` keeps the
 stages run whole and their outputs (`Work`), so a rerun resumes after them.
 ``--skip-dr4sr`` runs only the SASRec epoch and the evaluations (their
-rows say so). The report shows, per stage, the latest row that ran the
+rows say so). ``--valid-max-rank M`` ranks the validation pass only up to
+rank M (``evaluate(max_rank=M)``, what ``TrainConfig.valid_max_rank``
+does for early stopping: the same NDCG@20, each user's count ends once M
+items beat its target); its row says so, and `total` counts it like any
+whole validate row. The report shows, per stage, the latest row that ran the
 whole stage, else the latest row: a later partial run (say, a few SASRec
 steps before the evaluation) does not replace a measured whole stage.
 
@@ -183,6 +187,8 @@ def pipeline(args) -> None:
             raise UsageError(f"{k} must be >= 0 (0: the whole stage), got {v}")
     if args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    if args.valid_max_rank and args.valid_max_rank < 20:
+        raise UsageError(f"--valid-max-rank must be >= 20 (the rows report NDCG@20) or 0, got {args.valid_max_rank}")
     if args.paper and args.item_updates == "dense":
         raise UsageError("--paper sets --item-updates lazy (the Books-appropriate choice); drop --item-updates dense")
     updates = "lazy" if args.paper else args.item_updates or "dense"
@@ -364,11 +370,13 @@ def _target_model(args, rec, work, data, shape, estimate, tcfg, settings) -> Non
     for stage, part, users in (("validate", split.valid, args.valid_users), ("evaluate", split.test, args.eval_users)):
         if not work.ran(stage):
             _rank_stage(rec, work, stage, net, part, users, shape, estimate, data.num_items,
-                        f"{trained}; {settings}{after}")
+                        f"{trained}; {settings}{after}",
+                        max_rank=(args.valid_max_rank or None) if stage == "validate" else None)
 
 
-def _rank_stage(rec, work, stage, net, part, users, shape, estimate, num_items, note) -> None:
-    """One full-ranking pass over ``part`` (the validation or test split), or ``users`` of its users."""
+def _rank_stage(rec, work, stage, net, part, users, shape, estimate, num_items, note, max_rank=None) -> None:
+    """One full-ranking pass over ``part`` (the validation or test split), or ``users`` of its users;
+    with ``max_rank``, ranks capped there (`evaluate`'s ``max_rank``)."""
     import numpy as np
 
     from fastregen import memory
@@ -381,10 +389,16 @@ def _rank_stage(rec, work, stage, net, part, users, shape, estimate, num_items, 
         pick = np.sort(np.random.default_rng(0).choice(n, users, replace=False))
         part = EvalSplit(history=part.history.subset(pick), target=part.target[pick], users=part.users[pick])
     cpu = time.process_time()
+    stats = {}
+    capped = {} if max_rank is None else dict(ks=tuple(k for k in (10, 20, 50) if k <= max_rank), max_rank=max_rank,
+                                              _stats=stats)
     with memory.PeakRSS() as m:
-        metrics = evaluate(net.eval(), part, batch_size=1024)
+        metrics = evaluate(net.eval(), part, batch_size=1024, **capped)
     cpu = time.process_time() - cpu
     which = "validation" if stage == "validate" else "test"
+    if max_rank is not None:
+        share = f", {stats['scanned'] / (users * (num_items + 1)):.4f} of the (user, item) pairs scanned" if stats else ""
+        note = f"ranks capped at {max_rank} (evaluate(max_rank={max_rank}){share}); {note}"
     rec.row(stage, **shape, batch=1024, seconds=m.seconds, full_seconds=m.seconds * n / users,
             fraction=round(users / n, 5), peak_rss_mib=_mib(m.peak), start=m.start, estimate_mib=estimate("evaluate"),
             throughput=round(users / m.seconds, 1), unit="users/s",
@@ -487,6 +501,8 @@ def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: 
         else:
             missing.append(stage)
             continue
+        if capped := re.search(r"ranks capped at \d+", r["note"]):
+            source += f"; {capped.group(0)}"
         one = float(r["full_seconds"] or r["value"])
         if clock == "cpu":
             cpu = re.search(r"\bCPU (\d+(?:\.\d+)?) s\b", r["note"])
@@ -770,6 +786,8 @@ def main(argv=None) -> int:
                    help="folder of finished whole stages and their outputs: a rerun resumes after them")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--skip-dr4sr", action="store_true", help="only the SASRec epoch and the evaluation")
+    p.add_argument("--valid-max-rank", type=int, default=0,
+                   help="rank the validation pass only up to this rank (>= 20; 0: full ranks)")
     d = sub.add_parser("decode")
     d.add_argument("--sequences", type=int, default=2048)
     d.add_argument("--device", default="cpu")

@@ -481,7 +481,8 @@ def engine_report(results: Path, ranks_dir: Path) -> str:
     cases = sorted({k[:4] for k in latest}, key=order)
     if cases:
         out.append("Before (the code of the commit in *before*: torch's comparison matrix, or for *evaluate* the "
-                   "compiled count) and after (the compiled count; for *evaluate* the AMX two-pass count), "
+                   "compiled count) and after (the compiled count; for *evaluate* the AMX two-pass count; with *before* "
+                   "\"full ranks, same commit\", `evaluate(max_rank=50)`, `engine.py --max-rank`), "
                    "alternating processes of *threads* threads, medians of wall time and, where measured, of CPU "
                    "time (which the load does not inflate); ranks identical in every repetition.\n")
         out.append("| benchmark | data | shape | threads | before (s) | after (s) | speed-up | CPU speed-up | reps | "

@@ -396,13 +396,14 @@ def _rank_stage(rec, work, stage, net, part, users, shape, estimate, num_items, 
         metrics = evaluate(net.eval(), part, batch_size=1024, **capped)
     cpu = time.process_time() - cpu
     which = "validation" if stage == "validate" else "test"
+    how = "full ranking"
     if max_rank is not None:
         share = f", {stats['scanned'] / (users * (num_items + 1)):.4f} of the (user, item) pairs scanned" if stats else ""
-        note = f"ranks capped at {max_rank} (evaluate(max_rank={max_rank}){share}); {note}"
+        how = f"ranks capped at {max_rank} (evaluate(max_rank={max_rank}){share})"
     rec.row(stage, **shape, batch=1024, seconds=m.seconds, full_seconds=m.seconds * n / users,
             fraction=round(users / n, 5), peak_rss_mib=_mib(m.peak), start=m.start, estimate_mib=estimate("evaluate"),
             throughput=round(users / m.seconds, 1), unit="users/s",
-            note=f"full ranking over {num_items} items, {users} of {n} {which} users, item-chunked; "
+            note=f"{how} over {num_items} items, {users} of {n} {which} users, item-chunked; "
                  f"NDCG@20 {metrics['ndcg@20']:.4f} {note}; CPU {cpu:.0f} s")
     work.finish(stage, users == n)
 

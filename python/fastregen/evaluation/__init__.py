@@ -33,6 +33,15 @@ the exact float32 score decides the rest, never holding more than 32 x 32
 scores; identical ranks again (the exact score, an fma chain over the
 dimensions, is what MKL's sgemm computes at these shapes).
 
+Ranking only as far as the metrics need: ``evaluate(..., max_rank=m)`` /
+``item_ranks(..., max_rank=m)`` return ``min(rank, m)`` exactly, which
+decides every ``recall@K`` / ``ndcg@K`` with K <= m (``mrr``, ``auc`` and
+larger K are then never reported). The AMX count scans the items in
+descending norm order a segment at a time and stops each user once m items
+beat its target, or once no later item's norm can reach its target's
+score, so most users stop after a small share of the catalogue; validation
+for early stopping uses it (`fastregen.training.TrainConfig.valid_max_rank`).
+
 For the fine-ranking stage (pointwise labels), `binary_metrics` gives AUC
 and Logloss. `evaluate_stages` reports UniDS's three stages (recall: MRR,
 HR@10/50; coarse ranking: NDCG@10/50; fine ranking: AUC, Logloss), each

@@ -490,9 +490,11 @@ def t_amx_ranks():
 
     @given(st.integers(0, 5), st.integers(1, 40), st.integers(1, 5), st.lists(st.integers(-1, 41), max_size=6),
            st.lists(st.lists(st.integers(-1, 41), max_size=4), max_size=6), st.lists(_value, min_size=30, max_size=30),
-           st.sampled_from(["float32", "float64"]), st.booleans(), st.sampled_from([1, 2]))
+           st.sampled_from(["float32", "float64"]), st.booleans(), st.sampled_from([1, 2]),
+           st.sampled_from([None, 1, 2, 5, 10**12, 0, -1, True, 2.5]),
+           st.none() | st.lists(st.integers(-1, 42), max_size=5))
     @_counted
-    def run(B, C, d, targets, excluded, values, dtype, same_table, threads):
+    def run(B, C, d, targets, excluded, values, dtype, same_table, threads, max_rank, bounds):
         vals = np.array(values, dtype=np.float32)
         hidden = np.resize(vals, B * d).reshape(B, d).astype(dtype)
         table = np.resize(vals[::-1], C * d).reshape(C, d).astype(np.float32)
@@ -508,9 +510,14 @@ def t_amx_ranks():
         valid = (dtype == "float32" and (same_table or C == 1) and _core.amx_available()
                  and all(1 <= i < C for i in t) and all(1 <= i < C for i in ex)
                  and all(all(a < b for a, b in zip(r, r[1:])) for r in rows))
+        # a cap: None or an int >= 1; segment bounds: None or 0 = b_0 < ... < b_n = C, int64
+        seg = None if bounds is None else np.array(bounds, dtype=np.int64)
+        valid = valid and (max_rank is None or (type(max_rank) is int and max_rank >= 1))
+        valid = valid and (seg is None or (seg.size >= 2 and seg[0] == 0 and seg[-1] == C
+                                           and bool((np.diff(seg) > 0).all())))
 
         def call():
-            return _core.amx_rank_counts(hidden, table, packed, t, off, ex, threads)
+            return _core.amx_rank_counts(hidden, table, packed, t, off, ex, threads, max_rank=max_rank, bounds=seg)
 
         if not valid:
             _expect_clean_error(call)
@@ -519,7 +526,8 @@ def t_amx_ranks():
         scores = ref_ranks.fma_scores(hidden, table)
         want = ref_ranks.rank_counts(scores, t, scores[np.arange(B), t] if B else np.zeros(0, np.float32),
                                      off, ex, 0, C)
-        assert np.array_equal(count, want[0]) and np.array_equal(excluded_n, want[1])
+        cap = want[0] if max_rank is None else np.minimum(want[0], max_rank)
+        assert np.array_equal(count, cap) and np.array_equal(excluded_n, want[1])
 
     return run
 

@@ -15,6 +15,9 @@
     #     the same commit, on 4,096 validation users of data.synthetic("books", n_users=800_000) ranked by the
     #     SASRec trained one epoch by `scale.py pipeline --skip-dr4sr` (its --work folder's sasrec.pt)
     python benchmarks/engine.py evaluate --max-rank 50 --model WORK/sasrec.pt --users 4096 --reps 3
+    # (g) the capped AMX count alone, per scan order (item ids, descending norm) and segment schedule, on one
+    #     batch of that model's validation users (one process, variants alternating, CPU time)
+    python benchmarks/engine.py scan-order --model WORK/sasrec.pt --max-rank 50 --users 1024 --reps 5
 
 Every measurement runs in its own process (``engine.py _measure ...``), one
 thread unless ``--threads`` says otherwise (``OMP_NUM_THREADS``,
@@ -190,6 +193,73 @@ def _measure(args) -> dict:
     return {"seconds": seconds, "cpu_seconds": cpu, "scanned_fraction": scanned}
 
 
+#: `scan-order`'s segment schedules: (first segment, growth, largest), items.
+SCHEDULES = ((256, 2, 8192), (1024, 2, 32768), (2048, 2, 65536), (8192, 2, 131072))
+
+
+def scan_order(args) -> None:
+    """The capped AMX count (`_core.amx_rank_counts` with ``max_rank``) alone, on one batch of ``--users``
+    validation users of the ``--model``: each scan order x `SCHEDULES`, CPU time per call, variants
+    alternating in this process, ``--reps`` times; counts == min(full count, cap) asserted. Rows:
+    ``scan_order`` in engine.csv (median CPU seconds and the share of pairs scanned per variant)."""
+    import numpy as np
+    import torch
+
+    from fastregen import _core
+    from fastregen.evaluation import ranks as R
+
+    torch.set_num_threads(1)
+    if not _core.amx_available():
+        raise SystemExit("scan-order measures the AMX count; this CPU (or OS) has no AMX tiles")
+    args.seed = 0
+    model, split = _books_model_and_split(args)
+    hist, targets = split.history, np.asarray(split.target, dtype=np.int64)
+    with torch.no_grad():
+        hidden = model(torch.from_numpy(hist.padded(model.max_len, side="left")))[:, -1].contiguous().numpy()
+    table = model.item_weight().detach()
+    B, C = hidden.shape[0], table.shape[0]
+    rows = torch.from_numpy(np.repeat(np.arange(B), hist.lengths))
+    inputs = {}
+    for order in R.SCAN_ORDERS:
+        packed = R._amx_table(table, "amx", 1, order=order)
+        pos = (lambda x: x) if packed.position is None else (lambda x: packed.position[x])
+        csr = R._exclusion_csr(rows, torch.from_numpy(pos(hist.items.astype(np.int64))), B, C)
+        inputs[order] = (packed, pos(targets), *csr)
+    packed, t, off, ex = inputs["id"]
+    full = _core.amx_rank_counts(hidden, packed.table, packed.packed, t, off, ex, 1)[0]
+    variants = [(o, s) for o in R.SCAN_ORDERS for s in SCHEDULES]
+    cpu = {v: [] for v in variants}
+    scanned = {}
+    load_start = _load()
+    for rep in range(args.reps):
+        for order, sched in variants if rep % 2 == 0 else variants[::-1]:
+            packed, t, off, ex = inputs[order]
+            bounds = R._segments(C, *sched)
+            c0 = time.process_time()
+            count, _, _, _, pairs = _core.amx_rank_counts(hidden, packed.table, packed.packed, t, off, ex, 1,
+                                                          max_rank=args.max_rank, bounds=bounds)
+            cpu[(order, sched)].append(time.process_time() - c0)
+            if not np.array_equal(count, np.minimum(full, args.max_rank)):
+                raise SystemExit(f"{order} {sched}: counts differ from min(full, {args.max_rank}); no row written")
+            scanned[(order, sched)] = pairs / (B * C)
+    base = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": git_commit(HERE),
+            "machine": f"{cpu_model()}, {os.cpu_count()} cores", "device": "cpu", "threads": 1,
+            "load": f"{load_start} (start), {_load()} (end)", "benchmark": "scan_order",
+            "dataset": f"synthetic('books', n_users={MODEL_USERS})", "shape": f"{B} validation users x {C} columns, d=64",
+            "reps": args.reps, "identical_ranks": True, "before": "",
+            "note": f"_core.amx_rank_counts(max_rank={args.max_rank}) on one batch of hidden states of the SASRec "
+                    f"{args.model}; counts == min(full count, {args.max_rank}) asserted; CPU time per call, variants "
+                    "alternating in one process; variant: scan order, then (first segment, growth, largest)"}
+    for order, sched in variants:
+        name = f"{order} {'/'.join(map(str, sched))}"
+        med = statistics.median(cpu[(order, sched)])
+        append_result(RESULTS, **base, variant=name, metric="cpu_seconds_median", value=f"{med:.5f}", unit="s",
+                      values=";".join(f"{x:.5f}" for x in cpu[(order, sched)]))
+        append_result(RESULTS, **base, variant=name, metric="scanned_fraction", value=f"{scanned[(order, sched)]:.5f}",
+                      unit="share", values="")
+        print(f"{name}: {1000 * med:.1f} ms CPU, {scanned[(order, sched)]:.4f} of the pairs scanned")
+
+
 def _books_model_and_split(args):
     """``evaluate``'s model and users: an untrained SASRec on the test split of
     ``synthetic("books", n_users=args.users)``, or (``--model``) the trained one on ``args.users``
@@ -330,6 +400,11 @@ def main(argv=None) -> None:
         p.add_argument("--before", default=BASE, help=f"the commit measured as 'before' (default {BASE})")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=1, help="threads of each run (torch, OpenMP; default 1)")
+    so = sub.add_parser("scan-order")
+    so.add_argument("--model", required=True, help="a trained SASRec state dict (see evaluate --model)")
+    so.add_argument("--max-rank", type=int, default=50)
+    so.add_argument("--users", type=int, default=1024)
+    so.add_argument("--reps", type=int, default=5)
     m = sub.add_parser("_measure")  # one run, in its own process
     m.add_argument("--kind", choices=["ranks", "validation", "books", "evaluate"], required=True)
     m.add_argument("--variant", choices=["before", "after"], required=True)
@@ -348,6 +423,12 @@ def main(argv=None) -> None:
         return
     if args.reps < 1:
         parser.error(f"--reps must be >= 1, got {args.reps}")
+    if args.command == "scan-order":
+        if args.max_rank < 1 or args.users < 1:
+            parser.error(f"--max-rank and --users must be >= 1, got {args.max_rank} and {args.users}")
+        if not Path(args.model).is_file():
+            parser.error(f"--model: no such file: {args.model}")
+        return scan_order(args)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     if args.command == "books":

@@ -180,7 +180,8 @@ def _amx_ranks(hidden, table, targets, er, ec, threads, packed=None, max_rank=No
 #: `_segments`: the first segment of a capped AMX scan (items), the factor by which each next one
 #: grows, and the largest. Small segments first, because with the items in descending norm order most
 #: users stop within the first few thousand items; larger ones later, because each segment costs a
-#: compaction and a parallel region (measured at Books' shape: BENCHMARKS.md, "Scale").
+#: compaction and a parallel region. At Books' shape (a trained SASRec, cap 50) first segments of 256 to
+#: 2,048 items tie (`benchmarks/engine.py scan-order`, the scan_order rows of results/engine.csv).
 _FIRST_SEGMENT = 1024
 _SEGMENT_GROWTH = 2
 _LARGEST_SEGMENT = 32768
@@ -330,8 +331,9 @@ def item_ranks(hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
         other metric of the rank). The AMX path counts only as far as it
         must: it scans the items (in descending norm order) a segment at a
         time and drops each user as soon as m candidates are known to score
-        at least its target's score (csrc/amx_ranks.hpp); the other paths
-        rank fully and clip. ``n_candidates`` is never capped.
+        at least its target's score, or no later item's norm lets it reach
+        that score (csrc/amx_ranks.hpp); the other paths rank fully and
+        clip. ``n_candidates`` is never capped.
     """
     max_rank = _check_max_rank(max_rank)
     ranks, n_candidates = _item_ranks(hidden, table, targets, exclude_rows, exclude_cols, chunk_size, backend,

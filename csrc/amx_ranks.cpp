@@ -443,7 +443,7 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
   // there. With the items in descending norm order this ends the users whose target scores high
   // (those the cap cannot end, ranked < max_rank) after a small share of the items.
   std::vector<double> norm_after(static_cast<size_t>(n_segments + 1), 0.0);
-  for (int64_t seg = n_segments - 1; seg >= 0; --seg) {
+  for (int64_t seg = n_segments - 1; seg >= 0 && n_segments > 1; --seg) {  // one segment: never read
     float mx = 0.0f;
     for (int64_t j = bounds[seg]; j < bounds[seg + 1]; ++j) mx = std::max(mx, P.norms[static_cast<size_t>(j)]);
     norm_after[static_cast<size_t>(seg)] = std::max(norm_after[static_cast<size_t>(seg + 1)], static_cast<double>(mx));

@@ -390,7 +390,7 @@ class Trainer:
             loss.backward()
         self._densify_gradients()
         if self.world is not None:
-            value = distributed.sync_gradients(self.model.parameters(), self.world, loss)
+            value = distributed.sync_gradients(self.model.parameters(), self.world, loss, sparse=self._lazy_params())
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
@@ -413,8 +413,8 @@ class Trainer:
         step zeroes one resident buffer and scatters the looked-up rows into it.
         """
         # an optimizer that updates some tables row by row (`fastregen.training.LazyAdam`) takes their
-        # sparse gradients as they are; across processes every gradient is dense for the all-reduce
-        lazy = {id(p) for p in getattr(self.optimizer, "lazy_params", ())} if self.world is None else set()
+        # sparse gradients as they are (across processes after a row-sparse all-reduce, `sync_gradients`)
+        lazy = {id(p) for p in self._lazy_params()}
         for p in self.model.parameters():
             g = p.grad
             if g is None or not g.is_sparse or id(p) in lazy:
@@ -429,6 +429,10 @@ class Trainer:
             else:
                 buf.add_(g.to_dense())
             p.grad = buf
+
+    def _lazy_params(self) -> list[torch.nn.Parameter]:
+        """The parameters whose sparse gradients the optimizer takes as they are (`LazyAdam.lazy_params`)."""
+        return list(getattr(self.optimizer, "lazy_params", ()))
 
     def set_normaliser(self, data: TrainingData) -> float:
         """Fix the targets-per-batch constant for ``data`` (total targets / batches per epoch).

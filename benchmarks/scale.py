@@ -541,11 +541,13 @@ def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: 
     patterns, pairs, write, test evaluation), each from the latest pipeline
     row of that stage that ran it whole (``fraction`` 1), with
     ``item_updates`` for the stages it changes, on ``threads`` torch
-    threads when given. ``estimates=True`` takes the latest row where no
+    threads when given, whatever its number of processes: a run of some
+    stages on 2 processes (``pipeline --processes 2``) replaces those
+    stages' terms and leaves the others' rows standing. ``estimates=True`` takes the latest row where no
     whole one exists (its time extrapolated from a fraction; a missing
     ``validate`` takes the test ``evaluate`` row, the same pass over the
     same number of users), and says so per term. ``clock="cpu"`` counts
-    the CPU seconds a row's note gives (``CPU N s``, all threads; divided by
+    the CPU seconds a row's note gives (``CPU N s``, all threads and processes; divided by
     the row's fraction) instead of its wall time: on a shared machine, the
     time the stages would take with a core to themselves. A row without a
     CPU figure (the short stages) counts its wall time, and says so.
@@ -555,7 +557,7 @@ def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: 
     dict
         ``terms`` (one dict per stage: ``stage``, ``seconds`` of one run,
         ``times``, ``total``, ``whole`` (measured whole), ``source`` (how it
-        was found), ``commit``, ``threads``, ``peak_rss_mib``), ``seconds``,
+        was found), ``commit``, ``threads``, ``processes``, ``peak_rss_mib``), ``seconds``,
         ``hours``, ``peak_rss_mib`` (the largest stage peak), ``whole``
         (every term measured whole), ``epochs``, ``pretrain_epochs``.
     """
@@ -585,7 +587,7 @@ def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: 
                 source += "; wall time (no CPU figure)"
         terms.append(dict(stage=stage, seconds=one, times=times[how], total=one * times[how],
                           whole=source.startswith("whole stage"), source=source, commit=r["commit"], threads=r["threads"],
-                          peak_rss_mib=float(r["peak_rss_mib"] or 0)))
+                          processes=int(r.get("processes") or 1), peak_rss_mib=float(r["peak_rss_mib"] or 0)))
     if missing:
         wanted = f"item_updates={item_updates}" + ("" if threads is None else f", {threads} thread(s)")
         raise UsageError(f"no {'' if estimates else 'whole-stage '}pipeline row of {', '.join(missing)} for {data} "
@@ -612,11 +614,11 @@ def total(args) -> None:
           f"{res['pretrain_epochs']} pre-training "
           f"epochs; target-model epochs {epochs:.1f} = mean of `epochs` over the fastregen-scheme SASRec rows on "
           f"the original Beauty data in {Path(args.dr4sr).name} ({', '.join(map(str, values))})\n")
-    print("| stage | seconds per run | runs | seconds | threads | peak RSS MiB | from | commit |")
-    print("|---|---:|---:|---:|---:|---:|---|---|")
+    print("| stage | seconds per run | runs | seconds | threads | processes | peak RSS MiB | from | commit |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|")
     for t in res["terms"]:
         print(f"| {t['stage']} | {t['seconds']:,.1f} | {t['times']:g} | {t['total']:,.0f} | {t['threads']} | "
-              f"{t['peak_rss_mib']:,.0f} | {t['source']} | {t['commit']} |")
+              f"{t['processes']} | {t['peak_rss_mib']:,.0f} | {t['source']} | {t['commit']} |")
     label = "measured (every stage run whole)" if res["whole"] else "ESTIMATE (some stages extrapolated)"
     print(f"\nTotal: {res['hours']:.1f} h, peak RSS {res['peak_rss_mib'] / 1024:.2f} GiB; {label}; "
           f"bar <= 12 h: {'met' if res['hours'] <= 12 else 'not met'}, < 12 GiB: "

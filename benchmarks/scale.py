@@ -4,6 +4,9 @@
     # --threads 2 only on an otherwise idle machine: beside other busy processes a second thread spins
     # (BENCHMARKS.md, "Threads under load"), so there use --threads 1
     python benchmarks/scale.py pipeline --paper --threads 2 --work /tmp/scale-paper --tmp /tmp/scale
+    # both cores by data parallelism (idle machine, ~30 min): pre-training, inference and the SASRec epoch on
+    # 2 torchrun processes of one thread (each half of every global batch), validation and test on 2 threads
+    python benchmarks/scale.py pipeline --paper --processes 2 --work /tmp/scale-paper-2p --tmp /tmp/scale
     # their total: 40 x pre-training epoch + inference + (SASRec epoch + validation) x Beauty's epochs
     python benchmarks/scale.py total            # --estimates: extrapolated rows where no whole one exists
     # a measured fraction of the long stages (extrapolated to the whole stage)
@@ -17,6 +20,8 @@
     # steps at 700k items, side by side (CPU time per step with --cpu)
     python benchmarks/scale.py sparse --threads 1
     python benchmarks/scale.py steps --cpu --modes sparse,lazy --threads 1
+    # lazy steps on 1 process and on 2 (torchrun, the row-sparse all-reduce): CPU per step per rank, all-reduce cost
+    python benchmarks/scale.py steps --cpu --modes lazy --processes 1,2 --threads 1
 
 ``pipeline`` runs the stages of `fastregen.dr4sr.DR4SR` in its order
 (``mine_patterns``, ``pretrain_pairs``, pre-training, ``hybrid_inference``,
@@ -24,7 +29,11 @@ the combined training set written to disk), then one SASRec epoch (BCE,
 the "all" protocol, as DR4SR's target models, on the original training
 split as the Beauty rows whose epochs `total` counts), one full-ranking
 validation pass (what early stopping runs after every epoch) and the
-full-ranking test evaluation, all in one process. Each stage's peak RSS is
+full-ranking test evaluation, all in one process (``--processes N``: the
+regenerator's and SASRec's training and the inference on N torchrun
+processes, each taking the global batch / N, so the optimisation is the
+one process's; the evaluations on rank 0 with ``--eval-threads``, default
+threads x N; rows from rank 0, CPU seconds summed over the ranks). Each stage's peak RSS is
 measured with `fastregen.memory.PeakRSS` (the kernel's high-water mark
 reset at the stage's start), next to the memory model's estimate
 (`fastregen.memory.pipeline_estimates`); the long stages' notes give their
@@ -201,6 +210,12 @@ def pipeline(args) -> None:
         return _torchrun(args, n_proc)
     with distributed.session("cpu"):
         _pipeline(args)
+    if distributed.requested_world_size() > 1:
+        # a rank that trained under gloo may abort in the interpreter's teardown, its rows written (as the
+        # step worker's did, `STEP_WORKER`): leave without it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 #: Stages ``pipeline --skip`` leaves out (their earlier rows stand in `total`): the regenerated data's
@@ -666,12 +681,18 @@ def decode(args) -> None:
 
 # --------------------------------------------------------------------------- sparse
 STEP_WORKER = r"""
-import json, statistics, sys, time
+import json, os, statistics, sys, time
 import numpy as np, torch
 import torch.nn.functional as F
 from fastregen import memory
 memory.limit_heap_retention()
 torch.set_num_threads(int(sys.argv[3]))
+def _exit_now():
+    # a rank of this worker that had trained under gloo aborted at interpreter exit in ~1 of 3 runs, after
+    # its work and output ("terminate called without an active exception", no Python frame left; not seen
+    # with plain torch collectives): leave without the interpreter's teardown once the output is out
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0)
 what, mode, steps, path = sys.argv[1], sys.argv[2], int(sys.argv[4]), sys.argv[5]
 if mode == "dense":  # the gradients before sparse lookups: every lookup of an item table dense
     import fastregen.generator.model as regen_model
@@ -751,6 +772,8 @@ if world is not None:
     torch.distributed.destroy_process_group()
 if world is None or world.is_main:
     print(json.dumps(res))
+if world is not None:
+    _exit_now()
 """
 #: What `STEP_WORKER`'s modes mean (the rows' notes say it).
 STEP_MODES = {"dense": "dense lookup gradients, fused Adam", "sparse": "sparse lookup gradients, fused Adam",

@@ -28,8 +28,9 @@ Started under torchrun (a torch.distributed group of N > 1 ranks), the
 Trainer trains data-parallel (`fastregen.training.distributed`): global
 batches of ``N x batch_size`` examples in one order shared by the ranks,
 each rank's contiguous share of each, gradients averaged after the
-backward pass, the normaliser ``C / N`` per rank so that the update is the
-one of the whole global batch. Hooks run on every rank; `EarlyStopping`
+backward pass (the tables a `LazyAdam` updates row by row: only the rows
+some rank looked up), the normaliser ``C / N`` per rank so that the update
+is the one of the whole global batch. Hooks run on every rank; `EarlyStopping`
 evaluates on rank 0 only, whose ``stop`` is broadcast after each epoch and
 whose weights are broadcast at the end of `fit`. Alone, nothing of this
 runs and results are as before.

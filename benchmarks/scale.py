@@ -244,7 +244,7 @@ def _torchrun(args, n: int) -> None:
     ``--threads``); its rows are rank 0's."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", str(Path(__file__)),
            *args.argv]
-    out = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+    out = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)), check=False)
     if out.returncode:
         raise SystemExit(f"scale.py {args.cmd}: the {n}-process run failed (exit {out.returncode})")
 

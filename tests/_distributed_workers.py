@@ -108,7 +108,11 @@ def lazy_runs(batch_size: int) -> dict:
     gradient is sent dense) and the regenerator's pre-training (in-source softmax: row-sparse)."""
     from fastregen.dr4sr import RegenConfig
     from fastregen.generator import Regenerator
-    from fastregen.generator.pretrain import RegeneratorLoss, pair_data, pretrain_optimizer
+    from fastregen.generator.pretrain import (
+        RegeneratorLoss,
+        pair_data,
+        pretrain_optimizer,
+    )
     from fastregen.models import build_model
     from fastregen.patterns import mine_patterns, pretrain_pairs
     from fastregen.training import Examples, NextItemLoss, TrainConfig, Trainer

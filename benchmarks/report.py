@@ -369,6 +369,12 @@ def _scale_view(row: dict) -> dict:
             "seconds": row["value"], "unit": row.get("throughput_unit", "")}
 
 
+def _procs(row: dict) -> str:
+    """`` x N proc`` for a stage run on N > 1 torchrun processes (``scale.py pipeline --processes``), else nothing."""
+    n = int(row.get("processes") or 1)
+    return f" x {n} proc" if n > 1 else ""
+
+
 def scale_report(results: Path, ranks_dir: Path) -> str:
     """Books scale and torch.distributed: the latest row of each (experiment, data, stage, processes, threads)."""
     rows = [_scale_view(r) for r in read_results(results)]
@@ -407,7 +413,7 @@ def scale_report(results: Path, ranks_dir: Path) -> str:
             thr = f"{_num(float(r['throughput']))} {r['unit']}" if r["throughput"] else ""
             out.append(f"| {r['stage']} | {float(r['seconds']):,.1f} | {share} | {full:,.0f} | "
                        f"{float(r['peak_rss_mib']):,.0f} | {float(r['estimate_mib']):,.0f} | {thr} | "
-                       f"{r['commit']} {r['date'][:16].replace('T', ' ')}, {r['threads']} thr | {_cell(r['note'])} |")
+                       f"{r['commit']} {r['date'][:16].replace('T', ' ')}, {r['threads']} thr{_procs(r)} | {_cell(r['note'])} |")
         peak = max(float(r["peak_rss_mib"]) for r in part)
         # one paragraph: the sum of the rows shown, then the paper-settings totals
         out.append(f"\nAll stages: {total / 3600:.1f} h extrapolated, peak RSS {peak / 1024:.2f} GiB.")

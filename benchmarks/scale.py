@@ -4,6 +4,9 @@
     # --threads 2 only on an otherwise idle machine: beside other busy processes a second thread spins
     # (BENCHMARKS.md, "Threads under load"), so there use --threads 1
     python benchmarks/scale.py pipeline --paper --threads 2 --work /tmp/scale-paper --tmp /tmp/scale
+    # both cores by data parallelism (idle machine, ~30 min): pre-training, inference and the SASRec epoch on
+    # 2 torchrun processes of one thread (each half of every global batch), validation and test on 2 threads
+    python benchmarks/scale.py pipeline --paper --processes 2 --work /tmp/scale-paper-2p --tmp /tmp/scale
     # their total: 40 x pre-training epoch + inference + (SASRec epoch + validation) x Beauty's epochs
     python benchmarks/scale.py total            # --estimates: extrapolated rows where no whole one exists
     # a measured fraction of the long stages (extrapolated to the whole stage)
@@ -17,6 +20,8 @@
     # steps at 700k items, side by side (CPU time per step with --cpu)
     python benchmarks/scale.py sparse --threads 1
     python benchmarks/scale.py steps --cpu --modes sparse,lazy --threads 1
+    # lazy steps on 1 process and on 2 (torchrun, the row-sparse all-reduce): CPU per step per rank, all-reduce cost
+    python benchmarks/scale.py steps --cpu --modes lazy --processes 1,2 --threads 1
 
 ``pipeline`` runs the stages of `fastregen.dr4sr.DR4SR` in its order
 (``mine_patterns``, ``pretrain_pairs``, pre-training, ``hybrid_inference``,
@@ -24,7 +29,11 @@ the combined training set written to disk), then one SASRec epoch (BCE,
 the "all" protocol, as DR4SR's target models, on the original training
 split as the Beauty rows whose epochs `total` counts), one full-ranking
 validation pass (what early stopping runs after every epoch) and the
-full-ranking test evaluation, all in one process. Each stage's peak RSS is
+full-ranking test evaluation, all in one process (``--processes N``: the
+regenerator's and SASRec's training and the inference on N torchrun
+processes, each taking the global batch / N, so the optimisation is the
+one process's; the evaluations on rank 0 with ``--eval-threads``, default
+threads x N; rows from rank 0, CPU seconds summed over the ranks). Each stage's peak RSS is
 measured with `fastregen.memory.PeakRSS` (the kernel's high-water mark
 reset at the stage's start), next to the memory model's estimate
 (`fastregen.memory.pipeline_estimates`); the long stages' notes give their
@@ -83,13 +92,23 @@ class Recorder:
         self.machine = f"{os.cpu_count()} cores, {cpu_model()}"
 
     def row(self, stage: str, **values) -> dict:
-        """Append the row of ``stage`` (``seconds`` its value; ``unit`` the throughput's) and return it."""
+        """Append the row of ``stage`` (``seconds`` its value; ``unit`` the throughput's) and return it.
+
+        Under torchrun rank 0 alone writes (the others return an empty dict); ``processes`` defaults to
+        the number of ranks.
+        """
+        from fastregen.training import distributed
+
+        if not distributed.is_main():
+            return {}
+        world = distributed.current()
+        values.setdefault("processes", 1 if world is None else world.size)
         start = values.pop("start", None)
         if start is not None:
             values["note"] = (values.get("note", "") + f"; RSS at start {start / 2**20:.0f} MiB").lstrip("; ")
         values = {k: (round(v, 5 if k == "fraction" else 3) if isinstance(v, float) else v) for k, v in values.items()}
         extra = {c: "" for c in EXTRA_COLUMNS}
-        extra.update(load=f"{os.getloadavg()[0]:.1f}", processes=1, throughput_unit=values.pop("unit", ""))
+        extra.update(load=f"{os.getloadavg()[0]:.1f}", throughput_unit=values.pop("unit", ""))
         threads = values.pop("threads", getattr(self.args, "threads", ""))
         device = getattr(self.args, "device", "cpu") if self.experiment == "decode" else "cpu"
         seconds = values.pop("seconds")
@@ -148,10 +167,13 @@ class Work:
     def finish(self, stage: str, whole: bool) -> None:
         """Record ``stage`` as run whole (a stage run on a fraction is not kept)."""
         from fastregen._io import atomic_open
+        from fastregen.training import distributed
 
         if self.folder is None or not whole or stage in self.done:
             return
         self.done.append(stage)
+        if not distributed.is_main():  # every rank keeps the record; rank 0 writes it
+            return
         with atomic_open(self.folder / "stages.json") as f:
             json.dump({"ident": self.ident, "done": self.done}, f, indent=1)
 
@@ -159,24 +181,16 @@ class Work:
         import torch
 
         from fastregen._io import atomic_open
+        from fastregen.training import distributed
 
-        if self.folder is not None:
+        if self.folder is not None and distributed.is_main():
             with atomic_open(self.folder / name, "wb") as f:
                 torch.save(state, f)
 
 
 def pipeline(args) -> None:
-    import numpy as np
-    import torch
-
-    from fastregen import memory
-    from fastregen._io import atomic_open
-    from fastregen.data import SequenceDataset, concat, load, save
-    from fastregen.dr4sr import RegenConfig
-    from fastregen.generator import Regenerator, hybrid_inference
-    from fastregen.generator.pretrain import RegeneratorLoss, holdout_split, pair_data, pretrain_optimizer
-    from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
-    from fastregen.training import Trainer
+    """The DR4SR stages and SASRec's at Books scale, one row each; on ``--processes`` N: under torchrun."""
+    from fastregen.training import distributed
 
     fractions = {"--pretrain-steps": args.pretrain_steps, "--infer-sequences": args.infer_sequences,
                  "--train-steps": args.train_steps, "--valid-users": args.valid_users, "--eval-users": args.eval_users}
@@ -191,6 +205,78 @@ def pipeline(args) -> None:
         raise UsageError(f"--valid-max-rank must be >= 20 (the rows report NDCG@20) or 0, got {args.valid_max_rank}")
     if args.paper and args.item_updates == "dense":
         raise UsageError("--paper sets --item-updates lazy (the Books-appropriate choice); drop --item-updates dense")
+    n_proc = _check_processes(args, batch=256)  # both the regenerator's and SASRec's batch are 256
+    if args.eval_threads is not None and args.eval_threads < 1:
+        raise UsageError(f"--eval-threads must be >= 1, got {args.eval_threads}")
+    bad = sorted(set(args.skip) - set(SKIPPABLE))
+    if bad:
+        raise UsageError(f"--skip takes {', '.join(SKIPPABLE)}; got {', '.join(bad)}")
+    if n_proc > 1 and distributed.requested_world_size() == 1:
+        _books_file(args)  # written once here, before the ranks read it
+        return _torchrun(args, n_proc)
+    with distributed.session("cpu"):
+        _pipeline(args)
+    if distributed.requested_world_size() > 1:
+        # a rank that trained under gloo may abort in the interpreter's teardown, its rows written (as the
+        # step worker's did, `STEP_WORKER`): leave without it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+#: Stages ``pipeline --skip`` leaves out (their earlier rows stand in `total`): the regenerated data's
+#: decoding (with the writing of the combined set, which needs it) and the test evaluation, each run once.
+SKIPPABLE = ("inference", "evaluate")
+
+
+def _check_processes(args, batch: int) -> int:
+    """``--processes`` checked: >= 1, a divisor of the global ``batch`` (each rank takes ``batch / N``, so the
+    optimisation is the one process's), and the number of ranks when already under torchrun."""
+    from fastregen.training import distributed
+
+    n = args.processes
+    if n < 1:
+        raise UsageError(f"--processes must be >= 1, got {n}")
+    if batch % n:
+        raise UsageError(f"--processes {n} does not divide the global batch of {batch}")
+    ranks = distributed.requested_world_size()
+    if ranks > 1 and ranks != n:
+        raise UsageError(f"--processes {n} under a torchrun of {ranks} processes")
+    return n
+
+
+def _torchrun(args, n: int) -> None:
+    """Run this command again on ``n`` processes (``torchrun --standalone``, one thread each unless
+    ``--threads``); its rows are rank 0's."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", str(Path(__file__)),
+           *args.argv]
+    out = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)), check=False)
+    if out.returncode:
+        raise SystemExit(f"scale.py {args.cmd}: the {n}-process run failed (exit {out.returncode})")
+
+
+def _cpu_of_ranks(cpu: float) -> float:
+    """This stage's CPU seconds summed over the ranks (on rank 0; its own elsewhere; ``cpu`` alone)."""
+    from fastregen.training import distributed
+
+    every = distributed.gather_object(cpu)
+    return cpu if every is None else float(sum(every))
+
+
+def _pipeline(args) -> None:
+    """`pipeline`'s stages, in one process or on every rank of a torchrun."""
+    import numpy as np
+    import torch
+
+    from fastregen import memory
+    from fastregen._io import atomic_open
+    from fastregen.data import SequenceDataset, concat, load, save
+    from fastregen.dr4sr import RegenConfig
+    from fastregen.generator import Regenerator, hybrid_inference
+    from fastregen.generator.pretrain import RegeneratorLoss, holdout_split, pair_data, pretrain_optimizer
+    from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
+    from fastregen.training import Trainer, distributed
+
     updates = "lazy" if args.paper else args.item_updates or "dense"
     torch.set_num_threads(args.threads)
     memory.limit_heap_retention()  # as the fastregen commands do
@@ -200,8 +286,12 @@ def pipeline(args) -> None:
     work = Work(args.work, {"users": args.users, "item_updates": updates, "skip_dr4sr": args.skip_dr4sr})
     cfg = RegenConfig(epochs=1, progress=args.progress, seed=0, item_updates=updates)
     tcfg = dict(embed_dim=64, max_len=50, batch=256, item_updates=updates)
+    n_proc = args.processes
     # what the rows of stages that depend on the settings say about them
-    settings = f"item_updates={updates}{', --paper' if args.paper else ''}; {args.threads} thread(s) on {os.cpu_count()} cores"
+    layout = (f"{args.threads} thread(s)" if n_proc == 1 else
+              f"{n_proc} processes (torchrun, gloo) x {args.threads} thread(s), the global batch / N per process; "
+              "peak RSS is rank 0's (each process holds its own copy)")
+    settings = f"item_updates={updates}{', --paper' if args.paper else ''}; {layout} on {os.cpu_count()} cores"
 
     # the pipeline reads a text file, as `fastregen regenerate` does (written once, then cached)
     path = _books_file(args)
@@ -252,10 +342,11 @@ def pipeline(args) -> None:
             valid_idx, train_idx = holdout_split(len(pdata), cfg)
             ptrain = pdata.subset(train_idx)
             opt = pretrain_optimizer(model, cfg)
-            trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=opt, batch_size=cfg.batch_size, seed=cfg.seed,
-                              progress=args.progress, desc="regenerator")
+            # on N processes each takes batch / N of every global batch: the steps of one process
+            trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=opt, batch_size=cfg.batch_size // n_proc,
+                              seed=cfg.seed, progress=args.progress, desc="regenerator")
             trainer.set_normaliser(ptrain)
-            order = ptrain.batch_order(cfg.batch_size, trainer.generator, True)
+            order = ptrain.batch_order(cfg.batch_size, trainer.order_generator, True)
             steps = len(order) if not args.pretrain_steps else min(args.pretrain_steps, len(order))
             times = _step_times(trainer)
             t0 = time.perf_counter()
@@ -264,7 +355,7 @@ def pipeline(args) -> None:
             best_state = {k: v.clone() for k, v in model.state_dict().items()}  # EarlyStopping keeps one
             model.eval()
             model.zero_grad(set_to_none=True)  # as Trainer.fit does at its end
-        cpu = time.process_time() - cpu
+        cpu = _cpu_of_ranks(time.process_time() - cpu)
         per_step = statistics.median(times[2:]) if len(times) > 4 else spent / steps
         full = spent if steps == len(order) else per_step * len(order)
         if steps == len(order):
@@ -277,6 +368,9 @@ def pipeline(args) -> None:
         del trainer, opt, best_state, pdata, ptrain
 
     n_src = int((train_input.lengths > 0).sum())
+    if "inference" in args.skip:
+        del model, pairs, patterns, train_input
+        return _target_model(args, rec, work, data, shape, estimate, tcfg, settings)
     if work.ran("inference"):
         with np.load(work.file("regenerated.npz")) as z:
             regenerated = SequenceDataset(z["offsets"], z["items"], num_items=int(z["num_items"]))
@@ -286,18 +380,19 @@ def pipeline(args) -> None:
         with memory.PeakRSS() as m:
             sources = train_input if not args.infer_sequences else train_input.subset(
                 np.arange(min(args.infer_sequences, len(train_input))))
-            regenerated, info = hybrid_inference(model, sources, config=cfg.decoding())
-        done, cpu = info["sequences"], time.process_time() - cpu
-        if done == n_src and work.folder is not None:
+            regenerated, info = hybrid_inference(model, sources, config=cfg.decoding())  # sharded on N processes
+        done, cpu = info["sequences"], _cpu_of_ranks(time.process_time() - cpu)
+        if done == n_src and work.folder is not None and distributed.is_main():
             with atomic_open(work.file("regenerated.npz"), "wb") as f:
                 np.savez(f, offsets=regenerated.offsets, items=regenerated.items, num_items=regenerated.num_items)
         row("inference", whole=done == n_src, batch=cfg.decode_batch_size, seconds=m.seconds,
             full_seconds=m.seconds * n_src / done, fraction=round(done / n_src, 5), peak_rss_mib=_mib(m.peak),
             start=m.start, estimate_mib=estimate("inference", pairs=len(pairs), decoded_sequences=done),
             throughput=round(done / m.seconds, 2), unit="sequences/s",
-            note=f"{done} sequences x K={cfg.K}, {info['kept']} patterns kept, backend torch (chunked); CPU {cpu:.0f} s; {settings}")
+            note=f"{done} sequences x K={cfg.K}, {info['kept']} patterns kept, backend torch (chunked); CPU {cpu:.0f} s; "
+                 + settings.replace("the global batch / N per process", "whole decode batches dealt round-robin"))
 
-    if not work.ran("write"):
+    if not work.ran("write") and distributed.is_main():
         with memory.PeakRSS() as m, tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
             n, ids = data.num_items, data.item_ids
             original = concat(train_input, num_items=n, item_ids=ids, name="original", drop_empty=True)
@@ -325,7 +420,7 @@ def _target_model(args, rec, work, data, shape, estimate, tcfg, settings) -> Non
     from fastregen import memory
     from fastregen.data import leave_one_out
     from fastregen.models import build_model
-    from fastregen.training import Examples, NextItemLoss, TrainConfig, Trainer
+    from fastregen.training import Examples, NextItemLoss, TrainConfig, Trainer, distributed
     from fastregen.training.fit import target_optimizer
 
     split = leave_one_out(data)
@@ -342,10 +437,10 @@ def _target_model(args, rec, work, data, shape, estimate, tcfg, settings) -> Non
         with memory.PeakRSS() as m:
             examples = Examples(split.train, net.max_len, "all")
             opt = target_optimizer(TrainConfig(item_updates=tcfg["item_updates"], lr=1e-3), net)
-            trainer = Trainer(net, NextItemLoss("bce", 1), optimizer=opt, batch_size=tcfg["batch"], seed=0,
-                              progress=args.progress, desc="sasrec")
+            trainer = Trainer(net, NextItemLoss("bce", 1), optimizer=opt, batch_size=tcfg["batch"] // args.processes,
+                              seed=0, progress=args.progress, desc="sasrec")
             trainer.set_normaliser(examples)
-            order = examples.batch_order(tcfg["batch"], trainer.generator, True)
+            order = examples.batch_order(tcfg["batch"], trainer.order_generator, True)
             total = len(order)
             steps = total if not args.train_steps else min(args.train_steps, total)
             times = _step_times(trainer)
@@ -354,7 +449,7 @@ def _target_model(args, rec, work, data, shape, estimate, tcfg, settings) -> Non
             spent = time.perf_counter() - t0
             best_state = {k: v.clone() for k, v in net.state_dict().items()}  # what EarlyStopping keeps
             net.zero_grad(set_to_none=True)
-        cpu = time.process_time() - cpu
+        cpu = _cpu_of_ranks(time.process_time() - cpu)
         per_step = statistics.median(times[2:]) if len(times) > 4 else spent / steps
         full = spent if steps == total else per_step * total
         if steps == total:
@@ -367,14 +462,24 @@ def _target_model(args, rec, work, data, shape, estimate, tcfg, settings) -> Non
         work.finish("sasrec_epoch", steps == total)
         del trainer, best_state, examples, opt
     trained = (f"after {steps} of {total} SASRec steps" if total else "after the SASRec epoch of this --work folder")
+    if not distributed.is_main():  # rank 0 evaluates (as `EarlyStopping` does) on --eval-threads threads
+        distributed.barrier()
+        return
+    threads = args.eval_threads or args.threads * args.processes
+    torch.set_num_threads(threads)
+    ranked = f"item_updates={tcfg['item_updates']}; {threads} thread(s) on {os.cpu_count()} cores"
+    if args.processes > 1:
+        ranked += f", rank 0 of {args.processes} processes"
     for stage, part, users in (("validate", split.valid, args.valid_users), ("evaluate", split.test, args.eval_users)):
-        if not work.ran(stage):
+        if not work.ran(stage) and stage not in args.skip:
             _rank_stage(rec, work, stage, net, part, users, shape, estimate, data.num_items,
-                        f"{trained}; {settings}{after}",
+                        f"{trained}; {ranked}{after}", threads,
                         max_rank=(args.valid_max_rank or None) if stage == "validate" else None)
+    distributed.barrier()
 
 
-def _rank_stage(rec, work, stage, net, part, users, shape, estimate, num_items, note, max_rank=None) -> None:
+def _rank_stage(rec, work, stage, net, part, users, shape, estimate, num_items, note, threads,
+                max_rank=None) -> None:
     """One full-ranking pass over ``part`` (the validation or test split), or ``users`` of its users;
     with ``max_rank``, ranks capped there (`evaluate`'s ``max_rank``)."""
     import numpy as np
@@ -400,7 +505,7 @@ def _rank_stage(rec, work, stage, net, part, users, shape, estimate, num_items, 
     if max_rank is not None:
         share = f", {stats['scanned'] / (users * (num_items + 1)):.4f} of the (user, item) pairs scanned" if stats else ""
         how = f"ranks capped at {max_rank} (evaluate(max_rank={max_rank}){share})"
-    rec.row(stage, **shape, batch=1024, seconds=m.seconds, full_seconds=m.seconds * n / users,
+    rec.row(stage, **shape, batch=1024, threads=threads, processes=1, seconds=m.seconds, full_seconds=m.seconds * n / users,
             fraction=round(users / n, 5), peak_rss_mib=_mib(m.peak), start=m.start, estimate_mib=estimate("evaluate"),
             throughput=round(users / m.seconds, 1), unit="users/s",
             note=f"{how} over {num_items} items, {users} of {n} {which} users, item-chunked; "
@@ -467,11 +572,13 @@ def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: 
     patterns, pairs, write, test evaluation), each from the latest pipeline
     row of that stage that ran it whole (``fraction`` 1), with
     ``item_updates`` for the stages it changes, on ``threads`` torch
-    threads when given. ``estimates=True`` takes the latest row where no
+    threads when given, whatever its number of processes: a run of some
+    stages on 2 processes (``pipeline --processes 2``) replaces those
+    stages' terms and leaves the others' rows standing. ``estimates=True`` takes the latest row where no
     whole one exists (its time extrapolated from a fraction; a missing
     ``validate`` takes the test ``evaluate`` row, the same pass over the
     same number of users), and says so per term. ``clock="cpu"`` counts
-    the CPU seconds a row's note gives (``CPU N s``, all threads; divided by
+    the CPU seconds a row's note gives (``CPU N s``, all threads and processes; divided by
     the row's fraction) instead of its wall time: on a shared machine, the
     time the stages would take with a core to themselves. A row without a
     CPU figure (the short stages) counts its wall time, and says so.
@@ -481,7 +588,7 @@ def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: 
     dict
         ``terms`` (one dict per stage: ``stage``, ``seconds`` of one run,
         ``times``, ``total``, ``whole`` (measured whole), ``source`` (how it
-        was found), ``commit``, ``threads``, ``peak_rss_mib``), ``seconds``,
+        was found), ``commit``, ``threads``, ``processes``, ``peak_rss_mib``), ``seconds``,
         ``hours``, ``peak_rss_mib`` (the largest stage peak), ``whole``
         (every term measured whole), ``epochs``, ``pretrain_epochs``.
     """
@@ -513,7 +620,7 @@ def paper_total(rows: list[dict], data: str, epochs: float, *, pretrain_epochs: 
                 source += "; wall time (no CPU figure)"
         terms.append(dict(stage=stage, seconds=one, times=times[how], total=one * times[how],
                           whole=source.startswith("whole stage"), source=source, commit=r["commit"], threads=r["threads"],
-                          peak_rss_mib=float(r["peak_rss_mib"] or 0)))
+                          processes=int(r.get("processes") or 1), peak_rss_mib=float(r["peak_rss_mib"] or 0)))
     if missing:
         wanted = f"item_updates={item_updates}" + ("" if threads is None else f", {threads} thread(s)")
         raise UsageError(f"no {'' if estimates else 'whole-stage '}pipeline row of {', '.join(missing)} for {data} "
@@ -540,11 +647,11 @@ def total(args) -> None:
           f"{res['pretrain_epochs']} pre-training "
           f"epochs; target-model epochs {epochs:.1f} = mean of `epochs` over the fastregen-scheme SASRec rows on "
           f"the original Beauty data in {Path(args.dr4sr).name} ({', '.join(map(str, values))})\n")
-    print("| stage | seconds per run | runs | seconds | threads | peak RSS MiB | from | commit |")
-    print("|---|---:|---:|---:|---:|---:|---|---|")
+    print("| stage | seconds per run | runs | seconds | threads | processes | peak RSS MiB | from | commit |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|")
     for t in res["terms"]:
         print(f"| {t['stage']} | {t['seconds']:,.1f} | {t['times']:g} | {t['total']:,.0f} | {t['threads']} | "
-              f"{t['peak_rss_mib']:,.0f} | {t['source']} | {t['commit']} |")
+              f"{t['processes']} | {t['peak_rss_mib']:,.0f} | {t['source']} | {t['commit']} |")
     label = "measured (every stage run whole)" if res["whole"] else "ESTIMATE (some stages extrapolated)"
     print(f"\nTotal: {res['hours']:.1f} h, peak RSS {res['peak_rss_mib'] / 1024:.2f} GiB; {label}; "
           f"bar <= 12 h: {'met' if res['hours'] <= 12 else 'not met'}, < 12 GiB: "
@@ -592,12 +699,18 @@ def decode(args) -> None:
 
 # --------------------------------------------------------------------------- sparse
 STEP_WORKER = r"""
-import json, statistics, sys, time
+import json, os, statistics, sys, time
 import numpy as np, torch
 import torch.nn.functional as F
 from fastregen import memory
 memory.limit_heap_retention()
 torch.set_num_threads(int(sys.argv[3]))
+def _exit_now():
+    # a rank of this worker that had trained under gloo aborted at interpreter exit in ~1 of 3 runs, after
+    # its work and output ("terminate called without an active exception", no Python frame left; not seen
+    # with plain torch collectives): leave without the interpreter's teardown once the output is out
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0)
 what, mode, steps, path = sys.argv[1], sys.argv[2], int(sys.argv[4]), sys.argv[5]
 if mode == "dense":  # the gradients before sparse lookups: every lookup of an item table dense
     import fastregen.generator.model as regen_model
@@ -607,12 +720,28 @@ if mode == "dense":  # the gradients before sparse lookups: every lookup of an i
                                    "embedding": staticmethod(dense_embedding)})
     losses._rows = lambda ids, table: F.embedding(ids, table)
 from fastregen.data import load, leave_one_out
-from fastregen.training import CallbackHook, Examples, NextItemLoss, TrainConfig, Trainer, adam
+from fastregen.training import CallbackHook, Examples, NextItemLoss, TrainConfig, Trainer, adam, distributed
+world = distributed.init_from_env()  # under torchrun: each rank takes 256 / N of every global batch of 256
+ranks = 1 if world is None else world.size
 data = load(path)
 times, cpu, last = [], [], [0.0, 0.0]
 def tick(t, b, v):
     now, now_cpu = time.perf_counter(), time.process_time()
     times.append(now - last[0]); cpu.append(now_cpu - last[1]); last[:] = [now, now_cpu]
+sync_wall, sync_cpu, sync_rows, sync_floats = [], [], [], []
+real_sync = distributed.sync_gradients
+def timed_sync(params, world, loss=None, sparse=()):
+    params, sparse = list(params), list(sparse)
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = real_sync(params, world, loss, sparse=sparse)
+    sync_wall.append(time.perf_counter() - t0); sync_cpu.append(time.process_time() - c0)
+    lazy = {id(p) for p in sparse if p.grad is not None and p.grad.is_sparse}
+    rows = sum(p.grad._nnz() for p in sparse if id(p) in lazy)
+    sync_rows.append(rows)  # the union's rows, every table updated row by row
+    sync_floats.append(sum(p.numel() for p in params if id(p) not in lazy)
+                       + sum(p.grad._values().numel() for p in sparse if id(p) in lazy))
+    return out
+distributed.sync_gradients = timed_sync
 updates = "lazy" if mode == "lazy" else "dense"  # "dense" and "sparse": fused Adam over the whole table
 if what == "regenerator":
     from fastregen.dr4sr import RegenConfig
@@ -626,7 +755,7 @@ if what == "regenerator":
     torch.manual_seed(0)
     model = Regenerator(data.num_items, cfg)
     model.item_embedding.sparse = mode != "dense"
-    trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=pretrain_optimizer(model, cfg), batch_size=256,
+    trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=pretrain_optimizer(model, cfg), batch_size=256 // ranks,
                       progress=False, hooks=[CallbackHook(step=tick)])
 else:
     from fastregen.models import build_model
@@ -635,14 +764,34 @@ else:
     model = build_model("sasrec", data.num_items, embed_dim=64, max_len=50)
     examples = Examples(leave_one_out(data).train, 50, "all")
     trainer = Trainer(model, NextItemLoss("bce", 1), optimizer=target_optimizer(TrainConfig(item_updates=updates), model),
-                      batch_size=256, progress=False, hooks=[CallbackHook(step=tick)])
+                      batch_size=256 // ranks, progress=False, hooks=[CallbackHook(step=tick)])
 trainer.set_normaliser(examples)
-order = examples.batch_order(256, trainer.generator, True)[:steps]
+order = examples.batch_order(256, trainer.order_generator, True)[:steps]
 last[:] = [time.perf_counter(), time.process_time()]
 trainer.run_epoch(examples, order=order)
-print(json.dumps({"median_s": statistics.median(times[2:]), "median_cpu_s": statistics.median(cpu[2:]),
-                  "steps": len(times), "steps_per_epoch": len(examples.batch_order(256, None, True)),
-                  "weights": float(sum(p.detach().double().abs().sum() for p in model.parameters()))}))
+med = lambda xs: statistics.median(xs[2:]) if len(xs) > 2 else float("nan")
+mine = {"cpu": med(cpu), "sync_cpu": med(sync_cpu), "sync_wall": med(sync_wall)}
+res = {"median_s": med(times), "median_cpu_s": mine["cpu"], "processes": ranks,
+       "steps": len(times), "steps_per_epoch": len(examples.batch_order(256, None, True)),
+       "weights": float(sum(p.detach().double().abs().sum() for p in model.parameters()))}
+if world is not None:
+    # what a dense all-reduce of the item table alone (700k x 64 float32, 180 MB) costs here, for scale
+    table = torch.zeros_like(model.item_embedding.weight)
+    dense_wall = []
+    for _ in range(3):
+        t0 = time.perf_counter(); torch.distributed.all_reduce(table); dense_wall.append(time.perf_counter() - t0)
+    del table
+    every = distributed.gather_object(mine)
+    if world.is_main:
+        res.update(median_cpu_s=statistics.mean(e["cpu"] for e in every),  # per rank
+                   cpu_all_ranks_s=sum(e["cpu"] for e in every), sync_wall_s=mine["sync_wall"],
+                   sync_cpu_s=statistics.mean(e["sync_cpu"] for e in every), union_rows=med(sync_rows),
+                   sync_mb=med(sync_floats) * 4 / 2**20, dense_table_all_reduce_s=statistics.median(dense_wall))
+    torch.distributed.destroy_process_group()
+if world is None or world.is_main:
+    print(json.dumps(res))
+if world is not None:
+    _exit_now()
 """
 #: What `STEP_WORKER`'s modes mean (the rows' notes say it).
 STEP_MODES = {"dense": "dense lookup gradients, fused Adam", "sparse": "sparse lookup gradients, fused Adam",
@@ -658,38 +807,59 @@ def _books_file(args) -> Path:
     return path
 
 
-def _side_by_side(args, experiment: str, modes: list[str], what: list[str]) -> None:
-    """Per model, the step time of each mode in turn (alternating processes, so all see the machine's load
-    alike), ``args.repeats`` times; one row per model: the last mode's median against the first's."""
+def _side_by_side(args, experiment: str, modes: list[str], what: list[str], processes=(1,)) -> None:
+    """Per model, the step time of each mode (on each number of ``processes``) in turn (alternating
+    processes, so all see the machine's load alike), ``args.repeats`` times; one row per model: the last
+    variant's median against the first's. On N > 1 processes (torchrun) each rank takes 256 / N of every
+    global batch of 256, and the CPU time is per rank (the mean of the ranks' medians)."""
     path = _books_file(args)
     rec = Recorder(args, experiment, f"synthetic-books(n_users={args.users})")
-    for name in what:
-        wall: dict[str, list[float]] = {m: [] for m in modes}
-        cpu: dict[str, list[float]] = {m: [] for m in modes}
-        weights, per_epoch, loads = {}, 0, [os.getloadavg()[0]]
-        for _ in range(args.repeats):
-            for mode in modes:
-                out = subprocess.run([sys.executable, "-c", STEP_WORKER, name, mode, str(args.threads),
-                                      str(args.steps), str(path)], capture_output=True, text=True)
-                if out.returncode:
-                    raise SystemExit(out.stderr[-3000:])
-                res = json.loads(out.stdout.strip().splitlines()[-1])
-                wall[mode].append(res["median_s"])
-                cpu[mode].append(res["median_cpu_s"])
-                weights[mode], per_epoch = res["weights"], res["steps_per_epoch"]
-                loads.append(os.getloadavg()[0])
-        base, new = modes[0], modes[-1]
-        med = {m: statistics.median(cpu[m] if args.cpu else wall[m]) for m in modes}
-        clock = "CPU" if args.cpu else "wall"
-        runs = "; ".join(f"{m} ({STEP_MODES[m]}) {clock} {med[m]:.4f} (runs {' '.join(f'{t:.4f}' for t in (cpu if args.cpu else wall)[m])}), "
-                         f"wall {statistics.median(wall[m]):.4f}" for m in modes)
-        rec.row(f"{name}_step", items=700_000, d=64, batch=256, seconds=med[new], fraction=1,
-                full_seconds=round(med[new] * per_epoch, 1),
-                throughput=round(med[base] / med[new], 2), unit=f"x faster than {base}",
-                note=f"median {clock} s/step over {args.steps} steps x {args.repeats} runs, modes alternating: {runs}; "
-                     f"full_seconds = {per_epoch} steps per epoch x the {new} median (estimate); "
-                     f"load average {min(loads):.1f}-{max(loads):.1f}; sum of absolute weights after: "
-                     + ", ".join(f"{m} {weights[m]:.6g}" for m in modes))
+    variants = [(m, n) for m in modes for n in processes]
+    label = {(m, n): m if len(processes) == 1 else f"{m} x{n}" for m, n in variants}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        worker = Path(tmp) / "step_worker.py"
+        worker.write_text(STEP_WORKER)
+        for name in what:
+            wall: dict = {v: [] for v in variants}
+            cpu: dict = {v: [] for v in variants}
+            weights, extra, per_epoch, loads = {}, {}, 0, [os.getloadavg()[0]]
+            for _ in range(args.repeats):
+                for v in variants:
+                    mode, n = v
+                    head = [sys.executable] if n == 1 else [sys.executable, "-m", "torch.distributed.run",
+                                                            "--standalone", f"--nproc-per-node={n}"]
+                    out = subprocess.run(head + [str(worker), name, mode, str(args.threads), str(args.steps), str(path)],
+                                         capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
+                    if out.returncode:
+                        raise SystemExit(out.stderr[-3000:])
+                    res = json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("{")][-1])
+                    wall[v].append(res["median_s"])
+                    cpu[v].append(res["median_cpu_s"])
+                    weights[v], per_epoch = res["weights"], res["steps_per_epoch"]
+                    if n > 1:
+                        extra.setdefault(v, []).append(res)
+                    loads.append(os.getloadavg()[0])
+            base, new = variants[0], variants[-1]
+            med = {v: statistics.median(cpu[v] if args.cpu else wall[v]) for v in variants}
+            clock = "CPU" if args.cpu else "wall"
+            runs = "; ".join(f"{label[v]} ({STEP_MODES[v[0]]}{'' if v[1] == 1 else f', {v[1]} processes'}) {clock} "
+                             f"{med[v]:.4f} (runs {' '.join(f'{t:.4f}' for t in (cpu if args.cpu else wall)[v])}), "
+                             f"wall {statistics.median(wall[v]):.4f}" for v in variants)
+            comm = "".join(
+                f"; {label[v]}: all-reduce per step wall {statistics.median(r['sync_wall_s'] for r in rs):.4f} s, "
+                f"CPU {statistics.median(r['sync_cpu_s'] for r in rs):.4f} s per rank, "
+                f"{statistics.median(r['sync_mb'] for r in rs):.1f} MB ({statistics.median(r['union_rows'] for r in rs):,.0f} "
+                f"union rows of the lazy tables); CPU per step all ranks {statistics.median(r['cpu_all_ranks_s'] for r in rs):.4f} s; "
+                f"one dense all-reduce of the 700k x 64 table {statistics.median(r['dense_table_all_reduce_s'] for r in rs):.3f} s"
+                for v, rs in extra.items())
+            rec.row(f"{name}_step", items=700_000, d=64, batch=256, seconds=med[new], fraction=1, processes=new[1],
+                    full_seconds=round(med[new] * per_epoch, 1),
+                    throughput=round(med[base] / med[new], 2), unit=f"x faster than {label[base]}",
+                    note=f"median {clock} s/step over {args.steps} steps x {args.repeats} runs, variants alternating: {runs}{comm}; "
+                         f"global batch 256 (256 / N per process); "
+                         f"full_seconds = {per_epoch} steps per epoch x the {label[new]} median (estimate); "
+                         f"load average {min(loads):.1f}-{max(loads):.1f}; sum of absolute weights after: "
+                         + ", ".join(f"{label[v]} {weights[v]:.6g}" for v in variants))
 
 
 def sparse(args) -> None:
@@ -698,7 +868,8 @@ def sparse(args) -> None:
 
 
 def steps(args) -> None:
-    """Step time of ``--modes`` (first: the baseline) side by side, per ``--what`` model, at Books shape."""
+    """Step time of ``--modes`` (first: the baseline) on ``--processes`` side by side, per ``--what`` model,
+    at Books shape."""
     modes, what = args.modes.split(","), args.what.split(",")
     for m in modes:
         if m not in STEP_MODES:
@@ -706,7 +877,13 @@ def steps(args) -> None:
     for w in what:
         if w not in ("sasrec", "regenerator"):
             raise SystemExit(f"unknown model {w!r}; valid: sasrec, regenerator")
-    _side_by_side(args, "item_updates", modes, what)
+    try:
+        procs = [int(n) for n in args.processes.split(",")]
+    except ValueError:
+        raise UsageError(f"--processes takes comma-separated integers, got {args.processes!r}") from None
+    if any(n < 1 or 256 % n for n in procs):
+        raise UsageError(f"--processes must divide the global batch of 256, got {args.processes}")
+    _side_by_side(args, "item_updates" if procs == [1] else "ddp_steps", modes, what, procs)
 
 
 # --------------------------------------------------------------------------- ddp
@@ -789,6 +966,13 @@ def main(argv=None) -> int:
     p.add_argument("--skip-dr4sr", action="store_true", help="only the SASRec epoch and the evaluation")
     p.add_argument("--valid-max-rank", type=int, default=0,
                    help="rank the validation pass only up to this rank (>= 20; 0: full ranks)")
+    p.add_argument("--skip", type=lambda v: [x for x in v.split(",") if x], default=[],
+                   help=f"comma-separated stages not to run (their earlier rows stand): {', '.join(SKIPPABLE)}")
+    p.add_argument("--processes", type=int, default=1,
+                   help="the regenerator's and SASRec's training (and inference) on N processes under torchrun, "
+                        "each with --threads threads and the global batch / N")
+    p.add_argument("--eval-threads", type=int, default=None,
+                   help="threads of the validation and test passes (rank 0's; default --threads x --processes)")
     d = sub.add_parser("decode")
     d.add_argument("--sequences", type=int, default=2048)
     d.add_argument("--device", default="cpu")
@@ -797,6 +981,8 @@ def main(argv=None) -> int:
     st = sub.add_parser("steps")
     st.add_argument("--modes", default="sparse,lazy", help=f"comma-separated, the first the baseline: {', '.join(STEP_MODES)}")
     st.add_argument("--what", default="sasrec,regenerator", help="comma-separated: sasrec, regenerator")
+    st.add_argument("--processes", default="1",
+                    help="comma-separated numbers of processes (torchrun) to run each mode on, e.g. 1,2")
     for q in (sp, st):
         q.add_argument("--users", type=int, default=800_000)
         q.add_argument("--steps", type=int, default=25)
@@ -823,6 +1009,7 @@ def main(argv=None) -> int:
         q.add_argument("--results", default=str(RESULTS))
         q.add_argument("--tmp", default=None, help="folder for temporary outputs")
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `_torchrun` passes on to each rank
     try:
         {"pipeline": pipeline, "decode": decode, "ddp": ddp, "sparse": sparse, "steps": steps,
          "total": total}[args.cmd](args)

@@ -4,7 +4,10 @@
   dropout, so nothing random but the shared batch order): same losses, same weights.
 * ``torchrun --nproc-per-node 2 -m fastregen regenerate`` writes the byte-identical regenerated.txt of
   one process for the same regenerator; a rank that dies leaves no output and the rerun resumes; more
-  processes than sequences is a clear error; ``fastregen train`` under torchrun writes once.
+  processes than sequences is a clear error; ``fastregen train`` under torchrun writes once, and resumes.
+* Item tables updated row by row (``item_updates="lazy"``, `LazyAdam`): the row-sparse all-reduce gives
+  every rank the same gradient (the union of the ranks' rows, averaged), so 2 ranks take the steps of 1
+  process with the doubled batch (SASRec and the regenerator) and keep identical tables and Adam states.
 """
 
 from __future__ import annotations
@@ -59,6 +62,50 @@ def test_two_ranks_take_the_steps_of_one_process_with_the_doubled_batch(tmp_path
     np.testing.assert_allclose(two[0]["losses"], one["losses"], rtol=1e-5)
     for name, value in one["state"].items():
         torch.testing.assert_close(two[1]["state"][name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("case", ["rows", "none", "empty"])
+def test_row_sparse_gradients_are_averaged_over_the_union_of_the_ranks_rows(tmp_path, case):
+    # rank 0: rows 1 and 4 (4 twice, summed); rank 1: rows 4 and 5, no gradient, or a sparse one of no rows
+    out = spawn("sync_rows", case, tmp_path)
+    assert out[0] == out[1]  # the same gradient on every rank
+    got = out[0]
+    assert got["sparse"] and got["coalesced"]
+    if case == "rows":
+        assert got["rows"] == [1, 4, 5] and got["values"] == [[1.5, 2.0], [18.0, 24.0], [5.0, 10.0]]
+    else:
+        assert got["rows"] == [1, 4] and got["values"] == [[1.5, 2.0], [3.0, 4.0]]
+    assert got["bias"] == [1.0, 2.0, 3.0] and got["loss"] == 0.5  # the dense parameter and the loss ride along
+
+
+def test_lazy_item_updates_on_two_ranks_take_the_steps_of_one_process_with_the_doubled_batch(tmp_path):
+    # 41 examples in global batches of 10: the last holds 1, so rank 1's share of it touches no row
+    one = workers.lazy_runs(10)
+    two = spawn("lazy_runs", 5, tmp_path)
+    for name, ref in one.items():
+        a, b = two[0][name], two[1][name]
+        # every rank computed its own step from the same synced gradients: bit-identical tables and states
+        for key in ref["state"]:
+            assert torch.equal(a["state"][key], b["state"][key]), (name, key)
+        assert a["adam"]["step"] == b["adam"]["step"] == ref["adam"]["step"] == len(ref["losses"])
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(a["adam"][key], b["adam"][key]), (name, key)
+        # the 1-process run of the same global batches, up to float32 summation order (the all-reduce adds
+        # the two shares' gradients, one backward pass adds them in another order): ~1e-7 relative in the
+        # gradients, which Adam's normalised steps (lr 0.01) carry into the weights as ~1e-6 at most
+        np.testing.assert_allclose(a["losses"], ref["losses"], rtol=1e-5)
+        for key, value in ref["state"].items():
+            got = a["state"][key]
+            if key.endswith("in_proj_bias"):
+                # the key bias's gradient is zero in exact arithmetic (softmax ignores a constant over keys):
+                # float noise of ~1e-10, which Adam (eps 1e-9) turns into steps of +-lr either way; not compared
+                d = len(value) // 3
+                got, value = torch.cat([got[:d], got[2 * d:]]), torch.cat([value[:d], value[2 * d:]])
+            torch.testing.assert_close(got, value, rtol=1e-4, atol=1e-5, msg=f"{name} {key}")
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(a["adam"][key], ref["adam"][key], rtol=1e-4, atol=1e-7, msg=f"{name} {key}")
+        # rows looked up by no step keep zero moments on every rank, as in one process
+        assert torch.equal(a["adam"]["exp_avg_sq"] == 0, ref["adam"]["exp_avg_sq"] == 0), name
 
 
 def test_helpers_alone_are_no_ops():
@@ -199,32 +246,37 @@ def test_more_processes_than_sequences_is_a_clear_error(tmp_path):
     assert not (tmp_path / "o" / "patterns.txt").exists()
 
 
-def test_train_under_torchrun_writes_one_run_folder(finished_run):
+@pytest.mark.parametrize("updates", ["dense", "lazy"])
+def test_train_under_torchrun_writes_one_run_folder(finished_run, updates):
+    # lazy: the item table updated row by row (LazyAdam), its gradients averaged by the row-sparse all-reduce
     root = finished_run
-    out = fastregen("train", "--data", str(root / "data.txt"), "--out", str(root / "train"), "--epochs", "2",
-                    "--threads", "1", "--no-progress", "--set", "embed_dim=8", "--set", "max_len=8", nproc=2)
+    train, resumed = f"train-{updates}", f"resumed-{updates}"
+    lazy = ("--set", f"item_updates={updates}")
+    out = fastregen("train", "--data", str(root / "data.txt"), "--out", str(root / train), "--epochs", "2",
+                    "--threads", "1", "--no-progress", "--set", "embed_dim=8", "--set", "max_len=8", *lazy, nproc=2)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count('"test"') == 1
-    assert sorted(p.name for p in (root / "train").iterdir()) == [
+    assert sorted(p.name for p in (root / train).iterdir()) == [
         "checkpoint.pt", "config.yaml", "metrics.jsonl", "model.pt", "provenance.json", "result.json",
         "test_ranks.npy"]
-    assert len((root / "train" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len((root / train / "metrics.jsonl").read_text().splitlines()) == 2
+    assert f"item_updates: {updates}" in (root / train / "config.yaml").read_text()
     # rank 1 killed in the second epoch (two global batches per epoch): the rerun goes on from rank 0's
     # checkpoint of the first, every rank taking its own random states, and ends as the uninterrupted run
     script = root / "fault.py"
     script.write_text(FAULT)
-    args = ("train", "--data", str(root / "data.txt"), "--out", str(root / "resumed"), "--epochs", "2", "--threads",
-            "1", "--no-progress", "--set", "embed_dim=8", "--set", "max_len=8")
+    args = ("train", "--data", str(root / "data.txt"), "--out", str(root / resumed), "--epochs", "2", "--threads",
+            "1", "--no-progress", "--set", "embed_dim=8", "--set", "max_len=8", *lazy)
     died = fastregen(*args, nproc=2, script=script, env={"FAULT_STAGE": "train", "FAULT_AT": "3"})
-    assert died.returncode != 0 and (root / "resumed" / "checkpoint.pt").exists()
-    assert not (root / "resumed" / "result.json").exists()
+    assert died.returncode != 0 and (root / resumed / "checkpoint.pt").exists()
+    assert not (root / resumed / "result.json").exists()
     again = fastregen(*args, nproc=2)
     assert again.returncode == 0, again.stderr
-    a, b = (json.loads((root / d / "result.json").read_text()) for d in ("train", "resumed"))
+    a, b = (json.loads((root / d / "result.json").read_text()) for d in (train, resumed))
     assert b["resumed_epochs"] == 1 and a["test"] == b["test"] and a["valid"] == b["valid"]
     from fastregen.models import load_model
 
-    m1, m2 = load_model(root / "train" / "model.pt"), load_model(root / "resumed" / "model.pt")
+    m1, m2 = load_model(root / train / "model.pt"), load_model(root / resumed / "model.pt")
     assert all(torch.equal(x, y) for x, y in zip(m1.state_dict().values(), m2.state_dict().values()))
     ds = load(root / "data.txt")
-    assert len(np.load(root / "train" / "test_ranks.npy")) == len(ds)
+    assert len(np.load(root / train / "test_ranks.npy")) == len(ds)

@@ -33,11 +33,12 @@ def test_scale_report_renders_the_latest_rows(tmp_path, monkeypatch):
     _append(csv, {**base, "stage": "pairs", "seconds": 9.0, "full_seconds": 9.0, "fraction": 1,
                   "peak_rss_mib": 900, "estimate_mib": 1000, "throughput": 3732203, "unit": "pairs"})
     _append(csv, {**base, "stage": "regenerator", "seconds": 60.0, "full_seconds": 4000.0, "fraction": 0.015,
-                  "peak_rss_mib": 2500, "estimate_mib": 2700, "throughput": 800, "unit": "pairs/s"})
+                  "peak_rss_mib": 2500, "estimate_mib": 2700, "throughput": 800, "unit": "pairs/s", "processes": 2})
     _append(csv, {**base, "experiment": "ddp", "data": "beauty.txt", "stage": "inference", "processes": 2,
                   "seconds": 40.0, "throughput": 500, "unit": "sequences/s", "note": "identical: True"})
     text = report.scale_report(csv, tmp_path)
     assert "| regenerator | 60.0 | 1.50% | 4,000 |" in text
+    assert "abc 2026-01-01, 1 thr x 2 proc |" in text and "abc 2026-01-01, 1 thr |" in text  # pairs: 1 process
     assert "All stages: 1.1 h extrapolated, peak RSS 2.44 GiB." in text
     assert "| ddp | beauty.txt | inference | 2 cores | 2 |" in text
     assert sys.modules["scale"].RESULTS.name == "scale.csv"

@@ -21,12 +21,14 @@ def scale(monkeypatch):
     return scale
 
 
-def _row(scale, stage, seconds, *, fraction=1.0, note="", threads=1, peak=1000, data=DATA, date="2026-01-01"):
+def _row(scale, stage, seconds, *, fraction=1.0, note="", threads=1, peak=1000, data=DATA, date="2026-01-01",
+         processes=1):
     """A pipeline row as `scale.Recorder.row` writes it and `_results.read_results` reads it back."""
     row = {c: "" for c in scale.EXTRA_COLUMNS}
     row.update(benchmark="scale/pipeline", dataset=data, variant=stage, metric="seconds",
                value=str(seconds * fraction), unit="s", threads=str(threads), commit="abc", date=date,
-               fraction=str(fraction), full_seconds=str(seconds), peak_rss_mib=str(peak), note=note)
+               fraction=str(fraction), full_seconds=str(seconds), peak_rss_mib=str(peak), note=note,
+               processes=str(processes))
     return row
 
 
@@ -54,6 +56,19 @@ def test_the_latest_whole_row_counts_and_a_later_fraction_does_not(scale):
                             _row(scale, "sasrec_epoch", 999, fraction=0.01, note="item_updates=lazy", date="2026-01-03")]
     term = {t["stage"]: t for t in scale.paper_total(rows, DATA, epochs=1)["terms"]}["sasrec_epoch"]
     assert term["seconds"] == 5 and term["whole"]
+
+
+def test_a_later_two_process_run_replaces_the_stages_it_ran(scale):
+    # what `pipeline --paper --processes 2 --eval-threads 2` adds to the one-process rows
+    rows = _whole(scale) + [_row(scale, "regenerator", 60, note="item_updates=lazy", processes=2, date="2026-01-02"),
+                            _row(scale, "sasrec_epoch", 6, note="item_updates=lazy", processes=2, date="2026-01-02"),
+                            _row(scale, "validate", 11, threads=2, date="2026-01-02")]
+    res = scale.paper_total(rows, DATA, epochs=10.0)
+    terms = {t["stage"]: t for t in res["terms"]}
+    assert (terms["regenerator"]["seconds"], terms["regenerator"]["processes"]) == (60, 2)
+    assert (terms["sasrec_epoch"]["processes"], terms["validate"]["threads"]) == (2, "2")
+    assert (terms["inference"]["seconds"], terms["inference"]["processes"]) == (50, 1)  # not rerun: its row stands
+    assert res["seconds"] == 1 + 2 + 3 + 40 * 60 + 50 + 4 + 10 * (6 + 11) + 20 and res["whole"]
 
 
 def test_item_updates_and_threads_pick_their_own_rows(scale):
@@ -141,6 +156,24 @@ def test_pipeline_cli_refuses_fractions_with_paper(scale, capsys):
     assert code == 2 and "--paper sets --item-updates lazy" in err
     code, _, err = _cli(scale, capsys, "pipeline", "--pretrain-steps", "-1")
     assert code == 2 and "--pretrain-steps must be >= 0" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--processes", "3"), "--processes 3 does not divide the global batch of 256"),
+    (("--processes", "0"), "--processes must be >= 1, got 0"),
+    (("--skip", "regenerator"), "--skip takes inference, evaluate; got regenerator"),
+    (("--eval-threads", "0"), "--eval-threads must be >= 1, got 0"),
+])
+def test_pipeline_cli_checks_processes_skip_and_eval_threads(scale, capsys, argv, message):
+    code, out, err = _cli(scale, capsys, "pipeline", *argv)
+    assert code == 2 and not out and err.strip() == f"scale.py pipeline: {message}"
+
+
+def test_steps_cli_checks_processes(scale, capsys):
+    code, _, err = _cli(scale, capsys, "steps", "--processes", "1,3")
+    assert code == 2 and err.strip() == "scale.py steps: --processes must divide the global batch of 256, got 1,3"
+    code, _, err = _cli(scale, capsys, "steps", "--processes", "two")
+    assert code == 2 and err.strip() == "scale.py steps: --processes takes comma-separated integers, got 'two'"
 
 
 def test_work_folder_keeps_whole_stages_and_refuses_other_settings(scale, tmp_path):

@@ -8,8 +8,10 @@ copies of the command; each joins the process group torchrun describes
   same epoch order (a generator seeded by ``seed``) of global batches of
   ``N x batch_size`` examples and takes its contiguous share of each
   (`shard`); after the backward pass the gradients are averaged over the
-  ranks (`sync_gradients`, one all-reduce of all of them) before every
-  rank takes the same optimizer step. The loss normaliser is global
+  ranks (`sync_gradients`: one all-reduce of the dense gradients; the
+  item tables that `fastregen.training.LazyAdam` updates row by row send
+  only the rows some rank looked up) before every rank takes the same
+  optimizer step. The loss normaliser is global
   (total targets / global batches / N per rank), so the averaged gradient
   is the gradient of the global batch's loss and every target keeps the
   same weight, as in one process with the N-times larger batch. Terms that
@@ -182,31 +184,124 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
 
 
 def sync_gradients(parameters: Iterable[torch.nn.Parameter], world: World,
-                   loss: torch.Tensor | None = None) -> float:
-    """Average the gradients of ``parameters`` over the ranks in place (one all-reduce).
+                   loss: torch.Tensor | None = None, sparse: Iterable[torch.nn.Parameter] = ()) -> float:
+    """Average the gradients of ``parameters`` over the ranks in place (one all-reduce of the dense ones).
 
     A parameter without a gradient on this rank (unused by its share of the
     batch, or an empty share) counts as a zero gradient, and gets the
     average, so that every rank's optimizer steps the same parameters.
     ``loss`` (this rank's normalised loss) rides along; returns its mean
     over the ranks.
+
+    Parameters in ``sparse`` (the tables an optimizer updates row by row,
+    `fastregen.training.LazyAdam.lazy_params`) keep row-sparse gradients:
+    the ranks agree on the union of the rows they touched (two small
+    all_gathers: row counts, then row ids), each adds its (U, ...) block of
+    those rows to the one all-reduce, and every rank gets the same sparse
+    gradient, the union's rows averaged as the dense gradients are. So the
+    tables and their optimizer states stay identical on every rank, and
+    the update is the one process's on the global batch (whose lookups are
+    the union). A dense gradient of such a table on any rank (a full
+    softmax scores every row) sends that table dense on every rank.
     """
     dist = _dist()
+    lazy_ids = {id(p) for p in sparse}
     params = [p for p in parameters if p.requires_grad]
+    lazy = [p for p in params if id(p) in lazy_ids]
+    plan = _sparse_plan(lazy, world) if lazy else _SparsePlan([], [], [], [])
+    dense = [p for p in params if id(p) not in lazy_ids] + plan.dense
     dev = _device()
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    grads = [_dense_grad(p) for p in dense]
     extra = torch.zeros(1, device=dev) if loss is None else loss.detach().reshape(1).to(dev, torch.float32)
-    flat = torch._utils._flatten_dense_tensors([g.to(dev, torch.float32) for g in grads] + [extra])
+    parts = [g.to(dev, torch.float32) for g in grads] + [b.to(dev, torch.float32) for b in plan.blocks] + [extra]
+    flat = torch._utils._flatten_dense_tensors(parts)
     dist.all_reduce(flat)
     flat /= world.size
-    synced = torch._utils._unflatten_dense_tensors(flat, [g.float() for g in grads] + [extra])
-    for p, g in zip(params, synced[:-1]):
+    synced = torch._utils._unflatten_dense_tensors(flat, parts)
+    for p, g in zip(dense, synced[:len(dense)]):
         g = g.to(p.device, p.dtype)
-        if p.grad is None:
+        if p.grad is None or p.grad.is_sparse:
             p.grad = g
         else:
             p.grad.copy_(g)
+    for p, rows, block in zip(plan.params, plan.rows, synced[len(dense):-1]):
+        p.grad = torch.sparse_coo_tensor(rows.to(p.device)[None], block.to(p.device, p.dtype), p.shape,
+                                         is_coalesced=True, check_invariants=False)
     return float(synced[-1])
+
+
+def _dense_grad(p: torch.nn.Parameter) -> torch.Tensor:
+    """``p``'s gradient as a dense tensor (zeros for none)."""
+    if p.grad is None:
+        return torch.zeros_like(p)
+    return p.grad.to_dense() if p.grad.is_sparse else p.grad
+
+
+@dataclass
+class _SparsePlan:
+    """How `sync_gradients` sends the ``sparse`` parameters: ``params`` (row-sparse on every rank) with the
+    ``rows`` some rank touched (sorted, the same on every rank) and this rank's ``blocks`` of those rows
+    (U, ...), zero where this rank has none; ``dense``: those that some rank holds a dense gradient of."""
+
+    params: list
+    rows: list
+    blocks: list
+    dense: list
+
+
+def _local_rows(p: torch.nn.Parameter) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """This rank's (rows, values) of ``p``'s row-sparse gradient (coalesced); None for a dense gradient."""
+    g = p.grad
+    if g is None:
+        return torch.zeros(0, dtype=torch.long, device=p.device), p.new_zeros((0, *p.shape[1:]))
+    if not g.is_sparse:
+        return None
+    if g.sparse_dim() != 1:  # sparse over more than the rows: no row structure to exploit
+        return None
+    g = g.coalesce()
+    return g.indices()[0], g.values()
+
+
+def _sparse_plan(params: list, world: World) -> _SparsePlan:
+    """Agree with the other ranks on the rows of each row-sparse gradient (two all_gathers).
+
+    First every rank's row count per parameter (-1: a dense gradient, which
+    sends that parameter dense on every rank), then every rank's row ids,
+    padded to the largest rank's total (gloo's all_gather takes equal
+    sizes). The exchange is of row ids, a few per looked-up item, never of
+    a (V,) mask: at 700k items a step touches a few percent of the rows.
+    """
+    dist = _dist()
+    dev = _device()
+    local = [_local_rows(p) for p in params]
+    counts = torch.tensor([-1 if x is None else len(x[0]) for x in local], dtype=torch.long, device=dev)
+    all_counts = [torch.empty_like(counts) for _ in range(world.size)]
+    dist.all_gather(all_counts, counts)
+    all_counts = torch.stack(all_counts).cpu()  # (ranks, params)
+    as_dense = (all_counts < 0).any(0).tolist()
+    plan = _SparsePlan([], [], [], [p for p, d in zip(params, as_dense) if d])
+    keep = [i for i, d in enumerate(as_dense) if not d]
+    if not keep:
+        return plan
+    sizes = all_counts[:, keep].sum(1)  # row ids each rank sends
+    width = int(sizes.max())
+    mine = torch.cat([local[i][0].to(dev) for i in keep] + [torch.zeros(0, dtype=torch.long, device=dev)])
+    send = torch.cat([mine, mine.new_zeros(width - len(mine))])
+    got = [torch.empty_like(send) for _ in range(world.size)]
+    dist.all_gather(got, send)
+    got = [g[:int(n)].cpu() for g, n in zip(got, sizes)]
+    offsets = torch.zeros((world.size, len(keep) + 1), dtype=torch.long)
+    offsets[:, 1:] = torch.cumsum(all_counts[:, keep], 1)
+    for j, i in enumerate(keep):
+        p = params[i]
+        union = torch.unique(torch.cat([g[offsets[r, j]:offsets[r, j + 1]] for r, g in enumerate(got)]))
+        rows, values = local[i]
+        block = values.new_zeros((len(union), *p.shape[1:]))
+        block[torch.searchsorted(union.to(rows.device), rows)] = values
+        plan.params.append(p)
+        plan.rows.append(union)
+        plan.blocks.append(block)
+    return plan
 
 
 def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:

@@ -40,7 +40,9 @@ class LazyAdam(torch.optim.Optimizer):
     The learning rate lives in this optimizer's ``param_groups`` (one
     group, the lazy tables), so an LR scheduler built on it schedules both
     parts. `fastregen.training.Trainer` leaves the gradients of ``lazy``
-    parameters sparse (`lazy_params`) when it runs in one process.
+    parameters sparse (`lazy_params`); under torch.distributed it averages
+    them over the ranks row by row (`fastregen.training.distributed.sync_gradients`),
+    so every rank steps the same rows with the same gradient.
     """
 
     def __init__(self, params, lazy, *, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8) -> None:

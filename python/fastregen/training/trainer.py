@@ -28,8 +28,9 @@ Started under torchrun (a torch.distributed group of N > 1 ranks), the
 Trainer trains data-parallel (`fastregen.training.distributed`): global
 batches of ``N x batch_size`` examples in one order shared by the ranks,
 each rank's contiguous share of each, gradients averaged after the
-backward pass, the normaliser ``C / N`` per rank so that the update is the
-one of the whole global batch. Hooks run on every rank; `EarlyStopping`
+backward pass (the tables a `LazyAdam` updates row by row: only the rows
+some rank looked up), the normaliser ``C / N`` per rank so that the update
+is the one of the whole global batch. Hooks run on every rank; `EarlyStopping`
 evaluates on rank 0 only, whose ``stop`` is broadcast after each epoch and
 whose weights are broadcast at the end of `fit`. Alone, nothing of this
 runs and results are as before.
@@ -390,7 +391,7 @@ class Trainer:
             loss.backward()
         self._densify_gradients()
         if self.world is not None:
-            value = distributed.sync_gradients(self.model.parameters(), self.world, loss)
+            value = distributed.sync_gradients(self.model.parameters(), self.world, loss, sparse=self._lazy_params())
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
@@ -413,8 +414,8 @@ class Trainer:
         step zeroes one resident buffer and scatters the looked-up rows into it.
         """
         # an optimizer that updates some tables row by row (`fastregen.training.LazyAdam`) takes their
-        # sparse gradients as they are; across processes every gradient is dense for the all-reduce
-        lazy = {id(p) for p in getattr(self.optimizer, "lazy_params", ())} if self.world is None else set()
+        # sparse gradients as they are (across processes after a row-sparse all-reduce, `sync_gradients`)
+        lazy = {id(p) for p in self._lazy_params()}
         for p in self.model.parameters():
             g = p.grad
             if g is None or not g.is_sparse or id(p) in lazy:
@@ -429,6 +430,10 @@ class Trainer:
             else:
                 buf.add_(g.to_dense())
             p.grad = buf
+
+    def _lazy_params(self) -> list[torch.nn.Parameter]:
+        """The parameters whose sparse gradients the optimizer takes as they are (`LazyAdam.lazy_params`)."""
+        return list(getattr(self.optimizer, "lazy_params", ()))
 
     def set_normaliser(self, data: TrainingData) -> float:
         """Fix the targets-per-batch constant for ``data`` (total targets / batches per epoch).

@@ -596,14 +596,14 @@ times, cpu, last = [], [], [0.0, 0.0]
 def tick(t, b, v):
     now, now_cpu = time.perf_counter(), time.process_time()
     times.append(now - last[0]); cpu.append(now_cpu - last[1]); last[:] = [now, now_cpu]
-updates = "lazy" if mode == "lazy" else "dense"  # "dense" and "sparse": fused Adam over the whole table
+updates = "lazy" if mode.startswith("lazy") else "dense"  # "dense" and "sparse": fused Adam over the whole table
 if what == "regenerator":
     from fastregen.dr4sr import RegenConfig
     from fastregen.generator import Regenerator
     from fastregen.generator.pretrain import RegeneratorLoss, holdout_split, pair_data, pretrain_optimizer
     from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     train = dr4sr_input(data)
-    cfg = RegenConfig(progress=False, item_updates=updates)
+    cfg = RegenConfig(progress=False, item_updates=updates, pack_targets=mode.endswith("-packed"))
     pairs = pair_data(pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_len=50), cfg)
     examples = pairs.subset(holdout_split(len(pairs), cfg)[1])  # the pre-training split, as `pretrain`
     torch.manual_seed(0)
@@ -629,7 +629,8 @@ print(json.dumps({"median_s": statistics.median(times[2:]), "median_cpu_s": stat
 """
 #: What `STEP_WORKER`'s modes mean (the rows' notes say it).
 STEP_MODES = {"dense": "dense lookup gradients, fused Adam", "sparse": "sparse lookup gradients, fused Adam",
-              "lazy": "sparse lookup gradients, item_updates='lazy' (LazyAdam)"}
+              "lazy": "sparse lookup gradients, item_updates='lazy' (LazyAdam)",
+              "lazy-packed": "as lazy, and the regenerator's targets packed (pack_targets=True)"}
 
 
 def _books_file(args) -> Path:

@@ -5,16 +5,16 @@ patterns and random batch shapes."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastregen.data import SequenceDataset
 from fastregen.dr4sr import RegenConfig
 from fastregen.generator import GeneratorConfig, PretrainConfig, Regenerator, pretrain
 from fastregen.generator.layers import Packing
+
+from test_generator_identity import SharedPairs
 
 NUM_ITEMS = 30
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-4, atol=1e-5)}
@@ -173,28 +173,9 @@ def test_packing_rejects_what_it_cannot_pack():
 
 
 # ---------------------------------------------------------------- the option
-class _Pairs:
-    def __init__(self, seed=0, n_sources=40):
-        rng = np.random.default_rng(seed)
-        seqs, pats, source = [], [], []
-        for s in range(n_sources):
-            seq = rng.integers(1, NUM_ITEMS + 1, size=rng.integers(2, 12)).tolist()
-            for _ in range(rng.integers(1, 4)):
-                start = int(rng.integers(0, len(seq)))
-                seqs.append(seq)
-                pats.append(seq[start: start + int(rng.integers(1, 6))])
-                source.append(s)
-        self.sequences = SequenceDataset.from_lists(seqs, num_items=NUM_ITEMS)
-        self.patterns = SequenceDataset.from_lists(pats, num_items=NUM_ITEMS)
-        self.source = np.asarray(source)
-
-    def __len__(self):
-        return len(self.source)
-
-
 def test_pretraining_with_packed_targets():
     """Dropout off: a packed pre-training follows the padded one up to rounding; dropout on: other masks."""
-    pairs = _Pairs()
+    pairs = SharedPairs(n_sources=40, num_items=NUM_ITEMS)
     kw = dict(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, K=3, epochs=2,
               batch_size=16, max_len=12, max_pattern_len=6, progress=False, seed=1, valid_fraction=0.2)
     histories = {}

@@ -91,7 +91,7 @@ def _baseline_tree(commit: str, into: Path) -> Path:
 
 def parse_options(items) -> dict:
     """``["name=value", ...]`` -> ``{name: value}`` with YAML scalars (``true``, ``0.5``, ``lazy``), each name
-    checked against `fastregen.dr4sr.RegenConfig` (a bad name or value is a ValueError naming it)."""
+    checked against `fastregen.dr4sr.RegenConfig` (a bad name: ValueError; a bad value: what the config raises)."""
     import dataclasses
 
     import yaml
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         options = parse_options(args.option)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         ap.error(str(err))
     label = options_label(options)
     if args.quality is not None and (args.quality < 1 or not options):

@@ -20,10 +20,11 @@ NUM_ITEMS = 30
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-12), torch.float32: dict(rtol=1e-4, atol=1e-5)}
 
 
-def _model(dtype=torch.float64, K=3, diversity="soft", seed=0, dropout=0.0):
+def _model(dtype=torch.float64, K=3, diversity="soft", seed=0, dropout=0.0, train_softmax="source"):
     torch.manual_seed(seed)
     cfg = GeneratorConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=2, d_ff=32, K=K,
-                          dropout=dropout, diversity=diversity, max_len=12, max_pattern_len=8)
+                          dropout=dropout, diversity=diversity, max_len=12, max_pattern_len=8,
+                          train_softmax=train_softmax)
     return Regenerator(NUM_ITEMS, cfg).to(dtype)
 
 
@@ -73,6 +74,11 @@ def test_packed_loss_and_gradients_match_the_padded_ones(dtype, diversity, K):
     model = _model(dtype, K, diversity)
     model.train()  # dropout 0: the training code path with nothing random but the Gumbel noise
     _assert_agree(model, *_batch(gen))
+
+
+def test_full_softmax():
+    """The full-vocabulary softmax scores the decoder states of real tokens only: padding never reaches it."""
+    _assert_agree(_model(train_softmax="full"), *_batch(torch.Generator().manual_seed(7)))
 
 
 def test_length_one_patterns_and_sources():

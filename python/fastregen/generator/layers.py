@@ -74,25 +74,6 @@ class _ToHeads(torch.autograd.Function):
         return out.view(ctx.shape[0], -1), None, None, None, None, None, None
 
 
-class _Merge(torch.autograd.Function):
-    """Split-head output (B, H, T, dh) -> rows (N, H * dh) of the real tokens (`Packing.merge`)."""
-
-    @staticmethod
-    def forward(ctx, x, rows, cols):
-        ctx.save_for_backward(rows, cols)
-        ctx.shape = x.shape
-        out = x.permute(0, 2, 1, 3)[rows, cols]  # (N, H, dh), a copy
-        return out.view(out.shape[0], -1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        rows, cols = ctx.saved_tensors
-        B, H, T, dh = ctx.shape
-        out = grad.new_zeros(ctx.shape)
-        out.permute(0, 2, 1, 3)[rows, cols] = grad.view(-1, H, dh)
-        return out, None, None
-
-
 class Packing:
     """Where the real tokens of a right-padded batch are: (B, T, ...) <-> (N, ...) rows.
 
@@ -106,10 +87,14 @@ class Packing:
     Attributes
     ----------
     shape : (B, T)
+    index : torch.Tensor of int64, shape (N,)
+        Flat position ``b * T + t`` of each real token, in row-major order.
     rows, cols : torch.Tensor of int64, shape (N,)
-        Batch row and position of each real token, in row-major order.
+        Its batch row ``b`` and position ``t``.
     lengths : torch.Tensor of int64, shape (B,)
         Real tokens per row.
+    padding : torch.Tensor of bool, shape (B, T)
+        ``~real`` (the key padding of attention among the tokens).
     """
 
     def __init__(self, real: torch.Tensor) -> None:
@@ -149,7 +134,8 @@ class Packing:
 
     def merge(self, x: torch.Tensor) -> torch.Tensor:
         """Split-head (B, H, T, dh) -> the real tokens' rows (N, H * dh)."""
-        return _Merge.apply(x, self.rows, self.cols)
+        B, H, T, dh = x.shape
+        return self.pack(x.transpose(1, 2).reshape(B, T, H * dh))
 
 
 class MultiheadAttention(nn.Module):

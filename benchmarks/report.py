@@ -746,7 +746,7 @@ REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_
            "engine": engine_report, "verdict": verdict_report, "threads": threads_report, "peer": peer_report}
 #: Measurement files shown as one table of their latest rows (`measurements_report`), with these extra columns.
 MEASUREMENTS = {"pretrain_speed": ("baseline", "baseline_s", "current_s", "baseline_all", "current_all", "pairs",
-                                   "baseline_cpu_s", "current_cpu_s", "load"),
+                                   "baseline_cpu_s", "current_cpu_s", "load", "note"),
                 "mining": ("runs", "patterns", "identical", "peak_rss_mib", "load"),
                 "entropy": ("runs", "identical", "load"), "load": ("size", "runs", "peak_rss_mib", "rss_before_mib"),
                 "decode": ("extra_peak_mib", "same_ids"), "train": ("epochs", "best_epoch", "note")}

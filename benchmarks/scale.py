@@ -742,14 +742,14 @@ def timed_sync(params, world, loss=None, sparse=()):
                        + sum(p.grad._values().numel() for p in sparse if id(p) in lazy))
     return out
 distributed.sync_gradients = timed_sync
-updates = "lazy" if mode == "lazy" else "dense"  # "dense" and "sparse": fused Adam over the whole table
+updates = "lazy" if mode.startswith("lazy") else "dense"  # "dense" and "sparse": fused Adam over the whole table
 if what == "regenerator":
     from fastregen.dr4sr import RegenConfig
     from fastregen.generator import Regenerator
     from fastregen.generator.pretrain import RegeneratorLoss, holdout_split, pair_data, pretrain_optimizer
     from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     train = dr4sr_input(data)
-    cfg = RegenConfig(progress=False, item_updates=updates)
+    cfg = RegenConfig(progress=False, item_updates=updates, pack_targets=mode.endswith("-packed"))
     pairs = pair_data(pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_len=50), cfg)
     examples = pairs.subset(holdout_split(len(pairs), cfg)[1])  # the pre-training split, as `pretrain`
     torch.manual_seed(0)
@@ -795,7 +795,8 @@ if world is not None:
 """
 #: What `STEP_WORKER`'s modes mean (the rows' notes say it).
 STEP_MODES = {"dense": "dense lookup gradients, fused Adam", "sparse": "sparse lookup gradients, fused Adam",
-              "lazy": "sparse lookup gradients, item_updates='lazy' (LazyAdam)"}
+              "lazy": "sparse lookup gradients, item_updates='lazy' (LazyAdam)",
+              "lazy-packed": "as lazy, and the regenerator's targets packed (pack_targets=True)"}
 
 
 def _books_file(args) -> Path:

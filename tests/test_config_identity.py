@@ -33,7 +33,8 @@ def test_stage_fingerprints_of_default_options_did_not_move(stage):
 
 
 def test_an_added_option_set_away_from_its_neutral_value_makes_a_new_fingerprint():
-    for field, value in (("item_updates", "lazy"), ("num_negatives", 64), ("train_softmax", "sampled")):
+    for field, value in (("item_updates", "lazy"), ("num_negatives", 64), ("train_softmax", "sampled"),
+                         ("pack_targets", True)):
         cfg = RegenConfig(**{field: value})
         assert field in config_identity(cfg)
         assert _stage_fingerprint(cfg, "regenerator") != BEFORE["regenerator"]

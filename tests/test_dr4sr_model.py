@@ -116,7 +116,7 @@ def test_memory_nll_is_the_loss_with_one_memory_chosen(softmax, K):
         nll = m.memory_nll(src, pat)
         assert nll.shape == (K, 3) and bool((nll > 0).all())
         for k in range(K):
-            m.promote = lambda p, k=k: torch.nn.functional.one_hot(torch.full((p.shape[0],), k), K).float() * 1e4
+            m.promote = lambda p, k=k, **_: torch.nn.functional.one_hot(torch.full((p.shape[0],), k), K).float() * 1e4
             ce, _, _ = m.loss(src, pat)
             assert float(ce) * tokens == pytest.approx(float(nll[k].sum()), rel=1e-5)
 

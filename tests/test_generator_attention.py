@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from fastregen.generator.layers import MultiheadAttention
 
 
-def old_forward(att: MultiheadAttention, x, memory=None, *, causal=False, key_padding=None, mix=None):
-    """`MultiheadAttention.forward` as written before the additive masks (commit c00d364)."""
+def old_forward(att: MultiheadAttention, x, memory=None, *, causal=False, key_padding=None, mix=None, packing=None):
+    """`MultiheadAttention.forward` as written before the additive masks (commit c00d364); the layers
+    pass ``packing`` (None unless targets are packed, which this arithmetic never had)."""
+    assert packing is None
     d, W, b, h = att.dim, att.in_proj_weight, att.in_proj_bias, att.heads
     if memory is not None and memory.dim() == 4:
         B, T, _ = x.shape

@@ -93,6 +93,10 @@ class RegenConfig:
     init_item_embedding : bool, default True
         Initialise the item table from a trained target model's table when
         one is given to `DR4SR.fit` (the authors initialise from SASRec).
+    pack_targets : bool, default False
+        Pre-train the decoder and the promoter on the targets' real tokens
+        alone (`fastregen.generator.PretrainConfig.pack_targets`): faster,
+        the same loss up to rounding, other dropout masks.
 
     Pre-training
     ------------
@@ -177,10 +181,12 @@ class RegenConfig:
     num_negatives: int = GeneratorConfig.num_negatives
     item_updates: str = PretrainConfig.item_updates
     init_item_embedding: bool = PretrainConfig.init_item_embedding
+    pack_targets: bool = PretrainConfig.pack_targets
     #: Fields added since stage records and run ids hashed every field, at the value that computes what
     #: was computed before them (`fastregen.config.config_identity`): finished stages stay finished after
     #: an upgrade. A new field goes here with its neutral value.
-    ADDED_OPTIONS: ClassVar[dict] = {"num_negatives": GeneratorConfig.num_negatives, "item_updates": "dense"}
+    ADDED_OPTIONS: ClassVar[dict] = {"num_negatives": GeneratorConfig.num_negatives, "item_updates": "dense",
+                                     "pack_targets": False}
     # pre-training
     epochs: int = PretrainConfig.epochs
     batch_size: int = PretrainConfig.batch_size

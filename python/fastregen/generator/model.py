@@ -39,7 +39,7 @@ from ..ops import mix_memories
 from ..training.losses import (NegativeSampler, full_softmax_cross_entropy, resolve_train_softmax,
                                sampled_softmax_cross_entropy)
 from .config import BACKENDS, GeneratorConfig, as_architecture
-from .layers import DecoderCache, DecoderLayer, EncoderLayer, Stack
+from .layers import DecoderCache, DecoderLayer, EncoderLayer, Packing, Stack
 
 __all__ = ["Regenerator", "PAD", "eos_id", "bos_id", "save_checkpoint", "load_checkpoint"]
 
@@ -176,10 +176,13 @@ class Regenerator(nn.Module):
             self.item_embedding.weight[: self.num_items + 1].copy_(weight.to(self.item_embedding.weight))
             self.item_embedding.weight[PAD].zero_()
 
-    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+    def _embed(self, ids: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
+        """Embedded ids (B, L) with positions and dropout: (B, L, D), or with ``packing`` its real tokens (N, D)."""
         L = ids.shape[1]
         if L > self.position_embedding.num_embeddings:
             raise ValueError(f"input of length {L} exceeds the {self.position_embedding.num_embeddings} positions")
+        if packing is not None:
+            return self.dropout(self.item_embedding(packing.pack(ids)) + self.position_embedding(packing.cols))
         pos = self.position_embedding(torch.arange(L, device=ids.device))
         return self.dropout(self.item_embedding(ids) + pos[None])
 
@@ -195,12 +198,19 @@ class Regenerator(nn.Module):
         B, L, D = memory.shape
         return self.memory_projection(memory).view(B, L, self.config.K, D)
 
-    def promote(self, pattern: torch.Tensor) -> torch.Tensor:
-        """Diversity promoter logits (B, K) of right-padded target patterns (B, P)."""
+    def promote(self, pattern: torch.Tensor, *, pack: bool = False) -> torch.Tensor:
+        """Diversity promoter logits (B, K) of right-padded target patterns (B, P).
+
+        ``pack``: run the promoter's encoder on the patterns' items alone (`Packing`).
+        """
         B = pattern.shape[0]
         if self.config.K == 1:
             return torch.zeros(B, 1, device=pattern.device)
         pad = pattern == PAD
+        if pack:
+            packing = Packing(~pad)
+            return self.promoter_head(packing.mean(self.promoter_encoder(self._embed(pattern, packing),
+                                                                         packing=packing)))
         h = self.promoter_encoder(self._embed(pattern), key_padding=pad)
         return self.promoter_head(masked_mean(h, ~pad))
 
@@ -215,9 +225,19 @@ class Regenerator(nn.Module):
         self.tau = max(self.tau * self.config.tau_decay, self.config.tau_min)
 
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_pad: torch.Tensor,
-               mix: torch.Tensor | None = None) -> torch.Tensor:
+               mix: torch.Tensor | None = None, *, pack: bool = False) -> torch.Tensor:
         """Decoder states (B, T, D) for decoder inputs (B, T) reading memory (B, L, D), or the K
-        memories (B, L, K, D) mixed per position by ``mix`` (B, T, K)."""
+        memories (B, L, K, D) mixed per position by ``mix`` (B, T, K).
+
+        ``pack``: compute the states of the real (right-padded) inputs alone
+        (`Packing`); zeros at padding. The same function in another float
+        order, and dropout draws other masks (fewer of them).
+        """
+        if pack:
+            packing = Packing(tgt_in != PAD)
+            states = self.decoder(self._embed(tgt_in, packing), memory, memory_padding=src_pad, mix=mix,
+                                  packing=packing)
+            return packing.unpack(states)
         return self.decoder(self._embed(tgt_in), memory, tgt_padding=tgt_in == PAD, memory_padding=src_pad, mix=mix)
 
     def start_decoding(self, memory: torch.Tensor, src_pad: torch.Tensor, steps: int) -> DecoderCache:
@@ -247,7 +267,8 @@ class Regenerator(nn.Module):
             x = layer.step(x, cache, i, position)
         return x[:, 0]
 
-    def segment_mixture(self, pattern: torch.Tensor, segments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def segment_mixture(self, pattern: torch.Tensor, segments: torch.Tensor, *,
+                        pack: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The promoter per segment (UniDS eq. 7): pi of every segment and the mixture of every decoding step.
 
         Parameters
@@ -265,7 +286,7 @@ class Regenerator(nn.Module):
             computed from that segment's tokens alone (row-major order);
             ``mix`` (B, P + 1, K): the mixture each decoding step reads, that
             of the segment of the token it predicts (the final EOS: the last
-            segment's), the paper's ``m_final`` of ``phi(j)``.
+            segment's), the paper's ``m_final`` of ``phi(j)``. ``pack``: as `promote`'s.
         """
         B, P = pattern.shape
         valid = segments >= 0
@@ -282,7 +303,7 @@ class Regenerator(nn.Module):
         seg_len = torch.bincount(g[valid], minlength=n_seg)
         rows = torch.zeros(n_seg, int(seg_len.max()), dtype=pattern.dtype, device=pattern.device)
         rows[g[valid], pos[valid]] = pattern[valid]
-        pi = self.mixture(self.promote(rows))
+        pi = self.mixture(self.promote(rows, pack=pack))
         last = (per_row - 1)[:, None].expand(B, 1)
         step_seg = torch.cat([torch.where(valid, segments, last.expand(B, P)), last], 1)
         return pi, pi[base[:, None] + step_seg]
@@ -303,8 +324,8 @@ class Regenerator(nn.Module):
 
     def loss(self, src: torch.Tensor, pattern: torch.Tensor, src_index: torch.Tensor | None = None,
              reduction: str = "mean", segments: torch.Tensor | None = None, *,
-             sampler: NegativeSampler | None = None, generator: torch.Generator | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             sampler: NegativeSampler | None = None, generator: torch.Generator | None = None,
+             pack: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced cross-entropy of the patterns given the sources (paper eq. 2).
 
         Parameters
@@ -330,6 +351,10 @@ class Regenerator(nn.Module):
         generator : torch.Generator, optional
             Feeds the sampler's draws (the Trainer passes its own, whose
             state its checkpoints keep); default torch's global generator.
+        pack : bool, default False
+            Run the decoder and the promoter on the targets' real tokens
+            alone (`decode`, `fastregen.generator.PretrainConfig.pack_targets`):
+            the same loss up to float rounding, with other dropout masks.
 
         Returns
         -------
@@ -352,20 +377,21 @@ class Regenerator(nn.Module):
         if self.config.diversity == "hard" and self.config.K > 1:
             if segments is not None:
                 raise ValueError("diversity='hard' picks one memory per target; it has no per-segment form")
-            nll, _ = self._memory_nll(self._per_pair(memories, src_index), src, pattern, candidates)  # (K, B)
+            nll, _ = self._memory_nll(self._per_pair(memories, src_index), src, pattern, candidates,
+                                      pack=pack)  # (K, B)
             best = nll.detach().argmin(0)
             ce = nll.gather(0, best[None]).sum()
             if reduction == "mean":
                 ce = ce / (int((pattern != PAD).sum()) + pattern.shape[0])  # items + one EOS per pattern
             pi = F.one_hot(best, self.config.K).to(nll.dtype)
             return ce, torch.zeros((), device=src.device), pi
-        pi, logits, labels = self._mixture_logits(memories, src, pattern, segments, src_index)
+        pi, logits, labels = self._mixture_logits(memories, src, pattern, segments, src_index, pack=pack)
         ce = self._cross_entropy(logits, labels, reduction, candidates)
         entropy = -(pi * torch.log(pi + 1e-12)).sum(-1).mean()
         return ce, entropy, pi
 
     def heldout_nll(self, src: torch.Tensor, pattern: torch.Tensor, src_index: torch.Tensor | None = None,
-                    segments: torch.Tensor | None = None) -> tuple[float, float, int]:
+                    segments: torch.Tensor | None = None, *, pack: bool = False) -> tuple[float, float, int]:
         """Summed NLL of a batch with the promoter's mixture (what `loss`
         minimises) and with the best single memory per pattern (what
         inference can reach, see `memory_nll`), running the encoder once.
@@ -378,19 +404,19 @@ class Regenerator(nn.Module):
             because truncation dropped it from the source). With the soft
             or Gumbel mixture ``mixture / tokens`` is `loss`'s cross-entropy;
             with ``diversity="hard"`` the two sums are equal, and `loss`
-            divides by every target token, scored or not.
+            divides by every target token, scored or not. ``pack``: as `loss`'s.
         """
         memories, src, src_index = self._encode_pairs(src, src_index)
-        nll, tokens = self._memory_nll(self._per_pair(memories, src_index), src, pattern)
+        nll, tokens = self._memory_nll(self._per_pair(memories, src_index), src, pattern, pack=pack)
         best = float(nll.min(0).values.sum())
         if self.config.diversity == "hard" and self.config.K > 1:
             return best, best, tokens
-        _, logits, labels = self._mixture_logits(memories, src, pattern, segments, src_index)
+        _, logits, labels = self._mixture_logits(memories, src, pattern, segments, src_index, pack=pack)
         mixture = self._cross_entropy(logits, labels, "sum")
         return float(mixture), best, tokens
 
     def memory_nll(self, src: torch.Tensor, pattern: torch.Tensor,
-                   src_index: torch.Tensor | None = None) -> torch.Tensor:
+                   src_index: torch.Tensor | None = None, *, pack: bool = False) -> torch.Tensor:
         """Teacher-forced NLL of each pattern when the decoder reads one memory alone.
 
         This is what inference sees (no target pattern, so no promoter: each
@@ -403,37 +429,39 @@ class Regenerator(nn.Module):
         -------
         torch.Tensor, shape (K, B), float
             Summed over each pattern's tokens (items and the final EOS).
+            ``pack``: as `loss`'s.
         """
         memories, src, src_index = self._encode_pairs(src, src_index)
-        return self._memory_nll(self._per_pair(memories, src_index), src, pattern)[0]
+        return self._memory_nll(self._per_pair(memories, src_index), src, pattern, pack=pack)[0]
 
-    def _decoder_logits(self, memory: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor):
+    def _decoder_logits(self, memory: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor, pack: bool = False):
         """Teacher-forced logits and labels (`_logits`) decoding the patterns from one memory (B, L, D)."""
         tgt_in, tgt_out = self._teacher_forcing(pattern)
-        states = self.decode(tgt_in, memory, src == PAD)
+        states = self.decode(tgt_in, memory, src == PAD, pack=pack)
         return self._logits(states, src, tgt_out)
 
     def _mixture_logits(self, memories: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor,
-                        segments: torch.Tensor | None = None, src_index: torch.Tensor | None = None):
+                        segments: torch.Tensor | None = None, src_index: torch.Tensor | None = None,
+                        pack: bool = False):
         """pi (B, K) from the promoter, and the logits and labels of decoding ``sum_k pi_k m'_k``;
         with ``segments``, pi per segment and each step decoded from its segment's mixture.
         ``memories`` are the sources' (S, L, K, D), pair b reading source ``src_index[b]``."""
         if segments is not None and self.config.K > 1:
-            pi, mix = self.segment_mixture(pattern, segments)
+            pi, mix = self.segment_mixture(pattern, segments, pack=pack)
             tgt_in, tgt_out = self._teacher_forcing(pattern)
-            states = self.decode(tgt_in, self._per_pair(memories, src_index), src == PAD, mix=mix)
+            states = self.decode(tgt_in, self._per_pair(memories, src_index), src == PAD, mix=mix, pack=pack)
             return (pi, *self._logits(states, src, tgt_out))
-        pi = self.mixture(self.promote(pattern))
+        pi = self.mixture(self.promote(pattern, pack=pack))
         mixed = mix_memories(memories, pi, src_index, backend=self.backend)
-        return (pi, *self._decoder_logits(mixed, src, pattern))
+        return (pi, *self._decoder_logits(mixed, src, pattern, pack))
 
     def _memory_nll(self, memories: torch.Tensor, src: torch.Tensor, pattern: torch.Tensor,
-                    candidates=None) -> tuple[torch.Tensor, int]:
+                    candidates=None, pack: bool = False) -> tuple[torch.Tensor, int]:
         """(K, B) NLL, summed over each pattern's tokens, with each of the K
         memories (B, L, K, D) read alone, and the number of scored tokens."""
         out = []
         for k in range(self.config.K):
-            logits, labels = self._decoder_logits(memories[:, :, k], src, pattern)
+            logits, labels = self._decoder_logits(memories[:, :, k], src, pattern, pack)
             nll = self._cross_entropy(logits, labels, "none", candidates)
             out.append(nll.view(src.shape[0], -1).sum(1))
         return torch.stack(out), int((labels != -100).sum())

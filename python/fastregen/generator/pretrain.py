@@ -221,7 +221,8 @@ class RegeneratorLoss:
     def __call__(self, model: Regenerator, batch: PairBatch, generator) -> LossTerms:
         cfg = self.config
         ce, entropy, pi = model.loss(batch.src, batch.pattern, batch.src_index, reduction="sum",
-                                     segments=batch.segments, sampler=self.sampler, generator=generator)
+                                     segments=batch.segments, sampler=self.sampler, generator=generator,
+                                     pack=cfg.pack_targets)
         aux = None
         if cfg.entropy_weight:
             aux = cfg.entropy_weight * entropy
@@ -234,16 +235,16 @@ class RegeneratorLoss:
         return LossTerms(total=ce, aux=aux, logs=logs)
 
 
-def _evaluate(model: Regenerator, data: PairData, batch_size: int) -> dict:
+def _evaluate(model: Regenerator, data: PairData, batch_size: int, pack: bool = False) -> dict:
     """Validation CE per token: with the promoter's mixture (what training
     minimises), and with the best single memory per pattern (what inference,
-    which decodes each memory alone, can reach)."""
+    which decodes each memory alone, can reach). ``pack``: `PretrainConfig.pack_targets`."""
     model.eval()
     total, best, tokens = 0.0, 0.0, 0
     with torch.no_grad():
         for idx in data.batch_order(batch_size, None, bucketing=True):
             b = data.batch(idx).to(model.device)
-            mixture, best_memory, n = model.heldout_nll(b.src, b.pattern, b.src_index, b.segments)
+            mixture, best_memory, n = model.heldout_nll(b.src, b.pattern, b.src_index, b.segments, pack=pack)
             total += mixture
             best += best_memory
             tokens += n
@@ -272,7 +273,8 @@ def validation_losses(model: Regenerator, pairs, config: PretrainConfig | None =
     valid_idx, _ = holdout_split(len(data), config)
     if len(valid_idx) == 0:
         raise ValueError("nothing was held out (valid_fraction = 0 or a single pair)")
-    return {**_evaluate(model, data.subset(valid_idx), config.batch_size), "pairs": len(valid_idx)}
+    return {**_evaluate(model, data.subset(valid_idx), config.batch_size, config.pack_targets),
+            "pairs": len(valid_idx)}
 
 
 class _PretrainRecord(Hook):
@@ -419,7 +421,8 @@ def pretrain(pairs, num_items: int, config: PretrainConfig | None = None, *,
     history: list[dict] = []
     hooks: list[Hook] = []
     if len(valid):
-        hooks.append(EarlyStopping(lambda m: _evaluate(m, valid, config.batch_size), "valid_best_memory_loss",
+        hooks.append(EarlyStopping(lambda m: _evaluate(m, valid, config.batch_size, config.pack_targets),
+                                   "valid_best_memory_loss",
                                    mode="min", patience=None, prefix=""))
     hooks.append(_PretrainRecord(arch, checkpoint, history, model))
     optimizer = pretrain_optimizer(model, config)

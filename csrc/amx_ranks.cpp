@@ -459,7 +459,6 @@ AmxRankCounts amx_rank_counts(const AmxRankInput& in, int threads) {
     const int64_t n_tiled = tiles_a == A.data() ? static_cast<int64_t>(tiled.size()) : n_slots;
     res.scanned += (n_tiled + n_exact) * (je - jb);
     const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt_max, std::max(n_tiles, n_exact))));
-    (void)nt;
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
 #endif

@@ -7,13 +7,16 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "amx_ranks.hpp"
+#include "attention.hpp"
 #include "csr.hpp"
 #include "entropy.hpp"
 #include "mining.hpp"
@@ -922,6 +925,238 @@ PYBIND11_MODULE(_core, m) {
         "See fastregen.reference.ranks.fma_scores.");
   }
   // ===== end section: amx ranks =====
+
+  // ===== section: ragged attention (regenerator training) =====
+  {
+    // A (rows, width) float matrix whose rows may be spaced apart (a column slice of a wider
+    // projection): pinned, never copied; its row stride in elements.
+    struct Rows {
+      py::array a;
+      int64_t rows = 0, width = 0, stride = 0;
+    };
+    auto rows_of = [](InputGuard& guard, const py::object& obj, const py::dtype& dtype, const char* what,
+                      bool writable) {
+      if (!py::isinstance<py::array>(obj))
+        throw py::type_error(std::string(what) + " must be a numpy array, got " +
+                             std::string(py::str(obj.get_type().attr("__name__"))));
+      py::array a = py::reinterpret_borrow<py::array>(obj);
+      if (!a.dtype().is(dtype))
+        throw py::type_error(std::string(what) + " must have dtype " + std::string(py::str(dtype)) + ", got " +
+                             std::string(py::str(a.dtype())));
+      if (a.ndim() != 2)
+        throw py::value_error(std::string(what) + " must be 2-D (rows, heads * head_dim), got " +
+                              std::to_string(a.ndim()) + " dimensions");
+      const auto item = static_cast<py::ssize_t>(dtype.itemsize());
+      if (a.shape(1) > 1 && a.strides(1) != item)
+        throw py::value_error(std::string(what) + " must have contiguous rows (column stride " +
+                              std::to_string(item) + " bytes), got " + std::to_string(a.strides(1)));
+      if (a.shape(0) > 1 && (a.strides(0) < a.shape(1) * item || a.strides(0) % item != 0))
+        throw py::value_error(std::string(what) + " rows must not overlap, got a row stride of " +
+                              std::to_string(a.strides(0)) + " bytes");
+      if (writable && !a.writeable()) throw py::value_error(std::string(what) + " must be writable");
+      guard.pin(a);
+      Rows r;
+      r.a = a;
+      r.rows = a.shape(0);
+      r.width = a.shape(1);
+      r.stride = a.shape(0) > 1 ? a.strides(0) / item : a.shape(1);
+      return r;
+    };
+    auto offsets_of = [](InputGuard& guard, const py::object& obj, const char* what, int64_t last,
+                         const char* rows_what) {
+      if (!py::isinstance<carray<int64_t>>(obj))
+        throw py::type_error(std::string(what) + " must be a C-contiguous int64 array");
+      carray<int64_t> o = guard.frozen(obj.cast<carray<int64_t>>());
+      if (o.ndim() != 1 || o.size() < 1) throw py::value_error(std::string(what) + " must be 1-D with groups + 1 entries");
+      const int64_t* p = o.data();
+      if (p[0] != 0) throw py::value_error(std::string(what) + "[0] must be 0, got " + std::to_string(p[0]));
+      for (py::ssize_t g = 1; g < o.size(); ++g)
+        if (p[g] < p[g - 1])
+          throw py::value_error(std::string(what) + " must be non-decreasing, got " + what + "[" + std::to_string(g) +
+                                "] = " + std::to_string(p[g]) + " < " + std::to_string(p[g - 1]));
+      if (p[o.size() - 1] != last)
+        throw py::value_error(std::string(what) + "[-1] = " + std::to_string(p[o.size() - 1]) + " must equal the " +
+                              rows_what + " (" + std::to_string(last) + ")");
+      return o;
+    };
+    // What forward and backward share, checked once.
+    auto setup = [rows_of, offsets_of](InputGuard& guard, const py::object& q_in, const py::object& k_in,
+                                       const py::object& v_in, const py::object& q_off_in, const py::object& k_off_in,
+                                       int64_t heads, int64_t width, bool causal, double scale,
+                                       const py::object& ignore_in, const py::object& drop_in, int threshold,
+                                       Rows& q, Rows& k, Rows& v, carray<int64_t>& qo, carray<int64_t>& ko,
+                                       const uint8_t*& ignore, const uint8_t*& drop) {
+      if (!py::isinstance<py::array>(q_in))
+        throw py::type_error("q must be a numpy array, got " + std::string(py::str(q_in.get_type().attr("__name__"))));
+      const py::dtype dt = py::reinterpret_borrow<py::array>(q_in).dtype();
+      if (!dt.is(py::dtype::of<float>()) && !dt.is(py::dtype::of<double>()))
+        throw py::type_error("q must be float32 or float64, got " + std::string(py::str(dt)));
+      q = rows_of(guard, q_in, dt, "q", false);
+      k = rows_of(guard, k_in, dt, "k", false);
+      v = rows_of(guard, v_in, dt, "v", false);
+      if (heads < 1) throw py::value_error("heads must be >= 1, got " + std::to_string(heads));
+      if (q.width % heads != 0 || q.width == 0)
+        throw py::value_error("q's width " + std::to_string(q.width) + " is not heads * head_dim for heads = " +
+                              std::to_string(heads));
+      if (k.width != q.width || v.width != q.width)
+        throw py::value_error("q, k and v must have the same width, got " + std::to_string(q.width) + ", " +
+                              std::to_string(k.width) + ", " + std::to_string(v.width));
+      if (k.rows != v.rows)
+        throw py::value_error("k and v must have the same rows, got " + std::to_string(k.rows) + " and " +
+                              std::to_string(v.rows));
+      qo = offsets_of(guard, q_off_in, "q_offsets", q.rows, "rows of q");
+      ko = offsets_of(guard, k_off_in, "k_offsets", k.rows, "rows of k");
+      if (qo.size() != ko.size())
+        throw py::value_error("q_offsets and k_offsets must have the same length (groups + 1), got " +
+                              std::to_string(qo.size()) + " and " + std::to_string(ko.size()));
+      if (width < 0) throw py::value_error("width must be >= 0, got " + std::to_string(width));
+      for (py::ssize_t g = 0; g + 1 < ko.size(); ++g)
+        if (ko.data()[g + 1] - ko.data()[g] > width)
+          throw py::value_error("group " + std::to_string(g) + " has " + std::to_string(ko.data()[g + 1] - ko.data()[g]) +
+                                " keys, more than width = " + std::to_string(width));
+      if (!std::isfinite(scale)) throw py::value_error("scale must be finite, got " + std::to_string(scale));
+      (void)causal;
+      ignore = nullptr;
+      if (!ignore_in.is_none()) {
+        if (!py::isinstance<carray<uint8_t>>(ignore_in) && !py::isinstance<carray<bool>>(ignore_in))
+          throw py::type_error("key_ignore must be None or a C-contiguous bool / uint8 array");
+        py::array ig = py::reinterpret_borrow<py::array>(ignore_in);
+        if (ig.ndim() != 1 || ig.shape(0) != k.rows)
+          throw py::value_error("key_ignore must have shape (" + std::to_string(k.rows) + ",) (one per key row)");
+        guard.pin(ig);
+        ignore = static_cast<const uint8_t*>(ig.data());
+      }
+      if (threshold < 0 || threshold > 255)
+        throw py::value_error("drop_threshold must be in 0..255, got " + std::to_string(threshold));
+      drop = nullptr;
+      if (threshold > 0) {
+        if (!py::isinstance<carray<uint8_t>>(drop_in))
+          throw py::type_error("drop_threshold > 0 needs drop, a C-contiguous uint8 array of random bytes");
+        carray<uint8_t> d = drop_in.cast<carray<uint8_t>>();
+        const int64_t elements = q.rows * heads * width;
+        const int64_t need = threshold == 128 ? (elements + 7) / 8 : elements;
+        if (d.ndim() != 1 || d.size() < need)
+          throw py::value_error("drop must be 1-D with at least " + std::to_string(need) + " bytes (" +
+                                std::to_string(elements) + " elements" + (threshold == 128 ? ", one bit each" : "") +
+                                "), got " + std::to_string(d.size()));
+        guard.pin(d);
+        drop = d.data();
+      }
+    };
+    auto problem = [](const auto* tag, const Rows& q, const Rows& k, const Rows& v, const carray<int64_t>& qo,
+                      const carray<int64_t>& ko, int64_t heads, int64_t width, bool causal, double scale,
+                      const uint8_t* ignore, const uint8_t* drop, int threshold) {
+      using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+      RaggedAttention<T> a;
+      a.q = static_cast<const T*>(q.a.data());
+      a.k = static_cast<const T*>(k.a.data());
+      a.v = static_cast<const T*>(v.a.data());
+      a.q_stride = q.stride;
+      a.k_stride = k.stride;
+      a.v_stride = v.stride;
+      a.groups = static_cast<int64_t>(qo.size()) - 1;
+      a.heads = heads;
+      a.head_dim = q.width / heads;
+      a.q_offsets = qo.data();
+      a.k_offsets = ko.data();
+      a.key_ignore = ignore;
+      a.causal = causal;
+      a.scale = static_cast<T>(scale);
+      a.width = width;
+      a.drop = drop;
+      a.drop_threshold = threshold;
+      return a;
+    };
+    m.def(
+        "ragged_attention_forward",
+        [setup, problem](const py::object& q_in, const py::object& k_in, const py::object& v_in,
+                         const py::object& q_off_in, const py::object& k_off_in, int64_t heads, int64_t width,
+                         bool causal, double scale, const py::object& ignore_in, const py::object& drop_in,
+                         int threshold, int threads) -> py::tuple {
+          InputGuard guard;
+          Rows q, k, v;
+          carray<int64_t> qo, ko;
+          const uint8_t *ignore = nullptr, *drop = nullptr;
+          setup(guard, q_in, k_in, v_in, q_off_in, k_off_in, heads, width, causal, scale, ignore_in, drop_in,
+                threshold, q, k, v, qo, ko, ignore, drop);
+          auto run = [&](const auto* tag) -> py::tuple {
+            using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+            const auto a = problem(tag, q, k, v, qo, ko, heads, width, causal, scale, ignore, drop, threshold);
+            py::array_t<T> out({static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(q.width)});
+            py::array_t<T> probs({static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(heads),
+                                  static_cast<py::ssize_t>(width)});
+            T* o = out.mutable_data();
+            T* p = probs.mutable_data();
+            {
+              py::gil_scoped_release nogil;
+              ragged_attention_forward(a, o, p, threads);
+            }
+            return py::make_tuple(out, probs);
+          };
+          if (q.a.dtype().is(py::dtype::of<float>())) return run(static_cast<const float*>(nullptr));
+          return run(static_cast<const double*>(nullptr));
+        },
+        py::arg("q"), py::arg("k"), py::arg("v"), py::arg("q_offsets"), py::arg("k_offsets"), py::arg("heads"),
+        py::arg("width"), py::arg("causal") = false, py::arg("scale") = 1.0, py::arg("key_ignore") = py::none(),
+        py::arg("drop") = py::none(), py::arg("drop_threshold") = 0, py::arg("threads") = 0,
+        "Multi-head attention over ragged groups -> (out (q rows, heads * head_dim), probs (q rows, heads, width)).\n"
+        "Group g: query rows q_offsets[g]:q_offsets[g+1] of q, key / value rows k_offsets[g]:k_offsets[g+1] of\n"
+        "k and v (float32 or float64, rows may be spaced: column slices are never copied). See\n"
+        "csrc/attention.hpp for the function and the dropout bytes; fastregen.reference.attention.\n"
+        "GIL released; OpenMP over groups; the result never depends on `threads`.");
+    m.def(
+        "ragged_attention_backward",
+        [setup, problem, rows_of](const py::object& q_in, const py::object& k_in, const py::object& v_in,
+                                  const py::object& q_off_in, const py::object& k_off_in, int64_t heads,
+                                  int64_t width, bool causal, double scale, const py::object& ignore_in,
+                                  const py::object& drop_in, int threshold, const py::object& probs_in,
+                                  const py::object& dout_in, const py::object& dq_in, const py::object& dk_in,
+                                  const py::object& dv_in, int threads) {
+          InputGuard guard;
+          Rows q, k, v;
+          carray<int64_t> qo, ko;
+          const uint8_t *ignore = nullptr, *drop = nullptr;
+          setup(guard, q_in, k_in, v_in, q_off_in, k_off_in, heads, width, causal, scale, ignore_in, drop_in,
+                threshold, q, k, v, qo, ko, ignore, drop);
+          const py::dtype dt = q.a.dtype();
+          Rows dq = rows_of(guard, dq_in, dt, "dq", true), dk = rows_of(guard, dk_in, dt, "dk", true),
+                     dv = rows_of(guard, dv_in, dt, "dv", true);
+          if (dq.rows != q.rows || dq.width != q.width || dk.rows != k.rows || dk.width != k.width ||
+              dv.rows != v.rows || dv.width != v.width)
+            throw py::value_error("dq, dk, dv must have the shapes of q, k, v");
+          const Rows dout = rows_of(guard, dout_in, dt, "dout", false);
+          if (dout.rows != q.rows || dout.width != q.width || dout.stride != q.width)
+            throw py::value_error("dout must be C-contiguous with the shape of q (" + std::to_string(q.rows) + ", " +
+                                  std::to_string(q.width) + ")");
+          if (!py::isinstance<py::array>(probs_in) || !py::reinterpret_borrow<py::array>(probs_in).dtype().is(dt))
+            throw py::type_error("probs must be the forward's probs (dtype " + std::string(py::str(dt)) + ")");
+          py::array probs = py::reinterpret_borrow<py::array>(probs_in);
+          if (probs.ndim() != 3 || probs.shape(0) != q.rows || probs.shape(1) != heads || probs.shape(2) != width ||
+              !(probs.flags() & py::array::c_style))
+            throw py::value_error("probs must be C-contiguous of shape (q rows, heads, width) = (" +
+                                  std::to_string(q.rows) + ", " + std::to_string(heads) + ", " + std::to_string(width) +
+                                  ")");
+          guard.pin(probs);
+          auto run = [&](const auto* tag) {
+            using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+            const auto a = problem(tag, q, k, v, qo, ko, heads, width, causal, scale, ignore, drop, threshold);
+            py::gil_scoped_release nogil;
+            ragged_attention_backward(a, static_cast<const T*>(probs.data()), static_cast<const T*>(dout.a.data()),
+                                      static_cast<T*>(dq.a.mutable_data()), dq.stride,
+                                      static_cast<T*>(dk.a.mutable_data()), dk.stride,
+                                      static_cast<T*>(dv.a.mutable_data()), dv.stride, threads);
+          };
+          if (dt.is(py::dtype::of<float>())) run(static_cast<const float*>(nullptr));
+          else run(static_cast<const double*>(nullptr));
+        },
+        py::arg("q"), py::arg("k"), py::arg("v"), py::arg("q_offsets"), py::arg("k_offsets"), py::arg("heads"),
+        py::arg("width"), py::arg("causal"), py::arg("scale"), py::arg("key_ignore"), py::arg("drop"),
+        py::arg("drop_threshold"), py::arg("probs"), py::arg("dout"), py::arg("dq"), py::arg("dk"), py::arg("dv"),
+        py::arg("threads") = 0,
+        "Gradients of ragged_attention_forward (same arguments, its probs, dout C-contiguous): dq is written,\n"
+        "dk and dv are added to (pass zeros; slices of one array when q, k, v are slices of one). GIL released.");
+  }
+  // ===== end section: ragged attention =====
 
   (void)&make_view;
   (void)&csr_to_numpy;

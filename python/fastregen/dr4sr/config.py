@@ -97,6 +97,10 @@ class RegenConfig:
         Pre-train the decoder and the promoter on the targets' real tokens
         alone (`fastregen.generator.PretrainConfig.pack_targets`): faster,
         the same loss up to rounding, other dropout masks.
+    fused_attention : bool, default False
+        Pre-train with the compiled ragged-attention kernel on CPU
+        (`fastregen.generator.PretrainConfig.fused_attention`): faster, the
+        same function up to rounding, other attention-dropout masks.
 
     Pre-training
     ------------
@@ -182,11 +186,12 @@ class RegenConfig:
     item_updates: str = PretrainConfig.item_updates
     init_item_embedding: bool = PretrainConfig.init_item_embedding
     pack_targets: bool = PretrainConfig.pack_targets
+    fused_attention: bool = PretrainConfig.fused_attention
     #: Fields added since stage records and run ids hashed every field, at the value that computes what
     #: was computed before them (`fastregen.config.config_identity`): finished stages stay finished after
     #: an upgrade. A new field goes here with its neutral value.
     ADDED_OPTIONS: ClassVar[dict] = {"num_negatives": GeneratorConfig.num_negatives, "item_updates": "dense",
-                                     "pack_targets": False}
+                                     "pack_targets": False, "fused_attention": False}
     # pre-training
     epochs: int = PretrainConfig.epochs
     batch_size: int = PretrainConfig.batch_size

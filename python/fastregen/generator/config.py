@@ -138,6 +138,13 @@ class PretrainConfig:
         positions are padding. The same loss up to float rounding, but other
         dropout masks (drawn for real tokens only), so not the bits of the
         padded run.
+    fused_attention : bool, default False
+        Train with the compiled ragged-attention kernel
+        (`fastregen.ops.ragged_attention`) on CPU: one pass per sequence and
+        head instead of ~15 small torch ops, no padded copies of packed rows.
+        The same function up to float rounding, but dropout on the attention
+        weights draws other masks, so not the bits of the torch path.
+        Inference is unchanged (the option is off once pre-training ends).
     seed : int, default 0
         Seeds the held-out split, initialisation, batching, dropout, Gumbel noise.
     device : str, default "cpu"
@@ -155,6 +162,7 @@ class PretrainConfig:
     init_item_embedding: bool = True
     item_updates: str = "dense"
     pack_targets: bool = False
+    fused_attention: bool = False
     seed: int = 0
     device: str = "cpu"
     backend: str = "auto"
@@ -179,8 +187,9 @@ class PretrainConfig:
             raise ValueError(f"balance_weight must be >= 0, got {self.balance_weight}")
         _check_choice(self, "backend", BACKENDS)
         _check_choice(self, "item_updates", ITEM_UPDATES)
-        if not isinstance(self.pack_targets, bool):
-            raise TypeError(f"pack_targets must be a bool, got {self.pack_targets!r}")
+        for name in ("pack_targets", "fused_attention"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
 
 @dataclass

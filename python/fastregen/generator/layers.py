@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.base import Dropout
+from ..ops.attention import ragged_attention
 
 __all__ = ["MultiheadAttention", "EncoderLayer", "DecoderLayer", "DecoderCache", "Stack", "Packing"]
 
@@ -109,9 +110,25 @@ class Packing:
         self.cols = self.index - self.rows * T
         self.lengths = real.sum(1)
         self.padding = ~real
+        self._offsets: torch.Tensor | None = None
+        self._longest: int | None = None
 
     def __len__(self) -> int:
         return int(self.index.numel())
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        """(B + 1,) int64: row b's real tokens are packed rows ``offsets[b]:offsets[b + 1]``."""
+        if self._offsets is None:
+            self._offsets = torch.cat([self.lengths.new_zeros(1), self.lengths.cumsum(0)])
+        return self._offsets
+
+    @property
+    def longest(self) -> int:
+        """Real tokens of the longest row."""
+        if self._longest is None:
+            self._longest = int(self.lengths.max()) if self.lengths.numel() else 0
+        return self._longest
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (B, T, ...) -> its real tokens' rows (N, ...)."""
@@ -157,6 +174,9 @@ class MultiheadAttention(nn.Module):
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
         self.out_proj = nn.Linear(dim, dim)
         self.dropout = Dropout(dropout)
+        # the compiled ragged-attention kernel (`fastregen.ops.ragged_attention`) in `forward`, on CPU:
+        # set by `Regenerator.use_fused_attention`
+        self.fused = False
         nn.init.xavier_uniform_(self.in_proj_weight)  # as nn.MultiheadAttention
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
@@ -183,6 +203,8 @@ class MultiheadAttention(nn.Module):
         ``sum_k mix_k A v_k``, never materialising a (B, T, S, D) memory.
         """
         d, W, b = self.dim, self.in_proj_weight, self.in_proj_bias
+        if self.fused and x.device.type == "cpu" and (memory is None or memory.dim() == 3):
+            return self._fused(x, memory, causal, key_padding, packing)
         if packing is not None:
             return self._packed(x, memory, causal, key_padding, mix, packing)
         if memory is not None and memory.dim() == 4:
@@ -221,6 +243,36 @@ class MultiheadAttention(nn.Module):
         if causal:
             bias = torch.full((T, S), float("-inf"), dtype=x.dtype, device=x.device).triu_(1)
         return self.out_proj(packing.merge(self._attend_heads(q, k, v, bias)))
+
+    def _fused(self, x: torch.Tensor, memory: torch.Tensor | None, causal: bool, key_padding: torch.Tensor | None,
+               packing: Packing | None) -> torch.Tensor:
+        """`forward` by `fastregen.ops.ragged_attention`: each batch row is one group of queries and keys, read
+        straight from the projections (packed rows need no padded layout). Dropout on the weights draws
+        other masks than the torch path (fewer bytes, another order), so the same seed trains otherwise."""
+        d, W, b = self.dim, self.in_proj_weight, self.in_proj_bias
+        shape = None
+        if packing is not None:
+            q_offsets, width, R = packing.offsets, packing.longest, x.shape[0]
+        else:
+            shape = x.shape
+            B, T, _ = shape
+            q_offsets, width, R = torch.arange(0, B * T + 1, T, device=x.device), T, B * T
+            x = x.reshape(R, d)
+        if memory is None:
+            qkv, kv, k_offsets = F.linear(x, W, b), None, q_offsets
+            ignore = key_padding if packing is None else None  # packed: the padding is not there at all
+        else:
+            B, S, _ = memory.shape
+            qkv, kv = F.linear(x, W[:d], b[:d]), F.linear(memory.reshape(B * S, d), W[d:], b[d:])
+            k_offsets, width, ignore = torch.arange(0, B * S + 1, S, device=x.device), S, key_padding
+        drop, threshold = None, 0
+        if self.training and self.dropout.threshold:
+            drop, threshold = self.dropout.draw(R * self.heads * width, x.device), self.dropout.threshold
+        out = ragged_attention(qkv, kv, q_offsets, k_offsets, heads=self.heads, width=width, causal=causal,
+                               key_ignore=None if ignore is None else ignore.reshape(-1), drop=drop,
+                               drop_threshold=threshold)
+        out = self.out_proj(out)
+        return out if shape is None else out.view(shape)
 
     def _attend_heads(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:

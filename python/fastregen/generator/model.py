@@ -214,6 +214,16 @@ class Regenerator(nn.Module):
         h = self.promoter_encoder(self._embed(pattern), key_padding=pad)
         return self.promoter_head(masked_mean(h, ~pad))
 
+    def use_fused_attention(self, on: bool = True) -> None:
+        """Run every attention layer's `forward` by the compiled ragged-attention kernel on CPU
+        (`fastregen.ops.ragged_attention`; `PretrainConfig.fused_attention`), or by torch ops (``False``).
+        Cached decoding (`decode_step`) always uses torch ops."""
+        from .layers import MultiheadAttention
+
+        for m in self.modules():
+            if isinstance(m, MultiheadAttention):
+                m.fused = bool(on)
+
     def mixture(self, logits: torch.Tensor) -> torch.Tensor:
         """pi (B, K) from promoter logits: softmax, or Gumbel-softmax at the current tau when training."""
         if self.config.diversity == "gumbel" and self.training:

@@ -444,7 +444,11 @@ def pretrain(pairs, num_items: int, config: PretrainConfig | None = None, *,
                       hooks=hooks,
                       batch_size=config.batch_size, bucketing=True, seed=config.seed, device=config.device,
                       progress=config.progress, desc="regenerator", checkpoint=resume)
-    trainer.fit(train, config.epochs)
+    model.use_fused_attention(config.fused_attention)
+    try:
+        trainer.fit(train, config.epochs)
+    finally:
+        model.use_fused_attention(False)  # a training option: inference computes what it always did
     model.eval()
     if checkpoint is not None and trainer.is_main:
         save_checkpoint(model, checkpoint, history=history, complete=True)

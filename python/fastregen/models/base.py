@@ -293,17 +293,27 @@ class Dropout(nn.Module):
         self.p = float(p)
         self.threshold = int(round(p * 256))
 
-    def mask(self, shape, dtype: torch.dtype, device) -> torch.Tensor:
-        """The scaled keep mask: ``1 / (1 - p)`` where kept, 0 where dropped."""
+    def draw(self, n: int, device) -> torch.Tensor:
+        """The random bytes of ``n`` elements' masks (uint8: one per element, or one bit each at p = 0.5):
+        what `keep` turns into the mask, and what the fused attention kernel reads itself
+        (`fastregen.ops.ragged_attention`)."""
+        return torch.empty((n + 7) // 8 if self.threshold == 128 else n, dtype=torch.uint8, device=device).random_()
+
+    def keep(self, raw: torch.Tensor, shape, dtype: torch.dtype) -> torch.Tensor:
+        """The scaled keep mask of shape ``shape`` from `draw`'s bytes: ``1 / (1 - p)`` where kept, 0 where dropped.
+        Element ``e`` (row-major) keeps when bit ``e % 8`` of byte ``e // 8`` is set (p = 0.5), else when
+        byte ``e`` is ``>= threshold``."""
+        n = math.prod(shape)
         if self.threshold == 128:
             # the bits of a uniform byte are independent fair coins: byte b becomes the 8 mask values
             # 2 * ((b >> j) & 1), j = 0..7, looked up in one pass (shifting, masking, converting and
             # scaling took four, and were most of the mask's cost)
-            n = math.prod(shape)
-            raw = torch.empty((n + 7) // 8, dtype=torch.uint8, device=device).random_()
-            return F.embedding(raw.long(), _bit_table(dtype, device)).view(-1)[:n].view(shape)
-        keep = torch.empty(shape, dtype=torch.uint8, device=device).random_() >= self.threshold
-        return keep.to(dtype).mul_(256.0 / (256 - self.threshold))
+            return F.embedding(raw.long(), _bit_table(dtype, raw.device)).view(-1)[:n].view(shape)
+        return (raw[:n].view(shape) >= self.threshold).to(dtype).mul_(256.0 / (256 - self.threshold))
+
+    def mask(self, shape, dtype: torch.dtype, device) -> torch.Tensor:
+        """The scaled keep mask: ``1 / (1 - p)`` where kept, 0 where dropped."""
+        return self.keep(self.draw(math.prod(shape), device), shape, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.threshold == 0:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -11,23 +12,56 @@
 namespace fastregen {
 namespace {
 
-// `omp simd reduction` lets the compiler vectorise a float sum without
-// -ffast-math (which would reassociate every other loop of the core too).
-template <typename T>
-inline T dot(const T* a, const T* b, int64_t n) {
-  T acc = 0;
-#if FASTREGEN_HAVE_OPENMP
-#pragma omp simd reduction(+ : acc)
+// Wheels are built for baseline x86-64 (SSE2, no FMA): the per-group loops are compiled again for
+// AVX2 + FMA and AVX-512 and picked at load time (GCC / clang function multi-versioning, ifunc).
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define FASTREGEN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FASTREGEN_CLONES
 #endif
-  for (int64_t d = 0; d < n; ++d) acc += a[d] * b[d];
-  return acc;
+#if defined(__GNUC__) || defined(__clang__)
+#define FASTREGEN_INLINE inline __attribute__((always_inline))
+#else
+#define FASTREGEN_INLINE inline
+#endif
+
+#if FASTREGEN_HAVE_OPENMP
+#define FASTREGEN_SIMD _Pragma("omp simd")
+#define FASTREGEN_SIMD_MAX(x) _Pragma("omp simd reduction(max : top)")
+#define FASTREGEN_SIMD_SUM _Pragma("omp simd reduction(+ : sum)")
+#else
+#define FASTREGEN_SIMD
+#define FASTREGEN_SIMD_MAX(x)
+#define FASTREGEN_SIMD_SUM
+#endif
+
+// exp(x) for x <= 0 in float, in plain arithmetic the compiler vectorises (std::exp is a call per
+// element, most of a forward pass): Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2, Cephes'
+// degree-6 polynomial for e^r (~1 ulp), times 2^n built in the exponent bits. x < -87 is taken as -87
+// (e^-87 ~ 1.6e-38 next to the row's largest weight, e^0 = 1).
+FASTREGEN_INLINE float exp_nonpositive(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  float n = x * 1.44269504088896341f;
+  n = (n + 12582912.0f) - 12582912.0f;  // round to nearest: 1.5 * 2^23 pushes the fraction out
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  float two_n;
+  std::memcpy(&two_n, &bits, sizeof two_n);
+  return p * two_n;
 }
+FASTREGEN_INLINE double exp_nonpositive(double x) { return std::exp(x); }
 
 template <typename T>
-inline void axpy(T alpha, const T* x, T* y, int64_t n) {
-#if FASTREGEN_HAVE_OPENMP
-#pragma omp simd
-#endif
+FASTREGEN_INLINE void axpy(T alpha, const T* x, T* y, int64_t n) {
+  FASTREGEN_SIMD
   for (int64_t d = 0; d < n; ++d) y[d] += alpha * x[d];
 }
 
@@ -38,18 +72,194 @@ struct Keep {
   double scale;
   Keep(const uint8_t* d, int t) : drop(t > 0 ? d : nullptr), threshold(t), scale(t > 0 ? 256.0 / (256 - t) : 1.0) {}
   template <typename T>
-  inline T operator()(int64_t e) const {
+  FASTREGEN_INLINE T at(int64_t e) const {
     if (drop == nullptr) return T(1);
     if (threshold == 128) return ((drop[e >> 3] >> (e & 7)) & 1) ? T(2) : T(0);
     return drop[e] >= threshold ? static_cast<T>(scale) : T(0);
   }
 };
 
-// Keys query i of group g sees: j < limit, skipping ignored ones.
+// Keys are handled 16 at a time (a float vector of AVX-512): the scratch rows are padded to a multiple
+// of 16 with zeros, so the loops over keys have no scalar tails.
+inline int64_t padded(int64_t n) { return (n + 15) / 16 * 16; }
+
 template <typename T>
-inline int64_t key_limit(const RaggedAttention<T>& a, int64_t g, int64_t i) {
-  const int64_t n = a.k_offsets[g + 1] - a.k_offsets[g];
-  return a.causal ? std::min(n, i + 1) : n;
+struct Scratch {
+  std::vector<T> t;        // one head of the group's keys (forward) or values (backward), transposed (dh, n16)
+  std::vector<T> s, w;     // per key: scores / weights, gradients (n16)
+  std::vector<T> seen;     // 1 for a visible key, 0 for an ignored one or padding (n16)
+  void size(int64_t dh, int64_t n16) {
+    t.assign(static_cast<size_t>(dh * n16), T(0));
+    s.resize(static_cast<size_t>(n16));
+    w.resize(static_cast<size_t>(n16));
+    seen.assign(static_cast<size_t>(n16), T(0));
+  }
+};
+
+// (dh, n16) <- head h of rows 0..n-1 (zeros beyond n): the score loops then run over keys, in
+// vectors, with no horizontal sums.
+template <typename T>
+FASTREGEN_INLINE void transpose_head(const T* rows, int64_t stride, int64_t n, int64_t n16, int64_t dh, T* t) {
+  // over keys innermost: strided loads (gathered in vectors) and contiguous stores
+  for (int64_t d = 0; d < dh; ++d) {
+    T* td = t + d * n16;
+    const T* col = rows + d;
+    FASTREGEN_SIMD
+    for (int64_t j = 0; j < n; ++j) td[j] = col[j * stride];
+  }
+}
+
+// s[j] = sum_d x[d] t[d, j], j < n16, 16 keys at a time in registers (two accumulators over d: the
+// sum's float order is fixed, whatever the vector width)
+template <typename T>
+FASTREGEN_INLINE void scores(const T* x, const T* t, int64_t n16, int64_t dh, T* s) {
+  for (int64_t jb = 0; jb < n16; jb += 16) {
+    T even[16] = {}, odd[16] = {};
+    int64_t d = 0;
+    for (; d + 1 < dh; d += 2) {
+      const T x0 = x[d], x1 = x[d + 1];
+      const T* t0 = t + d * n16 + jb;
+      const T* t1 = t0 + n16;
+      FASTREGEN_SIMD
+      for (int jj = 0; jj < 16; ++jj) {
+        even[jj] += x0 * t0[jj];
+        odd[jj] += x1 * t1[jj];
+      }
+    }
+    if (d < dh) {
+      const T x0 = x[d];
+      const T* t0 = t + d * n16 + jb;
+      FASTREGEN_SIMD
+      for (int jj = 0; jj < 16; ++jj) even[jj] += x0 * t0[jj];
+    }
+    FASTREGEN_SIMD
+    for (int jj = 0; jj < 16; ++jj) s[jb + jj] = even[jj] + odd[jj];
+  }
+}
+
+template <typename T>
+FASTREGEN_INLINE void forward_group(const RaggedAttention<T>& a, const Keep& keep, int64_t g, T* out, T* probs,
+                                    Scratch<T>& sc) {
+  const int64_t H = a.heads, dh = a.head_dim, W = a.width;
+  const int64_t k0 = a.k_offsets[g], n = a.k_offsets[g + 1] - k0, n16 = padded(n);
+  sc.size(dh, n16);
+  for (int64_t j = 0; j < n; ++j) sc.seen[j] = (a.key_ignore == nullptr || a.key_ignore[k0 + j] == 0) ? T(1) : T(0);
+  const T ninf = -std::numeric_limits<T>::infinity();
+  T* s = sc.s.data();
+  for (int64_t h = 0; h < H; ++h) {
+    transpose_head(a.k + k0 * a.k_stride + h * dh, a.k_stride, n, n16, dh, sc.t.data());
+    for (int64_t r = a.q_offsets[g]; r < a.q_offsets[g + 1]; ++r) {
+      const int64_t lim = a.causal ? std::min(n, r - a.q_offsets[g] + 1) : n;
+      T* o = out + (r * H + h) * dh;
+      T* p = probs + (r * H + h) * W;
+      const T* seen = sc.seen.data();
+      std::fill(o, o + dh, T(0));
+      scores(a.q + r * a.q_stride + h * dh, sc.t.data(), n16, dh, s);
+      T top = ninf;
+      FASTREGEN_SIMD_MAX(top)
+      for (int64_t j = 0; j < n16; ++j) {
+        const T v = seen[j] * T(j < lim) != T(0) ? s[j] * a.scale : ninf;
+        s[j] = v;
+        top = top > v ? top : v;
+      }
+      if (top == ninf) {  // no visible key: torch's softmax gives NaN
+        std::fill(p, p + W, T(0));
+        std::fill(o, o + dh, std::numeric_limits<T>::quiet_NaN());
+        continue;
+      }
+      T sum = 0;
+      FASTREGEN_SIMD_SUM
+      for (int64_t j = 0; j < n16; ++j) {
+        const T e = s[j] == ninf ? T(0) : exp_nonpositive(s[j] - top);
+        s[j] = e;
+        sum += e;
+      }
+      const T inv = T(1) / sum;
+      FASTREGEN_SIMD
+      for (int64_t j = 0; j < lim; ++j) p[j] = s[j] * inv;
+      std::fill(p + lim, p + W, T(0));
+      const int64_t e0 = (r * H + h) * W;
+      for (int64_t j = 0; j < lim; ++j) {
+        const T w = p[j] * keep.at<T>(e0 + j);
+        if (w != T(0)) axpy(w, a.v + (k0 + j) * a.v_stride + h * dh, o, dh);
+      }
+    }
+  }
+}
+
+template <typename T>
+FASTREGEN_INLINE void backward_group(const RaggedAttention<T>& a, const Keep& keep, int64_t g, const T* probs,
+                                     const T* dout, T* dq, int64_t dq_stride, T* dk, int64_t dk_stride, T* dv,
+                                     int64_t dv_stride, Scratch<T>& sc) {
+  const int64_t H = a.heads, dh = a.head_dim, W = a.width;
+  const int64_t k0 = a.k_offsets[g], n = a.k_offsets[g + 1] - k0, n16 = padded(n);
+  sc.size(dh, n16);
+  for (int64_t h = 0; h < H; ++h) {
+    transpose_head(a.v + k0 * a.v_stride + h * dh, a.v_stride, n, n16, dh, sc.t.data());
+    for (int64_t r = a.q_offsets[g]; r < a.q_offsets[g + 1]; ++r) {
+      const int64_t lim = a.causal ? std::min(n, r - a.q_offsets[g] + 1) : n;
+      const T* p = probs + (r * H + h) * W;
+      const T* go = dout + (r * H + h) * dh;
+      const T* qr = a.q + r * a.q_stride + h * dh;
+      T* gq = dq + r * dq_stride + h * dh;
+      T* w = sc.w.data();
+      const int64_t e0 = (r * H + h) * W;
+      // out = sum_j keep_j p_j v_j: d p_j = keep_j (go . v_j), d v_j += keep_j p_j go
+      scores(go, sc.t.data(), n16, dh, w);
+      T inner = 0;
+      for (int64_t j = 0; j < lim; ++j) {
+        const T kp = p[j] == T(0) ? T(0) : keep.at<T>(e0 + j);  // p = 0: invisible, no gradient either way
+        w[j] *= kp;
+        if (kp != T(0)) axpy(kp * p[j], go, dv + (k0 + j) * dv_stride + h * dh, dh);
+        inner += p[j] * w[j];
+      }
+      // softmax: d s_j = p_j (d p_j - sum_i p_i d p_i); s_j = scale q . k_j
+      std::fill(gq, gq + dh, T(0));
+      for (int64_t j = 0; j < lim; ++j) {
+        const T ds = a.scale * p[j] * (w[j] - inner);
+        if (ds == T(0)) continue;
+        axpy(ds, a.k + (k0 + j) * a.k_stride + h * dh, gq, dh);
+        axpy(ds, qr, dk + (k0 + j) * dk_stride + h * dh, dh);
+      }
+    }
+  }
+}
+
+// The multi-versioned entry points (target_clones needs plain functions, not templates).
+FASTREGEN_CLONES void forward_group_f(const RaggedAttention<float>& a, const Keep& keep, int64_t g, float* out,
+                                      float* probs, Scratch<float>& sc) {
+  forward_group(a, keep, g, out, probs, sc);
+}
+FASTREGEN_CLONES void forward_group_d(const RaggedAttention<double>& a, const Keep& keep, int64_t g, double* out,
+                                      double* probs, Scratch<double>& sc) {
+  forward_group(a, keep, g, out, probs, sc);
+}
+FASTREGEN_CLONES void backward_group_f(const RaggedAttention<float>& a, const Keep& keep, int64_t g,
+                                       const float* probs, const float* dout, float* dq, int64_t dqs, float* dk,
+                                       int64_t dks, float* dv, int64_t dvs, Scratch<float>& sc) {
+  backward_group(a, keep, g, probs, dout, dq, dqs, dk, dks, dv, dvs, sc);
+}
+FASTREGEN_CLONES void backward_group_d(const RaggedAttention<double>& a, const Keep& keep, int64_t g,
+                                       const double* probs, const double* dout, double* dq, int64_t dqs, double* dk,
+                                       int64_t dks, double* dv, int64_t dvs, Scratch<double>& sc) {
+  backward_group(a, keep, g, probs, dout, dq, dqs, dk, dks, dv, dvs, sc);
+}
+inline void run_forward(const RaggedAttention<float>& a, const Keep& k, int64_t g, float* o, float* p,
+                        Scratch<float>& sc) {
+  forward_group_f(a, k, g, o, p, sc);
+}
+inline void run_forward(const RaggedAttention<double>& a, const Keep& k, int64_t g, double* o, double* p,
+                        Scratch<double>& sc) {
+  forward_group_d(a, k, g, o, p, sc);
+}
+inline void run_backward(const RaggedAttention<float>& a, const Keep& k, int64_t g, const float* p, const float* go,
+                         float* dq, int64_t dqs, float* dk, int64_t dks, float* dv, int64_t dvs, Scratch<float>& sc) {
+  backward_group_f(a, k, g, p, go, dq, dqs, dk, dks, dv, dvs, sc);
+}
+inline void run_backward(const RaggedAttention<double>& a, const Keep& k, int64_t g, const double* p,
+                         const double* go, double* dq, int64_t dqs, double* dk, int64_t dks, double* dv, int64_t dvs,
+                         Scratch<double>& sc) {
+  backward_group_d(a, k, g, p, go, dq, dqs, dk, dks, dv, dvs, sc);
 }
 
 template <typename T>
@@ -64,7 +274,6 @@ int threads_for(const RaggedAttention<T>& a, int threads) {
 
 template <typename T>
 void ragged_attention_forward(const RaggedAttention<T>& a, T* out, T* probs, int threads) {
-  const int64_t H = a.heads, dh = a.head_dim, W = a.width;
   const Keep keep(a.drop, a.drop_threshold);
   const int nt = threads_for(a, threads);
   ErrorSlot error;
@@ -73,52 +282,14 @@ void ragged_attention_forward(const RaggedAttention<T>& a, T* out, T* probs, int
 #pragma omp parallel num_threads(nt)
 #endif
   {
-    std::vector<T> s;
-    std::vector<uint8_t> seen;
+    Scratch<T> sc;
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp for schedule(dynamic, 8)
 #endif
     for (int64_t g = 0; g < a.groups; ++g) {
       if (error.failed()) continue;
       try {
-        s.resize(static_cast<size_t>(W));
-        seen.resize(static_cast<size_t>(W));
-        const int64_t k0 = a.k_offsets[g];
-        for (int64_t r = a.q_offsets[g]; r < a.q_offsets[g + 1]; ++r) {
-          const int64_t lim = key_limit(a, g, r - a.q_offsets[g]);
-          for (int64_t j = 0; j < lim; ++j) seen[j] = a.key_ignore == nullptr || a.key_ignore[k0 + j] == 0;
-          for (int64_t h = 0; h < H; ++h) {
-            const T* qr = a.q + r * a.q_stride + h * dh;
-            T* o = out + (r * H + h) * dh;
-            T* p = probs + (r * H + h) * W;
-            std::fill(p, p + W, T(0));
-            std::fill(o, o + dh, T(0));
-            T top = -std::numeric_limits<T>::infinity();
-            for (int64_t j = 0; j < lim; ++j) {
-              if (!seen[j]) continue;
-              s[j] = a.scale * dot(qr, a.k + (k0 + j) * a.k_stride + h * dh, dh);
-              top = std::max(top, s[j]);
-            }
-            if (top == -std::numeric_limits<T>::infinity()) {  // no visible key: torch's softmax gives NaN
-              std::fill(o, o + dh, std::numeric_limits<T>::quiet_NaN());
-              continue;
-            }
-            T sum = 0;
-            for (int64_t j = 0; j < lim; ++j) {
-              if (!seen[j]) continue;
-              p[j] = std::exp(s[j] - top);
-              sum += p[j];
-            }
-            const T inv = T(1) / sum;
-            const int64_t e0 = (r * H + h) * W;
-            for (int64_t j = 0; j < lim; ++j) {
-              if (!seen[j]) continue;
-              p[j] *= inv;
-              const T w = p[j] * keep.template operator()<T>(e0 + j);
-              if (w != T(0)) axpy(w, a.v + (k0 + j) * a.v_stride + h * dh, o, dh);
-            }
-          }
-        }
+        run_forward(a, keep, g, out, probs, sc);
       } catch (...) {
         error.capture();
       }
@@ -131,55 +302,23 @@ template <typename T>
 void ragged_attention_backward(const RaggedAttention<T>& a, const T* probs, const T* dout, T* dq,
                                int64_t dq_stride, T* dk, int64_t dk_stride, T* dv, int64_t dv_stride,
                                int threads) {
-  const int64_t H = a.heads, dh = a.head_dim, W = a.width;
   const Keep keep(a.drop, a.drop_threshold);
   const int nt = threads_for(a, threads);
   ErrorSlot error;
   (void)nt;
+  // each group's keys belong to it alone, so a group's dk / dv sums are one thread's
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
   {
-    std::vector<T> w;
+    Scratch<T> sc;
 #if FASTREGEN_HAVE_OPENMP
 #pragma omp for schedule(dynamic, 8)
 #endif
-    // each group's keys belong to it alone, so the dk / dv sums of a group are one thread's
     for (int64_t g = 0; g < a.groups; ++g) {
       if (error.failed()) continue;
       try {
-        w.resize(static_cast<size_t>(W));
-        const int64_t k0 = a.k_offsets[g];
-        for (int64_t r = a.q_offsets[g]; r < a.q_offsets[g + 1]; ++r) {
-          const int64_t lim = key_limit(a, g, r - a.q_offsets[g]);
-          for (int64_t h = 0; h < H; ++h) {
-            const T* p = probs + (r * H + h) * W;
-            const T* go = dout + (r * H + h) * dh;
-            const T* qr = a.q + r * a.q_stride + h * dh;
-            T* gq = dq + r * dq_stride + h * dh;
-            const int64_t e0 = (r * H + h) * W;
-            // out = sum_j keep_j p_j v_j: d p_j = keep_j (go . v_j), d v_j += keep_j p_j go
-            T inner = 0;
-            for (int64_t j = 0; j < lim; ++j) {
-              w[j] = T(0);
-              if (p[j] == T(0)) continue;  // invisible (or an underflowed weight: no gradient either way)
-              const T kp = keep.template operator()<T>(e0 + j);
-              if (kp == T(0)) continue;
-              w[j] = kp * dot(go, a.v + (k0 + j) * a.v_stride + h * dh, dh);
-              axpy(kp * p[j], go, dv + (k0 + j) * dv_stride + h * dh, dh);
-              inner += p[j] * w[j];
-            }
-            // softmax: d s_j = p_j (d p_j - sum_i p_i d p_i); s_j = scale q . k_j
-            std::fill(gq, gq + dh, T(0));
-            for (int64_t j = 0; j < lim; ++j) {
-              if (p[j] == T(0)) continue;
-              const T ds = a.scale * p[j] * (w[j] - inner);
-              if (ds == T(0)) continue;
-              axpy(ds, a.k + (k0 + j) * a.k_stride + h * dh, gq, dh);
-              axpy(ds, qr, dk + (k0 + j) * dk_stride + h * dh, dh);
-            }
-          }
-        }
+        run_backward(a, keep, g, probs, dout, dq, dq_stride, dk, dk_stride, dv, dv_stride, sc);
       } catch (...) {
         error.capture();
       }

@@ -947,7 +947,7 @@ PYBIND11_MODULE(_core, m) {
         throw py::value_error(std::string(what) + " must be 2-D (rows, heads * head_dim), got " +
                               std::to_string(a.ndim()) + " dimensions");
       const auto item = static_cast<py::ssize_t>(dtype.itemsize());
-      if (a.shape(1) > 1 && a.strides(1) != item)
+      if (a.shape(0) > 0 && a.shape(1) > 1 && a.strides(1) != item)
         throw py::value_error(std::string(what) + " must have contiguous rows (column stride " +
                               std::to_string(item) + " bytes), got " + std::to_string(a.strides(1)));
       if (a.shape(0) > 1 && (a.strides(0) < a.shape(1) * item || a.strides(0) % item != 0))

@@ -8,6 +8,10 @@ triton or touches CUDA.
 
 * `mix_memories` -- weighted sum of the K projected encoder memories
   (the diversity promoter's mixture), forward and backward.
+* `ragged_attention` -- multi-head attention within ragged groups of rows
+  (the regenerator's sequences and patterns), with dropout on the weights,
+  forward and backward; its fast path is the compiled CPU kernel
+  (``backend="core"``), not triton.
 * `constrained_argmax` -- one hybrid-decoding step: per-row argmax over a
   large vocabulary (generative rows) or over the row's own items
   (restrictive rows), excluding already generated ids, without the (B, V)
@@ -16,6 +20,7 @@ triton or touches CUDA.
 
 from ._backend import BACKENDS, resolve_backend
 from .hybrid_decode import constrained_argmax, constrained_argmax_naive, constrained_argmax_torch, table_max_abs
+from .attention import ragged_attention, ragged_attention_torch
 from .memory_mix import mix_memories, mix_memories_torch
 
 __all__ = [
@@ -23,6 +28,8 @@ __all__ = [
     "resolve_backend",
     "mix_memories",
     "mix_memories_torch",
+    "ragged_attention",
+    "ragged_attention_torch",
     "constrained_argmax",
     "constrained_argmax_torch",
     "constrained_argmax_naive",

@@ -1,0 +1,89 @@
+"""Reference of ``fastregen._core.ragged_attention_forward`` / ``_backward`` (csrc/attention.hpp).
+
+Plain NumPy loops over groups, queries and heads, written as the formulas
+read; float64 throughout. ``q``, ``k``, ``v`` are (rows, heads * head_dim);
+``keep`` is dropout's (query rows, heads, width) scaled keep mask, or None.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["visible_keys", "forward", "backward", "keep_mask"]
+
+
+def keep_mask(drop, threshold: int, rows: int, heads: int, width: int) -> np.ndarray | None:
+    """Dropout's scaled keep factors of element ``e = (r * heads + h) * width + j`` from random bytes:
+    at threshold 128 bit ``e % 8`` of byte ``e // 8`` (kept: 2), else byte ``e >= threshold``
+    (kept: 256 / (256 - threshold)); None when threshold is 0."""
+    if threshold == 0:
+        return None
+    n = rows * heads * width
+    drop = np.asarray(drop, dtype=np.uint8)
+    if threshold == 128:
+        e = np.arange(n)
+        kept = (drop[e // 8] >> (e % 8)) & 1
+        factor = 2.0
+    else:
+        kept = drop[:n] >= threshold
+        factor = 256.0 / (256 - threshold)
+    return (kept * factor).reshape(rows, heads, width)
+
+
+def visible_keys(g: int, i: int, k_offsets, causal: bool, key_ignore) -> list[int]:
+    """Keys (0-based within group g) that query position i of group g sees."""
+    n = int(k_offsets[g + 1] - k_offsets[g])
+    limit = min(n, i + 1) if causal else n
+    return [j for j in range(limit) if key_ignore is None or not key_ignore[k_offsets[g] + j]]
+
+
+def forward(q, k, v, q_offsets, k_offsets, heads: int, width: int, causal: bool = False, scale: float = 1.0,
+            key_ignore=None, keep=None):
+    """-> (out (rows, heads * head_dim), probs (rows, heads, width)); NaN out for a query with no visible key."""
+    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
+    R, D = q.shape
+    dh = D // heads
+    out = np.zeros((R, D))
+    probs = np.zeros((R, heads, width))
+    for g in range(len(q_offsets) - 1):
+        k0 = int(k_offsets[g])
+        for r in range(int(q_offsets[g]), int(q_offsets[g + 1])):
+            seen = visible_keys(g, r - int(q_offsets[g]), k_offsets, causal, key_ignore)
+            for h in range(heads):
+                cols = slice(h * dh, (h + 1) * dh)
+                if not seen:
+                    out[r, cols] = np.nan
+                    continue
+                s = np.array([scale * q[r, cols] @ k[k0 + j, cols] for j in seen])
+                p = np.exp(s - s.max())
+                p /= p.sum()
+                for j, pj in zip(seen, p):
+                    probs[r, h, j] = pj
+                    d = 1.0 if keep is None else keep[r, h, j]
+                    out[r, cols] += d * pj * v[k0 + j, cols]
+    return out, probs
+
+
+def backward(q, k, v, q_offsets, k_offsets, heads: int, width: int, causal: bool, scale: float, key_ignore,
+             keep, probs, dout):
+    """-> (dq, dk, dv), the gradients of ``sum(forward(...)[0] * dout)`` (a query with no visible key: none)."""
+    q, k, v, dout = (np.asarray(x, dtype=np.float64) for x in (q, k, v, dout))
+    dh = q.shape[1] // heads
+    dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+    for g in range(len(q_offsets) - 1):
+        k0 = int(k_offsets[g])
+        for r in range(int(q_offsets[g]), int(q_offsets[g + 1])):
+            seen = visible_keys(g, r - int(q_offsets[g]), k_offsets, causal, key_ignore)
+            for h in range(heads):
+                cols = slice(h * dh, (h + 1) * dh)
+                p = {j: probs[r, h, j] for j in seen}
+                d = {j: 1.0 if keep is None else keep[r, h, j] for j in seen}
+                dp = {j: d[j] * (dout[r, cols] @ v[k0 + j, cols]) for j in seen}
+                for j in seen:
+                    dv[k0 + j, cols] += d[j] * p[j] * dout[r, cols]
+                inner = sum(p[j] * dp[j] for j in seen)
+                for j in seen:
+                    ds = scale * p[j] * (dp[j] - inner)
+                    dq[r, cols] += ds * k[k0 + j, cols]
+                    dk[k0 + j, cols] += ds * q[r, cols]
+    return dq, dk, dv

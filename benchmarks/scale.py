@@ -208,6 +208,12 @@ def pipeline(args) -> None:
     n_proc = _check_processes(args, batch=256)  # both the regenerator's and SASRec's batch are 256
     if args.eval_threads is not None and args.eval_threads < 1:
         raise UsageError(f"--eval-threads must be >= 1, got {args.eval_threads}")
+    from pretrain_speed import parse_options
+
+    try:
+        args.options = parse_options(args.option)
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"--option: {err}") from None
     bad = sorted(set(args.skip) - set(SKIPPABLE))
     if bad:
         raise UsageError(f"--skip takes {', '.join(SKIPPABLE)}; got {', '.join(bad)}")
@@ -283,15 +289,21 @@ def _pipeline(args) -> None:
     if not memory.can_reset_peak():
         raise SystemExit("needs /proc/self/clear_refs (Linux) to measure each stage's peak")
     rec = Recorder(args, "pipeline", f"synthetic-books(n_users={args.users})")
-    work = Work(args.work, {"users": args.users, "item_updates": updates, "skip_dr4sr": args.skip_dr4sr})
-    cfg = RegenConfig(epochs=1, progress=args.progress, seed=0, item_updates=updates)
+    from pretrain_speed import options_label
+
+    options = getattr(args, "options", {})
+    label = options_label(options)
+    work = Work(args.work, {"users": args.users, "item_updates": updates, "skip_dr4sr": args.skip_dr4sr,
+                            **({"options": label} if label else {})})
+    cfg = RegenConfig(**{"epochs": 1, "progress": args.progress, "seed": 0, "item_updates": updates, **options})
     tcfg = dict(embed_dim=64, max_len=50, batch=256, item_updates=updates)
     n_proc = args.processes
     # what the rows of stages that depend on the settings say about them
     layout = (f"{args.threads} thread(s)" if n_proc == 1 else
               f"{n_proc} processes (torchrun, gloo) x {args.threads} thread(s), the global batch / N per process; "
               "peak RSS is rank 0's (each process holds its own copy)")
-    settings = f"item_updates={updates}{', --paper' if args.paper else ''}; {layout} on {os.cpu_count()} cores"
+    settings = (f"item_updates={updates}{', --paper' if args.paper else ''}{', regenerator ' + label if label else ''}; "
+                f"{layout} on {os.cpu_count()} cores")
 
     # the pipeline reads a text file, as `fastregen regenerate` does (written once, then cached)
     path = _books_file(args)
@@ -342,6 +354,7 @@ def _pipeline(args) -> None:
             valid_idx, train_idx = holdout_split(len(pdata), cfg)
             ptrain = pdata.subset(train_idx)
             opt = pretrain_optimizer(model, cfg)
+            model.use_fused_attention(cfg.fused_attention)
             # on N processes each takes batch / N of every global batch: the steps of one process
             trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=opt, batch_size=cfg.batch_size // n_proc,
                               seed=cfg.seed, progress=args.progress, desc="regenerator")
@@ -353,6 +366,7 @@ def _pipeline(args) -> None:
             trainer.run_epoch(ptrain, order=order[:steps])
             spent = time.perf_counter() - t0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}  # EarlyStopping keeps one
+            model.use_fused_attention(False)  # as `pretrain` leaves it
             model.eval()
             model.zero_grad(set_to_none=True)  # as Trainer.fit does at its end
         cpu = _cpu_of_ranks(time.process_time() - cpu)
@@ -749,12 +763,14 @@ if what == "regenerator":
     from fastregen.generator.pretrain import RegeneratorLoss, holdout_split, pair_data, pretrain_optimizer
     from fastregen.patterns import dr4sr_input, mine_patterns, pretrain_pairs
     train = dr4sr_input(data)
-    cfg = RegenConfig(progress=False, item_updates=updates, pack_targets=mode.endswith("-packed"))
+    cfg = RegenConfig(progress=False, item_updates=updates, pack_targets="-packed" in mode,
+                      fused_attention=mode.endswith("-fused"))
     pairs = pair_data(pretrain_pairs(train, mine_patterns(train, max_span=5, min_support=2), max_len=50), cfg)
     examples = pairs.subset(holdout_split(len(pairs), cfg)[1])  # the pre-training split, as `pretrain`
     torch.manual_seed(0)
     model = Regenerator(data.num_items, cfg)
     model.item_embedding.sparse = mode != "dense"
+    model.use_fused_attention(cfg.fused_attention)
     trainer = Trainer(model, RegeneratorLoss(cfg), optimizer=pretrain_optimizer(model, cfg), batch_size=256 // ranks,
                       progress=False, hooks=[CallbackHook(step=tick)])
 else:
@@ -796,7 +812,8 @@ if world is not None:
 #: What `STEP_WORKER`'s modes mean (the rows' notes say it).
 STEP_MODES = {"dense": "dense lookup gradients, fused Adam", "sparse": "sparse lookup gradients, fused Adam",
               "lazy": "sparse lookup gradients, item_updates='lazy' (LazyAdam)",
-              "lazy-packed": "as lazy, and the regenerator's targets packed (pack_targets=True)"}
+              "lazy-packed": "as lazy, and the regenerator's targets packed (pack_targets=True)",
+              "lazy-packed-fused": "as lazy-packed, and the compiled attention kernel (fused_attention=True)"}
 
 
 def _books_file(args) -> Path:
@@ -972,6 +989,8 @@ def main(argv=None) -> int:
     p.add_argument("--processes", type=int, default=1,
                    help="the regenerator's and SASRec's training (and inference) on N processes under torchrun, "
                         "each with --threads threads and the global batch / N")
+    p.add_argument("--option", action="append", metavar="NAME=VALUE",
+                   help="a RegenConfig option of the regenerator (repeatable), e.g. fused_attention=true")
     p.add_argument("--eval-threads", type=int, default=None,
                    help="threads of the validation and test passes (rank 0's; default --threads x --processes)")
     d = sub.add_parser("decode")

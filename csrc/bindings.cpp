@@ -17,6 +17,7 @@
 
 #include "amx_ranks.hpp"
 #include "attention.hpp"
+#include "dropout.hpp"
 #include "csr.hpp"
 #include "entropy.hpp"
 #include "mining.hpp"
@@ -1157,6 +1158,44 @@ PYBIND11_MODULE(_core, m) {
         "dk and dv are added to (pass zeros; slices of one array when q, k, v are slices of one). GIL released.");
   }
   // ===== end section: ragged attention =====
+
+  // ===== section: dropout =====
+  m.def(
+      "apply_dropout",
+      [](const py::array& x, const py::array& raw_in, int threshold, const py::array& out, int threads) {
+        const py::dtype dt = x.dtype();
+        if (!dt.is(py::dtype::of<float>()) && !dt.is(py::dtype::of<double>()))
+          throw py::type_error("x must be float32 or float64, got " + std::string(py::str(dt)));
+        if (!(x.flags() & py::array::c_style)) throw py::value_error("x must be C-contiguous");
+        if (!out.dtype().is(dt) || !(out.flags() & py::array::c_style) || !out.writeable() || out.size() != x.size())
+          throw py::value_error("out must be a writable C-contiguous array of x's dtype and size (" +
+                                std::to_string(x.size()) + ")");
+        if (threshold < 1 || threshold > 255)
+          throw py::value_error("threshold must be in 1..255, got " + std::to_string(threshold));
+        if (!py::isinstance<carray<uint8_t>>(raw_in)) throw py::type_error("raw must be a C-contiguous uint8 array");
+        const carray<uint8_t> raw = raw_in.cast<carray<uint8_t>>();
+        const int64_t n = static_cast<int64_t>(x.size());
+        const int64_t need = threshold == 128 ? (n + 7) / 8 : n;
+        if (static_cast<int64_t>(raw.size()) < need)
+          throw py::value_error("raw must hold at least " + std::to_string(need) + " bytes for " + std::to_string(n) +
+                                " elements, got " + std::to_string(raw.size()));
+        InputGuard guard;
+        guard.pin(x);
+        guard.pin(raw);
+        guard.pin(out);
+        py::array o = out;  // mutable_data() needs a non-const handle
+        py::gil_scoped_release nogil;
+        if (dt.is(py::dtype::of<float>()))
+          apply_dropout(static_cast<const float*>(x.data()), n, raw.data(), threshold, static_cast<float*>(o.mutable_data()),
+                        threads);
+        else
+          apply_dropout(static_cast<const double*>(x.data()), n, raw.data(), threshold,
+                        static_cast<double*>(o.mutable_data()), threads);
+      },
+      py::arg("x"), py::arg("raw"), py::arg("threshold"), py::arg("out"), py::arg("threads") = 0,
+      "out = x * keep: inverted dropout from random bytes (one bit per element at threshold 128), bit for bit\n"
+      "x * fastregen.models.base.Dropout.keep(raw, ...). out may be x. See csrc/dropout.hpp; GIL released.");
+  // ===== end section: dropout =====
 
   (void)&make_view;
   (void)&csr_to_numpy;

@@ -38,7 +38,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from fastregen import _core
+from fastregen.reference import attention as ref_attention
 from fastregen.reference import csr as ref_csr
+from fastregen.reference import dropout as ref_dropout
 from fastregen.reference import entropy as ref_entropy
 from fastregen.reference import mining as ref_mining
 from fastregen.reference import ranks as ref_ranks
@@ -532,6 +534,92 @@ def t_amx_ranks():
     return run
 
 
+def t_ragged_attention():
+    # Valid or broken: offsets that do not start at 0, decrease or miss the end, a width below a group's
+    # keys, heads that do not divide the width, a wrong dtype, short dropout bytes, a threshold outside
+    # 0..255, key_ignore of the wrong length. Valid calls match the reference, forward and backward.
+    @given(st.lists(st.integers(0, 5), max_size=5), st.lists(st.integers(0, 6), max_size=5),
+           st.sampled_from([1, 2, 3]), st.sampled_from([1, 2, 4]), st.integers(-1, 2), st.booleans(),
+           st.sampled_from([-1, 0, 1, 51, 128, 255, 256]), st.sampled_from(["float64", "float32", "float16"]),
+           st.sampled_from(["ok", "start", "end", "decrease", "short_drop", "ignore"]), st.booleans(),
+           st.sampled_from([1, 2]), st.integers(0, 2**32 - 1))
+    @_counted
+    def run(q_len, k_len, heads, dh, extra, causal, threshold, dtype, broken, use_ignore, threads, seed):
+        rng = np.random.default_rng(seed)
+        G = min(len(q_len), len(k_len))
+        q_off = np.r_[0, np.cumsum(q_len[:G])].astype(np.int64)
+        k_off = np.r_[0, np.cumsum(k_len[:G])].astype(np.int64)
+        R, N, D = int(q_off[-1]), int(k_off[-1]), 2 * dh  # D = 2 dh: heads 3 does not divide it
+        width = max(k_len[:G], default=0) + extra
+        q, k, v = (rng.standard_normal((n, D)).astype(dtype) for n in (R, N, N))
+        ignore = rng.random(N + (broken == "ignore")) < 0.3 if use_ignore or broken == "ignore" else None
+        n_drop = R * heads * max(width, 0)
+
+        def need_bytes(n):
+            return (n + 7) // 8 if threshold == 128 else n
+
+        drop = rng.integers(0, 256, need_bytes(n_drop), dtype=np.uint8)
+        if broken == "short_drop" and drop.size:
+            drop = drop[:-1]
+        if broken == "start":
+            q_off = q_off + 1
+        elif broken == "end" and G:
+            k_off = np.r_[k_off[:-1], k_off[-1] + 1]
+        elif broken == "decrease" and G >= 2 and q_off[1] > 0:
+            q_off = np.r_[q_off[0], q_off[1:][::-1]]
+        monotone = all(o.size >= 1 and o[0] == 0 and bool(np.all(np.diff(o) >= 0)) for o in (q_off, k_off))
+        valid = (dtype != "float16" and D % heads == 0 and 0 <= threshold <= 255 and monotone
+                 and q_off[-1] == R and k_off[-1] == N and width >= max(np.diff(k_off), default=0)
+                 and (ignore is None or ignore.size == N) and (threshold == 0 or drop.size >= need_bytes(n_drop)))
+        args = (q, k, v, q_off, k_off, heads, width, causal, 0.5, ignore, drop if threshold else None, threshold)
+
+        if not valid:
+            _expect_clean_error(lambda: _core.ragged_attention_forward(*args, threads))
+            return
+        out, probs = _core.ragged_attention_forward(*args, threads)
+        keep = ref_attention.keep_mask(drop, threshold, R, heads, width)
+        want, want_probs = ref_attention.forward(q, k, v, q_off, k_off, heads, width, causal, 0.5, ignore, keep)
+        tol = 1e-12 if dtype == "float64" else 1e-5
+        assert np.array_equal(np.isnan(out), np.isnan(want))
+        assert np.allclose(np.nan_to_num(out), np.nan_to_num(want), rtol=tol, atol=tol)
+        assert np.allclose(probs, want_probs, rtol=tol, atol=tol)
+        dout = rng.standard_normal(out.shape).astype(dtype)
+        grads = [np.zeros_like(a) for a in (q, k, v)]
+        _core.ragged_attention_backward(*args, probs, dout, *grads, threads)
+        for g, w in zip(grads, ref_attention.backward(q, k, v, q_off, k_off, heads, width, causal, 0.5, ignore,
+                                                       keep, want_probs, dout)):
+            assert np.allclose(g, w, rtol=10 * tol, atol=10 * tol)
+
+    return run
+
+
+def t_dropout():
+    # Valid or broken: short bytes, a threshold outside 1..255, a wrong dtype, an out of another size.
+    @given(st.integers(0, 300), st.sampled_from([-1, 0, 1, 51, 128, 255, 256]),
+           st.sampled_from(["float32", "float64", "float16", "int64"]), st.sampled_from(["ok", "short", "out"]),
+           st.sampled_from([1, 2]), st.integers(0, 2**32 - 1))
+    @_counted
+    def run(n, threshold, dtype, broken, threads, seed):
+        rng = np.random.default_rng(seed)
+        x = (rng.standard_normal(n) * 3).astype(dtype)
+        need = (n + 7) // 8 if threshold == 128 else n
+        raw = rng.integers(0, 256, max(need - (broken == "short"), 0), dtype=np.uint8)
+        out = np.empty(n + (broken == "out"), dtype=dtype)
+        valid = (dtype in ("float32", "float64") and 1 <= threshold <= 255 and broken == "ok"
+                 or dtype in ("float32", "float64") and 1 <= threshold <= 255 and broken == "short" and need == 0)
+
+        def call():
+            _core.apply_dropout(x, raw, threshold, out, threads)
+
+        if not valid:
+            _expect_clean_error(call)
+            return
+        call()
+        assert np.array_equal(out, ref_dropout.apply_dropout(x, raw, threshold))
+
+    return run
+
+
 TARGETS = {
     "tokenize_int_lines": t_tokenize,
     "parse_user_lines": t_parse_user_lines,
@@ -547,6 +635,8 @@ TARGETS = {
     "segment": t_segment,
     "rank_counts": t_rank_counts,
     "amx_rank_counts/pack_items/exact_scores": t_amx_ranks,
+    "ragged_attention_forward/ragged_attention_backward": t_ragged_attention,
+    "apply_dropout": t_dropout,
 }
 
 

@@ -39,7 +39,8 @@ def test_every_core_function_is_a_fuzz_target():
     covered = {"tokenize_int_lines", "parse_user_lines", "format_int_rows", "gather_ranges", "mine_patterns",
                "window_counts", "pretrain_pairs", "lz_lambda_sums", "real_entropy", "n_distinct",
                "item_entropies", "MarkovModel", "mine_entropy_patterns", "segment", "rank_counts",
-               "amx_rank_counts", "pack_items", "exact_scores", "PackedItems"}
+               "amx_rank_counts", "pack_items", "exact_scores", "PackedItems", "ragged_attention_forward",
+               "ragged_attention_backward", "apply_dropout"}
     info_only = {"have_openmp", "max_threads", "amx_available"}
     public = {n for n in dir(_core) if not n.startswith("_")}
     assert public - info_only == covered, public - info_only ^ covered

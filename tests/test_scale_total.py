@@ -163,6 +163,9 @@ def test_pipeline_cli_refuses_fractions_with_paper(scale, capsys):
     (("--processes", "0"), "--processes must be >= 1, got 0"),
     (("--skip", "regenerator"), "--skip takes inference, evaluate; got regenerator"),
     (("--eval-threads", "0"), "--eval-threads must be >= 1, got 0"),
+    (("--option", "fused_attention"), "--option: --option takes NAME=VALUE, got 'fused_attention'"),
+    (("--option", "fused=true"), "--option: unknown RegenConfig option(s): fused"),
+    (("--option", "fused_attention=2"), "--option: fused_attention must be a bool, got 2"),
 ])
 def test_pipeline_cli_checks_processes_skip_and_eval_threads(scale, capsys, argv, message):
     code, out, err = _cli(scale, capsys, "pipeline", *argv)

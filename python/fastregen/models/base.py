@@ -274,6 +274,32 @@ def _bit_table(dtype: torch.dtype, device) -> torch.Tensor:
     return (bits * 2).to(dtype=dtype, device=device)
 
 
+class _CoreDropout(torch.autograd.Function):
+    """``x * Dropout.keep(raw, ...)`` by `fastregen._core.apply_dropout` (csrc/dropout.hpp): bit for bit the
+    torch product, without building the float mask (a widening copy and a table lookup per call); the
+    backward pass multiplies the gradient by the same factors, from the kept bytes."""
+
+    @staticmethod
+    def _apply(x: torch.Tensor, raw: torch.Tensor, threshold: int) -> torch.Tensor:
+        from .. import _core
+
+        x = x.detach().contiguous()
+        out = torch.empty_like(x)
+        _core.apply_dropout(x.numpy(), raw.numpy(), threshold, out.numpy(), torch.get_num_threads())
+        return out
+
+    @staticmethod
+    def forward(ctx, x, raw, threshold):
+        ctx.save_for_backward(raw)
+        ctx.threshold = threshold
+        return _CoreDropout._apply(x, raw, threshold)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (raw,) = ctx.saved_tensors
+        return _CoreDropout._apply(grad, raw, ctx.threshold), None, None
+
+
 class Dropout(nn.Module):
     """Inverted dropout drawing its mask from random bytes.
 
@@ -318,6 +344,9 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.threshold == 0:
             return x
+        if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+            # the same bytes and products in one compiled pass, forward and backward (`_CoreDropout`)
+            return _CoreDropout.apply(x, self.draw(x.numel(), x.device), self.threshold)
         return x * self.mask(x.shape, x.dtype, x.device)
 
     def extra_repr(self) -> str:

@@ -9,25 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import dropout
+
 __all__ = ["visible_keys", "forward", "backward", "keep_mask"]
 
 
 def keep_mask(drop, threshold: int, rows: int, heads: int, width: int) -> np.ndarray | None:
-    """Dropout's scaled keep factors of element ``e = (r * heads + h) * width + j`` from random bytes:
-    at threshold 128 bit ``e % 8`` of byte ``e // 8`` (kept: 2), else byte ``e >= threshold``
-    (kept: 256 / (256 - threshold)); None when threshold is 0."""
+    """Dropout's scaled keep factors of element ``e = (r * heads + h) * width + j`` from random bytes
+    (`fastregen.reference.dropout.keep_mask`), shape (rows, heads, width); None when threshold is 0."""
     if threshold == 0:
         return None
-    n = rows * heads * width
-    drop = np.asarray(drop, dtype=np.uint8)
-    if threshold == 128:
-        e = np.arange(n)
-        kept = (drop[e // 8] >> (e % 8)) & 1
-        factor = 2.0
-    else:
-        kept = drop[:n] >= threshold
-        factor = 256.0 / (256 - threshold)
-    return (kept * factor).reshape(rows, heads, width)
+    return dropout.keep_mask(drop, threshold, rows * heads * width).reshape(rows, heads, width)
 
 
 def visible_keys(g: int, i: int, k_offsets, causal: bool, key_ignore) -> list[int]:

@@ -194,6 +194,11 @@ FASTREGEN_INLINE void backward_group(const RaggedAttention<T>& a, const Keep& ke
   const int64_t H = a.heads, dh = a.head_dim, W = a.width;
   const int64_t k0 = a.k_offsets[g], n = a.k_offsets[g + 1] - k0, n16 = padded(n);
   sc.size(dh, n16);
+  // the group's keys are its own: their gradients start here, so the caller need not zero them
+  for (int64_t j = 0; j < n; ++j) {
+    std::fill(dk + (k0 + j) * dk_stride, dk + (k0 + j) * dk_stride + H * dh, T(0));
+    std::fill(dv + (k0 + j) * dv_stride, dv + (k0 + j) * dv_stride + H * dh, T(0));
+  }
   for (int64_t h = 0; h < H; ++h) {
     transpose_head(a.v + k0 * a.v_stride + h * dh, a.v_stride, n, n16, dh, sc.t.data());
     for (int64_t r = a.q_offsets[g]; r < a.q_offsets[g + 1]; ++r) {

@@ -63,10 +63,10 @@ template <typename T>
 void ragged_attention_forward(const RaggedAttention<T>& a, T* out, T* probs, int threads);
 
 // Gradients given dout (q rows, heads * head_dim) contiguous and the forward's probs:
-// dq is written (row stride dq_stride, every visible query row and head; rows of a
-// query with no visible key get 0), dk and dv are *added to* (strides dk_stride,
-// dv_stride), so a caller whose q, k, v are slices of one tensor passes slices of one
-// zeroed gradient.
+// every row of dq, dk and dv is written (row strides dq_stride, dk_stride, dv_stride;
+// a query with no visible key gets 0, and so does a key no query sees), so the buffers
+// need no zeroing, and a caller whose q, k, v are slices of one tensor passes slices
+// of one gradient buffer (the slices must not overlap).
 template <typename T>
 void ragged_attention_backward(const RaggedAttention<T>& a, const T* probs, const T* dout, T* dq,
                                int64_t dq_stride, T* dk, int64_t dk_stride, T* dv, int64_t dv_stride,

@@ -1154,8 +1154,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("width"), py::arg("causal"), py::arg("scale"), py::arg("key_ignore"), py::arg("drop"),
         py::arg("drop_threshold"), py::arg("probs"), py::arg("dout"), py::arg("dq"), py::arg("dk"), py::arg("dv"),
         py::arg("threads") = 0,
-        "Gradients of ragged_attention_forward (same arguments, its probs, dout C-contiguous): dq is written,\n"
-        "dk and dv are added to (pass zeros; slices of one array when q, k, v are slices of one). GIL released.");
+        "Gradients of ragged_attention_forward (same arguments, its probs, dout C-contiguous) into dq, dk, dv:\n"
+        "every row written (no zeroing needed; slices of one array when q, k, v are slices of one). GIL released.");
   }
   // ===== end section: ragged attention =====
 

@@ -8,6 +8,12 @@
 namespace fastregen {
 namespace {
 
+#if FASTREGEN_HAVE_OPENMP
+#define FASTREGEN_DROPOUT_SIMD _Pragma("omp simd")
+#else
+#define FASTREGEN_DROPOUT_SIMD
+#endif
+
 #if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 #define FASTREGEN_DROPOUT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -34,6 +40,8 @@ inline void bits_block(const T* x, int64_t e0, int64_t e1, const uint8_t* raw, T
   int64_t e = e0;
   for (; e + 8 <= e1; e += 8) {
     const T* f = factors + 8 * static_cast<int64_t>(raw[e >> 3]);
+    // out may be x itself: each element is read before it is written, so the lanes are independent
+    FASTREGEN_DROPOUT_SIMD
     for (int k = 0; k < 8; ++k) out[e + k] = x[e + k] * f[k];
   }
   for (; e < e1; ++e) out[e] = x[e] * static_cast<T>(((raw[e >> 3] >> (e & 7)) & 1u) * 2u);
@@ -41,6 +49,7 @@ inline void bits_block(const T* x, int64_t e0, int64_t e1, const uint8_t* raw, T
 
 template <typename T>
 inline void bytes_block(const T* x, int64_t e0, int64_t e1, const uint8_t* raw, int threshold, T scale, T* out) {
+  FASTREGEN_DROPOUT_SIMD
   for (int64_t e = e0; e < e1; ++e) out[e] = x[e] * (raw[e] >= threshold ? scale : T(0));
 }
 

@@ -584,7 +584,7 @@ def t_ragged_attention():
         assert np.allclose(np.nan_to_num(out), np.nan_to_num(want), rtol=tol, atol=tol)
         assert np.allclose(probs, want_probs, rtol=tol, atol=tol)
         dout = rng.standard_normal(out.shape).astype(dtype)
-        grads = [np.zeros_like(a) for a in (q, k, v)]
+        grads = [np.full(a.shape, np.nan, dtype=a.dtype) for a in (q, k, v)]  # every element written
         _core.ragged_attention_backward(*args, probs, dout, *grads, threads)
         for g, w in zip(grads, ref_attention.backward(q, k, v, q_off, k_off, heads, width, causal, 0.5, ignore,
                                                        keep, want_probs, dout)):

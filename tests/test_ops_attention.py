@@ -99,7 +99,7 @@ def test_core_matches_numpy_reference(seed, self_attention, causal, ignore, thre
     np.testing.assert_allclose(np.nan_to_num(out), np.nan_to_num(want_out), rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(probs, want_probs, rtol=1e-12, atol=1e-15)
     dout = np.random.default_rng(seed).standard_normal(out.shape)
-    dq, dk, dv = (np.zeros_like(a) for a in args[:3])
+    dq, dk, dv = (np.full(a.shape, np.nan) for a in args[:3])  # the kernel writes every element
     _core.ragged_attention_backward(*args, ignore_np, drop, threshold, probs, dout, dq, dk, dv, threads)
     for got, want in zip((dq, dk, dv), ref.backward(*args, ignore_np, keep, want_probs, dout)):
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)

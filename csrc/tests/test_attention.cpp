@@ -125,7 +125,7 @@ void check_gradients(Case c) {
   std::normal_distribution<double> normal;
   for (double& x : w) x = normal(rng);
   forward(c, 1, &probs);
-  std::vector<double> dq(n, 0.0), dk(c.k.size(), 0.0), dv(c.v.size(), 0.0);
+  std::vector<double> dq(n, NAN), dk(c.k.size(), NAN), dv(c.v.size(), NAN);  // every element written
   const int64_t D = c.heads * c.dh;
   ragged_attention_backward(c.problem(), probs.data(), w.data(), dq.data(), D, dk.data(), D, dv.data(), D, 1);
   auto loss = [&](const Case& x) {

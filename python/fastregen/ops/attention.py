@@ -136,8 +136,8 @@ class _Core(torch.autograd.Function):
 
         q, kv = ctx.saved_tensors
         qo, ko, heads, width, causal, scale, ignore, dropn, threshold, threads, self_attention = ctx.args
-        dq_src = torch.zeros_like(q)
-        dkv_src = dq_src if self_attention else torch.zeros_like(kv)
+        dq_src = torch.empty_like(q)  # the kernel writes every row of dq, dk and dv
+        dkv_src = dq_src if self_attention else torch.empty_like(kv)
         qq, k, v = (t.numpy() for t in _split(q.detach(), None if self_attention else kv.detach()))
         dq, dk, dv = (t.numpy() for t in _split(dq_src, None if self_attention else dkv_src))
         _core.ragged_attention_backward(qq, k, v, qo, ko, heads, width, causal, scale, ignore, dropn, threshold,

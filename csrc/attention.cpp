@@ -40,7 +40,7 @@ namespace {
 // degree-6 polynomial for e^r (~1 ulp), times 2^n built in the exponent bits. x < -87 is taken as -87
 // (e^-87 ~ 1.6e-38 next to the row's largest weight, e^0 = 1).
 FASTREGEN_INLINE float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
+  x = std::max(x, -87.0f);
   float n = x * 1.44269504088896341f;
   n = (n + 12582912.0f) - 12582912.0f;  // round to nearest: 1.5 * 2^23 pushes the fraction out
   float r = x - n * 0.693359375f;
@@ -57,7 +57,7 @@ FASTREGEN_INLINE float exp_nonpositive(float x) {
   std::memcpy(&two_n, &bits, sizeof two_n);
   return p * two_n;
 }
-FASTREGEN_INLINE double exp_nonpositive(double x) { return std::exp(x); }
+FASTREGEN_INLINE double exp_nonpositive(double x) { return std::exp(std::max(x, -745.0)); }
 
 template <typename T>
 FASTREGEN_INLINE void axpy(T alpha, const T* x, T* y, int64_t n) {
@@ -137,14 +137,17 @@ FASTREGEN_INLINE void scores(const T* x, const T* t, int64_t n16, int64_t dh, T*
   }
 }
 
-template <typename T>
+// DH > 0: the head width known at compile time (32, the regenerator's 64 / 2 heads), so a query's output and
+// gradient sums stay in registers; DH = 0: any width, the sums in memory.
+template <typename T, int DH>
 FASTREGEN_INLINE void forward_group(const RaggedAttention<T>& a, const Keep& keep, int64_t g, T* out, T* probs,
                                     Scratch<T>& sc) {
-  const int64_t H = a.heads, dh = a.head_dim, W = a.width;
+  const int64_t H = a.heads, dh = DH > 0 ? DH : a.head_dim, W = a.width;
   const int64_t k0 = a.k_offsets[g], n = a.k_offsets[g + 1] - k0, n16 = padded(n);
   sc.size(dh, n16);
   for (int64_t j = 0; j < n; ++j) sc.seen[j] = (a.key_ignore == nullptr || a.key_ignore[k0 + j] == 0) ? T(1) : T(0);
   const T ninf = -std::numeric_limits<T>::infinity();
+  const T scale = a.scale;  // a local: a load through `a` could alias s, and kept the loops scalar
   T* s = sc.s.data();
   for (int64_t h = 0; h < H; ++h) {
     transpose_head(a.k + k0 * a.k_stride + h * dh, a.k_stride, n, n16, dh, sc.t.data());
@@ -153,15 +156,17 @@ FASTREGEN_INLINE void forward_group(const RaggedAttention<T>& a, const Keep& kee
       T* o = out + (r * H + h) * dh;
       T* p = probs + (r * H + h) * W;
       const T* seen = sc.seen.data();
-      std::fill(o, o + dh, T(0));
+      T local[DH > 0 ? DH : 1];
+      T* acc = DH > 0 ? local : o;
+      std::fill(acc, acc + dh, T(0));
       scores(a.q + r * a.q_stride + h * dh, sc.t.data(), n16, dh, s);
+      // branch-free loops the compiler vectorises: mask, the causal tail, the maximum
+      FASTREGEN_SIMD
+      for (int64_t j = 0; j < n16; ++j) s[j] = seen[j] != T(0) ? s[j] * scale : ninf;
+      std::fill(s + lim, s + n16, ninf);
       T top = ninf;
       FASTREGEN_SIMD_MAX(top)
-      for (int64_t j = 0; j < n16; ++j) {
-        const T v = seen[j] * T(j < lim) != T(0) ? s[j] * a.scale : ninf;
-        s[j] = v;
-        top = top > v ? top : v;
-      }
+      for (int64_t j = 0; j < n16; ++j) top = s[j] > top ? s[j] : top;
       if (top == ninf) {  // no visible key: torch's softmax gives NaN
         std::fill(p, p + W, T(0));
         std::fill(o, o + dh, std::numeric_limits<T>::quiet_NaN());
@@ -170,7 +175,7 @@ FASTREGEN_INLINE void forward_group(const RaggedAttention<T>& a, const Keep& kee
       T sum = 0;
       FASTREGEN_SIMD_SUM
       for (int64_t j = 0; j < n16; ++j) {
-        const T e = s[j] == ninf ? T(0) : exp_nonpositive(s[j] - top);
+        const T e = exp_nonpositive(s[j] - top) * T(s[j] != ninf);  // exp(-inf) is clamped: masked to 0
         s[j] = e;
         sum += e;
       }
@@ -181,17 +186,19 @@ FASTREGEN_INLINE void forward_group(const RaggedAttention<T>& a, const Keep& kee
       const int64_t e0 = (r * H + h) * W;
       for (int64_t j = 0; j < lim; ++j) {
         const T w = p[j] * keep.at<T>(e0 + j);
-        if (w != T(0)) axpy(w, a.v + (k0 + j) * a.v_stride + h * dh, o, dh);
+        if (w != T(0)) axpy(w, a.v + (k0 + j) * a.v_stride + h * dh, acc, dh);
       }
+      if (DH > 0) std::copy(acc, acc + dh, o);
     }
   }
 }
 
-template <typename T>
+template <typename T, int DH>
 FASTREGEN_INLINE void backward_group(const RaggedAttention<T>& a, const Keep& keep, int64_t g, const T* probs,
                                      const T* dout, T* dq, int64_t dq_stride, T* dk, int64_t dk_stride, T* dv,
                                      int64_t dv_stride, Scratch<T>& sc) {
-  const int64_t H = a.heads, dh = a.head_dim, W = a.width;
+  const int64_t H = a.heads, dh = DH > 0 ? DH : a.head_dim, W = a.width;
+  const T scale = a.scale;
   const int64_t k0 = a.k_offsets[g], n = a.k_offsets[g + 1] - k0, n16 = padded(n);
   sc.size(dh, n16);
   // the group's keys are its own: their gradients start here, so the caller need not zero them
@@ -219,13 +226,16 @@ FASTREGEN_INLINE void backward_group(const RaggedAttention<T>& a, const Keep& ke
         inner += p[j] * w[j];
       }
       // softmax: d s_j = p_j (d p_j - sum_i p_i d p_i); s_j = scale q . k_j
-      std::fill(gq, gq + dh, T(0));
+      T local[DH > 0 ? DH : 1];
+      T* acc = DH > 0 ? local : gq;
+      std::fill(acc, acc + dh, T(0));
       for (int64_t j = 0; j < lim; ++j) {
-        const T ds = a.scale * p[j] * (w[j] - inner);
+        const T ds = scale * p[j] * (w[j] - inner);
         if (ds == T(0)) continue;
-        axpy(ds, a.k + (k0 + j) * a.k_stride + h * dh, gq, dh);
+        axpy(ds, a.k + (k0 + j) * a.k_stride + h * dh, acc, dh);
         axpy(ds, qr, dk + (k0 + j) * dk_stride + h * dh, dh);
       }
+      if (DH > 0) std::copy(acc, acc + dh, gq);
     }
   }
 }
@@ -233,21 +243,23 @@ FASTREGEN_INLINE void backward_group(const RaggedAttention<T>& a, const Keep& ke
 // The multi-versioned entry points (target_clones needs plain functions, not templates).
 FASTREGEN_CLONES void forward_group_f(const RaggedAttention<float>& a, const Keep& keep, int64_t g, float* out,
                                       float* probs, Scratch<float>& sc) {
-  forward_group(a, keep, g, out, probs, sc);
+  if (a.head_dim == 32) forward_group<float, 32>(a, keep, g, out, probs, sc);
+  else forward_group<float, 0>(a, keep, g, out, probs, sc);
 }
 FASTREGEN_CLONES void forward_group_d(const RaggedAttention<double>& a, const Keep& keep, int64_t g, double* out,
                                       double* probs, Scratch<double>& sc) {
-  forward_group(a, keep, g, out, probs, sc);
+  forward_group<double, 0>(a, keep, g, out, probs, sc);
 }
 FASTREGEN_CLONES void backward_group_f(const RaggedAttention<float>& a, const Keep& keep, int64_t g,
                                        const float* probs, const float* dout, float* dq, int64_t dqs, float* dk,
                                        int64_t dks, float* dv, int64_t dvs, Scratch<float>& sc) {
-  backward_group(a, keep, g, probs, dout, dq, dqs, dk, dks, dv, dvs, sc);
+  if (a.head_dim == 32) backward_group<float, 32>(a, keep, g, probs, dout, dq, dqs, dk, dks, dv, dvs, sc);
+  else backward_group<float, 0>(a, keep, g, probs, dout, dq, dqs, dk, dks, dv, dvs, sc);
 }
 FASTREGEN_CLONES void backward_group_d(const RaggedAttention<double>& a, const Keep& keep, int64_t g,
                                        const double* probs, const double* dout, double* dq, int64_t dqs, double* dk,
                                        int64_t dks, double* dv, int64_t dvs, Scratch<double>& sc) {
-  backward_group(a, keep, g, probs, dout, dq, dqs, dk, dks, dv, dvs, sc);
+  backward_group<double, 0>(a, keep, g, probs, dout, dq, dqs, dk, dks, dv, dvs, sc);
 }
 inline void run_forward(const RaggedAttention<float>& a, const Keep& k, int64_t g, float* o, float* p,
                         Scratch<float>& sc) {

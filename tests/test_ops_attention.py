@@ -56,8 +56,11 @@ CASES = [(sa, causal, ignore, thr) for sa in (True, False) for causal in (False,
 
 @pytest.mark.parametrize("self_attention,causal,ignore,threshold", CASES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_core_matches_torch_reference_forward_and_backward(self_attention, causal, ignore, threshold, dtype):
-    p = _problem(7 + threshold, self_attention=self_attention, ignore=ignore, threshold=threshold, dtype=dtype)
+@pytest.mark.parametrize("head_dim", [4, 32])  # 32: the float kernel's compile-time width (sums in registers)
+def test_core_matches_torch_reference_forward_and_backward(self_attention, causal, ignore, threshold, dtype,
+                                                           head_dim):
+    p = _problem(7 + threshold, self_attention=self_attention, ignore=ignore, threshold=threshold, dtype=dtype,
+                 head_dim=head_dim, max_k=20)
     core = _grads(lambda *a, **k: ragged_attention(*a, **k, backend="core"), p, causal)
     torch_ = _grads(ragged_attention_torch, p, causal)
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-6)

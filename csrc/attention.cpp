@@ -287,11 +287,10 @@ int threads_for(const RaggedAttention<T>& a, int threads) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(threads), a.groups)));
 }
 
-}  // namespace
-
-template <typename T>
-void ragged_attention_forward(const RaggedAttention<T>& a, T* out, T* probs, int threads) {
-  const Keep keep(a.drop, a.drop_threshold);
+// fn(g, scratch) for every group, OpenMP over groups (each group's rows of out / dq and of dk / dv are
+// written by one thread: its keys belong to it alone); the first exception is re-raised here.
+template <typename T, typename Fn>
+void for_each_group(const RaggedAttention<T>& a, int threads, Fn&& fn) {
   const int nt = threads_for(a, threads);
   ErrorSlot error;
   (void)nt;
@@ -306,7 +305,7 @@ void ragged_attention_forward(const RaggedAttention<T>& a, T* out, T* probs, int
     for (int64_t g = 0; g < a.groups; ++g) {
       if (error.failed()) continue;
       try {
-        run_forward(a, keep, g, out, probs, sc);
+        fn(g, sc);
       } catch (...) {
         error.capture();
       }
@@ -315,33 +314,22 @@ void ragged_attention_forward(const RaggedAttention<T>& a, T* out, T* probs, int
   error.rethrow();
 }
 
+}  // namespace
+
+template <typename T>
+void ragged_attention_forward(const RaggedAttention<T>& a, T* out, T* probs, int threads) {
+  const Keep keep(a.drop, a.drop_threshold);
+  for_each_group(a, threads, [&](int64_t g, Scratch<T>& sc) { run_forward(a, keep, g, out, probs, sc); });
+}
+
 template <typename T>
 void ragged_attention_backward(const RaggedAttention<T>& a, const T* probs, const T* dout, T* dq,
                                int64_t dq_stride, T* dk, int64_t dk_stride, T* dv, int64_t dv_stride,
                                int threads) {
   const Keep keep(a.drop, a.drop_threshold);
-  const int nt = threads_for(a, threads);
-  ErrorSlot error;
-  (void)nt;
-  // each group's keys belong to it alone, so a group's dk / dv sums are one thread's
-#if FASTREGEN_HAVE_OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-  {
-    Scratch<T> sc;
-#if FASTREGEN_HAVE_OPENMP
-#pragma omp for schedule(dynamic, 8)
-#endif
-    for (int64_t g = 0; g < a.groups; ++g) {
-      if (error.failed()) continue;
-      try {
-        run_backward(a, keep, g, probs, dout, dq, dq_stride, dk, dk_stride, dv, dv_stride, sc);
-      } catch (...) {
-        error.capture();
-      }
-    }
-  }
-  error.rethrow();
+  for_each_group(a, threads, [&](int64_t g, Scratch<T>& sc) {
+    run_backward(a, keep, g, probs, dout, dq, dq_stride, dk, dk_stride, dv, dv_stride, sc);
+  });
 }
 
 template void ragged_attention_forward<float>(const RaggedAttention<float>&, float*, float*, int);

@@ -939,7 +939,7 @@ PYBIND11_MODULE(_core, m) {
                       bool writable) {
       if (!py::isinstance<py::array>(obj))
         throw py::type_error(std::string(what) + " must be a numpy array, got " +
-                             std::string(py::str(obj.get_type().attr("__name__"))));
+                             std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
       py::array a = py::reinterpret_borrow<py::array>(obj);
       if (!a.dtype().is(dtype))
         throw py::type_error(std::string(what) + " must have dtype " + std::string(py::str(dtype)) + ", got " +
@@ -981,14 +981,23 @@ PYBIND11_MODULE(_core, m) {
       return o;
     };
     // What forward and backward share, checked once.
+    struct Parsed {
+      Rows q, k, v;
+      carray<int64_t> qo, ko;
+      const uint8_t* ignore = nullptr;
+      const uint8_t* drop = nullptr;
+    };
     auto setup = [rows_of, offsets_of](InputGuard& guard, const py::object& q_in, const py::object& k_in,
                                        const py::object& v_in, const py::object& q_off_in, const py::object& k_off_in,
                                        int64_t heads, int64_t width, bool causal, double scale,
-                                       const py::object& ignore_in, const py::object& drop_in, int threshold,
-                                       Rows& q, Rows& k, Rows& v, carray<int64_t>& qo, carray<int64_t>& ko,
-                                       const uint8_t*& ignore, const uint8_t*& drop) {
+                                       const py::object& ignore_in, const py::object& drop_in, int threshold) {
+      Parsed in;
+      Rows &q = in.q, &k = in.k, &v = in.v;
+      carray<int64_t>&qo = in.qo, &ko = in.ko;
+      const uint8_t*& ignore = in.ignore;
+      const uint8_t*& drop = in.drop;
       if (!py::isinstance<py::array>(q_in))
-        throw py::type_error("q must be a numpy array, got " + std::string(py::str(q_in.get_type().attr("__name__"))));
+        throw py::type_error("q must be a numpy array, got " + std::string(py::str(py::type::handle_of(q_in).attr("__name__"))));
       const py::dtype dt = py::reinterpret_borrow<py::array>(q_in).dtype();
       if (!dt.is(py::dtype::of<float>()) && !dt.is(py::dtype::of<double>()))
         throw py::type_error("q must be float32 or float64, got " + std::string(py::str(dt)));
@@ -1043,11 +1052,12 @@ PYBIND11_MODULE(_core, m) {
         guard.pin(d);
         drop = d.data();
       }
+      return in;
     };
-    auto problem = [](const auto* tag, const Rows& q, const Rows& k, const Rows& v, const carray<int64_t>& qo,
-                      const carray<int64_t>& ko, int64_t heads, int64_t width, bool causal, double scale,
-                      const uint8_t* ignore, const uint8_t* drop, int threshold) {
+    auto problem = [](const auto* tag, const Parsed& in, int64_t heads, int64_t width, bool causal, double scale,
+                      int threshold) {
       using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+      const Rows &q = in.q, &k = in.k, &v = in.v;
       RaggedAttention<T> a;
       a.q = static_cast<const T*>(q.a.data());
       a.k = static_cast<const T*>(k.a.data());
@@ -1055,16 +1065,16 @@ PYBIND11_MODULE(_core, m) {
       a.q_stride = q.stride;
       a.k_stride = k.stride;
       a.v_stride = v.stride;
-      a.groups = static_cast<int64_t>(qo.size()) - 1;
+      a.groups = static_cast<int64_t>(in.qo.size()) - 1;
       a.heads = heads;
       a.head_dim = q.width / heads;
-      a.q_offsets = qo.data();
-      a.k_offsets = ko.data();
-      a.key_ignore = ignore;
+      a.q_offsets = in.qo.data();
+      a.k_offsets = in.ko.data();
+      a.key_ignore = in.ignore;
       a.causal = causal;
       a.scale = static_cast<T>(scale);
       a.width = width;
-      a.drop = drop;
+      a.drop = in.drop;
       a.drop_threshold = threshold;
       return a;
     };
@@ -1075,14 +1085,12 @@ PYBIND11_MODULE(_core, m) {
                          bool causal, double scale, const py::object& ignore_in, const py::object& drop_in,
                          int threshold, int threads) -> py::tuple {
           InputGuard guard;
-          Rows q, k, v;
-          carray<int64_t> qo, ko;
-          const uint8_t *ignore = nullptr, *drop = nullptr;
-          setup(guard, q_in, k_in, v_in, q_off_in, k_off_in, heads, width, causal, scale, ignore_in, drop_in,
-                threshold, q, k, v, qo, ko, ignore, drop);
+          const Parsed in = setup(guard, q_in, k_in, v_in, q_off_in, k_off_in, heads, width, causal, scale, ignore_in,
+                                  drop_in, threshold);
+          const Rows& q = in.q;
           auto run = [&](const auto* tag) -> py::tuple {
             using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
-            const auto a = problem(tag, q, k, v, qo, ko, heads, width, causal, scale, ignore, drop, threshold);
+            const auto a = problem(tag, in, heads, width, causal, scale, threshold);
             py::array_t<T> out({static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(q.width)});
             py::array_t<T> probs({static_cast<py::ssize_t>(q.rows), static_cast<py::ssize_t>(heads),
                                   static_cast<py::ssize_t>(width)});
@@ -1114,11 +1122,9 @@ PYBIND11_MODULE(_core, m) {
                                   const py::object& dout_in, const py::object& dq_in, const py::object& dk_in,
                                   const py::object& dv_in, int threads) {
           InputGuard guard;
-          Rows q, k, v;
-          carray<int64_t> qo, ko;
-          const uint8_t *ignore = nullptr, *drop = nullptr;
-          setup(guard, q_in, k_in, v_in, q_off_in, k_off_in, heads, width, causal, scale, ignore_in, drop_in,
-                threshold, q, k, v, qo, ko, ignore, drop);
+          const Parsed in = setup(guard, q_in, k_in, v_in, q_off_in, k_off_in, heads, width, causal, scale, ignore_in,
+                                  drop_in, threshold);
+          const Rows &q = in.q, &k = in.k, &v = in.v;
           const py::dtype dt = q.a.dtype();
           Rows dq = rows_of(guard, dq_in, dt, "dq", true), dk = rows_of(guard, dk_in, dt, "dk", true),
                      dv = rows_of(guard, dv_in, dt, "dv", true);
@@ -1140,7 +1146,7 @@ PYBIND11_MODULE(_core, m) {
           guard.pin(probs);
           auto run = [&](const auto* tag) {
             using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
-            const auto a = problem(tag, q, k, v, qo, ko, heads, width, causal, scale, ignore, drop, threshold);
+            const auto a = problem(tag, in, heads, width, causal, scale, threshold);
             py::gil_scoped_release nogil;
             ragged_attention_backward(a, static_cast<const T*>(probs.data()), static_cast<const T*>(dout.a.data()),
                                       static_cast<T*>(dq.a.mutable_data()), dq.stride,

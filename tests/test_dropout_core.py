@@ -76,3 +76,27 @@ def test_in_place_and_bad_input():
         _core.apply_dropout(x, raw, 128, np.empty(3, np.float32))
     with pytest.raises(TypeError, match="uint8"):
         _core.apply_dropout(x, raw.astype(np.int16), 128, x)
+
+
+def test_double_backward_matches_the_torch_path():
+    """DR4SR+ differentiates a gradient (Hessian-vector products): through the compiled dropout the second
+    derivative is the torch path's, not cut at the dropout."""
+    from fastregen.models.base import _keep_mask
+
+    def hvp(use_core: bool):
+        torch.manual_seed(0)
+        w1 = torch.randn(6, 8, dtype=torch.float64, requires_grad=True)
+        w2 = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
+        x = torch.randn(5, 6, dtype=torch.float64)
+        d = Dropout(0.5).train()
+        torch.manual_seed(1)
+        h = torch.tanh(x @ w1)
+        h = d(h) if use_core else _torch_path(d, h)
+        loss = (torch.tanh(h @ w2) ** 2).sum()
+        g = torch.autograd.grad(loss, [w1, w2], create_graph=True)
+        v = [torch.ones_like(t) for t in g]
+        return torch.autograd.grad(g, [w1, w2], grad_outputs=v)
+
+    for a, b in zip(hvp(True), hvp(False)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert a.abs().sum() > 0

@@ -265,3 +265,11 @@ def test_fused_attention_option_is_checked():
 
     with pytest.raises(TypeError, match="fused_attention"):
         RegenConfig(fused_attention="yes")
+
+
+def test_no_silent_second_derivative():
+    q = torch.randn(4, 24, dtype=torch.float64, requires_grad=True)
+    off = torch.tensor([0, 4])
+    out = ragged_attention(q, None, off, off, heads=2, backend="core")
+    with pytest.raises(RuntimeError, match="no second derivative"):
+        torch.autograd.grad((out ** 2).sum(), q, create_graph=True)

@@ -274,6 +274,17 @@ def _bit_table(dtype: torch.dtype, device) -> torch.Tensor:
     return (bits * 2).to(dtype=dtype, device=device)
 
 
+def _keep_mask(raw: torch.Tensor, shape, dtype: torch.dtype, threshold: int) -> torch.Tensor:
+    """`Dropout.keep` for a drop threshold (1..255)."""
+    n = math.prod(shape)
+    if threshold == 128:
+        # the bits of a uniform byte are independent fair coins: byte b becomes the 8 mask values
+        # 2 * ((b >> j) & 1), j = 0..7, looked up in one pass (shifting, masking, converting and
+        # scaling took four, and were most of the mask's cost)
+        return F.embedding(raw.long(), _bit_table(dtype, raw.device)).view(-1)[:n].view(shape)
+    return (raw[:n].view(shape) >= threshold).to(dtype).mul_(256.0 / (256 - threshold))
+
+
 class _CoreDropout(torch.autograd.Function):
     """``x * Dropout.keep(raw, ...)`` by `fastregen._core.apply_dropout` (csrc/dropout.hpp): bit for bit the
     torch product, without building the float mask (a widening copy and a table lookup per call); the
@@ -297,6 +308,10 @@ class _CoreDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (raw,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # a backward that is itself differentiated (create_graph: DR4SR+'s Hessian-vector products) needs
+            # grad_x = grad_y * mask as a torch op on grad_y; the compiled pass would cut that graph
+            return grad * _keep_mask(raw, grad.shape, grad.dtype, ctx.threshold), None, None
         return _CoreDropout._apply(grad, raw, ctx.threshold), None, None
 
 
@@ -329,13 +344,7 @@ class Dropout(nn.Module):
         """The scaled keep mask of shape ``shape`` from `draw`'s bytes: ``1 / (1 - p)`` where kept, 0 where dropped.
         Element ``e`` (row-major) keeps when bit ``e % 8`` of byte ``e // 8`` is set (p = 0.5), else when
         byte ``e`` is ``>= threshold``."""
-        n = math.prod(shape)
-        if self.threshold == 128:
-            # the bits of a uniform byte are independent fair coins: byte b becomes the 8 mask values
-            # 2 * ((b >> j) & 1), j = 0..7, looked up in one pass (shifting, masking, converting and
-            # scaling took four, and were most of the mask's cost)
-            return F.embedding(raw.long(), _bit_table(dtype, raw.device)).view(-1)[:n].view(shape)
-        return (raw[:n].view(shape) >= self.threshold).to(dtype).mul_(256.0 / (256 - self.threshold))
+        return _keep_mask(raw, shape, dtype, self.threshold)
 
     def mask(self, shape, dtype: torch.dtype, device) -> torch.Tensor:
         """The scaled keep mask: ``1 / (1 - p)`` where kept, 0 where dropped."""

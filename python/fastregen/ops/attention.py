@@ -134,6 +134,9 @@ class _Core(torch.autograd.Function):
     def backward(ctx, grad):
         from .. import _core
 
+        if torch.is_grad_enabled():
+            raise RuntimeError("the compiled ragged attention has no second derivative (a backward pass with "
+                               "create_graph=True): use backend='torch' (fused_attention=False)")
         q, kv = ctx.saved_tensors
         qo, ko, heads, width, causal, scale, ignore, dropn, threshold, threads, self_attention = ctx.args
         dq_src = torch.empty_like(q)  # the kernel writes every row of dq, dk and dv

@@ -1,10 +1,12 @@
-"""Fused ops of the regenerator, each a torch reference beside a triton kernel.
+"""Fused ops of the regenerator, each a torch reference beside a fast kernel.
 
-Every op takes ``backend="auto" | "torch" | "triton"``: ``"auto"`` runs the
+The GPU ops take ``backend="auto" | "torch" | "triton"``: ``"auto"`` runs the
 triton kernel on CUDA tensors and the torch path otherwise. The torch path is
 both the CPU implementation and the oracle the kernels are tested against
-(under ``TRITON_INTERPRET=1`` on CPU). Importing this package never imports
-triton or touches CUDA.
+(under ``TRITON_INTERPRET=1`` on CPU). `ragged_attention`'s fast path is a
+CPU kernel of the compiled core instead (``backend="auto" | "torch" |
+"core"``; ``"auto"``: core on CPU, torch elsewhere). Importing this package
+never imports triton or touches CUDA.
 
 * `mix_memories` -- weighted sum of the K projected encoder memories
   (the diversity promoter's mixture), forward and backward.

@@ -613,8 +613,9 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
         if (folder / "authors.csv").exists():
             import authors as authors_bench
 
+            # authors.py records an uncapped run's max_epochs as their configs' 1000, a check run's cap below it
             arows = [r for r in read_rows(folder / "authors.csv", authors_bench.COLUMNS)
-                     if r["dataset"] == "beauty" and not r["max_epochs"]]
+                     if r["dataset"] == "beauty" and int(float(r["max_epochs"] or 1000)) >= 1000]
             base, dr = _paired([r for r in arows if r["train_set"] == "original"],
                                [r for r in arows if r["train_set"].startswith("dr4sr:")], "seed")
             if dr:

@@ -7,33 +7,12 @@
 #include <vector>
 
 #include "csr.hpp"
+#include "dropout.hpp"
 #include "error_slot.hpp"
+#include "vectorize.hpp"
 
 namespace fastregen {
 namespace {
-
-// Wheels are built for baseline x86-64 (SSE2, no FMA): the per-group loops are compiled again for
-// AVX2 + FMA and AVX-512 and picked at load time (GCC / clang function multi-versioning, ifunc).
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#define FASTREGEN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FASTREGEN_CLONES
-#endif
-#if defined(__GNUC__) || defined(__clang__)
-#define FASTREGEN_INLINE inline __attribute__((always_inline))
-#else
-#define FASTREGEN_INLINE inline
-#endif
-
-#if FASTREGEN_HAVE_OPENMP
-#define FASTREGEN_SIMD _Pragma("omp simd")
-#define FASTREGEN_SIMD_MAX(x) _Pragma("omp simd reduction(max : top)")
-#define FASTREGEN_SIMD_SUM _Pragma("omp simd reduction(+ : sum)")
-#else
-#define FASTREGEN_SIMD
-#define FASTREGEN_SIMD_MAX(x)
-#define FASTREGEN_SIMD_SUM
-#endif
 
 // exp(x) for x <= 0 in float, in plain arithmetic the compiler vectorises (std::exp is a call per
 // element, most of a forward pass): Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2, Cephes'
@@ -64,20 +43,6 @@ FASTREGEN_INLINE void axpy(T alpha, const T* x, T* y, int64_t n) {
   FASTREGEN_SIMD
   for (int64_t d = 0; d < n; ++d) y[d] += alpha * x[d];
 }
-
-// Dropout's keep factor of element e (see attention.hpp).
-struct Keep {
-  const uint8_t* drop;
-  int threshold;
-  double scale;
-  Keep(const uint8_t* d, int t) : drop(t > 0 ? d : nullptr), threshold(t), scale(t > 0 ? 256.0 / (256 - t) : 1.0) {}
-  template <typename T>
-  FASTREGEN_INLINE T at(int64_t e) const {
-    if (drop == nullptr) return T(1);
-    if (threshold == 128) return ((drop[e >> 3] >> (e & 7)) & 1) ? T(2) : T(0);
-    return drop[e] >= threshold ? static_cast<T>(scale) : T(0);
-  }
-};
 
 // Keys are handled 16 at a time (a float vector of AVX-512): the scratch rows are padded to a multiple
 // of 16 with zeros, so the loops over keys have no scalar tails.
@@ -140,7 +105,7 @@ FASTREGEN_INLINE void scores(const T* x, const T* t, int64_t n16, int64_t dh, T*
 // DH > 0: the head width known at compile time (32, the regenerator's 64 / 2 heads), so a query's output and
 // gradient sums stay in registers; DH = 0: any width, the sums in memory.
 template <typename T, int DH>
-FASTREGEN_INLINE void forward_group(const RaggedAttention<T>& a, const Keep& keep, int64_t g, T* out, T* probs,
+FASTREGEN_INLINE void forward_group(const RaggedAttention<T>& a, const DropoutKeep& keep, int64_t g, T* out, T* probs,
                                     Scratch<T>& sc) {
   const int64_t H = a.heads, dh = DH > 0 ? DH : a.head_dim, W = a.width;
   const int64_t k0 = a.k_offsets[g], n = a.k_offsets[g + 1] - k0, n16 = padded(n);
@@ -165,7 +130,7 @@ FASTREGEN_INLINE void forward_group(const RaggedAttention<T>& a, const Keep& kee
       for (int64_t j = 0; j < n16; ++j) s[j] = seen[j] != T(0) ? s[j] * scale : ninf;
       std::fill(s + lim, s + n16, ninf);
       T top = ninf;
-      FASTREGEN_SIMD_MAX(top)
+      FASTREGEN_SIMD_REDUCE(max, top)
       for (int64_t j = 0; j < n16; ++j) top = s[j] > top ? s[j] : top;
       if (top == ninf) {  // no visible key: torch's softmax gives NaN
         std::fill(p, p + W, T(0));
@@ -173,7 +138,7 @@ FASTREGEN_INLINE void forward_group(const RaggedAttention<T>& a, const Keep& kee
         continue;
       }
       T sum = 0;
-      FASTREGEN_SIMD_SUM
+      FASTREGEN_SIMD_REDUCE(+, sum)
       for (int64_t j = 0; j < n16; ++j) {
         const T e = exp_nonpositive(s[j] - top) * T(s[j] != ninf);  // exp(-inf) is clamped: masked to 0
         s[j] = e;
@@ -194,7 +159,7 @@ FASTREGEN_INLINE void forward_group(const RaggedAttention<T>& a, const Keep& kee
 }
 
 template <typename T, int DH>
-FASTREGEN_INLINE void backward_group(const RaggedAttention<T>& a, const Keep& keep, int64_t g, const T* probs,
+FASTREGEN_INLINE void backward_group(const RaggedAttention<T>& a, const DropoutKeep& keep, int64_t g, const T* probs,
                                      const T* dout, T* dq, int64_t dq_stride, T* dk, int64_t dk_stride, T* dv,
                                      int64_t dv_stride, Scratch<T>& sc) {
   const int64_t H = a.heads, dh = DH > 0 ? DH : a.head_dim, W = a.width;
@@ -241,42 +206,25 @@ FASTREGEN_INLINE void backward_group(const RaggedAttention<T>& a, const Keep& ke
 }
 
 // The multi-versioned entry points (target_clones needs plain functions, not templates).
-FASTREGEN_CLONES void forward_group_f(const RaggedAttention<float>& a, const Keep& keep, int64_t g, float* out,
-                                      float* probs, Scratch<float>& sc) {
+FASTREGEN_CLONES void run_forward(const RaggedAttention<float>& a, const DropoutKeep& keep, int64_t g, float* out,
+                                  float* probs, Scratch<float>& sc) {
   if (a.head_dim == 32) forward_group<float, 32>(a, keep, g, out, probs, sc);
   else forward_group<float, 0>(a, keep, g, out, probs, sc);
 }
-FASTREGEN_CLONES void forward_group_d(const RaggedAttention<double>& a, const Keep& keep, int64_t g, double* out,
-                                      double* probs, Scratch<double>& sc) {
+FASTREGEN_CLONES void run_forward(const RaggedAttention<double>& a, const DropoutKeep& keep, int64_t g, double* out,
+                                  double* probs, Scratch<double>& sc) {
   forward_group<double, 0>(a, keep, g, out, probs, sc);
 }
-FASTREGEN_CLONES void backward_group_f(const RaggedAttention<float>& a, const Keep& keep, int64_t g,
-                                       const float* probs, const float* dout, float* dq, int64_t dqs, float* dk,
-                                       int64_t dks, float* dv, int64_t dvs, Scratch<float>& sc) {
+FASTREGEN_CLONES void run_backward(const RaggedAttention<float>& a, const DropoutKeep& keep, int64_t g,
+                                   const float* probs, const float* dout, float* dq, int64_t dqs, float* dk,
+                                   int64_t dks, float* dv, int64_t dvs, Scratch<float>& sc) {
   if (a.head_dim == 32) backward_group<float, 32>(a, keep, g, probs, dout, dq, dqs, dk, dks, dv, dvs, sc);
   else backward_group<float, 0>(a, keep, g, probs, dout, dq, dqs, dk, dks, dv, dvs, sc);
 }
-FASTREGEN_CLONES void backward_group_d(const RaggedAttention<double>& a, const Keep& keep, int64_t g,
-                                       const double* probs, const double* dout, double* dq, int64_t dqs, double* dk,
-                                       int64_t dks, double* dv, int64_t dvs, Scratch<double>& sc) {
+FASTREGEN_CLONES void run_backward(const RaggedAttention<double>& a, const DropoutKeep& keep, int64_t g,
+                                   const double* probs, const double* dout, double* dq, int64_t dqs, double* dk,
+                                   int64_t dks, double* dv, int64_t dvs, Scratch<double>& sc) {
   backward_group<double, 0>(a, keep, g, probs, dout, dq, dqs, dk, dks, dv, dvs, sc);
-}
-inline void run_forward(const RaggedAttention<float>& a, const Keep& k, int64_t g, float* o, float* p,
-                        Scratch<float>& sc) {
-  forward_group_f(a, k, g, o, p, sc);
-}
-inline void run_forward(const RaggedAttention<double>& a, const Keep& k, int64_t g, double* o, double* p,
-                        Scratch<double>& sc) {
-  forward_group_d(a, k, g, o, p, sc);
-}
-inline void run_backward(const RaggedAttention<float>& a, const Keep& k, int64_t g, const float* p, const float* go,
-                         float* dq, int64_t dqs, float* dk, int64_t dks, float* dv, int64_t dvs, Scratch<float>& sc) {
-  backward_group_f(a, k, g, p, go, dq, dqs, dk, dks, dv, dvs, sc);
-}
-inline void run_backward(const RaggedAttention<double>& a, const Keep& k, int64_t g, const double* p,
-                         const double* go, double* dq, int64_t dqs, double* dk, int64_t dks, double* dv, int64_t dvs,
-                         Scratch<double>& sc) {
-  backward_group_d(a, k, g, p, go, dq, dqs, dk, dks, dv, dvs, sc);
 }
 
 template <typename T>
@@ -318,7 +266,7 @@ void for_each_group(const RaggedAttention<T>& a, int threads, Fn&& fn) {
 
 template <typename T>
 void ragged_attention_forward(const RaggedAttention<T>& a, T* out, T* probs, int threads) {
-  const Keep keep(a.drop, a.drop_threshold);
+  const DropoutKeep keep(a.drop, a.drop_threshold);
   for_each_group(a, threads, [&](int64_t g, Scratch<T>& sc) { run_forward(a, keep, g, out, probs, sc); });
 }
 
@@ -326,7 +274,7 @@ template <typename T>
 void ragged_attention_backward(const RaggedAttention<T>& a, const T* probs, const T* dout, T* dq,
                                int64_t dq_stride, T* dk, int64_t dk_stride, T* dv, int64_t dv_stride,
                                int threads) {
-  const Keep keep(a.drop, a.drop_threshold);
+  const DropoutKeep keep(a.drop, a.drop_threshold);
   for_each_group(a, threads, [&](int64_t g, Scratch<T>& sc) {
     run_backward(a, keep, g, probs, dout, dq, dq_stride, dk, dk_stride, dv, dv_stride, sc);
   });

@@ -4,21 +4,10 @@
 #include <vector>
 
 #include "csr.hpp"
+#include "vectorize.hpp"
 
 namespace fastregen {
 namespace {
-
-#if FASTREGEN_HAVE_OPENMP
-#define FASTREGEN_DROPOUT_SIMD _Pragma("omp simd")
-#else
-#define FASTREGEN_DROPOUT_SIMD
-#endif
-
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#define FASTREGEN_DROPOUT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FASTREGEN_DROPOUT_CLONES
-#endif
 
 // Byte b's 8 keep factors 2 * ((b >> k) & 1), k = 0..7, for every b (8 KiB of floats: stays in L1). Built
 // once, read-only after (a function-local static: thread-safe initialisation, no mutable state).
@@ -41,33 +30,28 @@ inline void bits_block(const T* x, int64_t e0, int64_t e1, const uint8_t* raw, T
   for (; e + 8 <= e1; e += 8) {
     const T* f = factors + 8 * static_cast<int64_t>(raw[e >> 3]);
     // out may be x itself: each element is read before it is written, so the lanes are independent
-    FASTREGEN_DROPOUT_SIMD
+    FASTREGEN_SIMD
     for (int k = 0; k < 8; ++k) out[e + k] = x[e + k] * f[k];
   }
-  for (; e < e1; ++e) out[e] = x[e] * static_cast<T>(((raw[e >> 3] >> (e & 7)) & 1u) * 2u);
+  const DropoutKeep keep(raw, 128);
+  for (; e < e1; ++e) out[e] = x[e] * keep.at<T>(e);
 }
 
 template <typename T>
 inline void bytes_block(const T* x, int64_t e0, int64_t e1, const uint8_t* raw, int threshold, T scale, T* out) {
-  FASTREGEN_DROPOUT_SIMD
+  FASTREGEN_SIMD
   for (int64_t e = e0; e < e1; ++e) out[e] = x[e] * (raw[e] >= threshold ? scale : T(0));
 }
 
-FASTREGEN_DROPOUT_CLONES void block_f(const float* x, int64_t e0, int64_t e1, const uint8_t* raw, int threshold,
-                                      float scale, float* out) {
+FASTREGEN_CLONES void block(const float* x, int64_t e0, int64_t e1, const uint8_t* raw, int threshold, float scale,
+                            float* out) {
   if (threshold == 128) bits_block(x, e0, e1, raw, out);
   else bytes_block(x, e0, e1, raw, threshold, scale, out);
 }
-FASTREGEN_DROPOUT_CLONES void block_d(const double* x, int64_t e0, int64_t e1, const uint8_t* raw, int threshold,
-                                      double scale, double* out) {
+FASTREGEN_CLONES void block(const double* x, int64_t e0, int64_t e1, const uint8_t* raw, int threshold, double scale,
+                            double* out) {
   if (threshold == 128) bits_block(x, e0, e1, raw, out);
   else bytes_block(x, e0, e1, raw, threshold, scale, out);
-}
-inline void block(const float* x, int64_t e0, int64_t e1, const uint8_t* raw, int t, float s, float* out) {
-  block_f(x, e0, e1, raw, t, s, out);
-}
-inline void block(const double* x, int64_t e0, int64_t e1, const uint8_t* raw, int t, double s, double* out) {
-  block_d(x, e0, e1, raw, t, s, out);
 }
 
 }  // namespace

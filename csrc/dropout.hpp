@@ -20,6 +20,22 @@
 
 namespace fastregen {
 
+// keep(e) above, one element at a time (the ragged attention's dropout on its weights reads the same
+// bytes). threshold 0 or no bytes: no dropout, keep(e) = 1.
+struct DropoutKeep {
+  const uint8_t* drop;
+  int threshold;
+  double scale;
+  DropoutKeep(const uint8_t* d, int t)
+      : drop(t > 0 ? d : nullptr), threshold(t), scale(t > 0 ? 256.0 / (256 - t) : 1.0) {}
+  template <typename T>
+  T at(int64_t e) const {
+    if (drop == nullptr) return T(1);
+    if (threshold == 128) return ((drop[e >> 3] >> (e & 7)) & 1) ? T(2) : T(0);
+    return drop[e] >= threshold ? static_cast<T>(scale) : T(0);
+  }
+};
+
 // threshold in 1..255 and raw long enough (n / 8 rounded up bytes at 128, else n): the caller checks.
 // threads <= 0: the OpenMP default; the result never depends on it.
 template <typename T>

@@ -989,7 +989,7 @@ PYBIND11_MODULE(_core, m) {
     };
     auto setup = [rows_of, offsets_of](InputGuard& guard, const py::object& q_in, const py::object& k_in,
                                        const py::object& v_in, const py::object& q_off_in, const py::object& k_off_in,
-                                       int64_t heads, int64_t width, bool causal, double scale,
+                                       int64_t heads, int64_t width, double scale,
                                        const py::object& ignore_in, const py::object& drop_in, int threshold) {
       Parsed in;
       Rows &q = in.q, &k = in.k, &v = in.v;
@@ -1025,7 +1025,6 @@ PYBIND11_MODULE(_core, m) {
           throw py::value_error("group " + std::to_string(g) + " has " + std::to_string(ko.data()[g + 1] - ko.data()[g]) +
                                 " keys, more than width = " + std::to_string(width));
       if (!std::isfinite(scale)) throw py::value_error("scale must be finite, got " + std::to_string(scale));
-      (void)causal;
       ignore = nullptr;
       if (!ignore_in.is_none()) {
         if (!py::isinstance<carray<uint8_t>>(ignore_in) && !py::isinstance<carray<bool>>(ignore_in))
@@ -1085,7 +1084,7 @@ PYBIND11_MODULE(_core, m) {
                          bool causal, double scale, const py::object& ignore_in, const py::object& drop_in,
                          int threshold, int threads) -> py::tuple {
           InputGuard guard;
-          const Parsed in = setup(guard, q_in, k_in, v_in, q_off_in, k_off_in, heads, width, causal, scale, ignore_in,
+          const Parsed in = setup(guard, q_in, k_in, v_in, q_off_in, k_off_in, heads, width, scale, ignore_in,
                                   drop_in, threshold);
           const Rows& q = in.q;
           auto run = [&](const auto* tag) -> py::tuple {
@@ -1122,7 +1121,7 @@ PYBIND11_MODULE(_core, m) {
                                   const py::object& dout_in, const py::object& dq_in, const py::object& dk_in,
                                   const py::object& dv_in, int threads) {
           InputGuard guard;
-          const Parsed in = setup(guard, q_in, k_in, v_in, q_off_in, k_off_in, heads, width, causal, scale, ignore_in,
+          const Parsed in = setup(guard, q_in, k_in, v_in, q_off_in, k_off_in, heads, width, scale, ignore_in,
                                   drop_in, threshold);
           const Rows &q = in.q, &k = in.k, &v = in.v;
           const py::dtype dt = q.a.dtype();

@@ -81,8 +81,7 @@ def test_in_place_and_bad_input():
 def test_double_backward_matches_the_torch_path():
     """DR4SR+ differentiates a gradient (Hessian-vector products): through the compiled dropout the second
     derivative is the torch path's, not cut at the dropout."""
-    from fastregen.models.base import _keep_mask
-
+    
     def hvp(use_core: bool):
         torch.manual_seed(0)
         w1 = torch.randn(6, 8, dtype=torch.float64, requires_grad=True)

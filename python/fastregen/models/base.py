@@ -37,6 +37,7 @@ __all__ = [
     "save_model",
     "load_model",
     "Dropout",
+    "keep_mask",
     "masked_mean",
 ]
 
@@ -274,8 +275,8 @@ def _bit_table(dtype: torch.dtype, device) -> torch.Tensor:
     return (bits * 2).to(dtype=dtype, device=device)
 
 
-def _keep_mask(raw: torch.Tensor, shape, dtype: torch.dtype, threshold: int) -> torch.Tensor:
-    """`Dropout.keep` for a drop threshold (1..255)."""
+def keep_mask(raw: torch.Tensor, shape, dtype: torch.dtype, threshold: int) -> torch.Tensor:
+    """`Dropout.keep` for a drop threshold (1..255): the scaled keep mask of ``shape`` from random bytes."""
     n = math.prod(shape)
     if threshold == 128:
         # the bits of a uniform byte are independent fair coins: byte b becomes the 8 mask values
@@ -311,7 +312,7 @@ class _CoreDropout(torch.autograd.Function):
         if torch.is_grad_enabled():
             # a backward that is itself differentiated (create_graph: DR4SR+'s Hessian-vector products) needs
             # grad_x = grad_y * mask as a torch op on grad_y; the compiled pass would cut that graph
-            return grad * _keep_mask(raw, grad.shape, grad.dtype, ctx.threshold), None, None
+            return grad * keep_mask(raw, grad.shape, grad.dtype, ctx.threshold), None, None
         return _CoreDropout._apply(grad, raw, ctx.threshold), None, None
 
 
@@ -344,7 +345,7 @@ class Dropout(nn.Module):
         """The scaled keep mask of shape ``shape`` from `draw`'s bytes: ``1 / (1 - p)`` where kept, 0 where dropped.
         Element ``e`` (row-major) keeps when bit ``e % 8`` of byte ``e // 8`` is set (p = 0.5), else when
         byte ``e`` is ``>= threshold``."""
-        return _keep_mask(raw, shape, dtype, self.threshold)
+        return keep_mask(raw, shape, dtype, self.threshold)
 
     def mask(self, shape, dtype: torch.dtype, device) -> torch.Tensor:
         """The scaled keep mask: ``1 / (1 - p)`` where kept, 0 where dropped."""

@@ -47,17 +47,16 @@ def _split(q: torch.Tensor, kv: torch.Tensor | None):
 
 
 def keep_factors(drop: torch.Tensor | None, threshold: int, shape, dtype: torch.dtype) -> torch.Tensor | None:
-    """Dropout's scaled keep mask (``shape``) from random bytes (`fastregen.models.base.Dropout.keep`); None
+    """Dropout's scaled keep mask (``shape``) from random bytes (`fastregen.models.base.keep_mask`); None
     without dropout."""
     if drop is None or threshold == 0:
         return None
-    from ..models.base import Dropout
+    from ..models.base import keep_mask
 
-    d = Dropout(threshold / 256)
-    return d.keep(drop, shape, dtype)
+    return keep_mask(drop, shape, dtype, threshold)
 
 
-def _check(q, kv, q_offsets, k_offsets, heads, width, key_ignore, drop, threshold) -> None:
+def _check(q, kv, q_offsets, k_offsets, heads, drop, threshold) -> None:
     for name, t in (("q", q), ("kv", kv)):
         if t is not None and (not isinstance(t, torch.Tensor) or t.dim() != 2 or not t.is_floating_point()):
             raise TypeError(f"{name} must be a 2-D float tensor, got "
@@ -81,7 +80,7 @@ def ragged_attention_torch(q: torch.Tensor, kv: torch.Tensor | None, q_offsets: 
                            drop: torch.Tensor | None = None, drop_threshold: int = 0) -> torch.Tensor:
     """The reference of `ragged_attention`: every query's group keys gathered into a padded
     (rows, width) block, masked, softmaxed, dropped out and summed, differentiable by autograd."""
-    _check(q, kv, q_offsets, k_offsets, heads, width, key_ignore, drop, drop_threshold)
+    _check(q, kv, q_offsets, k_offsets, heads, drop, drop_threshold)
     qq, k, v = _split(q, kv)
     R, D = qq.shape
     dh = D // heads
@@ -190,7 +189,7 @@ def ragged_attention(q: torch.Tensor, kv: torch.Tensor | None, q_offsets: torch.
     """
     if backend not in ATTENTION_BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(ATTENTION_BACKENDS)}; got {backend!r}")
-    _check(q, kv, q_offsets, k_offsets, heads, width, key_ignore, drop, drop_threshold)
+    _check(q, kv, q_offsets, k_offsets, heads, drop, drop_threshold)
     if width is None:
         width = int(k_offsets.diff().max()) if len(k_offsets) > 1 else 0
     D = q.shape[1] // 3 if kv is None else q.shape[1]

@@ -653,8 +653,9 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
         plus_user = lambda rs, m: _user_metric(rs, ranks_root / "dr4srplus", m)  # noqa: E731
         dr_rows = read_rows(folder / "dr4sr.csv", study.COLUMNS)
         for model in ("sasrec", "gru4rec"):
-            base = [r for r in dr_rows if (r["dataset"], r["model"], r["train_set"]) == ("beauty", model, "original")
-                    and r.get("scheme", "") in ("", "fastregen")]
+            # fastregen's training scheme only: DR4SR+ trains under it (the "protocol" column tells the schemes apart)
+            base = [r for r in dr_rows if (r["dataset"], r["model"], r["train_set"], r["protocol"])
+                    == ("beauty", model, "original", "all")]
             g = [r for r in chosen if r["model"] == model]
             base, g = _paired(base, g, "target_seed")
             if not g:

@@ -149,6 +149,15 @@ def test_verdict_pairs_matched_seeds_and_reports_interval_and_p(tmp_path):
     text = report.verdict_report(tmp_path, tmp_path / "ranks")
     line = next(ln for ln in text.splitlines() if ln.startswith("| DR4SR+"))
     assert f"upper lr {dr4srplus.ISSUE26_RATES[1]:g}" in line and "| 0.0100 |" in line
+    assert line.split("|")[6].strip() == "0.0400"  # the original at seed 0, fastregen's scheme
+    # an authors'-scheme original at seed 0 is another trainer: DR4SR+ (fastregen's scheme) never pairs with it
+    run = dr4sr_study.Run("replicate", "beauty", "sasrec", "original", target_seed=0, scheme="authors")
+    row = _row(run, 0.05, 0.01, 0)
+    row["protocol"] = run.protocol
+    _results.append_row(results, row, dr4sr_study.COLUMNS)
+    _results.save_ranks(ranks / f"{run.run_id}.npz", np.minimum(base_ranks + 40, 10_000))
+    text = report.verdict_report(tmp_path, tmp_path / "ranks")
+    assert next(ln for ln in text.splitlines() if ln.startswith("| DR4SR+")) == line
 
 
 def test_engine_report_reads_the_latest_measurements(tmp_path):

@@ -39,6 +39,16 @@ targets-per-batch normalisation.
   row, so an epoch costs more than a length-bucketed one (1.5-7x in epochs
   timed side by side on the shared 2-core machine; the original at seed 0 took
   136 epochs, 75 min), and the DR4SR set has 5x the original's rows.
+* The rebuilt regenerator (issue 26, declared in this commit before its run):
+  the selection's seed-0 DR4SR run (V1, K = 5, gamma = 0.3) trained on a
+  regenerator built on the AMD VM at 5f30989, whose folder did not move with
+  the study; the Intel VM rebuilt it (same config and seed; pre-training is
+  not bit-reproducible across machines) and every later DR4SR run trained on
+  that rebuild (seeds 1-2, the authors' scheme and trainer, GRU4Rec, DR4SR+).
+  So Beauty SASRec DR4SR at target seed 0 runs again on the rebuild, pinned
+  by its output's sha256 prefix (``REBUILDS``; stage ``rebuild``), first in
+  the queue. `report.py` pairs that row at seed 0 in place of the first
+  build's, and reports the first build's row on its own line.
 
 Every finished run appends one row to ``benchmarks/results/dr4sr.csv`` and
 its test ranks to ``benchmarks/results/ranks/dr4sr/RUN_ID.npz`` at once, so
@@ -77,7 +87,7 @@ COLUMNS = [
 ]
 
 REGEN_COLUMNS = [
-    "decode_key", "dataset", "variant", "K", "gamma", "regen_seed", "epochs", "best_epoch", "valid_loss",
+    "decode_key", "output_sha256", "dataset", "variant", "K", "gamma", "regen_seed", "epochs", "best_epoch", "valid_loss",
     "valid_best_memory_loss", "pretrain_seconds", "decoded", "duplicates", "kept", "mean_length",
     "train_set", "train_sequences", "train_interactions", "regen_config", "commit", "machine", "date",
 ]
@@ -95,6 +105,9 @@ TARGET = {
     "sasrec": dict(epochs=400, patience=20),
     "gru4rec": dict(epochs=400, patience=60, weight_decay=1e-4, model_kwargs={"dropout": 0.2}),
 }
+#: Regenerated sets that runs are pinned to (decode folder -> sha256 prefix of its regenerated.txt,
+#: ``regenerated.json["output"]["sha256"]``): the Intel VM's rebuild of Beauty's selected setting.
+REBUILDS = {"beauty-V1-K5-s0-g0.3": "71adcfc9be91"}
 CONTROLS = {"sasrec": ("original", "original+patterns", "patterns", "regenerated"),
             "gru4rec": ("original", "original+patterns")}
 # Training schemes other than fastregen's own (issue 26, stage 2): TrainConfig fields, frozen here
@@ -118,6 +131,7 @@ class Run:
     regen_seed: int = -1
     target_seed: int = 0
     scheme: str = ""  # "" (fastregen's) or a key of SCHEMES
+    regen_build: str = ""  # "" (whatever the decode folder holds) or the sha256 prefix of REBUILDS it must hold
 
     @property
     def needs_regenerator(self) -> bool:
@@ -131,7 +145,14 @@ class Run:
                      regen=VARIANTS[self.variant]["regen"])
         if self.scheme:
             k.update(scheme=self.scheme, scheme_config=SCHEMES[self.scheme])
+        if self.regen_build:  # in the key only when pinned, so the ids of the runs declared before stay put
+            k.update(regen_build=self.regen_build)
         return k
+
+    @property
+    def decode_name(self) -> str:
+        """The regenerator's decoding folder under ``--work``/decode."""
+        return f"{self.dataset}-{self.variant}-K{self.K}-s{self.regen_seed}-g{self.gamma}"
 
     @property
     def protocol(self) -> str:
@@ -145,7 +166,8 @@ class Run:
     def label(self) -> str:
         s = f"{self.dataset}/{self.model}/{self.train_set}"
         if self.needs_regenerator:
-            s += f"[{self.variant} K={self.K} g={self.gamma} r{self.regen_seed}]"
+            s += f"[{self.variant} K={self.K} g={self.gamma} r{self.regen_seed}" + \
+                (f"@{self.regen_build}]" if self.regen_build else "]")
         return s + f" seed {self.target_seed}" + (f" ({self.scheme}' scheme)" if self.scheme else "")
 
 
@@ -186,10 +208,19 @@ def replication_runs(setting) -> list[Run]:
     return runs
 
 
+def rebuild_runs(setting) -> list[Run]:
+    """Beauty SASRec DR4SR at target seed 0 on each rebuilt regenerator of ``REBUILDS`` (stage ``rebuild``)."""
+    variant, K, gamma = setting
+    run = Run("rebuild", "beauty", "sasrec", "dr4sr", variant, K, gamma, 0, 0)
+    build = REBUILDS.get(run.decode_name)
+    return [dataclasses.replace(run, regen_build=build)] if build else []
+
+
 def queued_runs(setting, core_only: bool = False) -> list[Run]:
     """Every replication run, in the order issue 26 declares (each stage's rows are useful alone).
 
-    1. Beauty SASRec: original and DR4SR (regenerator seed 0) at target seeds 1, 2;
+    1. Beauty SASRec: original and DR4SR (regenerator seed 0) at target seeds 1, 2; first, DR4SR at
+       seed 0 again on the rebuilt regenerator of ``REBUILDS`` (the selection's seed-0 run used the first build);
     2. (the cheap half of stage 2) Beauty SASRec under the authors' training scheme (SCHEMES):
        original and DR4SR (regenerator seed 0) at target seeds 0-2;
     3. Beauty GRU4Rec: original and DR4SR at target seeds 0-2;
@@ -204,7 +235,8 @@ def queued_runs(setting, core_only: bool = False) -> list[Run]:
         return [Run("replicate", dataset, model, "original", target_seed=seed, scheme=scheme),
                 Run("replicate", dataset, model, "dr4sr", variant, K, gamma, 0, seed, scheme=scheme)]
 
-    order = [r for s in (1, 2) for r in pair("beauty", "sasrec", s)]
+    order = rebuild_runs(setting)
+    order += [r for s in (1, 2) for r in pair("beauty", "sasrec", s)]
     order += [r for s in (0, 1, 2) for r in pair("beauty", "sasrec", s, "authors")]
     order += [r for s in (0, 1, 2) for r in pair("beauty", "gru4rec", s)]
     order += [r for d in ("toys", "sports") for s in (0, 1, 2) for r in pair(d, "sasrec", s)]
@@ -215,6 +247,11 @@ def queued_runs(setting, core_only: bool = False) -> list[Run]:
 
 
 # ------------------------------------------------------------------ running
+def output_sha256(decode_dir: Path) -> str:
+    """The sha256 of a finished decoding folder's regenerated set (its ``regenerated.json``)."""
+    return json.loads((Path(decode_dir) / "regenerated.json").read_text())["output"]["sha256"]
+
+
 def _regen_config(run: Run, progress: bool):
     from fastregen.dr4sr import RegenConfig
 
@@ -283,27 +320,31 @@ class Study:
 
         emb = load_model(self.baseline_model(run.dataset)).item_embedding.weight.detach()
         cfg = _regen_config(run, self.progress)
-        name = f"{run.dataset}-{run.variant}-K{run.K}-s{run.regen_seed}"
-        regen_dir = self.work / "regen" / name
-        decode_dir = self.work / "decode" / f"{name}-g{run.gamma}"
+        regen_dir = self.work / "regen" / f"{run.dataset}-{run.variant}-K{run.K}-s{run.regen_seed}"
+        decode_dir = self.work / "decode" / run.decode_name
         # pre-trained once per regenerator (recorded with the first gamma, whatever gamma asks), decoded once per gamma
         dr = regenerate_once(data, cfg, pretrain_dir=regen_dir, decode_dir=decode_dir, lock_dir=self.work / "locks",
                              item_embedding=emb, pretrain_config=dataclasses.replace(cfg, gamma=GAMMAS[0]))
+        sha = output_sha256(decode_dir)
+        if run.regen_build and not sha.startswith(run.regen_build):
+            raise SystemExit(f"{run.label()} is pinned to the regenerated set {run.regen_build}, but {decode_dir} "
+                             f"holds {sha[:12]}: restore that folder (its regenerated.txt) or declare the new build")
         sets = dr.training_sets()
         with file_lock(self.work / "locks" / f"{decode_dir.name}.lock"):
-            self._record_regenerator(decode_dir.name, run, dr, sets)
+            self._record_regenerator(decode_dir.name, sha, run, dr, sets)
         return sets[VARIANTS[run.variant]["train_set"] if run.train_set == "dr4sr" else run.train_set]
 
-    def _record_regenerator(self, key: str, run: Run, dr, sets) -> None:
-        """One row per (regenerator, gamma) in dr4sr_regenerators.csv: pre-training and decoding figures."""
-        if any(row["decode_key"] == key for row in self.regen_store.read()):
+    def _record_regenerator(self, key: str, sha: str, run: Run, dr, sets) -> None:
+        """One row per (regenerator, gamma) and build in dr4sr_regenerators.csv: pre-training and decoding
+        figures (``output_sha256``: what the runs on it trained on; empty on the rows from before it was kept)."""
+        if any((row["decode_key"], row["output_sha256"]) == (key, sha) for row in self.regen_store.read()):
             return
         h = dr.history
         best = min(h, key=lambda e: e["valid_best_memory_loss"]) if h and h[0]["valid_best_memory_loss"] is not None else {}
         info, composed = dr.inference_info, sets[VARIANTS[run.variant]["train_set"]]
         regen = sets["regenerated"]
         row = {
-            "decode_key": key, "dataset": run.dataset, "variant": run.variant, "K": run.K, "gamma": run.gamma,
+            "decode_key": key, "output_sha256": sha, "dataset": run.dataset, "variant": run.variant, "K": run.K, "gamma": run.gamma,
             "regen_seed": run.regen_seed, "epochs": len(h), "best_epoch": best.get("epoch", ""),
             "valid_loss": best.get("valid_loss", ""), "valid_best_memory_loss": best.get("valid_best_memory_loss", ""),
             "pretrain_seconds": round(sum(e["seconds"] for e in h), 1), "decoded": info.get("decoded", ""),

@@ -61,6 +61,18 @@ def _ranks(ranks_dir: Path, run_id: str):
     return ranks, cutoff
 
 
+def _first_builds(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(current rows, first-build rows): a ``rebuild`` row (the same run again on a rebuilt regenerator,
+    ``dr4sr_study.REBUILDS``) takes the place of that run's row on the first build, declared so before
+    its figures were read; the first build's rows are reported on their own line, never paired."""
+    def run(r):
+        return tuple(r[c] for c in ("dataset", "model", "train_set", "variant", "K", "gamma", "regen_seed",
+                                    "target_seed", "protocol"))
+    rebuilt = {run(r) for r in rows if r["stage"] == "rebuild"}
+    first = [r for r in rows if r["stage"] != "rebuild" and run(r) in rebuilt]
+    return [r for r in rows if r not in first], first
+
+
 def dr4sr_report(results: Path, ranks_dir: Path) -> str:
     sys.path.insert(0, str(HERE))
     import dr4sr_study as study
@@ -92,9 +104,11 @@ def dr4sr_report(results: Path, ranks_dir: Path) -> str:
                f"({'released code' if variant == 'V1' else 'paper'} setting).\n")
 
     # ---- test table of the selected setting and the controls
+    current, first = _first_builds(rows)
     groups = defaultdict(list)
-    for row in rows:
-        if row["train_set"] in ("dr4sr", "regenerated") and (row["variant"], int(row["K"]), float(row["gamma"])) != setting:
+    for row in current + [dict(r, train_set=r["train_set"] + " (first build)") for r in first]:
+        if row["train_set"].startswith(("dr4sr", "regenerated")) \
+                and (row["variant"], int(row["K"]), float(row["gamma"])) != setting:
             continue  # the other selection settings are never read on test
         groups[(row["dataset"], row["model"], row["train_set"], row["protocol"])].append(row)
     out.append("Test, full ranking; mean ± sd over runs; p: paired Wilcoxon over users (NDCG@20) against "
@@ -102,7 +116,7 @@ def dr4sr_report(results: Path, ranks_dir: Path) -> str:
     out.append("| dataset | model | training set | runs | N@20 | R@20 | N@10 | R@10 | vs original (N@20) | p | "
                "paper N@20 | paper vs base |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    order = ["original", "dr4sr", "original+patterns", "patterns", "regenerated"]
+    order = ["original", "dr4sr", "dr4sr (first build)", "original+patterns", "patterns", "regenerated"]
     # "all": fastregen's trainer; "all/authors": the same runs under the DR4SR authors' training scheme
     # (dr4sr_study.SCHEMES), each compared with the original of its own scheme
     for dataset, model, protocol in ((d, m, p) for d in ("beauty", "sports", "toys") for m in ("sasrec", "gru4rec")
@@ -132,7 +146,8 @@ def dr4sr_report(results: Path, ranks_dir: Path) -> str:
                 pd = table3(model, "dr4sr", dataset)
                 if pd and pb:
                     paper, paper_gain = f"{pd['ndcg@20']:.4f}", f"{100 * (pd['ndcg@20'] / pb['ndcg@20'] - 1):+.1f}%"
-            name = f"DR4SR ({variant}, K={K}, γ={gamma})" if train_set == "dr4sr" else train_set
+            name = (f"DR4SR ({variant}, K={K}, γ={gamma}{', first build' if 'first' in train_set else ''})"
+                    if train_set.startswith("dr4sr") else train_set)
             if protocol != "all":
                 name += f" ({protocol.split('/')[1]}' scheme)"
                 paper = paper_gain = ""  # the paper's figures stand beside fastregen's scheme only
@@ -590,6 +605,7 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
     n = len(out)
     rows = read_rows(folder / "dr4sr.csv", study.COLUMNS)
     setting = study.selected_setting(rows)
+    rows = _first_builds(rows)[0]  # a run again on a rebuilt regenerator pairs in place of its first build
     dr_user = lambda rs, m: _user_metric(rs, ranks_root / "dr4sr", m)  # noqa: E731
     if setting is not None:
         variant, K, gamma = setting

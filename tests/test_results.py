@@ -250,3 +250,38 @@ def test_verdict_gives_the_authors_own_trainer_its_line(tmp_path):
     cells = [c.strip() for c in got.split("|")]
     assert cells[2:6] == ["beauty", "sasrec", "N@20", "1"]
     assert float(cells[8].strip("*%")) < 0 and float(cells[10]) < 0.05
+
+
+def test_a_run_on_the_rebuilt_regenerator_pairs_in_place_of_its_first_build(tmp_path):
+    """dr4sr_study's ``rebuild`` run (seed 0 again on the rebuilt regenerator) replaces the first build's
+    seed-0 row in the verdict and in the DR4SR table, which shows the first build on its own line."""
+    results, ranks = tmp_path / "dr4sr.csv", tmp_path / "ranks" / "dr4sr"
+    base_ranks = np.random.default_rng(4).integers(0, 60, 400)
+    for run in dr4sr_study.selection_runs():  # the first build of the rebuilt setting: every rank worse by 20
+        chosen = (run.variant, run.K, run.gamma) == ("V1", 5, 0.3)
+        _results.append_row(results, _row(run, 0.09 if chosen else 0.05, 0.02 if chosen else 0.04, 0),
+                            dr4sr_study.COLUMNS)
+        _results.save_ranks(ranks / f"{run.run_id}.npz", base_ranks + (20 if chosen else 0))
+    setting = dr4sr_study.selected_setting(_results.read_rows(results, dr4sr_study.COLUMNS))
+    assert f"beauty-{setting[0]}-K{setting[1]}-s0-g{setting[2]}" in dr4sr_study.REBUILDS
+
+    def dr_line(text, first=False):
+        return [ln for ln in text.splitlines() if ln.startswith(("| DR4SR (", "| beauty | sasrec | DR4SR"))
+                and ("first build" in ln) == first]
+    (before,) = dr_line(report.verdict_report(tmp_path, tmp_path / "ranks"))
+    assert "| 0.0200 |" in before and "-" in before.split("|")[8]
+    (rebuild,) = dr4sr_study.rebuild_runs(setting)
+    assert rebuild.regen_build and rebuild.run_id not in {r.run_id for r in dr4sr_study.selection_runs()}
+    assert rebuild in dr4sr_study.queued_runs(setting, core_only=True)[:1]
+    _results.append_row(results, _row(rebuild, 0.05, 0.05, 0), dr4sr_study.COLUMNS)
+    _results.save_ranks(ranks / f"{rebuild.run_id}.npz", np.maximum(base_ranks - 3, 0))  # better than original
+    # the selection still reads the first build's validation figures
+    assert dr4sr_study.selected_setting(_results.read_rows(results, dr4sr_study.COLUMNS)) == setting
+    text = report.verdict_report(tmp_path, tmp_path / "ranks")
+    (after,) = dr_line(text)
+    cells = [c.strip() for c in after.split("|")]
+    assert cells[5] == "1" and cells[7] == "0.0500" and float(cells[8].strip("*%")) > 0  # the rebuild alone
+    table = report.dr4sr_report(results, ranks)
+    (cur,) = dr_line(table)
+    (old,) = dr_line(table, first=True)
+    assert "| 1 | 0.0500 |" in cur and "| 1 | 0.0200 |" in old and "first build" in old

@@ -296,6 +296,17 @@ def _stage_user(rows, ranks_dir: Path, metric: str) -> np.ndarray:
     return np.mean(per_run, axis=0)
 
 
+def _unids_compare(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(compare rows, first-build rows): a ``rebuild`` row (unids.REBUILT: the run again on the generator
+    rebuilt on the study's machine) takes the place of its compare row, declared so before its figures
+    were read; the replaced rows are reported on their own line, never paired."""
+    def run(r):
+        return tuple(r[c] for c in ("dataset", "model", "variant", "setting", "theta", "gen_seed", "seed"))
+    rebuilt = {run(r) for r in rows if r["experiment"] == "rebuild"}
+    first = [r for r in rows if r["experiment"] == "compare" and run(r) in rebuilt]
+    return [r for r in rows if r["experiment"] == "rebuild" or (r["experiment"] == "compare" and r not in first)], first
+
+
 def _unids_selected(rows: list[dict], variant: str) -> list[dict]:
     """The rows of ``variant`` under the setting with the best mean validation NDCG@10 (validation only)."""
     by_setting = defaultdict(list)
@@ -319,7 +330,8 @@ def unids_report(results: Path, ranks_dir: Path) -> str:
         return "_No UniDS rows yet (`python benchmarks/unids.py compare`)._\n"
     out = []
     metrics = ("auc", "mrr", "hr@50", "hr@10", "ndcg@50", "ndcg@10", "logloss")
-    compare = [r for r in rows if r["experiment"] == "compare"]
+    compare, first = _unids_compare(rows)
+    compare += [dict(r, variant=r["variant"] + " (first build)") for r in first]
     keys = sorted({(r["dataset"], r["model"]) for r in compare})
     out.append("Test, full ranking over all items, leave-one-out; per-user AUC and softmax log loss "
                "(`fastregen.evaluation.evaluate_stages`); mean ± sd over seeds; Δ and p: NDCG@10 against "
@@ -332,7 +344,7 @@ def unids_report(results: Path, ranks_dir: Path) -> str:
         here = [r for r in compare if (r["dataset"], r["model"]) == (dataset, model)]
         base = [r for r in here if r["variant"] == "original"]
         base_user = {m: _stage_user(base, ranks_dir, m) for m in ("ndcg@10", "auc", "mrr")} if base else None
-        for variant in ("original", "reppad", "dr4sr", "unids", "no_tc", "no_uf", "no_ug"):
+        for variant in ("original", "reppad", "dr4sr", "unids", "unids (first build)", "no_tc", "no_uf", "no_ug"):
             g = _unids_selected(here, variant)
             if not g:
                 continue
@@ -640,7 +652,7 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
                 out.append(_verdict_row(f"DR4SR ({variant}, K={K}, γ={gamma}, the authors' own trainer)", "beauty",
                                         "sasrec", "ndcg@20", base, dr, au_user, paper))
     rows = read_rows(folder / "unids.csv", unids_bench.COLUMNS)
-    compare = [r for r in rows if r["experiment"] == "compare"]
+    compare = _unids_compare(rows)[0]
     st_user = lambda rs, m: _stage_user(rs, ranks_root / "unids", m)  # noqa: E731
     for dataset, model in sorted({(r["dataset"], r["model"]) for r in compare}):
         here = [r for r in compare if (r["dataset"], r["model"]) == (dataset, model)]

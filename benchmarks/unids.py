@@ -72,7 +72,7 @@ BACKBONE = {
 COLUMNS = [
     "run_id", "experiment", "dataset", "model", "variant", "setting", "theta", "gen_seed", "seed",
     "epochs", "best_epoch", "seconds_per_epoch", "seconds", "train_sequences", "train_interactions",
-    "generated_interactions", *[f"valid_{m}" for m in METRICS], *[f"test_{m}" for m in METRICS], "n_test_users",
+    "generated_interactions", "train_sha256", *[f"valid_{m}" for m in METRICS], *[f"test_{m}" for m in METRICS], "n_test_users",
     "unids_config", "train_config", "commit", "machine", "date",
 ]
 
@@ -90,7 +90,7 @@ def load_dataset(name: str):
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    experiment: str  # "compare" or "theta"
+    experiment: str  # "compare", "theta" or "rebuild" (a compare run again on a generator rebuilt, REBUILT)
     dataset: str
     model: str
     variant: str
@@ -116,7 +116,7 @@ class Run:
         return hashlib.sha256(json.dumps(self.key(), sort_keys=True).encode()).hexdigest()[:12]
 
     def label(self) -> str:
-        extra = f" theta={self.theta}" if self.experiment == "theta" else ""
+        extra = {"theta": f" theta={self.theta}", "rebuild": " (rebuilt generator)"}.get(self.experiment, "")
         return f"{self.dataset}/{self.model}/{self.variant}{extra} {self.setting} seed {self.seed}"
 
 
@@ -170,6 +170,7 @@ class Bench:
         from fastregen.data import leave_one_out
         from fastregen.evaluation import evaluate_stages
         from fastregen.training import fit_and_evaluate
+        from fastregen.training.checkpoint import array_sha256
 
         if self.threads:
             torch.set_num_threads(self.threads)
@@ -199,6 +200,8 @@ class Bench:
             "seconds_per_epoch": round(res["seconds_per_epoch"], 3), "seconds": round(time.perf_counter() - t0, 1),
             "train_sequences": len(tr), "train_interactions": tr.num_interactions,
             "generated_interactions": gen_items,
+            # what the backbone trained on: which rows share a generator (a machine's rebuild differs)
+            "train_sha256": array_sha256(tr.offsets, tr.items),
             **{f"valid_{m}": valid[m] for m in METRICS}, **{f"test_{m}": test[m] for m in METRICS},
             "n_test_users": test["n_users"],
             "unids_config": json.dumps(config_to_dict(ucfg)) if ucfg is not None else "",
@@ -222,10 +225,20 @@ class Bench:
 ISSUE26_SETTING = json.dumps({"generator": {"epochs": 10}}, sort_keys=True)
 
 
+#: Compare runs declared again on a rebuilt generator (issue 26; declared before their runs): the seed-0
+#: UniDS row was trained on the AMD VM (1894167) on a generator whose folder (``--work``, outside the
+#: repository) did not move with the study; seeds 1-2 and the ablations build it again on this study's
+#: machine (same config and seed; training is not bit-reproducible across machines), so seed 0 runs
+#: again on that build. `report.py` pairs a ``rebuild`` row in place of its compare row, which keeps a
+#: line of its own ("first build").
+REBUILT = (("unids", 0),)
+
+
 def issue26_runs() -> list[Run]:
-    """Issue 26, stage 6 (ml-100k, HSTU), in order: original, UniDS and RepPad at seeds 1-2; then the DR4SR
-    variant and the three ablations at seeds 0-2 (UniDS-family variants at `ISSUE26_SETTING`)."""
-    runs = []
+    """Issue 26, stage 6 (ml-100k, HSTU), in order: UniDS at seed 0 again on the rebuilt generator
+    (`REBUILT`); original, UniDS and RepPad at seeds 1-2; then the DR4SR variant and the three ablations
+    at seeds 0-2 (UniDS-family variants at `ISSUE26_SETTING`)."""
+    runs = [Run("rebuild", "ml-100k", "hstu", v, seed, 0, ISSUE26_SETTING) for v, seed in REBUILT]
     for seed in (1, 2):
         for v in ("original", "unids", "reppad"):
             runs.append(Run("compare", "ml-100k", "hstu", v, seed, 0, ISSUE26_SETTING if v == "unids" else "{}"))

@@ -59,3 +59,69 @@ def test_unids_report(tmp_path, bench):
     cells = [c.strip() for c in uni.split("|")]
     assert float(cells[-4]) < 0.05 or "e-" in cells[-4]  # NDCG@10 p: ranks improved for most users
     assert "Theta sweep" in text and "| 1.3 |" in text
+
+
+def test_a_rebuild_row_pairs_in_place_of_its_compare_row(tmp_path, bench):
+    """unids.REBUILT: the seed-0 UniDS run again on the generator rebuilt on the study's machine replaces the
+    first build's compare row in the table and the verdict; the first build keeps its own table line."""
+    report, unids, results = bench
+    csv, ranks = tmp_path / "unids.csv", tmp_path / "ranks" / "unids"
+    ranks.mkdir(parents=True)
+    base = np.random.default_rng(1).integers(0, 300, size=200)
+    setting = unids.ISSUE26_SETTING
+    (rebuild,) = [r for r in unids.issue26_runs() if r.experiment == "rebuild"]
+    assert (rebuild.variant, rebuild.seed, rebuild.setting) == ("unids", 0, setting)
+    first = unids.Run("compare", "ml-100k", "hstu", "unids", 0, 0, setting)
+    assert rebuild.run_id != first.run_id and unids.issue26_runs()[0] == rebuild
+    for run_id, variant, exp, test, r in (("o0", "original", "compare", 0.20, base),
+                                          (first.run_id, "unids", "compare", 0.10, base + 30),  # worse
+                                          (rebuild.run_id, "unids", "rebuild", 0.30, np.maximum(base - 30, 0))):
+        results.save_ranks(ranks / f"{run_id}.npz", r)
+        np.savez_compressed(ranks / f"{run_id}.stage.npz", auc=(1 - r / 1000).astype(np.float32),
+                            logloss=np.ones(r.size, np.float32), mrr=(1 / (r + 1)).astype(np.float32))
+        results.append_row(csv, _row(unids, run_id, variant, 0, 0.1, test, setting if variant == "unids" else "{}",
+                                     experiment=exp), unids.COLUMNS)
+    text = report.unids_report(csv, ranks)
+    cur = [ln for ln in text.splitlines() if ln.startswith("| ml-100k | hstu | unids {")]
+    old = [ln for ln in text.splitlines() if ln.startswith("| ml-100k | hstu | unids (first build)")]
+    assert len(cur) == 1 and "| 1 | 0.3000 |" in cur[0] and "+50.0%" in cur[0]
+    assert len(old) == 1 and "-50.0%" in old[0]
+    verdict = report.verdict_report(tmp_path, tmp_path / "ranks")
+    (line,) = [ln for ln in verdict.splitlines() if ln.startswith("| UniDS |")]
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[7] == "0.3000" and float(cells[8].strip("*%")) > 0  # the rebuild, better on every user's rank
+
+
+def test_bench_run_writes_a_row_with_the_training_datas_hash(tmp_path, bench, monkeypatch):
+    """unids.Bench.run end to end on a tiny planted dataset: one row per run, its ranks and stage files,
+    ``train_sha256`` telling which rows trained on the same data (the split's, or one generator's)."""
+    import json
+
+    from fastregen.training.checkpoint import array_sha256
+
+    report, unids, results = bench
+    from test_unids import TINY_GEN, planted
+
+    ds = planted(n=40)
+    monkeypatch.setattr(unids, "RANKS", tmp_path / "ranks")
+    monkeypatch.setitem(unids.BACKBONE, "ml-100k", dict(max_len=12, embed_dim=16, batch_size=16, epochs=1,
+                                                        patience=1, lr=1e-3, valid_metric="ndcg@10", ks=(10,),
+                                                        eval_every=1))
+    b = unids.Bench(tmp_path / "work", 1, False, results=tmp_path / "unids.csv")
+    monkeypatch.setattr(b, "data", lambda name: ds)
+    setting = json.dumps({"max_len": 12, "theta_recall": 1.3, "theta_coarse": 1.4, "theta_fine": 1.5,
+                          "max_pattern_len": 4, "pm_epochs": 1, "generator": TINY_GEN}, sort_keys=True)
+    runs = [unids.Run("compare", "ml-100k", "hstu", "original", 0),
+            unids.Run("compare", "ml-100k", "hstu", "unids", 0, 0, setting),
+            unids.Run("rebuild", "ml-100k", "hstu", "unids", 0, 0, setting)]
+    for run in runs:
+        assert b.run(run)["run_id"] == run.run_id
+    assert b.run(runs[0]) is None  # a run whose row exists is skipped
+    rows = results.read_rows(tmp_path / "unids.csv", unids.COLUMNS)
+    assert [r["experiment"] for r in rows] == ["compare", "compare", "rebuild"]
+    from fastregen.data import leave_one_out
+
+    split = leave_one_out(ds).train
+    assert rows[0]["train_sha256"] == array_sha256(split.offsets, split.items)
+    assert rows[1]["train_sha256"] == rows[2]["train_sha256"] != rows[0]["train_sha256"]  # one generator folder
+    assert all((tmp_path / "ranks" / f"{r['run_id']}.stage.npz").exists() for r in rows)

@@ -21,10 +21,12 @@ averaged over its runs (seeds) first.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -580,26 +582,44 @@ def _paper_gain(model: str, method: str, dataset: str) -> str:
     return f"{100 * (ours['ndcg@20'] / base['ndcg@20'] - 1):+.1f}%" if base and ours else "—"
 
 
-def _verdict_row(label, dataset, model, metric, base, method, user_metric, paper_gain: str,
-                 method_user_metric=None) -> str:
-    """One line of the verdict table; ``method_user_metric`` reads the method's per-user values where its
-    ranks live elsewhere than the baseline's (default ``user_metric``)."""
+@dataclasses.dataclass
+class Pairing:
+    """A method's rows against the original data's at the seeds both ran (a verdict line)."""
+
+    label: str
+    dataset: str
+    model: str
+    metric: str
+    base: list
+    method: list
+    base_user: Callable  # (rows, metric) -> per-user values, mean over the rows' runs
+    method_user: Callable
+    paper_gain: str
+
+    def users(self, metric: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-user ``metric`` (default the pairing's) of the original and of the method, each over its seeds."""
+        m = metric or self.metric
+        return self.base_user(self.base, m), self.method_user(self.method, m)
+
+
+def _verdict_row(pair: Pairing) -> str:
+    """One line of the verdict table."""
     from fastregen.study.stats import bootstrap_gain
 
-    a, b = user_metric(base, metric), (method_user_metric or user_metric)(method, metric)
+    a, b = pair.users()
     g = bootstrap_gain(a, b, resamples=2000, seed=0)
-    ours = [float(r[f"test_{metric}"]) for r in method]
-    orig = [float(r[f"test_{metric}"]) for r in base]
-    return (f"| {label} | {dataset} | {model} | {metric.replace('ndcg', 'N')} | {len(method)} | {_mean_sd(orig)} | "
-            f"{_mean_sd(ours)} | **{100 * g['relative']:+.1f}%** | [{100 * g['relative_lo']:+.1f}%, "
-            f"{100 * g['relative_hi']:+.1f}%] | {_fmt_p(paired_p(a, b))} | {paper_gain} |")
+    ours = [float(r[f"test_{pair.metric}"]) for r in pair.method]
+    orig = [float(r[f"test_{pair.metric}"]) for r in pair.base]
+    return (f"| {pair.label} | {pair.dataset} | {pair.model} | {pair.metric.replace('ndcg', 'N')} | {len(pair.method)} | "
+            f"{_mean_sd(orig)} | {_mean_sd(ours)} | **{100 * g['relative']:+.1f}%** | [{100 * g['relative_lo']:+.1f}%, "
+            f"{100 * g['relative_hi']:+.1f}%] | {_fmt_p(paired_p(a, b))} | {pair.paper_gain} |")
 
 
-def verdict_report(results: Path, ranks_dir: Path) -> str:
-    """README's "Does regeneration help?": every method against the original data, from all study rows.
+def verdict_pairings(results: Path, ranks_dir: Path) -> tuple[list[Pairing], str]:
+    """Every method of the studies against the original data, and a note on DR4SR+'s selection while it runs.
 
-    ``results`` and ``ranks_dir`` are the results folder and its ranks folder (the report reads
-    dr4sr.csv, unids.csv and dr4srplus.csv there)."""
+    ``results`` and ``ranks_dir`` are the results folder and its ranks folder (read: dr4sr.csv,
+    authors.csv, unids.csv and dr4srplus.csv there)."""
     sys.path.insert(0, str(HERE))
     import dr4sr_study as study
     import unids as unids_bench
@@ -608,13 +628,7 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
 
     folder = results if results.is_dir() else results.parent
     ranks_root = ranks_dir if ranks_dir.name == "ranks" else ranks_dir.parent
-    out = ["Test split, full ranking; each row pairs a method with the original data at the seeds both "
-           "ran (target-model seeds); gain: relative change of the mean, its 95% interval a percentile "
-           "bootstrap over test users (2,000 resamples, seed 0); p: two-sided Wilcoxon signed-rank over "
-           "test users, each user's metric averaged over the seeds. Settings were selected on validation.\n",
-           "| method | data | model | metric | seeds | original | method | gain | 95% interval | p | paper's gain |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
-    n = len(out)
+    pairs: list[Pairing] = []
     rows = read_rows(folder / "dr4sr.csv", study.COLUMNS)
     setting = study.selected_setting(rows)
     rows = _first_builds(rows)[0]  # a run again on a rebuilt regenerator pairs in place of its first build
@@ -632,10 +646,9 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
             base, dr = _paired(base, dr, "target_seed")
             if not dr:
                 continue
-            paper = _paper_gain(model, "dr4sr", dataset)
             scheme = "" if protocol == "all" else f", the {protocol.split('/')[1]}' training scheme"
-            out.append(_verdict_row(f"DR4SR ({variant}, K={K}, γ={gamma}{scheme})", dataset, model, "ndcg@20",
-                                    base, dr, dr_user, paper))
+            pairs.append(Pairing(f"DR4SR ({variant}, K={K}, γ={gamma}{scheme})", dataset, model, "ndcg@20", base, dr,
+                                 dr_user, dr_user, _paper_gain(model, "dr4sr", dataset)))
         # the authors' own trainer (authors.py, one seed: theirs): their run on the original split against
         # theirs on fastregen's DR4SR set of the selected setting (authors.QUEUE); capped runs are checks
         if (folder / "authors.csv").exists():
@@ -647,10 +660,10 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
             base, dr = _paired([r for r in arows if r["train_set"] == "original"],
                                [r for r in arows if r["train_set"].startswith("dr4sr:")], "seed")
             if dr:
-                paper = _paper_gain("sasrec", "dr4sr", "beauty")
                 au_user = lambda rs, m: _user_metric(rs, ranks_root / "authors", m)  # noqa: E731
-                out.append(_verdict_row(f"DR4SR ({variant}, K={K}, γ={gamma}, the authors' own trainer)", "beauty",
-                                        "sasrec", "ndcg@20", base, dr, au_user, paper))
+                pairs.append(Pairing(f"DR4SR ({variant}, K={K}, γ={gamma}, the authors' own trainer)", "beauty",
+                                     "sasrec", "ndcg@20", base, dr, au_user, au_user,
+                                     _paper_gain("sasrec", "dr4sr", "beauty")))
     rows = read_rows(folder / "unids.csv", unids_bench.COLUMNS)
     compare = _unids_compare(rows)[0]
     st_user = lambda rs, m: _stage_user(rs, ranks_root / "unids", m)  # noqa: E731
@@ -665,15 +678,14 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
             pb, pm = unids_table1("ml-1m", "hstu", "base"), unids_table1("ml-1m", "hstu", variant)
             paper = (f"{100 * (pm['ndcg@10'] / pb['ndcg@10'] - 1):+.1f}% (ML-1M)" if pb and pm and "ndcg@10" in pm
                      else "—")
-            out.append(_verdict_row(label, dataset, model, "ndcg@10", b, g, st_user, paper))
-    if len(out) == n:
-        out.append("| (no paired rows yet) | | | | | | | | | | |")
+            pairs.append(Pairing(label, dataset, model, "ndcg@10", b, g, st_user, st_user, paper))
     import dr4srplus as plus_bench
 
     plus_rows = []
     if (folder / "dr4srplus.csv").exists():
         plus_rows = [r for r in read_rows(folder / "dr4srplus.csv", plus_bench.COLUMNS) if r["stage"] == "issue26"]
     sel = [r for r in plus_rows if r["model"] == "sasrec" and r["target_seed"] == "0"]
+    note = ""
     if len(sel) == len(plus_bench.ISSUE26_RATES) and setting is not None:
         best = max(sel, key=lambda r: float(r["valid_ndcg@20"]))
         chosen = [r for r in plus_rows if (r["upper_lr"], r["upper_weight_decay"])
@@ -688,12 +700,71 @@ def verdict_report(results: Path, ranks_dir: Path) -> str:
             base, g = _paired(base, g, "target_seed")
             if not g:
                 continue
-            paper = _paper_gain(model, "dr4sr+", "beauty")
-            out.append(_verdict_row(f"DR4SR+ (upper lr {float(best['upper_lr']):g})", "beauty", model, "ndcg@20",
-                                    base, g, dr_user, paper, method_user_metric=plus_user))
+            pairs.append(Pairing(f"DR4SR+ (upper lr {float(best['upper_lr']):g})", "beauty", model, "ndcg@20",
+                                 base, g, dr_user, plus_user, _paper_gain(model, "dr4sr+", "beauty")))
     else:
-        out.append(f"\nDR4SR+: {len(sel)} of its 3 declared selection runs have finished "
-                   "(`python benchmarks/dr4srplus.py plan`).")
+        note = (f"DR4SR+: {len(sel)} of its 3 declared selection runs have finished "
+                "(`python benchmarks/dr4srplus.py plan`).")
+    return pairs, note
+
+
+def verdict_report(results: Path, ranks_dir: Path) -> str:
+    """README's "Does regeneration help?": every method against the original data, from all study rows
+    (`verdict_pairings`)."""
+    pairs, note = verdict_pairings(results, ranks_dir)
+    out = ["Test split, full ranking; each row pairs a method with the original data at the seeds both "
+           "ran (target-model seeds); gain: relative change of the mean, its 95% interval a percentile "
+           "bootstrap over test users (2,000 resamples, seed 0); p: two-sided Wilcoxon signed-rank over "
+           "test users, each user's metric averaged over the seeds. Settings were selected on validation.\n",
+           "| method | data | model | metric | seeds | original | method | gain | 95% interval | p | paper's gain |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out += [_verdict_row(p) for p in pairs] or ["| (no paired rows yet) | | | | | | | | | | |"]
+    if note:
+        out.append("\n" + note)
+    return "\n".join(out) + "\n"
+
+
+def _quartiles(counts: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """(low, high, mask) of the test users in each quarter of ``counts`` (quartile edges of the users'
+    values; ties stay in one bucket, so the buckets are near, not exactly, equal)."""
+    edges = np.quantile(counts, [0.25, 0.5, 0.75], method="lower").astype(int)
+    lows, highs = [int(counts.min()), *(edges + 1)], [*edges, int(counts.max())]
+    return [(lo, hi, (counts >= lo) & (counts <= hi)) for lo, hi in zip(lows, highs)]
+
+
+def breakdown_report(results: Path, ranks_dir: Path) -> str:
+    """Each verdict pairing by the popularity of the users' test targets (exploratory, post hoc).
+
+    Reads the verdict's rows and ranks and ``results/strata/DATASET.npz`` (`user_strata.py`)."""
+    folder = results if results.is_dir() else results.parent
+    pairs, _ = verdict_pairings(results, ranks_dir)
+    out = ["Exploratory, chosen after the test figures above were read (so no claim rests on it): each verdict "
+           "line again within quarters of its test users, split by how often the user's test target occurs in "
+           "the training split (`results/strata/`, `python benchmarks/user_strata.py`). Cell: original -> method "
+           "(the line's metric, mean over the seeds), relative change, two-sided Wilcoxon p over that quarter's "
+           "users.\n",
+           "| method | data | model | rarest targets | 2nd quarter | 3rd quarter | most popular targets |",
+           "|---|---|---|---|---|---|---|"]
+    n = len(out)
+    for pair in pairs:
+        path = folder / "strata" / f"{pair.dataset}.npz"
+        if not path.exists():
+            continue
+        with np.load(path) as z:
+            counts = z["target_count"]
+        a, b = pair.users()
+        if a.size != counts.size:
+            raise SystemExit(f"{path} holds {counts.size} test users, the ranks of {pair.label} on {pair.dataset} "
+                             f"{a.size}: rerun `python benchmarks/user_strata.py --datasets {pair.dataset}`")
+        cells = []
+        for lo, hi, mask in _quartiles(counts):
+            ma, mb = a[mask].mean(), b[mask].mean()
+            gain = f"{100 * (mb / ma - 1):+.0f}%" if ma > 0 else "—"
+            cells.append(f"{lo}-{hi} ({int(mask.sum()):,} users): {ma:.4f} -> {mb:.4f}, {gain}, "
+                         f"p {_fmt_p(paired_p(a[mask], b[mask]))}")
+        out.append(f"| {pair.label} | {pair.dataset} | {pair.model} | " + " | ".join(cells) + " |")
+    if len(out) == n:
+        out.append("| (no pairing with its dataset's strata yet) | | | | | | |")
     return "\n".join(out) + "\n"
 
 
@@ -773,7 +844,8 @@ def measurements_report(results: Path, ranks_dir: Path, extras: tuple = ("load",
 
 
 REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report, "scale": scale_report,
-           "engine": engine_report, "verdict": verdict_report, "threads": threads_report, "peer": peer_report}
+           "engine": engine_report, "verdict": verdict_report, "breakdown": breakdown_report,
+           "threads": threads_report, "peer": peer_report}
 #: Measurement files shown as one table of their latest rows (`measurements_report`), with these extra columns.
 MEASUREMENTS = {"pretrain_speed": ("baseline", "baseline_s", "current_s", "baseline_all", "current_all", "pairs",
                                    "baseline_cpu_s", "current_cpu_s", "load", "note"),
@@ -788,10 +860,11 @@ _BLOCK = re.compile(r"<!-- report:([\w-]+) -->.*?<!-- /report:\1 -->", re.S)
 
 
 def default_paths(name: str) -> tuple[Path, Path]:
-    """(results, ranks) a report reads by default: results/NAME.csv and results/ranks/NAME (the verdict: the
-    results folder and the whole ranks folder)."""
-    results = HERE / "results" if name == "verdict" else HERE / "results" / f"{name}.csv"
-    return results, HERE / "results" / "ranks" / ("" if name == "verdict" else name)
+    """(results, ranks) a report reads by default: results/NAME.csv and results/ranks/NAME (the verdict and its
+    breakdown: the results folder and the whole ranks folder)."""
+    whole = name in ("verdict", "breakdown")
+    results = HERE / "results" if whole else HERE / "results" / f"{name}.csv"
+    return results, HERE / "results" / "ranks" / ("" if whole else name)
 
 
 def render(name: str, results: Path | None = None, ranks: Path | None = None) -> str:

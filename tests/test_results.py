@@ -285,3 +285,53 @@ def test_a_run_on_the_rebuilt_regenerator_pairs_in_place_of_its_first_build(tmp_
     (cur,) = dr_line(table)
     (old,) = dr_line(table, first=True)
     assert "| 1 | 0.0500 |" in cur and "| 1 | 0.0200 |" in old and "first build" in old
+
+
+def test_breakdown_splits_each_verdict_line_by_target_popularity(tmp_path):
+    """report.py breakdown: a method that helps users with rare targets and hurts those with popular ones
+    shows a gain in the rarest quarter and a loss in the most popular one; strata of another size are refused."""
+    results, ranks = tmp_path / "dr4sr.csv", tmp_path / "ranks" / "dr4sr"
+    n = 400
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 100, n)
+    base_ranks = rng.integers(0, 40, n)
+    rare, popular = counts <= np.quantile(counts, 0.25), counts > np.quantile(counts, 0.75)
+    better = np.where(rare, np.maximum(base_ranks - 10, 0), np.where(popular, base_ranks + 10, base_ranks))
+    for run in dr4sr_study.selection_runs():
+        chosen = (run.variant, run.K, run.gamma) == ("V1", 5, 0.3)
+        _results.append_row(results, _row(run, 0.09 if chosen else 0.05, 0.04, 0), dr4sr_study.COLUMNS)
+        _results.save_ranks(ranks / f"{run.run_id}.npz", better if chosen else base_ranks)
+    (tmp_path / "strata").mkdir()
+    np.savez(tmp_path / "strata" / "beauty.npz", target_count=counts, history_length=np.ones(n, int))
+    text = report.breakdown_report(tmp_path, tmp_path / "ranks")
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("| DR4SR (")]
+    cells = [c.strip() for c in line.split("|")][4:8]
+    gains = [int(c.split(", ")[1].rstrip("%")) for c in cells]
+    assert gains[0] > 0 > gains[3] and sum(int(c.split("(")[1].split()[0].replace(",", "")) for c in cells) == n
+    assert float(cells[0].rsplit("p ", 1)[1]) < 0.05
+    np.savez(tmp_path / "strata" / "beauty.npz", target_count=counts[:-1], history_length=np.ones(n - 1, int))
+    with pytest.raises(SystemExit, match="399 test users.*user_strata.py --datasets beauty"):
+        report.breakdown_report(tmp_path, tmp_path / "ranks")
+
+
+def test_committed_strata_match_the_committed_ranks():
+    """results/strata/*.npz (user_strata.py) hold one entry per test user of every study's ranks files."""
+    strata = BENCH / "results" / "strata"
+    if not strata.exists():
+        pytest.skip("no committed strata")
+    sizes = {p.stem: np.load(p)["target_count"].size for p in strata.glob("*.npz")}
+    rows = _results.read_rows(BENCH / "results" / "dr4sr.csv", dr4sr_study.COLUMNS)
+    for row in rows[:3]:
+        ranks, _ = _results.load_ranks(BENCH / "results" / "ranks" / "dr4sr" / f"{row['run_id']}.npz")
+        assert ranks.size == sizes[row["dataset"]] == int(row["n_test_users"])
+
+
+def test_user_strata_counts_each_test_target_in_the_training_split():
+    import user_strata
+    from fastregen.data import SequenceDataset
+
+    # train split: each sequence less its last two items; the test target is the last item
+    data = SequenceDataset.from_lists([[1, 2, 3, 4], [2, 2, 1, 5, 2], [3, 1], [4]], num_items=5)
+    s = user_strata.strata(data)
+    # train items: [1, 2], [2, 2, 1], [], -> counts 1: 2, 2: 3; test users (length >= 2): 0, 1, 2
+    assert s["target_count"].tolist() == [0, 3, 2] and s["history_length"].tolist() == [3, 4, 1]

@@ -88,7 +88,7 @@ COLUMNS = [
 
 REGEN_COLUMNS = [
     "decode_key", "output_sha256", "dataset", "variant", "K", "gamma", "regen_seed", "epochs", "best_epoch", "valid_loss",
-    "valid_best_memory_loss", "pretrain_seconds", "decoded", "duplicates", "kept", "mean_length",
+    "valid_best_memory_loss", "memory_use", "pretrain_seconds", "decoded", "duplicates", "kept", "mean_length",
     "train_set", "train_sequences", "train_interactions", "regen_config", "commit", "machine", "date",
 ]
 
@@ -347,6 +347,9 @@ class Study:
             "decode_key": key, "output_sha256": sha, "dataset": run.dataset, "variant": run.variant, "K": run.K, "gamma": run.gamma,
             "regen_seed": run.regen_seed, "epochs": len(h), "best_epoch": best.get("epoch", ""),
             "valid_loss": best.get("valid_loss", ""), "valid_best_memory_loss": best.get("valid_best_memory_loss", ""),
+            # the share of training patterns each memory served in the last epoch (the promoter's choice):
+            # one memory taking them all means the others were barely trained
+            "memory_use": json.dumps([round(float(u), 4) for u in h[-1].get("memory_use", [])]) if h else "",
             "pretrain_seconds": round(sum(e["seconds"] for e in h), 1), "decoded": info.get("decoded", ""),
             "duplicates": info.get("duplicates", ""), "kept": info.get("kept", ""),
             "mean_length": round(float(regen.lengths.mean()), 3) if len(regen) else "",

@@ -203,9 +203,32 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
             w = f"{float(r['weight_mean']):.3f}" if r["weight_mean"] else ""
             out.append(f"| {dataset} | {model} | {regen} | {grid} | {r[grid]} | {r['upper_weight_decay']} | "
                        f"{float(r['valid_ndcg@20']):.4f} | {r['upper_steps']} ({r['upper_skipped']}) | {w} | {mark} |")
+    # ---- issue 26 (stage 5): the declared upper-level rates at seed 0, validation only; their test rows
+    # pair with dr4sr_study's original and DR4SR rows in README's verdict
+    i26 = {float(r["upper_lr"]): r for r in rows if r["stage"] == "issue26" and r["model"] == "sasrec"
+           and r["target_seed"] == "0"}
+    if i26:
+        chosen = (max(i26.values(), key=lambda r: float(r["valid_ndcg@20"]))
+                  if len(i26) == len(study.ISSUE26_RATES) else None)
+        out.append("\nIssue 26, stage 5 (Beauty SASRec, target seed 0, the study's DR4SR regenerator): the three declared "
+                   "upper-level SGD rates, **validation** NDCG@20 only; the selected one runs seeds 1-2 and GRU4Rec, "
+                   "and README's verdict pairs it with `dr4sr.csv`'s original rows.\n")
+        out.append("| upper lr | valid N@20 | epochs (best) | upper steps (skipped) | final mean w | final var w | |")
+        out.append("|---|---|---|---|---|---|---|")
+        for rate in study.ISSUE26_RATES:
+            r = i26.get(float(rate))
+            if r is None:
+                out.append(f"| {rate:g} | (not run) | | | | | |")
+                continue
+            mark = "**selected**" if r is chosen else ""
+            out.append(f"| {rate:g} | {float(r['valid_ndcg@20']):.4f} | {r['epochs']} ({r['best_epoch']}) | "
+                       f"{r['upper_steps']} ({r['upper_skipped']}) | {float(r['weight_mean']):.4f} | "
+                       f"{float(r['weight_var']):.4f} | {mark} |")
     # ---- test table: DR4SR / DR4SR+ rows grouped per regenerator (and grid), the controls shared
     groups = defaultdict(list)
     for r in rows:
+        if r["stage"] == "issue26":
+            continue  # paired in the verdict, with dr4sr_study's controls
         ts = r["train_set"]
         if ts == "dr4sr+":
             owner = "sasrec" if r["stage"] == "others" else r["model"]  # the other models use SASRec's setting
@@ -216,6 +239,8 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
                 ts = f"dr4sr+[{r['grid']}]"
         label = ts if not r["regen"] else f"{ts} @{r['regen']}"
         groups[(r["dataset"], r["model"], label)].append(r)
+    if not any(key[2] == "original" for key in groups):
+        return "\n".join(out) + "\n"
     out.append("\nTest, full ranking; mean ± sd over seeds; p: paired Wilcoxon over users of NDCG@20 (each side "
                "averaged over its seeds first). `@id`: the regenerator (its output's sha256 prefix). Paper: DR4SR "
                "Table 3 (base / DR4SR / DR4SR+ rows) and Table 4 (C).\n")

@@ -106,3 +106,28 @@ def test_run_ids_ignore_the_stage_so_seed_zero_is_shared(bench):
     assert study.Run("x", "beauty", "sasrec", "dr4sr+", 0, "alpha", 0.1, 0.01).plus["alpha"] == 0.1
     assert study.Run("ablation", "beauty", "sasrec", "dr4sr+e2e").plus["mode"] == "end_to_end"
     assert len(study.selection_runs()) == len(study.selection_runs("alpha")) == 2 * 2 * 9
+
+
+def test_issue26_rows_get_their_validation_table_and_never_the_test_table(tmp_path, bench):
+    """Stage 5's rows (stage "issue26") are listed by declared rate with validation figures only (the
+    selection marked once all three ran); their test figures are the verdict's, never this table's."""
+    study, report, res = bench
+    results, ranks = tmp_path / "dr4srplus.csv", tmp_path / "ranks"
+    rates = study.ISSUE26_RATES
+
+    def add(i, rate, valid):
+        row = _row(study, f"p{i}", "issue26", "sasrec", "dr4sr+", 0, valid, 0.99, rate, 0.001)
+        row["weight_var"], row["epochs"], row["best_epoch"] = 0.002, 40, 20
+        res.append_row(results, row, study.COLUMNS)
+        res.save_ranks(ranks / f"p{i}.npz", np.zeros(10, int))
+
+    add(0, rates[0], 0.05)
+    text = report.dr4srplus_report(results, ranks)
+    lines = [ln for ln in text.splitlines() if ln.startswith("| 0.")]
+    assert len(lines) == 3 and sum("(not run)" in ln for ln in lines) == 2 and "**selected**" not in text
+    assert "Test, full ranking" not in text and "0.9900" not in text
+    add(1, rates[1], 0.06)
+    add(2, rates[2], 0.04)
+    text = report.dr4srplus_report(results, ranks)
+    (sel,) = [ln for ln in text.splitlines() if "**selected**" in ln]
+    assert sel.startswith(f"| {rates[1]:g} | 0.0600 |")

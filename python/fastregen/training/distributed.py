@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -131,6 +132,11 @@ def session(device: str | torch.device = "cpu"):
         yield world
     finally:
         if owned and dist.is_initialized():
+            # Free the block's cyclic garbage now: a Trainer cycle can hold gloo work objects, and left to
+            # the interpreter's final collection, gloo's threads release their tensors while Python shuts
+            # down and abort the process ("terminate called without an active exception") after its work
+            # is done
+            gc.collect()
             dist.destroy_process_group()
 
 

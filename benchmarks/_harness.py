@@ -10,7 +10,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-__all__ = ["baseline_tree", "config_overrides", "cpu_model", "git_commit", "save_pairs", "load_pairs"]
+__all__ = ["baseline_tree", "config_overrides", "cpu_model", "git_commit", "regenerated_sha256", "save_pairs",
+           "load_pairs"]
 
 
 def cpu_model() -> str:
@@ -23,6 +24,14 @@ def cpu_model() -> str:
     except OSError:
         pass
     return "unknown CPU"
+
+
+def regenerated_sha256(folder) -> str:
+    """The sha256 of a finished `fastregen regenerate` folder's regenerated set (its ``regenerated.json``),
+    what the studies name a regenerator's output by."""
+    import json
+
+    return json.loads((Path(folder) / "regenerated.json").read_text())["output"]["sha256"]
 
 
 def git_commit(cwd: Path) -> str:

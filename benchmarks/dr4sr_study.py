@@ -70,7 +70,7 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
+from _harness import cpu_model, git_commit, regenerated_sha256  # noqa: E402 (this folder is on sys.path)
 from fastregen.study import Store, file_lock, regenerate_once, run_queue  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -150,9 +150,14 @@ class Run:
         return k
 
     @property
+    def regen_name(self) -> str:
+        """The regenerator's pre-training folder under ``--work``/regen."""
+        return f"{self.dataset}-{self.variant}-K{self.K}-s{self.regen_seed}"
+
+    @property
     def decode_name(self) -> str:
-        """The regenerator's decoding folder under ``--work``/decode."""
-        return f"{self.dataset}-{self.variant}-K{self.K}-s{self.regen_seed}-g{self.gamma}"
+        """Its decoding folder (one per gamma) under ``--work``/decode."""
+        return f"{self.regen_name}-g{self.gamma}"
 
     @property
     def protocol(self) -> str:
@@ -247,11 +252,6 @@ def queued_runs(setting, core_only: bool = False) -> list[Run]:
 
 
 # ------------------------------------------------------------------ running
-def output_sha256(decode_dir: Path) -> str:
-    """The sha256 of a finished decoding folder's regenerated set (its ``regenerated.json``)."""
-    return json.loads((Path(decode_dir) / "regenerated.json").read_text())["output"]["sha256"]
-
-
 def _regen_config(run: Run, progress: bool):
     from fastregen.dr4sr import RegenConfig
 
@@ -320,12 +320,12 @@ class Study:
 
         emb = load_model(self.baseline_model(run.dataset)).item_embedding.weight.detach()
         cfg = _regen_config(run, self.progress)
-        regen_dir = self.work / "regen" / f"{run.dataset}-{run.variant}-K{run.K}-s{run.regen_seed}"
+        regen_dir = self.work / "regen" / run.regen_name
         decode_dir = self.work / "decode" / run.decode_name
         # pre-trained once per regenerator (recorded with the first gamma, whatever gamma asks), decoded once per gamma
         dr = regenerate_once(data, cfg, pretrain_dir=regen_dir, decode_dir=decode_dir, lock_dir=self.work / "locks",
                              item_embedding=emb, pretrain_config=dataclasses.replace(cfg, gamma=GAMMAS[0]))
-        sha = output_sha256(decode_dir)
+        sha = regenerated_sha256(decode_dir)
         if run.regen_build and not sha.startswith(run.regen_build):
             raise SystemExit(f"{run.label()} is pinned to the regenerated set {run.regen_build}, but {decode_dir} "
                              f"holds {sha[:12]}: restore that folder (its regenerated.txt) or declare the new build")

@@ -79,7 +79,7 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import cpu_model, git_commit  # noqa: E402 (this folder is on sys.path)
+from _harness import cpu_model, git_commit, regenerated_sha256  # noqa: E402 (this folder is on sys.path)
 from _results import append_row  # noqa: E402
 from fastregen.study import Store, file_lock, run_queue  # noqa: E402
 
@@ -231,8 +231,7 @@ class Study:
         d = self.regen_dirs.get(dataset)
         if d is None:
             return ""
-        rec = json.loads((Path(d) / "regenerated.json").read_text())
-        return rec["output"]["sha256"][:12]
+        return regenerated_sha256(d)[:12]
 
     def sets(self, dataset: str):
         """(data, {train_set: SequenceDataset or None}) for ``dataset``."""

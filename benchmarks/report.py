@@ -63,16 +63,22 @@ def _ranks(ranks_dir: Path, run_id: str):
     return ranks, cutoff
 
 
-def _first_builds(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(current rows, first-build rows): a ``rebuild`` row (the same run again on a rebuilt regenerator,
-    ``dr4sr_study.REBUILDS``) takes the place of that run's row on the first build, declared so before
-    its figures were read; the first build's rows are reported on their own line, never paired."""
+def _rebuilt(rows: list[dict], column: str, key: tuple[str, ...]) -> tuple[list[dict], list[dict]]:
+    """(current rows, first-build rows): a row whose ``column`` is "rebuild" (the same run again on a
+    regenerator or generator rebuilt on the study's machine: ``dr4sr_study.REBUILDS``, ``unids.REBUILT``)
+    takes the place of the rows with its ``key`` columns, declared so before its figures were read; the
+    first build's rows are reported on their own line, never paired."""
     def run(r):
-        return tuple(r[c] for c in ("dataset", "model", "train_set", "variant", "K", "gamma", "regen_seed",
-                                    "target_seed", "protocol"))
-    rebuilt = {run(r) for r in rows if r["stage"] == "rebuild"}
-    first = [r for r in rows if r["stage"] != "rebuild" and run(r) in rebuilt]
+        return tuple(r[c] for c in key)
+    rebuilt = {run(r) for r in rows if r[column] == "rebuild"}
+    first = [r for r in rows if r[column] != "rebuild" and run(r) in rebuilt]
     return [r for r in rows if r not in first], first
+
+
+def _first_builds(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """`_rebuilt` of dr4sr.csv's rows (a run: its data, model, training set, regenerator, seed and scheme)."""
+    return _rebuilt(rows, "stage", ("dataset", "model", "train_set", "variant", "K", "gamma", "regen_seed",
+                                    "target_seed", "protocol"))
 
 
 def dr4sr_report(results: Path, ranks_dir: Path) -> str:
@@ -324,14 +330,10 @@ def _stage_user(rows, ranks_dir: Path, metric: str) -> np.ndarray:
 
 
 def _unids_compare(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(compare rows, first-build rows): a ``rebuild`` row (unids.REBUILT: the run again on the generator
-    rebuilt on the study's machine) takes the place of its compare row, declared so before its figures
-    were read; the replaced rows are reported on their own line, never paired."""
-    def run(r):
-        return tuple(r[c] for c in ("dataset", "model", "variant", "setting", "theta", "gen_seed", "seed"))
-    rebuilt = {run(r) for r in rows if r["experiment"] == "rebuild"}
-    first = [r for r in rows if r["experiment"] == "compare" and run(r) in rebuilt]
-    return [r for r in rows if r["experiment"] == "rebuild" or (r["experiment"] == "compare" and r not in first)], first
+    """(compare rows, first-build rows): `_rebuilt` of unids.csv's compare and rebuild rows (the theta sweep
+    is another experiment)."""
+    return _rebuilt([r for r in rows if r["experiment"] in ("compare", "rebuild")], "experiment",
+                    ("dataset", "model", "variant", "setting", "theta", "gen_seed", "seed"))
 
 
 def _unids_selected(rows: list[dict], variant: str) -> list[dict]:
@@ -621,10 +623,9 @@ class Pairing:
     method_user: Callable
     paper_gain: str
 
-    def users(self, metric: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Per-user ``metric`` (default the pairing's) of the original and of the method, each over its seeds."""
-        m = metric or self.metric
-        return self.base_user(self.base, m), self.method_user(self.method, m)
+    def users(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-user ``metric`` of the original and of the method, each averaged over its seeds."""
+        return self.base_user(self.base, self.metric), self.method_user(self.method, self.metric)
 
 
 def _verdict_row(pair: Pairing) -> str:

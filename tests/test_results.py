@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -335,3 +336,36 @@ def test_user_strata_counts_each_test_target_in_the_training_split():
     s = user_strata.strata(data)
     # train items: [1, 2], [2, 2, 1], [], -> counts 1: 2, 2: 3; test users (length >= 2): 0, 1, 2
     assert s["target_count"].tolist() == [0, 3, 2] and s["history_length"].tolist() == [3, 4, 1]
+
+
+def test_a_pinned_run_refuses_a_folder_holding_another_build(tmp_path, monkeypatch):
+    """The rebuild run names the regenerated set it must train on; a decode folder that holds another
+    build (a third pre-training on another machine) stops the run with both hashes named, and the
+    pinned build itself is accepted."""
+    import types
+
+    import fastregen.models
+
+    setting = ("V1", 5, 0.3)
+    (run,) = dr4sr_study.rebuild_runs(setting)
+    pin = dr4sr_study.REBUILDS[run.decode_name]
+    assert run.regen_build == pin
+    want = dr4sr_study.VARIANTS[run.variant]["train_set"]
+    sets = {"regenerated": "the regenerated set", want: "the training set the run asks for"}
+    study = dr4sr_study.Study(tmp_path, tmp_path, 1, tmp_path / "dr4sr.csv", progress=False)
+    monkeypatch.setattr(study, "data", lambda name: "data")
+    monkeypatch.setattr(study, "baseline_model", lambda name: tmp_path / "model.pt")
+    monkeypatch.setattr(study, "_record_regenerator", lambda *a: None)
+    monkeypatch.setattr(fastregen.models, "load_model", lambda path: types.SimpleNamespace(
+        item_embedding=types.SimpleNamespace(weight=__import__("torch").zeros(3, 2))))
+    monkeypatch.setattr(dr4sr_study, "regenerate_once",
+                        lambda *a, **k: types.SimpleNamespace(training_sets=lambda: sets))
+    held = {"sha": "0" * 64}
+    monkeypatch.setattr(dr4sr_study, "regenerated_sha256", lambda folder: held["sha"])
+    with pytest.raises(SystemExit, match=rf"pinned to the regenerated set {pin}, but .*{run.decode_name} holds 000000000000"):
+        study.training_set(run)
+    held["sha"] = pin + "f" * (64 - len(pin))
+    assert study.training_set(run) == sets[want]
+    # an unpinned run takes whatever the folder holds
+    held["sha"] = "0" * 64
+    assert study.training_set(dataclasses.replace(run, regen_build="")) == sets[want]

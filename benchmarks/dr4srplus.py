@@ -193,6 +193,31 @@ def issue26_runs(rows, regen: str = "") -> list[Run]:
     return runs
 
 
+def issue26_status(rows, regen: str = "") -> str:
+    """One line on stage 5 for ``plan``: runs done of the 8 declared, the selected rate (validation, seed 0)
+    and the pending one-thread hours, each estimated from the done runs of its target model."""
+    runs = issue26_runs(rows, regen)
+    by_id = {row["run_id"]: row for row in rows}
+    done = [by_id[r.run_id(regen)] for r in runs if r.run_id(regen) in by_id]
+    pending = [r for r in runs if r.run_id(regen) not in by_id]
+    total = len(ISSUE26_RATES) + 5  # the selection, then SASRec seeds 1-2 and GRU4Rec seeds 0-2
+    if len(runs) == len(ISSUE26_RATES):
+        chosen = f"selection {len(done)}/{len(ISSUE26_RATES)} (validation N@20, seed 0)"
+    else:
+        chosen = f"selected upper lr {runs[-1].rate:g} on validation"
+    hours, known, unknown = 0.0, 0, set()
+    for r in pending:
+        same = [float(row["seconds"]) for row in done if row["model"] == r.model]
+        if same:
+            hours, known = hours + sum(same) / len(same) / 3600, known + 1
+        else:
+            unknown.add(r.model)
+    est = [f"~{hours:.1f} one-thread hours for {known} (estimated from the done rows)"] if known else []
+    est += [f"{'/'.join(sorted(unknown))}: no done row to estimate from"] if unknown else []
+    est = f"{len(pending)} pending" + (f", {'; '.join(est)}" if est else "")
+    return f"issue 26 stage 5: {len(done)}/{total} done; {chosen}; {est}"
+
+
 def replication_runs(rows, regen=lambda dataset: None, grid: str = "upper_lr") -> list[Run]:
     runs = []
     for dataset in ("beauty", "toys"):
@@ -438,10 +463,12 @@ def main(argv=None) -> int:
                 regen = study.regen_id(r.dataset)
                 mark = "done" if r.run_id(regen) in done else "    "
                 print(f"{mark}  {stage:<9} {r.label()}")
+        print("issue 18's grids (stages select, replicate, others):")
         for dataset in ("beauty", "toys"):
             for model in ("sasrec", "gru4rec"):
-                print(f"selected {dataset}/{model} ({args.grid} x weight decay): "
+                print(f"  selected {dataset}/{model} ({args.grid} x weight decay): "
                       f"{selected(rows, dataset, model, study.regen_id(dataset), args.grid) or 'not yet'}")
+        print(issue26_status(rows, study.regen_id("beauty")))
         return 0
     for i, r in enumerate(plan[args.stage]):
         if i % n == k:

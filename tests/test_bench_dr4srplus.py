@@ -131,3 +131,34 @@ def test_issue26_rows_get_their_validation_table_and_never_the_test_table(tmp_pa
     text = report.dr4srplus_report(results, ranks)
     (sel,) = [ln for ln in text.splitlines() if "**selected**" in ln]
     assert sel.startswith(f"| {rates[1]:g} | 0.0600 |")
+
+
+def test_issue26_status_counts_the_declared_runs_and_estimates_from_the_same_model(bench):
+    """``plan``'s stage-5 line: 8 declared runs (the 3-rate selection, SASRec seeds 1-2, GRU4Rec seeds
+    0-2), the rate validation selected, and hours only from done runs of the same target model."""
+    study, _, _ = bench
+    regen = "r1"
+    runs = study.issue26_runs([], regen)
+    assert len(runs) == len(study.ISSUE26_RATES) == 3
+    rows = []
+
+    def add(run, valid, seconds):
+        row = _row(study, run.run_id(regen), "issue26", run.model, "dr4sr+", run.target_seed, valid, 0.0,
+                   run.rate, run.upper_weight_decay)
+        row["seconds"] = seconds
+        rows.append(row)
+
+    add(runs[0], 0.05, 3600)
+    assert study.issue26_status(rows, regen).startswith("issue 26 stage 5: 1/8 done; selection 1/3 (validation")
+    add(runs[1], 0.07, 7200)
+    add(runs[2], 0.06, 1800)
+    line = study.issue26_status(rows, regen)
+    # the selected rate is the best *validation* one, and SASRec's two pending runs cost the SASRec mean (1.17 h)
+    assert f"selected upper lr {runs[1].rate:g} on validation" in line
+    assert "3/8 done" in line and "5 pending, ~2.3 one-thread hours for 2" in line
+    assert "gru4rec: no done row to estimate from" in line
+    full = study.issue26_runs(rows, regen)
+    for run in full[3:]:
+        add(run, 0.05, 3600 * (2 if run.model == "gru4rec" else 1))
+    assert study.issue26_status(rows, regen) == (
+        f"issue 26 stage 5: 8/8 done; selected upper lr {runs[1].rate:g} on validation; 0 pending")

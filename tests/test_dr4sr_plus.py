@@ -606,3 +606,22 @@ def test_personalize_and_plot_cli(tmp_path):
     assert bad.exit_code == 2 and "error: K must be >= 0, got -1" in bad.output
     bad = runner.invoke(app, ["plot", "weights", str(regen), "--out", str(tmp_path / "f.png")])
     assert bad.exit_code == 2 and "error: no weights.npz" in bad.output
+
+
+def test_personalize_passes_extra_hooks_after_the_personalizer():
+    """A caller's hook sees every epoch, after the personalizer's (its record already holds the weights),
+    and an observing hook leaves the run as it is."""
+    from fastregen.training import Hook
+
+    data, train = _tiny(n=80)
+    plus = PlusConfig(interval=4, warmup_epochs=1)
+    seen = []
+
+    class Watch(Hook):
+        def on_epoch_end(self, trainer, record):
+            seen.append((record["epoch"], "weight_mean" in record))
+
+    res = personalize(data, train, "sasrec", plus=plus, hooks=(Watch(),), epochs=3, **SMALL)
+    assert seen == [(0, False), (1, True), (2, True)]
+    plain = personalize(data, train, "sasrec", plus=plus, epochs=3, **SMALL)
+    assert res["test"] == plain["test"] and res["upper_steps"] == plain["upper_steps"] > 0

@@ -178,7 +178,7 @@ def _load_finished(out: Path) -> dict:
 
 
 def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus: PlusConfig | None = None,
-                out_dir=None, init=None, log=None, **config) -> dict:
+                out_dir=None, init=None, log=None, hooks=(), **config) -> dict:
     """Train a target model on ``train_data`` with the DR4SR+ personalizer; validate and test on ``data``.
 
     Parameters
@@ -204,6 +204,11 @@ def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus:
         must belong to the same target model and vocabulary.
     log : callable, optional
         Called with each epoch's record.
+    hooks : sequence of fastregen.training.Hook, default ()
+        More hooks for the target model's Trainer, after the personalizer's
+        (e.g. one that adds figures to each epoch's record). A hook that
+        keeps state across epochs must return it from ``state_dict`` for a
+        resumed run to match.
     **config
         `fastregen.training.TrainConfig` fields (``epochs``, ``patience``,
         ...), and/or ``config=TrainConfig(...)`` as their base.
@@ -230,11 +235,11 @@ def personalize(data, train_data, model: str = "sasrec", seed: int = 0, *, plus:
     pipe.open()  # the fingerprint holds the data's hashes
     # one stage; fit_and_evaluate runs data-parallel under torchrun, so every rank runs it
     return pipe.run("personalize", fingerprint,
-                    lambda: _personalize(data, train, cfg, plus, out, init, log, fingerprint),
+                    lambda: _personalize(data, train, cfg, plus, out, init, log, tuple(hooks), fingerprint),
                     load=lambda: _load_finished(out), legacy=lambda: _same_run(out, fingerprint), every_rank=True)
 
 
-def _personalize(data, train, cfg: TrainConfig, plus: PlusConfig, out: Path | None, init, log,
+def _personalize(data, train, cfg: TrainConfig, plus: PlusConfig, out: Path | None, init, log, hooks: tuple,
                  fingerprint: dict) -> dict:
     t0 = time.perf_counter()
     lower, dev = split_dev(train, plus)
@@ -264,7 +269,7 @@ def _personalize(data, train, cfg: TrainConfig, plus: PlusConfig, out: Path | No
         if plus.mode == "end_to_end":
             optimizer = adam(joint_parameters(net, personalizer), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result = fit_and_evaluate(data, model=net, seed=cfg.seed, train_data=lower, out_dir=out,
-                              hooks=() if hook is None else (hook,), log=log, objective=objective,
+                              hooks=hooks if hook is None else (hook, *hooks), log=log, objective=objective,
                               optimizer=optimizer, config=cfg,
                               fingerprint={k: fingerprint[k] for k in ("plus_config", "init_sha256")})
     net = result["model"]

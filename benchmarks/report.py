@@ -791,6 +791,73 @@ def breakdown_report(results: Path, ranks_dir: Path) -> str:
         out.append(f"| {pair.label} | {pair.dataset} | {pair.model} | " + " | ".join(cells) + " |")
     if len(out) == n:
         out.append("| (no pairing with its dataset's strata yet) | | | | | | |")
+    return "\n".join(out + _plus_dev_table(pairs, folder)) + "\n"
+
+
+def _plus_dev_table(pairs: list, folder: Path) -> list[str]:
+    """DR4SR+ against DR4SR (both under fastregen's trainer) by how many copies of each user's original
+    training sequence DR4SR+'s lower level kept (``results/strata/dr4srplus-dev/``, `plus_dev_strata.py`)."""
+    out = []
+    for plus in (p for p in pairs if p.label.startswith("DR4SR+")):
+        path = folder / "strata" / "dr4srplus-dev" / f"{plus.dataset}.npz"
+        dr = [p for p in pairs if (p.dataset, p.model) == (plus.dataset, plus.model)
+              and p.label.startswith("DR4SR (") and "authors'" not in p.label]
+        if not path.exists() or len(dr) != 1:
+            continue
+        with np.load(path) as z:
+            kept = z["copies_kept"]
+        a, b = dr[0].users()[1], plus.users()[1]
+        if a.size != kept.size:
+            raise SystemExit(f"{path} holds {kept.size} test users, the ranks of {plus.label} {a.size}: rerun "
+                             f"`python benchmarks/plus_dev_strata.py --dataset {plus.dataset}`")
+        if not out:
+            out = ["\nDR4SR+ holds a seeded 10% of the original rows of its training set out as its dev set (the "
+                   "authors draw the dev batch from the training file itself). The same users split by how many "
+                   "of the two copies of their original training sequence DR4SR+'s lower level kept "
+                   "(`results/strata/dr4srplus-dev/`, `python benchmarks/plus_dev_strata.py`): DR4SR -> DR4SR+ "
+                   "(the line's metric, mean over the seeds), relative change, two-sided Wilcoxon p.\n",
+                   "| method | data | model | both copies kept | one kept | none kept |", "|---|---|---|---|---|---|"]
+        cells = []
+        for c in (2, 1, 0):
+            m = kept == c
+            cells.append(f"{int(m.sum()):,} users: {a[m].mean():.4f} -> {b[m].mean():.4f}, "
+                         f"{100 * (b[m].mean() / a[m].mean() - 1):+.0f}%, p {_fmt_p(paired_p(a[m], b[m]))}"
+                         if m.any() and a[m].mean() > 0 else "—")
+        out.append(f"| {plus.label} against {dr[0].label} | {plus.dataset} | {plus.model} | " + " | ".join(cells) + " |")
+    return out
+
+
+def curves_report(results: Path, ranks_dir: Path) -> str:
+    """results/epoch_curves.csv (`epoch_curves.py`): study runs trained again bit for bit with the test split
+    scored after every epoch (exploratory, post hoc)."""
+    sys.path.insert(0, str(HERE))
+    import epoch_curves
+
+    rows = read_rows(results, epoch_curves.COLUMNS)
+    if not rows:
+        return "_No curves yet (`python benchmarks/epoch_curves.py RUN_ID`)._\n"
+    marks = (10, 20, 30, 40, 60, 80)
+    out = ["Exploratory, run after the test figures were read (no setting is chosen by it): study runs trained "
+           "again bit for bit (each epoch's validation NDCG@20 equal to the study's log, the selected epoch's test "
+           "figures equal to its row) with the test split scored after every epoch "
+           "(`python benchmarks/epoch_curves.py RUN_ID`). Test NDCG@20 at the epoch early stopping selected "
+           "(validation NDCG@20, patience as the study's), at fixed epochs, and the best over the run's epochs.\n",
+           "| run | training | epochs | selected epoch | valid N@20 there | test N@20 there | "
+           + " | ".join(f"test N@20, epoch {m}" for m in marks) + " | best test N@20 (epoch) | mean weight at the end |",
+           "|---|---|---|---|---|---|" + "---|" * len(marks) + "---|---|"]
+    runs: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        runs[r["run_id"]].append(r)
+    for rid, rs in runs.items():
+        rs.sort(key=lambda r: int(r["epoch"]))
+        by_epoch = {int(r["epoch"]): r for r in rs}
+        (sel,) = [r for r in rs if r["selected"] == "1"]
+        top = max(rs, key=lambda r: float(r["test_ndcg@20"]))
+        at = [f"{float(by_epoch[m]['test_ndcg@20']):.4f}" if m in by_epoch else "—" for m in marks]
+        w = rs[-1]["weight_mean"]
+        out.append(f"| {rid} | {_cell(rs[0]['label'])} | {len(rs)} | {sel['epoch']} | "
+                   f"{float(sel['valid_ndcg@20']):.4f} | {float(sel['test_ndcg@20']):.4f} | " + " | ".join(at)
+                   + f" | {float(top['test_ndcg@20']):.4f} ({top['epoch']}) | {f'{float(w):.3f}' if w else '—'} |")
     return "\n".join(out) + "\n"
 
 
@@ -871,7 +938,7 @@ def measurements_report(results: Path, ranks_dir: Path, extras: tuple = ("load",
 
 REPORTS = {"dr4sr": dr4sr_report, "dr4srplus": dr4srplus_report, "unids": unids_report, "scale": scale_report,
            "engine": engine_report, "verdict": verdict_report, "breakdown": breakdown_report,
-           "threads": threads_report, "peer": peer_report}
+           "threads": threads_report, "peer": peer_report, "epoch_curves": curves_report}
 #: Measurement files shown as one table of their latest rows (`measurements_report`), with these extra columns.
 MEASUREMENTS = {"pretrain_speed": ("baseline", "baseline_s", "current_s", "baseline_all", "current_all", "pairs",
                                    "baseline_cpu_s", "current_cpu_s", "load", "note"),

@@ -315,6 +315,33 @@ def test_breakdown_splits_each_verdict_line_by_target_popularity(tmp_path):
         report.breakdown_report(tmp_path, tmp_path / "ranks")
 
 
+def test_dr4srplus_against_dr4sr_by_the_dev_copies_each_user_kept(tmp_path):
+    """report.py breakdown's dev-slice table: users whose rows DR4SR+ held out are told apart from the
+    rest, each group's change is DR4SR -> DR4SR+, and strata of another size are refused."""
+    n = 300
+    rng = np.random.default_rng(6)
+    kept = rng.choice([0, 1, 2], n, p=[0.1, 0.3, 0.6]).astype(np.int8)
+    dr = rng.random(n)
+    plus = np.where(kept == 2, dr, dr * 0.5)  # only users who lost a copy lose
+
+    def pairing(label, values):
+        return report.Pairing(label, "beauty", "sasrec", "ndcg@20", [], [], lambda rows, m: np.zeros(n),
+                              lambda rows, m: values, "")
+    pairs = [pairing("DR4SR (V1, K=5, γ=0.3)", dr), pairing("DR4SR (V1, K=5, γ=0.3, the authors' training scheme)",
+             dr * 9), pairing("DR4SR+ (upper lr 0.01)", plus)]
+    assert report._plus_dev_table(pairs, tmp_path) == []  # no strata: no table
+    (tmp_path / "strata" / "dr4srplus-dev").mkdir(parents=True)
+    np.savez(tmp_path / "strata" / "dr4srplus-dev" / "beauty.npz", copies_kept=kept)
+    (line,) = [ln for ln in report._plus_dev_table(pairs, tmp_path) if ln.startswith("| DR4SR+")]
+    cells = [c.strip() for c in line.split("|")][4:7]
+    assert "against DR4SR (V1, K=5, γ=0.3) |" in line and "authors'" not in line
+    assert [int(c.split(" users")[0].replace(",", "")) for c in cells] == [int((kept == k).sum()) for k in (2, 1, 0)]
+    assert cells[0].split(", ")[1] == "+0%" and cells[1].split(", ")[1] == cells[2].split(", ")[1] == "-50%"
+    np.savez(tmp_path / "strata" / "dr4srplus-dev" / "beauty.npz", copies_kept=kept[:-1])
+    with pytest.raises(SystemExit, match="299 test users.*plus_dev_strata.py --dataset beauty"):
+        report._plus_dev_table(pairs, tmp_path)
+
+
 def test_committed_strata_match_the_committed_ranks():
     """results/strata/*.npz (user_strata.py) hold one entry per test user of every study's ranks files."""
     strata = BENCH / "results" / "strata"

@@ -124,13 +124,15 @@ class Run:
     grid: str = ""  # for dr4sr+: which rate `rate` is (upper_lr or alpha)
     rate: float = 0.0
     upper_weight_decay: float = 0.0
+    detach_hidden: bool = False  # PlusConfig.detach_hidden (stage "explore" only); in the key through `plus`
 
     @property
     def plus(self) -> dict | None:
         from fastregen.dr4sr.plus import PlusConfig
 
         if self.train_set == "dr4sr+":
-            return dataclasses.asdict(PlusConfig(**{self.grid: self.rate}, upper_weight_decay=self.upper_weight_decay))
+            return dataclasses.asdict(PlusConfig(**{self.grid: self.rate}, upper_weight_decay=self.upper_weight_decay,
+                                                 detach_hidden=self.detach_hidden))
         if self.train_set == "dr4sr+e2e":
             # from the first step: with the 10 unweighted warm-up epochs, early stopping would return the
             # warm-up's unweighted model, not what joint training makes of it
@@ -150,7 +152,8 @@ class Run:
     def label(self) -> str:
         s = f"{self.dataset}/{self.model}/{self.train_set}"
         if self.train_set == "dr4sr+":
-            s += f"[{self.grid}={self.rate:g} wd={self.upper_weight_decay:g}]"
+            detach = " detach_hidden" if self.detach_hidden else ""
+            s += f"[{self.grid}={self.rate:g} wd={self.upper_weight_decay:g}{detach}]"
         return s + f" seed {self.target_seed}"
 
 
@@ -191,6 +194,17 @@ def issue26_runs(rows, regen: str = "") -> list[Run]:
         runs += [dataclasses.replace(best, target_seed=s) for s in (1, 2)]
         runs += [dataclasses.replace(best, model="gru4rec", target_seed=s) for s in (0, 1, 2)]
     return runs
+
+
+def explore_runs(rows, regen: str = "") -> list[Run]:
+    """Exploratory (post hoc, never in the verdict): the selected issue-26 run at seed 0 again with the
+    personalizer fed ``h.detach()``. The released code does not detach, so the target model can lower its
+    weighted loss by lowering every weight through its hidden states; in the selected runs the mean weight
+    fell from 0.5 to 0.09-0.26 while validation fell with it. Empty until the selection has run."""
+    runs = issue26_runs(rows, regen)
+    if len(runs) == len(ISSUE26_RATES):
+        return []
+    return [dataclasses.replace(runs[len(ISSUE26_RATES)], stage="explore", target_seed=0, detach_hidden=True)]
 
 
 def issue26_status(rows, regen: str = "") -> str:
@@ -406,7 +420,8 @@ def overhead(study: Study, dataset: str, model: str, epochs: int, results: Path,
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["plan", "select", "replicate", "others", "ablation", "overhead", "queue"])
+    ap.add_argument("stage", choices=["plan", "select", "replicate", "others", "ablation", "overhead", "queue",
+                                      "explore"])
     ap.add_argument("--max-runs", type=int, default=0, help="queue: stop after this many runs (0: until none is left)")
     ap.add_argument("--regen", action="append", default=[], metavar="DATASET=DIR",
                     help="finished `fastregen regenerate` folder of a dataset (repeatable)")
@@ -426,7 +441,7 @@ def main(argv=None) -> int:
     for kv in args.regen:
         if "=" not in kv or kv.split("=", 1)[0] not in DATA:
             raise SystemExit(f"--regen takes DATASET=DIR with DATASET in {sorted(DATA)}, got {kv!r}")
-    if args.stage in ("plan", "queue") and not any(kv.startswith("beauty=") for kv in args.regen) \
+    if args.stage in ("plan", "queue", "explore") and not any(kv.startswith("beauty=") for kv in args.regen) \
             and (STUDY_REGEN / "regenerated.json").exists():
         args.regen.append(f"beauty={STUDY_REGEN}")
     study = Study(args)
@@ -445,6 +460,7 @@ def main(argv=None) -> int:
         "others": other_runs(rows, study.regen_id, args.grid),
         "ablation": [Run("ablation", "beauty", "sasrec", "dr4sr+e2e", 0)],
         "queue": issue26_runs(rows, study.regen_id("beauty")),
+        "explore": explore_runs(rows, study.regen_id("beauty")),
     }
     if args.stage == "queue":  # exit 0 after a run, 3: every pending run is held elsewhere, 4: none pending
         if not study.regen_id("beauty"):

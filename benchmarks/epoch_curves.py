@@ -151,8 +151,9 @@ def retrain_dr4srplus(row: dict, args):
     data, sets = s.sets(run.dataset)
     curve = Curve(row, _logged(s.work / "runs" / row["run_id"]), echo=True)
     hook = test_curve_hook(leave_one_out(data).test)
+    kwargs = dict(plus.TARGET[run.model], num_threads=args.threads, progress=False)
     res = personalize(data, sets[run.train_set], run.model, run.target_seed, plus=PlusConfig(**run.plus),
-                      hooks=(hook,), log=curve, **dict(plus.TARGET[run.model], num_threads=args.threads, progress=False))
+                      hooks=(hook,), log=curve, **kwargs)
     return run.label(), res, curve
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import re
 import sys
 from collections import defaultdict
@@ -164,6 +165,31 @@ def dr4sr_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _dr4srplus_explore(rows: list[dict], ranks_dir: Path) -> list[str]:
+    """dr4srplus.py's stage "explore" (post hoc) beside the issue-26 run it varies (same seed and rates)."""
+    runs = [r for r in rows if r["stage"] == "explore"]
+    if not runs:
+        return []
+    out = ["\nExploratory, declared after the test figures above were read (`python benchmarks/dr4srplus.py explore`; "
+           "never in the verdict): the selected run again with one option changed, beside it; p: paired Wilcoxon over "
+           "test users of NDCG@20.\n",
+           "| run | option | target seed | valid N@20 | test N@20 | epochs (best) | final mean w | final var w | p |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        plus = json.loads(r["plus_config"]) if r["plus_config"] else {}
+        base = [b for b in rows if b["stage"] == "issue26" and (b["model"], b["target_seed"], b["upper_lr"],
+                b["upper_weight_decay"]) == (r["model"], r["target_seed"], r["upper_lr"], r["upper_weight_decay"])]
+        for row, option in [(b, "as released") for b in base] + [(r, "detach_hidden" if plus.get("detach_hidden")
+                                                                   else "?")]:
+            p = ""
+            if row is r and base:
+                p = _fmt_p(paired_p(_user_metric(base, ranks_dir, "ndcg@20"), _user_metric([r], ranks_dir, "ndcg@20")))
+            out.append(f"| {row['run_id']} | {option} | {row['target_seed']} | {float(row['valid_ndcg@20']):.4f} | "
+                       f"{float(row['test_ndcg@20']):.4f} | {row['epochs']} ({row['best_epoch']}) | "
+                       f"{float(row['weight_mean']):.4f} | {float(row['weight_var']):.4f} | {p} |")
+    return out
+
+
 def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
     """DR4SR+ vs DR4SR vs the original data (and the controls), from ``dr4srplus.py``'s rows."""
     sys.path.insert(0, str(HERE))
@@ -230,11 +256,12 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
             out.append(f"| {rate:g} | {float(r['valid_ndcg@20']):.4f} | {r['epochs']} ({r['best_epoch']}) | "
                        f"{r['upper_steps']} ({r['upper_skipped']}) | {float(r['weight_mean']):.4f} | "
                        f"{float(r['weight_var']):.4f} | {mark} |")
+    out += _dr4srplus_explore(rows, ranks_dir)
     # ---- test table: DR4SR / DR4SR+ rows grouped per regenerator (and grid), the controls shared
     groups = defaultdict(list)
     for r in rows:
-        if r["stage"] == "issue26":
-            continue  # paired in the verdict, with dr4sr_study's controls
+        if r["stage"] in ("issue26", "explore"):
+            continue  # issue 26's pair in the verdict, with dr4sr_study's controls; "explore" has its own table
         ts = r["train_set"]
         if ts == "dr4sr+":
             owner = "sasrec" if r["stage"] == "others" else r["model"]  # the other models use SASRec's setting
@@ -823,7 +850,8 @@ def _plus_dev_table(pairs: list, folder: Path) -> list[str]:
             cells.append(f"{int(m.sum()):,} users: {a[m].mean():.4f} -> {b[m].mean():.4f}, "
                          f"{100 * (b[m].mean() / a[m].mean() - 1):+.0f}%, p {_fmt_p(paired_p(a[m], b[m]))}"
                          if m.any() and a[m].mean() > 0 else "—")
-        out.append(f"| {plus.label} against {dr[0].label} | {plus.dataset} | {plus.model} | " + " | ".join(cells) + " |")
+        out.append(f"| {plus.label} against {dr[0].label} | {plus.dataset} | {plus.model} | "
+                   + " | ".join(cells) + " |")
     return out
 
 
@@ -843,7 +871,8 @@ def curves_report(results: Path, ranks_dir: Path) -> str:
            "(`python benchmarks/epoch_curves.py RUN_ID`). Test NDCG@20 at the epoch early stopping selected "
            "(validation NDCG@20, patience as the study's), at fixed epochs, and the best over the run's epochs.\n",
            "| run | training | epochs | selected epoch | valid N@20 there | test N@20 there | "
-           + " | ".join(f"test N@20, epoch {m}" for m in marks) + " | best test N@20 (epoch) | mean weight at the end |",
+           + " | ".join(f"test N@20, epoch {m}" for m in marks)
+           + " | best test N@20 (epoch) | mean weight at the end |",
            "|---|---|---|---|---|---|" + "---|" * len(marks) + "---|---|"]
     runs: dict[str, list[dict]] = defaultdict(list)
     for r in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -162,3 +163,36 @@ def test_issue26_status_counts_the_declared_runs_and_estimates_from_the_same_mod
         add(run, 0.05, 3600 * (2 if run.model == "gru4rec" else 1))
     assert study.issue26_status(rows, regen) == (
         f"issue 26 stage 5: 8/8 done; selected upper lr {runs[1].rate:g} on validation; 0 pending")
+
+
+def test_the_explore_stage_varies_the_selected_run_beside_it(tmp_path, bench):
+    """``explore``: nothing before the selection ran; then the selected seed-0 run with detach_hidden, a new
+    run id (the declared ids unchanged); its row gets its own table beside the run it varies."""
+    study, report, res = bench
+    regen = "r1"
+    runs = study.issue26_runs([], regen)
+    assert study.explore_runs([], regen) == []
+    ids_before = [r.run_id(regen) for r in runs]
+    rows = [_row(study, r.run_id(regen), "issue26", "sasrec", "dr4sr+", 0, v, 0.04, r.rate, r.upper_weight_decay)
+            for r, v in zip(runs, (0.05, 0.07, 0.06))]
+    (run,) = study.explore_runs(rows, regen)
+    assert run.detach_hidden and run.plus["detach_hidden"] and run.rate == runs[1].rate and run.target_seed == 0
+    assert run.run_id(regen) not in ids_before and [r.run_id(regen) for r in runs] == ids_before
+    assert "detach_hidden" in run.label() and "detach_hidden" not in runs[1].label()
+    results, ranks = tmp_path / "dr4srplus.csv", tmp_path / "ranks"
+    for row in rows:
+        row["weight_mean"], row["weight_var"], row["epochs"], row["best_epoch"] = 0.25, 0.002, 44, 22
+        row["plus_config"] = json.dumps(runs[0].plus)
+        res.append_row(results, row, study.COLUMNS)
+        res.save_ranks(ranks / f"{row['run_id']}.npz", np.full(50, 30))
+    ex = _row(study, run.run_id(regen), "explore", "sasrec", "dr4sr+", 0, 0.055, 0.045, run.rate,
+              run.upper_weight_decay)
+    ex.update(weight_mean=0.5, weight_var=0.002, epochs=80, best_epoch=60, plus_config=json.dumps(run.plus))
+    res.append_row(results, ex, study.COLUMNS)
+    res.save_ranks(ranks / f"{ex['run_id']}.npz", np.full(50, 3))
+    text = report.dr4srplus_report(results, ranks)
+    lines = [ln for ln in text.splitlines() if ln.startswith(f"| {run.run_id(regen)} ")]
+    assert len(lines) == 1 and "| detach_hidden | 0 | 0.0550 | 0.0450 | 80 (60) | 0.5000 |" in lines[0]
+    assert lines[0].rstrip(" |").split("| ")[-1] != ""  # p against the run it varies
+    (base,) = [ln for ln in text.splitlines() if ln.startswith(f"| {runs[1].run_id(regen)} ")]
+    assert "| as released | 0 | 0.0700 |" in base

@@ -864,28 +864,31 @@ def curves_report(results: Path, ranks_dir: Path) -> str:
     rows = read_rows(results, epoch_curves.COLUMNS)
     if not rows:
         return "_No curves yet (`python benchmarks/epoch_curves.py RUN_ID`)._\n"
-    marks = (10, 20, 30, 40, 60, 80)
+    windows = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 60), (60, 80))
     out = ["Exploratory, run after the test figures were read (no setting is chosen by it): study runs trained "
            "again bit for bit (each epoch's validation NDCG@20 equal to the study's log, the selected epoch's test "
            "figures equal to its row) with the test split scored after every epoch "
            "(`python benchmarks/epoch_curves.py RUN_ID`). Test NDCG@20 at the epoch early stopping selected "
-           "(validation NDCG@20, patience as the study's), at fixed epochs, and the best over the run's epochs.\n",
+           "(validation NDCG@20, patience as the study's), its mean over windows of epochs (a single epoch's "
+           "figure moves by +-0.002; `(n)`: the run ended after n epochs of the window), and its best epoch.\n",
            "| run | training | epochs | selected epoch | valid N@20 there | test N@20 there | "
-           + " | ".join(f"test N@20, epoch {m}" for m in marks)
+           + " | ".join(f"mean test N@20, epochs {lo}-{hi - 1}" for lo, hi in windows)
            + " | best test N@20 (epoch) | mean weight at the end |",
-           "|---|---|---|---|---|---|" + "---|" * len(marks) + "---|---|"]
+           "|---|---|---|---|---|---|" + "---|" * len(windows) + "---|---|"]
     runs: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         runs[r["run_id"]].append(r)
     for rid, rs in runs.items():
         rs.sort(key=lambda r: int(r["epoch"]))
-        by_epoch = {int(r["epoch"]): r for r in rs}
         (sel,) = [r for r in rs if r["selected"] == "1"]
         top = max(rs, key=lambda r: float(r["test_ndcg@20"]))
-        at = [f"{float(by_epoch[m]['test_ndcg@20']):.4f}" if m in by_epoch else "—" for m in marks]
+        cells = []
+        for lo, hi in windows:
+            got = [float(r["test_ndcg@20"]) for r in rs if lo <= int(r["epoch"]) < hi]
+            cells.append("—" if not got else f"{np.mean(got):.4f}" + ("" if len(got) == hi - lo else f" ({len(got)})"))
         w = rs[-1]["weight_mean"]
         out.append(f"| {rid} | {_cell(rs[0]['label'])} | {len(rs)} | {sel['epoch']} | "
-                   f"{float(sel['valid_ndcg@20']):.4f} | {float(sel['test_ndcg@20']):.4f} | " + " | ".join(at)
+                   f"{float(sel['valid_ndcg@20']):.4f} | {float(sel['test_ndcg@20']):.4f} | " + " | ".join(cells)
                    + f" | {float(top['test_ndcg@20']):.4f} ({top['epoch']}) | {f'{float(w):.3f}' if w else '—'} |")
     return "\n".join(out) + "\n"
 

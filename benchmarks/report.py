@@ -179,8 +179,9 @@ def _dr4srplus_explore(rows: list[dict], ranks_dir: Path) -> list[str]:
         plus = json.loads(r["plus_config"]) if r["plus_config"] else {}
         base = [b for b in rows if b["stage"] == "issue26" and (b["model"], b["target_seed"], b["upper_lr"],
                 b["upper_weight_decay"]) == (r["model"], r["target_seed"], r["upper_lr"], r["upper_weight_decay"])]
-        for row, option in [(b, "as released") for b in base] + [(r, "detach_hidden" if plus.get("detach_hidden")
-                                                                   else "?")]:
+        released = json.loads(base[0]["plus_config"]) if base and base[0]["plus_config"] else {}
+        changed = ", ".join(f"{k}={v}" for k, v in sorted(plus.items()) if released and released.get(k) != v) or "?"
+        for row, option in [(b, "as released") for b in base] + [(r, changed)]:
             p = ""
             if row is r and base:
                 p = _fmt_p(paired_p(_user_metric(base, ranks_dir, "ndcg@20"), _user_metric([r], ranks_dir, "ndcg@20")))

@@ -172,17 +172,21 @@ def test_the_explore_stage_varies_the_selected_run_beside_it(tmp_path, bench):
     regen = "r1"
     runs = study.issue26_runs([], regen)
     assert study.explore_runs([], regen) == []
+    # the run id of the first explore run as declared (when Run had a detach_hidden field) does not move
+    assert study.Run("explore", "beauty", "sasrec", "dr4sr+", 0, "upper_lr", runs[1].rate, runs[1].upper_weight_decay,
+                     (("detach_hidden", True),)).run_id("71adcfc9be91") == "6b3c252372d2"
     ids_before = [r.run_id(regen) for r in runs]
     rows = [_row(study, r.run_id(regen), "issue26", "sasrec", "dr4sr+", 0, v, 0.04, r.rate, r.upper_weight_decay)
             for r, v in zip(runs, (0.05, 0.07, 0.06))]
-    (run,) = study.explore_runs(rows, regen)
-    assert run.detach_hidden and run.plus["detach_hidden"] and run.rate == runs[1].rate and run.target_seed == 0
+    run, quiet = study.explore_runs(rows, regen)
+    assert run.plus["detach_hidden"] and not quiet.plus["detach_hidden"] and quiet.plus["tau"] == 1e4
+    assert run.rate == quiet.rate == runs[1].rate and run.target_seed == quiet.target_seed == 0
     assert run.run_id(regen) not in ids_before and [r.run_id(regen) for r in runs] == ids_before
-    assert "detach_hidden" in run.label() and "detach_hidden" not in runs[1].label()
+    assert "detach_hidden=True" in run.label() and "detach_hidden" not in runs[1].label()
     results, ranks = tmp_path / "dr4srplus.csv", tmp_path / "ranks"
-    for row in rows:
+    for row, r in zip(rows, runs):
         row["weight_mean"], row["weight_var"], row["epochs"], row["best_epoch"] = 0.25, 0.002, 44, 22
-        row["plus_config"] = json.dumps(runs[0].plus)
+        row["plus_config"] = json.dumps(r.plus)
         res.append_row(results, row, study.COLUMNS)
         res.save_ranks(ranks / f"{row['run_id']}.npz", np.full(50, 30))
     ex = _row(study, run.run_id(regen), "explore", "sasrec", "dr4sr+", 0, 0.055, 0.045, run.rate,
@@ -192,7 +196,7 @@ def test_the_explore_stage_varies_the_selected_run_beside_it(tmp_path, bench):
     res.save_ranks(ranks / f"{ex['run_id']}.npz", np.full(50, 3))
     text = report.dr4srplus_report(results, ranks)
     lines = [ln for ln in text.splitlines() if ln.startswith(f"| {run.run_id(regen)} ")]
-    assert len(lines) == 1 and "| detach_hidden | 0 | 0.0550 | 0.0450 | 80 (60) | 0.5000 |" in lines[0]
+    assert len(lines) == 1 and "| detach_hidden=True | 0 | 0.0550 | 0.0450 | 80 (60) | 0.5000 |" in lines[0]
     assert lines[0].rstrip(" |").split("| ")[-1] != ""  # p against the run it varies
     (base,) = [ln for ln in text.splitlines() if ln.startswith(f"| {runs[1].run_id(regen)} ")]
     assert "| as released | 0 | 0.0700 |" in base

@@ -206,13 +206,16 @@ def explore_runs(rows, regen: str = "") -> list[Run]:
     * ``tau=1e4``: weights 0.5 without their Gumbel noise (+-9% per target at tau = 10); the runs with
       steady weights (upper lr 1e-3, detached) still plateau below DR4SR from epoch ~22, and this tells
       the noise apart from what is left (the held-out dev rows, the upper steps' side effects).
+    * ``warmup_epochs=400``: the personalizer never switches on (no weights, no upper steps), so this is
+      plain training on DR4SR+'s lower-level set, DR4SR's set less the held-out dev rows; declared after
+      the two above also stopped at epoch 22.
     """
     runs = issue26_runs(rows, regen)
     if len(runs) == len(ISSUE26_RATES):
         return []
     best = runs[len(ISSUE26_RATES)]
     return [dataclasses.replace(best, stage="explore", target_seed=0, options=opt)
-            for opt in ((("detach_hidden", True),), (("tau", 1e4),))]
+            for opt in ((("detach_hidden", True),), (("tau", 1e4),), (("warmup_epochs", 400),))]
 
 
 def issue26_status(rows, regen: str = "") -> str:

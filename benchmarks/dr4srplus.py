@@ -208,14 +208,17 @@ def explore_runs(rows, regen: str = "") -> list[Run]:
       the noise apart from what is left (the held-out dev rows, the upper steps' side effects).
     * ``warmup_epochs=400``: the personalizer never switches on (no weights, no upper steps), so this is
       plain training on DR4SR+'s lower-level set, DR4SR's set less the held-out dev rows; declared after
-      the two above also stopped at epoch 22.
+      the two above also stopped at epoch 22. Then at target seeds 1-2 too (declared after it also
+      stopped at epoch 22 at seed 0), to tell whether training on the lower-level set stops early by
+      itself or only at seed 0.
     """
     runs = issue26_runs(rows, regen)
     if len(runs) == len(ISSUE26_RATES):
         return []
     best = runs[len(ISSUE26_RATES)]
-    return [dataclasses.replace(best, stage="explore", target_seed=0, options=opt)
+    runs = [dataclasses.replace(best, stage="explore", target_seed=0, options=opt)
             for opt in ((("detach_hidden", True),), (("tau", 1e4),), (("warmup_epochs", 400),))]
+    return runs + [dataclasses.replace(runs[-1], target_seed=s) for s in (1, 2)]
 
 
 def issue26_status(rows, regen: str = "") -> str:

@@ -165,6 +165,11 @@ def dr4sr_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def _num4(cell: str) -> str:
+    """A row's number to 4 decimals, or "—" where the run has none (e.g. no weights with the personalizer off)."""
+    return f"{float(cell):.4f}" if cell != "" else "—"
+
+
 def _dr4srplus_explore(rows: list[dict], ranks_dir: Path) -> list[str]:
     """dr4srplus.py's stage "explore" (post hoc) beside the issue-26 run it varies (same seed and rates)."""
     runs = [r for r in rows if r["stage"] == "explore"]
@@ -175,19 +180,28 @@ def _dr4srplus_explore(rows: list[dict], ranks_dir: Path) -> list[str]:
            "test users of NDCG@20.\n",
            "| run | option | target seed | valid N@20 | test N@20 | epochs (best) | final mean w | final var w | p |",
            "|---|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        plus = json.loads(r["plus_config"]) if r["plus_config"] else {}
-        base = [b for b in rows if b["stage"] == "issue26" and (b["model"], b["target_seed"], b["upper_lr"],
+    def line(row, option, p=""):
+        return (f"| {row['run_id']} | {option} | {row['target_seed']} | {float(row['valid_ndcg@20']):.4f} | "
+                f"{float(row['test_ndcg@20']):.4f} | {row['epochs']} ({row['best_epoch']}) | "
+                f"{_num4(row['weight_mean'])} | {_num4(row['weight_var'])} | {p} |")
+
+    def varied(r):  # the issue-26 run this one varies: same model, seed and upper-level rates
+        return [b for b in rows if b["stage"] == "issue26" and (b["model"], b["target_seed"], b["upper_lr"],
                 b["upper_weight_decay"]) == (r["model"], r["target_seed"], r["upper_lr"], r["upper_weight_decay"])]
+
+    shown = set()
+    for r in sorted(runs, key=lambda r: (r["model"], int(r["target_seed"]))):
+        base = varied(r)
+        for b in base:
+            if b["run_id"] not in shown:
+                shown.add(b["run_id"])
+                out.append(line(b, "as released"))
+        plus = json.loads(r["plus_config"]) if r["plus_config"] else {}
         released = json.loads(base[0]["plus_config"]) if base and base[0]["plus_config"] else {}
         changed = ", ".join(f"{k}={v}" for k, v in sorted(plus.items()) if released and released.get(k) != v) or "?"
-        for row, option in [(b, "as released") for b in base] + [(r, changed)]:
-            p = ""
-            if row is r and base:
-                p = _fmt_p(paired_p(_user_metric(base, ranks_dir, "ndcg@20"), _user_metric([r], ranks_dir, "ndcg@20")))
-            out.append(f"| {row['run_id']} | {option} | {row['target_seed']} | {float(row['valid_ndcg@20']):.4f} | "
-                       f"{float(row['test_ndcg@20']):.4f} | {row['epochs']} ({row['best_epoch']}) | "
-                       f"{float(row['weight_mean']):.4f} | {float(row['weight_var']):.4f} | {p} |")
+        p = _fmt_p(paired_p(_user_metric(base, ranks_dir, "ndcg@20"), _user_metric([r], ranks_dir, "ndcg@20"))) \
+            if base else ""
+        out.append(line(r, changed, p))
     return out
 
 

@@ -178,7 +178,8 @@ def test_the_explore_stage_varies_the_selected_run_beside_it(tmp_path, bench):
     ids_before = [r.run_id(regen) for r in runs]
     rows = [_row(study, r.run_id(regen), "issue26", "sasrec", "dr4sr+", 0, v, 0.04, r.rate, r.upper_weight_decay)
             for r, v in zip(runs, (0.05, 0.07, 0.06))]
-    run, quiet, off, off1, off2 = study.explore_runs(rows, regen)
+    run, quiet, off, off1, off2, *same = study.explore_runs(rows, regen)
+    assert [r.target_seed for r in same] == [0, 1, 2] and all(r.plus["dev"] == "train_batch" for r in same)
     assert [off1.target_seed, off2.target_seed] == [1, 2] and off1.plus == off2.plus == off.plus
     assert off.plus["warmup_epochs"] == 400 and not off.plus["detach_hidden"]
     assert run.plus["detach_hidden"] and not quiet.plus["detach_hidden"] and quiet.plus["tau"] == 1e4

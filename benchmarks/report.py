@@ -170,38 +170,72 @@ def _num4(cell: str) -> str:
     return f"{float(cell):.4f}" if cell != "" else "—"
 
 
-def _dr4srplus_explore(rows: list[dict], ranks_dir: Path) -> list[str]:
-    """dr4srplus.py's stage "explore" (post hoc) beside the issue-26 run it varies (same seed and rates)."""
+def _dr4srplus_explore(rows: list[dict], results: Path, ranks_dir: Path) -> list[str]:
+    """dr4srplus.py's stage "explore" (post hoc) beside the issue-26 run it varies (same seed and rates) and
+    beside DR4SR at that seed (README's verdict rows: the regenerator DR4SR+ trains on); an option run at
+    several seeds also gets a line over those seeds, each side's per-user NDCG@20 averaged over them."""
     runs = [r for r in rows if r["stage"] == "explore"]
     if not runs:
         return []
-    out = ["\nExploratory, declared after the test figures above were read (`python benchmarks/dr4srplus.py explore`; "
-           "never in the verdict): the selected run again with one option changed, beside it; p: paired Wilcoxon over "
-           "test users of NDCG@20.\n",
-           "| run | option | target seed | valid N@20 | test N@20 | epochs (best) | final mean w | final var w | p |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    def line(row, option, p=""):
-        return (f"| {row['run_id']} | {option} | {row['target_seed']} | {float(row['valid_ndcg@20']):.4f} | "
-                f"{float(row['test_ndcg@20']):.4f} | {row['epochs']} ({row['best_epoch']}) | "
-                f"{_num4(row['weight_mean'])} | {_num4(row['weight_var'])} | {p} |")
+    dr4sr = None
+    if (results.parent / "dr4sr.csv").exists():
+        dr4sr = next((p for p in verdict_pairings(results.parent, ranks_dir.parent)[0]
+                      if (p.dataset, p.model) == ("beauty", "sasrec") and p.label.startswith("DR4SR (")
+                      and "authors'" not in p.label), None)
+    plus_user = lambda rs: _user_metric(rs, ranks_dir, "ndcg@20")  # noqa: E731
+
+    def versus_dr4sr(rs):
+        seeds = {r["target_seed"] for r in rs}
+        dr = [r for r in dr4sr.method if r["target_seed"] in seeds] if dr4sr else []
+        if len(dr) != len(seeds):
+            return "", ""
+        mean = np.mean([float(r["test_ndcg@20"]) for r in dr])
+        return f"{mean:.4f}", _fmt_p(paired_p(dr4sr.method_user(dr, "ndcg@20"), plus_user(rs)))
+
+    def line(rs, option, p=""):
+        row = rs[0]
+        seeds = ", ".join(r["target_seed"] for r in rs)
+        mean = lambda col: np.mean([float(r[col]) for r in rs])  # noqa: E731
+        dr_mean, dr_p = versus_dr4sr(rs)
+        ident = row["run_id"] if len(rs) == 1 else f"mean of {len(rs)}"
+        return (f"| {ident} | {option} | {seeds} | {mean('valid_ndcg@20'):.4f} | {mean('test_ndcg@20'):.4f} | "
+                + (f"{row['epochs']} ({row['best_epoch']}) | {_num4(row['weight_mean'])} | " if len(rs) == 1 else
+                   f"best {', '.join(r['best_epoch'] for r in rs)} | | ")
+                + f"{p} | {dr_mean} | {dr_p} |")
 
     def varied(r):  # the issue-26 run this one varies: same model, seed and upper-level rates
         return [b for b in rows if b["stage"] == "issue26" and (b["model"], b["target_seed"], b["upper_lr"],
                 b["upper_weight_decay"]) == (r["model"], r["target_seed"], r["upper_lr"], r["upper_weight_decay"])]
 
+    def option(r):
+        plus = json.loads(r["plus_config"]) if r["plus_config"] else {}
+        base = varied(r)
+        released = json.loads(base[0]["plus_config"]) if base and base[0]["plus_config"] else {}
+        return ", ".join(f"{k}={v}" for k, v in sorted(plus.items()) if released and released.get(k) != v) or "?"
+
+    out = ["\nExploratory, declared after the test figures above were read (`python benchmarks/dr4srplus.py explore`; "
+           "never in the verdict): the selected run again with one option changed, beside it. p: paired Wilcoxon over "
+           "test users of NDCG@20 against the run as released; DR4SR: README's verdict rows at the same seeds (the "
+           "regenerator DR4SR+ trains on) and the p against them. A line over several seeds averages each user over "
+           "them.\n",
+           "| run | option | target seeds | valid N@20 | test N@20 | epochs (best) | final mean w | p vs released "
+           "| DR4SR test N@20 | p vs DR4SR |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     shown = set()
+    by_option = defaultdict(list)
     for r in sorted(runs, key=lambda r: (r["model"], int(r["target_seed"]))):
         base = varied(r)
         for b in base:
             if b["run_id"] not in shown:
                 shown.add(b["run_id"])
-                out.append(line(b, "as released"))
-        plus = json.loads(r["plus_config"]) if r["plus_config"] else {}
-        released = json.loads(base[0]["plus_config"]) if base and base[0]["plus_config"] else {}
-        changed = ", ".join(f"{k}={v}" for k, v in sorted(plus.items()) if released and released.get(k) != v) or "?"
-        p = _fmt_p(paired_p(_user_metric(base, ranks_dir, "ndcg@20"), _user_metric([r], ranks_dir, "ndcg@20"))) \
-            if base else ""
-        out.append(line(r, changed, p))
+                out.append(line([b], "as released"))
+        out.append(line([r], option(r), _fmt_p(paired_p(plus_user(base), plus_user([r]))) if base else ""))
+        by_option[option(r)].append(r)
+    for opt, rs in by_option.items():
+        base = [b for r in rs for b in varied(r)]
+        if len(rs) > 1 and len(base) == len(rs):
+            out.append(line(base, "as released"))
+            out.append(line(rs, opt, _fmt_p(paired_p(plus_user(base), plus_user(rs)))))
     return out
 
 
@@ -271,7 +305,7 @@ def dr4srplus_report(results: Path, ranks_dir: Path) -> str:
             out.append(f"| {rate:g} | {float(r['valid_ndcg@20']):.4f} | {r['epochs']} ({r['best_epoch']}) | "
                        f"{r['upper_steps']} ({r['upper_skipped']}) | {float(r['weight_mean']):.4f} | "
                        f"{float(r['weight_var']):.4f} | {mark} |")
-    out += _dr4srplus_explore(rows, ranks_dir)
+    out += _dr4srplus_explore(rows, results, ranks_dir)
     # ---- test table: DR4SR / DR4SR+ rows grouped per regenerator (and grid), the controls shared
     groups = defaultdict(list)
     for r in rows:

@@ -203,3 +203,34 @@ def test_the_explore_stage_varies_the_selected_run_beside_it(tmp_path, bench):
     assert lines[0].rstrip(" |").split("| ")[-1] != ""  # p against the run it varies
     (base,) = [ln for ln in text.splitlines() if ln.startswith(f"| {runs[1].run_id(regen)} ")]
     assert "| as released | 0 | 0.0700 |" in base
+
+
+def test_an_explore_option_at_several_seeds_gets_a_pooled_line(tmp_path, bench):
+    study, report, res = bench
+    regen = "r1"
+    runs = study.issue26_runs([], regen)
+    rows = [_row(study, r.run_id(regen), "issue26", "sasrec", "dr4sr+", 0, v, 0.04, r.rate, r.upper_weight_decay)
+            for r, v in zip(runs, (0.05, 0.07, 0.06))]
+    seed1 = study.issue26_runs(rows, regen)[3]
+    assert seed1.target_seed == 1
+    rows.append(_row(study, seed1.run_id(regen), "issue26", "sasrec", "dr4sr+", 1, 0.05, 0.04, seed1.rate,
+                     seed1.upper_weight_decay))
+    off0, off1 = [r for r in study.explore_runs(rows, regen) if r.plus["warmup_epochs"] == 400][:2]
+    results, ranks = tmp_path / "dr4srplus.csv", tmp_path / "ranks"
+    rng = np.random.default_rng(3)
+    for r, run in zip(rows, runs + [seed1]):
+        r.update(weight_mean=0.25, weight_var=0.002, epochs=44, best_epoch=22, plus_config=json.dumps(run.plus))
+    for run, seed in ((off0, 0), (off1, 1)):
+        row = _row(study, run.run_id(regen), "explore", "sasrec", "dr4sr+", seed, 0.055, 0.045, run.rate,
+                   run.upper_weight_decay)
+        row.update(epochs=70, best_epoch=50, plus_config=json.dumps(run.plus))
+        rows.append(row)
+    for row in rows:  # the explore runs rank every user's target better than the released ones
+        res.append_row(results, row, study.COLUMNS)
+        better = row["stage"] == "explore"
+        res.save_ranks(ranks / f"{row['run_id']}.npz", rng.integers(0, 10 if better else 40, 300))
+    text = report.dr4srplus_report(results, ranks)
+    (pooled,) = [ln for ln in text.splitlines() if ln.startswith("| mean of 2 | warmup_epochs=400 | 0, 1 |")]
+    (released,) = [ln for ln in text.splitlines() if ln.startswith("| mean of 2 | as released | 0, 1 |")]
+    assert "| 0.0550 | 0.0450 | best 50, 50 |" in pooled and float(pooled.split("|")[8]) < 1e-3
+    assert "| 0.0400 |" in released

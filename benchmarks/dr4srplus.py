@@ -290,6 +290,9 @@ class Study:
         d = self.regen_dirs.get(dataset)
         if d is None:
             return ""
+        if not (Path(d) / "regenerated.json").exists():
+            raise SystemExit(f"--regen {dataset}={d}: no finished `fastregen regenerate` folder there "
+                             "(no regenerated.json)")
         return regenerated_sha256(d)[:12]
 
     def sets(self, dataset: str):
@@ -442,7 +445,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["plan", "select", "replicate", "others", "ablation", "overhead", "queue",
                                       "explore"])
-    ap.add_argument("--max-runs", type=int, default=0, help="queue: stop after this many runs (0: until none is left)")
+    ap.add_argument("--max-runs", type=int, default=0,
+                    help="queue, explore: stop after this many runs (0: until none is left)")
     ap.add_argument("--regen", action="append", default=[], metavar="DATASET=DIR",
                     help="finished `fastregen regenerate` folder of a dataset (repeatable)")
     ap.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
@@ -482,14 +486,15 @@ def main(argv=None) -> int:
         "queue": issue26_runs(rows, study.regen_id("beauty")),
         "explore": explore_runs(rows, study.regen_id("beauty")),
     }
-    if args.stage == "queue":  # exit 0 after a run, 3: every pending run is held elsewhere, 4: none pending
+    if args.stage in ("queue", "explore"):  # exit 0 after a run, 3: every pending run held elsewhere, 4: none
         if not study.regen_id("beauty"):
-            raise SystemExit(f"the queue needs the study's DR4SR folder ({STUDY_REGEN}) or --regen beauty=DIR")
+            raise SystemExit(f"the {args.stage} needs the study's DR4SR folder ({STUDY_REGEN}) or --regen beauty=DIR")
         import torch
 
         torch.set_num_threads(args.threads)
         regen = study.regen_id("beauty")
-        return run_queue(lambda: issue26_runs(list(study.done().values()), regen), lambda r: r.run_id(regen),
+        declared = issue26_runs if args.stage == "queue" else explore_runs
+        return run_queue(lambda: declared(list(study.done().values()), regen), lambda r: r.run_id(regen),
                          study.done, study.work / "locks", lambda r: study._train(r, r.run_id(regen), regen),
                          max_runs=args.max_runs)
     if args.stage == "plan":

@@ -8,8 +8,9 @@
 # original split and on fastregen's DR4SR set; their checkout is named in benchmarks/runs/authors.path;
 # first because stage 1 is complete and the core queue behind it holds ~30 h, which would leave
 # stage 2 unanswered for sessions), then DR4SR stages 1-4 (`--core-only`: Beauty SASRec seeds, the
-# authors' training scheme, Beauty GRU4Rec, Toys/Sports), then DR4SR+ (stage 5), then UniDS on ml-100k (stage 6), then the rest of the DR4SR plan. A queue script exits 0
-# after a run, 3 when every pending run is held by the other worker (or not ready), 4 when it
+# authors' training scheme, Beauty GRU4Rec, Toys/Sports), then DR4SR+ (stage 5), then UniDS on ml-100k (stage 6), then
+# DR4SR+'s exploratory runs (`dr4srplus.py explore`, post hoc, outside the verdict), then the rest of the DR4SR plan.
+# A queue script exits 0 after a run, 3 when every pending run is held by the other worker (or not ready), 4 when it
 # has none pending. After every run the worker starts again from the first queue, so new
 # commits' code and declarations are picked up between runs. The interpreter is read anew
 # before every run from benchmarks/runs/python (one line: a python whose fastregen is installed
@@ -26,6 +27,7 @@ QUEUES=(
   "dr4sr_study.py queue --core-only"
   "dr4srplus.py queue"
   "unids.py queue"
+  "dr4srplus.py explore"
   "dr4sr_study.py queue"
 )
 for k in 0 1; do

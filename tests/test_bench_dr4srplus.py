@@ -234,3 +234,9 @@ def test_an_explore_option_at_several_seeds_gets_a_pooled_line(tmp_path, bench):
     (released,) = [ln for ln in text.splitlines() if ln.startswith("| mean of 2 | as released | 0, 1 |")]
     assert "| 0.0550 | 0.0450 | best 50, 50 |" in pooled and float(pooled.split("|")[8]) < 1e-3
     assert "| 0.0400 |" in released
+
+
+def test_a_regen_folder_that_is_not_a_finished_one_is_named(tmp_path, bench):
+    study, _, _ = bench
+    with pytest.raises(SystemExit, match=r"--regen beauty=.*nowhere: no finished `fastregen regenerate` folder"):
+        study.main(["explore", "--work", str(tmp_path), "--regen", f"beauty={tmp_path / 'nowhere'}"])

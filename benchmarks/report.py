@@ -179,9 +179,7 @@ def _dr4srplus_explore(rows: list[dict], results: Path, ranks_dir: Path) -> list
         return []
     dr4sr = None
     if (results.parent / "dr4sr.csv").exists():
-        dr4sr = next((p for p in verdict_pairings(results.parent, ranks_dir.parent)[0]
-                      if (p.dataset, p.model) == ("beauty", "sasrec") and p.label.startswith("DR4SR (")
-                      and "authors'" not in p.label), None)
+        dr4sr = _plain_dr4sr(verdict_pairings(results.parent, ranks_dir.parent)[0], "beauty", "sasrec")
     plus_user = lambda rs: _user_metric(rs, ranks_dir, "ndcg@20")  # noqa: E731
 
     def versus_dr4sr(rs):
@@ -224,13 +222,13 @@ def _dr4srplus_explore(rows: list[dict], results: Path, ranks_dir: Path) -> list
     shown = set()
     by_option = defaultdict(list)
     for r in sorted(runs, key=lambda r: (r["model"], int(r["target_seed"]))):
-        base = varied(r)
+        base, opt = varied(r), option(r)
         for b in base:
             if b["run_id"] not in shown:
                 shown.add(b["run_id"])
                 out.append(line([b], "as released"))
-        out.append(line([r], option(r), _fmt_p(paired_p(plus_user(base), plus_user([r]))) if base else ""))
-        by_option[option(r)].append(r)
+        out.append(line([r], opt, _fmt_p(paired_p(plus_user(base), plus_user([r]))) if base else ""))
+        by_option[opt].append(r)
     for opt, rs in by_option.items():
         base = [b for r in rs for b in varied(r)]
         if len(rs) > 1 and len(base) == len(rs):
@@ -870,19 +868,25 @@ def breakdown_report(results: Path, ranks_dir: Path) -> str:
     return "\n".join(out + _plus_dev_table(pairs, folder)) + "\n"
 
 
+def _plain_dr4sr(pairs: list, dataset: str, model: str):
+    """The verdict's DR4SR line of ``dataset``/``model`` under fastregen's own trainer and scheme (the one
+    DR4SR+ trains beside; the authors' scheme and trainer have lines of their own), or None."""
+    return next((p for p in pairs if (p.dataset, p.model) == (dataset, model) and p.label.startswith("DR4SR (")
+                 and "authors'" not in p.label), None)
+
+
 def _plus_dev_table(pairs: list, folder: Path) -> list[str]:
     """DR4SR+ against DR4SR (both under fastregen's trainer) by how many copies of each user's original
     training sequence DR4SR+'s lower level kept (``results/strata/dr4srplus-dev/``, `plus_dev_strata.py`)."""
     out = []
     for plus in (p for p in pairs if p.label.startswith("DR4SR+")):
         path = folder / "strata" / "dr4srplus-dev" / f"{plus.dataset}.npz"
-        dr = [p for p in pairs if (p.dataset, p.model) == (plus.dataset, plus.model)
-              and p.label.startswith("DR4SR (") and "authors'" not in p.label]
-        if not path.exists() or len(dr) != 1:
+        dr = _plain_dr4sr(pairs, plus.dataset, plus.model)
+        if not path.exists() or dr is None:
             continue
         with np.load(path) as z:
             kept = z["copies_kept"]
-        a, b = dr[0].users()[1], plus.users()[1]
+        a, b = dr.users()[1], plus.users()[1]
         if a.size != kept.size:
             raise SystemExit(f"{path} holds {kept.size} test users, the ranks of {plus.label} {a.size}: rerun "
                              f"`python benchmarks/plus_dev_strata.py --dataset {plus.dataset}`")
@@ -899,7 +903,7 @@ def _plus_dev_table(pairs: list, folder: Path) -> list[str]:
             cells.append(f"{int(m.sum()):,} users: {a[m].mean():.4f} -> {b[m].mean():.4f}, "
                          f"{100 * (b[m].mean() / a[m].mean() - 1):+.0f}%, p {_fmt_p(paired_p(a[m], b[m]))}"
                          if m.any() and a[m].mean() > 0 else "—")
-        out.append(f"| {plus.label} against {dr[0].label} | {plus.dataset} | {plus.model} | "
+        out.append(f"| {plus.label} against {dr.label} | {plus.dataset} | {plus.model} | "
                    + " | ".join(cells) + " |")
     return out
 

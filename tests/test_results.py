@@ -371,6 +371,8 @@ def test_a_pinned_run_refuses_a_folder_holding_another_build(tmp_path, monkeypat
     pinned build itself is accepted."""
     import types
 
+    import torch
+
     import fastregen.models
 
     setting = ("V1", 5, 0.3)
@@ -384,7 +386,7 @@ def test_a_pinned_run_refuses_a_folder_holding_another_build(tmp_path, monkeypat
     monkeypatch.setattr(study, "baseline_model", lambda name: tmp_path / "model.pt")
     monkeypatch.setattr(study, "_record_regenerator", lambda *a: None)
     monkeypatch.setattr(fastregen.models, "load_model", lambda path: types.SimpleNamespace(
-        item_embedding=types.SimpleNamespace(weight=__import__("torch").zeros(3, 2))))
+        item_embedding=types.SimpleNamespace(weight=torch.zeros(3, 2))))
     monkeypatch.setattr(dr4sr_study, "regenerate_once",
                         lambda *a, **k: types.SimpleNamespace(training_sets=lambda: sets))
     held = {"sha": "0" * 64}

@@ -86,3 +86,37 @@ def test_the_report_shows_each_curve_at_its_selected_epoch(curves, tmp_path, mon
     mean4 = sum(r["test_ndcg@20"] for r in curve.records) / len(curve.records)
     assert cells[6] == f"{res['test']['ndcg@20']:.4f}" and cells[7:9] == [f"{mean4:.4f} (4)", "—"]
     assert "_No curves yet" in report.curves_report(tmp_path / "none.csv", tmp_path)
+
+
+def test_plus_dev_strata_counts_the_copies_each_user_kept(monkeypatch):
+    """plus_dev_strata.copies_kept: a user's two original copies, minus those held out, in test-user order;
+    a training set without some user's sequence is refused."""
+    import numpy as np
+
+    from fastregen.data import concat
+    from fastregen.dr4sr.plus import PlusConfig, split_dev
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    sys.modules.pop("plus_dev_strata", None)
+    import plus_dev_strata
+
+    data = synthetic(n_users=80, n_items=60, avg_len=8, n_patterns=5, seed=1)
+    original = leave_one_out(data).train
+    patterns = synthetic(n_users=30, n_items=60, avg_len=6, n_patterns=5, seed=2)
+    train = concat(original, patterns, original, num_items=data.num_items, sources=["original", "patterns", "original"])
+    lower, dev = split_dev(train, PlusConfig(dev_fraction=0.25))
+    kept = plus_dev_strata.copies_kept(data, train, lower)
+    assert kept.dtype == np.int8 and kept.size == len(leave_one_out(data).test.history)
+    assert int(2 * kept.size - kept.sum()) == len(dev)  # every held-out original row is one copy fewer
+    # by hand: which of the two rows of each user stayed
+    lists, tags = lower.to_lists(), np.asarray(lower.meta["source"])
+    stayed = [tuple(lists[i]) for i in np.flatnonzero(tags == list(lower.meta["source_names"]).index("original"))]
+    histories = [tuple(h[:-1]) for h in leave_one_out(data).test.history.to_lists()]
+    assert kept.tolist() == [stayed.count(h) // histories.count(h) for h in histories]
+    with pytest.raises(ValueError, match="is no 'original' row of the set"):
+        plus_dev_strata.copies_kept(data, concat(patterns, patterns, sources=["original", "patterns"]), lower)
+
+
+def test_a_run_id_of_no_study_row_is_named(curves, tmp_path):
+    with pytest.raises(SystemExit, match="nosuchrun is in neither dr4sr.csv nor issue 26's rows of dr4srplus.csv"):
+        curves.main(["nosuchrun", "--results", str(tmp_path / "curves.csv")])

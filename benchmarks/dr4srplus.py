@@ -200,9 +200,9 @@ def explore_runs(rows, regen: str = "") -> list[Run]:
     """Exploratory (post hoc, never in the verdict): the selected issue-26 run at seed 0 again with one
     PlusConfig option changed, in this order (empty until the selection has run):
 
-    * ``detach_hidden=True``: the released code feeds the personalizer undetached hidden states, so the
-      target model can lower its weighted loss by lowering every weight; in the selected runs the mean
-      weight fell from 0.5 to 0.09-0.26 while validation fell with it.
+    * ``detach_hidden=True``: the released code feeds the personalizer undetached hidden states (e25d0c3
+      ``model/metamodel.py:177-178``), so the target model can lower its weighted loss by lowering every
+      weight; in the selected runs the mean weight fell from 0.5 to 0.09-0.26 while validation fell with it.
     * ``tau=1e4``: weights 0.5 without their Gumbel noise (+-9% per target at tau = 10); the runs with
       steady weights (upper lr 1e-3, detached) still plateau below DR4SR from epoch ~22, and this tells
       the noise apart from what is left (the held-out dev rows, the upper steps' side effects).

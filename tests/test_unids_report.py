@@ -125,3 +125,32 @@ def test_bench_run_writes_a_row_with_the_training_datas_hash(tmp_path, bench, mo
     assert rows[0]["train_sha256"] == array_sha256(split.offsets, split.items)
     assert rows[1]["train_sha256"] == rows[2]["train_sha256"] != rows[0]["train_sha256"]  # one generator folder
     assert all((tmp_path / "ranks" / f"{r['run_id']}.stage.npz").exists() for r in rows)
+
+
+def test_ablations_are_read_against_the_full_unids_at_shared_seeds(tmp_path, bench):
+    """The ablation table pairs each ablation with the full UniDS (not the original data) at the seeds both
+    ran, and prints the paper's Table 3 change beside it."""
+    report, unids, results = bench
+    csv, ranks = tmp_path / "unids.csv", tmp_path / "ranks"
+    ranks.mkdir()
+    base = np.random.default_rng(2).integers(0, 20, size=200)  # half the users in the top 10
+    runs = [("o0", "original", 0, 0.10, base), ("u0", "unids", 0, 0.20, base), ("u1", "unids", 1, 0.20, base),
+            ("t0", "no_tc", 0, 0.10, base + 40), ("t1", "no_tc", 1, 0.10, base + 40),
+            ("g2", "no_ug", 2, 0.40, base)]  # no full UniDS at seed 2: nothing to pair with
+    for run_id, variant, seed, test, r in runs:
+        results.save_ranks(ranks / f"{run_id}.npz", r)
+        np.savez_compressed(ranks / f"{run_id}.stage.npz", auc=(1 - r / 1000).astype(np.float32),
+                            logloss=np.ones(r.size, np.float32), mrr=(1 / (r + 1)).astype(np.float32))
+        results.append_row(csv, _row(unids, run_id, variant, seed, 0.1, test), unids.COLUMNS)
+    text = report.unids_report(csv, ranks)
+    assert "Ablations against the full UniDS" in text
+    # the ablation table's lines (13 cells; the main table's own no_tc line has 15)
+    lines = [[c.strip() for c in ln.split("|")][1:-1] for ln in text.splitlines()
+             if ln.startswith("| ml-100k | hstu | no_")]
+    lines = [cells for cells in lines if len(cells) == 13]
+    (cells,) = lines  # no_tc; no_ug ran at seed 2 only, where no full UniDS ran: nothing to pair with
+    assert cells[4:7] == ["-50.0%"] * 3  # 0.10 against the full UniDS's 0.20, not against the original's 0.10
+    # every user ranked 40 places lower: AUC and MRR drop for all, NDCG@10 for the few within the top 10
+    assert float(cells[7]) < 1e-6 and float(cells[8]) < 1e-6 and float(cells[9]) < 0.05
+    assert cells[10:13] == ["-0.6%", "-1.7%", "-3.9%"]  # Table 3, ML-1M: 0.8030/0.8081, 0.1538/0.1565, 0.1805/0.1878
+    assert cells[2:4] == ["no_tc", "2"]

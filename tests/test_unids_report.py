@@ -127,30 +127,33 @@ def test_bench_run_writes_a_row_with_the_training_datas_hash(tmp_path, bench, mo
     assert all((tmp_path / "ranks" / f"{r['run_id']}.stage.npz").exists() for r in rows)
 
 
-def test_ablations_are_read_against_the_full_unids_at_shared_seeds(tmp_path, bench):
-    """The ablation table pairs each ablation with the full UniDS (not the original data) at the seeds both
-    ran, and prints the paper's Table 3 change beside it."""
+def test_arms_are_read_against_the_full_unids_at_shared_seeds(tmp_path, bench):
+    """The table of UniDS's bar pairs each arm with the full UniDS (not the original data) at the seeds both
+    ran, and prints the paper's change beside it: Table 3 for an ablation, Table 1 for RepPad and DR4SR."""
     report, unids, results = bench
     csv, ranks = tmp_path / "unids.csv", tmp_path / "ranks"
     ranks.mkdir()
     base = np.random.default_rng(2).integers(0, 20, size=200)  # half the users in the top 10
     runs = [("o0", "original", 0, 0.10, base), ("u0", "unids", 0, 0.20, base), ("u1", "unids", 1, 0.20, base),
             ("t0", "no_tc", 0, 0.10, base + 40), ("t1", "no_tc", 1, 0.10, base + 40),
-            ("g2", "no_ug", 2, 0.40, base)]  # no full UniDS at seed 2: nothing to pair with
+            ("g2", "no_ug", 2, 0.40, base),  # no full UniDS at seed 2: nothing to pair with
+            ("r0", "reppad", 0, 0.30, base)]
     for run_id, variant, seed, test, r in runs:
         results.save_ranks(ranks / f"{run_id}.npz", r)
         np.savez_compressed(ranks / f"{run_id}.stage.npz", auc=(1 - r / 1000).astype(np.float32),
                             logloss=np.ones(r.size, np.float32), mrr=(1 / (r + 1)).astype(np.float32))
         results.append_row(csv, _row(unids, run_id, variant, seed, 0.1, test), unids.COLUMNS)
     text = report.unids_report(csv, ranks)
-    assert "Ablations against the full UniDS" in text
-    # the ablation table's lines (13 cells; the main table's own no_tc line has 15)
-    lines = [[c.strip() for c in ln.split("|")][1:-1] for ln in text.splitlines()
-             if ln.startswith("| ml-100k | hstu | no_")]
-    lines = [cells for cells in lines if len(cells) == 13]
-    (cells,) = lines  # no_tc; no_ug ran at seed 2 only, where no full UniDS ran: nothing to pair with
+    assert "Against the full UniDS" in text
+    # that table's lines (14 cells; the main table's have 15)
+    lines = [[c.strip() for c in ln.split("|")][1:-1] for ln in text.splitlines() if ln.startswith("| ml-100k")]
+    lines = [cells for cells in lines if len(cells) == 14]
+    # no_ug ran at seed 2 only, where no full UniDS ran: nothing to pair with
+    assert [cells[2] for cells in lines] == ["reppad", "no_tc"]
+    rep, cells = lines
+    assert rep[3:7] == ["1"] + ["+50.0%"] * 3 and rep[10:14] == ["-2.2%", "-2.4%", "-3.7%", "1"]
     assert cells[4:7] == ["-50.0%"] * 3  # 0.10 against the full UniDS's 0.20, not against the original's 0.10
     # every user ranked 40 places lower: AUC and MRR drop for all, NDCG@10 for the few within the top 10
     assert float(cells[7]) < 1e-6 and float(cells[8]) < 1e-6 and float(cells[9]) < 0.05
-    assert cells[10:13] == ["-0.6%", "-1.7%", "-3.9%"]  # Table 3, ML-1M: 0.8030/0.8081, 0.1538/0.1565, 0.1805/0.1878
+    assert cells[10:14] == ["-0.6%", "-1.7%", "-3.9%", "3"]  # Table 3, ML-1M: .8030/.8081, .1538/.1565, .1805/.1878
     assert cells[2:4] == ["no_tc", "2"]

@@ -930,9 +930,9 @@ def _plus_dev_table(pairs: list, folder: Path) -> list[str]:
                              f"`python benchmarks/plus_dev_strata.py --dataset {plus.dataset}`")
         if not out:
             out = ["\nDR4SR+ holds a seeded 10% of the original rows of its training set out as its dev set (the "
-                   "authors draw the dev batch from the training file itself: e25d0c3 `model/metamodel.py:86-87`). The same "
-                   "users split by how many "
-                   "of the two copies of their original training sequence DR4SR+'s lower level kept "
+                   "authors draw the dev batch from the training file itself: e25d0c3 `model/metamodel.py:86-87`). The "
+                   "same users split by how many of the two copies of their original training sequence DR4SR+'s "
+                   "lower level kept "
                    "(`results/strata/dr4srplus-dev/`, `python benchmarks/plus_dev_strata.py`): DR4SR -> DR4SR+ "
                    "(the line's metric, mean over the seeds), relative change, two-sided Wilcoxon p.\n",
                    "| method | data | model | both copies kept | one kept | none kept |", "|---|---|---|---|---|---|"]
